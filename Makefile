@@ -1,0 +1,74 @@
+# hotffi -- build, test and benchmark.  `make help` lists the targets.
+
+NGINX_SRC   ?= /usr/share/nginx/src
+NGINX       ?= /usr/sbin/nginx
+BUILD       := build
+CC          ?= cc
+CFLAGS      ?= -O2 -g
+WARN        := -Wall -Wextra -Werror -Wpointer-arith -Wno-unused-parameter
+RT_CFLAGS   := $(CFLAGS) $(WARN) -fPIC -Iinclude
+
+CORE_SRCS   := $(wildcard src/core/*.c)
+CORE_HDRS   := $(wildcard src/core/*.h) include/hotffi.h
+NGX_SRCS    := $(wildcard src/nginx/*.c src/nginx/*.h) src/nginx/config
+MODULE      := $(BUILD)/modules/ngx_http_hotffi_module.so
+
+# runtimes: examples/c/NAME.c and tests/runtimes/NAME.c -> build/lib/libNAME.so
+EXAMPLES    := $(patsubst examples/c/%.c,$(BUILD)/lib/lib%.so,$(wildcard examples/c/*.c))
+TEST_RTS    := $(patsubst tests/runtimes/%.c,$(BUILD)/lib/lib%.so,$(wildcard tests/runtimes/*.c))
+
+.PHONY: all setup demo run test test-unit test-nginx lint bench clean help
+
+all: $(MODULE) $(EXAMPLES) $(TEST_RTS)
+
+help:
+	@echo "make setup      install Debian packages (as root) and build"
+	@echo "make demo       start nginx with the examples, call them, stop"
+	@echo "make run        the demo nginx in the foreground until Ctrl-C"
+	@echo "make test       unit tests (ASan+UBSan, TSan) and nginx tests"
+	@echo "make bench      benchmarks (bench/README.md)"
+	@echo "make lint       format and static checks"
+
+setup:
+	sh scripts/setup.sh
+	$(MAKE) all
+
+# The module is built the standard way, in a private copy of the nginx tree
+# that matches the installed nginx (Debian's nginx-dev), with its flags.
+$(MODULE): $(CORE_SRCS) $(CORE_HDRS) $(NGX_SRCS)
+	@test -x $(NGINX_SRC)/configure || \
+	    { echo "no nginx source at $(NGINX_SRC): run 'make setup'"; exit 1; }
+	rm -rf $(BUILD)/nginx-src
+	mkdir -p $(BUILD)/modules
+	cp -r $(NGINX_SRC) $(BUILD)/nginx-src
+	cd $(BUILD)/nginx-src && bash -c '. ./conf_flags 2>/dev/null; \
+	    ./configure "$${NGX_CONF_FLAGS[@]:---with-compat}" \
+	        --add-dynamic-module=$(CURDIR)/src/nginx' > configure.log
+	$(MAKE) -C $(BUILD)/nginx-src -f objs/Makefile modules
+	cp $(BUILD)/nginx-src/objs/ngx_http_hotffi_module.so $@
+
+$(BUILD)/lib/lib%.so: examples/c/%.c include/hotffi.h
+	@mkdir -p $(BUILD)/lib
+	$(CC) $(RT_CFLAGS) -shared -o $@ $< -lpthread $(LIBS_$*)
+
+$(BUILD)/lib/lib%.so: tests/runtimes/%.c include/hotffi.h
+	@mkdir -p $(BUILD)/lib
+	$(CC) $(RT_CFLAGS) -shared -o $@ $< -lpthread $(LIBS_$*)
+
+LIBS_digest := -lcrypto
+
+demo: all
+	sh examples/demo.sh
+
+run: all
+	sh examples/demo.sh --foreground
+
+include tests/unit/unit.mk
+
+test: all test-unit test-nginx
+
+test-nginx: all
+	prove -r tests/nginx/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,137 @@
+/*
+ * hotffi.h -- the C ABI between hotffi and the runtime libraries it loads.
+ *
+ * A runtime is a shared library that exports libffi_init().  hotffi calls it
+ * once per (library, configuration) in each nginx worker, handing it a task
+ * queue.  The runtime's own threads take tasks from the queue, read each
+ * request and answer it.  Everything here is binary-compatible with
+ * lua-resty-ffi: a library built for it loads and works unmodified, and a
+ * library written against this header alone also works on lua-resty-ffi as
+ * long as it uses only the lua-resty-ffi names.
+ *
+ * Ownership in one paragraph: a request belongs to hotffi and is valid from
+ * the moment a task is polled until it is answered.  A response is malloc()'ed
+ * by the runtime and belongs to hotffi once passed to respond().  A task
+ * belongs to the runtime from poll() until respond(); after respond() the
+ * runtime must not touch it again.
+ */
+
+#ifndef HOTFFI_H
+#define HOTFFI_H
+
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* hotffi is loaded into a process whose other code may build hidden */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+
+/* Bumped when a declaration below changes incompatibly. */
+#define HOTFFI_ABI_VERSION  1
+
+
+/*
+ * rc values hotffi itself puts on a task.  A runtime answers with 0 for
+ * success and any other value for failure; these are negative so that they
+ * never collide with a runtime's own (positive) error codes.
+ */
+#define HOTFFI_TASK_CANCELLED  -100
+
+
+/* ---- exported by the runtime library ---------------------------------- */
+
+/*
+ * Required.  Starts the runtime: parse cfg, start the polling thread(s),
+ * return 0.  Any other return value fails the load and the runtime is
+ * discarded (its queue is stopped, so threads it already started get NULL
+ * from poll).
+ *
+ * thread: the nginx worker's event loop -- do not block here.
+ * cfg:    borrowed NUL-terminated string, or NULL when Lua passed nil;
+ *         hotffi frees it after libffi_init() returns, so copy what you keep.
+ * tq:     borrowed; valid until poll() returns NULL.
+ */
+int libffi_init(char *cfg, void *tq);
+
+/*
+ * Optional, hotffi only.  Called after the stop marker has been delivered,
+ * on a thread of hotffi's (never the event loop), so it may block: join the
+ * threads that polled tq and release what libffi_init() created.  When it
+ * returns, no code of the library may run any more; only then does hotffi
+ * dlclose() a library loaded with unpin = true and free tq.  A library
+ * without libffi_fini() is never dlclose()'d: hotffi cannot know when its
+ * threads have left the library's code.
+ *
+ * thread: a hotffi reaper thread.
+ * tq:     borrowed; it is freed after libffi_fini() returns.
+ */
+int libffi_fini(void *tq);
+
+
+/* ---- provided by hotffi, lua-resty-ffi names ---------------------------- */
+
+/*
+ * Takes the next task, blocking until there is one.  Returns NULL when the
+ * runtime was unloaded and every task queued before the unload has been
+ * handed out: the runtime must stop.  Every later call also returns NULL,
+ * so each of several polling threads sees the stop.  Tasks whose caller gave
+ * up before they were taken are answered by hotffi and never returned.
+ *
+ * thread: any runtime thread.  thread-safe.
+ * tq:     borrowed.
+ * returns a task the runtime owns until it calls respond(), or NULL.
+ */
+void *ngx_http_lua_ffi_task_poll(void *tq);
+
+/*
+ * The request bytes of a task and, in *len, their number (the request may
+ * contain NUL bytes and is not NUL-terminated; it is never NULL, an empty
+ * request gives a valid pointer and 0).
+ *
+ * thread: the thread that owns the task.
+ * returns memory borrowed from the task: valid until respond().
+ */
+char *ngx_http_lua_ffi_get_req(void *task, int *len);
+
+/*
+ * Answers a task.  rc 0 is success; anything else fails the call with rc
+ * (the Lua caller sees false, rc, rsp).  rsp may be NULL for no payload.
+ * rsp_len is the payload size; 0 (or less) with a non-NULL rsp means rsp is a
+ * NUL-terminated string.  The caller may have given up already (timeout,
+ * client gone): respond() is still required, and hotffi frees everything.
+ *
+ * thread: the thread that owns the task.  thread-safe.
+ * task:   ownership passes to hotffi; do not touch it afterwards.
+ * rsp:    ownership passes to hotffi, which free()s it.
+ */
+void ngx_http_lua_ffi_respond(void *task, int rc, char *rsp, int rsp_len);
+
+
+/* ---- provided by hotffi, hotffi names ----------------------------------- */
+
+/* The ABI version hotffi was built with (HOTFFI_ABI_VERSION).  thread: any. */
+int hotffi_abi_version(void);
+
+/*
+ * 1 once the caller has given up on this task (it timed out, the request
+ * ended, the coroutine was killed), else 0.  A runtime doing long work may
+ * check it and answer early; it must still call respond().
+ *
+ * thread: the thread that owns the task.  thread-safe.
+ */
+int hotffi_task_cancelled(void *task);
+
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HOTFFI_H */

@@ -1,0 +1,298 @@
+-- resty.hotffi -- call runtimes written in C, Go, Rust, Python... from nginx
+-- Lua without blocking the event loop.  See docs/api.md.
+
+local ffi = require "ffi"
+local base = require "resty.core.base"
+local semaphore = require "ngx.semaphore"
+
+local C = ffi.C
+local ffi_gc = ffi.gc
+local ffi_new = ffi.new
+local ffi_str = ffi.string
+local get_request = base.get_request
+local get_string_buf = base.get_string_buf
+local get_size_ptr = base.get_size_ptr
+local sema_wait = semaphore.wait
+local error = error
+local floor = math.floor
+local setmetatable = setmetatable
+local tonumber = tonumber
+local tostring = tostring
+local type = type
+
+
+-- ngx.semaphore's cdef comes first: it declares ngx_http_lua_sema_t
+ffi.cdef[[
+typedef struct {
+    uint64_t  calls;
+    uint64_t  ok;
+    uint64_t  failed;
+    uint64_t  abandoned;
+    uint64_t  rejected;
+    uint64_t  inflight;
+    uint64_t  queued;
+    uint64_t  unloaded;
+} hotffi_ffi_stats_t;
+
+typedef struct {
+    uint64_t  tasks_live;
+    uint64_t  wakeups;
+    uint64_t  completions;
+    uint64_t  runtimes;
+} hotffi_ffi_hub_stats_t;
+
+int ngx_http_hotffi_ffi_version(void);
+void *ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
+    size_t cfg_len, uint32_t max_queue, int global, int unpin,
+    unsigned char *err, size_t *errlen);
+void ngx_http_hotffi_ffi_runtime_unload(void *rt);
+void ngx_http_hotffi_ffi_runtime_release(void *rt);
+void ngx_http_hotffi_ffi_runtime_stats(void *rt, hotffi_ffi_stats_t *out);
+int ngx_http_hotffi_ffi_hub_stats(hotffi_ffi_hub_stats_t *out);
+void *ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
+    const char *req, size_t len, ngx_http_lua_sema_t **psema,
+    unsigned char *err, size_t *errlen);
+int ngx_http_hotffi_ffi_call_result(void *task, const char **rsp,
+    size_t *len);
+void ngx_http_hotffi_ffi_call_finish(void *task);
+void ngx_http_hotffi_ffi_call_abandon(void *task);
+]]
+
+
+local FFI_VERSION = 1
+local ERR_BUF_SIZE = 1024
+local DEFAULT_MAX_QUEUE = 65536
+local DEFAULT_TIMEOUT = 60
+local MAX_QUEUE_LIMIT = 2 ^ 31 - 1
+
+
+do
+    local ok, v = pcall(function() return C.ngx_http_hotffi_ffi_version() end)
+    if not ok then
+        error("resty.hotffi: ngx_http_hotffi_module is not loaded "
+              .. "(add load_module .../ngx_http_hotffi_module.so after "
+              .. "ngx_http_lua_module to nginx.conf)", 2)
+    end
+    if v ~= FFI_VERSION then
+        error("resty.hotffi: ngx_http_hotffi_module speaks FFI version "
+              .. v .. ", this Lua library version " .. FFI_VERSION
+              .. ": install matching builds", 2)
+    end
+end
+
+
+local _M = { version = "0.1.0" }
+
+-- A runtime object is a table whose every string key is a call, so its own
+-- state lives under integer keys that no method name can shadow.
+local PTR, KEY, TIMEOUT = 1, 2, 3
+
+-- per worker: "lib&cfg" -> runtime object
+local runtimes = {}
+
+local psema = ffi_new("ngx_http_lua_sema_t *[1]")
+local prsp = ffi_new("const char *[1]")
+local plen = ffi_new("size_t[1]")
+local stats_buf = ffi_new("hotffi_ffi_stats_t")
+local hub_stats_buf = ffi_new("hotffi_ffi_hub_stats_t")
+
+-- semaphore.wait() reads .sem before it yields and never after, and the
+-- semaphore itself belongs to the C side, so one table serves every call.
+local waiter = {}
+
+
+local function check_timeout(t, what, level)
+    if type(t) ~= "number" or t ~= t or t <= 0 then
+        error("bad " .. what .. ": positive number of seconds expected, got "
+              .. tostring(t), level + 1)
+    end
+    return t
+end
+
+
+local function call(self, req, timeout)
+    local tr = type(req)
+    if tr == "number" then
+        req = tostring(req)
+    elseif tr ~= "string" then
+        error("bad request: string expected, got " .. tr, 2)
+    end
+
+    if timeout == nil then
+        timeout = self[TIMEOUT]
+    else
+        check_timeout(timeout, "timeout", 2)
+    end
+
+    local r = get_request()
+    if not r then
+        error("no request found", 2)
+    end
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    local task = C.ngx_http_hotffi_ffi_call_post(r, self[PTR], req, #req,
+                                                 psema, err, errlen)
+    if task == nil then
+        return false, nil, ffi_str(err, errlen[0])
+    end
+
+    -- self stays referenced by this frame across the yield, and the task
+    -- holds its own reference on the C runtime
+    waiter.sem = psema[0]
+    local ok, werr = sema_wait(waiter, timeout)
+    if not ok then
+        C.ngx_http_hotffi_ffi_call_abandon(task)
+        return false, nil, werr
+    end
+
+    local rc = C.ngx_http_hotffi_ffi_call_result(task, prsp, plen)
+    local rsp
+    if prsp[0] ~= nil then
+        rsp = ffi_str(prsp[0], plen[0])
+    end
+    C.ngx_http_hotffi_ffi_call_finish(task)
+
+    if rc == 0 then
+        return true, rsp
+    end
+    return false, rc, rsp
+end
+
+
+local function unload(self)
+    C.ngx_http_hotffi_ffi_runtime_unload(self[PTR])
+    if runtimes[self[KEY]] == self then
+        runtimes[self[KEY]] = nil
+    end
+    return true
+end
+
+
+local function stats(self)
+    C.ngx_http_hotffi_ffi_runtime_stats(self[PTR], stats_buf)
+    local s = stats_buf
+    return {
+        key = self[KEY],
+        calls = tonumber(s.calls),
+        ok = tonumber(s.ok),
+        failed = tonumber(s.failed),
+        abandoned = tonumber(s.abandoned),
+        rejected = tonumber(s.rejected),
+        inflight = tonumber(s.inflight),
+        queued = tonumber(s.queued),
+        unloaded = s.unloaded ~= 0,
+    }
+end
+
+
+local specials = {
+    __unload = unload,
+    __stats = stats,
+}
+
+local mt = {
+    __index = function(_, name)
+        return specials[name] or call
+    end,
+    __call = call,
+}
+
+
+local function opt_flag(opts, name)
+    local v = opts[name]
+    if v ~= nil and type(v) ~= "boolean" then
+        error("bad option " .. name .. ": boolean expected, got " .. type(v),
+              3)
+    end
+    return v and 1 or 0
+end
+
+
+local function opt_max_queue(opts)
+    local n = opts.max_queue
+    if n == nil then
+        return DEFAULT_MAX_QUEUE
+    end
+    if type(n) ~= "number" or n < 1 or n > MAX_QUEUE_LIMIT
+       or floor(n) ~= n
+    then
+        error("bad option max_queue: integer from 1 to " .. MAX_QUEUE_LIMIT
+              .. " expected, got " .. tostring(n), 3)
+    end
+    return n
+end
+
+
+-- lua-resty-ffi's ngx.load_ffi(), with a default timeout for every call.
+function _M.load(lib, cfg, opts)
+    if type(lib) ~= "string" or lib == "" then
+        error("bad library: non-empty string expected, got " .. type(lib), 2)
+    end
+
+    if type(cfg) == "number" then
+        cfg = tostring(cfg)
+    elseif cfg ~= nil and type(cfg) ~= "string" then
+        error("bad configuration: string or nil expected, got " .. type(cfg),
+              2)
+    end
+
+    if opts == nil then
+        opts = {}
+    elseif type(opts) ~= "table" then
+        error("bad options: table or nil expected, got " .. type(opts), 2)
+    end
+
+    local key = cfg and lib .. "&" .. cfg or lib
+    local rt = runtimes[key]
+    if rt then
+        return rt
+    end
+
+    local timeout = DEFAULT_TIMEOUT
+    if opts.timeout ~= nil then
+        timeout = check_timeout(opts.timeout, "option timeout", 2)
+    end
+
+    local max_queue = opt_max_queue(opts)
+    local global = opt_flag(opts, "is_global")
+    local unpin = opt_flag(opts, "unpin")
+
+    local err = get_string_buf(ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = ERR_BUF_SIZE
+
+    local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
+                                                   max_queue, global, unpin,
+                                                   err, errlen)
+    if ptr == nil then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    ffi_gc(ptr, C.ngx_http_hotffi_ffi_runtime_release)
+
+    rt = setmetatable({ [PTR] = ptr, [KEY] = key, [TIMEOUT] = timeout }, mt)
+    runtimes[key] = rt
+    return rt
+end
+
+
+-- Counters of this worker: live tasks, event-loop wake-ups and the
+-- completions they delivered, runtimes not yet freed.
+function _M.stats()
+    if C.ngx_http_hotffi_ffi_hub_stats(hub_stats_buf) ~= 0 then
+        return nil, "not in a worker process"
+    end
+    local s = hub_stats_buf
+    return {
+        tasks_live = tonumber(s.tasks_live),
+        wakeups = tonumber(s.wakeups),
+        completions = tonumber(s.completions),
+        runtimes = tonumber(s.runtimes),
+    }
+end
+
+
+return _M

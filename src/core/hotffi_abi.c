@@ -1,0 +1,89 @@
+/*
+ * hotffi_abi.c -- the functions runtimes call (see include/hotffi.h).  These
+ * are the only core symbols exported to the libraries hotffi loads.
+ */
+
+#include <string.h>
+
+#include "hotffi_core.h"
+#include "hotffi_hub.h"
+#include "hotffi_queue.h"
+#include "hotffi_task.h"
+#include "hotffi.h"
+
+
+/* thread: runtime */
+HOTFFI_EXPORT void *
+ngx_http_lua_ffi_task_poll(void *tq)
+{
+    hotffi_task_t  *task;
+
+    for ( ;; ) {
+        task = hotffi_queue_poll(tq);
+
+        if (task == NULL
+            || !atomic_load_explicit(&task->cancelled, memory_order_acquire))
+        {
+            return task;
+        }
+
+        /* nobody waits for it: send it back unanswered to be freed */
+        task->rc = HOTFFI_TASK_CANCELLED;
+        hotffi_hub_complete(task->hub, task);
+    }
+}
+
+
+/* thread: runtime */
+HOTFFI_EXPORT char *
+ngx_http_lua_ffi_get_req(void *tsk, int *len)
+{
+    hotffi_task_t  *task = tsk;
+
+    if (len) {
+        *len = (int) task->req_len;
+    }
+
+    return task->req;
+}
+
+
+/* thread: runtime */
+HOTFFI_EXPORT void
+ngx_http_lua_ffi_respond(void *tsk, int rc, char *rsp, int rsp_len)
+{
+    hotffi_task_t  *task = tsk;
+
+    task->rc = rc;
+    task->rsp = rsp;
+
+    if (rsp == NULL) {
+        task->rsp_len = 0;
+
+    } else if (rsp_len <= 0) {
+        task->rsp_len = strlen(rsp);
+
+    } else {
+        task->rsp_len = (size_t) rsp_len;
+    }
+
+    hotffi_hub_complete(task->hub, task);
+}
+
+
+/* thread: any */
+HOTFFI_EXPORT int
+hotffi_abi_version(void)
+{
+    return HOTFFI_ABI_VERSION;
+}
+
+
+/* thread: runtime */
+HOTFFI_EXPORT int
+hotffi_task_cancelled(void *tsk)
+{
+    hotffi_task_t  *task = tsk;
+
+    return atomic_load_explicit(&task->cancelled, memory_order_acquire);
+}

@@ -1,0 +1,185 @@
+/*
+ * hotffi_call.c -- posting calls and ending them (see hotffi_call.h).
+ */
+
+#include <limits.h>
+#include <stdio.h>
+
+#include "hotffi_call.h"
+#include "hotffi_hub.h"
+#include "hotffi_queue.h"
+#include "hotffi_runtime.h"
+#include "hotffi_task.h"
+#include "hotffi.h"
+
+
+void
+hotffi_group_init(hotffi_group_t *g)
+{
+    g->head = NULL;
+}
+
+
+static void
+hotffi_group_add(hotffi_group_t *g, hotffi_task_t *task)
+{
+    task->group = g;
+    task->gprev = NULL;
+    task->gnext = g->head;
+
+    if (g->head) {
+        g->head->gprev = task;
+    }
+
+    g->head = task;
+}
+
+
+static void
+hotffi_group_remove(hotffi_task_t *task)
+{
+    hotffi_group_t  *g = task->group;
+
+    if (g == NULL) {
+        return;
+    }
+
+    if (task->gprev) {
+        task->gprev->gnext = task->gnext;
+
+    } else {
+        g->head = task->gnext;
+    }
+
+    if (task->gnext) {
+        task->gnext->gprev = task->gprev;
+    }
+
+    task->group = NULL;
+}
+
+
+void
+hotffi_group_abandon(hotffi_group_t *g)
+{
+    while (g->head) {
+        hotffi_call_abandon(g->head);
+    }
+}
+
+
+hotffi_task_t *
+hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
+    const char *req, size_t len, void *waiter, char *err, size_t errlen)
+{
+    int             rc;
+    hotffi_task_t  *task;
+
+    if (rt->unloaded) {
+        rt->stats.rejected++;
+        (void) snprintf(err, errlen, "runtime \"%s\" is unloaded", rt->name);
+        return NULL;
+    }
+
+    if (len > INT_MAX) {
+        /* the ABI hands the length to the runtime as an int */
+        (void) snprintf(err, errlen, "request too large: %zu bytes", len);
+        return NULL;
+    }
+
+    task = hotffi_task_create(rt->hub, rt, req, len);
+    if (task == NULL) {
+        (void) snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    rc = hotffi_queue_push(rt->queue, task);
+
+    if (rc != HOTFFI_OK) {
+        rt->stats.rejected++;
+        hotffi_task_free(task);
+
+        if (rc == HOTFFI_BUSY) {
+            hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" queue "
+                           "overflow: %u tasks waiting", rt->name,
+                           rt->queue->max);
+            (void) snprintf(err, errlen, "queue full");
+
+        } else {
+            (void) snprintf(err, errlen, "out of memory");
+        }
+
+        return NULL;
+    }
+
+    task->waiter = waiter;
+
+    if (group) {
+        hotffi_group_add(group, task);
+    }
+
+    rt->stats.calls++;
+    rt->stats.inflight++;
+
+    return task;
+}
+
+
+int
+hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
+{
+    *rsp = task->rsp;
+    *len = task->rsp_len;
+
+    return task->rc;
+}
+
+
+void
+hotffi_call_finish(hotffi_task_t *task)
+{
+    hotffi_group_remove(task);
+    hotffi_task_free(task);
+}
+
+
+void
+hotffi_call_abandon(hotffi_task_t *task)
+{
+    hotffi_group_remove(task);
+
+    if (task->done) {
+        hotffi_task_free(task);
+        return;
+    }
+
+    task->rt->stats.abandoned++;
+    atomic_store_explicit(&task->cancelled, 1, memory_order_release);
+}
+
+
+void
+hotffi_call_complete(hotffi_task_t *task)
+{
+    hotffi_runtime_t  *rt = task->rt;
+
+    rt->stats.inflight--;
+
+    if (atomic_load_explicit(&task->cancelled, memory_order_relaxed)) {
+        hotffi_task_free(task);
+        return;
+    }
+
+    if (task->rc == 0) {
+        rt->stats.ok++;
+
+    } else {
+        rt->stats.failed++;
+    }
+
+    task->done = 1;
+
+    if (task->waiter && rt->hub->host.wake) {
+        rt->hub->host.wake(task->waiter);
+    }
+}

@@ -1,0 +1,59 @@
+/*
+ * hotffi_call.h -- a caller's side of a task: post it, wait (the host's
+ * business), then take the answer or give up.
+ *
+ * DESIGN
+ * A posted task ends in exactly one of two ways, both on the event loop:
+ * - the answer is drained first: the task is marked done and the caller's
+ *   waiter woken; the caller reads the result and finishes the task;
+ * - the caller gives up first (timeout, killed coroutine, request gone): the
+ *   task is marked cancelled, which the runtime can see, and it is freed when
+ *   its answer is drained (or when poll skips it, unanswered).
+ * A group collects the pending tasks of one caller scope (an nginx request)
+ * so that the end of the scope gives all of them up at once.
+ */
+
+#ifndef HOTFFI_CALL_H
+#define HOTFFI_CALL_H
+
+
+#include "hotffi_core.h"
+
+
+struct hotffi_group_s {
+    hotffi_task_t  *head;      /* pending tasks, linked by gprev/gnext */
+};
+
+
+/* thread: event loop */
+void hotffi_group_init(hotffi_group_t *g);
+
+/* thread: event loop.  Gives up every task still pending in g. */
+void hotffi_group_abandon(hotffi_group_t *g);
+
+/*
+ * thread: event loop.  Queues a call of rt with a copy of req.  group may be
+ * NULL.  waiter: the hub takes ownership on success only, and hands it to
+ * the host's wake() and release().  Returns NULL with the reason in err when
+ * the runtime is unloaded, its queue is full or memory is short.
+ */
+hotffi_task_t *hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
+    const char *req, size_t len, void *waiter, char *err, size_t errlen);
+
+/*
+ * thread: event loop.  The answer of a done task: returns rc and sets *rsp
+ * (borrowed from the task, may be NULL) and *len.
+ */
+int hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len);
+
+/* thread: event loop.  The caller has read a done task: free it. */
+void hotffi_call_finish(hotffi_task_t *task);
+
+/* thread: event loop.  The caller gives up; the task may be done or not. */
+void hotffi_call_abandon(hotffi_task_t *task);
+
+/* thread: event loop.  The hub drained an answered task. */
+void hotffi_call_complete(hotffi_task_t *task);
+
+
+#endif /* HOTFFI_CALL_H */

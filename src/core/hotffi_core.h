@@ -1,0 +1,46 @@
+/*
+ * hotffi_core.h -- what every core file shares: return codes, visibility,
+ * and the forward declarations of the core's types.
+ */
+
+#ifndef HOTFFI_CORE_H
+#define HOTFFI_CORE_H
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/*
+ * The core is linked into the nginx module, which runtimes see through the
+ * global symbol namespace: only the ABI and the FFI entry points may leak
+ * into it, so everything declared from here on is hidden unless marked.
+ */
+#pragma GCC visibility push(hidden)
+
+#define HOTFFI_EXPORT  __attribute__((visibility("default")))
+
+
+#define HOTFFI_OK         0
+#define HOTFFI_ERROR     -1
+#define HOTFFI_AGAIN     -2
+#define HOTFFI_BUSY      -3
+#define HOTFFI_DONE      -4
+#define HOTFFI_DECLINED  -5
+
+
+#define HOTFFI_LOG_ERR     1
+#define HOTFFI_LOG_WARN    2
+#define HOTFFI_LOG_NOTICE  3
+#define HOTFFI_LOG_INFO    4
+
+
+typedef struct hotffi_task_s     hotffi_task_t;
+typedef struct hotffi_queue_s    hotffi_queue_t;
+typedef struct hotffi_hub_s      hotffi_hub_t;
+typedef struct hotffi_library_s  hotffi_library_t;
+typedef struct hotffi_runtime_s  hotffi_runtime_t;
+typedef struct hotffi_group_s    hotffi_group_t;
+
+
+#endif /* HOTFFI_CORE_H */

@@ -1,0 +1,160 @@
+/*
+ * hotffi_hub.c -- the completion list and its eventfd (see hotffi_hub.h).
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include "hotffi_hub.h"
+#include "hotffi_task.h"
+#include "hotffi_call.h"
+#include "hotffi_runtime.h"
+
+
+hotffi_hub_t *
+hotffi_hub_create(const hotffi_host_t *host, const char **err)
+{
+    hotffi_hub_t  *hub;
+
+    hub = calloc(1, sizeof(hotffi_hub_t));
+    if (hub == NULL) {
+        *err = "out of memory";
+        return NULL;
+    }
+
+    hub->host = *host;
+
+    hub->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (hub->efd == -1) {
+        *err = "eventfd() failed";
+        free(hub);
+        return NULL;
+    }
+
+    if (pthread_mutex_init(&hub->mtx, NULL) != 0) {
+        *err = "pthread_mutex_init() failed";
+        (void) close(hub->efd);
+        free(hub);
+        return NULL;
+    }
+
+    return hub;
+}
+
+
+void
+hotffi_hub_destroy(hotffi_hub_t *hub)
+{
+    (void) hotffi_hub_drain(hub);
+
+    while (hub->runtimes) {
+        hotffi_runtime_forget(hub->runtimes);
+    }
+
+    (void) pthread_mutex_destroy(&hub->mtx);
+    (void) close(hub->efd);
+    free(hub);
+}
+
+
+int
+hotffi_hub_fd(hotffi_hub_t *hub)
+{
+    return hub->efd;
+}
+
+
+/* thread: any */
+void
+hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
+{
+    int       was_empty;
+    uint64_t  one;
+    ssize_t   n;
+
+    task->next = NULL;
+
+    (void) pthread_mutex_lock(&hub->mtx);
+
+    was_empty = (hub->head == NULL);
+
+    if (was_empty) {
+        hub->head = task;
+
+    } else {
+        hub->tail->next = task;
+    }
+
+    hub->tail = task;
+
+    (void) pthread_mutex_unlock(&hub->mtx);
+
+    if (was_empty) {
+        one = 1;
+
+        do {
+            n = write(hub->efd, &one, sizeof(one));
+        } while (n == -1 && errno == EINTR);
+
+        /* EAGAIN means the counter is saturated: a wake-up is pending */
+    }
+}
+
+
+/* thread: event loop */
+unsigned
+hotffi_hub_drain(hotffi_hub_t *hub)
+{
+    unsigned        n;
+    uint64_t        count;
+    hotffi_task_t  *task, *next;
+
+    /* read first: see the DESIGN note in hotffi_hub.h */
+    (void) read(hub->efd, &count, sizeof(count));
+
+    (void) pthread_mutex_lock(&hub->mtx);
+    task = hub->head;
+    hub->head = NULL;
+    hub->tail = NULL;
+    (void) pthread_mutex_unlock(&hub->mtx);
+
+    for (n = 0; task; task = next, n++) {
+        next = task->next;
+
+        if (task->kind == HOTFFI_TASK_RETIRE) {
+            hotffi_runtime_retired(task);
+
+        } else {
+            hotffi_call_complete(task);
+        }
+    }
+
+    if (n) {
+        hub->stats.wakeups++;
+        hub->stats.completions += n;
+    }
+
+    return n;
+}
+
+
+void
+hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)
+{
+    char     msg[512];
+    va_list  args;
+
+    if (hub->host.log == NULL) {
+        return;
+    }
+
+    va_start(args, fmt);
+    (void) vsnprintf(msg, sizeof(msg), fmt, args);
+    va_end(args);
+
+    hub->host.log(hub->host.log_ctx, level, msg);
+}

@@ -1,0 +1,85 @@
+/*
+ * hotffi_hub.h -- one per host process (per nginx worker): where answered
+ * tasks come back, and how the host's event loop learns of them.
+ *
+ * DESIGN
+ * Runtime threads append answered tasks to one FIFO list under mtx.  Only
+ * the append that finds the list empty writes the eventfd, so a burst of
+ * answers costs one write and one wake-up of the event loop, which takes the
+ * whole list at once.  The drain reads the eventfd before it takes the list:
+ * an answer appended in between is then either taken now or announced by a
+ * fresh write, never lost (at worst one wake-up finds the list empty).
+ *
+ * The host injects how a waiting caller is woken and freed, and a logger, so
+ * the core needs no nginx or Lua header.
+ *
+ * locks: mtx guards head and tail; everything else is event loop only.
+ */
+
+#ifndef HOTFFI_HUB_H
+#define HOTFFI_HUB_H
+
+
+#include <pthread.h>
+
+#include "hotffi_core.h"
+
+
+typedef struct {
+    /* thread: event loop.  The task is answered: resume its caller. */
+    void   (*wake)(void *waiter);
+    /* thread: event loop.  The task is gone: free its waiter. */
+    void   (*release)(void *waiter);
+    /* thread: event loop.  msg is borrowed. */
+    void   (*log)(void *log_ctx, int level, const char *msg);
+    void    *log_ctx;
+} hotffi_host_t;
+
+
+typedef struct {
+    uint64_t   tasks_live;      /* created and not yet freed */
+    uint64_t   wakeups;         /* drains that found work */
+    uint64_t   completions;     /* tasks taken by those drains */
+} hotffi_hub_stats_t;
+
+
+struct hotffi_hub_s {
+    pthread_mutex_t      mtx;
+    hotffi_task_t       *head;
+    hotffi_task_t       *tail;
+    int                  efd;
+
+    /* event loop only */
+    hotffi_host_t        host;
+    hotffi_hub_stats_t   stats;
+    hotffi_runtime_t    *runtimes;   /* every runtime not yet freed */
+};
+
+
+/*
+ * thread: event loop.  host is copied.  Returns NULL and a static message in
+ * *err on failure.
+ */
+hotffi_hub_t *hotffi_hub_create(const hotffi_host_t *host, const char **err);
+
+/*
+ * thread: event loop, when no runtime thread can reach the hub any more
+ * (tests; a worker simply exits).  Frees tasks still on the list.
+ */
+void hotffi_hub_destroy(hotffi_hub_t *hub);
+
+/* The descriptor that becomes readable when answers are waiting. */
+int hotffi_hub_fd(hotffi_hub_t *hub);
+
+/* thread: any.  task: ownership passes to the hub. */
+void hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task);
+
+/* thread: event loop.  Handles every answer waiting; returns how many. */
+unsigned hotffi_hub_drain(hotffi_hub_t *hub);
+
+/* thread: event loop.  Formats and passes a line to the host's logger. */
+void hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+
+#endif /* HOTFFI_HUB_H */

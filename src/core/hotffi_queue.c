@@ -1,0 +1,197 @@
+/*
+ * hotffi_queue.c -- the bounded request queue (see hotffi_queue.h).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hotffi_queue.h"
+
+
+#define HOTFFI_QUEUE_FIRST_CAP  64
+
+
+hotffi_queue_t *
+hotffi_queue_create(uint32_t max)
+{
+    hotffi_queue_t  *q;
+
+    q = calloc(1, sizeof(hotffi_queue_t));
+    if (q == NULL) {
+        return NULL;
+    }
+
+    q->max = max;
+    q->cap = max < HOTFFI_QUEUE_FIRST_CAP ? max : HOTFFI_QUEUE_FIRST_CAP;
+
+    q->ring = malloc(q->cap * sizeof(hotffi_task_t *));
+    if (q->ring == NULL) {
+        goto failed;
+    }
+
+    if (pthread_mutex_init(&q->mtx, NULL) != 0) {
+        goto failed;
+    }
+
+    if (pthread_cond_init(&q->cond, NULL) != 0) {
+        (void) pthread_mutex_destroy(&q->mtx);
+        goto failed;
+    }
+
+    return q;
+
+failed:
+
+    free(q->ring);
+    free(q);
+    return NULL;
+}
+
+
+void
+hotffi_queue_destroy(hotffi_queue_t *q)
+{
+    (void) pthread_cond_destroy(&q->cond);
+    (void) pthread_mutex_destroy(&q->mtx);
+    free(q->ring);
+    free(q);
+}
+
+
+/* locks: q->mtx held.  Doubles the ring, unwrapping it to start at 0. */
+static int
+hotffi_queue_grow(hotffi_queue_t *q)
+{
+    uint32_t         cap, first;
+    hotffi_task_t  **ring;
+
+    cap = q->cap * 2 < q->max ? q->cap * 2 : q->max;
+
+    ring = malloc(cap * sizeof(hotffi_task_t *));
+    if (ring == NULL) {
+        return HOTFFI_ERROR;
+    }
+
+    first = q->cap - q->head < q->count ? q->cap - q->head : q->count;
+    memcpy(ring, q->ring + q->head, first * sizeof(hotffi_task_t *));
+    memcpy(ring + first, q->ring, (q->count - first) * sizeof(hotffi_task_t *));
+
+    free(q->ring);
+    q->ring = ring;
+    q->cap = cap;
+    q->head = 0;
+
+    return HOTFFI_OK;
+}
+
+
+/* thread: event loop */
+int
+hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task)
+{
+    int  rc;
+
+    (void) pthread_mutex_lock(&q->mtx);
+
+    if (q->stopped) {
+        rc = HOTFFI_DECLINED;
+        goto done;
+    }
+
+    if (q->count == q->max) {
+        rc = HOTFFI_BUSY;
+        goto done;
+    }
+
+    if (q->count == q->cap && hotffi_queue_grow(q) != HOTFFI_OK) {
+        rc = HOTFFI_ERROR;
+        goto done;
+    }
+
+    q->ring[(q->head + q->count) % q->cap] = task;
+    q->count++;
+    rc = HOTFFI_OK;
+
+    if (q->pollers) {
+        (void) pthread_cond_signal(&q->cond);
+    }
+
+done:
+
+    (void) pthread_mutex_unlock(&q->mtx);
+    return rc;
+}
+
+
+/* thread: runtime */
+hotffi_task_t *
+hotffi_queue_poll(hotffi_queue_t *q)
+{
+    hotffi_task_t  *task;
+
+    (void) pthread_mutex_lock(&q->mtx);
+
+    q->pollers++;
+
+    while (q->count == 0 && !q->stopped) {
+        (void) pthread_cond_wait(&q->cond, &q->mtx);
+    }
+
+    q->pollers--;
+
+    if (q->count == 0) {
+        task = NULL;
+
+    } else {
+        task = q->ring[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+
+        if (q->stopped && q->count == 0) {
+            /* the last task queued before the stop: wake the reaper */
+            (void) pthread_cond_broadcast(&q->cond);
+        }
+    }
+
+    (void) pthread_mutex_unlock(&q->mtx);
+    return task;
+}
+
+
+/* thread: any */
+void
+hotffi_queue_stop(hotffi_queue_t *q)
+{
+    (void) pthread_mutex_lock(&q->mtx);
+    q->stopped = 1;
+    (void) pthread_cond_broadcast(&q->cond);
+    (void) pthread_mutex_unlock(&q->mtx);
+}
+
+
+/* thread: any but the event loop */
+void
+hotffi_queue_wait_drained(hotffi_queue_t *q)
+{
+    (void) pthread_mutex_lock(&q->mtx);
+
+    while (!q->stopped || q->count != 0) {
+        (void) pthread_cond_wait(&q->cond, &q->mtx);
+    }
+
+    (void) pthread_mutex_unlock(&q->mtx);
+}
+
+
+/* thread: any */
+uint32_t
+hotffi_queue_depth(hotffi_queue_t *q)
+{
+    uint32_t  n;
+
+    (void) pthread_mutex_lock(&q->mtx);
+    n = q->count;
+    (void) pthread_mutex_unlock(&q->mtx);
+
+    return n;
+}

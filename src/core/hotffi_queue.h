@@ -1,0 +1,70 @@
+/*
+ * hotffi_queue.h -- the bounded request queue a runtime polls (the `tq` of
+ * the ABI).
+ *
+ * DESIGN
+ * A ring of task pointers under one mutex, after nginx's ngx_thread_pool.c:
+ * the event loop pushes without ever blocking (a full queue fails the call at
+ * once), runtime threads block in poll on a condition variable.  FIFO.
+ *
+ * Stopping replaces lua-resty-ffi's NULL task: once stopped, no push is
+ * accepted, poll keeps handing out what was queued before the stop, and then
+ * returns NULL to every caller, for ever.  Unlike a NULL task appended to the
+ * ring, the stop can never fail on a full queue and reaches every polling
+ * thread.
+ *
+ * The ring grows on demand up to max, so a runtime loaded with the default
+ * max_queue of 65536 does not cost 512 KiB until it is that busy.
+ *
+ * locks: mtx guards every field; cond is signalled on push and on stop.
+ */
+
+#ifndef HOTFFI_QUEUE_H
+#define HOTFFI_QUEUE_H
+
+
+#include <pthread.h>
+
+#include "hotffi_core.h"
+
+
+struct hotffi_queue_s {
+    pthread_mutex_t   mtx;
+    pthread_cond_t    cond;
+    hotffi_task_t   **ring;
+    uint32_t          cap;        /* slots allocated */
+    uint32_t          max;        /* slots allowed */
+    uint32_t          head;       /* oldest task */
+    uint32_t          count;
+    uint32_t          pollers;    /* threads inside poll */
+    unsigned          stopped:1;
+};
+
+
+/* thread: any.  max >= 1.  Returns NULL when out of memory. */
+hotffi_queue_t *hotffi_queue_create(uint32_t max);
+
+/* thread: any, once no thread can reach q any more. */
+void hotffi_queue_destroy(hotffi_queue_t *q);
+
+/*
+ * thread: event loop.  Never blocks.  HOTFFI_OK, HOTFFI_BUSY when full,
+ * HOTFFI_DECLINED when stopped, HOTFFI_ERROR when the ring could not grow.
+ * task: ownership passes to the queue on HOTFFI_OK only.
+ */
+int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
+
+/* thread: runtime.  Blocks; NULL once stopped and empty. */
+hotffi_task_t *hotffi_queue_poll(hotffi_queue_t *q);
+
+/* thread: any.  Idempotent. */
+void hotffi_queue_stop(hotffi_queue_t *q);
+
+/* thread: any but the event loop.  Blocks until stopped and empty. */
+void hotffi_queue_wait_drained(hotffi_queue_t *q);
+
+/* thread: any.  Tasks waiting to be polled. */
+uint32_t hotffi_queue_depth(hotffi_queue_t *q);
+
+
+#endif /* HOTFFI_QUEUE_H */

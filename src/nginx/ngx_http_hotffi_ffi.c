@@ -1,0 +1,251 @@
+/*
+ * ngx_http_hotffi_ffi.c -- the functions lua/resty/hotffi.lua calls through
+ * LuaJIT FFI.  All run on the event loop, in the worker.
+ *
+ * A call's semaphore is created and freed here, never by Lua: the hub frees
+ * it together with the task, so an answer arriving after its coroutine was
+ * killed can never post a semaphore that was reused in the meantime.
+ */
+
+#include "ngx_http_hotffi_module.h"
+#include "hotffi_call.h"
+#include "hotffi_hub.h"
+#include "hotffi_queue.h"
+#include "hotffi_runtime.h"
+
+
+#define NGX_HTTP_HOTFFI_EXPORT  __attribute__((visibility("default")))
+
+
+/* the pending calls of one request, given up when its pool goes */
+typedef struct {
+    hotffi_group_t  group;
+} ngx_http_hotffi_ctx_t;
+
+
+/* mirrors hotffi_ffi_stats_t in lua/resty/hotffi.lua */
+typedef struct {
+    uint64_t  calls;
+    uint64_t  ok;
+    uint64_t  failed;
+    uint64_t  abandoned;
+    uint64_t  rejected;
+    uint64_t  inflight;
+    uint64_t  queued;
+    uint64_t  unloaded;
+} ngx_http_hotffi_ffi_stats_t;
+
+
+/* mirrors hotffi_ffi_hub_stats_t in lua/resty/hotffi.lua */
+typedef struct {
+    uint64_t  tasks_live;
+    uint64_t  wakeups;
+    uint64_t  completions;
+    uint64_t  runtimes;
+} ngx_http_hotffi_ffi_hub_stats_t;
+
+
+static void
+ngx_http_hotffi_set_err(u_char *err, size_t *errlen, const char *msg)
+{
+    *errlen = ngx_min(*errlen, ngx_strlen(msg));
+    ngx_memcpy(err, msg, *errlen);
+}
+
+
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_version(void)
+{
+    return NGX_HTTP_HOTFFI_FFI_VERSION;
+}
+
+
+/*
+ * lib: borrowed, NUL-terminated.  cfg: borrowed, cfg_len bytes, or NULL for
+ * nil.  Returns the runtime with a reference that Lua drops with
+ * ngx_http_hotffi_ffi_runtime_release(), or NULL with err set.
+ */
+NGX_HTTP_HOTFFI_EXPORT void *
+ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
+    size_t cfg_len, uint32_t max_queue, int global, int unpin, u_char *err,
+    size_t *errlen)
+{
+    char                    msg[1024];
+    hotffi_runtime_t       *rt;
+    hotffi_runtime_opts_t   opts;
+
+    if (ngx_http_hotffi_hub == NULL) {
+        ngx_http_hotffi_set_err(err, errlen, "runtimes are loaded in worker "
+                                "processes only (init_worker_by_lua* or "
+                                "later), not in init_by_lua*");
+        return NULL;
+    }
+
+    opts.max_queue = max_queue;
+    opts.global = global ? 1 : 0;
+    opts.unpin = unpin ? 1 : 0;
+
+    rt = hotffi_runtime_load(ngx_http_hotffi_hub, lib, cfg, cfg_len, &opts,
+                             msg, sizeof(msg));
+    if (rt == NULL) {
+        ngx_http_hotffi_set_err(err, errlen, msg);
+        return NULL;
+    }
+
+    return rt;
+}
+
+
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_runtime_unload(void *rt)
+{
+    hotffi_runtime_unload(rt);
+}
+
+
+/* Lua's handle is gone (its ffi.gc finaliser) */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_runtime_release(void *rt)
+{
+    hotffi_runtime_unref(rt);
+}
+
+
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
+{
+    hotffi_runtime_t  *rt = p;
+
+    out->calls = rt->stats.calls;
+    out->ok = rt->stats.ok;
+    out->failed = rt->stats.failed;
+    out->abandoned = rt->stats.abandoned;
+    out->rejected = rt->stats.rejected;
+    out->inflight = rt->stats.inflight;
+    out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
+    out->unloaded = rt->unloaded;
+}
+
+
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_hub_stats(ngx_http_hotffi_ffi_hub_stats_t *out)
+{
+    hotffi_runtime_t  *rt;
+
+    if (ngx_http_hotffi_hub == NULL) {
+        return NGX_DECLINED;
+    }
+
+    out->tasks_live = ngx_http_hotffi_hub->stats.tasks_live;
+    out->wakeups = ngx_http_hotffi_hub->stats.wakeups;
+    out->completions = ngx_http_hotffi_hub->stats.completions;
+    out->runtimes = 0;
+
+    for (rt = ngx_http_hotffi_hub->runtimes; rt; rt = rt->next) {
+        out->runtimes++;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_hotffi_cleanup(void *data)
+{
+    ngx_http_hotffi_ctx_t  *ctx = data;
+
+    hotffi_group_abandon(&ctx->group);
+}
+
+
+/* the request's group, created with a pool cleanup on first use */
+static hotffi_group_t *
+ngx_http_hotffi_group(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_hotffi_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_hotffi_module);
+    if (ctx) {
+        return &ctx->group;
+    }
+
+    /*
+     * An internal redirect clears module contexts but not pool cleanups:
+     * the calls of the old context are still given up with the pool.
+     */
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_hotffi_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+    hotffi_group_init(&ctx->group);
+    cln->handler = ngx_http_hotffi_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_hotffi_module);
+
+    return &ctx->group;
+}
+
+
+/*
+ * Queues a call.  req: borrowed, copied.  On success returns the task and,
+ * in *psema, the semaphore to wait on; both belong to the hub, and Lua ends
+ * the task with call_finish() or call_abandon().  Returns NULL with err set.
+ */
+NGX_HTTP_HOTFFI_EXPORT void *
+ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
+    const char *req, size_t len, void **psema, u_char *err, size_t *errlen)
+{
+    char             msg[512];
+    char            *serr;
+    void            *sema;
+    hotffi_group_t  *group;
+    hotffi_task_t   *task;
+
+    group = ngx_http_hotffi_group(r);
+    if (group == NULL) {
+        ngx_http_hotffi_set_err(err, errlen, "no memory");
+        return NULL;
+    }
+
+    serr = NULL;
+
+    if (ngx_http_hotffi_sema.create(&sema, 0, &serr) != NGX_OK) {
+        ngx_http_hotffi_set_err(err, errlen, serr ? serr : "no semaphore");
+        return NULL;
+    }
+
+    task = hotffi_call_post(rt, group, req, len, sema, msg, sizeof(msg));
+    if (task == NULL) {
+        ngx_http_hotffi_sema.gc(sema);
+        ngx_http_hotffi_set_err(err, errlen, msg);
+        return NULL;
+    }
+
+    *psema = sema;
+    return task;
+}
+
+
+/* rsp: borrowed from the task until call_finish() */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_call_result(void *task, const char **rsp, size_t *len)
+{
+    return hotffi_call_result(task, rsp, len);
+}
+
+
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_call_finish(void *task)
+{
+    hotffi_call_finish(task);
+}
+
+
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_call_abandon(void *task)
+{
+    hotffi_call_abandon(task);
+}

@@ -1,0 +1,190 @@
+/*
+ * ngx_http_hotffi_module.c -- the nginx side of the hub: one per worker, its
+ * eventfd in the worker's event loop, answers turned into semaphore posts
+ * that resume the waiting Lua coroutines.
+ */
+
+#include <dlfcn.h>
+
+#include "ngx_http_hotffi_module.h"
+#include "hotffi_hub.h"
+#include "hotffi_runtime.h"
+
+
+static ngx_int_t ngx_http_hotffi_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_hotffi_init_process(ngx_cycle_t *cycle);
+static void ngx_http_hotffi_exit_process(ngx_cycle_t *cycle);
+
+
+hotffi_hub_t                *ngx_http_hotffi_hub;
+ngx_http_hotffi_sema_api_t   ngx_http_hotffi_sema;
+
+static ngx_connection_t     *ngx_http_hotffi_notify;
+
+
+static ngx_http_module_t  ngx_http_hotffi_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_hotffi_module = {
+    NGX_MODULE_V1,
+    &ngx_http_hotffi_module_ctx,           /* module context */
+    NULL,                                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_hotffi_init_module,           /* init module */
+    ngx_http_hotffi_init_process,          /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_hotffi_exit_process,          /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* thread: event loop (master, at configuration time) */
+static ngx_int_t
+ngx_http_hotffi_init_module(ngx_cycle_t *cycle)
+{
+    *(void **) &ngx_http_hotffi_sema.create =
+                              dlsym(RTLD_DEFAULT, "ngx_http_lua_ffi_sema_new");
+    *(void **) &ngx_http_hotffi_sema.post =
+                             dlsym(RTLD_DEFAULT, "ngx_http_lua_ffi_sema_post");
+    *(void **) &ngx_http_hotffi_sema.gc =
+                               dlsym(RTLD_DEFAULT, "ngx_http_lua_ffi_sema_gc");
+
+    if (ngx_http_hotffi_sema.create == NULL
+        || ngx_http_hotffi_sema.post == NULL
+        || ngx_http_hotffi_sema.gc == NULL)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "hotffi needs ngx_http_lua_module: load_module it "
+                      "before ngx_http_hotffi_module.so");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* thread: event loop.  hub host hook: the call is answered. */
+static void
+ngx_http_hotffi_wake(void *sema)
+{
+    (void) ngx_http_hotffi_sema.post(sema, 1);
+}
+
+
+/* thread: event loop.  hub host hook: the call is gone. */
+static void
+ngx_http_hotffi_release(void *sema)
+{
+    ngx_http_hotffi_sema.gc(sema);
+}
+
+
+/* thread: event loop.  hub host hook. */
+static void
+ngx_http_hotffi_log(void *ctx, int level, const char *msg)
+{
+    static const ngx_uint_t  levels[] = {
+        NGX_LOG_ERR, NGX_LOG_ERR, NGX_LOG_WARN, NGX_LOG_NOTICE, NGX_LOG_INFO
+    };
+
+    if (level < 1 || level > HOTFFI_LOG_INFO) {
+        level = HOTFFI_LOG_ERR;
+    }
+
+    ngx_log_error(levels[level], ngx_cycle->log, 0, "hotffi: %s", msg);
+}
+
+
+/* thread: event loop */
+static void
+ngx_http_hotffi_notify_handler(ngx_event_t *ev)
+{
+    (void) hotffi_hub_drain(ngx_http_hotffi_hub);
+}
+
+
+/* thread: event loop */
+static ngx_int_t
+ngx_http_hotffi_init_process(ngx_cycle_t *cycle)
+{
+    const char        *err;
+    hotffi_host_t      host;
+    ngx_connection_t  *c;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    host.wake = ngx_http_hotffi_wake;
+    host.release = ngx_http_hotffi_release;
+    host.log = ngx_http_hotffi_log;
+    host.log_ctx = NULL;
+
+    ngx_http_hotffi_hub = hotffi_hub_create(&host, &err);
+    if (ngx_http_hotffi_hub == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "hotffi: hub not created: %s", err);
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(hotffi_hub_fd(ngx_http_hotffi_hub), cycle->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->read->handler = ngx_http_hotffi_notify_handler;
+    c->read->log = cycle->log;
+    c->write->log = cycle->log;
+    c->log = cycle->log;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+        ngx_free_connection(c);
+        return NGX_ERROR;
+    }
+
+    ngx_http_hotffi_notify = c;
+
+    return NGX_OK;
+}
+
+
+/* thread: event loop */
+static void
+ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
+{
+    hotffi_runtime_t  *rt;
+
+    if (ngx_http_hotffi_hub == NULL) {
+        return;
+    }
+
+    /* runtimes get the stop, so that their threads end with the process */
+    for (rt = ngx_http_hotffi_hub->runtimes; rt; rt = rt->next) {
+        hotffi_runtime_unload(rt);
+    }
+
+    /*
+     * The eventfd stays open: a runtime thread may still answer and write to
+     * it until the process is gone, and a closed descriptor could be reused.
+     * It leaves the event loop only, so nginx's exit check does not count it
+     * as a connection left open.
+     */
+    (void) ngx_del_event(ngx_http_hotffi_notify->read, NGX_READ_EVENT, 0);
+    ngx_free_connection(ngx_http_hotffi_notify);
+    ngx_http_hotffi_notify->fd = (ngx_socket_t) -1;
+    ngx_http_hotffi_notify = NULL;
+}

@@ -1,0 +1,38 @@
+/*
+ * ngx_http_hotffi_module.h -- what the module's two files share: the
+ * worker's hub and lua-nginx-module's semaphore functions.
+ */
+
+#ifndef NGX_HTTP_HOTFFI_MODULE_H
+#define NGX_HTTP_HOTFFI_MODULE_H
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "hotffi_core.h"
+
+
+/* bumped with every change of the FFI functions lua/resty/hotffi.lua calls */
+#define NGX_HTTP_HOTFFI_FFI_VERSION  1
+
+
+/*
+ * lua-nginx-module's public FFI for ngx.semaphore, the documented way to
+ * park and resume a Lua coroutine; found with dlsym() because the lua module
+ * is itself a dynamic module loaded before this one.
+ */
+typedef struct {
+    int    (*create)(void **psem, int n, char **errmsg);
+    int    (*post)(void *sem, int n);
+    void   (*gc)(void *sem);
+} ngx_http_hotffi_sema_api_t;
+
+
+extern ngx_module_t                 ngx_http_hotffi_module;
+extern hotffi_hub_t                *ngx_http_hotffi_hub;
+extern ngx_http_hotffi_sema_api_t   ngx_http_hotffi_sema;
+
+
+#endif /* NGX_HTTP_HOTFFI_MODULE_H */

@@ -1,0 +1,261 @@
+/*
+ * ctl.c -- a runtime the tests steer through its requests, to produce every
+ * kind of answer (and non-answer) hotffi must survive:
+ *
+ *   echo:BYTES      answers BYTES
+ *   sleep:MS        answers "slept" after MS ms, or "cancelled" if the
+ *                   caller gave up meanwhile (the answer is still sent)
+ *   hang            never answers until the runtime is unloaded
+ *   fail:RC:TEXT    answers rc RC with TEXT
+ *   null            answers rc 0 with no payload
+ *   cancelled       answers how many sleeps saw their caller give up
+ *   cfg             answers the configuration it was loaded with, or <nil>
+ *
+ * cfg "fail-init" makes libffi_init() return 7; cfg "threads=N" sets the
+ * number of polling threads (default 4).
+ */
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hotffi.h"
+
+
+#define CTL_MAX_THREADS  16
+
+
+typedef struct ctl_s  ctl_t;
+
+struct ctl_s {
+    void             *tq;
+    char             *cfg;           /* copy of the configuration */
+    int               nthreads;
+    pthread_t         tids[CTL_MAX_THREADS];
+    pthread_mutex_t   mtx;           /* guards held and cancelled */
+    void            **held;          /* "hang" tasks, answered at the stop */
+    int               nheld;
+    int               cancelled;
+    ctl_t            *next;
+};
+
+
+static pthread_mutex_t  ctl_mtx = PTHREAD_MUTEX_INITIALIZER;
+static ctl_t           *ctl_all;
+
+
+static void
+ctl_answer(void *task, int rc, const char *text, size_t len)
+{
+    char  *rsp;
+
+    rsp = malloc(len + 1);
+    if (rsp == NULL) {
+        ngx_http_lua_ffi_respond(task, 1, NULL, 0);
+        return;
+    }
+
+    memcpy(rsp, text, len);
+    rsp[len] = '\0';
+    ngx_http_lua_ffi_respond(task, rc, rsp, (int) len);
+}
+
+
+static void
+ctl_sleep(ctl_t *c, void *task, long ms)
+{
+    struct timespec  ts;
+    int              gave_up;
+
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (ms % 1000) * 1000000L;
+    (void) nanosleep(&ts, NULL);
+
+    gave_up = hotffi_task_cancelled(task);
+
+    if (gave_up) {
+        (void) pthread_mutex_lock(&c->mtx);
+        c->cancelled++;
+        (void) pthread_mutex_unlock(&c->mtx);
+    }
+
+    ctl_answer(task, 0, gave_up ? "cancelled" : "slept",
+               gave_up ? 9 : 5);
+}
+
+
+static void
+ctl_hold(ctl_t *c, void *task)
+{
+    void  **held;
+
+    (void) pthread_mutex_lock(&c->mtx);
+
+    held = realloc(c->held, (c->nheld + 1) * sizeof(void *));
+    if (held != NULL) {
+        c->held = held;
+        c->held[c->nheld++] = task;
+    }
+
+    (void) pthread_mutex_unlock(&c->mtx);
+
+    if (held == NULL) {
+        ngx_http_lua_ffi_respond(task, 1, NULL, 0);
+    }
+}
+
+
+static void
+ctl_handle(ctl_t *c, void *task)
+{
+    int    len, n;
+    char  *req, buf[64];
+    char  *colon;
+
+    req = ngx_http_lua_ffi_get_req(task, &len);
+
+    if (len >= 5 && memcmp(req, "echo:", 5) == 0) {
+        ctl_answer(task, 0, req + 5, len - 5);
+
+    } else if (len > 6 && memcmp(req, "sleep:", 6) == 0) {
+        ctl_sleep(c, task, strtol(req + 6, NULL, 10));
+
+    } else if (strcmp(req, "hang") == 0) {
+        ctl_hold(c, task);
+
+    } else if (len > 5 && memcmp(req, "fail:", 5) == 0) {
+        colon = strchr(req + 5, ':');
+        ctl_answer(task, (int) strtol(req + 5, NULL, 10),
+                   colon ? colon + 1 : "", colon ? strlen(colon + 1) : 0);
+
+    } else if (strcmp(req, "null") == 0) {
+        ngx_http_lua_ffi_respond(task, 0, NULL, 0);
+
+    } else if (strcmp(req, "cancelled") == 0) {
+        (void) pthread_mutex_lock(&c->mtx);
+        n = snprintf(buf, sizeof(buf), "%d", c->cancelled);
+        (void) pthread_mutex_unlock(&c->mtx);
+        ctl_answer(task, 0, buf, n);
+
+    } else if (strcmp(req, "cfg") == 0) {
+        ctl_answer(task, 0, c->cfg ? c->cfg : "<nil>",
+                   strlen(c->cfg ? c->cfg : "<nil>"));
+
+    } else {
+        ctl_answer(task, 2, "unknown command", 15);
+    }
+}
+
+
+/* thread: runtime */
+static void *
+ctl_loop(void *data)
+{
+    int     i;
+    void   *task;
+    ctl_t  *c = data;
+
+    while ((task = ngx_http_lua_ffi_task_poll(c->tq)) != NULL) {
+        ctl_handle(c, task);
+    }
+
+    /* the stop: whoever took a held task first answers all of them */
+    (void) pthread_mutex_lock(&c->mtx);
+
+    for (i = 0; i < c->nheld; i++) {
+        ctl_answer(c->held[i], 0, "released", 8);
+    }
+
+    c->nheld = 0;
+    (void) pthread_mutex_unlock(&c->mtx);
+
+    return NULL;
+}
+
+
+static void
+ctl_free(ctl_t *c)
+{
+    (void) pthread_mutex_destroy(&c->mtx);
+    free(c->held);
+    free(c->cfg);
+    free(c);
+}
+
+
+int
+libffi_init(char *cfg, void *tq)
+{
+    int     i;
+    ctl_t  *c;
+
+    if (cfg && strcmp(cfg, "fail-init") == 0) {
+        return 7;
+    }
+
+    c = calloc(1, sizeof(ctl_t));
+    if (c == NULL) {
+        return 1;
+    }
+
+    c->tq = tq;
+    c->cfg = cfg ? strdup(cfg) : NULL;
+    c->nthreads = 4;
+    (void) pthread_mutex_init(&c->mtx, NULL);
+
+    if (cfg && sscanf(cfg, "threads=%d", &c->nthreads) == 1
+        && (c->nthreads < 1 || c->nthreads > CTL_MAX_THREADS))
+    {
+        ctl_free(c);
+        return 3;
+    }
+
+    for (i = 0; i < c->nthreads; i++) {
+        if (pthread_create(&c->tids[i], NULL, ctl_loop, c) != 0) {
+            /* hotffi stops the queue on failure: started threads end */
+            c->nthreads = i;
+            break;
+        }
+    }
+
+    (void) pthread_mutex_lock(&ctl_mtx);
+    c->next = ctl_all;
+    ctl_all = c;
+    (void) pthread_mutex_unlock(&ctl_mtx);
+
+    return c->nthreads == 0 ? 4 : 0;
+}
+
+
+int
+libffi_fini(void *tq)
+{
+    int      i;
+    ctl_t   *c, **pc;
+
+    (void) pthread_mutex_lock(&ctl_mtx);
+
+    for (pc = &ctl_all; *pc && (*pc)->tq != tq; pc = &(*pc)->next) {
+        /* void */
+    }
+
+    c = *pc;
+    if (c) {
+        *pc = c->next;
+    }
+
+    (void) pthread_mutex_unlock(&ctl_mtx);
+
+    if (c == NULL) {
+        return 1;
+    }
+
+    for (i = 0; i < c->nthreads; i++) {
+        (void) pthread_join(c->tids[i], NULL);
+    }
+
+    ctl_free(c);
+    return 0;
+}
