@@ -9,6 +9,7 @@ local C = ffi.C
 local ffi_gc = ffi.gc
 local ffi_new = ffi.new
 local ffi_str = ffi.string
+local get_phase = ngx.get_phase
 local get_request = base.get_request
 local get_string_buf = base.get_string_buf
 local get_size_ptr = base.get_size_ptr
@@ -229,7 +230,8 @@ end
 -- lua-resty-ffi's ngx.load_ffi(), with a default timeout for every call.
 function _M.load(lib, cfg, opts)
     if type(lib) ~= "string" or lib == "" then
-        error("bad library: non-empty string expected, got " .. type(lib), 2)
+        error("bad library: non-empty string expected, got "
+              .. (lib == "" and "an empty string" or type(lib)), 2)
     end
 
     if type(cfg) == "number" then
@@ -243,6 +245,12 @@ function _M.load(lib, cfg, opts)
         opts = {}
     elseif type(opts) ~= "table" then
         error("bad options: table or nil expected, got " .. type(opts), 2)
+    end
+
+    if get_phase() == "init" then
+        -- threads started in the master would not survive the fork
+        return nil, "runtimes are loaded in worker processes "
+                    .. "(init_worker_by_lua* or later), not in init_by_lua*"
     end
 
     local key = cfg and lib .. "&" .. cfg or lib

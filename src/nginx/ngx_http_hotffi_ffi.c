@@ -71,13 +71,13 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
     size_t *errlen)
 {
     char                    msg[1024];
+    hotffi_hub_t           *hub;
     hotffi_runtime_t       *rt;
     hotffi_runtime_opts_t   opts;
 
-    if (ngx_http_hotffi_hub == NULL) {
-        ngx_http_hotffi_set_err(err, errlen, "runtimes are loaded in worker "
-                                "processes only (init_worker_by_lua* or "
-                                "later), not in init_by_lua*");
+    hub = ngx_http_hotffi_hub_get();
+    if (hub == NULL) {
+        ngx_http_hotffi_set_err(err, errlen, "no hub: see the error log");
         return NULL;
     }
 
@@ -85,7 +85,7 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
     opts.global = global ? 1 : 0;
     opts.unpin = unpin ? 1 : 0;
 
-    rt = hotffi_runtime_load(ngx_http_hotffi_hub, lib, cfg, cfg_len, &opts,
+    rt = hotffi_runtime_load(hub, lib, cfg, cfg_len, &opts,
                              msg, sizeof(msg));
     if (rt == NULL) {
         ngx_http_hotffi_set_err(err, errlen, msg);

@@ -12,7 +12,6 @@
 
 
 static ngx_int_t ngx_http_hotffi_init_module(ngx_cycle_t *cycle);
-static ngx_int_t ngx_http_hotffi_init_process(ngx_cycle_t *cycle);
 static void ngx_http_hotffi_exit_process(ngx_cycle_t *cycle);
 
 
@@ -41,7 +40,7 @@ ngx_module_t  ngx_http_hotffi_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_http_hotffi_init_module,           /* init module */
-    ngx_http_hotffi_init_process,          /* init process */
+    NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_http_hotffi_exit_process,          /* exit process */
@@ -115,18 +114,21 @@ ngx_http_hotffi_notify_handler(ngx_event_t *ev)
 }
 
 
-/* thread: event loop */
-static ngx_int_t
-ngx_http_hotffi_init_process(ngx_cycle_t *cycle)
+/*
+ * thread: event loop.  The worker's hub, made on first use: lua-nginx-module
+ * runs init_worker_by_lua* from its own init_process handler, which comes
+ * before this module's, and runtimes may be loaded there.  Callers make sure
+ * this is a worker, not the master at configuration time.
+ */
+hotffi_hub_t *
+ngx_http_hotffi_hub_get(void)
 {
     const char        *err;
     hotffi_host_t      host;
     ngx_connection_t  *c;
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
+    if (ngx_http_hotffi_hub) {
+        return ngx_http_hotffi_hub;
     }
 
     host.wake = ngx_http_hotffi_wake;
@@ -136,29 +138,35 @@ ngx_http_hotffi_init_process(ngx_cycle_t *cycle)
 
     ngx_http_hotffi_hub = hotffi_hub_create(&host, &err);
     if (ngx_http_hotffi_hub == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
                       "hotffi: hub not created: %s", err);
-        return NGX_ERROR;
+        return NULL;
     }
 
-    c = ngx_get_connection(hotffi_hub_fd(ngx_http_hotffi_hub), cycle->log);
+    c = ngx_get_connection(hotffi_hub_fd(ngx_http_hotffi_hub),
+                           ngx_cycle->log);
     if (c == NULL) {
-        return NGX_ERROR;
+        goto failed;
     }
 
     c->read->handler = ngx_http_hotffi_notify_handler;
-    c->read->log = cycle->log;
-    c->write->log = cycle->log;
-    c->log = cycle->log;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+    c->log = ngx_cycle->log;
 
     if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
         ngx_free_connection(c);
-        return NGX_ERROR;
+        goto failed;
     }
 
     ngx_http_hotffi_notify = c;
+    return ngx_http_hotffi_hub;
 
-    return NGX_OK;
+failed:
+
+    hotffi_hub_destroy(ngx_http_hotffi_hub);
+    ngx_http_hotffi_hub = NULL;
+    return NULL;
 }
 
 
@@ -168,7 +176,7 @@ ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
 {
     hotffi_runtime_t  *rt;
 
-    if (ngx_http_hotffi_hub == NULL) {
+    if (ngx_http_hotffi_notify == NULL) {
         return;
     }
 

@@ -35,4 +35,7 @@ extern hotffi_hub_t                *ngx_http_hotffi_hub;
 extern ngx_http_hotffi_sema_api_t   ngx_http_hotffi_sema;
 
 
+hotffi_hub_t *ngx_http_hotffi_hub_get(void);
+
+
 #endif /* NGX_HTTP_HOTFFI_MODULE_H */

@@ -1,0 +1,56 @@
+#!/bin/sh
+# The demo: starts nginx with examples/nginx.conf on a free 127.0.0.1 port,
+# calls each location, shows the answers and stops nginx again.
+# With --foreground, nginx keeps running until Ctrl-C instead.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+nginx=${HOTFFI_NGINX:-/usr/sbin/nginx}
+prefix=$(mktemp -d "${TMPDIR:-/tmp}/hotffi-demo.XXXXXX")
+port=$(perl -MIO::Socket::INET -e \
+    'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0")->sockport')
+
+mkdir -p "$prefix/logs" "$prefix/conf"
+sed -e "s|@ROOT@|$root|g" -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
+    "$root/examples/nginx.conf" > "$prefix/conf/nginx.conf"
+
+# the runtimes are found by short name ("echo" -> libecho.so) through it
+export LD_LIBRARY_PATH="$root/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+if [ "${1:-}" = "--foreground" ]; then
+    echo "hotffi demo on http://127.0.0.1:$port/ (echo, digest, stats);" \
+         "Ctrl-C stops it"
+    exec "$nginx" -p "$prefix/" -c conf/nginx.conf -e logs/error.log
+fi
+
+"$nginx" -p "$prefix/" -c conf/nginx.conf -e logs/error.log &
+pid=$!
+trap 'kill -QUIT $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$prefix"' EXIT
+
+url="http://127.0.0.1:$port"
+tries=0
+until curl -s -o /dev/null "$url/stats"; do
+    tries=$((tries + 1))
+    if [ $tries -gt 100 ] || ! kill -0 $pid 2>/dev/null; then
+        echo "demo: nginx did not start:" >&2
+        cat "$prefix/logs/error.log" >&2
+        exit 1
+    fi
+    sleep 0.05
+done
+
+show() {
+    printf '$ %s\n' "$*"
+    curl -s --max-time 10 "$@"
+}
+
+show "$url/echo?msg=hello"
+show --data-binary 'hello, hotffi' "$url/digest"
+printf '%s' 'hello, hotffi' | sha256sum | sed 's/ .*/  (sha256sum, for comparison)/'
+show "$url/stats"
+
+if grep -E '\[(alert|crit|emerg|error)\]' "$prefix/logs/error.log"; then
+    echo "demo: errors in the nginx log (above)" >&2
+    exit 1
+fi
+echo "demo: ok"

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs the Debian packages hotffi builds, tests and runs with.  Run as
+# root (or with sudo available).  Safe to run again.
+set -eu
+
+PACKAGES="
+    build-essential ca-certificates curl perl valgrind
+    nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
+    libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
+"
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo sh "$0" "$@"
+    fi
+    echo "setup: run as root: it installs Debian packages with apt-get" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+# Package scripts must not start nginx as a system service: hotffi starts
+# its own servers on 127.0.0.1 and stops them.  policy-rc.d is Debian's
+# switch for that; ours is removed again whatever happens.
+policy=/usr/sbin/policy-rc.d
+own_policy=
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    own_policy=1
+fi
+trap '[ -z "$own_policy" ] || rm -f "$policy"' EXIT
+
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $PACKAGES
