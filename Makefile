@@ -34,18 +34,24 @@ setup:
 	$(MAKE) all
 
 # The module is built the standard way, in a private copy of the nginx tree
-# that matches the installed nginx (Debian's nginx-dev), with its flags.
-$(MODULE): $(CORE_SRCS) $(CORE_HDRS) $(NGX_SRCS)
+# that matches the installed nginx (Debian's nginx-dev), with its flags;
+# nginx's own Makefile then rebuilds only what changed.
+NGX_OBJS := $(BUILD)/nginx-src/objs
+
+$(NGX_OBJS)/Makefile: src/nginx/config
 	@test -x $(NGINX_SRC)/configure || \
 	    { echo "no nginx source at $(NGINX_SRC): run 'make setup'"; exit 1; }
 	rm -rf $(BUILD)/nginx-src
-	mkdir -p $(BUILD)/modules
 	cp -r $(NGINX_SRC) $(BUILD)/nginx-src
 	cd $(BUILD)/nginx-src && bash -c '. ./conf_flags 2>/dev/null; \
 	    ./configure "$${NGX_CONF_FLAGS[@]:---with-compat}" \
+	        --with-cc-opt="-O2 -g" \
 	        --add-dynamic-module=$(CURDIR)/src/nginx' > configure.log
+
+$(MODULE): $(NGX_OBJS)/Makefile $(CORE_SRCS) $(CORE_HDRS) $(NGX_SRCS)
+	@mkdir -p $(@D)
 	$(MAKE) -C $(BUILD)/nginx-src -f objs/Makefile modules
-	cp $(BUILD)/nginx-src/objs/ngx_http_hotffi_module.so $@
+	cp $(NGX_OBJS)/ngx_http_hotffi_module.so $@
 
 $(BUILD)/lib/lib%.so: examples/c/%.c include/hotffi.h
 	@mkdir -p $(BUILD)/lib

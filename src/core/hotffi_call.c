@@ -155,6 +155,16 @@ hotffi_call_abandon(hotffi_task_t *task)
 
     task->rt->stats.abandoned++;
     atomic_store_explicit(&task->cancelled, 1, memory_order_release);
+
+    /*
+     * Nobody waits any more: the waiter goes now rather than with the
+     * answer, which may come late or, from a runtime that hangs, never (the
+     * host may have to account for every waiter when the process exits).
+     */
+    if (task->waiter) {
+        task->rt->hub->host.release(task->waiter);
+        task->waiter = NULL;
+    }
 }
 
 

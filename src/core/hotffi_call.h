@@ -7,8 +7,9 @@
  * - the answer is drained first: the task is marked done and the caller's
  *   waiter woken; the caller reads the result and finishes the task;
  * - the caller gives up first (timeout, killed coroutine, request gone): the
- *   task is marked cancelled, which the runtime can see, and it is freed when
- *   its answer is drained (or when poll skips it, unanswered).
+ *   task is marked cancelled, which the runtime can see, its waiter is
+ *   released at once, and the task is freed when its answer is drained (or
+ *   when poll skips it, unanswered).
  * A group collects the pending tasks of one caller scope (an nginx request)
  * so that the end of the scope gives all of them up at once.
  */

@@ -29,10 +29,14 @@ hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
         return NULL;
     }
 
-    n = cfg_len < HOTFFI_NAME_MAX ? cfg_len : HOTFFI_NAME_MAX;
+    /* the key resty.hotffi caches the runtime under */
+    if (cfg == NULL) {
+        (void) snprintf(name, HOTFFI_NAME_MAX, "%s", lib);
+        return name;
+    }
 
-    (void) snprintf(name, HOTFFI_NAME_MAX, "%s&%.*s", lib, (int) n,
-                    cfg ? cfg : "");
+    n = cfg_len < HOTFFI_NAME_MAX ? cfg_len : HOTFFI_NAME_MAX;
+    (void) snprintf(name, HOTFFI_NAME_MAX, "%s&%.*s", lib, (int) n, cfg);
     return name;
 }
 

@@ -44,7 +44,7 @@ struct hotffi_runtime_s {
     hotffi_hub_t            *hub;
     hotffi_runtime_t        *prev;     /* hub->runtimes */
     hotffi_runtime_t        *next;
-    char                    *name;     /* "lib&cfg", for messages */
+    char                    *name;     /* "lib&cfg" or "lib", for messages */
     hotffi_library_t         lib;
     hotffi_queue_t          *queue;    /* the ABI's tq; NULL once retired */
     hotffi_task_t           *retire;   /* sent by the reaper */
