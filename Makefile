@@ -63,6 +63,10 @@ $(BUILD)/lib/lib%.so: tests/runtimes/%.c include/hotffi.h
 
 LIBS_digest := -lcrypto
 
+# Each language's part (loaders/LANG, sdk/LANG, examples/LANG, tests/compat)
+# has its own .mk that adds its outputs to `all` and its tests to `test`.
+include $(wildcard loaders/*/*.mk sdk/*/*.mk examples/*/*.mk tests/compat/*.mk)
+
 demo: all
 	sh examples/demo.sh
 
@@ -71,7 +75,10 @@ run: all
 
 include tests/unit/unit.mk
 
-test: all test-unit test-nginx
+test: all lint test-unit test-nginx
+
+lint:
+	sh scripts/lint.sh
 
 test-nginx: all
 	prove -r tests/nginx/

@@ -7,6 +7,7 @@ PACKAGES="
     build-essential ca-certificates curl perl valgrind
     nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
+    golang-go python3 libpython3-dev
 "
 
 if [ "$(id -u)" -ne 0 ]; then
