@@ -125,6 +125,18 @@ int hotffi_abi_version(void);
  */
 int hotffi_task_cancelled(void *task);
 
+/*
+ * Says why libffi_init() is about to fail: call it from inside libffi_init()
+ * before returning non-zero, and the load's error message ends with msg
+ * (a Python traceback, say) instead of the bare return code.  A later call
+ * replaces an earlier one; msg is cut at 4095 bytes.
+ *
+ * thread: the event loop, inside libffi_init() only.
+ * tq:     the queue libffi_init() was given.
+ * msg:    borrowed NUL-terminated string; hotffi copies it.
+ */
+void hotffi_init_error(void *tq, const char *msg);
+
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -62,6 +62,7 @@ void ngx_http_hotffi_ffi_call_abandon(void *task);
 
 local FFI_VERSION = 1
 local ERR_BUF_SIZE = 1024
+local LOAD_ERR_BUF_SIZE = 4608   -- a runtime's init error may be a traceback
 local DEFAULT_MAX_QUEUE = 65536
 local DEFAULT_TIMEOUT = 60
 local MAX_QUEUE_LIMIT = 2 ^ 31 - 1
@@ -268,9 +269,9 @@ function _M.load(lib, cfg, opts)
     local global = opt_flag(opts, "is_global")
     local unpin = opt_flag(opts, "unpin")
 
-    local err = get_string_buf(ERR_BUF_SIZE)
+    local err = get_string_buf(LOAD_ERR_BUF_SIZE)
     local errlen = get_size_ptr()
-    errlen[0] = ERR_BUF_SIZE
+    errlen[0] = LOAD_ERR_BUF_SIZE
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
                                                    max_queue, global, unpin,

@@ -3,6 +3,7 @@
  * are the only core symbols exported to the libraries hotffi loads.
  */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "hotffi_core.h"
@@ -86,4 +87,15 @@ hotffi_task_cancelled(void *tsk)
     hotffi_task_t  *task = tsk;
 
     return atomic_load_explicit(&task->cancelled, memory_order_acquire);
+}
+
+
+/* thread: event loop, inside libffi_init() */
+HOTFFI_EXPORT void
+hotffi_init_error(void *tq, const char *msg)
+{
+    hotffi_queue_t  *q = tq;
+
+    free(q->init_error);
+    q->init_error = strndup(msg, 4095);
 }

@@ -53,6 +53,7 @@ hotffi_queue_destroy(hotffi_queue_t *q)
 {
     (void) pthread_cond_destroy(&q->cond);
     (void) pthread_mutex_destroy(&q->mtx);
+    free(q->init_error);
     free(q->ring);
     free(q);
 }
@@ -177,6 +178,11 @@ hotffi_queue_wait_drained(hotffi_queue_t *q)
 
     while (!q->stopped || q->count != 0) {
         (void) pthread_cond_wait(&q->cond, &q->mtx);
+
+        if (q->count && q->pollers) {
+            /* the wake-up may be a push's signal meant for a poller */
+            (void) pthread_cond_signal(&q->cond);
+        }
     }
 
     (void) pthread_mutex_unlock(&q->mtx);

@@ -38,6 +38,9 @@ struct hotffi_queue_s {
     uint32_t          count;
     uint32_t          pollers;    /* threads inside poll */
     unsigned          stopped:1;
+
+    /* event loop only: hotffi_init_error()'s copy, read after init */
+    char             *init_error;
 };
 
 

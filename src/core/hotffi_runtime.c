@@ -104,7 +104,9 @@ hotffi_runtime_init(hotffi_runtime_t *rt, const char *cfg, size_t cfg_len,
 
     if (rc != 0) {
         (void) snprintf(err, errlen, "libffi_init() of runtime \"%s\" "
-                        "failed: %d", rt->name, rc);
+                        "failed: %d%s%s", rt->name, rc,
+                        rt->queue->init_error ? ": " : "",
+                        rt->queue->init_error ? rt->queue->init_error : "");
         return HOTFFI_ERROR;
     }
 

@@ -70,7 +70,7 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
     size_t cfg_len, uint32_t max_queue, int global, int unpin, u_char *err,
     size_t *errlen)
 {
-    char                    msg[1024];
+    char                    msg[4608];   /* room for a traceback */
     hotffi_hub_t           *hub;
     hotffi_runtime_t       *rt;
     hotffi_runtime_opts_t   opts;

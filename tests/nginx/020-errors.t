@@ -37,6 +37,7 @@ location = /t {
         local rt, err = hotffi.load("noinit")
         ngx.say(rt, " ", err:match('dlsym%(%) "libffi_init" in "libnoinit.so" failed: .*undefined symbol: libffi_init') ~= nil)
         ngx.say(hotffi.load("ctl", "fail-init"))
+        ngx.say(hotffi.load("ctl", "fail-init-silent"))
         -- the failed configuration is not cached: a good one loads
         ngx.say(select(2, hotffi.load("ctl", "threads=1"):x("cfg")))
     }
@@ -45,7 +46,9 @@ location = /t {
 GET /t
 --- response_body
 nil true
-nillibffi_init() of runtime "ctl&fail-init" failed: 7
+nillibffi_init() of runtime "ctl&fail-init" failed: 7: asked to fail
+by its configuration
+nillibffi_init() of runtime "ctl&fail-init-silent" failed: 7
 threads=1
 
 

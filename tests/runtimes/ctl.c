@@ -11,8 +11,9 @@
  *   cancelled       answers how many sleeps saw their caller give up
  *   cfg             answers the configuration it was loaded with, or <nil>
  *
- * cfg "fail-init" makes libffi_init() return 7; cfg "threads=N" sets the
- * number of polling threads (default 4).
+ * cfg "fail-init" makes libffi_init() return 7 and say why through
+ * hotffi_init_error(); cfg "fail-init-silent" returns 7 only; cfg
+ * "threads=N" sets the number of polling threads (default 4).
  */
 
 #include <pthread.h>
@@ -192,6 +193,11 @@ libffi_init(char *cfg, void *tq)
     ctl_t  *c;
 
     if (cfg && strcmp(cfg, "fail-init") == 0) {
+        hotffi_init_error(tq, "asked to fail\nby its configuration");
+        return 7;
+    }
+
+    if (cfg && strcmp(cfg, "fail-init-silent") == 0) {
         return 7;
     }
 
