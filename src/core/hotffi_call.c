@@ -161,7 +161,7 @@ hotffi_call_abandon(hotffi_task_t *task)
      * answer, which may come late or, from a runtime that hangs, never (the
      * host may have to account for every waiter when the process exits).
      */
-    if (task->waiter) {
+    if (task->waiter && task->rt->hub->host.release) {
         task->rt->hub->host.release(task->waiter);
         task->waiter = NULL;
     }

@@ -15,6 +15,8 @@
  * The core is linked into the nginx module, which runtimes see through the
  * global symbol namespace: only the ABI and the FFI entry points may leak
  * into it, so everything declared from here on is hidden unless marked.
+ * Include system headers before this one: their declarations must keep
+ * their own visibility.
  */
 #pragma GCC visibility push(hidden)
 

@@ -38,6 +38,12 @@ hotffi_queue_create(uint32_t max)
         goto failed;
     }
 
+    if (pthread_cond_init(&q->drained, NULL) != 0) {
+        (void) pthread_cond_destroy(&q->cond);
+        (void) pthread_mutex_destroy(&q->mtx);
+        goto failed;
+    }
+
     return q;
 
 failed:
@@ -51,6 +57,7 @@ failed:
 void
 hotffi_queue_destroy(hotffi_queue_t *q)
 {
+    (void) pthread_cond_destroy(&q->drained);
     (void) pthread_cond_destroy(&q->cond);
     (void) pthread_mutex_destroy(&q->mtx);
     free(q->init_error);
@@ -66,7 +73,8 @@ hotffi_queue_grow(hotffi_queue_t *q)
     uint32_t         cap, first;
     hotffi_task_t  **ring;
 
-    cap = q->cap * 2 < q->max ? q->cap * 2 : q->max;
+    /* 64-bit: max may be up to 2^32 - 1 */
+    cap = (uint32_t) ((uint64_t) q->cap * 2 < q->max ? q->cap * 2 : q->max);
 
     ring = malloc(cap * sizeof(hotffi_task_t *));
     if (ring == NULL) {
@@ -150,7 +158,7 @@ hotffi_queue_poll(hotffi_queue_t *q)
 
         if (q->stopped && q->count == 0) {
             /* the last task queued before the stop: wake the reaper */
-            (void) pthread_cond_broadcast(&q->cond);
+            (void) pthread_cond_broadcast(&q->drained);
         }
     }
 
@@ -166,6 +174,7 @@ hotffi_queue_stop(hotffi_queue_t *q)
     (void) pthread_mutex_lock(&q->mtx);
     q->stopped = 1;
     (void) pthread_cond_broadcast(&q->cond);
+    (void) pthread_cond_broadcast(&q->drained);
     (void) pthread_mutex_unlock(&q->mtx);
 }
 
@@ -177,12 +186,7 @@ hotffi_queue_wait_drained(hotffi_queue_t *q)
     (void) pthread_mutex_lock(&q->mtx);
 
     while (!q->stopped || q->count != 0) {
-        (void) pthread_cond_wait(&q->cond, &q->mtx);
-
-        if (q->count && q->pollers) {
-            /* the wake-up may be a push's signal meant for a poller */
-            (void) pthread_cond_signal(&q->cond);
-        }
+        (void) pthread_cond_wait(&q->drained, &q->mtx);
     }
 
     (void) pthread_mutex_unlock(&q->mtx);

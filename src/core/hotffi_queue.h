@@ -16,7 +16,9 @@
  * The ring grows on demand up to max, so a runtime loaded with the default
  * max_queue of 65536 does not cost 512 KiB until it is that busy.
  *
- * locks: mtx guards every field; cond is signalled on push and on stop.
+ * locks: mtx guards every field.  Pollers wait on cond, signalled on push
+ * and broadcast on stop; a drain waiter waits on drained, so that a push's
+ * single signal can never be taken by it instead of a poller.
  */
 
 #ifndef HOTFFI_QUEUE_H
@@ -31,6 +33,7 @@
 struct hotffi_queue_s {
     pthread_mutex_t   mtx;
     pthread_cond_t    cond;
+    pthread_cond_t    drained;
     hotffi_task_t   **ring;
     uint32_t          cap;        /* slots allocated */
     uint32_t          max;        /* slots allowed */

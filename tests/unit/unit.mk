@@ -17,7 +17,7 @@ $(BUILD)/unit/$(1)/%: tests/unit/%.c $(CORE_SRCS) $(CORE_HDRS) $(UNIT_HDRS) \
 	$$(CC) $$(UNIT_CFLAGS) $$(SAN_$(1)) -rdynamic -o $$@ $$< $$(CORE_SRCS) \
 	    -lcmocka -ldl -lpthread
 
-$(BUILD)/unit/$(1)/lib%.so: tests/unit/%.c include/hotffi.h
+$(BUILD)/unit/$(1)/lib%.so: tests/unit/%.c include/hotffi.h $(UNIT_HDRS)
 	@mkdir -p $$(@D)
 	$$(CC) $$(UNIT_CFLAGS) $$(SAN_$(1)) -fPIC -shared -o $$@ $$< -lpthread
 endef
@@ -27,6 +27,12 @@ $(eval $(call unit_variant,tsan))
 
 UNIT_BINS := $(foreach v,asan tsan,\
                $(patsubst tests/unit/%.c,$(BUILD)/unit/$(v)/%,$(UNIT_SRCS)))
+UNIT_LIBS := $(foreach v,asan tsan,\
+               $(patsubst tests/unit/%.c,$(BUILD)/unit/$(v)/lib%.so,$(UNIT_RTS)))
+
+# made by a pattern rule only, they would be deleted as intermediate files,
+# and a program run by hand could not load them
+.SECONDARY: $(UNIT_LIBS)
 
 # Each program runs with its own variant's runtimes on the library path;
 # every failure is counted and the target fails at the end.

@@ -1,0 +1,544 @@
+/*
+ * test_queue.c -- the bounded request queue: order, growth, limits, the stop
+ * and the threads blocked on it.
+ *
+ * The queue never looks inside a task, so the tasks here are addresses in a
+ * byte array: T(i) is task number i, and a poll can be checked by number.
+ */
+
+#define _GNU_SOURCE
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "unit_helpers.h"
+
+
+#define UNIT_SLOTS  4096
+
+static char  slots[UNIT_SLOTS];
+
+#define T(i)     ((hotffi_task_t *) &slots[(i) % UNIT_SLOTS])
+#define NUM(t)   ((long) ((char *) (t) - slots))
+
+
+/* ---- helpers */
+
+/* Pushes tasks number from .. to-1, each must be accepted. */
+static void
+push_range(hotffi_queue_t *q, uint32_t from, uint32_t to)
+{
+    uint32_t  i;
+
+    for (i = from; i < to; i++) {
+        assert_int_equal(hotffi_queue_push(q, T(i)), HOTFFI_OK);
+    }
+}
+
+
+/* Polls tasks, which must come as number from .. to-1, in that order. */
+static void
+poll_range(hotffi_queue_t *q, uint32_t from, uint32_t to)
+{
+    uint32_t  i;
+
+    for (i = from; i < to; i++) {
+        assert_int_equal(NUM(hotffi_queue_poll(q)), i % UNIT_SLOTS);
+    }
+}
+
+
+static uint32_t
+pollers(hotffi_queue_t *q)
+{
+    uint32_t  n;
+
+    (void) pthread_mutex_lock(&q->mtx);
+    n = q->pollers;
+    (void) pthread_mutex_unlock(&q->mtx);
+
+    return n;
+}
+
+
+/*
+ * Waits until n threads sleep in poll: pollers is raised under the mutex
+ * just before the wait, so once it is seen, those threads wait on cond.
+ */
+static void
+wait_pollers(hotffi_queue_t *q, uint32_t n)
+{
+    int64_t  end;
+
+    end = unit_now_ms() + UNIT_WAIT_MS;
+
+    while (pollers(q) != n) {
+        if (unit_now_ms() > end) {
+            fail_msg("%u threads in poll, expected %u", pollers(q), n);
+        }
+
+        unit_sleep_ms(1);
+    }
+}
+
+
+static void *
+poll_thread(void *q)
+{
+    return hotffi_queue_poll(q);
+}
+
+
+typedef struct {
+    hotffi_queue_t  *q;
+    atomic_int       returned;
+} drain_waiter_t;
+
+
+static void *
+wait_drained_thread(void *data)
+{
+    drain_waiter_t  *dw = data;
+
+    hotffi_queue_wait_drained(dw->q);
+    atomic_store(&dw->returned, 1);
+
+    return NULL;
+}
+
+
+/* ---- tests */
+
+static void
+test_fifo(void **state)
+{
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(16);
+    assert_non_null(q);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    push_range(q, 0, 10);
+    assert_int_equal(hotffi_queue_depth(q), 10);
+
+    poll_range(q, 0, 4);
+    assert_int_equal(hotffi_queue_depth(q), 6);
+
+    /* later pushes queue behind the ones still waiting */
+    push_range(q, 10, 13);
+    assert_int_equal(hotffi_queue_depth(q), 9);
+    poll_range(q, 4, 13);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    hotffi_queue_destroy(q);
+}
+
+
+/*
+ * Growth copies a wrapped ring into a bigger one: the head is moved away
+ * from slot 0 before each growth, so that the part of the ring behind the
+ * end and the part before it must both be copied, in order.
+ */
+static void
+test_growth_with_wraparound(void **state)
+{
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(200);
+    assert_non_null(q);
+    assert_int_equal(q->cap, 64);
+
+    /* fill the first 64 slots, free 40 at the front, refill: head at 40 */
+    push_range(q, 0, 64);
+    poll_range(q, 0, 40);
+    push_range(q, 64, 104);
+    assert_int_equal(q->cap, 64);
+    assert_int_equal(q->head, 40);
+    assert_int_equal(hotffi_queue_depth(q), 64);
+
+    /* the 65th task doubles the ring */
+    push_range(q, 104, 105);
+    assert_int_equal(q->cap, 128);
+    assert_int_equal(hotffi_queue_depth(q), 65);
+
+    /* wrap the bigger ring too before it grows to max (not to 256) */
+    poll_range(q, 40, 90);
+    push_range(q, 105, 218);
+    assert_int_equal(q->cap, 128);
+    assert_int_equal(hotffi_queue_depth(q), 128);
+    assert_true(q->head + q->count > q->cap);
+
+    push_range(q, 218, 219);
+    assert_int_equal(q->cap, 200);
+    assert_int_equal(hotffi_queue_depth(q), 129);
+
+    /* and wrap the ring at max */
+    poll_range(q, 90, 150);
+    push_range(q, 219, 350);
+    assert_int_equal(hotffi_queue_depth(q), 200);
+    assert_true(q->head + q->count > q->cap);
+
+    /* full at max: refused, and nothing of the queue is disturbed */
+    assert_int_equal(hotffi_queue_push(q, T(999)), HOTFFI_BUSY);
+    assert_int_equal(q->cap, 200);
+    assert_int_equal(hotffi_queue_depth(q), 200);
+
+    poll_range(q, 150, 350);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    hotffi_queue_destroy(q);
+}
+
+
+/*
+ * Random pushes and polls against a model (a counter pair: the queue is
+ * FIFO, so it must hand out exactly the numbers pushed, in order), through
+ * several growths and wraps, for a max that is not a power of two.
+ */
+static void
+test_random_against_model(void **state)
+{
+    int              i;
+    uint32_t         next_push, next_poll, busy, r;
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(1000);
+    assert_non_null(q);
+
+    next_push = 0;
+    next_poll = 0;
+    busy = 0;
+    r = 12345;
+
+    for (i = 0; i < 20000; i++) {
+        r = r * 1103515245 + 12345;
+
+        /* pushes a little more often than polls, to reach max */
+        if ((r >> 16) % 100 < 55) {
+            if (next_push - next_poll == 1000) {
+                assert_int_equal(hotffi_queue_push(q, T(next_push)),
+                                 HOTFFI_BUSY);
+                busy++;
+
+            } else {
+                assert_int_equal(hotffi_queue_push(q, T(next_push)),
+                                 HOTFFI_OK);
+                next_push++;
+            }
+
+        } else if (next_poll != next_push) {
+            assert_int_equal(NUM(hotffi_queue_poll(q)),
+                             next_poll % UNIT_SLOTS);
+            next_poll++;
+        }
+
+        assert_int_equal(hotffi_queue_depth(q), next_push - next_poll);
+        assert_true(q->cap <= 1000);
+    }
+
+    /* the schedule did reach max, so every growth happened */
+    assert_true(busy > 0);
+    assert_int_equal(q->cap, 1000);
+
+    poll_range(q, next_poll, next_push);
+    hotffi_queue_destroy(q);
+}
+
+
+/* max below the first allocation: the ring is max, and it wraps */
+static void
+test_small_max(void **state)
+{
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(3);
+    assert_non_null(q);
+    assert_int_equal(q->cap, 3);
+
+    push_range(q, 0, 3);
+    assert_int_equal(hotffi_queue_push(q, T(99)), HOTFFI_BUSY);
+    assert_int_equal(hotffi_queue_depth(q), 3);
+
+    /* one slot freed at the front: the next push goes to slot 0 */
+    poll_range(q, 0, 1);
+    push_range(q, 3, 4);
+    assert_int_equal(hotffi_queue_push(q, T(99)), HOTFFI_BUSY);
+
+    poll_range(q, 1, 4);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    hotffi_queue_destroy(q);
+
+    /* the smallest queue */
+    q = hotffi_queue_create(1);
+    assert_non_null(q);
+    push_range(q, 0, 1);
+    assert_int_equal(hotffi_queue_push(q, T(1)), HOTFFI_BUSY);
+    poll_range(q, 0, 1);
+    push_range(q, 1, 2);
+    poll_range(q, 1, 2);
+    hotffi_queue_destroy(q);
+}
+
+
+static void
+test_push_after_stop_declined(void **state)
+{
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    push_range(q, 0, 2);
+    hotffi_queue_stop(q);
+
+    assert_int_equal(hotffi_queue_push(q, T(2)), HOTFFI_DECLINED);
+    assert_int_equal(hotffi_queue_depth(q), 2);
+
+    /* stop is idempotent, and a full stopped queue declines, not busy */
+    hotffi_queue_stop(q);
+    assert_int_equal(hotffi_queue_push(q, T(3)), HOTFFI_DECLINED);
+
+    poll_range(q, 0, 2);
+    assert_null(hotffi_queue_poll(q));
+
+    hotffi_queue_destroy(q);
+}
+
+
+static void
+test_stop_hands_out_queued_then_null(void **state)
+{
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    push_range(q, 0, 3);
+    hotffi_queue_stop(q);
+    assert_int_equal(hotffi_queue_depth(q), 3);
+
+    /* a stop is not a task at the end: what was queued still comes first */
+    poll_range(q, 0, 3);
+
+    /* then NULL, and NULL for ever: each polling thread must see it */
+    assert_null(hotffi_queue_poll(q));
+    assert_null(hotffi_queue_poll(q));
+    assert_null(hotffi_queue_poll(q));
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    hotffi_queue_destroy(q);
+}
+
+
+/* A stop on a full queue: a NULL task appended could not have fit. */
+static void
+test_stop_on_full_queue(void **state)
+{
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(2);
+    assert_non_null(q);
+
+    push_range(q, 0, 2);
+    assert_int_equal(hotffi_queue_push(q, T(2)), HOTFFI_BUSY);
+
+    hotffi_queue_stop(q);
+    poll_range(q, 0, 2);
+    assert_null(hotffi_queue_poll(q));
+
+    hotffi_queue_destroy(q);
+}
+
+
+static void
+test_blocked_pollers_get_pushed_tasks(void **state)
+{
+    int              i;
+    long             got[4], sum;
+    pthread_t        tids[4];
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(pthread_create(&tids[i], NULL, poll_thread, q), 0);
+    }
+
+    wait_pollers(q, 4);
+
+    /* each push wakes a sleeping poller; each task goes to exactly one */
+    push_range(q, 1, 5);
+
+    sum = 0;
+
+    for (i = 0; i < 4; i++) {
+        got[i] = NUM(unit_join(tids[i], UNIT_WAIT_MS));
+        assert_in_range(got[i], 1, 4);
+        sum += 1L << got[i];
+    }
+
+    assert_int_equal(sum, (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4));
+    assert_int_equal(hotffi_queue_depth(q), 0);
+    assert_int_equal(pollers(q), 0);
+
+    hotffi_queue_destroy(q);
+}
+
+
+static void
+test_stop_wakes_every_blocked_poller(void **state)
+{
+    int              i;
+    pthread_t        tids[4];
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(pthread_create(&tids[i], NULL, poll_thread, q), 0);
+    }
+
+    wait_pollers(q, 4);
+    hotffi_queue_stop(q);
+
+    for (i = 0; i < 4; i++) {
+        assert_null(unit_join(tids[i], UNIT_WAIT_MS));
+    }
+
+    /* and a thread that polls only now does not block either */
+    assert_int_equal(pthread_create(&tids[0], NULL, poll_thread, q), 0);
+    assert_null(unit_join(tids[0], UNIT_WAIT_MS));
+
+    hotffi_queue_destroy(q);
+}
+
+
+static void
+test_wait_drained_after_last_task_taken(void **state)
+{
+    pthread_t        tid;
+    drain_waiter_t   dw;
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    dw.q = q;
+    atomic_init(&dw.returned, 0);
+
+    push_range(q, 0, 3);
+    hotffi_queue_stop(q);
+
+    assert_int_equal(pthread_create(&tid, NULL, wait_drained_thread, &dw), 0);
+
+    /* stopped but not empty: it must keep waiting (checked for a while) */
+    unit_sleep_ms(30);
+    assert_int_equal(atomic_load(&dw.returned), 0);
+
+    poll_range(q, 0, 2);
+    unit_sleep_ms(30);
+    assert_int_equal(atomic_load(&dw.returned), 0);
+
+    /* the last task is taken: that poll wakes it */
+    poll_range(q, 2, 3);
+    (void) unit_join(tid, UNIT_WAIT_MS);
+    assert_int_equal(atomic_load(&dw.returned), 1);
+
+    hotffi_queue_destroy(q);
+}
+
+
+static void
+test_wait_drained_empty(void **state)
+{
+    pthread_t        tid;
+    drain_waiter_t   dw;
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    dw.q = q;
+    atomic_init(&dw.returned, 0);
+
+    /* empty but not stopped: a push may still come, so it waits */
+    assert_int_equal(pthread_create(&tid, NULL, wait_drained_thread, &dw), 0);
+    unit_sleep_ms(30);
+    assert_int_equal(atomic_load(&dw.returned), 0);
+
+    /* the stop of an empty queue is the end of the wait */
+    hotffi_queue_stop(q);
+    (void) unit_join(tid, UNIT_WAIT_MS);
+    assert_int_equal(atomic_load(&dw.returned), 1);
+
+    /* already stopped and empty: returns at once */
+    hotffi_queue_wait_drained(q);
+
+    hotffi_queue_destroy(q);
+}
+
+
+/*
+ * A thread waiting for the drain of a queue not yet stopped sleeps on the
+ * same condition variable as the pollers.  A push signals one sleeper: when
+ * that is the drain waiter (it went to sleep first), the signal must still
+ * reach a poller, or a task waits in the queue next to a sleeping poller.
+ */
+static void
+test_wait_drained_does_not_steal_a_push(void **state)
+{
+    pthread_t        drainer, poller;
+    drain_waiter_t   dw;
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    dw.q = q;
+    atomic_init(&dw.returned, 0);
+
+    assert_int_equal(pthread_create(&drainer, NULL, wait_drained_thread, &dw),
+                     0);
+
+    /* the drain waiter must be the older sleeper: give it time to sleep */
+    unit_sleep_ms(50);
+
+    assert_int_equal(pthread_create(&poller, NULL, poll_thread, q), 0);
+    wait_pollers(q, 1);
+
+    push_range(q, 7, 8);
+    assert_int_equal(NUM(unit_join(poller, UNIT_WAIT_MS)), 7);
+
+    assert_int_equal(atomic_load(&dw.returned), 0);
+    hotffi_queue_stop(q);
+    (void) unit_join(drainer, UNIT_WAIT_MS);
+
+    hotffi_queue_destroy(q);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_fifo),
+        cmocka_unit_test(test_growth_with_wraparound),
+        cmocka_unit_test(test_random_against_model),
+        cmocka_unit_test(test_small_max),
+        cmocka_unit_test(test_push_after_stop_declined),
+        cmocka_unit_test(test_stop_hands_out_queued_then_null),
+        cmocka_unit_test(test_stop_on_full_queue),
+        cmocka_unit_test(test_blocked_pollers_get_pushed_tasks),
+        cmocka_unit_test(test_stop_wakes_every_blocked_poller),
+        cmocka_unit_test(test_wait_drained_after_last_task_taken),
+        cmocka_unit_test(test_wait_drained_empty),
+        cmocka_unit_test(test_wait_drained_does_not_steal_a_push),
+    };
+
+    unit_init();
+
+    return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
+}
