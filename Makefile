@@ -65,7 +65,8 @@ LIBS_digest := -lcrypto
 
 # Each language's part (loaders/LANG, sdk/LANG, examples/LANG, tests/compat)
 # has its own .mk that adds its outputs to `all` and its tests to `test`.
-include $(wildcard loaders/*/*.mk sdk/*/*.mk examples/*/*.mk tests/compat/*.mk)
+include $(wildcard loaders/*/*.mk sdk/*/*.mk examples/*/*.mk tests/compat/*.mk \
+                   bench/*.mk)
 
 demo: all
 	sh examples/demo.sh
