@@ -8,6 +8,8 @@ PACKAGES="
     nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
     golang-go python3 libpython3-dev
+    redis-server lua-nginx-redis
+    wrk gnuplot-nox
 "
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -20,7 +22,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# Package scripts must not start nginx as a system service: hotffi starts
+# Package scripts must not start nginx or Redis as system services: hotffi starts
 # its own servers on 127.0.0.1 and stops them.  policy-rc.d is Debian's
 # switch for that; ours is removed again whatever happens.
 policy=/usr/sbin/policy-rc.d
