@@ -22,8 +22,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# Package scripts must not start nginx or Redis as system services: hotffi starts
-# its own servers on 127.0.0.1 and stops them.  policy-rc.d is Debian's
+# Package scripts must not start nginx or Redis as system services: hotffi
+# starts its own servers on 127.0.0.1 and stops them.  policy-rc.d is Debian's
 # switch for that; ours is removed again whatever happens.
 policy=/usr/sbin/policy-rc.d
 own_policy=
