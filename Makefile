@@ -17,7 +17,8 @@ MODULE      := $(BUILD)/modules/ngx_http_hotffi_module.so
 EXAMPLES    := $(patsubst examples/c/%.c,$(BUILD)/lib/lib%.so,$(wildcard examples/c/*.c))
 TEST_RTS    := $(patsubst tests/runtimes/%.c,$(BUILD)/lib/lib%.so,$(wildcard tests/runtimes/*.c))
 
-.PHONY: all setup demo run test test-unit test-nginx lint bench clean help
+.PHONY: all setup demo run test test-unit test-nginx test-valgrind lint bench \
+        clean help
 
 all: $(MODULE) $(EXAMPLES) $(TEST_RTS)
 
@@ -76,13 +77,21 @@ run: all
 
 include tests/unit/unit.mk
 
-test: all lint test-unit test-nginx
+test: all lint test-unit test-nginx test-valgrind
 
 lint:
 	sh scripts/lint.sh
 
 test-nginx: all
 	prove -r tests/nginx/
+
+# The call paths of the module again, with nginx under valgrind: invalid
+# accesses and definite leaks in nginx, the module or a runtime fail them.
+VALGRIND_TESTS := tests/nginx/010-call.t tests/nginx/020-errors.t \
+                  tests/nginx/030-timeout.t tests/nginx/050-abort.t
+
+test-valgrind: all
+	HOTFFI_TEST_VALGRIND=1 prove $(VALGRIND_TESTS)
 
 clean:
 	rm -rf $(BUILD)
