@@ -137,6 +137,17 @@ int hotffi_task_cancelled(void *task);
  */
 void hotffi_init_error(void *tq, const char *msg);
 
+/*
+ * One pointer of the runtime's own per queue, so that libffi_fini(tq) finds
+ * what libffi_init(cfg, tq) made without a registry of its own.  NULL until
+ * set.
+ *
+ * thread: any; set it in libffi_init() before starting threads that read it.
+ * data:   borrowed; hotffi never dereferences or frees it.
+ */
+void hotffi_tq_set_data(void *tq, void *data);
+void *hotffi_tq_data(void *tq);
+
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -28,12 +28,7 @@ struct digest_s {
     const EVP_MD   *md;
     int             nthreads;
     pthread_t       tids[DIGEST_MAX_THREADS];
-    digest_t       *next;
 };
-
-
-static pthread_mutex_t  digest_mtx = PTHREAD_MUTEX_INITIALIZER;
-static digest_t        *digest_all;
 
 
 static void
@@ -110,6 +105,9 @@ libffi_init(char *cfg, void *tq)
         return 22;
     }
 
+    /* d: ours, kept with the queue until libffi_fini() */
+    hotffi_tq_set_data(tq, d);
+
     for (i = 0; i < d->nthreads; i++) {
         if (pthread_create(&d->tids[i], NULL, digest_loop, d) != 0) {
             break;
@@ -120,11 +118,6 @@ libffi_init(char *cfg, void *tq)
      * and libffi_fini() joins them */
     d->nthreads = i;
 
-    (void) pthread_mutex_lock(&digest_mtx);
-    d->next = digest_all;
-    digest_all = d;
-    (void) pthread_mutex_unlock(&digest_mtx);
-
     return i == 0 ? 11 : 0;
 }
 
@@ -134,23 +127,11 @@ int
 libffi_fini(void *tq)
 {
     int        i;
-    digest_t  *d, **pd;
-
-    (void) pthread_mutex_lock(&digest_mtx);
-
-    for (pd = &digest_all; *pd && (*pd)->tq != tq; pd = &(*pd)->next) {
-        /* void */
-    }
-
-    d = *pd;
-    if (d) {
-        *pd = d->next;
-    }
-
-    (void) pthread_mutex_unlock(&digest_mtx);
+    digest_t  *d = hotffi_tq_data(tq);
 
     if (d == NULL) {
-        return 1;
+        /* libffi_init() failed before it made anything */
+        return 0;
     }
 
     for (i = 0; i < d->nthreads; i++) {

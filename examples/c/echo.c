@@ -10,20 +10,6 @@
 #include "hotffi.h"
 
 
-typedef struct echo_s  echo_t;
-
-struct echo_s {
-    void       *tq;
-    pthread_t   tid;
-    echo_t     *next;
-};
-
-
-/* every instance of this library in the process, for libffi_fini() */
-static pthread_mutex_t  echo_mtx = PTHREAD_MUTEX_INITIALIZER;
-static echo_t          *echo_all;
-
-
 /* thread: runtime */
 static void *
 echo_loop(void *tq)
@@ -58,24 +44,20 @@ echo_loop(void *tq)
 int
 libffi_init(char *cfg, void *tq)
 {
-    echo_t  *e;
+    pthread_t  *tid;
 
-    e = calloc(1, sizeof(echo_t));
-    if (e == NULL) {
+    tid = malloc(sizeof(pthread_t));
+    if (tid == NULL) {
         return 1;
     }
 
-    e->tq = tq;
-
-    if (pthread_create(&e->tid, NULL, echo_loop, tq) != 0) {
-        free(e);
+    if (pthread_create(tid, NULL, echo_loop, tq) != 0) {
+        free(tid);
         return 2;
     }
 
-    (void) pthread_mutex_lock(&echo_mtx);
-    e->next = echo_all;
-    echo_all = e;
-    (void) pthread_mutex_unlock(&echo_mtx);
+    /* tid: ours, kept with the queue until libffi_fini() */
+    hotffi_tq_set_data(tq, tid);
 
     return 0;
 }
@@ -85,27 +67,10 @@ libffi_init(char *cfg, void *tq)
 int
 libffi_fini(void *tq)
 {
-    echo_t  *e, **pe;
+    pthread_t  *tid = hotffi_tq_data(tq);
 
-    (void) pthread_mutex_lock(&echo_mtx);
-
-    for (pe = &echo_all; *pe && (*pe)->tq != tq; pe = &(*pe)->next) {
-        /* void */
-    }
-
-    e = *pe;
-    if (e) {
-        *pe = e->next;
-    }
-
-    (void) pthread_mutex_unlock(&echo_mtx);
-
-    if (e == NULL) {
-        return 1;
-    }
-
-    (void) pthread_join(e->tid, NULL);
-    free(e);
+    (void) pthread_join(*tid, NULL);
+    free(tid);
 
     return 0;
 }

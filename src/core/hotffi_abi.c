@@ -99,3 +99,23 @@ hotffi_init_error(void *tq, const char *msg)
     free(q->init_error);
     q->init_error = strndup(msg, 4095);
 }
+
+
+/* thread: any */
+HOTFFI_EXPORT void
+hotffi_tq_set_data(void *tq, void *data)
+{
+    hotffi_queue_t  *q = tq;
+
+    q->data = data;
+}
+
+
+/* thread: any */
+HOTFFI_EXPORT void *
+hotffi_tq_data(void *tq)
+{
+    hotffi_queue_t  *q = tq;
+
+    return q->data;
+}

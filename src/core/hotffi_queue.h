@@ -44,6 +44,9 @@ struct hotffi_queue_s {
 
     /* event loop only: hotffi_init_error()'s copy, read after init */
     char             *init_error;
+
+    /* the runtime's, through hotffi_tq_set_data(); set before its threads */
+    void             *data;
 };
 
 

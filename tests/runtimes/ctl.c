@@ -39,12 +39,7 @@ struct ctl_s {
     void            **held;          /* "hang" tasks, answered at the stop */
     int               nheld;
     int               cancelled;
-    ctl_t            *next;
 };
-
-
-static pthread_mutex_t  ctl_mtx = PTHREAD_MUTEX_INITIALIZER;
-static ctl_t           *ctl_all;
 
 
 static void
@@ -226,10 +221,8 @@ libffi_init(char *cfg, void *tq)
         }
     }
 
-    (void) pthread_mutex_lock(&ctl_mtx);
-    c->next = ctl_all;
-    ctl_all = c;
-    (void) pthread_mutex_unlock(&ctl_mtx);
+    /* c: ours, kept with the queue until libffi_fini() */
+    hotffi_tq_set_data(tq, c);
 
     return c->nthreads == 0 ? 4 : 0;
 }
@@ -238,24 +231,12 @@ libffi_init(char *cfg, void *tq)
 int
 libffi_fini(void *tq)
 {
-    int      i;
-    ctl_t   *c, **pc;
-
-    (void) pthread_mutex_lock(&ctl_mtx);
-
-    for (pc = &ctl_all; *pc && (*pc)->tq != tq; pc = &(*pc)->next) {
-        /* void */
-    }
-
-    c = *pc;
-    if (c) {
-        *pc = c->next;
-    }
-
-    (void) pthread_mutex_unlock(&ctl_mtx);
+    int     i;
+    ctl_t  *c = hotffi_tq_data(tq);
 
     if (c == NULL) {
-        return 1;
+        /* libffi_init() failed before it made anything */
+        return 0;
     }
 
     for (i = 0; i < c->nthreads; i++) {
