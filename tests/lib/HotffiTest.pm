@@ -899,7 +899,7 @@ http {
 $self->{http_config}
 
     server {
-        listen 127.0.0.1:$self->{port} $self->{listen_options};
+        listen 127.0.0.1:$self->{port}@{[ $self->{listen_options} ? " $self->{listen_options}" : '' ]};
         server_name localhost;
 
 $self->{config}
