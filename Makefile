@@ -43,6 +43,7 @@ $(NGX_OBJS)/Makefile: src/nginx/config
 	@test -x $(NGINX_SRC)/configure || \
 	    { echo "no nginx source at $(NGINX_SRC): run 'make setup'"; exit 1; }
 	rm -rf $(BUILD)/nginx-src
+	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(BUILD)/nginx-src
 	cd $(BUILD)/nginx-src && bash -c '. ./conf_flags 2>/dev/null; \
 	    ./configure "$${NGX_CONF_FLAGS[@]:---with-compat}" \
