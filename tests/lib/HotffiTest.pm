@@ -115,9 +115,13 @@ sub _skip_all_without_valgrind {
 # Ctrl-C or a kill of the test must not leave nginx behind.  exit() (rather
 # than dying by the signal) runs END blocks and destructors, which also
 # remove the temporary prefixes.
+# PIPE and HUP too: `prove ... | head` or a closed terminal would otherwise
+# leave nginx (and Redis) running.
 sub _install_signal_handlers {
-    for my $sig (qw(INT TERM)) {
-        my $number = $sig eq 'INT' ? POSIX::SIGINT() : POSIX::SIGTERM();
+    my %numbers = (INT => POSIX::SIGINT(), TERM => POSIX::SIGTERM(),
+                   PIPE => POSIX::SIGPIPE(), HUP => POSIX::SIGHUP());
+    for my $sig (keys %numbers) {
+        my $number = $numbers{$sig};
         $SIG{$sig} = sub {
             HotffiTest::Nginx::_stop_all_live();
             exit(128 + $number);
