@@ -4,6 +4,7 @@
  */
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,13 +78,25 @@ hotffi_runtime_free(hotffi_runtime_t *rt)
 }
 
 
+/* thread: event loop.  Blocks every signal, keeping the old mask. */
+static void
+hotffi_signals_block(sigset_t *saved)
+{
+    sigset_t  all;
+
+    (void) sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, saved);
+}
+
+
 /* libffi_init() with a private, NUL-terminated copy of cfg */
 static int
 hotffi_runtime_init(hotffi_runtime_t *rt, const char *cfg, size_t cfg_len,
     char *err, size_t errlen)
 {
-    int    rc;
-    char  *copy;
+    int       rc;
+    char     *copy;
+    sigset_t  saved;
 
     copy = NULL;
 
@@ -98,7 +111,14 @@ hotffi_runtime_init(hotffi_runtime_t *rt, const char *cfg, size_t cfg_len,
         copy[cfg_len] = '\0';
     }
 
+    /*
+     * Threads inherit their creator's signal mask: with every signal blocked
+     * here, the threads libffi_init() starts never take the host's signals
+     * (a SIGQUIT taken by a runtime thread would not wake nginx's loop).
+     */
+    hotffi_signals_block(&saved);
     rc = rt->lib.init(copy, rt->queue);
+    (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
 
     free(copy);
 
@@ -203,6 +223,8 @@ hotffi_runtime_reap(void *data)
 void
 hotffi_runtime_unload(hotffi_runtime_t *rt)
 {
+    int             rc;
+    sigset_t        saved;
     pthread_t       tid;
     pthread_attr_t  attr;
 
@@ -223,7 +245,12 @@ hotffi_runtime_unload(hotffi_runtime_t *rt)
 
     (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 
-    if (pthread_create(&tid, &attr, hotffi_runtime_reap, rt) != 0) {
+    /* the reaper, like runtime threads, must not take the host's signals */
+    hotffi_signals_block(&saved);
+    rc = pthread_create(&tid, &attr, hotffi_runtime_reap, rt);
+    (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+    if (rc != 0) {
         (void) pthread_attr_destroy(&attr);
         goto failed;
     }
