@@ -1,0 +1,232 @@
+/*
+ * hotffi_py.h -- the Python loader's internal contract: one CPython
+ * interpreter per nginx worker, any number of runtimes ("module,function,cfg"
+ * configurations) inside it.
+ *
+ * DESIGN
+ * Threads.  Three kinds of thread enter the loader:
+ *   - the event loop: libffi_init() starts the interpreter once, imports the
+ *     module and calls its init function (so loads are serialised);
+ *   - runtime threads: the serve threads started by hotffi.serve(), and the
+ *     runtime's own Python threads calling hotffi.poll();
+ *   - hotffi's reaper: libffi_fini() joins what the runtime started.
+ *
+ * GIL.  The loader releases it right after starting the interpreter
+ * (PyEval_SaveThread), so it is held only while Python code runs.  Every
+ * entry from C takes it with PyGILState_Ensure(); polling gives it up while
+ * it waits.  Functions say "GIL: held" (the caller holds it), "GIL: released"
+ * (the caller must not hold it) or "GIL: taken" (they take it themselves).
+ *
+ * Queues.  A runtime's queue (tq) is freed by hotffi once libffi_fini()
+ * returns.  Every poll made through the loader goes through a gate, the
+ * runtime registry (hotffi_py_runtime.c): it counts the threads inside poll
+ * and stops letting them in after the first NULL, so that libffi_fini() can
+ * wait until none can touch tq any more.
+ *
+ * locks: the registry's mutex guards the list of runtimes and each
+ * runtime's pollers, stopped and servers fields.
+ */
+
+#ifndef HOTFFI_PY_H
+#define HOTFFI_PY_H
+
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <stddef.h>
+
+
+#define HOTFFI_PY_OK      0
+#define HOTFFI_PY_ERROR  -1
+
+/* libffi_init() results of the loader itself; init's own rc passes through */
+#define HOTFFI_PY_EBADCFG  1     /* the configuration cannot be parsed */
+#define HOTFFI_PY_EPYTHON  2     /* the interpreter did not start */
+#define HOTFFI_PY_EIMPORT  3     /* module or function not found or broken */
+#define HOTFFI_PY_EINIT    4     /* init raised, or did not return an int */
+
+/* rc of a call answered by the loader rather than by the runtime */
+#define HOTFFI_PY_RC_EXCEPTION  1    /* the handler raised: the traceback */
+#define HOTFFI_PY_RC_DROPPED    2    /* a task was garbage-collected */
+
+/* hotffi keeps 4095 bytes of an init error; so do we, from the end */
+#define HOTFFI_PY_ERR_MAX  4096
+
+#define HOTFFI_PY_MAX_SERVE_THREADS  256
+
+
+typedef struct hotffi_py_cfg_s     hotffi_py_cfg_t;
+typedef struct hotffi_py_rt_s      hotffi_py_rt_t;
+typedef struct hotffi_py_server_s  hotffi_py_server_t;
+
+
+/* ---- hotffi_py_config.c: "dir/module?,function,cfg" ------------------- */
+
+struct hotffi_py_cfg_s {
+    char        *buf;        /* ours: holds dir, module, function, name */
+    const char  *dir;        /* absolute directory for sys.path, or NULL */
+    const char  *module;     /* dotted module name */
+    const char  *function;   /* "init" unless given */
+    const char  *name;       /* "module-as-written,function", for messages */
+    const char  *cfg;        /* borrowed from hotffi's cfg: the rest, or NULL */
+    unsigned     reload:1;   /* "?": read the module's file again */
+};
+
+/*
+ * thread: event loop.  GIL: any.
+ * text: borrowed; c->cfg points into it, so it must outlive c.
+ * Returns HOTFFI_PY_OK, or HOTFFI_PY_ERROR with the reason in err.
+ * Free with hotffi_py_cfg_free().
+ */
+int hotffi_py_cfg_parse(hotffi_py_cfg_t *c, const char *text, char *err,
+    size_t errlen);
+void hotffi_py_cfg_free(hotffi_py_cfg_t *c);
+
+
+/* ---- hotffi_py_interp.c: the worker's interpreter ----------------------- */
+
+/*
+ * thread: event loop.  GIL: released (nobody has it before the first call).
+ * Starts the interpreter on the first call; later calls return at once.
+ * HOTFFI_PY_OK, or HOTFFI_PY_ERROR with the reason in err.
+ */
+int hotffi_py_interp_start(char *err, size_t errlen);
+
+/* thread: any.  1 on the thread that runs libffi_init(): nginx's loop. */
+int hotffi_py_interp_on_loop(void);
+
+
+/* ---- hotffi_py_runtime.c: the registry and the poll gate ---------------- */
+
+struct hotffi_py_server_s {
+    void                *tq;        /* the value only: never read through */
+    PyObject            *handler;   /* strong; GIL; dropped by the thread */
+    pthread_t            tid;
+    hotffi_py_server_t  *next;
+};
+
+struct hotffi_py_rt_s {
+    void                *tq;
+    int                  pollers;   /* threads inside the gate's poll */
+    unsigned             stopped:1; /* a poll returned NULL: let none in */
+    hotffi_py_server_t  *servers;   /* joined by libffi_fini() */
+    PyObject            *threads;   /* GIL: Python threads init started */
+    hotffi_py_rt_t      *next;
+};
+
+/* thread: event loop.  GIL: any.  NULL when out of memory. */
+hotffi_py_rt_t *hotffi_py_rt_create(void *tq);
+
+/*
+ * thread: runtime (never the event loop).  GIL: released.
+ * The gate: ngx_http_lua_ffi_task_poll(tq) for a registered, running
+ * runtime; NULL, without touching tq, once the runtime stopped or is gone.
+ */
+void *hotffi_py_rt_poll(void *tq);
+
+/*
+ * thread: any.  GIL: any.  s: ownership passes to the runtime when
+ * HOTFFI_PY_OK; HOTFFI_PY_ERROR when tq is unknown or stopped.
+ */
+int hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s);
+
+/*
+ * thread: hotffi's reaper.  GIL: released.  Marks the runtime stopped,
+ * waits until no thread is inside its poll, unregisters it and returns it
+ * (the caller frees it with hotffi_py_rt_free()), or NULL if tq is unknown.
+ */
+hotffi_py_rt_t *hotffi_py_rt_take(void *tq);
+
+/* thread: hotffi's reaper.  GIL: released.  Joins threads, frees rt. */
+void hotffi_py_rt_free(hotffi_py_rt_t *rt);
+
+
+/* ---- hotffi_py_import.c: import, reload, call init ---------------------- */
+
+/*
+ * thread: event loop.  GIL: held.
+ * Imports (or, with "?", re-reads) the module and calls its init function
+ * with the configuration and tq.  Returns 0, init's own non-zero rc, or a
+ * HOTFFI_PY_E* code; err says why whenever the result is not 0.
+ */
+int hotffi_py_import_init(const hotffi_py_cfg_t *c, void *tq,
+    hotffi_py_rt_t *rt, char *err, size_t errlen);
+
+
+/* ---- hotffi_py_module.c, hotffi_py_task.c: the `hotffi` module ----------- */
+
+/* GIL: held.  The module's init function for PyImport_AppendInittab(). */
+PyObject *hotffi_py_module_init(void);
+
+/*
+ * GIL: held.  A hotffi.Config: a str with the text and, for lua-resty-ffi
+ * runtimes, int() giving its C address.  text: borrowed, may be NULL; its
+ * address is only good until hotffi_py_config_forget().
+ */
+PyObject *hotffi_py_config_new(const char *text);
+void hotffi_py_config_forget(PyObject *cfg);
+
+/* GIL: held.  The type of hotffi.Task objects, ready after task_ready(). */
+extern PyTypeObject  hotffi_py_task_type;
+int hotffi_py_task_ready(void);
+
+/* GIL: held.  task: ownership passes to the new Task; NULL on error. */
+PyObject *hotffi_py_task_new(void *task);
+
+/*
+ * GIL: held.  Answers task with rc and data (bytes-like, str or None).
+ * task: ownership passes to hotffi on HOTFFI_PY_OK.  On HOTFFI_PY_ERROR a
+ * Python exception is set and the task is still the caller's.
+ */
+int hotffi_py_answer(void *task, int rc, PyObject *data);
+
+/*
+ * GIL: held.  If the current exception is a hotffi.Error, answers task with
+ * its rc and data and clears it (HOTFFI_PY_OK); else HOTFFI_PY_ERROR, with
+ * an exception still set and the task still the caller's.
+ */
+int hotffi_py_answer_error(void *task);
+
+/* GIL: any.  Answers task with rc and a copy of text (NULL: no payload). */
+void hotffi_py_answer_text(void *task, int rc, const char *text, size_t len);
+
+/* GIL: any.  hotffi_task_cancelled(), or 0 on a host without it. */
+int hotffi_py_task_cancelled(void *task);
+
+
+/* ---- hotffi_py_serve.c: hotffi.serve() ---------------------------------- */
+
+/*
+ * thread: any.  GIL: held.  Starts a thread that polls tq and answers each
+ * task with handler(req).  HOTFFI_PY_ERROR with a Python exception set.
+ */
+int hotffi_py_serve_start(void *tq, PyObject *handler);
+
+
+/* ---- hotffi_py_error.c: exceptions as text ------------------------------ */
+
+/*
+ * GIL: held.  New str with the current exception formatted as Python
+ * prints it (traceback included); the exception is cleared.  Never NULL
+ * unless even that failed (then with no exception set).
+ */
+PyObject *hotffi_py_error_text(void);
+
+/* GIL: held.  The current exception's text into buf (its end if long). */
+void hotffi_py_error_format(char *buf, size_t size);
+
+/* GIL: any.  Copies the last size - 1 bytes of text, cut on a UTF-8 start. */
+void hotffi_py_error_tail(char *buf, size_t size, const char *text,
+    size_t len);
+
+/*
+ * thread: event loop, inside libffi_init().  GIL: any.
+ * Logs why runtime `name` failed to load to stderr (nginx's error log) and
+ * hands msg to hotffi_init_error() when the host has it.
+ */
+void hotffi_py_error_report(void *tq, const char *name, const char *msg);
+
+
+#endif /* HOTFFI_PY_H */

@@ -1,0 +1,383 @@
+/*
+ * hotffi_py_module.c -- the `hotffi` Python module, built into the loader:
+ * poll(), serve(), Task, Config and the loader's rc values.
+ */
+
+/* first: it includes Python.h, which must precede system headers */
+#include "hotffi_py.h"
+
+#include <limits.h>
+#include <string.h>
+
+
+
+/* hotffi.Config and hotffi.Error, made once with the module; GIL */
+static PyObject  *hotffi_py_config_class;
+static PyObject  *hotffi_py_error_class;
+
+
+/*
+ * A str subclass in C would have to deal with str's compact layouts, an
+ * exception class with attributes takes a page of C: a few lines of Python
+ * say them plainly.
+ */
+static const char  hotffi_py_module_src[] =
+    "class Config(str):\n"
+    "    '''A runtime's configuration: the text after module,function,.\n"
+    "    int(cfg) is the C address of that text while init runs (0 when\n"
+    "    there is none, and after init): how lua-resty-ffi runtimes read\n"
+    "    it, ffi.string(ffi.cast('char *', cfg)).'''\n"
+    "    address = 0\n"
+    "    def __int__(self):\n"
+    "        return self.address\n"
+    "\n"
+    "class Error(Exception):\n"
+    "    '''Raised by a serve() handler: fails the call with rc and data\n"
+    "    (bytes, str or None) rather than rc 1 and a traceback.'''\n"
+    "    def __init__(self, rc, data=None):\n"
+    "        super().__init__(rc, data)\n"
+    "        self.rc = rc\n"
+    "        self.data = data\n";
+
+
+/* thread: any.  GIL: held.  The tq argument as the pointer hotffi gave init. */
+static int
+hotffi_py_tq(PyObject *arg, void **tq)
+{
+    *tq = PyLong_AsVoidPtr(arg);
+
+    if (*tq == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "tq must be the queue address "
+                            "init was given");
+        }
+
+        return HOTFFI_PY_ERROR;
+    }
+
+    return HOTFFI_PY_OK;
+}
+
+
+/* thread: runtime.  GIL: held, released while waiting. */
+static PyObject *
+hotffi_py_mod_poll(PyObject *mod, PyObject *arg)
+{
+    void  *tq, *task;
+
+    if (hotffi_py_tq(arg, &tq) != HOTFFI_PY_OK) {
+        return NULL;
+    }
+
+    if (hotffi_py_interp_on_loop()) {
+        /* the task would be posted by the very thread that waits for it */
+        PyErr_SetString(PyExc_RuntimeError, "hotffi.poll() would block "
+                        "nginx's event loop: call it from a thread");
+        return NULL;
+    }
+
+    Py_BEGIN_ALLOW_THREADS
+    task = hotffi_py_rt_poll(tq);
+    Py_END_ALLOW_THREADS
+
+    if (task == NULL) {
+        return Py_NewRef(Py_None);
+    }
+
+    return hotffi_py_task_new(task);
+}
+
+
+/* thread: any.  GIL: held. */
+static PyObject *
+hotffi_py_mod_serve(PyObject *mod, PyObject *args, PyObject *kwargs)
+{
+    int          i, n;
+    void        *tq;
+    PyObject    *arg, *handler;
+    static char *kwlist[] = { "tq", "handler", "threads", NULL };
+
+    n = 1;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|i:serve", kwlist,
+                                     &arg, &handler, &n))
+    {
+        return NULL;
+    }
+
+    if (hotffi_py_tq(arg, &tq) != HOTFFI_PY_OK) {
+        return NULL;
+    }
+
+    if (!PyCallable_Check(handler)) {
+        PyErr_Format(PyExc_TypeError, "hotffi.serve(): handler must be "
+                     "callable, not %.200s", Py_TYPE(handler)->tp_name);
+        return NULL;
+    }
+
+    if (n < 1 || n > HOTFFI_PY_MAX_SERVE_THREADS) {
+        PyErr_Format(PyExc_ValueError, "hotffi.serve(): threads must be "
+                     "from 1 to %d, not %d", HOTFFI_PY_MAX_SERVE_THREADS, n);
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        /* threads already started stay: they end at the stop */
+        if (hotffi_py_serve_start(tq, handler) != HOTFFI_PY_OK) {
+            return NULL;
+        }
+    }
+
+    return Py_NewRef(Py_None);
+}
+
+
+static PyMethodDef  hotffi_py_mod_methods[] = {
+    { "poll", hotffi_py_mod_poll, METH_O,
+      "poll(tq)\n--\n\n"
+      "Waits for the next call to the runtime and returns it as a Task, "
+      "or None once the runtime is stopped (then stop polling).  Releases "
+      "the GIL while it waits.  Not on the thread that runs init." },
+    { "serve", (PyCFunction) (void (*)(void)) hotffi_py_mod_serve,
+      METH_VARARGS | METH_KEYWORDS,
+      "serve(tq, handler, threads=1)\n--\n\n"
+      "Starts threads that answer every call with handler(req: bytes), "
+      "which returns bytes, str (UTF-8) or None.  An exception fails the "
+      "call with rc 1 and the traceback as payload.  The threads end when "
+      "the runtime is unloaded." },
+    { NULL, NULL, 0, NULL }
+};
+
+
+static struct PyModuleDef  hotffi_py_moddef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "hotffi",
+    .m_doc = "hotffi's Python SDK, built into the loader "
+             "(libhotffi_python.so).  See docs/python.md.",
+    .m_size = -1,
+    .m_methods = hotffi_py_mod_methods,
+};
+
+
+/* thread: any.  GIL: held. */
+PyObject *
+hotffi_py_module_init(void)
+{
+    PyObject  *m, *dict, *r;
+
+    if (hotffi_py_task_ready() != HOTFFI_PY_OK) {
+        return NULL;
+    }
+
+    m = PyModule_Create(&hotffi_py_moddef);
+    if (m == NULL) {
+        return NULL;
+    }
+
+    if (PyModule_AddIntConstant(m, "RC_EXCEPTION", HOTFFI_PY_RC_EXCEPTION)
+        || PyModule_AddIntConstant(m, "RC_DROPPED", HOTFFI_PY_RC_DROPPED)
+        || PyModule_AddType(m, &hotffi_py_task_type))
+    {
+        goto failed;
+    }
+
+    dict = PyModule_GetDict(m);
+
+    r = PyRun_String(hotffi_py_module_src, Py_file_input, dict, dict);
+    if (r == NULL) {
+        goto failed;
+    }
+
+    Py_DECREF(r);
+
+    hotffi_py_config_class = PyDict_GetItemString(dict, "Config");
+    if (hotffi_py_config_class == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "hotffi.Config not defined");
+        goto failed;
+    }
+
+    hotffi_py_error_class = PyDict_GetItemString(dict, "Error");
+    if (hotffi_py_error_class == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "hotffi.Error not defined");
+        goto failed;
+    }
+
+    /* the module lives as long as the interpreter: so do these */
+    Py_INCREF(hotffi_py_config_class);
+    Py_INCREF(hotffi_py_error_class);
+
+    return m;
+
+failed:
+
+    Py_DECREF(m);
+    return NULL;
+}
+
+
+/* thread: any.  GIL: held. */
+PyObject *
+hotffi_py_config_new(const char *text)
+{
+    PyObject  *str, *cfg, *addr;
+
+    if (hotffi_py_config_class == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the hotffi module is not made");
+        return NULL;
+    }
+
+    /* bytes that are not UTF-8 survive as surrogates, as in os.fsdecode */
+    str = PyUnicode_DecodeUTF8(text ? text : "", text ? strlen(text) : 0,
+                               "surrogateescape");
+    if (str == NULL) {
+        return NULL;
+    }
+
+    cfg = PyObject_CallOneArg(hotffi_py_config_class, str);
+    Py_DECREF(str);
+
+    if (cfg == NULL) {
+        return NULL;
+    }
+
+    addr = PyLong_FromVoidPtr((void *) text);
+
+    if (addr == NULL || PyObject_SetAttrString(cfg, "address", addr) != 0) {
+        Py_XDECREF(addr);
+        Py_DECREF(cfg);
+        return NULL;
+    }
+
+    Py_DECREF(addr);
+
+    return cfg;
+}
+
+
+/*
+ * GIL: held.  hotffi frees the text after init: a cfg kept by the runtime
+ * then casts to NULL rather than to freed memory.  Keeps the exception
+ * init may have left.
+ */
+void
+hotffi_py_config_forget(PyObject *cfg)
+{
+    PyObject  *type, *value, *tb, *zero;
+
+    PyErr_Fetch(&type, &value, &tb);
+
+    zero = PyLong_FromLong(0);
+
+    if (zero == NULL || PyObject_SetAttrString(cfg, "address", zero) != 0) {
+        PyErr_Clear();
+    }
+
+    Py_XDECREF(zero);
+
+    PyErr_Restore(type, value, tb);
+}
+
+
+/*
+ * thread: any.  GIL: held.
+ * The rc of a hotffi.Error as a C int, or an exception.
+ */
+static int
+hotffi_py_error_rc(PyObject *value, int *rc)
+{
+    int        overflow;
+    long       n;
+    PyObject  *orc;
+
+    orc = PyObject_GetAttrString(value, "rc");
+    if (orc == NULL) {
+        return HOTFFI_PY_ERROR;
+    }
+
+    n = PyLong_AsLongAndOverflow(orc, &overflow);
+    Py_DECREF(orc);
+
+    if (n == -1 && PyErr_Occurred()) {
+        return HOTFFI_PY_ERROR;
+    }
+
+    if (overflow || n < INT_MIN || n > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "hotffi.Error: rc out of C int "
+                        "range");
+        return HOTFFI_PY_ERROR;
+    }
+
+    *rc = (int) n;
+
+    return HOTFFI_PY_OK;
+}
+
+
+/* thread: any.  GIL: held. */
+int
+hotffi_py_answer_error(void *task)
+{
+    int        rc, answered;
+    PyObject  *type, *value, *tb, *data;
+
+    if (hotffi_py_error_class == NULL
+        || !PyErr_ExceptionMatches(hotffi_py_error_class))
+    {
+        return HOTFFI_PY_ERROR;
+    }
+
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+
+    answered = 0;
+    data = NULL;
+
+    if (value != NULL && hotffi_py_error_rc(value, &rc) == HOTFFI_PY_OK) {
+        data = PyObject_GetAttrString(value, "data");
+
+        answered = data != NULL
+                   && hotffi_py_answer(task, rc, data) == HOTFFI_PY_OK;
+    }
+
+    Py_XDECREF(data);
+
+    if (answered) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return HOTFFI_PY_OK;
+    }
+
+    if (PyErr_Occurred() && value != NULL) {
+        /* what is wrong with the Error is the news; it becomes context */
+        PyObject  *type2, *value2, *tb2;
+
+        PyErr_Fetch(&type2, &value2, &tb2);
+        PyErr_NormalizeException(&type2, &value2, &tb2);
+
+        if (tb != NULL) {
+            (void) PyException_SetTraceback(value, tb);
+        }
+
+        if (value2 != NULL) {
+            /* steals the reference to value */
+            PyException_SetContext(value2, value);
+            value = NULL;
+        }
+
+        PyErr_Restore(type2, value2, tb2);
+
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+
+    } else if (!PyErr_Occurred()) {
+        PyErr_Restore(type, value, tb);
+
+    } else {
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+    }
+
+    return HOTFFI_PY_ERROR;
+}

@@ -1,0 +1,221 @@
+/*
+ * hotffi_py_runtime.c -- the registry of the worker's Python runtimes, and
+ * the gate every poll made through the loader goes through.
+ *
+ * DESIGN
+ * hotffi frees a queue once libffi_fini() returns, so libffi_fini() must
+ * know that no thread can touch tq any more.  The gate counts the threads
+ * inside poll (pollers); after the first NULL (the stop) it lets nobody in
+ * and answers NULL itself, without touching tq.  libffi_fini() marks the
+ * runtime stopped, waits for pollers to drop to 0 and unregisters it; then
+ * joins the serve threads and the Python threads init started (which may
+ * poll tq directly, lua-resty-ffi style, bypassing the gate).
+ *
+ * locks: hotffi_py_rt_mtx guards the list and every runtime's pollers,
+ * stopped and servers; hotffi_py_rt_idle is signalled when a runtime's
+ * pollers drop to 0 after its stop.
+ */
+
+/* first: it includes Python.h, which must precede system headers */
+#include "hotffi_py.h"
+
+#include <stdlib.h>
+
+#include "hotffi.h"
+
+
+static pthread_mutex_t  hotffi_py_rt_mtx = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t   hotffi_py_rt_idle = PTHREAD_COND_INITIALIZER;
+static hotffi_py_rt_t  *hotffi_py_rts;
+
+
+/* locks: hotffi_py_rt_mtx held */
+static hotffi_py_rt_t *
+hotffi_py_rt_find(void *tq)
+{
+    hotffi_py_rt_t  *rt;
+
+    for (rt = hotffi_py_rts; rt; rt = rt->next) {
+        if (rt->tq == tq) {
+            return rt;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* thread: event loop.  GIL: any. */
+hotffi_py_rt_t *
+hotffi_py_rt_create(void *tq)
+{
+    hotffi_py_rt_t  *rt;
+
+    rt = calloc(1, sizeof(hotffi_py_rt_t));
+    if (rt == NULL) {
+        return NULL;
+    }
+
+    rt->tq = tq;
+
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+    rt->next = hotffi_py_rts;
+    hotffi_py_rts = rt;
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+
+    return rt;
+}
+
+
+/* thread: runtime.  GIL: released. */
+void *
+hotffi_py_rt_poll(void *tq)
+{
+    void            *task;
+    hotffi_py_rt_t  *rt;
+
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+
+    rt = hotffi_py_rt_find(tq);
+
+    if (rt == NULL || rt->stopped) {
+        (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+        return NULL;
+    }
+
+    /* rt cannot be freed while we count in it: libffi_fini() waits */
+    rt->pollers++;
+
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+
+    task = ngx_http_lua_ffi_task_poll(tq);
+
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+
+    rt->pollers--;
+
+    if (task == NULL) {
+        rt->stopped = 1;
+    }
+
+    if (rt->stopped && rt->pollers == 0) {
+        (void) pthread_cond_broadcast(&hotffi_py_rt_idle);
+    }
+
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+
+    return task;
+}
+
+
+/* thread: any.  GIL: any. */
+int
+hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s)
+{
+    int              rc;
+    hotffi_py_rt_t  *rt;
+
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+
+    rt = hotffi_py_rt_find(tq);
+
+    if (rt == NULL || rt->stopped) {
+        rc = HOTFFI_PY_ERROR;
+
+    } else {
+        s->next = rt->servers;
+        rt->servers = s;
+        rc = HOTFFI_PY_OK;
+    }
+
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+
+    return rc;
+}
+
+
+/* thread: hotffi's reaper.  GIL: released. */
+hotffi_py_rt_t *
+hotffi_py_rt_take(void *tq)
+{
+    hotffi_py_rt_t  *rt, **prev;
+
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+
+    rt = hotffi_py_rt_find(tq);
+
+    if (rt != NULL) {
+        /* hotffi delivered the stop: threads in poll are on their way out */
+        rt->stopped = 1;
+
+        while (rt->pollers) {
+            (void) pthread_cond_wait(&hotffi_py_rt_idle, &hotffi_py_rt_mtx);
+        }
+
+        for (prev = &hotffi_py_rts; *prev != rt; prev = &(*prev)->next) {
+            /* void */
+        }
+
+        *prev = rt->next;
+    }
+
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+
+    return rt;
+}
+
+
+/*
+ * GIL: taken.  Joins the Python threads that init started: they may be
+ * lua-resty-ffi style pollers calling ngx_http_lua_ffi_task_poll() without
+ * the gate.  A thread that never ends keeps libffi_fini() waiting, and so
+ * the queue allocated: harmless, and the only safe choice.
+ */
+static void
+hotffi_py_rt_join_threads(hotffi_py_rt_t *rt)
+{
+    Py_ssize_t        i, n;
+    PyObject         *t, *r;
+    PyGILState_STATE  gstate;
+
+    gstate = PyGILState_Ensure();
+
+    n = PyList_GET_SIZE(rt->threads);
+
+    for (i = 0; i < n; i++) {
+        t = PyList_GET_ITEM(rt->threads, i);
+
+        /* Thread.join() lets the GIL go while it waits */
+        r = PyObject_CallMethod(t, "join", NULL);
+        if (r == NULL) {
+            PyErr_Clear();
+        }
+
+        Py_XDECREF(r);
+    }
+
+    Py_CLEAR(rt->threads);
+
+    PyGILState_Release(gstate);
+}
+
+
+/* thread: hotffi's reaper.  GIL: released. */
+void
+hotffi_py_rt_free(hotffi_py_rt_t *rt)
+{
+    hotffi_py_server_t  *s, *next;
+
+    /* serve threads drop their handler themselves, with the GIL */
+    for (s = rt->servers; s; s = next) {
+        next = s->next;
+        (void) pthread_join(s->tid, NULL);
+        free(s);
+    }
+
+    if (rt->threads != NULL) {
+        hotffi_py_rt_join_threads(rt);
+    }
+
+    free(rt);
+}

@@ -1,0 +1,162 @@
+/*
+ * hotffi_py_serve.c -- hotffi.serve(tq, handler): threads that take tasks
+ * and answer each with handler(req).
+ *
+ * A serve thread is a plain pthread with a Python thread state of its own
+ * for its whole life, so a call costs no thread-state set-up: it holds the
+ * GIL while the handler runs and gives it up while it waits in poll.  A
+ * handler that raises, or returns something that is not bytes, str or
+ * None, answers the call with rc 1 and the traceback: a call never hangs on
+ * a Python error; hotffi.Error(rc, data) is the way to fail on purpose.
+ * The threads end at the stop and libffi_fini() joins them.
+ */
+
+/* first: it includes Python.h, which must precede system headers */
+#include "hotffi_py.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hotffi.h"
+
+
+/* thread: serve.  GIL: held.  Answers one task, whatever handler does. */
+static void
+hotffi_py_serve_one(PyObject *handler, void *task)
+{
+    int         len;
+    char       *req;
+    PyObject   *arg, *res, *text, *bytes;
+
+    req = ngx_http_lua_ffi_get_req(task, &len);
+
+    arg = PyBytes_FromStringAndSize(req, len);
+    res = arg ? PyObject_CallOneArg(handler, arg) : NULL;
+    Py_XDECREF(arg);
+
+    if (res != NULL && hotffi_py_answer(task, 0, res) == HOTFFI_PY_OK) {
+        Py_DECREF(res);
+        return;
+    }
+
+    Py_XDECREF(res);
+
+    /* raise hotffi.Error(rc, data): a failure the handler meant */
+    if (hotffi_py_answer_error(task) == HOTFFI_PY_OK) {
+        return;
+    }
+
+    text = hotffi_py_error_text();
+    bytes = text ? PyUnicode_AsEncodedString(text, "utf-8",
+                                             "backslashreplace")
+                 : NULL;
+
+    if (bytes == NULL) {
+        PyErr_Clear();
+        hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION,
+                              "unknown Python error", 20);
+
+    } else {
+        len = (int) PyBytes_GET_SIZE(bytes);
+
+        /* the traceback's final newline is layout, not message */
+        while (len && PyBytes_AS_STRING(bytes)[len - 1] == '\n') {
+            len--;
+        }
+
+        hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION,
+                              PyBytes_AS_STRING(bytes), (size_t) len);
+    }
+
+    Py_XDECREF(bytes);
+    Py_XDECREF(text);
+}
+
+
+/* thread: serve.  GIL: taken for the thread's life, released in poll. */
+static void *
+hotffi_py_serve_loop(void *data)
+{
+    void                *task;
+    PyThreadState       *ts;
+    PyGILState_STATE     gstate;
+    hotffi_py_server_t  *s = data;
+
+    gstate = PyGILState_Ensure();
+
+    for ( ;; ) {
+        ts = PyEval_SaveThread();
+        task = hotffi_py_rt_poll(s->tq);
+        PyEval_RestoreThread(ts);
+
+        if (task == NULL) {
+            break;
+        }
+
+        hotffi_py_serve_one(s->handler, task);
+    }
+
+    /* s itself is freed by libffi_fini() after the join */
+    Py_CLEAR(s->handler);
+
+    PyGILState_Release(gstate);
+
+    return NULL;
+}
+
+
+/* thread: any.  GIL: held. */
+int
+hotffi_py_serve_start(void *tq, PyObject *handler)
+{
+    int                  err;
+    sigset_t             all, old;
+    PyThreadState       *ts;
+    hotffi_py_server_t  *s;
+
+    s = calloc(1, sizeof(hotffi_py_server_t));
+    if (s == NULL) {
+        PyErr_NoMemory();
+        return HOTFFI_PY_ERROR;
+    }
+
+    s->tq = tq;
+    s->handler = Py_NewRef(handler);
+
+    /*
+     * Signals are nginx's, for its event loop thread: the new thread (and
+     * every thread it starts) blocks them all.
+     */
+    (void) sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&s->tid, NULL, hotffi_py_serve_loop, s);
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    if (err != 0) {
+        Py_DECREF(s->handler);
+        free(s);
+        errno = err;
+        PyErr_SetFromErrno(PyExc_RuntimeError);
+        return HOTFFI_PY_ERROR;
+    }
+
+    if (hotffi_py_rt_add_server(tq, s) == HOTFFI_PY_OK) {
+        return HOTFFI_PY_OK;
+    }
+
+    /*
+     * tq is not (or no longer) a running runtime: the thread finds that out
+     * at its first poll and ends; it needs the GIL to say goodbye.
+     */
+    ts = PyEval_SaveThread();
+    (void) pthread_join(s->tid, NULL);
+    PyEval_RestoreThread(ts);
+
+    free(s);
+
+    PyErr_SetString(PyExc_ValueError, "hotffi.serve(): tq is not the queue "
+                    "of a running runtime");
+    return HOTFFI_PY_ERROR;
+}
