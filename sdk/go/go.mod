@@ -1,0 +1,3 @@
+module hotffi/sdk/go
+
+go 1.19

@@ -1,0 +1,157 @@
+// Command ctl is the Go runtime the tests steer (build/lib/libgo_ctl.so),
+// to reach every path of the SDK through its requests:
+//
+//	echo:BYTES        answers BYTES
+//	fail:RC:TEXT      fails with rc RC and TEXT (hotffi.Fail)
+//	wrap:RC:TEXT      the same error, wrapped with fmt.Errorf("wrapped: %w")
+//	error:TEXT        fails with a plain error: rc 1
+//	panic:TEXT        panics with TEXT
+//	nilptr            dereferences a nil pointer (a runtime panic)
+//	null              answers no payload
+//	empty             answers ""
+//	sleep:MS          answers "slept" after MS ms, or "cancelled" as soon as
+//	                  the caller gave up
+//	cancelled         how many sleeps saw their caller give up
+//	peak              the most handlers seen running at once
+//	cfg               the configuration, or <nil>
+//	abi               the host's ABI version
+//
+// cfg "max=N" bounds the handlers running at once (Server.MaxConcurrency);
+// cfg "fail-init" fails libffi_init with a reason.
+package main
+
+import "C"
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"hotffi/sdk/go/hotffi"
+)
+
+type ctl struct {
+	cfg       string
+	hasCfg    bool
+	running   int64
+	peak      int64
+	cancelled int64
+}
+
+func (c *ctl) handle(ctx context.Context, req []byte) ([]byte, error) {
+	n := atomic.AddInt64(&c.running, 1)
+	defer atomic.AddInt64(&c.running, -1)
+	for {
+		p := atomic.LoadInt64(&c.peak)
+		if n <= p || atomic.CompareAndSwapInt64(&c.peak, p, n) {
+			break
+		}
+	}
+
+	cmd, arg, _ := bytes.Cut(req, []byte(":"))
+
+	switch string(cmd) {
+	case "echo":
+		return arg, nil
+
+	case "fail", "wrap":
+		code, text, _ := strings.Cut(string(arg), ":")
+		rc, err := strconv.Atoi(code)
+		if err != nil {
+			return nil, err
+		}
+		if string(cmd) == "wrap" {
+			return nil, fmt.Errorf("wrapped: %w", hotffi.Fail(rc, "%s", text))
+		}
+		return nil, hotffi.Fail(rc, "%s", text)
+
+	case "error":
+		return nil, errors.New(string(arg))
+
+	case "panic":
+		panic(string(arg))
+
+	case "nilptr":
+		var p *int
+		return []byte(strconv.Itoa(*p)), nil
+
+	case "null":
+		return nil, nil
+
+	case "empty":
+		return []byte{}, nil
+
+	case "sleep":
+		ms, err := strconv.Atoi(string(arg))
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			return []byte("slept"), nil
+		case <-ctx.Done():
+			atomic.AddInt64(&c.cancelled, 1)
+			return []byte("cancelled"), nil
+		}
+
+	case "cancelled":
+		return []byte(strconv.FormatInt(atomic.LoadInt64(&c.cancelled), 10)), nil
+
+	case "peak":
+		return []byte(strconv.FormatInt(atomic.LoadInt64(&c.peak), 10)), nil
+
+	case "cfg":
+		if !c.hasCfg {
+			return []byte("<nil>"), nil
+		}
+		return []byte(c.cfg), nil
+
+	case "abi":
+		return []byte(strconv.Itoa(hotffi.HostABIVersion())), nil
+	}
+
+	return nil, hotffi.Fail(3, "unknown command")
+}
+
+// thread: the nginx event loop; starts the server and returns.
+//
+//export libffi_init
+func libffi_init(cfg *C.char, tq unsafe.Pointer) C.int {
+	// cfg: borrowed, freed by hotffi after we return: GoString copies it.
+	c := &ctl{cfg: C.GoString(cfg), hasCfg: cfg != nil}
+	srv := &hotffi.Server{HandleContext: c.handle}
+
+	if c.cfg == "fail-init" {
+		hotffi.InitError(tq, "asked to fail by its configuration")
+		return 7
+	}
+	if strings.HasPrefix(c.cfg, "max=") {
+		n, err := strconv.Atoi(strings.TrimPrefix(c.cfg, "max="))
+		if err != nil || n < 1 {
+			hotffi.InitError(tq, "max= needs a positive number")
+			return 3
+		}
+		srv.MaxConcurrency = n
+	}
+
+	hotffi.Start(tq, srv)
+	return 0
+}
+
+// thread: a hotffi reaper thread, after the stop was delivered.  Safe to
+// export from Go: the library is linked with -z nodelete (every Go
+// c-shared library is), so even unpin = true never unmaps it.
+//
+//export libffi_fini
+func libffi_fini(tq unsafe.Pointer) C.int {
+	hotffi.Wait(tq)
+	return 0
+}
+
+func main() {}

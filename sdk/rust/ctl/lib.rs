@@ -1,0 +1,143 @@
+//! The Rust runtime the tests steer (build/lib/librust_ctl.so), to reach
+//! every path of the SDK through its requests:
+//!
+//! ```text
+//! echo:BYTES      answers BYTES
+//! fail:RC:TEXT    fails with rc RC and TEXT
+//! error:TEXT      fails with a plain message: rc 1
+//! panic:TEXT      panics with TEXT
+//! drop            drops the task unanswered (it answers itself, rc 3)
+//! null            answers no payload
+//! empty           answers ""
+//! big:N           answers N bytes "0123456789..." built in a CBuf
+//! sleep:MS        answers "slept" after MS ms, or "cancelled" as soon as
+//!                 the caller gave up
+//! cancelled       how many sleeps saw their caller give up
+//! cfg             the configuration, or <nil>
+//! abi             the host's ABI version
+//! ```
+//!
+//! cfg "threads=N" sets the number of threads (default 4); "fail-init"
+//! fails libffi_init with a reason, "panic-init" panics in it.
+
+use std::io::Write;
+use std::str;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hotffi::{CBuf, Error, Request, Runtime, Task};
+
+struct Ctl {
+    cfg: Option<String>,
+    cancelled: AtomicUsize,
+}
+
+fn init(cfg: Option<&str>, rt: &mut Runtime) -> Result<(), Error> {
+    let mut threads = 4;
+    match cfg {
+        Some("fail-init") => return Err(Error::new(7, "asked to fail by its configuration")),
+        Some("panic-init") => panic!("asked to panic by its configuration"),
+        Some(c) if c.starts_with("threads=") => {
+            threads = c["threads=".len()..].parse()?;
+        }
+        _ => {}
+    }
+
+    let ctl = Arc::new(Ctl {
+        cfg: cfg.map(String::from),
+        cancelled: AtomicUsize::new(0),
+    });
+
+    for _ in 0..threads {
+        let ctl = Arc::clone(&ctl);
+        rt.spawn(move |queue| {
+            while let Some(task) = queue.poll() {
+                ctl.dispatch(task);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+impl Ctl {
+    // The commands that need the task itself; the others go through
+    // Task::handle, as Queue::serve would do.
+    fn dispatch(&self, task: Task) {
+        let req = task.req();
+        if req == b"drop" {
+            drop(task);
+        } else if req == b"null" {
+            task.respond_none(0);
+        } else if let Some(n) = req.strip_prefix(b"big:") {
+            let n: usize = str::from_utf8(n)
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            match big(n) {
+                Some(buf) => task.respond_buf(0, buf),
+                None => task.respond(1, "out of memory"),
+            }
+        } else {
+            task.handle(|req| self.handle(req));
+        }
+    }
+
+    fn handle(&self, req: &Request) -> Result<Vec<u8>, Error> {
+        let (cmd, arg) = match req.iter().position(|&b| b == b':') {
+            Some(i) => (&req[..i], &req[i + 1..]),
+            None => (&req[..], &b""[..]),
+        };
+
+        match cmd {
+            b"echo" => Ok(arg.to_vec()),
+            b"fail" => {
+                let arg = str::from_utf8(arg)?;
+                let (rc, text) = arg.split_once(':').unwrap_or((arg, ""));
+                Err(Error::new(rc.parse()?, text))
+            }
+            b"error" => Err(String::from_utf8_lossy(arg).into_owned().into()),
+            b"panic" => panic!("{}", String::from_utf8_lossy(arg)),
+            b"empty" => Ok(Vec::new()),
+            b"sleep" => {
+                let ms: u64 = str::from_utf8(arg)?.parse()?;
+                let end = Instant::now() + Duration::from_millis(ms);
+                while Instant::now() < end {
+                    if req.cancelled() {
+                        self.cancelled.fetch_add(1, Ordering::Relaxed);
+                        return Ok(b"cancelled".to_vec());
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Ok(b"slept".to_vec())
+            }
+            b"cancelled" => Ok(self
+                .cancelled
+                .load(Ordering::Relaxed)
+                .to_string()
+                .into_bytes()),
+            b"cfg" => Ok(self.cfg.as_deref().unwrap_or("<nil>").as_bytes().to_vec()),
+            b"abi" => Ok(match hotffi::host_abi_version() {
+                Some(v) => v.to_string().into_bytes(),
+                None => b"none".to_vec(),
+            }),
+            _ => Err(Error::new(3, "unknown command")),
+        }
+    }
+}
+
+// n bytes of "0123456789" repeated, written in place in C memory.
+fn big(n: usize) -> Option<CBuf> {
+    let mut buf = CBuf::with_capacity(16)?;
+    let digits = b"0123456789";
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(digits.len());
+        buf.write_all(&digits[..k]).ok()?;
+        left -= k;
+    }
+    Some(buf)
+}
+
+hotffi::export_runtime!(init);

@@ -1,0 +1,210 @@
+//! The SDK against a fake host: the four lua-resty-ffi functions are
+//! defined here, over a queue of our own, so that tasks, answers, dropped
+//! tasks, panics and the thread glue can be checked without nginx.
+//! (hotffi's own optional functions are absent here, as on lua-resty-ffi.)
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::os::raw::{c_char, c_int, c_void};
+use std::sync::{Condvar, Mutex};
+
+use hotffi::{CBuf, Error, Queue, Runtime, Task, RC_DROPPED, RC_PANIC};
+
+struct FakeTask {
+    req: Vec<u8>,
+}
+
+struct FakeQueue {
+    tasks: Mutex<(VecDeque<*mut FakeTask>, bool)>, // tasks, stopped
+    cond: Condvar,
+}
+
+unsafe impl Sync for FakeQueue {}
+
+// What respond() received: (request, rc, answer or None).
+static ANSWERS: Mutex<Vec<(Vec<u8>, i32, Option<Vec<u8>>)>> = Mutex::new(Vec::new());
+
+#[no_mangle]
+extern "C" fn ngx_http_lua_ffi_task_poll(tq: *mut c_void) -> *mut c_void {
+    let q = unsafe { &*(tq as *const FakeQueue) };
+    let mut guard = q.tasks.lock().unwrap();
+    loop {
+        if let Some(t) = guard.0.pop_front() {
+            return t as *mut c_void;
+        }
+        if guard.1 {
+            return std::ptr::null_mut();
+        }
+        guard = q.cond.wait(guard).unwrap();
+    }
+}
+
+#[no_mangle]
+extern "C" fn ngx_http_lua_ffi_get_req(task: *mut c_void, len: *mut c_int) -> *mut c_char {
+    let t = unsafe { &mut *(task as *mut FakeTask) };
+    unsafe { *len = t.req.len() as c_int };
+    t.req.as_mut_ptr() as *mut c_char
+}
+
+extern "C" {
+    fn free(p: *mut c_void);
+    fn strlen(s: *const c_char) -> usize;
+}
+
+#[no_mangle]
+extern "C" fn ngx_http_lua_ffi_respond(task: *mut c_void, rc: c_int, rsp: *mut c_char, len: c_int) {
+    // Both are ours now, as they would be hotffi's.
+    let t = unsafe { Box::from_raw(task as *mut FakeTask) };
+    let answer = if rsp.is_null() {
+        None
+    } else {
+        let n = if len <= 0 {
+            unsafe { strlen(rsp) }
+        } else {
+            len as usize
+        };
+        let bytes = unsafe { std::slice::from_raw_parts(rsp as *const u8, n) }.to_vec();
+        unsafe { free(rsp as *mut c_void) };
+        Some(bytes)
+    };
+    ANSWERS.lock().unwrap().push((t.req, rc, answer));
+}
+
+fn queue_with(reqs: &[&[u8]], stopped: bool) -> &'static FakeQueue {
+    let tasks = reqs
+        .iter()
+        .map(|r| Box::into_raw(Box::new(FakeTask { req: r.to_vec() })))
+        .collect();
+    Box::leak(Box::new(FakeQueue {
+        tasks: Mutex::new((tasks, stopped)),
+        cond: Condvar::new(),
+    }))
+}
+
+fn raw(q: &'static FakeQueue) -> *mut c_void {
+    q as *const FakeQueue as *mut c_void
+}
+
+fn answer_to(req: &[u8]) -> (i32, Option<Vec<u8>>) {
+    let answers = ANSWERS.lock().unwrap();
+    let a = answers.iter().find(|a| a.0 == req).expect("answered");
+    (a.1, a.2.clone())
+}
+
+// Tests run in parallel, and ANSWERS is shared: every test uses requests
+// of its own.
+
+#[test]
+fn serve_answers_errors_and_panics() {
+    let q = queue_with(
+        &[b"t1 ok", b"t1 err", b"t1 rc", b"t1 panic", b"t1 \0bin"],
+        true,
+    );
+    let queue = unsafe { Queue::from_raw(raw(q)) }.unwrap();
+    queue.serve(|req| match &req[..] {
+        b"t1 err" => Err("plain".into()),
+        b"t1 rc" => Err(Error::new(9, "nine")),
+        b"t1 panic" => panic!("boom {}", 1),
+        other => Ok(other.to_vec()),
+    });
+    assert_eq!(answer_to(b"t1 ok"), (0, Some(b"t1 ok".to_vec())));
+    assert_eq!(answer_to(b"t1 err"), (1, Some(b"plain".to_vec())));
+    assert_eq!(answer_to(b"t1 rc"), (9, Some(b"nine".to_vec())));
+    assert_eq!(
+        answer_to(b"t1 panic"),
+        (RC_PANIC, Some(b"panic: boom 1".to_vec()))
+    );
+    assert_eq!(answer_to(b"t1 \0bin"), (0, Some(b"t1 \0bin".to_vec())));
+}
+
+#[test]
+fn empty_answer_is_an_empty_string_not_nil() {
+    let q = queue_with(&[b"t2 empty", b"t2 none"], true);
+    let queue = unsafe { Queue::from_raw(raw(q)) }.unwrap();
+    let t: Task = queue.poll().unwrap();
+    t.respond(0, Vec::new());
+    queue.poll().unwrap().respond_none(4);
+    assert!(queue.poll().is_none());
+    assert_eq!(answer_to(b"t2 empty"), (0, Some(Vec::new())));
+    assert_eq!(answer_to(b"t2 none"), (4, None));
+}
+
+#[test]
+fn a_dropped_task_answers_itself() {
+    let q = queue_with(&[b"t3 drop"], true);
+    let queue = unsafe { Queue::from_raw(raw(q)) }.unwrap();
+    let task = queue.poll().unwrap();
+    assert_eq!(task.req(), b"t3 drop");
+    assert!(!task.cancelled(), "no hotffi_task_cancelled here: false");
+    drop(task);
+    let (rc, msg) = answer_to(b"t3 drop");
+    assert_eq!(rc, RC_DROPPED);
+    assert_eq!(msg.unwrap(), b"hotffi: task dropped without an answer");
+}
+
+#[test]
+fn cbuf_grows_and_keeps_a_nul() {
+    let mut buf = CBuf::with_capacity(1).unwrap();
+    for i in 0..1000u32 {
+        buf.try_extend(i.to_string().as_bytes()).unwrap();
+    }
+    let want: String = (0..1000u32).map(|i| i.to_string()).collect();
+    assert_eq!(&buf[..], want.as_bytes());
+    let (p, len) = buf.into_raw();
+    assert_eq!(len, want.len());
+    assert_eq!(unsafe { strlen(p) }, len);
+    unsafe { free(p as *mut c_void) };
+}
+
+fn init(cfg: Option<&str>, rt: &mut Runtime) -> Result<(), Error> {
+    match cfg {
+        Some("fail") => {
+            rt.serve(2, |req| Ok(req.to_vec()))?;
+            Err(Error::new(6, "failing after starting threads"))
+        }
+        Some("panic") => panic!("init panics"),
+        _ => rt.serve(3, |req| Ok([b"re: ", &req[..]].concat())),
+    }
+}
+
+hotffi::export_runtime!(init);
+
+#[test]
+fn exported_init_and_fini_join_the_threads() {
+    let q = queue_with(&[b"t5 a", b"t5 b", b"t5 c"], false);
+    assert_eq!(unsafe { libffi_init(std::ptr::null_mut(), raw(q)) }, 0);
+
+    // the stop, as hotffi delivers it before calling libffi_fini
+    q.tasks.lock().unwrap().1 = true;
+    q.cond.notify_all();
+    assert_eq!(libffi_fini(raw(q)), 0);
+
+    assert!(q.tasks.lock().unwrap().0.is_empty());
+    assert_eq!(answer_to(b"t5 b"), (0, Some(b"re: t5 b".to_vec())));
+}
+
+#[test]
+fn exported_init_reports_failures() {
+    let fail = CString::new("fail").unwrap();
+    let q = queue_with(&[], true);
+    assert_eq!(
+        unsafe { libffi_init(fail.as_ptr() as *mut c_char, raw(q)) },
+        6
+    );
+    // the threads it started are still joined
+    assert_eq!(libffi_fini(raw(q)), 0);
+
+    let panic = CString::new("panic").unwrap();
+    let q = queue_with(&[], true);
+    assert_eq!(
+        unsafe { libffi_init(panic.as_ptr() as *mut c_char, raw(q)) },
+        RC_PANIC
+    );
+    assert_eq!(libffi_fini(raw(q)), 0);
+
+    let bad = b"\xff\0";
+    assert_eq!(
+        unsafe { libffi_init(bad.as_ptr() as *mut c_char, raw(q)) },
+        1
+    );
+}

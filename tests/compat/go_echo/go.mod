@@ -1,0 +1,3 @@
+module ffi_go_echo
+
+go 1.19

@@ -1,0 +1,538 @@
+# Go runtimes built with the Go SDK (sdk/go/hotffi): the echo and fetch
+# examples and the ctl runtime the tests steer (sdk/go/internal/ctl).
+# Round trips, concurrency, errors and panics, cancellation, unload, and
+# what a Go library can and cannot do about being unloaded.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HotffiTest;
+use POSIX ();
+use Time::HiRes ();
+
+plan(skip_all => 'the Go runtime is not run under valgrind')
+    if $ENV{HOTFFI_TEST_VALGRIND};
+
+my $lib = "$HotffiTest::REPO/build/lib";
+for my $name (qw(go_echo go_fetch go_ctl)) {
+    BAIL_OUT("build first: make ($lib/lib$name.so does not exist)")
+        unless -e "$lib/lib$name.so";
+}
+
+# The symbols: libffi_init/libffi_fini exported; lua-resty-ffi's functions
+# undefined (bound at dlopen() from the nginx module); hotffi's own weak,
+# so that the library also loads on lua-resty-ffi.
+{
+    my $syms = `nm -D $lib/libgo_echo.so`;
+    like($syms, qr/^\S+ T libffi_init$/m, 'go_echo exports libffi_init');
+    like($syms, qr/^\S+ T libffi_fini$/m, 'go_echo exports libffi_fini');
+    like($syms, qr/^\s+U ngx_http_lua_ffi_task_poll$/m,
+         'the poll function is left to the dynamic linker');
+    like($syms, qr/^\s+w hotffi_task_cancelled$/m,
+         'hotffi-only functions are weak');
+
+    # libffi_fini is only safe to export because dlclose() never unmaps a
+    # Go library: the Go linker marks every c-shared library NODELETE.
+    like(`readelf -d $lib/libgo_echo.so`, qr/\(FLAGS_1\).*NODELETE/,
+         'go_echo is linked -z nodelete');
+}
+
+# Many clients at once, each request several light threads: every call is
+# answered, and the answers are the right ones.
+{
+    my $nginx = HotffiTest::Nginx->new(name => 'go concurrent', workers => 2,
+                                       config => <<'CONF');
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_echo"))
+        local threads = {}
+        for i = 1, 10 do
+            threads[i] = ngx.thread.spawn(function()
+                local req = ngx.var.request_id .. ":" .. i
+                local ok, res = rt:echo(req)
+                return ok and res == req
+            end)
+        end
+        for i = 1, 10 do
+            local _, good = ngx.thread.wait(threads[i])
+            if not good then
+                return ngx.exit(500)
+            end
+        end
+        ngx.say("ok")
+    }
+}
+CONF
+    $nginx->start;
+    my $r = concurrent_requests($nginx, 400, 8, '/t');
+    is($r->{ok}, 400, '400 requests of 10 calls each, 8 clients: all answered')
+        or diag(explain($r));
+    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
+           'error log is clean');
+    $nginx->stop;
+}
+
+# nginx -s reload and quit while Go calls are in flight: no failed request,
+# the old workers exit by themselves.
+{
+    my $nginx = HotffiTest::Nginx->new(name => 'go reload and quit',
+                                       workers => 2, config => <<'CONF');
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_ctl"))
+        local ok, res = rt:q("sleep:20")
+        if not ok then
+            return ngx.exit(500)
+        end
+        ngx.say(res)
+    }
+}
+CONF
+    $nginx->start;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my $r = concurrent_requests($nginx, 300, 6, '/t');
+        POSIX::_exit($r->{failed} > 255 ? 255 : $r->{failed});
+    }
+    Time::HiRes::sleep(0.3);
+    $nginx->reload;
+    waitpid $pid, 0;
+    is($? >> 8, 0, 'no request failed across a reload');
+    is($nginx->get('/t')->{content}, "slept\n", 'the new workers serve');
+    my $elapsed = $nginx->quit(timeout => 15);
+    ok(!$nginx->killed, "quit completed by itself (${elapsed}s)");
+    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
+           'error log is clean');
+    $nginx->stop;
+}
+
+# With unpin = true the runtime retires (libffi_fini returns once every
+# call was answered, so its queue is freed), but the library stays mapped:
+# a Go library cannot be unloaded, and Go runtimes reload by configuration.
+{
+    my $nginx = HotffiTest::Nginx->new(name => 'go unpin', config => <<'CONF');
+location = /load {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_echo", "x",
+                                                       { unpin = true }))
+        ngx.say(select(2, rt:echo("loaded")))
+    }
+}
+location = /unload {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("go_echo", "x", { unpin = true }))
+        rt:__unload()
+        rt = nil
+        for _ = 1, 500 do
+            collectgarbage()
+            if hotffi.stats().runtimes == 0 then
+                return ngx.say("retired")
+            end
+            ngx.sleep(0.01)
+        end
+        ngx.say("still ", hotffi.stats().runtimes)
+    }
+}
+CONF
+    $nginx->start;
+    is($nginx->get('/load')->{content}, "loaded\n", 'loaded with unpin');
+    is($nginx->get('/unload')->{content}, "retired\n",
+       'unloaded: the runtime retired');
+    my ($worker) = $nginx->worker_pids;
+    ok($worker, "the worker's pid") or BAIL_OUT('no worker process found');
+    like(HotffiTest::_slurp("/proc/$worker/maps"), qr/libgo_echo\.so/,
+         'the Go library is still mapped after dlclose()');
+    is($nginx->get('/load')->{content}, "loaded\n",
+       'a new runtime of the same library starts');
+    $nginx->stop;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: echo: strings, NUL bytes, empty, 1 MiB
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_echo"))
+        ngx.say(rt:echo("hello"))
+        local bin = "a\0b\255\0\0z"
+        local ok, res = rt:echo(bin)
+        ngx.say(ok, " ", res == bin, " ", #res)
+        ok, res = rt:echo("")
+        ngx.say(ok, " [", res, "]")
+        local big = ("0123456789abcdef\0"):rep(61681):sub(1, 1048576)
+        ok, res = rt:echo(big)
+        ngx.say(ok, " ", #res, " ", res == big)
+    }
+}
+--- request
+GET /t
+--- response_body
+truehello
+true true 7
+true []
+true 1048576 true
+
+
+
+=== TEST 2: a binary request body round-trips through the Go echo
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.req.read_body()
+        local rt = assert(require("resty.hotffi").load("go_echo"))
+        local ok, res = rt:echo(ngx.req.get_body_data())
+        ngx.print(res)
+    }
+}
+--- request
+POST /t
+--- request_body eval
+join '', map { chr($_ % 256) } 0 .. 300000
+--- response_body eval
+join '', map { chr($_ % 256) } 0 .. 300000
+
+
+
+=== TEST 3: errors fail the call with their rc and message
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_ctl"))
+        ngx.say(rt:q("fail:5:bad input"))
+        ngx.say(rt:q("wrap:6:deep"))
+        ngx.say(rt:q("error:plain"))
+        ngx.say(rt:q("nonsense"))
+        ngx.say(rt:q("null"))
+        local ok, res = rt:q("empty")
+        ngx.say(ok, " [", res, "]")
+        ngx.say(rt:q("abi"))
+    }
+}
+--- request
+GET /t
+--- response_body
+false5bad input
+false6wrapped: deep
+false1plain
+false3unknown command
+truenil
+true []
+true1
+
+
+
+=== TEST 4: a panicking handler fails its call; the runtime goes on serving
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_ctl"))
+        ngx.say(rt:q("panic:boom"))
+        ngx.say(rt:q("nilptr"))
+        local threads = {}
+        for i = 1, 20 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:q(i % 2 == 0 and "panic:again" or "echo:" .. i)
+            end)
+        end
+        local panics, echoes = 0, 0
+        for i = 1, 20 do
+            local _, ok, res, err = ngx.thread.wait(threads[i])
+            if not ok and res == 2 and err == "panic: again" then
+                panics = panics + 1
+            elseif ok and res == tostring(i) then
+                echoes = echoes + 1
+            end
+        end
+        ngx.say(panics, " ", echoes)
+        ngx.say(rt:q("echo:still here"))
+    }
+}
+--- request
+GET /t
+--- response_body
+false2panic: boom
+false2panic: runtime error: invalid memory address or nil pointer dereference
+10 10
+truestill here
+--- error_log
+hotffi: handler panic: boom
+
+
+
+=== TEST 5: each call runs on its own goroutine: 200 sleeps overlap
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_ctl"))
+        local start = ngx.now()
+        local threads = {}
+        for i = 1, 200 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:q("sleep:300")
+            end)
+        end
+        local slept = 0
+        for i = 1, 200 do
+            local _, ok, res = ngx.thread.wait(threads[i])
+            if ok and res == "slept" then slept = slept + 1 end
+        end
+        ngx.update_time()
+        ngx.say(slept, " ", ngx.now() - start < 3)
+        ngx.say(select(2, rt:q("peak")) == "200")
+    }
+}
+--- request
+GET /t
+--- response_body
+200 true
+true
+
+
+
+=== TEST 6: MaxConcurrency bounds the handlers running at once
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_ctl", "max=4"))
+        local start = ngx.now()
+        local threads = {}
+        for i = 1, 16 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:q("sleep:100")
+            end)
+        end
+        local slept = 0
+        for i = 1, 16 do
+            local _, ok, res = ngx.thread.wait(threads[i])
+            if ok and res == "slept" then slept = slept + 1 end
+        end
+        ngx.update_time()
+        -- 16 calls, 4 at a time, 100 ms each: 4 rounds
+        ngx.say(slept, " ", select(2, rt:q("peak")), " ",
+                ngx.now() - start >= 0.39)
+    }
+}
+--- request
+GET /t
+--- response_body
+16 4 true
+
+
+
+=== TEST 7: a caller that gives up cancels the handler's context
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("go_ctl"))
+        ngx.say(rt:q("sleep:5000", 0.1))
+        local n
+        for _ = 1, 200 do
+            n = select(2, rt:q("cancelled"))
+            if n == "1" then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("cancelled ", n)
+    }
+}
+--- request
+GET /t
+--- response_body
+falseniltimeout
+cancelled 1
+
+
+
+=== TEST 8: configuration, and a failing libffi_init with its reason
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        ngx.say(select(2, assert(hotffi.load("go_ctl")):q("cfg")))
+        ngx.say(select(2, assert(hotffi.load("go_ctl", "a b\tc")):q("cfg")))
+        ngx.say(hotffi.load("go_ctl", "fail-init"))
+        ngx.say(hotffi.load("go_ctl", "max=zero"))
+    }
+}
+--- request
+GET /t
+--- response_body
+<nil>
+a b	c
+nillibffi_init() of runtime "go_ctl&fail-init" failed: 7: asked to fail by its configuration
+nillibffi_init() of runtime "go_ctl&max=zero" failed: 3: max= needs a positive number
+
+
+
+=== TEST 9: unload: queued calls are answered, later ones refused, the runtime retires
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("go_ctl", "max=1"))
+        local threads = {}
+        for i = 1, 5 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:q("sleep:50")
+            end)
+        end
+        rt:__unload()
+        local slept = 0
+        for i = 1, 5 do
+            local _, ok, res = ngx.thread.wait(threads[i])
+            if ok and res == "slept" then slept = slept + 1 end
+        end
+        ngx.say(slept)
+        ngx.say(rt:q("echo:late"))
+        rt = nil
+        for _ = 1, 500 do
+            collectgarbage()
+            if hotffi.stats().runtimes == 0 then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("runtimes ", hotffi.stats().runtimes)
+        -- the key is free again: a fresh runtime of the same library
+        ngx.say(assert(hotffi.load("go_ctl", "max=1")):q("echo:again"))
+    }
+}
+--- request
+GET /t
+--- response_body
+5
+falsenilruntime "go_ctl&max=1" is unloaded
+runtimes 0
+trueagain
+
+
+
+=== TEST 10: fetch: concurrent HTTP GETs from the standard library
+--- http_config
+lua_shared_dict flags 1m;
+--- config
+location = /data/a { return 200 "alpha"; }
+location = /data/b { return 200 "bravo!"; }
+location = /data/slow {
+    lua_check_client_abort on;
+    content_by_lua_block {
+        local ok = ngx.on_abort(function()
+            ngx.shared.flags:set("aborted", true)
+            ngx.exit(499)
+        end)
+        ngx.sleep(5)
+        ngx.say("late")
+    }
+}
+location = /t {
+    content_by_lua_block {
+        local cjson = require "cjson"
+        local cfg = cjson.encode({
+            base = "http://127.0.0.1:" .. ngx.var.server_port .. "/data",
+            timeout_ms = 3000, parallel = 4,
+        })
+        local rt = assert(require("resty.hotffi").load("go_fetch", cfg))
+        local paths = {}
+        for i = 1, 12 do
+            paths[i] = ({ "/a", "/b", "/missing" })[i % 3 + 1]
+        end
+        local ok, res = rt:get(cjson.encode({ paths = paths }))
+        assert(ok, res)
+        local seen = {}
+        for _, r in ipairs(cjson.decode(res)) do
+            local line = r.path .. " " .. r.status
+            if r.status == 200 then
+                line = line .. " " .. r.bytes .. " " .. r.sha256
+            end
+            seen[line] = (seen[line] or 0) + 1
+        end
+        local lines = {}
+        for line, n in pairs(seen) do
+            lines[#lines + 1] = n .. " x " .. line
+        end
+        table.sort(lines)
+        ngx.say(table.concat(lines, "\n"))
+
+        ngx.say(rt:get('{"paths":["http://elsewhere/"]}'))
+
+        -- the caller gives up: the runtime cancels its HTTP request
+        ngx.say(rt:get('{"paths":["/slow"]}', 0.2))
+        for _ = 1, 300 do
+            if ngx.shared.flags:get("aborted") then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("aborted ", ngx.shared.flags:get("aborted"))
+    }
+}
+--- request
+GET /t
+--- response_body eval
+use Digest::SHA qw(sha256_hex);
+"4 x /a 200 5 " . sha256_hex("alpha") . "\n"
+. "4 x /b 200 6 " . sha256_hex("bravo!") . "\n"
+. "4 x /missing 404\n"
+. "false2bad request: path \"http://elsewhere/\" does not start with /\n"
+. "falseniltimeout\n"
+. "aborted true\n"
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+
+
+
+=== TEST 11: fetch refuses a configuration without an http(s) base
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        ngx.say(hotffi.load("go_fetch", '{"base":"file:///etc"}'))
+        ngx.say(hotffi.load("go_fetch", 'not json'))
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^nillibffi_init\(\) of runtime "go_fetch&\{"base":"file:///etc"\}" failed: 1: bad configuration: base "file:///etc" is not an http\(s\) URL
+nillibffi_init\(\) of runtime "go_fetch&not json" failed: 1: bad configuration: invalid character .*
+$
+
+
+
+=== TEST 12: several Go libraries in one worker (works with Go 1.19 on Linux, unsupported by Go)
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local ctl = assert(hotffi.load("go_ctl"))
+        local echo = assert(hotffi.load("go_echo"))
+        local threads = {}
+        for i = 1, 40 do
+            threads[i] = ngx.thread.spawn(function()
+                if i % 4 == 0 then
+                    -- a nil dereference: a SIGSEGV the Go runtimes must
+                    -- route to the library it happened in
+                    local ok, rc = ctl:q("nilptr")
+                    return rc == 2
+                end
+                local req = ("x"):rep(i * 1000)
+                local ok, res = (i % 2 == 0 and echo or ctl):q(
+                    i % 2 == 0 and req or "echo:" .. req)
+                return ok and res == req
+            end)
+        end
+        local good = 0
+        for i = 1, 40 do
+            local _, ok = ngx.thread.wait(threads[i])
+            if ok then good = good + 1 end
+        end
+        ngx.say(good)
+    }
+}
+--- request
+GET /t
+--- repeat_each
+5
+--- response_body
+40

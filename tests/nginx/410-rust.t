@@ -1,0 +1,485 @@
+# Rust runtimes built with the Rust SDK (sdk/rust/hotffi): the echo and
+# words examples and the ctl runtime the tests steer (sdk/rust/ctl).
+# Round trips, concurrency, errors and panics, cancellation, unload, and a
+# reload of the library's code with unpin = true, without restarting nginx.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HotffiTest;
+use File::Copy qw(copy);
+use POSIX ();
+use Time::HiRes ();
+
+plan(skip_all => 'the Rust runtimes are not run under valgrind')
+    if $ENV{HOTFFI_TEST_VALGRIND};
+
+my $lib = "$HotffiTest::REPO/build/lib";
+for my $name (qw(rust_echo rust_words rust_ctl rust_reload_a rust_reload_b)) {
+    next if -e "$lib/lib$name.so";
+    # sdk/rust/rust.mk builds nothing without cargo; say so rather than fail
+    my $cargo = grep { -x "$_/cargo" } split(/:/, $ENV{PATH} // ''),
+                                       "$ENV{HOME}/.cargo/bin";
+    plan(skip_all => 'no cargo (PATH, ~/.cargo/bin): Rust runtimes not built')
+        unless $cargo;
+    BAIL_OUT("build first: make ($lib/lib$name.so does not exist)");
+}
+
+# Only the two entry points are exported; the ABI is left to the dynamic
+# linker, and hotffi's own functions are not linked at all (looked up at
+# run time), so that the library also loads on lua-resty-ffi.
+{
+    my $syms = `nm -D --defined-only $lib/librust_echo.so`;
+    is(join(' ', sort map { (split)[2] } grep { / T / } split /\n/, $syms),
+       'libffi_fini libffi_init', 'rust_echo exports libffi_init and libffi_fini');
+    my $undef = `nm -D --undefined-only $lib/librust_echo.so`;
+    like($undef, qr/^\s+U ngx_http_lua_ffi_respond$/m,
+         'the respond function is left to the dynamic linker');
+    unlike($undef, qr/hotffi_/, 'no hotffi-only symbol is linked');
+}
+
+# Many clients at once, each request several light threads.
+{
+    my $nginx = HotffiTest::Nginx->new(name => 'rust concurrent', workers => 2,
+                                       config => <<'CONF');
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_echo", "4"))
+        local threads = {}
+        for i = 1, 10 do
+            threads[i] = ngx.thread.spawn(function()
+                local req = ngx.var.request_id .. ":" .. i
+                local ok, res = rt:echo(req)
+                return ok and res == req
+            end)
+        end
+        for i = 1, 10 do
+            local _, good = ngx.thread.wait(threads[i])
+            if not good then
+                return ngx.exit(500)
+            end
+        end
+        ngx.say("ok")
+    }
+}
+CONF
+    $nginx->start;
+    my $r = concurrent_requests($nginx, 400, 8, '/t');
+    is($r->{ok}, 400, '400 requests of 10 calls each, 8 clients: all answered')
+        or diag(explain($r));
+    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
+           'error log is clean');
+    $nginx->stop;
+}
+
+# nginx -s reload and quit while Rust calls are in flight: no failed
+# request; the old workers join their runtime threads and exit by themselves.
+{
+    my $nginx = HotffiTest::Nginx->new(name => 'rust reload and quit',
+                                       workers => 2, config => <<'CONF');
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_ctl"))
+        local ok, res = rt:q("sleep:20")
+        if not ok then
+            return ngx.exit(500)
+        end
+        ngx.say(res)
+    }
+}
+CONF
+    $nginx->start;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my $r = concurrent_requests($nginx, 300, 6, '/t');
+        POSIX::_exit($r->{failed} > 255 ? 255 : $r->{failed});
+    }
+    Time::HiRes::sleep(0.3);
+    $nginx->reload;
+    waitpid $pid, 0;
+    is($? >> 8, 0, 'no request failed across a reload');
+    is($nginx->get('/t')->{content}, "slept\n", 'the new workers serve');
+    my $elapsed = $nginx->quit(timeout => 15);
+    ok(!$nginx->killed, "quit completed by itself (${elapsed}s)");
+    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
+           'error log is clean');
+    $nginx->stop;
+}
+
+# The code reload: version A of a library is loaded with unpin = true and
+# answers; it is unloaded and retires (libffi_fini joins its thread, hotffi
+# dlclose()s it); version B is renamed over the same file and loaded again:
+# the same nginx worker now runs B.  Then back to A, to show it repeats.
+{
+    my $nginx = HotffiTest::Nginx->new(name => 'rust reload', config => <<'CONF');
+location = /call {
+    content_by_lua_block {
+        local path = ngx.config.prefix() .. "rt/libreload.so"
+        local rt, err = require("resty.hotffi").load(path, nil,
+                                                     { unpin = true })
+        if not rt then
+            ngx.say(err)
+            return
+        end
+        local ok, res, err = rt:version("")
+        ngx.say(res or err)
+    }
+}
+location = /unload {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local path = ngx.config.prefix() .. "rt/libreload.so"
+        local rt = assert(hotffi.load(path, nil, { unpin = true }))
+        rt:__unload()
+        -- retired and freed once its Lua object is gone too
+        rt = nil
+        for _ = 1, 500 do
+            collectgarbage()
+            if hotffi.stats().runtimes == 0 then
+                return ngx.say("retired")
+            end
+            ngx.sleep(0.01)
+        end
+        ngx.say("still ", hotffi.stats().runtimes)
+    }
+}
+CONF
+    $nginx->start;
+    my $dir = $nginx->prefix . '/rt';
+    mkdir $dir or die "mkdir $dir: $!";
+
+    # Never write into a mapped file: a new file, renamed over the old one.
+    my $install = sub {
+        my ($version) = @_;
+        copy("$lib/librust_reload_$version.so", "$dir/libreload.so.tmp")
+            or die "copy: $!";
+        rename("$dir/libreload.so.tmp", "$dir/libreload.so") or die "rename: $!";
+    };
+    my $worker;
+    my $mapped = sub {
+        my @lines = grep { /libreload\.so/ } split /\n/, HotffiTest::_slurp("/proc/$worker/maps");
+        return !@lines ? 'not mapped'
+             : (grep { /\(deleted\)/ } @lines) ? 'an unlinked file mapped'
+             : 'mapped';
+    };
+
+    $install->('a');
+    is($nginx->get('/call')->{content}, "A 1\n", 'version A answers');
+    ($worker) = $nginx->worker_pids;
+    ok($worker, "the worker's pid") or BAIL_OUT('no worker process found');
+    is($mapped->(), 'mapped', 'version A is mapped');
+    is($nginx->get('/call')->{content}, "A 2\n", 'version A keeps its state');
+    $install->('b');
+    is($nginx->get('/call')->{content}, "A 3\n",
+       'a new file changes nothing while the runtime is loaded');
+    is($mapped->(), 'an unlinked file mapped', 'A runs from its old file');
+    is($nginx->get('/unload')->{content}, "retired\n", 'A unloaded and retired');
+    is($mapped->(), 'not mapped', 'the old library is no longer mapped');
+    is($nginx->get('/call')->{content}, "B 1\n",
+       'loaded again: version B answers, with fresh state');
+    is($mapped->(), 'mapped', 'the new file is mapped');
+
+    is($nginx->get('/unload')->{content}, "retired\n", 'B unloaded and retired');
+    $install->('a');
+    is($nginx->get('/call')->{content}, "A 1\n", 'and back to version A');
+    is($worker, ($nginx->worker_pids)[0], 'all in the same worker process');
+    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
+           'error log is clean');
+    $nginx->stop;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: echo: strings, NUL bytes, empty, 1 MiB
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_echo"))
+        ngx.say(rt:echo("hello"))
+        local bin = "a\0b\255\0\0z"
+        local ok, res = rt:echo(bin)
+        ngx.say(ok, " ", res == bin, " ", #res)
+        ok, res = rt:echo("")
+        ngx.say(ok, " [", res, "]")
+        local big = ("0123456789abcdef\0"):rep(61681):sub(1, 1048576)
+        ok, res = rt:echo(big)
+        ngx.say(ok, " ", #res, " ", res == big)
+    }
+}
+--- request
+GET /t
+--- response_body
+truehello
+true true 7
+true []
+true 1048576 true
+
+
+
+=== TEST 2: a binary request body round-trips through the Rust echo
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.req.read_body()
+        local rt = assert(require("resty.hotffi").load("rust_echo"))
+        local ok, res = rt:echo(ngx.req.get_body_data())
+        ngx.print(res)
+    }
+}
+--- request
+POST /t
+--- request_body eval
+join '', map { chr($_ % 256) } 0 .. 300000
+--- response_body eval
+join '', map { chr($_ % 256) } 0 .. 300000
+
+
+
+=== TEST 3: errors fail the call with their rc and message; a dropped task answers itself
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_ctl"))
+        ngx.say(rt:q("fail:5:bad input"))
+        ngx.say(rt:q("fail:x:y"))
+        ngx.say(rt:q("error:plain"))
+        ngx.say(rt:q("nonsense"))
+        ngx.say(rt:q("drop"))
+        ngx.say(rt:q("null"))
+        local ok, res = rt:q("empty")
+        ngx.say(ok, " [", res, "]")
+        ngx.say(rt:q("abi"))
+    }
+}
+--- request
+GET /t
+--- response_body
+false5bad input
+false1invalid digit found in string
+false1plain
+false3unknown command
+false3hotffi: task dropped without an answer
+truenil
+true []
+true1
+
+
+
+=== TEST 4: a panicking handler fails its call; the runtime goes on serving
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_ctl", "threads=2"))
+        ngx.say(rt:q("panic:boom"))
+        local threads = {}
+        for i = 1, 20 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:q(i % 2 == 0 and "panic:again" or "echo:" .. i)
+            end)
+        end
+        local panics, echoes = 0, 0
+        for i = 1, 20 do
+            local _, ok, res, err = ngx.thread.wait(threads[i])
+            if not ok and res == 2 and err == "panic: again" then
+                panics = panics + 1
+            elseif ok and res == tostring(i) then
+                echoes = echoes + 1
+            end
+        end
+        ngx.say(panics, " ", echoes)
+        ngx.say(rt:q("echo:still here"))
+    }
+}
+--- request
+GET /t
+--- response_body
+false2panic: boom
+10 10
+truestill here
+--- error_log
+panicked at
+
+
+
+=== TEST 5: answers built in C memory (CBuf), up to 16 MiB
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_ctl"))
+        for _, n in ipairs({ 0, 1, 10, 65537, 16777216 }) do
+            local ok, res = rt:q("big:" .. n)
+            local want = ("0123456789"):rep(math.ceil(n / 10)):sub(1, n)
+            ngx.say(n, " ", ok, " ", res == want)
+        end
+    }
+}
+--- request
+GET /t
+--- response_body
+0 true true
+1 true true
+10 true true
+65537 true true
+16777216 true true
+
+
+
+=== TEST 6: the threads serve calls in parallel
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_ctl", "threads=8"))
+        local start = ngx.now()
+        local threads = {}
+        for i = 1, 16 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:q("sleep:200")
+            end)
+        end
+        local slept = 0
+        for i = 1, 16 do
+            local _, ok, res = ngx.thread.wait(threads[i])
+            if ok and res == "slept" then slept = slept + 1 end
+        end
+        ngx.update_time()
+        -- 16 calls on 8 threads, 200 ms each: 2 rounds, not 16
+        local took = ngx.now() - start
+        ngx.say(slept, " ", took >= 0.39 and took < 2)
+    }
+}
+--- request
+GET /t
+--- response_body
+16 true
+
+
+
+=== TEST 7: a long handler sees its caller give up
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_ctl"))
+        ngx.say(rt:q("sleep:5000", 0.1))
+        local n
+        for _ = 1, 200 do
+            n = select(2, rt:q("cancelled"))
+            if n == "1" then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("cancelled ", n)
+    }
+}
+--- request
+GET /t
+--- response_body
+falseniltimeout
+cancelled 1
+
+
+
+=== TEST 8: configuration; libffi_init failing or panicking gives its reason
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        ngx.say(select(2, assert(hotffi.load("rust_ctl")):q("cfg")))
+        ngx.say(select(2, assert(hotffi.load("rust_ctl", "threads=1")):q("cfg")))
+        ngx.say(hotffi.load("rust_ctl", "fail-init"))
+        ngx.say(hotffi.load("rust_ctl", "panic-init"))
+        ngx.say(hotffi.load("rust_ctl", "threads=many"))
+        local rt, err = hotffi.load("rust_ctl", "\255")
+        ngx.say(rt, (err:gsub("\255", "<255>")))
+        ngx.say(hotffi.load("rust_echo", "-1"))
+    }
+}
+--- request
+GET /t
+--- response_body
+<nil>
+threads=1
+nillibffi_init() of runtime "rust_ctl&fail-init" failed: 7: asked to fail by its configuration
+nillibffi_init() of runtime "rust_ctl&panic-init" failed: 2: panic: asked to panic by its configuration
+nillibffi_init() of runtime "rust_ctl&threads=many" failed: 1: invalid digit found in string
+nillibffi_init() of runtime "rust_ctl&<255>" failed: 1: configuration is not UTF-8
+nillibffi_init() of runtime "rust_echo&-1" failed: 1: bad thread count "-1"
+--- error_log
+asked to panic
+
+
+
+=== TEST 9: unload: queued calls are answered, later ones refused, the runtime retires
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("rust_ctl", "threads=1"))
+        local threads = {}
+        for i = 1, 5 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:q("sleep:50")
+            end)
+        end
+        rt:__unload()
+        local slept = 0
+        for i = 1, 5 do
+            local _, ok, res = ngx.thread.wait(threads[i])
+            if ok and res == "slept" then slept = slept + 1 end
+        end
+        ngx.say(slept)
+        ngx.say(rt:q("echo:late"))
+        rt = nil
+        for _ = 1, 500 do
+            collectgarbage()
+            if hotffi.stats().runtimes == 0 then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("runtimes ", hotffi.stats().runtimes)
+        ngx.say(assert(hotffi.load("rust_ctl", "threads=1")):q("echo:again"))
+    }
+}
+--- request
+GET /t
+--- response_body
+5
+falsenilruntime "rust_ctl&threads=1" is unloaded
+runtimes 0
+trueagain
+
+
+
+=== TEST 10: words: the most frequent words of a text, on the runtime's threads
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("rust_words", "k=3 threads=2"))
+        ngx.print(select(2, rt:count("The cat and the hat, and THE bat.")))
+        local text = ("alpha beta gamma beta "):rep(25000)
+        local threads = {}
+        for i = 1, 8 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:count(text)
+            end)
+        end
+        for i = 1, 8 do
+            local _, ok, res = ngx.thread.wait(threads[i])
+            if i == 1 then ngx.print(res) end
+        end
+        ngx.say(rt:count("caf\195\169 caf\195\169 \255"))
+        ngx.say(require("resty.hotffi").load("rust_words", "k=0"))
+    }
+}
+--- request
+GET /t
+--- response_body
+8 5
+3 the
+2 and
+1 bat
+100000 3
+50000 beta
+25000 alpha
+25000 gamma
+false2not UTF-8: invalid utf-8 sequence of 1 bytes from index 12
+nillibffi_init() of runtime "rust_words&k=0" failed: 1: bad configuration "k=0"

@@ -1,0 +1,187 @@
+# Runtimes written for lua-resty-ffi, from its ABI description alone (no
+# hotffi header, no SDK: tests/compat/), loaded the lua-resty-ffi way
+# through `require "resty_ffi"` and ngx.load_ffi: they work unmodified.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HotffiTest;
+
+plan(skip_all => 'the Go and Rust runtimes are not run under valgrind')
+    if $ENV{HOTFFI_TEST_VALGRIND};
+
+my $lib = "$HotffiTest::REPO/build/lib";
+my @libs = ('ffi_go_echo', 'ffi_rust_echo');
+for my $name (@libs) {
+    next if -e "$lib/lib$name.so";
+    # tests/compat/compat.mk builds no Rust without cargo; say so
+    my $cargo = grep { -x "$_/cargo" } split(/:/, $ENV{PATH} // ''),
+                                       "$ENV{HOME}/.cargo/bin";
+    plan(skip_all => 'no cargo (PATH, ~/.cargo/bin): ffi_rust_echo not built')
+        unless $cargo;
+    BAIL_OUT("build first: make ($lib/lib$name.so does not exist)")
+        unless -e "$lib/lib$name.so";
+}
+
+# Neither library knows hotffi: lua-resty-ffi's four names are all they
+# need, and they export nothing but libffi_init.
+for my $name (@libs) {
+    my $syms = `nm -D $lib/lib$name.so`;
+    unlike($syms, qr/hotffi_/, "$name uses no hotffi-only symbol");
+    unlike($syms, qr/libffi_fini/, "$name has no libffi_fini");
+}
+
+# Without libffi_fini hotffi cannot know when the library's threads are
+# gone, so even unpin = true must not dlclose() it.  The Rust one is the
+# telling case: it has no NODELETE flag, and its threads leave when
+# unloaded, so the thread count shows the unload was seen.
+{
+    my $nginx = HotffiTest::Nginx->new(name => 'compat unpin', config => <<'CONF');
+location = /load {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_rust_echo", "threads=4", { unpin = true })
+        ngx.say(demo:call("hello"))
+    }
+}
+location = /unload {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_rust_echo", "threads=4", { unpin = true })
+        ngx.say(demo:__unload())
+    }
+}
+CONF
+    $nginx->start;
+    is($nginx->get('/load')->{content}, "truehello\n", 'loaded with unpin');
+    my ($worker) = $nginx->worker_pids;
+    my $threads = sub { scalar(() = glob "/proc/$worker/task/*") };
+    my $before = $threads->();
+    is($nginx->get('/unload')->{content}, "true\n", 'unloaded');
+    wait_until(sub { $threads->() == $before - 4 }, 5,
+               'the 4 polling threads to see the stop and end');
+    like(HotffiTest::_slurp("/proc/$worker/maps"), qr/libffi_rust_echo\.so/,
+         'a library without libffi_fini stays mapped');
+    is($nginx->get('/load')->{content}, "truehello\n", 'and loads again');
+    $nginx->stop;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: Go: ngx.load_ffi, round trips, rc, configuration, cache
+--- config
+location = /t {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_go_echo")
+        ngx.say(demo:call("hello"))
+        local bin = "a\0b\255\0\0z"
+        local ok, res = demo:call(bin)
+        ngx.say(ok, " ", res == bin)
+        ok, res = demo:call("")
+        ngx.say(ok, " [", res, "]")
+        local big = ("\0xyz"):rep(262144)
+        ok, res = demo:call(big)
+        ngx.say(ok, " ", #res, " ", res == big)
+        ngx.say(demo:call("fail:no good"))
+        ngx.say(demo:call("cfg"))
+        ngx.say(ngx.load_ffi("ffi_go_echo", '{"a":1}'):call("cfg"))
+        ngx.say(ngx.load_ffi("ffi_go_echo") == demo)
+    }
+}
+--- request
+GET /t
+--- response_body
+truehello
+true true
+true []
+true 1048576 true
+false1no good
+true<nil>
+true{"a":1}
+true
+
+
+
+=== TEST 2: Go: concurrent calls, then unload
+--- config
+location = /t {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_go_echo", "c", { max_queue = 4096 })
+        local threads = {}
+        for i = 1, 100 do
+            threads[i] = ngx.thread.spawn(function()
+                local ok, res = demo:call(("x"):rep(i * 100))
+                return ok and #res == i * 100
+            end)
+        end
+        local good = 0
+        for i = 1, 100 do
+            local _, ok = ngx.thread.wait(threads[i])
+            if ok then good = good + 1 end
+        end
+        ngx.say(good)
+        ngx.say(demo:__unload())
+        ngx.say(demo:call("late"))
+    }
+}
+--- request
+GET /t
+--- response_body
+100
+true
+falsenilruntime "ffi_go_echo&c" is unloaded
+
+
+
+=== TEST 3: Rust: ngx.load_ffi, round trips, rc, configuration, concurrency
+--- config
+location = /t {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_rust_echo", "threads=4")
+        ngx.say(demo:call("hello"))
+        local bin = "a\0b\255\0\0z"
+        local ok, res = demo:call(bin)
+        ngx.say(ok, " ", res == bin)
+        ok, res = demo:call("")
+        ngx.say(ok, " [", res, "]")
+        local big = ("\0xyz"):rep(262144)
+        ok, res = demo:call(big)
+        ngx.say(ok, " ", #res, " ", res == big)
+        ngx.say(demo:call("fail:no good"))
+        ngx.say(demo:call("cfg"))
+        ngx.say(ngx.load_ffi("ffi_rust_echo"):call("cfg"))
+        local threads = {}
+        for i = 1, 100 do
+            threads[i] = ngx.thread.spawn(function()
+                local ok, res = demo:call(("y"):rep(i * 100))
+                return ok and #res == i * 100
+            end)
+        end
+        local good = 0
+        for i = 1, 100 do
+            local _, ok = ngx.thread.wait(threads[i])
+            if ok then good = good + 1 end
+        end
+        ngx.say(good)
+        ngx.say(demo:__unload())
+        ngx.say(demo:call("late"))
+    }
+}
+--- request
+GET /t
+--- response_body
+truehello
+true true
+true []
+true 1048576 true
+false1no good
+truethreads=4
+true<nil>
+100
+true
+falsenilruntime "ffi_rust_echo&threads=4" is unloaded
