@@ -2,6 +2,9 @@
  * hotffi_library.c -- dlopen() with lua-resty-ffi's naming rules.
  */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE   /* dladdr() */
+#endif
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,11 +62,35 @@ hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
 }
 
 
-void
+int
 hotffi_library_close(hotffi_library_t *lib)
 {
-    if (lib->handle) {
-        (void) dlclose(lib->handle);
-        lib->handle = NULL;
+    char     path[4096];
+    void    *again;
+    Dl_info  info;
+
+    if (lib->handle == NULL) {
+        return HOTFFI_OK;
     }
+
+    /* the file actually mapped, to ask the linker about it afterwards */
+    path[0] = '\0';
+    if (dladdr(*(void **) &lib->init, &info) && info.dli_fname) {
+        (void) snprintf(path, sizeof(path), "%s", info.dli_fname);
+    }
+
+    (void) dlclose(lib->handle);
+    lib->handle = NULL;
+
+    if (path[0] == '\0') {
+        return HOTFFI_OK;
+    }
+
+    again = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (again == NULL) {
+        return HOTFFI_OK;
+    }
+
+    (void) dlclose(again);
+    return HOTFFI_DECLINED;
 }

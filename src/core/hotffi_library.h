@@ -31,8 +31,13 @@ struct hotffi_library_s {
 int hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
     char *err, size_t errlen);
 
-/* thread: any.  Only once no code of the library can run any more. */
-void hotffi_library_close(hotffi_library_t *lib);
+/*
+ * thread: any.  Only once no code of the library can run any more.
+ * HOTFFI_OK when the library is gone from the process, HOTFFI_DECLINED when
+ * it stays mapped (another handle, NODELETE, pending thread-local
+ * destructors), which the next load would silently reuse.
+ */
+int hotffi_library_close(hotffi_library_t *lib);
 
 
 #endif /* HOTFFI_LIBRARY_H */

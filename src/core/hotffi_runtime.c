@@ -223,10 +223,8 @@ hotffi_runtime_reap(void *data)
 void
 hotffi_runtime_unload(hotffi_runtime_t *rt)
 {
-    int             rc;
-    sigset_t        saved;
-    pthread_t       tid;
-    pthread_attr_t  attr;
+    int       rc;
+    sigset_t  saved;
 
     if (rt->unloaded) {
         return;
@@ -239,30 +237,21 @@ hotffi_runtime_unload(hotffi_runtime_t *rt)
         return;
     }
 
-    if (pthread_attr_init(&attr) != 0) {
-        goto failed;
-    }
-
-    (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-
-    /* the reaper, like runtime threads, must not take the host's signals */
+    /*
+     * Joinable, and joined before the library is closed: a thread-local
+     * destructor libffi_fini() left on the reaper runs as it exits, and it
+     * must not find its code unmapped.  The reaper, like runtime threads,
+     * must not take the host's signals.
+     */
     hotffi_signals_block(&saved);
-    rc = pthread_create(&tid, &attr, hotffi_runtime_reap, rt);
+    rc = pthread_create(&rt->reaper, NULL, hotffi_runtime_reap, rt);
     (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
 
     if (rc != 0) {
-        (void) pthread_attr_destroy(&attr);
-        goto failed;
+        hotffi_hub_log(rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" cannot "
+                       "retire: pthread_create() failed, its library stays "
+                       "loaded", rt->name);
     }
-
-    (void) pthread_attr_destroy(&attr);
-    return;
-
-failed:
-
-    hotffi_hub_log(rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" cannot retire: "
-                   "pthread_create() failed, its library stays loaded",
-                   rt->name);
 }
 
 
@@ -274,11 +263,18 @@ hotffi_runtime_retired(hotffi_task_t *retire)
 
     rt->retired = 1;
 
+    /* it only has to return from hotffi_hub_complete(): a short wait */
+    (void) pthread_join(rt->reaper, NULL);
+
     hotffi_queue_destroy(rt->queue);
     rt->queue = NULL;
 
-    if (rt->unpin) {
-        hotffi_library_close(&rt->lib);
+    if (rt->unpin && hotffi_library_close(&rt->lib) != HOTFFI_OK) {
+        hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" unloaded, "
+                       "but its library stays mapped after dlclose() "
+                       "(marked NODELETE, or thread-local destructors "
+                       "pending): the next load reuses the old code",
+                       rt->name);
     }
 
     hotffi_runtime_unref(rt);

@@ -19,6 +19,8 @@
 #define HOTFFI_RUNTIME_H
 
 
+#include <pthread.h>
+
 #include "hotffi_core.h"
 #include "hotffi_library.h"
 
@@ -48,6 +50,7 @@ struct hotffi_runtime_s {
     hotffi_library_t         lib;
     hotffi_queue_t          *queue;    /* the ABI's tq; NULL once retired */
     hotffi_task_t           *retire;   /* sent by the reaper */
+    pthread_t                reaper;   /* joined when RETIRE arrives */
     unsigned                 refs;
     unsigned                 unpin:1;
     unsigned                 unloaded:1;

@@ -145,6 +145,9 @@ CONF
          'the Go library is still mapped after dlclose()');
     is($nginx->get('/load')->{content}, "loaded\n",
        'a new runtime of the same library starts');
+    like($nginx->error_log_text,
+         qr/\[warn\].*runtime "go_echo&x" unloaded, but its library stays mapped after dlclose\(\)/,
+         'hotffi warns that unpin could not unmap the library');
     $nginx->stop;
 }
 
