@@ -1,0 +1,23 @@
+# bench/bench.mk -- `make bench` (see bench/README.md); not part of `make
+# test`.  The baseline's echo server and the memcpy probe are built from
+# bench/*.c into build/bench/; bench/run.pl drives everything else.
+
+BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/memcpy_bench
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -o $@ $<
+
+# the bridge, then the sandbox against native Lua, then code-reload
+# propagation (push to every worker of two servers through Redis)
+bench: all $(BENCH_BINS)
+	perl bench/run.pl
+	perl bench/sandbox/run.pl $(if $(BENCH_QUICK),'quick=1')
+	perl bench/code_reload/run.pl $(if $(BENCH_QUICK),--versions 3)
+
+# syscalls, context switches and CPU per call (perf stat, or strace -c) and
+# a CPU profile (perf record) of sequential echo, C against the socket
+bench-profile: all $(BENCH_BINS)
+	perl bench/run.pl --profile
+
+.PHONY: bench-profile

@@ -1,0 +1,1159 @@
+#!/usr/bin/perl
+# bench/run.pl -- `make bench`: measures hotffi against its baselines in one
+# run (each figure next to the baseline measured with it, as a ratio), prints
+# the tables, writes bench/results/latest.json and latest.png.  See
+# bench/README.md for the cases, the knobs and how to read the ratios.
+#
+#   perl bench/run.pl            the full run (~5 minutes on 2 cores)
+#   BENCH_QUICK=1 ...            a smoke run: tiny N, writes quick.json/.png
+#   perl bench/run.pl --profile  syscalls, context switches and CPU per call
+#                                (perf stat, or strace) and a CPU profile
+#                                (perf record) of sequential echo runs
+#   perl bench/run.pl --chart RESULTS.json OUT.png   draws the chart again
+#
+# Every process started here (the echo server, nginx, wrk, strace, perf) is
+# stopped by its PID before this script returns, whatever happens.
+
+use strict;
+use warnings;
+use utf8;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Path qw(make_path remove_tree);
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use IO::Socket::UNIX;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(time sleep);
+
+binmode STDOUT, ':encoding(UTF-8)';
+binmode STDERR, ':encoding(UTF-8)';
+
+my $ROOT  = abs_path(dirname(abs_path($0)) . '/..');
+my $BUILD = "$ROOT/build";
+my $NGINX = $ENV{HOTFFI_NGINX} || '/usr/sbin/nginx';
+my $QUICK = $ENV{BENCH_QUICK} ? 1 : 0;
+my $PROFILE = grep { $_ eq '--profile' } @ARGV;
+
+our %R;   # the results: what latest.json holds
+
+sub env_num {
+    my ($name, $default) = @_;
+    my $v = $ENV{$name};
+    return $default unless defined $v && length $v;
+    die "bench: $name must be a positive number, not '$v'\n"
+        unless $v =~ /^\d+(\.\d+)?$/ && $v > 0;
+    return $v + 0;
+}
+
+# Everything that sizes the run; each can be set from the environment.
+my %CFG = (
+    n         => env_num('BENCH_N', $QUICK ? 2000 : 100000),
+    conc_n    => env_num('BENCH_CONC_N', $QUICK ? 2000 : 100000),
+    large_n   => env_num('BENCH_LARGE_N', 0),   # 0: as n, bounded by time
+    reps      => int(env_num('BENCH_REPS', $QUICK ? 3 : 5)),
+    max_s     => env_num('BENCH_MAX_SECONDS', 0),   # 0: see below
+    wrk_s     => int(env_num('BENCH_WRK_SECONDS', $QUICK ? 1 : 3)),
+    wrk_c     => int(env_num('BENCH_WRK_CONNECTIONS', 32)),
+    conc_size => 128,
+);
+my @SIZES   = (16, 128, 512, 4096, 10240, 102400);
+my @THREADS = (1, 8, 64, 512);
+my @LARGE   = (102400, 1048576, 16777216);
+my %CASES   = map { $_ => 1 }
+              split /,/, ($ENV{BENCH_CASES} || 'seq,conc,http,large,pinned');
+
+# Targets of issue 8: reported next to the measurement, never asserted.
+my %TARGET = (
+    seq_small  => 0.25,   # hotffi / unix socket, 16 B .. 10 KiB, unpinned
+    seq_large  => 0.12,   # the same at 100 KiB
+    pinned     => 0.15,   # 16 B .. 10 KiB, everything on CPU 0
+    http       => 0.90,   # one call per request / no call
+    memcpy     => 0.25,   # echo GB/s / memcpy GB/s, >= 100 KiB
+    batch      => 8,      # completions per wake-up, 64+ callers ("many")
+);
+
+my $RESULTS = $ENV{BENCH_RESULTS} || "$ROOT/bench/results";
+# a smoke run or a subset of the cases does not replace the full results
+my $STEM    = $QUICK ? 'quick' : $ENV{BENCH_CASES} ? 'partial' : 'latest';
+
+# ---------------------------------------------------------------------------
+# Processes: each one started is remembered by PID and stopped on the way out
+
+my %live;          # pid -> what it is
+my @orphans;       # nginx workers [pid, start time]: stopped by PID if
+                   # their master left them
+my $prefix;        # the temporary directory of this run
+
+sub start_proc {
+    my ($what, $log, @cmd) = @_;
+    my $pid = fork // die "bench: fork failed: $!\n";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        { no warnings "exec"; exec { $cmd[0] } @cmd; }
+        print STDERR "bench: exec $cmd[0] failed: $!\n";
+        POSIX::_exit(127);
+    }
+    $live{$pid} = $what;
+    return $pid;
+}
+
+sub reap {
+    my ($pid, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        my $r = waitpid($pid, WNOHANG);
+        return 1 if $r == $pid || $r == -1;
+        sleep 0.02;
+    }
+    return 0;
+}
+
+sub stop_proc {
+    my ($pid, $sig) = @_;
+    return unless $live{$pid};
+    kill $sig || 'TERM', $pid;
+    unless (reap($pid, 10)) {
+        kill 'KILL', $pid;
+        reap($pid, 5);
+    }
+    delete $live{$pid};
+}
+
+# A process's start time (clock ticks after boot), so that a PID reused by
+# someone else's process after ours ended is never signalled.
+sub proc_start {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return undef;
+    my $stat = <$fh> // return undef;
+    $stat =~ s/^.*\)\s+//s;   # after "pid (comm) "
+    return (split ' ', $stat)[19];
+}
+
+sub stop_orphans {
+    for my $o (@orphans) {
+        my ($pid, $start) = @$o;
+        my $ours = sub { my $s = proc_start($pid); defined $s && $s eq $start };
+        next unless $ours->();
+        kill 'TERM', $pid;
+        my $deadline = time + 5;
+        sleep 0.05 while $ours->() && time < $deadline;
+        kill 'KILL', $pid if $ours->();
+    }
+    @orphans = ();
+}
+
+sub cleanup {
+    stop_proc($_) for sort { $b <=> $a } keys %live;
+    stop_orphans();
+    if ($prefix && -d $prefix && !$ENV{BENCH_KEEP}) {
+        remove_tree($prefix);
+    }
+}
+
+my $MAIN_PID = $$;
+END {
+    my $status = $?;
+    cleanup() if $$ == $MAIN_PID;
+    $? = $status;
+}
+$SIG{$_} = sub { print STDERR "bench: interrupted\n"; exit 130 }
+    for qw(INT TERM HUP);
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+sub median {
+    my @v = sort { $a <=> $b } grep { defined } @_;
+    return undef unless @v;
+    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0',
+                                  ReuseAddr => 1)
+        or die "bench: no free port: $!\n";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<', $path or return '';
+    local $/;
+    return scalar <$fh>;
+}
+
+sub human_size {
+    my ($b) = @_;
+    return ($b / 1048576) . ' MiB' if $b >= 1048576 && $b % 1048576 == 0;
+    return ($b / 1024) . ' KiB' if $b >= 1024 && $b % 1024 == 0;
+    return "$b B";
+}
+
+sub log_tail {
+    my $text = slurp("$prefix/logs/error.log");
+    my @lines = split /^/m, $text;
+    splice @lines, 0, @lines - 20 if @lines > 20;
+    return join '', @lines;
+}
+
+my $http = HTTP::Tiny->new(timeout => 300, keep_alive => 0);
+
+# ---------------------------------------------------------------------------
+# The runtimes: each echo runtime whose file exists, and the user's own
+
+my @RUNTIMES;
+
+sub add_runtime {
+    my (%rt) = @_;
+    push @RUNTIMES, \%rt if -e $rt{lib};
+}
+
+add_runtime(name => 'c', label => 'C echo', lib => "$BUILD/lib/libecho.so");
+add_runtime(name => 'go', label => 'Go echo',
+            lib => "$BUILD/lib/libgo_echo.so");
+add_runtime(name => 'rust', label => 'Rust echo',
+            lib => "$BUILD/lib/librust_echo.so");
+if (-e "$ROOT/examples/python/echo.py" || -d "$ROOT/examples/python/echo") {
+    add_runtime(name => 'python', label => 'Python echo',
+                lib => "$BUILD/lib/libhotffi_python.so",
+                cfg => "$ROOT/examples/python/echo,init");
+}
+if ($ENV{BENCH_RUNTIME}) {
+    my $lib = $ENV{BENCH_RUNTIME};
+    die "bench: BENCH_RUNTIME=$lib: no such file\n"
+        if $lib =~ m{/} && !-e $lib;
+    push @RUNTIMES, { name => 'custom', label => "BENCH_RUNTIME",
+                      lib => $lib, cfg => $ENV{BENCH_CFG},
+                      global => $ENV{BENCH_GLOBAL} ? 1 : 0 };
+}
+
+die "bench: $BUILD/lib/libecho.so is missing: run make\n"
+    unless grep { $_->{name} eq 'c' } @RUNTIMES;
+
+# Each run stops after n calls or max_s seconds, whichever comes first:
+# 1.2 s with the C echo alone, less with more runtimes (0.5 s at least), so
+# that the whole run stays near five minutes on two cores.
+$CFG{large_n} ||= $CFG{n};
+unless ($CFG{max_s}) {
+    my $s = 2 / @RUNTIMES;
+    $CFG{max_s} = $QUICK ? 0.3 : $s < 0.5 ? 0.5 : $s > 1.2 ? 1.2
+                : 0 + sprintf('%.2f', $s);
+}
+for my $f ("$BUILD/modules/ngx_http_hotffi_module.so",
+           "$BUILD/bench/echo_server", "$BUILD/bench/memcpy_bench") {
+    die "bench: $f is missing: run make bench\n" unless -e $f;
+}
+
+sub lua_str {
+    my ($s) = @_;
+    return 'nil' unless defined $s;
+    $s =~ s/([\\"])/\\$1/g;
+    $s =~ s/\n/\\n/g;
+    return "\"$s\"";
+}
+
+# ---------------------------------------------------------------------------
+# The echo server and nginx
+
+$prefix = tempdir('hotffi-bench.XXXXXX', TMPDIR => 1);
+if (@ARGV == 3 && $ARGV[0] eq '--chart') {
+    %R = %{ decode_json(slurp($ARGV[1]) || die "bench: no $ARGV[1]\n") };
+    exit(chart($ARGV[2]) ? 0 : 1);
+}
+# the worker runs as nobody when nginx starts as root: it reads conf/ too
+chmod 0755, $prefix;
+make_path("$prefix/logs", "$prefix/conf");
+my $SOCK = "$prefix/echo.sock";
+
+{
+    open my $fh, '>', "$prefix/conf/hotffi_bench_conf.lua" or die $!;
+    print $fh "return {\n    sock = ", lua_str($SOCK), ",\n    runtimes = {\n";
+    for my $rt (@RUNTIMES) {
+        printf $fh "        { name = %s, lib = %s, cfg = %s, global = %s },\n",
+            lua_str($rt->{name}), lua_str($rt->{lib}), lua_str($rt->{cfg}),
+            $rt->{global} ? 'true' : 'false';
+    }
+    print $fh "    },\n}\n";
+    close $fh;
+}
+
+my $server_pid = start_proc('echo server', "$prefix/logs/echo_server.log",
+                            "$BUILD/bench/echo_server", $SOCK);
+{
+    my $deadline = time + 10;
+    until (IO::Socket::UNIX->new(Peer => $SOCK)) {
+        die "bench: the echo server did not start:\n"
+            . slurp("$prefix/logs/echo_server.log")
+            if time > $deadline || waitpid($server_pid, WNOHANG) == $server_pid;
+        sleep 0.02;
+    }
+}
+
+my %nginx;    # the running one: pid, port, worker, loaded
+
+sub start_nginx {
+    my (%opt) = @_;
+    my $port = free_port();
+    my $conf = slurp("$ROOT/bench/nginx.conf");
+    $conf =~ s/\@ROOT\@/$ROOT/g;
+    $conf =~ s/\@PREFIX\@/$prefix/g;
+    $conf =~ s/\@PORT\@/$port/g;
+    open my $fh, '>', "$prefix/conf/nginx.conf" or die $!;
+    print $fh $conf;
+    close $fh;
+
+    local $ENV{LD_LIBRARY_PATH} =
+        "$BUILD/lib" . ($ENV{LD_LIBRARY_PATH} ? ":$ENV{LD_LIBRARY_PATH}" : '');
+    my @cmd = ($NGINX, '-p', "$prefix/", '-c', 'conf/nginx.conf',
+               '-e', 'logs/error.log');
+    unshift @cmd, 'taskset', '-c', $opt{cpus} if defined $opt{cpus};
+    my $pid = start_proc('nginx', "$prefix/logs/nginx.out", @cmd);
+
+    my $deadline = time + 20;
+    my $info;
+    while (1) {
+        my $r = $http->get("http://127.0.0.1:$port/info");
+        if ($r->{status} == 200) {
+            $info = decode_json($r->{content});
+            last;
+        }
+        if (time > $deadline || waitpid($pid, WNOHANG) == $pid) {
+            delete $live{$pid} unless kill 0, $pid;
+            die "bench: nginx did not start:\n"
+                . slurp("$prefix/logs/nginx.out") . log_tail();
+        }
+        sleep 0.05;
+    }
+    my $start = proc_start($info->{pid});
+    push @orphans, [$info->{pid}, $start] if defined $start;
+    %nginx = (pid => $pid, port => $port, worker => $info->{pid},
+              loaded => { map { $_ => 1 } @{ $info->{loaded} } },
+              errors => $info->{errors});
+    for my $name (sort keys %{ $info->{errors} }) {
+        print "bench: runtime $name not loaded: $info->{errors}{$name}\n";
+    }
+}
+
+sub stop_nginx {
+    stop_proc($nginx{pid}, 'QUIT') if $nginx{pid};
+    stop_orphans();
+    %nginx = ();
+}
+
+my @ERRORS;   # measurements that failed: reported, the run goes on
+
+sub bench_get {
+    my ($path) = @_;
+    my $r = $http->get("http://127.0.0.1:$nginx{port}$path");
+    if ($r->{status} != 200) {
+        my $msg = "GET $path: $r->{status} "
+                  . substr($r->{content} // '', 0, 300);
+        print STDERR "bench: $msg\n";
+        push @ERRORS, $msg;
+        if (waitpid($nginx{pid}, WNOHANG) == $nginx{pid}) {
+            delete $live{ $nginx{pid} };
+            die "bench: nginx is gone:\n" . log_tail();
+        }
+        return undef;
+    }
+    return decode_json($r->{content});
+}
+
+sub loaded { return grep { $nginx{loaded}{ $_->{name} } } @RUNTIMES }
+
+# ---------------------------------------------------------------------------
+# The cases.  Each repetition measures the baseline and then every runtime,
+# so a ratio compares figures taken seconds apart; the ratio reported is the
+# median of the repetitions' ratios, the figures the medians of the figures.
+
+%R = (machine => {}, config => { %CFG, quick => $QUICK }, cases => {});
+
+sub ratio_of {
+    my ($pairs) = @_;   # [value, baseline] per repetition
+    return median(map { $_->[0] / $_->[1] }
+                  grep { defined $_->[0] && defined $_->[1] && $_->[1] > 0 }
+                  @$pairs);
+}
+
+sub progress { print STDERR "  $_[0]\n" if -t STDERR || $ENV{BENCH_VERBOSE} }
+
+sub per_wakeup {
+    my ($r) = @_;
+    return $r && $r->{wakeups} ? $r->{completions} / $r->{wakeups} : undef;
+}
+
+sub case_seq {
+    my ($key, @names) = @_;
+    my %raw;   # name -> size -> [per rep]
+    for my $rep (1 .. $CFG{reps}) {
+        for my $size (@SIZES) {
+            for my $name ('unix', @names) {
+                my $r = bench_get("/seq?rt=$name&size=$size&n=$CFG{n}"
+                                  . "&max_s=$CFG{max_s}");
+                push @{ $raw{$name}{$size} }, $r;
+                progress(sprintf "%s rep %d %-7s %8s %s", $key, $rep, $name,
+                         human_size($size),
+                         $r ? sprintf('%.2f us', $r->{us_per_call}) : 'failed');
+            }
+        }
+    }
+    my @rows;
+    for my $size (@SIZES) {
+        my $base = $raw{unix}{$size};
+        my %row = (size => $size,
+                   unix_us => median(map { $_ && $_->{us_per_call} } @$base),
+                   unix_us_p50 => median(map { $_ && $_->{us_per_call_p50} }
+                                         @$base),
+                   calls => median(map { $_ && $_->{calls} } @$base));
+        for my $name (@names) {
+            my $runs = $raw{$name}{$size};
+            my @pairs = map { [$runs->[$_] && $runs->[$_]{us_per_call},
+                               $base->[$_] && $base->[$_]{us_per_call}] }
+                        0 .. $#$runs;
+            my @p50 = map { [$runs->[$_] && $runs->[$_]{us_per_call_p50},
+                             $base->[$_] && $base->[$_]{us_per_call_p50}] }
+                      0 .. $#$runs;
+            $row{$name} = {
+                us => median(map { $_ && $_->{us_per_call} } @$runs),
+                ratio => ratio_of(\@pairs),
+                us_p50 => median(map { $_ && $_->{us_per_call_p50} } @$runs),
+                ratio_p50 => ratio_of(\@p50),
+                calls => median(map { $_ && $_->{calls} } @$runs),
+                per_wakeup => median(map { per_wakeup($_) } @$runs),
+                runs => [map { $_ && $_->{us_per_call} } @$runs],
+            };
+        }
+        $row{unix_runs} = [map { $_ && $_->{us_per_call} } @$base];
+        push @rows, \%row;
+    }
+    $R{cases}{$key} = { runtimes => [@names], rows => \@rows };
+}
+
+sub case_conc {
+    my @names = @_;
+    my %raw;
+    for my $rep (1 .. $CFG{reps}) {
+        for my $t (@THREADS) {
+            for my $name ('unix', @names) {
+                my $r = bench_get("/conc?rt=$name&threads=$t"
+                                  . "&size=$CFG{conc_size}&n=$CFG{conc_n}"
+                                  . "&max_s=$CFG{max_s}");
+                push @{ $raw{$name}{$t} }, $r;
+                progress(sprintf "conc rep %d %-7s %4d threads %s", $rep,
+                         $name, $t, $r ? sprintf('%.0f calls/s',
+                                                 $r->{calls_per_s}) : 'failed');
+            }
+        }
+    }
+    my @rows;
+    for my $t (@THREADS) {
+        my $base = $raw{unix}{$t};
+        my %row = (threads => $t,
+                   unix_cps => median(map { $_ && $_->{calls_per_s} } @$base));
+        for my $name (@names) {
+            my $runs = $raw{$name}{$t};
+            my @pairs = map { [$runs->[$_] && $runs->[$_]{calls_per_s},
+                               $base->[$_] && $base->[$_]{calls_per_s}] }
+                        0 .. $#$runs;
+            $row{$name} = {
+                cps => median(map { $_ && $_->{calls_per_s} } @$runs),
+                ratio => ratio_of(\@pairs),
+                per_wakeup => median(map { per_wakeup($_) } @$runs),
+                calls => median(map { $_ && $_->{calls} } @$runs),
+                runs => [map { $_ && $_->{calls_per_s} } @$runs],
+            };
+        }
+        $row{unix_runs} = [map { $_ && $_->{calls_per_s} } @$base];
+        push @rows, \%row;
+    }
+    $R{cases}{conc} = { runtimes => [@names], size => $CFG{conc_size},
+                        rows => \@rows };
+}
+
+sub to_us {
+    my ($v, $unit) = @_;
+    return $v * { us => 1, ms => 1e3, s => 1e6 }->{$unit};
+}
+
+sub run_wrk {
+    my ($path, $seconds) = @_;
+    my $url = "http://127.0.0.1:$nginx{port}$path";
+    my $out = "$prefix/logs/wrk.out";
+    unlink $out;
+    my $pid = start_proc('wrk', $out, 'wrk', '-t1', "-c$CFG{wrk_c}",
+                         "-d${seconds}s", '--latency', '--timeout', '10s',
+                         $url);
+    unless (reap($pid, $seconds + 30)) {
+        stop_proc($pid, 'KILL');
+        push @ERRORS, "wrk $path did not finish";
+        return undef;
+    }
+    my $st = $?;
+    delete $live{$pid};
+    my $text = slurp($out);
+    my %r;
+    ($r{rps}) = $text =~ /^Requests\/sec:\s+([\d.]+)/m;
+    $r{rps} += 0 if defined $r{rps};
+    if ($st != 0 || !defined $r{rps}) {
+        push @ERRORS, "wrk $path failed: $text";
+        print STDERR "bench: wrk $path failed:\n$text";
+        return undef;
+    }
+    for my $p (50, 99) {
+        my ($v, $u) = $text =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\s*$/m;
+        $r{"p$p"} = defined $v ? to_us($v, $u) : undef;
+    }
+    ($r{non2xx}) = $text =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    $r{non2xx} //= 0;
+    ($r{errors}) = $text =~ /Socket errors:\s+(.*)$/m;
+    if ($r{non2xx} || $r{errors}) {
+        push @ERRORS, "wrk $path: $r{non2xx} non-2xx answers, socket errors: "
+                      . ($r{errors} // 'none');
+    }
+    return \%r;
+}
+
+sub case_http {
+    my @names = @_;
+    my %raw;
+    # warm-up: the JIT and the connections, not counted
+    run_wrk($_, 1) for '/ok?rt=none', map { "/call?rt=$_" } @names;
+    for my $rep (1 .. $CFG{reps}) {
+        for my $name ('none', @names) {
+            my $path = $name eq 'none' ? '/ok?rt=none' : "/call?rt=$name";
+            my $r = run_wrk($path, $CFG{wrk_s});
+            push @{ $raw{$name} }, $r;
+            progress(sprintf "http rep %d %-7s %s", $rep, $name,
+                     $r ? sprintf('%.0f req/s', $r->{rps}) : 'failed');
+        }
+    }
+    my %out = (runtimes => [@names], duration => $CFG{wrk_s},
+               connections => $CFG{wrk_c});
+    for my $name ('none', @names) {
+        my $runs = $raw{$name};
+        my %e = map { my $k = $_;
+                      ($k => median(map { $_ && $_->{$k} } @$runs)) }
+                qw(rps p50 p99);
+        $e{runs} = [map { $_ && $_->{rps} } @$runs];
+        $e{non2xx} = 0;
+        $e{non2xx} += $_ ? $_->{non2xx} : 0 for @$runs;
+        if ($name ne 'none') {
+            my $base = $raw{none};
+            $e{ratio} = ratio_of([map { [$runs->[$_] && $runs->[$_]{rps},
+                                         $base->[$_] && $base->[$_]{rps}] }
+                                  0 .. $#$runs]);
+        }
+        $out{$name eq 'none' ? 'ceiling' : $name} = \%e;
+    }
+    $R{cases}{http} = \%out;
+}
+
+sub memcpy_gbps {
+    my ($size) = @_;
+    my $out = "$prefix/logs/memcpy.out";
+    unlink $out;
+    my $pid = start_proc('memcpy_bench', $out, "$BUILD/bench/memcpy_bench",
+                         $size, $QUICK ? 0.1 : 0.5);
+    unless (reap($pid, 60)) {
+        stop_proc($pid, 'KILL');
+        return undef;
+    }
+    delete $live{$pid};
+    my ($gbps) = slurp($out) =~ /^([\d.]+)/;
+    return defined $gbps ? $gbps + 0 : undef;
+}
+
+sub case_large {
+    my @names = @_;
+    my %raw;
+    for my $rep (1 .. $CFG{reps}) {
+        for my $size (@LARGE) {
+            my $m = memcpy_gbps($size);
+            push @{ $raw{memcpy}{$size} }, $m;
+            for my $name (@names) {
+                my $r = bench_get("/seq?rt=$name&size=$size&n=$CFG{large_n}"
+                                  . "&max_s=$CFG{max_s}");
+                my $gbps = $r && $size / ($r->{us_per_call} * 1e-6) / 1e9;
+                push @{ $raw{$name}{$size} }, $gbps;
+                progress(sprintf "large rep %d %-7s %8s %s GB/s (memcpy %s)",
+                         $rep, $name, human_size($size),
+                         defined $gbps ? sprintf('%.2f', $gbps) : 'failed',
+                         $m // 'failed');
+            }
+        }
+    }
+    my @rows;
+    for my $size (@LARGE) {
+        my $base = $raw{memcpy}{$size};
+        my %row = (size => $size, memcpy_gbps => median(@$base),
+                   memcpy_runs => $base);
+        for my $name (@names) {
+            my $runs = $raw{$name}{$size};
+            $row{$name} = {
+                gbps => median(@$runs),
+                ratio => ratio_of([map { [$runs->[$_], $base->[$_]] }
+                                   0 .. $#$runs]),
+                runs => $runs,
+            };
+        }
+        push @rows, \%row;
+    }
+    $R{cases}{large} = { runtimes => [@names], rows => \@rows };
+}
+
+# ---------------------------------------------------------------------------
+# The profile (--profile): where one sequential call spends its time
+
+sub which {
+    my ($p) = @_;
+    for (split /:/, $ENV{PATH} // '') {
+        return "$_/$p" if -x "$_/$p";
+    }
+    return undef;
+}
+
+# Counts per call, per thread, from perf's tracepoint counters (cheap: the
+# run keeps its speed), or from strace -c (slow, worker only) without them.
+my @PROFILE_EVENTS = qw(
+    syscalls:sys_enter_futex syscalls:sys_enter_epoll_wait
+    syscalls:sys_enter_read syscalls:sys_enter_write
+    syscalls:sys_enter_recvfrom syscalls:sys_enter_sendto
+    syscalls:sys_enter_writev syscalls:sys_enter_epoll_ctl
+    context-switches cpu-migrations task-clock
+);
+
+sub perf_counts {
+    my ($name, $size, $n, $pids) = @_;
+    my $out = "$prefix/logs/perf-stat.out";
+    unlink $out;
+    my $pid = start_proc('perf stat', "$prefix/logs/perf.log",
+                         'perf', 'stat', '--per-thread', '-x,', '-o', $out,
+                         '-e', join(',', @PROFILE_EVENTS), '-p',
+                         join(',', @$pids));
+    sleep 1;
+    my $r = bench_get("/seq?rt=$name&size=$size&n=$n&max_s=600");
+    stop_proc($pid, 'INT');
+    return undef unless $r;
+    my %t;   # thread -> event -> count
+    for (split /\n/, slurp($out)) {
+        my ($thread, $count, undef, $event) = split /,/;
+        next unless defined $event && $count =~ /^[\d.]+$/;
+        $event =~ s/^syscalls:sys_enter_//;
+        $t{$thread}{$event} = $count;
+    }
+    return (\%t, $r);
+}
+
+sub profile_counts {
+    my ($n) = @_;
+    for my $size (16, 10240) {
+        for my $name ('unix', 'c') {
+            my $warm = 200 < 2e6 / $size ? 200 : int(2e6 / $size);
+            my @pids = ($nginx{worker}, $name eq 'unix' ? $server_pid : ());
+            my ($t, $r) = perf_counts($name, $size, $n, \@pids);
+            next unless $t && %$t;
+            my $calls = $r->{calls} + $warm;
+            my $wall = $r->{us_per_call};
+            printf "\n== %s, %s: %d calls, %.2f µs per call (wall); "
+                   . "per call and thread:\n", $name, human_size($size),
+                   $calls, $wall;
+            my @ev = grep { $_ ne 'task-clock' }
+                     map { (my $e = $_) =~ s/^syscalls:sys_enter_//; $e }
+                     @PROFILE_EVENTS;
+            printf "  %-22s %9s %s\n", 'thread', 'CPU µs',
+                   join(' ', map { sprintf '%9.9s', $_ } @ev);
+            for my $thread (sort keys %$t) {
+                my $c = $t->{$thread};
+                next unless grep { $_ } values %$c;
+                my ($tid) = $thread =~ /-(\d+)$/;
+                my $role = !defined $tid ? $thread
+                         : $tid == $nginx{worker} ? 'nginx worker'
+                         : $tid == $server_pid ? 'echo server'
+                         : "runtime thread $tid";
+                printf "  %-22s %9.2f %s\n", $role,
+                       ($c->{'task-clock'} // 0) * 1000 / $calls,
+                       join(' ', map { sprintf '%9.3f', ($c->{$_} // 0)
+                                                        / $calls } @ev);
+            }
+        }
+    }
+}
+
+sub profile_strace {
+    my ($n) = @_;
+    for my $size (16, 10240) {
+        for my $name ('unix', 'c') {
+            my $warm = 200 < 2e6 / $size ? 200 : int(2e6 / $size);
+            my $out = "$prefix/logs/strace.out";
+            unlink $out;
+            my $pid = start_proc('strace', "$prefix/logs/strace.log",
+                                 'strace', '-c', '-f', '-o', $out,
+                                 '-p', $nginx{worker});
+            sleep 1;   # attached to every thread
+            my $r = bench_get("/seq?rt=$name&size=$size&n=$n&max_s=600");
+            stop_proc($pid, 'INT');
+            my $calls = ($r ? $r->{calls} : 0) + $warm;
+            print "\n== strace -c -f, $name, ", human_size($size),
+                  ", $calls calls: syscalls per call, nginx worker and "
+                  . "its threads\n";
+            for (split /\n/, slurp($out)) {
+                my @f = split;
+                next unless @f >= 5 && $f[3] =~ /^\d+$/;
+                my $sys = $f[-1];
+                next if $sys eq 'total' || $f[3] / $calls < 0.01;
+                my $errors = @f == 6 ? $f[4] : 0;
+                printf "  %-16s %7.3f per call%s\n", $sys, $f[3] / $calls,
+                       $errors ? sprintf(' (%.3f failed)', $errors / $calls)
+                               : '';
+            }
+        }
+    }
+}
+
+sub profile {
+    my $n = $CFG{n} < 20000 ? $CFG{n} : 20000;
+    print "profile: $n sequential calls per run (plus the warm-up), nginx "
+          . "worker $nginx{worker}, echo server $server_pid\n";
+
+    my $perf = which('perf');
+    my $tracepoints = $perf && system('perf stat -e '
+        . 'syscalls:sys_enter_futex true >/dev/null 2>&1') == 0;
+    if ($tracepoints) {
+        profile_counts($n);
+    } elsif (which('strace')) {
+        profile_strace($n);
+    } else {
+        print "neither perf tracepoints nor strace: no syscall counts\n";
+    }
+
+    return unless $perf;
+    for my $name ('c', 'unix') {
+        my $data = "$prefix/perf.$name.data";
+        my @pids = ($nginx{worker}, $name eq 'unix' ? $server_pid : ());
+        my $pid = start_proc('perf record', "$prefix/logs/perf.log",
+                             'perf', 'record', '-e', 'cpu-clock', '-F', '4999',
+                             '-g', '-o', $data, '-p', join(',', @pids));
+        sleep 1;
+        my $r = bench_get("/seq?rt=$name&size=16&n=$CFG{n}&max_s=5");
+        stop_proc($pid, 'INT');
+        print "\n== perf record -e cpu-clock -g, $name, 16 B, ",
+              ($r ? $r->{calls} : 0), " calls: share of all samples "
+              . "(both sides) under each user-space function\n";
+        my $report = `perf report -i '$data' --stdio --children -g none \\
+                      --sort sym --percent-limit 2 2>/dev/null`;
+        print map { "  $_\n" } grep { /%/ && /\[\.\]/ } split /\n/, $report;
+    }
+}
+
+# ---------------------------------------------------------------------------
+# The tables
+
+sub mark { return $_[0] ? 'met' : 'NOT met' }
+
+sub fmt {
+    my ($fmt, $v) = @_;
+    return defined $v ? sprintf($fmt, $v) : 'n/a';
+}
+
+my @TARGETS;   # { what, target, measured, met }
+
+sub target {
+    my ($what, $op, $limit, $v) = @_;
+    my $met = defined $v && ($op eq '<=' ? $v <= $limit : $v >= $limit);
+    push @TARGETS, { what => $what, target => "$op $limit",
+                     measured => defined $v ? 0 + sprintf('%.3f', $v) : undef,
+                     met => $met ? JSON::PP::true : JSON::PP::false };
+    return $met;
+}
+
+sub print_seq {
+    my ($key, $title, $small_target, $large_target) = @_;
+    my $c = $R{cases}{$key} or return;
+    my @names = @{ $c->{runtimes} };
+    print "\n$title\n";
+    printf "  %-9s %10s", 'payload', 'unix µs';
+    for (@names) {
+        printf " %10s %7s", "$_ µs", 'ratio';
+        printf " %9s", 'c p50 r.' if $_ eq 'c';
+    }
+    print "   target (C)\n";
+    my @small;
+    for my $row (@{ $c->{rows} }) {
+        printf "  %-9s %10s", human_size($row->{size}),
+               fmt('%.2f', $row->{unix_us});
+        for (@names) {
+            printf " %10s %7s", fmt('%.2f', $row->{$_}{us}),
+                   fmt('%.3f', $row->{$_}{ratio});
+            printf " %9s", fmt('%.3f', $row->{c}{ratio_p50}) if $_ eq 'c';
+        }
+        my $ratio = $row->{c}{ratio};
+        my $limit = $row->{size} <= 10240 ? $small_target : $large_target;
+        if (defined $limit) {
+            printf "   <= %.2f %s", $limit,
+                   mark(defined $ratio && $ratio <= $limit);
+        }
+        print "\n";
+        push @small, $ratio if $row->{size} <= 10240;
+    }
+    my ($big) = grep { $_->{size} == 102400 } @{ $c->{rows} };
+    return (\@small, $big && $big->{c}{ratio});
+}
+
+sub max_or_undef {
+    my @v = @_;
+    return undef if !@v || grep { !defined } @v;
+    my $m = shift @v;
+    $_ > $m and $m = $_ for @v;
+    return $m;
+}
+
+sub min_or_undef {
+    my @v = @_;
+    return undef if !@v || grep { !defined } @v;
+    my $m = shift @v;
+    $_ < $m and $m = $_ for @v;
+    return $m;
+}
+
+sub report {
+    my $m = $R{machine};
+    print "\nhotffi benchmark", ($QUICK ? ' (BENCH_QUICK: smoke run, figures '
+                                        . 'not meaningful)' : ''), "\n";
+    print "  machine: $m->{cpus} CPUs ($m->{cpu}); before the run "
+          . fmt('%d', $m->{busy_before_percent}) . "% of the CPU time went "
+          . "to other work;\n  load average $m->{load_before} before, "
+          . "$m->{load_after} after\n";
+    printf "  %d repetitions per figure, medians; ratio = median of the "
+           . "repetitions' ratios\n", $CFG{reps};
+    print "  c p50 r.: the C ratio from each run's median 16-call chunk, "
+          . "which bursts of other work hardly move\n";
+
+    my ($small, $big) = print_seq('seq',
+        "1. Sequential echo, one coroutine, µs per call (<= $CFG{n} calls "
+        . "or $CFG{max_s} s per run); ratio = hotffi / unix socket",
+        $TARGET{seq_small}, $TARGET{seq_large});
+    if ($small) {
+        target('sequential echo 16 B..10 KiB, unpinned: hotffi / unix socket '
+               . '(worst size)', '<=', $TARGET{seq_small},
+               max_or_undef(@$small));
+        target('sequential echo 100 KiB, unpinned: hotffi / unix socket', '<=',
+               $TARGET{seq_large}, $big);
+    }
+    my ($psmall) = print_seq('pinned',
+        "1b. The same with nginx (and the echo server) pinned to CPU 0 "
+        . "(taskset -c 0)", $TARGET{pinned}, undef);
+    if ($psmall) {
+        target('sequential echo 16 B..10 KiB, pinned to one CPU: hotffi / unix '
+               . 'socket (worst size)', '<=', $TARGET{pinned},
+               max_or_undef(@$psmall));
+    }
+
+    if (my $c = $R{cases}{conc}) {
+        my @names = @{ $c->{runtimes} };
+        print "\n2. Concurrent calls, $c->{size} B, light threads in one "
+              . "worker: calls/s, ratio to the unix socket (one connection "
+              . "per thread), completions per wake-up\n";
+        printf "  %-8s %11s", 'threads', 'unix c/s';
+        printf " %11s %7s %9s", "$_ c/s", 'ratio', 'per wake' for @names;
+        print "\n";
+        my @batch;
+        for my $row (@{ $c->{rows} }) {
+            printf "  %-8d %11s", $row->{threads},
+                   fmt('%.0f', $row->{unix_cps});
+            printf " %11s %7s %9s", fmt('%.0f', $row->{$_}{cps}),
+                   fmt('%.3f', $row->{$_}{ratio}),
+                   fmt('%.2f', $row->{$_}{per_wakeup}) for @names;
+            print "\n";
+            push @batch, $row->{c}{per_wakeup} if $row->{threads} >= 64;
+        }
+        target("concurrent calls, 64 and 512 callers: completions per wake-up "
+               . "(fewest)", '>=', $TARGET{batch}, min_or_undef(@batch));
+    }
+
+    if (my $c = $R{cases}{http}) {
+        print "\n3. HTTP, wrk -t1 -c$c->{connections} -d$c->{duration}s, one "
+              . "worker: requests/s, latency µs; ratio = with one call / "
+              . "ceiling\n";
+        printf "  %-22s %10s %7s %9s %9s\n", 'location', 'req/s', 'ratio',
+               'p50 µs', 'p99 µs';
+        for my $name ('ceiling', @{ $c->{runtimes} }) {
+            my $e = $c->{$name};
+            printf "  %-22s %10s %7s %9s %9s%s\n",
+                   $name eq 'ceiling' ? 'no call (ceiling)' : "one $name call",
+                   fmt('%.0f', $e->{rps}),
+                   $name eq 'ceiling' ? '1' : fmt('%.3f', $e->{ratio}),
+                   fmt('%.0f', $e->{p50}), fmt('%.0f', $e->{p99}),
+                   $e->{non2xx} ? "  ($e->{non2xx} failed answers)" : '';
+        }
+        target('HTTP with one echo call per request / no-call ceiling', '>=',
+               $TARGET{http}, $c->{c} && $c->{c}{ratio});
+    }
+
+    if (my $c = $R{cases}{large}) {
+        my @names = @{ $c->{runtimes} };
+        print "\n4. Large payloads: echo GB/s (payload bytes / time per call, "
+              . "GB = 1e9 B) against one memcpy() of the same size\n";
+        printf "  %-9s %11s", 'payload', 'memcpy GB/s';
+        printf " %10s %7s", "$_ GB/s", 'ratio' for @names;
+        print "\n";
+        my @r;
+        for my $row (@{ $c->{rows} }) {
+            printf "  %-9s %11s", human_size($row->{size}),
+                   fmt('%.2f', $row->{memcpy_gbps});
+            printf " %10s %7s", fmt('%.3f', $row->{$_}{gbps}),
+                   fmt('%.3f', $row->{$_}{ratio}) for @names;
+            print "\n";
+            push @r, $row->{c}{ratio};
+        }
+        target('echo bandwidth / memcpy bandwidth, >= 100 KiB (worst size)',
+               '>=', $TARGET{memcpy}, min_or_undef(@r));
+    }
+
+    print "\nTargets (issue 8; judged on the C echo runtime, reported, never "
+          . "asserted)\n";
+    for my $t (@TARGETS) {
+        printf "  %-8s %-74s %s, measured %s\n", mark($t->{met}), $t->{what},
+               $t->{target}, $t->{measured} // 'n/a';
+    }
+    if (@ERRORS) {
+        print "\nFailures during the run (", scalar(@ERRORS), "):\n";
+        print "  $_\n" for @ERRORS;
+    }
+    $R{targets} = \@TARGETS;
+    $R{errors} = \@ERRORS;
+}
+
+# ---------------------------------------------------------------------------
+# The chart
+
+# one colour per series, the same in every panel; baselines in grey
+sub colour {
+    my %c = (unix => '#7f7f7f', memcpy => '#7f7f7f', c => '#0072b2',
+             go => '#009e73', rust => '#d55e00', python => '#e69f00',
+             custom => '#cc79a7');
+    return "lc rgb '" . ($c{ $_[0] } // '#000000') . "'";
+}
+
+sub chart {
+    my ($png) = @_;
+    my $gp = '';
+    my $data = sub {
+        my ($name, @lines) = @_;
+        $gp .= "\$$name << EOD\n" . join('', map { "$_\n" } @lines) . "EOD\n";
+    };
+    my @plots;
+
+    if (my $c = $R{cases}{seq}) {
+        my @names = @{ $c->{runtimes} };
+        my $p = $R{cases}{pinned};
+        my @cols = ('unix', @names);
+        my @lines = map {
+            my $row = $_;
+            join ' ', $row->{size}, map { $_ // 'NaN' } $row->{unix_us},
+                      map { $row->{$_}{us} } @names
+        } @{ $c->{rows} };
+        $data->('seq', @lines);
+        my @s = map { sprintf "\$seq using 1:%d with linespoints %s lw 2 "
+                              . "title '%s'", $_ + 2, colour($cols[$_]),
+                              $_ ? "hotffi $cols[$_]" : 'unix socket' }
+                0 .. $#cols;
+        if ($p) {
+            $data->('pin', map {
+                join ' ', $_->{size}, $_->{unix_us} // 'NaN',
+                          $_->{c}{us} // 'NaN' } @{ $p->{rows} });
+            push @s, "\$pin using 1:2 with linespoints dt 2 " . colour('unix')
+                     . " title 'unix socket, pinned to CPU 0'",
+                     "\$pin using 1:3 with linespoints dt 2 " . colour('c')
+                     . " title 'hotffi c, pinned to CPU 0'";
+        }
+        push @plots, "set title 'Sequential echo: µs per call (lower is "
+                     . "better)'\nset logscale xy\nset xlabel 'payload'\n"
+                     . "set xtics (" . join(', ', map { sprintf "'%s' %d",
+                                         human_size($_), $_ } @SIZES) . ")\n"
+                     . "set xrange [10:160000]\n"
+                     . "set ylabel 'µs per call'\n"
+                     . "set key top left Left reverse\n"
+                     . "set offsets 0, 0, graph 0.7, 0\n"
+                     . "plot " . join(", \\\n     ", @s) . "\n"
+                     . "unset logscale\nset xtics autofreq\n"
+                     . "set autoscale x\nset offsets 0, 0, 0, 0\n";
+    }
+
+    if (my $c = $R{cases}{conc}) {
+        my @names = @{ $c->{runtimes} };
+        $data->('conc', map {
+            my $row = $_;
+            join ' ', $row->{threads}, $row->{unix_cps} // 'NaN',
+                      map { ($row->{$_}{cps} // 'NaN',
+                             $row->{$_}{per_wakeup} // 'NaN') } @names
+        } @{ $c->{rows} });
+        my @s = ("\$conc using 1:2 with linespoints lw 2 " . colour('unix')
+                 . " title 'unix socket'");
+        for my $i (0 .. $#names) {
+            push @s, sprintf("\$conc using 1:%d with linespoints lw 2 %s "
+                             . "title 'hotffi %s'", 3 + 2 * $i,
+                             colour($names[$i]), $names[$i]);
+        }
+        push @s, "\$conc using 1:4 axes x1y2 with linespoints dt 3 "
+                 . colour('c') . " title 'hotffi c: completions per wake-up "
+                 . "(right axis)'";
+        push @plots, "set title 'Concurrent calls in one worker ($c->{size} B)'"
+                     . "\nset logscale x 2\nset xlabel 'light threads'\n"
+                     . "set ylabel 'calls/s'\nset y2label 'completions per "
+                     . "wake-up'\nset y2tics\nset yrange [0:*]\n"
+                     . "set y2range [0:*]\nset key top left Left reverse\n"
+                     . "set offsets 0, 0, graph 0.4, 0\n"
+                     . "plot " . join(", \\\n     ", @s) . "\n"
+                     . "unset logscale\nunset y2tics\nunset y2label\n"
+                     . "set autoscale y\nset offsets 0, 0, 0, 0\n";
+    }
+
+    if (my $c = $R{cases}{http}) {
+        my @names = ('ceiling', @{ $c->{runtimes} });
+        $data->('http', map {
+            sprintf "\"%s\" %s \"%s\"",
+                $_ eq 'ceiling' ? 'no call' : "one $_ call",
+                $c->{$_}{rps} // 'NaN',
+                $_ eq 'ceiling' ? 'ceiling' : fmt('%.2f of it', $c->{$_}{ratio})
+        } @names);
+        push @plots, "set title 'HTTP, one worker (wrk): requests/s'\n"
+                     . "set style data histograms\nset style fill solid 0.6\n"
+                     . "set boxwidth 0.6\nset yrange [0:*]\nset xlabel ''\n"
+                     . "set ylabel 'requests/s'\nunset key\n"
+                     . "set offsets 0, 0, graph 0.1, 0\n"
+                     . "plot \$http using 2:xtic(1) lc rgb '#0072b2', "
+                     . "'' using 0:2:3 with labels offset 0,1\n"
+                     . "set key\nset autoscale y\nset offsets 0, 0, 0, 0\n";
+    }
+
+    if (my $c = $R{cases}{large}) {
+        my @names = @{ $c->{runtimes} };
+        $data->('large', map {
+            my $row = $_;
+            join ' ', '"' . human_size($row->{size})
+                      . '\\nc/memcpy ' . fmt('%.2f', $row->{c}{ratio}) . '"',
+                      $row->{memcpy_gbps} // 'NaN',
+                      map { $row->{$_}{gbps} // 'NaN' } @names
+        } @{ $c->{rows} });
+        my @s = ("\$large using 2:xtic(1) " . colour('memcpy')
+                 . " title 'memcpy'",
+                 map { sprintf "\$large using %d %s title 'hotffi %s echo'",
+                       $_ + 3, colour($names[$_]), $names[$_] } 0 .. $#names);
+        push @plots, "set title 'Large payloads: GB/s'\n"
+                     . "set style data histograms\nset style fill solid 0.6\n"
+                     . "set style histogram clustered gap 1\nset yrange [0:*]\n"
+                     . "set xlabel ''\nset ylabel 'GB/s'\nset bmargin 4\n"
+                     . "set key top right\n"
+                     . "plot " . join(", \\\n     ", @s) . "\n";
+    }
+    return unless @plots;
+
+    my $rows = @plots > 2 ? 2 : 1;
+    my $cols = @plots > 1 ? 2 : 1;
+    my $head = "set terminal pngcairo size 1400,"
+               . ($rows * 500) . " font 'sans,10'\n"
+               . "set output '$png'\nset grid\n"
+               . "set multiplot layout $rows,$cols title 'hotffi bench, "
+               . $R{machine}{date} . ", $R{machine}{cpus} CPUs"
+               . ($R{config}{quick} ? ' (quick smoke run)' : '') . "'\n";
+    my $script = "$prefix/chart.gp";
+    $ENV{BENCH_KEEP} and print STDERR "bench: chart script $script\n";
+    open my $fh, '>:encoding(UTF-8)', $script or die $!;
+    print $fh $gp, $head, join("\n", @plots), "unset multiplot\n";
+    close $fh;
+    if (system('gnuplot', $script) != 0) {
+        print STDERR "bench: gnuplot failed; the chart is not written\n";
+        return;
+    }
+    return 1;
+}
+
+# ---------------------------------------------------------------------------
+# The run
+
+sub loadavg { return (split ' ', slurp('/proc/loadavg'))[0] }
+
+# How busy the CPUs are with other work before the run starts, in percent
+# of all of them: these machines are shared, so the figures need it.
+sub cpu_busy {
+    my ($seconds) = @_;
+    my @a = (split ' ', (split /\n/, slurp('/proc/stat'))[0])[1 .. 8];
+    sleep $seconds;
+    my @b = (split ' ', (split /\n/, slurp('/proc/stat'))[0])[1 .. 8];
+    my @d = map { $b[$_] - $a[$_] } 0 .. $#a;
+    my $total = 0;
+    $total += $_ for @d;
+    return undef unless $total;
+    return 0 + sprintf('%.0f', 100 * (1 - ($d[3] + $d[4]) / $total));
+}
+
+my ($cpu) = slurp('/proc/cpuinfo') =~ /^model name\s*:\s*(.*)$/m;
+my $cpus = () = slurp('/proc/cpuinfo') =~ /^processor\s*:/mg;
+$R{machine} = { cpus => $cpus, cpu => $cpu // 'unknown',
+                kernel => (POSIX::uname())[2],
+                date => POSIX::strftime('%Y-%m-%d %H:%M', localtime),
+                load_before => loadavg(),
+                busy_before_percent => cpu_busy($QUICK ? 0.3 : 1) };
+$R{runtimes} = [map { { name => $_->{name}, lib => $_->{lib},
+                        cfg => $_->{cfg} } } @RUNTIMES];
+
+my $t0 = time;
+start_nginx();
+my @names = map { $_->{name} } loaded();
+print STDERR "bench: runtimes: @names; prefix $prefix\n";
+
+if ($PROFILE) {
+    profile();
+    stop_nginx();
+    exit 0;
+}
+
+case_seq('seq', @names) if $CASES{seq};
+case_conc(@names)      if $CASES{conc};
+case_http(@names)      if $CASES{http};
+case_large(@names)     if $CASES{large};
+stop_nginx();
+
+if ($CASES{pinned}) {
+    if (which('taskset')) {
+        # everything on CPU 0: nginx (its runtime threads inherit it) and,
+        # for the baseline, the echo server
+        system("taskset -p -c 0 $server_pid >/dev/null") == 0
+            or die "bench: taskset -p -c 0 $server_pid failed\n";
+        start_nginx(cpus => '0');
+        my @pinned = grep { $_ eq 'c' || $_ eq 'custom' } @names;
+        case_seq('pinned', @pinned);
+        stop_nginx();
+    } else {
+        print STDERR "bench: no taskset: the pinned run is skipped\n";
+    }
+}
+
+if (my @bad = grep { /\[(alert|crit|emerg|error)\]/ }
+              split /\n/, slurp("$prefix/logs/error.log")) {
+    push @ERRORS, "nginx error log: $_" for @bad[0 .. ($#bad < 9 ? $#bad : 9)];
+}
+
+$R{machine}{load_after} = loadavg();
+$R{seconds} = 0 + sprintf('%.1f', time - $t0);
+report();
+printf "\n  whole run: %.0f s\n", $R{seconds};
+
+make_path($RESULTS);
+{
+    open my $fh, '>', "$RESULTS/$STEM.json" or die "bench: $RESULTS: $!\n";
+    print $fh JSON::PP->new->canonical->pretty->encode(\%R);
+    close $fh;
+}
+my $png = "$RESULTS/$STEM.png";
+print "\nwrote $RESULTS/$STEM.json",
+      (chart($png) ? " and $png" : ''), "\n";
+exit 0;
