@@ -7,8 +7,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
-use POSIX ();
-use Time::HiRes ();
+use HotffiScenarios;
 
 plan(skip_all => 'the Go runtime is not run under valgrind')
     if $ENV{HOTFFI_TEST_VALGRIND};
@@ -37,74 +36,11 @@ for my $name (qw(go_echo go_fetch go_ctl)) {
          'go_echo is linked -z nodelete');
 }
 
-# Many clients at once, each request several light threads: every call is
-# answered, and the answers are the right ones.
-{
-    my $nginx = HotffiTest::Nginx->new(name => 'go concurrent', workers => 2,
-                                       config => <<'CONF');
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("go_echo"))
-        local threads = {}
-        for i = 1, 10 do
-            threads[i] = ngx.thread.spawn(function()
-                local req = ngx.var.request_id .. ":" .. i
-                local ok, res = rt:echo(req)
-                return ok and res == req
-            end)
-        end
-        for i = 1, 10 do
-            local _, good = ngx.thread.wait(threads[i])
-            if not good then
-                return ngx.exit(500)
-            end
-        end
-        ngx.say("ok")
-    }
-}
-CONF
-    $nginx->start;
-    my $r = concurrent_requests($nginx, 400, 8, '/t');
-    is($r->{ok}, 400, '400 requests of 10 calls each, 8 clients: all answered')
-        or diag(explain($r));
-    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
-           'error log is clean');
-    $nginx->stop;
-}
-
-# nginx -s reload and quit while Go calls are in flight: no failed request,
-# the old workers exit by themselves.
-{
-    my $nginx = HotffiTest::Nginx->new(name => 'go reload and quit',
-                                       workers => 2, config => <<'CONF');
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("go_ctl"))
-        local ok, res = rt:q("sleep:20")
-        if not ok then
-            return ngx.exit(500)
-        end
-        ngx.say(res)
-    }
-}
-CONF
-    $nginx->start;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        my $r = concurrent_requests($nginx, 300, 6, '/t');
-        POSIX::_exit($r->{failed} > 255 ? 255 : $r->{failed});
-    }
-    Time::HiRes::sleep(0.3);
-    $nginx->reload;
-    waitpid $pid, 0;
-    is($? >> 8, 0, 'no request failed across a reload');
-    is($nginx->get('/t')->{content}, "slept\n", 'the new workers serve');
-    my $elapsed = $nginx->quit(timeout => 15);
-    ok(!$nginx->killed, "quit completed by itself (${elapsed}s)");
-    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
-           'error log is clean');
-    $nginx->stop;
-}
+# Many callers at once; reload and quit under load (tests/lib).
+HotffiScenarios::concurrent_echo('go',
+    'require("resty.hotffi").load("go_echo")');
+HotffiScenarios::reload_and_quit('go',
+    'require("resty.hotffi").load("go_ctl")');
 
 # With unpin = true the runtime retires (libffi_fini returns once every
 # call was answered, so its queue is freed), but the library stays mapped:

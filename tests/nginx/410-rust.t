@@ -7,9 +7,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
+use HotffiScenarios;
 use File::Copy qw(copy);
-use POSIX ();
-use Time::HiRes ();
 
 plan(skip_all => 'the Rust runtimes are not run under valgrind')
     if $ENV{HOTFFI_TEST_VALGRIND};
@@ -38,73 +37,11 @@ for my $name (qw(rust_echo rust_words rust_ctl rust_reload_a rust_reload_b)) {
     unlike($undef, qr/hotffi_/, 'no hotffi-only symbol is linked');
 }
 
-# Many clients at once, each request several light threads.
-{
-    my $nginx = HotffiTest::Nginx->new(name => 'rust concurrent', workers => 2,
-                                       config => <<'CONF');
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("rust_echo", "4"))
-        local threads = {}
-        for i = 1, 10 do
-            threads[i] = ngx.thread.spawn(function()
-                local req = ngx.var.request_id .. ":" .. i
-                local ok, res = rt:echo(req)
-                return ok and res == req
-            end)
-        end
-        for i = 1, 10 do
-            local _, good = ngx.thread.wait(threads[i])
-            if not good then
-                return ngx.exit(500)
-            end
-        end
-        ngx.say("ok")
-    }
-}
-CONF
-    $nginx->start;
-    my $r = concurrent_requests($nginx, 400, 8, '/t');
-    is($r->{ok}, 400, '400 requests of 10 calls each, 8 clients: all answered')
-        or diag(explain($r));
-    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
-           'error log is clean');
-    $nginx->stop;
-}
-
-# nginx -s reload and quit while Rust calls are in flight: no failed
-# request; the old workers join their runtime threads and exit by themselves.
-{
-    my $nginx = HotffiTest::Nginx->new(name => 'rust reload and quit',
-                                       workers => 2, config => <<'CONF');
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("rust_ctl"))
-        local ok, res = rt:q("sleep:20")
-        if not ok then
-            return ngx.exit(500)
-        end
-        ngx.say(res)
-    }
-}
-CONF
-    $nginx->start;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        my $r = concurrent_requests($nginx, 300, 6, '/t');
-        POSIX::_exit($r->{failed} > 255 ? 255 : $r->{failed});
-    }
-    Time::HiRes::sleep(0.3);
-    $nginx->reload;
-    waitpid $pid, 0;
-    is($? >> 8, 0, 'no request failed across a reload');
-    is($nginx->get('/t')->{content}, "slept\n", 'the new workers serve');
-    my $elapsed = $nginx->quit(timeout => 15);
-    ok(!$nginx->killed, "quit completed by itself (${elapsed}s)");
-    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg|error)\]/,
-           'error log is clean');
-    $nginx->stop;
-}
+# Many callers at once; reload and quit under load (tests/lib).
+HotffiScenarios::concurrent_echo('rust',
+    'require("resty.hotffi").load("rust_echo", "4")');
+HotffiScenarios::reload_and_quit('rust',
+    'require("resty.hotffi").load("rust_ctl")');
 
 # The code reload: version A of a library is loaded with unpin = true and
 # answers; it is unloaded and retires (libffi_fini joins its thread, hotffi
