@@ -73,6 +73,10 @@ func newFetcher(cfg string) (*fetcher, error) {
 	// One client per runtime: its connection pool is shared by all calls.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = c.Parallel
+	// A connection the pool dialed but never used looks to nginx like a
+	// client that has not sent its request yet, and a graceful quit waits
+	// for those (up to client_header_timeout): let idle ones go soon.
+	transport.IdleConnTimeout = 2 * time.Second
 
 	return &fetcher{
 		base:     base,
