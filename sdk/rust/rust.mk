@@ -39,6 +39,7 @@ $(BUILD)/lib/librust_ctl.so: $(RUST_SDK_SRCS) sdk/rust/Cargo.toml \
 RUST_WORKSPACES := sdk/rust examples/rust tests/compat/rust_echo
 
 test: rust-test
+lint: rust-lint
 
 rust-test:
 	cd sdk/rust && PATH="$(dir $(CARGO)):$$PATH" \
@@ -62,4 +63,3 @@ else
 $(warning cargo not found (PATH, $(HOME)/.cargo/bin): the Rust runtimes are not built)
 
 endif
-lint: rust-lint
