@@ -33,6 +33,7 @@ typedef struct {
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
+    uint64_t  retired;
 } hotffi_ffi_stats_t;
 
 typedef struct {
@@ -60,7 +61,7 @@ void ngx_http_hotffi_ffi_call_abandon(void *task);
 ]]
 
 
-local FFI_VERSION = 1
+local FFI_VERSION = 2
 local ERR_BUF_SIZE = 1024
 local LOAD_ERR_BUF_SIZE = 4608   -- a runtime's init error may be a traceback
 local DEFAULT_MAX_QUEUE = 65536
@@ -186,6 +187,7 @@ local function stats(self)
         inflight = tonumber(s.inflight),
         queued = tonumber(s.queued),
         unloaded = s.unloaded ~= 0,
+        retired = s.retired ~= 0,
     }
 end
 

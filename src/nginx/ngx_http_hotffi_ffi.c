@@ -33,6 +33,7 @@ typedef struct {
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
+    uint64_t  retired;
 } ngx_http_hotffi_ffi_stats_t;
 
 
@@ -124,6 +125,7 @@ ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
     out->inflight = rt->stats.inflight;
     out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
     out->unloaded = rt->unloaded;
+    out->retired = rt->retired;
 }
 
 

@@ -76,6 +76,14 @@ location = /t {
             ngx.sleep(0.01)
         end
         ngx.say("freed: ", freed)
+        -- ctl exports libffi_fini: once it joined the threads, it retired
+        local retired
+        for _ = 1, 300 do
+            retired = rt:__stats().retired
+            if retired then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("retired: ", retired)
     }
 }
 --- request
@@ -86,6 +94,7 @@ falseniltimeout
 falseniltimeout
 3
 freed: true
+retired: true
 
 
 
