@@ -291,12 +291,13 @@ end
 
 
 -- Counters of this worker: live tasks, event-loop wake-ups and the
--- completions they delivered, runtimes not yet freed.
+-- completions they delivered, runtimes not yet freed.  All 0 until the
+-- first load, which makes the worker's hub.
 function _M.stats()
-    if C.ngx_http_hotffi_ffi_hub_stats(hub_stats_buf) ~= 0 then
-        return nil, "not in a worker process"
-    end
     local s = hub_stats_buf
+    if C.ngx_http_hotffi_ffi_hub_stats(s) ~= 0 then
+        s.tasks_live, s.wakeups, s.completions, s.runtimes = 0, 0, 0, 0
+    end
     return {
         tasks_live = tonumber(s.tasks_live),
         wakeups = tonumber(s.wakeups),

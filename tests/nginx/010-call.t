@@ -250,3 +250,25 @@ location = /t {
 GET /t
 --- response_body
 path file
+
+
+
+=== TEST 10: the worker's counters are zero before the first load
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local s = hotffi.stats()
+        ngx.say(s.tasks_live, " ", s.wakeups, " ", s.completions, " ",
+                s.runtimes)
+        hotffi.load("echo"):x("one")
+        s = hotffi.stats()
+        ngx.say(s.tasks_live, " ", s.wakeups, " ", s.completions, " ",
+                s.runtimes)
+    }
+}
+--- request
+GET /t
+--- response_body
+0 0 0 0
+0 1 1 1
