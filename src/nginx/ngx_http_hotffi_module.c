@@ -74,7 +74,10 @@ ngx_http_hotffi_init_module(ngx_cycle_t *cycle)
 }
 
 
-/* thread: event loop.  hub host hook: the call is answered. */
+/*
+ * thread: event loop.  hub host hook: the call is answered.  sema: borrowed;
+ * the hub owns it (made by call_post in ngx_http_hotffi_ffi.c) until release.
+ */
 static void
 ngx_http_hotffi_wake(void *sema)
 {
@@ -82,7 +85,10 @@ ngx_http_hotffi_wake(void *sema)
 }
 
 
-/* thread: event loop.  hub host hook: the call is gone. */
+/*
+ * thread: event loop.  hub host hook: the call is gone, or its caller gave
+ * up.  sema: the hub's ownership ends here; lua-nginx-module takes it back.
+ */
 static void
 ngx_http_hotffi_release(void *sema)
 {
