@@ -65,6 +65,15 @@ $(BUILD)/lib/lib%.so: tests/runtimes/%.c include/hotffi.h
 
 LIBS_digest := -lcrypto
 
+# a second build of the counter, to reload one into the other
+COUNTER_B   := $(BUILD)/lib/libcounter_b.so
+
+all: $(COUNTER_B)
+
+$(COUNTER_B): examples/c/counter.c include/hotffi.h
+	@mkdir -p $(BUILD)/lib
+	$(CC) $(RT_CFLAGS) -DCOUNTER_BUILD='"b"' -shared -o $@ $< -lpthread
+
 # Each language's part (loaders/LANG, sdk/LANG, examples/LANG, tests/compat)
 # has its own .mk that adds its outputs to `all` and its tests to `test`.
 include $(wildcard loaders/*/*.mk sdk/*/*.mk examples/*/*.mk tests/compat/*.mk \

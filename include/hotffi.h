@@ -31,7 +31,7 @@ extern "C" {
 
 
 /* Bumped when a declaration below changes incompatibly. */
-#define HOTFFI_ABI_VERSION  1
+#define HOTFFI_ABI_VERSION  2
 
 
 /*
@@ -40,6 +40,9 @@ extern "C" {
  * never collide with a runtime's own (positive) error codes.
  */
 #define HOTFFI_TASK_CANCELLED  -100
+
+/* no version of the runtime was left to take the task: see rt:__reload() */
+#define HOTFFI_TASK_UNSERVED   -101
 
 
 /* ---- exported by the runtime library ---------------------------------- */
@@ -53,18 +56,23 @@ extern "C" {
  * thread: the nginx worker's event loop -- do not block here.
  * cfg:    borrowed NUL-terminated string, or NULL when Lua passed nil;
  *         hotffi frees it after libffi_init() returns, so copy what you keep.
- * tq:     borrowed; valid until poll() returns NULL.
+ * tq:     borrowed; this version's handle on the runtime's queue, valid
+ *         until libffi_fini() or libffi_retire() returns (for ever in a
+ *         library that exports neither).  A reload gives the next version
+ *         another tq over the same queue.
  */
 int libffi_init(char *cfg, void *tq);
 
 /*
  * Optional, hotffi only.  Called after the stop marker has been delivered,
  * on a thread of hotffi's (never the event loop), so it may block: join the
- * threads that polled tq and release what libffi_init() created.  When it
- * returns, no code of the library may run any more; only then does hotffi
- * dlclose() a library loaded with unpin = true and free tq.  A library
- * without libffi_fini() is never dlclose()'d: hotffi cannot know when its
- * threads have left the library's code.
+ * threads that polled tq and release what libffi_init() created.  It is
+ * called after a failed libffi_init() too (threads it started must be
+ * joined before the library can go): hotffi_tq_data() may then be NULL.
+ * When it returns, no code of the library may run any more; only then does
+ * hotffi dlclose() a library loaded with unpin = true and free tq.  A
+ * library without libffi_fini() (or libffi_retire()) is never dlclose()'d:
+ * hotffi cannot know when its threads have left the library's code.
  *
  * thread: a hotffi reaper thread.
  * tq:     borrowed; it is freed after libffi_fini() returns.
@@ -72,14 +80,39 @@ int libffi_init(char *cfg, void *tq);
 int libffi_fini(void *tq);
 
 
+/*
+ * Optional, hotffi only: in-place reload with state hand-over.  When
+ * rt:__reload() replaces this version, hotffi first stops tq (every poll()
+ * on it returns NULL from now on; tasks still queued wait for the next
+ * version), then calls libffi_retire() on a thread of its own: answer the
+ * tasks already taken, join the threads that polled tq, and hand back the
+ * state the next version should start from in *state (malloc()'ed, *len
+ * bytes; leave *state NULL for none).  The next version reads it with
+ * hotffi_state() inside its libffi_init(); so does this version's own
+ * library if the next one fails to start and hotffi rolls back to it.
+ *
+ * Like libffi_fini(), returning means no code of this version runs any
+ * more: it replaces libffi_fini() when both exist and the reload asks for
+ * state.  A non-zero return fails the reload (the error names the rc): the
+ * old version is started again, without state.
+ *
+ * thread: a hotffi reaper thread; it may block.
+ * tq:     borrowed; freed after libffi_retire() returns.
+ * state:  ownership passes to hotffi, which free()s it.
+ */
+int libffi_retire(void *tq, char **state, int *len);
+
+
 /* ---- provided by hotffi, lua-resty-ffi names ---------------------------- */
 
 /*
  * Takes the next task, blocking until there is one.  Returns NULL when the
  * runtime was unloaded and every task queued before the unload has been
- * handed out: the runtime must stop.  Every later call also returns NULL,
- * so each of several polling threads sees the stop.  Tasks whose caller gave
- * up before they were taken are answered by hotffi and never returned.
+ * handed out, or at once when a reload replaces this version (the tasks
+ * still queued go to the next version): the runtime must stop.  Every later
+ * call also returns NULL, so each of several polling threads sees the stop.
+ * Tasks whose caller gave up before they were taken are answered by hotffi
+ * and never returned.
  *
  * thread: any runtime thread.  thread-safe.
  * tq:     borrowed.
@@ -147,6 +180,19 @@ void hotffi_init_error(void *tq, const char *msg);
  */
 void hotffi_tq_set_data(void *tq, void *data);
 void *hotffi_tq_data(void *tq);
+
+
+/*
+ * The state the previous version handed over from its libffi_retire(), for
+ * libffi_init() to start from: returns it and its size in *len, or NULL
+ * (and 0) on a first load, a reload without hand-over, or a previous
+ * version without libffi_retire().
+ *
+ * thread: the event loop, inside libffi_init() only.
+ * tq:     the queue libffi_init() was given.
+ * returns memory borrowed until libffi_init() returns: copy what you keep.
+ */
+const char *hotffi_state(void *tq, int *len);
 
 
 #if defined(__GNUC__)

@@ -63,11 +63,18 @@ libffi_init(char *cfg, void *tq)
 }
 
 
-/* thread: hotffi reaper; the stop has been delivered, so the join ends */
+/*
+ * thread: hotffi reaper; the stop has been delivered, so the join ends.
+ * Also called after a failed libffi_init(): then tid may be NULL.
+ */
 int
 libffi_fini(void *tq)
 {
     pthread_t  *tid = hotffi_tq_data(tq);
+
+    if (tid == NULL) {
+        return 0;
+    }
 
     (void) pthread_join(*tid, NULL);
     free(tid);

@@ -16,6 +16,7 @@ local get_size_ptr = base.get_size_ptr
 local sema_wait = semaphore.wait
 local error = error
 local floor = math.floor
+local pairs = pairs
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
@@ -34,7 +35,19 @@ typedef struct {
     uint64_t  queued;
     uint64_t  unloaded;
     uint64_t  retired;
+    uint64_t  version;
+    uint64_t  reloads;
+    uint64_t  reload_failures;
+    uint64_t  reloading;
 } hotffi_ffi_stats_t;
+
+typedef struct {
+    int       ok;
+    uint64_t  from;
+    uint64_t  to;
+    double    started;
+    double    seconds;
+} hotffi_ffi_reload_t;
 
 typedef struct {
     uint64_t  tasks_live;
@@ -51,6 +64,12 @@ void ngx_http_hotffi_ffi_runtime_unload(void *rt);
 void ngx_http_hotffi_ffi_runtime_release(void *rt);
 void ngx_http_hotffi_ffi_runtime_stats(void *rt, hotffi_ffi_stats_t *out);
 int ngx_http_hotffi_ffi_hub_stats(hotffi_ffi_hub_stats_t *out);
+int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
+    const char *cfg, size_t cfg_len, int keep_cfg, int handover,
+    ngx_http_lua_sema_t **psema, unsigned char *err, size_t *errlen);
+void ngx_http_hotffi_ffi_runtime_reload_forget(void *rt);
+int ngx_http_hotffi_ffi_runtime_last_reload(void *rt,
+    hotffi_ffi_reload_t *out, unsigned char *err, size_t *errlen);
 void *ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
     const char *req, size_t len, ngx_http_lua_sema_t **psema,
     unsigned char *err, size_t *errlen);
@@ -61,7 +80,7 @@ void ngx_http_hotffi_ffi_call_abandon(void *task);
 ]]
 
 
-local FFI_VERSION = 2
+local FFI_VERSION = 3
 local ERR_BUF_SIZE = 1024
 local LOAD_ERR_BUF_SIZE = 4608   -- a runtime's init error may be a traceback
 local DEFAULT_MAX_QUEUE = 65536
@@ -88,16 +107,21 @@ local _M = { version = "0.1.0" }
 
 -- A runtime object is a table whose every string key is a call, so its own
 -- state lives under integer keys that no method name can shadow.
-local PTR, KEY, TIMEOUT = 1, 2, 3
+local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
 
--- per worker: "lib&cfg" -> runtime object
+-- per worker: "lib&cfg" -> runtime object, and name -> runtime object
 local runtimes = {}
+local named = {}
+local resolver
+
+local NGX_OK, NGX_ERROR, NGX_AGAIN = 0, -1, -2
 
 local psema = ffi_new("ngx_http_lua_sema_t *[1]")
 local prsp = ffi_new("const char *[1]")
 local plen = ffi_new("size_t[1]")
 local stats_buf = ffi_new("hotffi_ffi_stats_t")
 local hub_stats_buf = ffi_new("hotffi_ffi_hub_stats_t")
+local reload_buf = ffi_new("hotffi_ffi_reload_t")
 
 -- semaphore.wait() reads .sem before it yields and never after, and the
 -- semaphore itself belongs to the C side, so one table serves every call.
@@ -165,12 +189,110 @@ local function call(self, req, timeout)
 end
 
 
-local function unload(self)
-    C.ngx_http_hotffi_ffi_runtime_unload(self[PTR])
+local function forget(self)
     if runtimes[self[KEY]] == self then
         runtimes[self[KEY]] = nil
     end
+    if named[self[NAME]] == self then
+        named[self[NAME]] = nil
+    end
+end
+
+
+local function unload(self)
+    C.ngx_http_hotffi_ffi_runtime_unload(self[PTR])
+    forget(self)
     return true
+end
+
+
+-- The last reload that ended, as a table, or nil.
+local function last_reload(self)
+    local err = get_string_buf(LOAD_ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = LOAD_ERR_BUF_SIZE
+
+    local r = reload_buf
+    if C.ngx_http_hotffi_ffi_runtime_last_reload(self[PTR], r, err, errlen)
+       ~= NGX_OK
+    then
+        return nil
+    end
+    return {
+        ok = r.ok ~= 0,
+        from = tonumber(r.from),
+        to = tonumber(r.to),
+        started = r.started,
+        seconds = r.seconds,
+        error = r.ok == 0 and ffi_str(err, errlen[0]) or nil,
+    }
+end
+
+
+local function opt_string(opts, name, level)
+    local v = opts[name]
+    if type(v) == "number" then
+        return tostring(v)
+    end
+    if v ~= nil and (type(v) ~= "string" or v == "") then
+        error("bad option " .. name .. ": non-empty string expected, got "
+              .. (v == "" and "an empty string" or type(v)), level + 1)
+    end
+    return v
+end
+
+
+-- In-place reload: same handle, same queue, state handed over.  Returns
+-- the result table (from, to, seconds...) or nil and the error.
+local function reload(self, opts)
+    if opts == nil then
+        opts = {}
+    elseif type(opts) ~= "table" then
+        error("bad options: table or nil expected, got " .. type(opts), 2)
+    end
+
+    local lib = opt_string(opts, "lib", 2)
+    local cfg = opt_string(opts, "cfg", 2)
+    local handover = opts.state ~= false and 1 or 0
+    local timeout = self[TIMEOUT]
+    if opts.timeout ~= nil then
+        timeout = check_timeout(opts.timeout, "option timeout", 2)
+    end
+
+    local err = get_string_buf(LOAD_ERR_BUF_SIZE)
+    local errlen = get_size_ptr()
+    errlen[0] = LOAD_ERR_BUF_SIZE
+
+    local rc = C.ngx_http_hotffi_ffi_runtime_reload(self[PTR], lib, cfg,
+                                                    cfg and #cfg or 0,
+                                                    cfg == nil and 1 or 0,
+                                                    handover, psema, err,
+                                                    errlen)
+    if rc == NGX_ERROR then
+        return nil, ffi_str(err, errlen[0])
+    end
+
+    if rc == NGX_AGAIN then
+        waiter.sem = psema[0]
+        local ok, werr = sema_wait(waiter, timeout)
+        C.ngx_http_hotffi_ffi_runtime_reload_forget(self[PTR])
+        if not ok then
+            return nil, "reload still in progress after " .. timeout
+                        .. " s (" .. tostring(werr) .. "): the old version "
+                        .. "has not retired yet"
+        end
+    end
+
+    local res = last_reload(self)
+    if not res.ok then
+        -- a failed rollback unloads the runtime: the next load starts anew
+        C.ngx_http_hotffi_ffi_runtime_stats(self[PTR], stats_buf)
+        if stats_buf.unloaded ~= 0 then
+            forget(self)
+        end
+        return nil, res.error, res
+    end
+    return res
 end
 
 
@@ -179,6 +301,12 @@ local function stats(self)
     local s = stats_buf
     return {
         key = self[KEY],
+        name = self[NAME],
+        version = tonumber(s.version),
+        reloads = tonumber(s.reloads),
+        reload_failures = tonumber(s.reload_failures),
+        reloading = s.reloading ~= 0,
+        last_reload = last_reload(self),
         calls = tonumber(s.calls),
         ok = tonumber(s.ok),
         failed = tonumber(s.failed),
@@ -194,6 +322,7 @@ end
 
 local specials = {
     __unload = unload,
+    __reload = reload,
     __stats = stats,
 }
 
@@ -270,6 +399,19 @@ function _M.load(lib, cfg, opts)
     local max_queue = opt_max_queue(opts)
     local global = opt_flag(opts, "is_global")
     local unpin = opt_flag(opts, "unpin")
+    local name = opt_string(opts, "name", 2) or key
+
+    if named[name] then
+        return nil, "runtime name \"" .. name .. "\" is taken by runtime \""
+                    .. named[name][KEY] .. "\""
+    end
+
+    -- a reload applied to every worker (resty.hotffi.admin) outlives the
+    -- workers that ran it: a worker started since loads what it chose
+    if resolver then
+        local rlib, rcfg = resolver(name)
+        lib, cfg = rlib or lib, rcfg or cfg
+    end
 
     local err = get_string_buf(LOAD_ERR_BUF_SIZE)
     local errlen = get_size_ptr()
@@ -284,9 +426,36 @@ function _M.load(lib, cfg, opts)
 
     ffi_gc(ptr, C.ngx_http_hotffi_ffi_runtime_release)
 
-    rt = setmetatable({ [PTR] = ptr, [KEY] = key, [TIMEOUT] = timeout }, mt)
+    rt = setmetatable({ [PTR] = ptr, [KEY] = key, [TIMEOUT] = timeout,
+                        [NAME] = name }, mt)
     runtimes[key] = rt
+    named[name] = rt
     return rt
+end
+
+
+-- The runtime loaded in this worker under name (opts.name, or "lib&cfg"),
+-- or nil.
+function _M.get(name)
+    return named[name]
+end
+
+
+-- The names of the runtimes loaded in this worker, sorted.
+function _M.names()
+    local list = {}
+    for name in pairs(named) do
+        list[#list + 1] = name
+    end
+    table.sort(list)
+    return list
+end
+
+
+-- For resty.hotffi.admin: fn(name) -> lib, cfg (nil: as load was given)
+-- overrides what a load opens.
+function _M.set_resolver(fn)
+    resolver = fn
 end
 
 

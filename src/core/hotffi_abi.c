@@ -8,6 +8,7 @@
 
 #include "hotffi_core.h"
 #include "hotffi_hub.h"
+#include "hotffi_port.h"
 #include "hotffi_queue.h"
 #include "hotffi_task.h"
 #include "hotffi.h"
@@ -17,10 +18,11 @@
 HOTFFI_EXPORT void *
 ngx_http_lua_ffi_task_poll(void *tq)
 {
+    hotffi_port_t  *port = tq;
     hotffi_task_t  *task;
 
     for ( ;; ) {
-        task = hotffi_queue_poll(tq);
+        task = hotffi_queue_poll(port->queue, port);
 
         if (task == NULL
             || !atomic_load_explicit(&task->cancelled, memory_order_acquire))
@@ -94,10 +96,10 @@ hotffi_task_cancelled(void *tsk)
 HOTFFI_EXPORT void
 hotffi_init_error(void *tq, const char *msg)
 {
-    hotffi_queue_t  *q = tq;
+    hotffi_port_t  *port = tq;
 
-    free(q->init_error);
-    q->init_error = strndup(msg, 4095);
+    free(port->init_error);
+    port->init_error = strndup(msg, 4095);
 }
 
 
@@ -105,9 +107,9 @@ hotffi_init_error(void *tq, const char *msg)
 HOTFFI_EXPORT void
 hotffi_tq_set_data(void *tq, void *data)
 {
-    hotffi_queue_t  *q = tq;
+    hotffi_port_t  *port = tq;
 
-    q->data = data;
+    port->data = data;
 }
 
 
@@ -115,7 +117,21 @@ hotffi_tq_set_data(void *tq, void *data)
 HOTFFI_EXPORT void *
 hotffi_tq_data(void *tq)
 {
-    hotffi_queue_t  *q = tq;
+    hotffi_port_t  *port = tq;
 
-    return q->data;
+    return port->data;
+}
+
+
+/* thread: event loop, inside libffi_init() */
+HOTFFI_EXPORT const char *
+hotffi_state(void *tq, int *len)
+{
+    hotffi_port_t  *port = tq;
+
+    if (len) {
+        *len = (int) port->state_len;
+    }
+
+    return port->state;
 }

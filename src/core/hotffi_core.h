@@ -39,6 +39,8 @@
 
 typedef struct hotffi_task_s     hotffi_task_t;
 typedef struct hotffi_queue_s    hotffi_queue_t;
+typedef struct hotffi_port_s     hotffi_port_t;
+typedef struct hotffi_version_s  hotffi_version_t;
 typedef struct hotffi_hub_s      hotffi_hub_t;
 typedef struct hotffi_library_s  hotffi_library_t;
 typedef struct hotffi_runtime_s  hotffi_runtime_t;

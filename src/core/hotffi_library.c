@@ -3,13 +3,21 @@
  */
 
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE   /* dladdr() */
+#define _GNU_SOURCE   /* dladdr(), dlinfo() */
 #endif
 #include <dlfcn.h>
+#include <link.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "hotffi_library.h"
+
+
+/* how many spellings of one path may be mapped at once */
+#define HOTFFI_LIBRARY_SPELLINGS  16
 
 
 /* "echo" -> "libecho.so"; paths and file names stay as they are. */
@@ -25,16 +33,131 @@ hotffi_library_file(const char *name, char *buf, size_t size)
 }
 
 
+/* The device and inode of the file mapped at addr: HOTFFI_OK, or none. */
+static int
+hotffi_library_file_at(uintptr_t addr, unsigned long *maj, unsigned long *min,
+    unsigned long *ino)
+{
+    int             rc;
+    char           *line;
+    size_t          size;
+    FILE           *maps;
+    unsigned long   start, end;
+
+    maps = fopen("/proc/self/maps", "re");
+    if (maps == NULL) {
+        return HOTFFI_ERROR;
+    }
+
+    rc = HOTFFI_DECLINED;
+    line = NULL;
+    size = 0;
+
+    while (getline(&line, &size, maps) != -1) {
+        if (sscanf(line, "%lx-%lx %*s %*s %lx:%lx %lu", &start, &end, maj,
+                   min, ino) == 5
+            && addr >= start && addr < end)
+        {
+            rc = HOTFFI_OK;
+            break;
+        }
+    }
+
+    free(line);
+    (void) fclose(maps);
+
+    return rc;
+}
+
+
+/*
+ * Whether the loaded library behind handle was mapped from the file path
+ * names now.  The mapping holding its dynamic section says which file it
+ * came from, whatever name it was opened by.
+ */
+static int
+hotffi_library_is_file(void *handle, const char *path)
+{
+    struct stat       st;
+    unsigned long     maj, min, ino;
+    struct link_map  *lm;
+
+    if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) != 0 || stat(path, &st) != 0
+        || hotffi_library_file_at((uintptr_t) lm->l_ld, &maj, &min, &ino)
+           != HOTFFI_OK)
+    {
+        return 0;
+    }
+
+    return maj == major(st.st_dev) && min == minor(st.st_dev)
+           && ino == st.st_ino;
+}
+
+
+/*
+ * The name to dlopen() file by: itself, unless it is a path already mapped
+ * from a file since replaced on disk; then "dir/./base", "dir/././base"...,
+ * the first that is not mapped or is mapped from the file there now.
+ */
+static const char *
+hotffi_library_spelling(const char *file, char *buf, size_t size)
+{
+    int          j, k, n;
+    void        *mapped;
+    const char  *base, *name;
+
+    base = strrchr(file, '/');
+    if (base == NULL) {
+        return file;
+    }
+
+    name = file;
+
+    for (k = 1; k <= HOTFFI_LIBRARY_SPELLINGS; k++) {
+        mapped = dlopen(name, RTLD_NOW | RTLD_NOLOAD);
+        if (mapped == NULL) {
+            return name;
+        }
+
+        n = hotffi_library_is_file(mapped, name);
+        (void) dlclose(mapped);
+
+        if (n) {
+            return name;
+        }
+
+        n = snprintf(buf, size, "%.*s/", (int) (base - file), file);
+
+        for (j = 0; j < k && n > 0 && (size_t) n < size; j++) {
+            n += snprintf(buf + n, size - n, "./");
+        }
+
+        if (n < 0 || (size_t) n >= size
+            || (size_t) snprintf(buf + n, size - n, "%s", base + 1)
+               >= size - n)
+        {
+            break;
+        }
+
+        name = buf;
+    }
+
+    /* every spelling is taken by an old mapping: the plain name reuses one */
+    return file;
+}
+
+
 int
 hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
     char *err, size_t errlen)
 {
-    char        buf[512];
+    char        buf[512], spelled[4096];
     const char  *file, *reason;
 
     memset(lib, 0, sizeof(hotffi_library_t));
 
     file = hotffi_library_file(name, buf, sizeof(buf));
+    file = hotffi_library_spelling(file, spelled, sizeof(spelled));
 
     lib->handle = dlopen(file, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL));
     if (lib->handle == NULL) {
@@ -57,40 +180,61 @@ hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
     }
 
     *(void **) &lib->fini = dlsym(lib->handle, "libffi_fini");
+    *(void **) &lib->retire = dlsym(lib->handle, "libffi_retire");
 
     return HOTFFI_OK;
 }
 
 
 int
+hotffi_library_dup(hotffi_library_t *dst, const hotffi_library_t *src,
+    char *err, size_t errlen)
+{
+    const char       *reason;
+    struct link_map  *lm;
+
+    *dst = *src;
+
+    /* the name the mapping was opened by matches it before any file does */
+    if (dlinfo(src->handle, RTLD_DI_LINKMAP, &lm) == 0) {
+        dst->handle = dlopen(lm->l_name, RTLD_NOW | RTLD_NOLOAD);
+        if (dst->handle) {
+            return HOTFFI_OK;
+        }
+    }
+
+    reason = dlerror();
+    (void) snprintf(err, errlen, "cannot open the loaded library again: %s",
+                    reason ? reason : "dlinfo() failed");
+    dst->handle = NULL;
+    return HOTFFI_ERROR;
+}
+
+
+int
 hotffi_library_close(hotffi_library_t *lib)
 {
-    char     path[4096];
-    void    *again;
-    Dl_info  info;
+    int             known;
+    uintptr_t       code;
+    unsigned long   maj, min, ino, maj2, min2, ino2;
 
     if (lib->handle == NULL) {
         return HOTFFI_OK;
     }
 
-    /* the file actually mapped, to ask the linker about it afterwards */
-    path[0] = '\0';
-    if (dladdr(*(void **) &lib->init, &info) && info.dli_fname) {
-        (void) snprintf(path, sizeof(path), "%s", info.dli_fname);
-    }
+    /* whether the very code of libffi_init() is still there afterwards */
+    code = (uintptr_t) *(void **) &lib->init;
+    known = hotffi_library_file_at(code, &maj, &min, &ino) == HOTFFI_OK;
 
     (void) dlclose(lib->handle);
     lib->handle = NULL;
 
-    if (path[0] == '\0') {
-        return HOTFFI_OK;
+    if (known
+        && hotffi_library_file_at(code, &maj2, &min2, &ino2) == HOTFFI_OK
+        && maj2 == maj && min2 == min && ino2 == ino)
+    {
+        return HOTFFI_DECLINED;
     }
 
-    again = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-    if (again == NULL) {
-        return HOTFFI_OK;
-    }
-
-    (void) dlclose(again);
-    return HOTFFI_DECLINED;
+    return HOTFFI_OK;
 }

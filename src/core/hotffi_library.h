@@ -12,12 +12,14 @@
 
 typedef int (*hotffi_init_pt)(char *cfg, void *tq);
 typedef int (*hotffi_fini_pt)(void *tq);
+typedef int (*hotffi_retire_pt)(void *tq, char **state, int *len);
 
 
 struct hotffi_library_s {
-    void            *handle;     /* from dlopen() */
-    hotffi_init_pt   init;       /* libffi_init, required */
-    hotffi_fini_pt   fini;       /* libffi_fini, optional */
+    void              *handle;   /* from dlopen() */
+    hotffi_init_pt     init;     /* libffi_init, required */
+    hotffi_fini_pt     fini;     /* libffi_fini, optional */
+    hotffi_retire_pt   retire;   /* libffi_retire, optional */
 };
 
 
@@ -27,8 +29,22 @@ struct hotffi_library_s {
  * short name: "echo" means "libecho.so".  global adds RTLD_GLOBAL.  On
  * failure returns HOTFFI_ERROR with the reason, dlerror()'s text included,
  * in err.
+ *
+ * A path whose file was replaced on disk while the old file is still
+ * mapped gets the new file, in a mapping of its own: the dynamic linker
+ * would hand back the old mapping for the same path, so the path is spelled
+ * differently ("dir/./lib.so").  That is how a reload runs new code while
+ * the old code stays mapped for a rollback.  The same file opened twice
+ * shares one mapping.
  */
 int hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
+    char *err, size_t errlen);
+
+/*
+ * thread: event loop.  Another handle on the very mapping src has, even if
+ * its file was replaced on disk since.
+ */
+int hotffi_library_dup(hotffi_library_t *dst, const hotffi_library_t *src,
     char *err, size_t errlen);
 
 /*

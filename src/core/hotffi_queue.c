@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "hotffi_queue.h"
+#include "hotffi_port.h"
+#include "hotffi_task.h"
 
 
 #define HOTFFI_QUEUE_FIRST_CAP  64
@@ -60,7 +62,6 @@ hotffi_queue_destroy(hotffi_queue_t *q)
     (void) pthread_cond_destroy(&q->drained);
     (void) pthread_cond_destroy(&q->cond);
     (void) pthread_mutex_destroy(&q->mtx);
-    free(q->init_error);
     free(q->ring);
     free(q);
 }
@@ -142,7 +143,7 @@ done:
 
 /* thread: runtime */
 hotffi_task_t *
-hotffi_queue_poll(hotffi_queue_t *q)
+hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port)
 {
     hotffi_task_t  *task;
 
@@ -150,13 +151,24 @@ hotffi_queue_poll(hotffi_queue_t *q)
 
     q->pollers++;
 
-    while (q->count == 0 && !q->stopped) {
+    while (q->count == 0 && !q->stopped && !port->stopped) {
         (void) pthread_cond_wait(&q->cond, &q->mtx);
     }
 
     q->pollers--;
 
-    if (q->count == 0) {
+    if (port->stopped) {
+        task = NULL;
+
+        /*
+         * The signal of a push may have woken this poller of an old version
+         * rather than one of the next: pass it on.
+         */
+        if (q->count && q->pollers) {
+            (void) pthread_cond_signal(&q->cond);
+        }
+
+    } else if (q->count == 0) {
         task = NULL;
 
     } else {
@@ -184,6 +196,47 @@ hotffi_queue_stop(hotffi_queue_t *q)
     (void) pthread_cond_broadcast(&q->cond);
     (void) pthread_cond_broadcast(&q->drained);
     (void) pthread_mutex_unlock(&q->mtx);
+}
+
+
+/* thread: any */
+void
+hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port)
+{
+    (void) pthread_mutex_lock(&q->mtx);
+    port->stopped = 1;
+    (void) pthread_cond_broadcast(&q->cond);
+    (void) pthread_mutex_unlock(&q->mtx);
+}
+
+
+/* thread: event loop */
+hotffi_task_t *
+hotffi_queue_take_all(hotffi_queue_t *q)
+{
+    hotffi_task_t  *first, **last;
+
+    first = NULL;
+    last = &first;
+
+    (void) pthread_mutex_lock(&q->mtx);
+
+    while (q->count) {
+        *last = q->ring[q->head];
+        last = &(*last)->next;
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+
+    *last = NULL;
+
+    if (q->stopped) {
+        (void) pthread_cond_broadcast(&q->drained);
+    }
+
+    (void) pthread_mutex_unlock(&q->mtx);
+
+    return first;
 }
 
 

@@ -13,6 +13,9 @@
  * ring, the stop can never fail on a full queue and reaches every polling
  * thread.
  *
+ * A runtime's versions poll through ports (hotffi_port.h): stopping a port
+ * ends only its pollers, the tasks queued stay for the next port.
+ *
  * The ring grows on demand up to max, so a runtime loaded with the default
  * max_queue of 65536 does not cost 512 KiB until it is that busy.
  *
@@ -41,12 +44,6 @@ struct hotffi_queue_s {
     uint32_t          count;
     uint32_t          pollers;    /* threads inside poll */
     unsigned          stopped:1;
-
-    /* event loop only: hotffi_init_error()'s copy, read after init */
-    char             *init_error;
-
-    /* the runtime's, through hotffi_tq_set_data(); set before its threads */
-    void             *data;
 };
 
 
@@ -63,11 +60,24 @@ void hotffi_queue_destroy(hotffi_queue_t *q);
  */
 int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
 
-/* thread: runtime.  Blocks; NULL once stopped and empty. */
-hotffi_task_t *hotffi_queue_poll(hotffi_queue_t *q);
+/*
+ * thread: runtime.  Blocks; NULL once port is stopped, or once the queue is
+ * stopped and empty.
+ */
+hotffi_task_t *hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port);
 
 /* thread: any.  Idempotent. */
 void hotffi_queue_stop(hotffi_queue_t *q);
+
+/* thread: any.  Ends port's pollers only; idempotent. */
+void hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port);
+
+/*
+ * thread: event loop.  Takes every queued task out at once, oldest first,
+ * linked through task->next, for failing them when no version is left to
+ * serve them.
+ */
+hotffi_task_t *hotffi_queue_take_all(hotffi_queue_t *q);
 
 /* thread: any but the event loop.  Blocks until stopped and empty. */
 void hotffi_queue_wait_drained(hotffi_queue_t *q);

@@ -1,22 +1,39 @@
 /*
- * hotffi_runtime.c -- loading, unloading and retiring runtimes
+ * hotffi_runtime.c -- loading, reloading, unloading and retiring runtimes
  * (see hotffi_runtime.h).
  */
 
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hotffi_runtime.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_task.h"
+#include "hotffi_version.h"
+#include "hotffi.h"
 
 
 #define HOTFFI_DEFAULT_MAX_QUEUE  65536
 #define HOTFFI_NAME_MAX           256
+
+
+static void hotffi_runtime_reap_final(hotffi_runtime_t *rt,
+    hotffi_version_t *v);
+static void hotffi_runtime_end_version(hotffi_runtime_t *rt,
+    hotffi_version_t *v);
+
+
+static double
+hotffi_clock(clockid_t id)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(id, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
 
 
 static char *
@@ -59,6 +76,17 @@ hotffi_runtime_link(hotffi_runtime_t *rt)
 
 
 static void
+hotffi_runtime_release_waiter(hotffi_runtime_t *rt)
+{
+    if (rt->waiter && rt->hub->host.release) {
+        rt->hub->host.release(rt->waiter);
+    }
+
+    rt->waiter = NULL;
+}
+
+
+static void
 hotffi_runtime_free(hotffi_runtime_t *rt)
 {
     if (rt->prev) {
@@ -72,65 +100,9 @@ hotffi_runtime_free(hotffi_runtime_t *rt)
         rt->next->prev = rt->prev;
     }
 
-    free(rt->retire);
+    hotffi_runtime_release_waiter(rt);
     free(rt->name);
     free(rt);
-}
-
-
-/* thread: event loop.  Blocks every signal, keeping the old mask. */
-static void
-hotffi_signals_block(sigset_t *saved)
-{
-    sigset_t  all;
-
-    (void) sigfillset(&all);
-    (void) pthread_sigmask(SIG_SETMASK, &all, saved);
-}
-
-
-/* libffi_init() with a private, NUL-terminated copy of cfg */
-static int
-hotffi_runtime_init(hotffi_runtime_t *rt, const char *cfg, size_t cfg_len,
-    char *err, size_t errlen)
-{
-    int       rc;
-    char     *copy;
-    sigset_t  saved;
-
-    copy = NULL;
-
-    if (cfg) {
-        copy = malloc(cfg_len + 1);
-        if (copy == NULL) {
-            (void) snprintf(err, errlen, "out of memory");
-            return HOTFFI_ERROR;
-        }
-
-        memcpy(copy, cfg, cfg_len);
-        copy[cfg_len] = '\0';
-    }
-
-    /*
-     * Threads inherit their creator's signal mask: with every signal blocked
-     * here, the threads libffi_init() starts never take the host's signals
-     * (a SIGQUIT taken by a runtime thread would not wake nginx's loop).
-     */
-    hotffi_signals_block(&saved);
-    rc = rt->lib.init(copy, rt->queue);
-    (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
-
-    free(copy);
-
-    if (rc != 0) {
-        (void) snprintf(err, errlen, "libffi_init() of runtime \"%s\" "
-                        "failed: %d%s%s", rt->name, rc,
-                        rt->queue->init_error ? ": " : "",
-                        rt->queue->init_error ? rt->queue->init_error : "");
-        return HOTFFI_ERROR;
-    }
-
-    return HOTFFI_OK;
 }
 
 
@@ -141,6 +113,7 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     size_t errlen)
 {
     uint32_t           max;
+    hotffi_version_t  *v;
     hotffi_runtime_t  *rt;
 
     rt = calloc(1, sizeof(hotffi_runtime_t));
@@ -150,6 +123,7 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     }
 
     rt->hub = hub;
+    rt->global = opts->global;
     rt->unpin = opts->unpin;
     rt->refs = 1;
 
@@ -157,30 +131,26 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
 
     rt->name = hotffi_runtime_name(lib, cfg, cfg_len);
     rt->queue = hotffi_queue_create(max);
-    rt->retire = calloc(1, sizeof(hotffi_task_t));
 
-    if (rt->name == NULL || rt->queue == NULL || rt->retire == NULL) {
+    if (rt->name == NULL || rt->queue == NULL) {
         (void) snprintf(err, errlen, "out of memory");
         goto failed;
     }
 
-    rt->retire->hub = hub;
-    rt->retire->rt = rt;
-    rt->retire->kind = HOTFFI_TASK_RETIRE;
-
-    if (hotffi_library_open(&rt->lib, lib, opts->global, err, errlen)
-        != HOTFFI_OK)
-    {
+    v = hotffi_version_open(rt, lib, rt->global, cfg, cfg_len, err, errlen);
+    if (v == NULL) {
         goto failed;
     }
+
+    v->number = ++rt->versions;
+    rt->current = v;
 
     hotffi_runtime_link(rt);
 
     /* the reference that retiring drops */
     rt->refs++;
 
-    if (hotffi_runtime_init(rt, cfg, cfg_len, err, errlen) != HOTFFI_OK) {
-        /* threads libffi_init() may have started see the stop */
+    if (hotffi_version_start(v, NULL, 0, err, errlen) != HOTFFI_OK) {
         hotffi_runtime_unload(rt);
         hotffi_runtime_unref(rt);
         return NULL;
@@ -194,28 +164,46 @@ failed:
         hotffi_queue_destroy(rt->queue);
     }
 
-    free(rt->retire);
     free(rt->name);
     free(rt);
     return NULL;
 }
 
 
-/* thread: reaper */
-static void *
-hotffi_runtime_reap(void *data)
+/* Fails every queued task: no version is left to take them. */
+static void
+hotffi_runtime_fail_queued(hotffi_runtime_t *rt, const char *why)
 {
-    hotffi_runtime_t  *rt = data;
+    hotffi_task_t  *task, *next;
 
-    /*
-     * Only rt->queue, rt->lib.fini and rt->retire are read here: the event
-     * loop changes none of them before the RETIRE task comes back.
-     */
-    hotffi_queue_wait_drained(rt->queue);
-    (void) rt->lib.fini(rt->queue);
-    hotffi_hub_complete(rt->retire->hub, rt->retire);
+    for (task = hotffi_queue_take_all(rt->queue); task; task = next) {
+        next = task->next;
+        task->rc = HOTFFI_TASK_UNSERVED;
+        task->rsp = strdup(why);
+        task->rsp_len = task->rsp ? strlen(task->rsp) : 0;
+        hotffi_hub_complete(rt->hub, task);
+    }
+}
 
-    return NULL;
+
+/*
+ * Frees the queue once rt is unloaded and every version it ran is proved
+ * gone.  Threads of a version that proved nothing may poll for ever: then
+ * the queue stays, and so does rt.
+ */
+static void
+hotffi_runtime_try_retire(hotffi_runtime_t *rt)
+{
+    if (!rt->unloaded || rt->retired || rt->lingering || rt->reapers
+        || rt->current || rt->old)
+    {
+        return;
+    }
+
+    rt->retired = 1;
+    hotffi_queue_destroy(rt->queue);
+    rt->queue = NULL;
+    hotffi_runtime_unref(rt);
 }
 
 
@@ -223,9 +211,6 @@ hotffi_runtime_reap(void *data)
 void
 hotffi_runtime_unload(hotffi_runtime_t *rt)
 {
-    int       rc;
-    sigset_t  saved;
-
     if (rt->unloaded) {
         return;
     }
@@ -233,25 +218,228 @@ hotffi_runtime_unload(hotffi_runtime_t *rt)
     rt->unloaded = 1;
     hotffi_queue_stop(rt->queue);
 
-    if (rt->lib.fini == NULL) {
+    /* a reload in progress goes on, and its end reaps what it started */
+    if (rt->old == NULL) {
+        hotffi_runtime_reap_final(rt, rt->current);
+    }
+}
+
+
+/* The last version of an unloaded runtime: reaped once the queue drains. */
+static void
+hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
+{
+    if (v == NULL) {
+        hotffi_runtime_fail_queued(rt, "runtime unloaded");
+        hotffi_runtime_try_retire(rt);
         return;
     }
 
-    /*
-     * Joinable, and joined before the library is closed: a thread-local
-     * destructor libffi_fini() left on the reaper runs as it exits, and it
-     * must not find its code unmapped.  The reaper, like runtime threads,
-     * must not take the host's signals.
-     */
-    hotffi_signals_block(&saved);
-    rc = pthread_create(&rt->reaper, NULL, hotffi_runtime_reap, rt);
-    (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    v->final = 1;
+    hotffi_runtime_end_version(rt, v);
+}
 
-    if (rc != 0) {
-        hotffi_hub_log(rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" cannot "
-                       "retire: pthread_create() failed, its library stays "
-                       "loaded", rt->name);
+
+/*
+ * A version that stopped serving, not as the last one: reap it, or keep it
+ * for ever when its threads cannot be proved gone.
+ */
+static void
+hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
+{
+    if (!hotffi_version_reapable(v) || hotffi_version_reap(v) != HOTFFI_OK) {
+        rt->lingering = 1;
+        return;
     }
+
+    rt->reapers++;
+}
+
+
+static void
+hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
+    const char *error)
+{
+    hotffi_reload_result_t  *last = &rt->last_reload;
+
+    if (ok) {
+        rt->stats.reloads++;
+
+    } else {
+        rt->stats.reload_failures++;
+        hotffi_hub_log(rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" reload "
+                       "failed: %s", rt->name, error);
+    }
+
+    last->ok = ok;
+    last->from = from;
+    last->to = hotffi_runtime_version(rt);
+    last->started = rt->reload_wall;
+    last->seconds = hotffi_clock(CLOCK_MONOTONIC) - rt->reload_started;
+    (void) snprintf(last->error, sizeof(last->error), "%s", error);
+
+    if (rt->waiter && rt->hub->host.wake) {
+        rt->hub->host.wake(rt->waiter);
+    }
+}
+
+
+/*
+ * The old version is proved gone (or, without the means to prove it, was
+ * only stopped): start the next one with its state, or roll back.
+ */
+static void
+hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
+{
+    char               err[512], why[512], msg[1100];
+    uint64_t           from;
+    hotffi_version_t  *old, *next, *back;
+
+    old = rt->old;
+    next = rt->next_version;
+    rt->old = NULL;
+    rt->next_version = NULL;
+    from = old->number;
+
+    if (old->retire_rc != 0) {
+        (void) snprintf(why, sizeof(why), "libffi_retire() of version %llu "
+                        "failed: %d", (unsigned long long) from,
+                        old->retire_rc);
+        hotffi_version_close(next, old);
+        hotffi_version_free(next);
+        goto rollback;
+    }
+
+    if (hotffi_version_start(next, old->state, old->state_len, why,
+                             sizeof(why))
+        == HOTFFI_OK)
+    {
+        rt->current = next;
+
+        if (old->proved) {
+            hotffi_version_close(old, next);
+            hotffi_version_free(old);
+        }
+
+        hotffi_runtime_reload_done(rt, 1, from, "");
+        goto done;
+    }
+
+    /* threads the failed version started see its port stopped */
+    hotffi_runtime_end_version(rt, next);
+
+rollback:
+
+    back = hotffi_version_clone(old, err, sizeof(err));
+
+    if (back
+        && hotffi_version_start(back, old->state, old->state_len, err,
+                                sizeof(err))
+           == HOTFFI_OK)
+    {
+        rt->current = back;
+        (void) snprintf(msg, sizeof(msg), "%s; version %llu serves again",
+                        why, (unsigned long long) from);
+        hotffi_runtime_reload_done(rt, 0, from, msg);
+
+    } else {
+        if (back) {
+            hotffi_runtime_end_version(rt, back);
+        }
+
+        /* no version can serve: the runtime is unloaded */
+        (void) snprintf(msg, sizeof(msg), "%s; rolling back: %s; the "
+                        "runtime is unloaded", why, err);
+        rt->unloaded = 1;
+        hotffi_queue_stop(rt->queue);
+        hotffi_runtime_fail_queued(rt, msg);
+        hotffi_runtime_reload_done(rt, 0, from, msg);
+    }
+
+    if (old->proved) {
+        hotffi_version_close(old, rt->current);
+        hotffi_version_free(old);
+    }
+
+done:
+
+    if (rt->unloaded) {
+        hotffi_runtime_reap_final(rt, rt->current);
+    }
+}
+
+
+/* thread: event loop */
+int
+hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
+    const char *cfg, size_t cfg_len, int keep_cfg, int handover,
+    void *waiter, char *err, size_t errlen)
+{
+    hotffi_version_t  *cur, *next;
+
+    if (rt->unloaded) {
+        (void) snprintf(err, errlen, "runtime \"%s\" is unloaded", rt->name);
+        return HOTFFI_DECLINED;
+    }
+
+    if (rt->old) {
+        (void) snprintf(err, errlen, "runtime \"%s\": a reload is in "
+                        "progress", rt->name);
+        return HOTFFI_BUSY;
+    }
+
+    cur = rt->current;
+
+    if (keep_cfg) {
+        cfg = cur->cfg;
+        cfg_len = cur->cfg_len;
+    }
+
+    next = hotffi_version_open(rt, lib ? lib : cur->lib_name, rt->global,
+                               cfg, cfg_len, err, errlen);
+    if (next == NULL) {
+        return HOTFFI_ERROR;
+    }
+
+    next->number = ++rt->versions;
+
+    hotffi_runtime_release_waiter(rt);
+    rt->reload_started = hotffi_clock(CLOCK_MONOTONIC);
+    rt->reload_wall = hotffi_clock(CLOCK_REALTIME);
+
+    rt->current = NULL;
+    rt->old = cur;
+    rt->next_version = next;
+
+    /* from here calls queue up until the next version polls */
+    hotffi_queue_stop_port(rt->queue, &cur->port);
+
+    cur->handover = handover && cur->lib.retire != NULL;
+    hotffi_runtime_end_version(rt, cur);
+
+    if (cur->reaping) {
+        rt->waiter = waiter;
+        return HOTFFI_AGAIN;
+    }
+
+    /* nothing to wait for: its threads see the stop and end on their own */
+    hotffi_runtime_reload_finish(rt);
+
+    return HOTFFI_OK;
+}
+
+
+void
+hotffi_runtime_reload_forget(hotffi_runtime_t *rt)
+{
+    hotffi_runtime_release_waiter(rt);
+}
+
+
+uint64_t
+hotffi_runtime_version(hotffi_runtime_t *rt)
+{
+    return rt->current ? rt->current->number : 0;
 }
 
 
@@ -260,24 +448,25 @@ void
 hotffi_runtime_retired(hotffi_task_t *retire)
 {
     hotffi_runtime_t  *rt = retire->rt;
+    hotffi_version_t  *v = retire->version;
 
-    rt->retired = 1;
+    hotffi_version_reaped(v);
+    rt->reapers--;
 
-    /* it only has to return from hotffi_hub_complete(): a short wait */
-    (void) pthread_join(rt->reaper, NULL);
+    if (v == rt->old) {
+        hotffi_runtime_reload_finish(rt);
 
-    hotffi_queue_destroy(rt->queue);
-    rt->queue = NULL;
+    } else {
+        if (v == rt->current) {
+            /* the last version of an unloaded runtime */
+            rt->current = NULL;
+        }
 
-    if (rt->unpin && hotffi_library_close(&rt->lib) != HOTFFI_OK) {
-        hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" unloaded, "
-                       "but its library stays mapped after dlclose() "
-                       "(marked NODELETE, or thread-local destructors "
-                       "pending): the next load reuses the old code",
-                       rt->name);
+        hotffi_version_close(v, rt->current);
+        hotffi_version_free(v);
     }
 
-    hotffi_runtime_unref(rt);
+    hotffi_runtime_try_retire(rt);
 }
 
 
@@ -300,6 +489,19 @@ hotffi_runtime_unref(hotffi_runtime_t *rt)
 void
 hotffi_runtime_forget(hotffi_runtime_t *rt)
 {
+    hotffi_version_t  *v[3];
+    int                i;
+
+    v[0] = rt->current;
+    v[1] = rt->old;
+    v[2] = rt->next_version;
+
+    for (i = 0; i < 3; i++) {
+        if (v[i]) {
+            hotffi_version_free(v[i]);
+        }
+    }
+
     if (rt->queue) {
         hotffi_queue_destroy(rt->queue);
     }

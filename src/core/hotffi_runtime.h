@@ -1,28 +1,34 @@
 /*
- * hotffi_runtime.h -- a loaded runtime: its library, its request queue, its
- * counters, and its life from libffi_init() to the moment its memory can go.
+ * hotffi_runtime.h -- a loaded runtime: the handle Lua holds, its request
+ * queue, its counters, and its versions (hotffi_version.h) from the first
+ * load, through in-place reloads, to the moment its memory can go.
  *
  * DESIGN
- * A runtime is freed only when nothing can reach it: the host's handle is
- * released, no task refers to it, and it has retired.  Retiring needs proof
- * that the library's threads are gone, which only libffi_fini() gives: after
- * unload a reaper thread waits until every queued task was handed out, calls
- * libffi_fini() and sends a RETIRE task through the hub, so that the queue
- * is freed and the library closed on the event loop.  Without libffi_fini()
- * a runtime never retires: its queue stays allocated (it is small once
- * empty) for threads that may still poll it, and its library stays open.
+ * The handle and the queue stay for the runtime's whole life; only the
+ * version serving the queue changes.  A reload opens the new library first
+ * (a missing file or symbol changes nothing), then stops the old version's
+ * port -- calls keep queueing -- and reaps it: its libffi_retire() hands
+ * back state.  Back on the event loop the new version starts on the same
+ * queue with that state; if its libffi_init() fails, a clone of the old
+ * version starts with the same state instead (rollback) and the reload
+ * reports the error.  If even that fails, no version can serve: the runtime
+ * is unloaded and its queued calls fail at once.
  *
- * Everything here runs on the event loop except the reaper.
+ * A runtime is freed only when nothing can reach it: the host's handle is
+ * released, no task refers to it, and it has retired -- unloaded, its queue
+ * drained and every version it ever ran proved gone.  A version without
+ * libffi_fini() or libffi_retire() proves nothing: such a runtime never
+ * retires, and its queue stays allocated (small once empty) for threads
+ * that may still poll it.
+ *
+ * Everything here runs on the event loop; reapers only send RETIRE tasks.
  */
 
 #ifndef HOTFFI_RUNTIME_H
 #define HOTFFI_RUNTIME_H
 
 
-#include <pthread.h>
-
 #include "hotffi_core.h"
-#include "hotffi_library.h"
 
 
 typedef struct {
@@ -37,25 +43,50 @@ typedef struct {
     uint64_t   ok;             /* answered with rc 0 */
     uint64_t   failed;         /* answered with another rc */
     uint64_t   abandoned;      /* given up by the caller before the answer */
-    uint64_t   rejected;       /* refused: queue full or unloaded */
+    uint64_t   rejected;       /* refused: queue full, unloaded, no version */
     uint64_t   inflight;       /* accepted, not yet answered */
+    uint64_t   reloads;        /* reloads that started the new version */
+    uint64_t   reload_failures;
 } hotffi_runtime_stats_t;
+
+
+/* the last reload that ended */
+typedef struct {
+    int        ok;
+    uint64_t   from;           /* version numbers */
+    uint64_t   to;             /* the version serving after it */
+    double     started;        /* wall clock, seconds since the epoch */
+    double     seconds;        /* how long it took */
+    char       error[1024];    /* why it failed; "" when ok */
+} hotffi_reload_result_t;
 
 
 struct hotffi_runtime_s {
     hotffi_hub_t            *hub;
-    hotffi_runtime_t        *prev;     /* hub->runtimes */
+    hotffi_runtime_t        *prev;      /* hub->runtimes */
     hotffi_runtime_t        *next;
-    char                    *name;     /* "lib&cfg" or "lib", for messages */
-    hotffi_library_t         lib;
-    hotffi_queue_t          *queue;    /* the ABI's tq; NULL once retired */
-    hotffi_task_t           *retire;   /* sent by the reaper */
-    pthread_t                reaper;   /* joined when RETIRE arrives */
+    char                    *name;      /* "lib&cfg" or "lib", for messages */
+    hotffi_queue_t          *queue;     /* NULL once retired */
+    hotffi_version_t        *current;   /* serving; NULL while reloading */
+
+    /* a reload in progress: old retires, then next starts */
+    hotffi_version_t        *old;
+    hotffi_version_t        *next_version;
+    void                    *waiter;    /* the host's, woken when it ends */
+    double                   reload_started;   /* monotonic seconds */
+    double                   reload_wall;
+
+    uint64_t                 versions;  /* numbers handed out */
+    unsigned                 reapers;   /* versions being reaped */
     unsigned                 refs;
+    unsigned                 global:1;
     unsigned                 unpin:1;
     unsigned                 unloaded:1;
     unsigned                 retired:1;
+    unsigned                 lingering:1;  /* a version proved nothing */
     hotffi_runtime_stats_t   stats;
+    hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
+                                              reload_failures is non-zero */
 };
 
 
@@ -74,11 +105,33 @@ hotffi_runtime_t *hotffi_runtime_load(hotffi_hub_t *hub, const char *lib,
  */
 void hotffi_runtime_unload(hotffi_runtime_t *rt);
 
+/*
+ * thread: event loop.  Replaces the serving version in place.  lib NULL
+ * keeps the library path, cfg NULL with keep_cfg keeps the configuration
+ * (otherwise cfg is the new one, NULL meaning nil); handover asks the old
+ * version's libffi_retire() for state.  Returns
+ *   HOTFFI_OK       it ended already (see rt->last_reload);
+ *   HOTFFI_AGAIN    it goes on: waiter (the hub owns it from now on) is
+ *                   woken through the host when it ends;
+ *   HOTFFI_DECLINED the runtime is unloaded, HOTFFI_BUSY another reload
+ *                   runs, HOTFFI_ERROR the new library could not be opened:
+ *                   nothing changed, err says why.
+ */
+int hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
+    const char *cfg, size_t cfg_len, int keep_cfg, int handover,
+    void *waiter, char *err, size_t errlen);
+
+/* thread: event loop.  The reload's caller stopped waiting: free waiter. */
+void hotffi_runtime_reload_forget(hotffi_runtime_t *rt);
+
+/* thread: event loop.  The serving version's number, 0 when none. */
+uint64_t hotffi_runtime_version(hotffi_runtime_t *rt);
+
 /* thread: event loop */
 void hotffi_runtime_ref(hotffi_runtime_t *rt);
 void hotffi_runtime_unref(hotffi_runtime_t *rt);
 
-/* thread: event loop.  The hub drained rt's RETIRE task. */
+/* thread: event loop.  The hub drained a version's RETIRE task. */
 void hotffi_runtime_retired(hotffi_task_t *retire);
 
 /*

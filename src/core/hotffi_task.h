@@ -27,7 +27,7 @@
 
 typedef enum {
     HOTFFI_TASK_CALL = 0,
-    HOTFFI_TASK_RETIRE        /* a runtime's threads are gone (see runtime) */
+    HOTFFI_TASK_RETIRE        /* a version's threads are gone (see version) */
 } hotffi_task_kind_e;
 
 
@@ -35,6 +35,7 @@ struct hotffi_task_s {
     hotffi_task_t       *next;       /* completion list; locks: hub->mtx */
     hotffi_hub_t        *hub;        /* outlives the task */
     hotffi_runtime_t    *rt;         /* holds a reference on rt */
+    hotffi_version_t    *version;    /* RETIRE only: whose reaper is done */
 
     /* event loop only */
     hotffi_group_t      *group;      /* NULL once finished or abandoned */

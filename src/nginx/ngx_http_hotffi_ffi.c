@@ -34,7 +34,21 @@ typedef struct {
     uint64_t  queued;
     uint64_t  unloaded;
     uint64_t  retired;
+    uint64_t  version;
+    uint64_t  reloads;
+    uint64_t  reload_failures;
+    uint64_t  reloading;
 } ngx_http_hotffi_ffi_stats_t;
+
+
+/* mirrors hotffi_ffi_reload_t in lua/resty/hotffi.lua */
+typedef struct {
+    int       ok;
+    uint64_t  from;
+    uint64_t  to;
+    double    started;
+    double    seconds;
+} ngx_http_hotffi_ffi_reload_t;
 
 
 /* mirrors hotffi_ffi_hub_stats_t in lua/resty/hotffi.lua */
@@ -126,6 +140,88 @@ ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
     out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
     out->unloaded = rt->unloaded;
     out->retired = rt->retired;
+    out->version = hotffi_runtime_version(rt);
+    out->reloads = rt->stats.reloads;
+    out->reload_failures = rt->stats.reload_failures;
+    out->reloading = rt->old != NULL;
+}
+
+
+/*
+ * Replaces the runtime's version in place (see hotffi_runtime_reload()).
+ * lib: NULL keeps it; cfg: kept when keep_cfg, else cfg_len bytes or NULL
+ * for nil; all borrowed.  Returns NGX_OK when the reload has ended (its
+ * result from last_reload()), NGX_AGAIN when it goes on: wait on *psema,
+ * which the hub owns, then call reload_forget().  NGX_ERROR with err set
+ * when it could not start and nothing changed.
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
+    const char *cfg, size_t cfg_len, int keep_cfg, int handover,
+    void **psema, u_char *err, size_t *errlen)
+{
+    int    rc;
+    char   msg[4608];
+    char  *serr;
+    void  *sema;
+
+    serr = NULL;
+
+    if (ngx_http_hotffi_sema.create(&sema, 0, &serr) != NGX_OK) {
+        ngx_http_hotffi_set_err(err, errlen, serr ? serr : "no semaphore");
+        return NGX_ERROR;
+    }
+
+    rc = hotffi_runtime_reload(rt, lib, cfg, cfg_len, keep_cfg, handover,
+                               sema, msg, sizeof(msg));
+
+    if (rc == HOTFFI_AGAIN) {
+        *psema = sema;
+        return NGX_AGAIN;
+    }
+
+    ngx_http_hotffi_sema.gc(sema);
+
+    if (rc == HOTFFI_OK) {
+        return NGX_OK;
+    }
+
+    ngx_http_hotffi_set_err(err, errlen, msg);
+    return NGX_ERROR;
+}
+
+
+/* The reload's caller stopped waiting, woken or not. */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_runtime_reload_forget(void *rt)
+{
+    hotffi_runtime_reload_forget(rt);
+}
+
+
+/*
+ * The last reload that ended, with its error in err; NGX_DECLINED when
+ * there was none.
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_last_reload(void *p,
+    ngx_http_hotffi_ffi_reload_t *out, u_char *err, size_t *errlen)
+{
+    hotffi_runtime_t        *rt = p;
+    hotffi_reload_result_t  *last = &rt->last_reload;
+
+    if (rt->stats.reloads + rt->stats.reload_failures == 0) {
+        return NGX_DECLINED;
+    }
+
+    out->ok = last->ok;
+    out->from = last->from;
+    out->to = last->to;
+    out->started = last->started;
+    out->seconds = last->seconds;
+    ngx_http_hotffi_set_err(err, errlen, last->error);
+
+    return NGX_OK;
 }
 
 

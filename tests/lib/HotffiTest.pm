@@ -32,7 +32,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 our @ISA    = ('Exporter');
-our @EXPORT = qw(run_tests wait_until concurrent_requests);
+our @EXPORT = qw(run_tests wait_until concurrent_requests start_clients
+                 stop_clients);
 
 # The repository root, found from this file's location (tests/lib/..).
 our $REPO = abs_path(dirname(__FILE__) . '/../..');
@@ -195,20 +196,52 @@ sub concurrent_requests {
     return \%result;
 }
 
+# Keeps $concurrency forked clients GETting $path, one request after the
+# other, until stop_clients(); for asserting on what every answer said
+# while something changes under load.
+sub start_clients {
+    my ($nginx, $concurrency, $path, %opt) = @_;
+    my $stop = "$nginx->{prefix}/logs/clients.stop." . ++$nginx->{client_runs};
+    my @clients = map {
+        _spawn_client($nginx, undef, $path, $opt{timeout} // DEFAULT_TIMEOUT,
+                      $stop)
+    } 1 .. $concurrency;
+    return { clients => \@clients, stop => $stop };
+}
+
+# Ends the clients of start_clients(); returns every answer as
+# [status, body], in each client's order (answers that never came are
+# missing: count them against what the clients were told to do).
+sub stop_clients {
+    my ($run, %opt) = @_;
+    HotffiTest::Nginx::_write_file($run->{stop}, '');
+    my $deadline = time + _scaled($opt{deadline} // CLIENTS_DEADLINE);
+    return map { [ split /\t/, $_, 2 ] }
+        _collect_statuses($run->{clients}, $deadline);
+}
+
 # A client child reports one status per line through a pipe.  It leaves
 # with POSIX::_exit so that no END block or destructor of the parent's
 # objects (which would stop nginx) runs in it.
+# Without a count, it runs until the file $stop exists and reports
+# "status<TAB>body" (the body without its last newline, others as spaces).
 sub _spawn_client {
-    my ($nginx, $requests, $path, $timeout) = @_;
+    my ($nginx, $requests, $path, $timeout, $stop) = @_;
     pipe(my $reader, my $writer) or die "pipe: $!";
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         $SIG{$_} = 'DEFAULT' for qw(INT TERM);
         close $reader;
+        $writer->autoflush(1);
         eval {
-            for (1 .. $requests) {
+            for (my $i = 0; defined $requests ? $i < $requests : !-e $stop; $i++) {
                 my $res = $nginx->request('GET', $path, { timeout => $timeout });
-                print {$writer} "$res->{status}\n";
+                if (defined $requests) {
+                    print {$writer} "$res->{status}\n";
+                } else {
+                    print {$writer} "$res->{status}\t"
+                        . ($res->{content} =~ s/\n\z//r =~ tr/\n/ /r) . "\n";
+                }
             }
         };
         close $writer;

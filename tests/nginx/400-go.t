@@ -82,7 +82,7 @@ CONF
     is($nginx->get('/load')->{content}, "loaded\n",
        'a new runtime of the same library starts');
     like($nginx->error_log_text,
-         qr/\[warn\].*runtime "go_echo&x" unloaded, but its library stays mapped after dlclose\(\)/,
+         qr/\[warn\].*runtime "go_echo&x" version 1 retired, but its library stays mapped after dlclose\(\)/,
          'hotffi warns that unpin could not unmap the library');
     $nginx->stop;
 }
@@ -160,7 +160,7 @@ false1plain
 false3unknown command
 truenil
 true []
-true1
+true2
 
 
 

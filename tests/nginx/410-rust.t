@@ -200,7 +200,7 @@ false3unknown command
 false3hotffi: task dropped without an answer
 truenil
 true []
-true1
+true2
 
 
 

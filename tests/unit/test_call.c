@@ -20,7 +20,7 @@
 typedef struct {
     hotffi_hub_t      *hub;
     hotffi_runtime_t  *rt;
-    hotffi_queue_t    *tq;
+    hotffi_port_t     *tq;
     int                threads;
 } fixture_t;
 
@@ -52,7 +52,7 @@ setup(void **state)
         fail_msg("load: %s", err);
     }
 
-    f->tq = f->rt->queue;
+    f->tq = &f->rt->current->port;
 
     /* the caller's reference and the one retiring drops */
     assert_int_equal(f->rt->refs, 2);
@@ -161,7 +161,7 @@ test_round_trip(void **state)
     assert_int_equal(f->rt->stats.calls, 1);
     assert_int_equal(f->rt->stats.inflight, 1);
     assert_int_equal(f->rt->refs, 3);
-    assert_int_equal(hotffi_queue_depth(f->tq), 1);
+    assert_int_equal(hotffi_queue_depth(f->rt->queue), 1);
 
     task = take(f, t);
     assert_int_equal(hotffi_task_cancelled(task), 0);
@@ -695,7 +695,7 @@ test_request_too_large(void **state)
     assert_non_null(strstr(err, "too large"));
     assert_int_equal(f->hub->stats.tasks_live, 0);
     assert_int_equal(f->rt->stats.calls, 0);
-    assert_int_equal(hotffi_queue_depth(f->tq), 0);
+    assert_int_equal(hotffi_queue_depth(f->rt->queue), 0);
 
     t = hotffi_call_post(f->rt, NULL, small, SIZE_MAX, &w, err, sizeof(err));
     assert_null(t);

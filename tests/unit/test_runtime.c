@@ -217,8 +217,8 @@ test_echo_lifecycle(void **state)
         fail_msg("load: %s", f->err);
     }
 
-    tq_a = a->queue;
-    tq_b = b->queue;
+    tq_a = &a->current->port;
+    tq_b = &b->current->port;
 
     assert_int_equal(atomic_load(&hooks.inits), 2);
     assert_ptr_equal(hooks.init_tq[0], tq_a);
@@ -291,7 +291,7 @@ test_unpin_closes_library(void **state)
     unit_drain_until(f->hub, unit_is_retired, rt);
 
     assert_int_equal(atomic_load(&hooks.finis), 1);
-    assert_null(rt->lib.handle);
+    assert_null(rt->current);
     assert_false(mapped(path));
 
     hotffi_runtime_unref(rt);
@@ -549,7 +549,7 @@ short_name_child(void)
         }
 
         /* and it is the library in the test directory */
-        if (dladdr(*(void **) &rt->lib.init, &info) == 0
+        if (dladdr(*(void **) &rt->current->lib.init, &info) == 0
             || strcmp(info.dli_fname, want) != 0)
         {
             fprintf(stderr, "child: %s was found as %s, not %s\n", names[i],
@@ -776,7 +776,7 @@ test_no_fini_never_retires(void **state)
         fail_msg("load: %s", f->err);
     }
 
-    assert_null(rt->lib.fini);
+    assert_null(rt->current->lib.fini);
     echo_call(f, rt, "hello", 5);
 
     hotffi_runtime_unload(rt);

@@ -33,8 +33,10 @@
 #include "hotffi_core.h"
 #include "hotffi_call.h"
 #include "hotffi_hub.h"
+#include "hotffi_port.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
+#include "hotffi_version.h"
 #include "hotffi_task.h"
 #include "hotffi.h"
 

@@ -5,7 +5,7 @@ use std::os::raw::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `HOTFFI_ABI_VERSION` of the include/hotffi.h this crate follows.
-pub const ABI_VERSION: i32 = 1;
+pub const ABI_VERSION: i32 = 2;
 
 /// `HOTFFI_TASK_CANCELLED`: the rc hotffi itself puts on a task nobody
 /// waits for any more.

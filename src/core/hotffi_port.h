@@ -1,0 +1,38 @@
+/*
+ * hotffi_port.h -- one version of a runtime's view of its request queue:
+ * the `tq` the ABI hands to libffi_init() and poll().
+ *
+ * DESIGN
+ * The queue belongs to the runtime and outlives its versions, so that a
+ * reload never moves or loses a queued call; each version polls through a
+ * port of its own.  Stopping a port makes every poll through it return NULL
+ * at once, while the tasks still queued wait for the next version's port
+ * (stopping the queue itself, on unload, stops every port once the queue is
+ * empty).  The per-version ABI data (init error, the runtime's pointer, the
+ * state handed over) lives here too, because each version has its own.
+ */
+
+#ifndef HOTFFI_PORT_H
+#define HOTFFI_PORT_H
+
+
+#include "hotffi_core.h"
+
+
+struct hotffi_port_s {
+    hotffi_queue_t  *queue;        /* the runtime's; outlives the port */
+    unsigned         stopped;      /* locks: queue->mtx */
+
+    /* event loop only: hotffi_init_error()'s copy, read after init */
+    char            *init_error;
+
+    /* the runtime's, through hotffi_tq_set_data(); set before its threads */
+    void            *data;
+
+    /* hotffi_state(): borrowed from the reload, during libffi_init() only */
+    const char      *state;
+    size_t           state_len;
+};
+
+
+#endif /* HOTFFI_PORT_H */

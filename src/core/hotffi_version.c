@@ -1,0 +1,294 @@
+/*
+ * hotffi_version.c -- starting a runtime version and reaping it (see
+ * hotffi_version.h).
+ */
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hotffi_version.h"
+#include "hotffi_hub.h"
+#include "hotffi_queue.h"
+#include "hotffi_runtime.h"
+#include "hotffi_task.h"
+
+
+/* thread: event loop.  Blocks every signal, keeping the old mask. */
+static void
+hotffi_signals_block(sigset_t *saved)
+{
+    sigset_t  all;
+
+    (void) sigfillset(&all);
+    (void) pthread_sigmask(SIG_SETMASK, &all, saved);
+}
+
+
+static char *
+hotffi_copy(const char *s, size_t len)
+{
+    char  *copy;
+
+    copy = malloc(len + 1);
+    if (copy) {
+        memcpy(copy, s, len);
+        copy[len] = '\0';
+    }
+
+    return copy;
+}
+
+
+/* everything but the library */
+static hotffi_version_t *
+hotffi_version_alloc(hotffi_runtime_t *rt, const char *lib, const char *cfg,
+    size_t cfg_len)
+{
+    hotffi_version_t  *v;
+
+    v = calloc(1, sizeof(hotffi_version_t));
+    if (v == NULL) {
+        return NULL;
+    }
+
+    v->rt = rt;
+    v->port.queue = rt->queue;
+    v->lib_name = strdup(lib);
+    v->retire = calloc(1, sizeof(hotffi_task_t));
+    v->cfg_len = cfg_len;
+
+    if (cfg) {
+        v->cfg = hotffi_copy(cfg, cfg_len);
+    }
+
+    if (v->lib_name == NULL || v->retire == NULL || (cfg && v->cfg == NULL)) {
+        hotffi_version_free(v);
+        return NULL;
+    }
+
+    v->retire->hub = rt->hub;
+    v->retire->rt = rt;
+    v->retire->version = v;
+    v->retire->kind = HOTFFI_TASK_RETIRE;
+
+    return v;
+}
+
+
+hotffi_version_t *
+hotffi_version_open(hotffi_runtime_t *rt, const char *lib, int global,
+    const char *cfg, size_t cfg_len, char *err, size_t errlen)
+{
+    hotffi_version_t  *v;
+
+    v = hotffi_version_alloc(rt, lib, cfg, cfg_len);
+    if (v == NULL) {
+        (void) snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    if (hotffi_library_open(&v->lib, lib, global, err, errlen) != HOTFFI_OK) {
+        hotffi_version_free(v);
+        return NULL;
+    }
+
+    return v;
+}
+
+
+hotffi_version_t *
+hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
+{
+    hotffi_version_t  *c;
+
+    c = hotffi_version_alloc(v->rt, v->lib_name, v->cfg, v->cfg_len);
+    if (c == NULL) {
+        (void) snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    if (hotffi_library_dup(&c->lib, &v->lib, err, errlen) != HOTFFI_OK) {
+        hotffi_version_free(c);
+        return NULL;
+    }
+
+    c->number = v->number;
+
+    return c;
+}
+
+
+int
+hotffi_version_start(hotffi_version_t *v, const char *state,
+    size_t state_len, char *err, size_t errlen)
+{
+    int       rc;
+    char     *copy;
+    sigset_t  saved;
+
+    /* the runtime may keep or change its cfg only until init returns */
+    copy = NULL;
+
+    if (v->cfg) {
+        copy = hotffi_copy(v->cfg, v->cfg_len);
+        if (copy == NULL) {
+            (void) snprintf(err, errlen, "out of memory");
+            return HOTFFI_ERROR;
+        }
+    }
+
+    v->port.state = state;
+    v->port.state_len = state ? state_len : 0;
+
+    /*
+     * Threads inherit their creator's signal mask: with every signal blocked
+     * here, the threads libffi_init() starts never take the host's signals
+     * (a SIGQUIT taken by a runtime thread would not wake nginx's loop).
+     */
+    hotffi_signals_block(&saved);
+    rc = v->lib.init(copy, &v->port);
+    (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+    free(copy);
+    v->port.state = NULL;
+    v->port.state_len = 0;
+
+    if (rc == 0) {
+        return HOTFFI_OK;
+    }
+
+    /* threads libffi_init() may have started see the stop */
+    hotffi_queue_stop_port(v->port.queue, &v->port);
+
+    (void) snprintf(err, errlen, "libffi_init() of runtime \"%s\" failed: "
+                    "%d%s%s", v->rt->name, rc,
+                    v->port.init_error ? ": " : "",
+                    v->port.init_error ? v->port.init_error : "");
+    return HOTFFI_ERROR;
+}
+
+
+int
+hotffi_version_reapable(hotffi_version_t *v)
+{
+    return v->lib.fini != NULL || v->lib.retire != NULL;
+}
+
+
+/* thread: reaper */
+static void *
+hotffi_version_reap_thread(void *data)
+{
+    int                len;
+    char              *state;
+    hotffi_version_t  *v = data;
+
+    /*
+     * The event loop leaves v alone until RETIRE comes back: only the
+     * reaper writes retire_rc and state, and the hub's mutex orders those
+     * writes before the event loop reads them.
+     */
+    if (v->final) {
+        hotffi_queue_wait_drained(v->port.queue);
+    }
+
+    if (v->lib.retire && (v->handover || v->lib.fini == NULL)) {
+        state = NULL;
+        len = 0;
+        v->retire_rc = v->lib.retire(&v->port, &state, &len);
+
+        if (state && v->handover && v->retire_rc == 0 && len >= 0) {
+            v->state = state;
+            v->state_len = (size_t) len;
+
+        } else {
+            free(state);
+        }
+
+    } else {
+        (void) v->lib.fini(&v->port);
+    }
+
+    hotffi_hub_complete(v->retire->hub, v->retire);
+
+    return NULL;
+}
+
+
+int
+hotffi_version_reap(hotffi_version_t *v)
+{
+    int       rc;
+    sigset_t  saved;
+
+    /*
+     * Joinable, and joined before the library is closed: a thread-local
+     * destructor libffi_fini() left on the reaper runs as it exits, and it
+     * must not find its code unmapped.  The reaper, like runtime threads,
+     * must not take the host's signals.
+     */
+    /* before the thread reads the flags that share reaping's word */
+    v->reaping = 1;
+
+    hotffi_signals_block(&saved);
+    rc = pthread_create(&v->reaper, NULL, hotffi_version_reap_thread, v);
+    (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+    if (rc != 0) {
+        v->reaping = 0;
+        hotffi_hub_log(v->rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" version "
+                       "%llu cannot retire: pthread_create() failed, its "
+                       "library stays loaded", v->rt->name,
+                       (unsigned long long) v->number);
+        return HOTFFI_ERROR;
+    }
+
+    return HOTFFI_OK;
+}
+
+
+void
+hotffi_version_reaped(hotffi_version_t *v)
+{
+    /* it only has to return from hotffi_hub_complete(): a short wait */
+    (void) pthread_join(v->reaper, NULL);
+    v->reaping = 0;
+    v->proved = 1;
+}
+
+
+void
+hotffi_version_close(hotffi_version_t *v, hotffi_version_t *in_use)
+{
+    int  shared;
+
+    if (!v->rt->unpin) {
+        return;
+    }
+
+    shared = in_use && in_use->lib.handle == v->lib.handle;
+
+    if (hotffi_library_close(&v->lib) != HOTFFI_OK && !shared) {
+        hotffi_hub_log(v->rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" version "
+                       "%llu retired, but its library stays mapped after "
+                       "dlclose() (marked NODELETE, or thread-local "
+                       "destructors pending): loading the same file reuses "
+                       "the old code", v->rt->name,
+                       (unsigned long long) v->number);
+    }
+}
+
+
+void
+hotffi_version_free(hotffi_version_t *v)
+{
+    free(v->port.init_error);
+    free(v->state);
+    free(v->retire);
+    free(v->cfg);
+    free(v->lib_name);
+    free(v);
+}

@@ -1,0 +1,98 @@
+/*
+ * hotffi_version.h -- one version of a runtime: a library, a configuration
+ * and a port on the runtime's queue, from libffi_init() until the proof
+ * that its threads are gone.
+ *
+ * DESIGN
+ * A runtime (hotffi_runtime.h) keeps its queue and its handle for life; a
+ * load starts its first version and every reload starts another.  A
+ * version ends by being reaped: its port is stopped (or, on unload, the
+ * queue drains), then a reaper thread of its own calls libffi_retire() --
+ * which may hand back state -- or libffi_fini(), and sends the version's
+ * RETIRE task through the hub, so that the runtime goes on from the event
+ * loop.  A library that exports neither cannot prove its threads gone: its
+ * version is never reaped, its port stays allocated for threads that may
+ * still poll it, and its library stays open.
+ */
+
+#ifndef HOTFFI_VERSION_H
+#define HOTFFI_VERSION_H
+
+
+#include <pthread.h>
+
+#include "hotffi_core.h"
+#include "hotffi_library.h"
+#include "hotffi_port.h"
+
+
+struct hotffi_version_s {
+    hotffi_port_t       port;        /* the ABI's tq */
+    hotffi_runtime_t   *rt;
+    hotffi_library_t    lib;
+    char               *lib_name;    /* as given to load or reload */
+    char               *cfg;         /* NUL-terminated copy; NULL for nil */
+    size_t              cfg_len;
+    uint64_t            number;      /* 1 for the first load, then counts */
+    hotffi_task_t      *retire;      /* RETIRE, sent by the reaper */
+    pthread_t           reaper;      /* joined when RETIRE arrives */
+    unsigned            reaping:1;   /* the reaper was started */
+    unsigned            proved:1;    /* it returned: no thread of v runs */
+    unsigned            final:1;     /* unload: wait for the queue to drain */
+    unsigned            handover:1;  /* ask libffi_retire() for state */
+
+    /* written by the reaper, read once RETIRE has arrived */
+    int                 retire_rc;
+    char               *state;       /* malloc()'ed by the runtime, ours */
+    size_t              state_len;
+};
+
+
+/*
+ * thread: event loop.  Opens lib and copies cfg (cfg_len bytes, or nil when
+ * cfg is NULL); does not start anything.  Returns NULL with the reason in
+ * err.
+ */
+hotffi_version_t *hotffi_version_open(hotffi_runtime_t *rt, const char *lib,
+    int global, const char *cfg, size_t cfg_len, char *err, size_t errlen);
+
+/*
+ * thread: event loop.  A new version with v's library mapping (whatever the
+ * file on disk is now) and configuration: a rollback's.
+ */
+hotffi_version_t *hotffi_version_clone(hotffi_version_t *v, char *err,
+    size_t errlen);
+
+/*
+ * thread: event loop.  Calls libffi_init() on a fresh port; state (borrowed,
+ * may be NULL) is what hotffi_state() gives it.  On failure the port is
+ * stopped, so threads libffi_init() started end, and err says why.
+ */
+int hotffi_version_start(hotffi_version_t *v, const char *state,
+    size_t state_len, char *err, size_t errlen);
+
+/* Whether v's library can prove its threads gone (fini or retire). */
+int hotffi_version_reapable(hotffi_version_t *v);
+
+/*
+ * thread: event loop.  Starts v's reaper; the version's port must be
+ * stopped (or, with v->final, the queue).  HOTFFI_ERROR when no thread
+ * could be made: v is then never reaped.
+ */
+int hotffi_version_reap(hotffi_version_t *v);
+
+/* thread: event loop.  v's RETIRE task arrived: its reaper is joined. */
+void hotffi_version_reaped(hotffi_version_t *v);
+
+/*
+ * thread: event loop.  Closes v's library when the runtime was loaded with
+ * unpin, logging when it stays mapped though no version in use shares it.
+ * Only for a reaped version (or one whose init failed without threads).
+ */
+void hotffi_version_close(hotffi_version_t *v, hotffi_version_t *in_use);
+
+/* thread: event loop.  Frees v; its library must be closed or pinned. */
+void hotffi_version_free(hotffi_version_t *v);
+
+
+#endif /* HOTFFI_VERSION_H */
