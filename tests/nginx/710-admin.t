@@ -1,0 +1,165 @@
+# resty.hotffi.admin: one HTTP request reloads a runtime in every nginx
+# worker and answers with each worker's result; a worker started later
+# (respawned after a crash, or by nginx -s reload) loads what the others
+# run; the token is enforced; a failing new version is rolled back
+# everywhere and reported per worker.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HotffiTest;
+use Test::More;
+use File::Copy qw(copy);
+use File::Temp qw(tempdir);
+use JSON::PP;
+
+my $build = "$HotffiTest::REPO/build/lib";
+BAIL_OUT("build first: make ($build/libcounter_b.so does not exist)")
+    unless -e "$build/libcounter_b.so";
+
+my $dir = tempdir('hotffi-admin-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $dir;
+copy("$build/libcounter.so", "$dir/libcounter.so") or die "copy: $!";
+
+my $http_config = <<'CONF';
+lua_shared_dict hotffi_admin 1m;
+init_worker_by_lua_block {
+    require("resty.hotffi.admin").init_worker{ dict = "hotffi_admin",
+                                               poll = 0.05 }
+    assert(require("resty.hotffi").load(os.getenv("COUNTER_LIB"), nil,
+                                        { unpin = true, name = "counter" }))
+}
+CONF
+
+my $config = <<'CONF';
+location = /admin {
+    allow 127.0.0.1;
+    deny all;
+    content_by_lua_block {
+        require("resty.hotffi.admin").handler{ token = "s3cret" }
+    }
+}
+# GET /count: "<worker pid> <build> <count>"
+location = /count {
+    content_by_lua_block {
+        local rt = require("resty.hotffi").get("counter")
+        local ok, res = rt:count("x")
+        ngx.say(ngx.worker.pid(), " ", ok and res or "failed")
+    }
+}
+CONF
+
+my $nginx = HotffiTest::Nginx->new(name => 'admin', workers => 2,
+                                   listen_options => 'reuseport',
+                                   config => $config,
+                                   http_config => $http_config,
+                                   env => { COUNTER_LIB => "$dir/libcounter.so" });
+$nginx->start;
+
+my %auth = (headers => { Authorization => 'Bearer s3cret' });
+
+sub admin {
+    my ($method, $query) = @_;
+    my $res = $nginx->request($method, "/admin$query", {%auth});
+    my $body = eval { decode_json($res->{content}) };
+    return ($res->{status}, $body, $res->{content});
+}
+
+# Builds answering /count, per worker pid, over $n requests.
+sub builds {
+    my ($n) = @_;
+    my %by;
+    for (1 .. $n) {
+        my ($pid, $build) = split ' ', $nginx->get('/count')->{content};
+        $by{$pid}{$build}++;
+    }
+    return \%by;
+}
+
+my @pids;
+wait_until(sub { @pids = sort $nginx->worker_pids; @pids == 2 }, 10,
+           'two workers') or BAIL_OUT('no two workers');
+
+# ---- the token
+is($nginx->get('/admin')->{status}, 401, 'no token: 401');
+is($nginx->request('GET', '/admin',
+                   { headers => { Authorization => 'Bearer nope' } })->{status},
+   401, 'a wrong token: 401');
+
+# ---- status of every worker
+my ($st, $body, $raw) = admin('GET', '');
+is($st, 200, 'status answered') or diag($raw);
+is_deeply([ sort map { $_->{pid} } @{ $body->{workers} } ], \@pids,
+          'one entry per worker, with its pid');
+is_deeply([ map { $_->{runtimes}{counter}{version} } @{ $body->{workers} } ],
+          [ 1, 1 ], 'each runs version 1 of the counter');
+
+# ---- one request reloads every worker, into a new file at the same path
+copy("$build/libcounter_b.so", "$dir/libcounter.so.new") or die "copy: $!";
+rename "$dir/libcounter.so.new", "$dir/libcounter.so" or die "rename: $!";
+($st, $body, $raw) = admin('POST', '?runtime=counter');
+is($st, 200, 'reload in every worker: 200') or diag($raw);
+ok($body->{ok}, 'reported ok');
+is_deeply([ sort map { $_->{pid} } @{ $body->{workers} } ], \@pids,
+          'the reply lists both workers');
+is_deeply([ map { [ $_->{ok}, $_->{from}, $_->{to} ] } @{ $body->{workers} } ],
+          [ [ JSON::PP::true, 1, 2 ], [ JSON::PP::true, 1, 2 ] ],
+          'each went from version 1 to 2');
+ok(!grep({ !defined $_->{seconds} } @{ $body->{workers} }),
+   'each says how long it took');
+my $by = builds(40);
+is_deeply([ sort map { keys %$_ } values %$by ], [ ('b') x keys %$by ],
+          'every answer comes from build b') or diag(explain($by));
+
+# ---- a failing new version: rolled back everywhere, reported per worker
+($st, $body, $raw) = admin('POST', '?runtime=counter&cfg=fail');
+is($st, 500, 'a reload failing in the workers: 500');
+ok(!$body->{ok}, 'reported not ok');
+is(scalar(grep { !$_->{ok} && $_->{error} =~ /told to fail.*serves again/ }
+          @{ $body->{workers} }), 2, 'both workers failed and rolled back')
+    or diag($raw);
+is_deeply([ map { $_->{to} } @{ $body->{workers} } ], [ 2, 2 ],
+          'both still run version 2');
+$by = builds(20);
+ok(!grep({ $_->{failed} } values %$by), 'calls still succeed');
+
+# ---- bad requests
+($st, $body) = admin('POST', '');
+is($st, 400, 'no runtime named: 400');
+($st, $body) = admin('POST', '?runtime=nope');
+is($st, 200, 'a runtime no worker loaded: nothing to do');
+is_deeply([ map { $_->{loaded} } @{ $body->{workers} } ],
+          [ JSON::PP::false, JSON::PP::false ], 'each says it is not loaded');
+
+# ---- a reload that changes the library is remembered for new workers
+($st, $body, $raw) = admin('POST', "?runtime=counter&lib=$build/libcounter.so");
+is($st, 200, 'reload to another library path') or diag($raw);
+$by = builds(20);
+ok(!grep({ !$_->{a} || keys(%$_) != 1 } values %$by), 'build a answers')
+    or diag(explain($by));
+
+kill 'KILL', $pids[0];
+my @new;
+wait_until(sub {
+    @new = $nginx->worker_pids;
+    @new == 2 && !grep { $_ == $pids[0] } @new
+}, 10, 'the master to respawn the killed worker');
+my ($respawned) = grep { $_ != $pids[1] } @new;
+($st, $body) = admin('GET', '');
+my ($entry) = grep { $_->{pid} == $respawned } @{ $body->{workers} };
+is($entry->{runtimes}{counter}{version}, 1,
+   'the respawned worker loaded the runtime afresh');
+$by = builds(40);
+is_deeply([ keys %{ $by->{$respawned} || { none => 1 } } ], [ 'a' ],
+          'and runs the library the reload chose, not the configured one')
+    or diag(explain($by));
+
+$nginx->reload;
+$by = builds(40);
+is_deeply([ sort map { keys %$_ } values %$by ], [ ('a') x keys %$by ],
+          'after nginx -s reload too');
+
+unlike($nginx->error_log_text, qr/\[(crit|emerg)\]/, 'no crit in the error log');
+$nginx->stop;
+
+done_testing;
