@@ -9,11 +9,13 @@ $(BUILD)/bench/%: bench/%.c
 	$(CC) $(CFLAGS) $(WARN) -o $@ $<
 
 # the bridge, then the sandbox against native Lua, then code-reload
-# propagation (push to every worker of two servers through Redis)
+# propagation (push to every worker of two servers through Redis), then
+# the latency blip of in-place runtime reloads under load
 bench: all $(BENCH_BINS)
 	perl bench/run.pl
 	perl bench/sandbox/run.pl $(if $(BENCH_QUICK),'quick=1')
 	perl bench/code_reload/run.pl $(if $(BENCH_QUICK),--versions 3)
+	perl bench/reload/run.pl $(if $(BENCH_QUICK),--seconds 1 --reps 1)
 
 # syscalls, context switches and CPU per call (perf stat, or strace -c) and
 # a CPU profile (perf record) of sequential echo, C against the socket
