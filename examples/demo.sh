@@ -10,7 +10,11 @@ prefix=$(mktemp -d "${TMPDIR:-/tmp}/hotffi-demo.XXXXXX")
 port=$(perl -MIO::Socket::INET -e \
     'print IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1:0")->sockport')
 
-mkdir -p "$prefix/logs" "$prefix/conf"
+mkdir -p "$prefix/logs" "$prefix/conf" "$prefix/lib"
+# the counter is deployed to a path of its own, to be replaced and reloaded;
+# workers (user nobody when run as root) must be able to read it
+cp "$root/build/lib/libcounter.so" "$prefix/lib/libcounter.so"
+chmod 755 "$prefix" "$prefix/lib"
 sed -e "s|@ROOT@|$root|g" -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
     "$root/examples/nginx.conf" > "$prefix/conf/nginx.conf"
 
@@ -18,7 +22,8 @@ sed -e "s|@ROOT@|$root|g" -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
 export LD_LIBRARY_PATH="$root/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 if [ "${1:-}" = "--foreground" ]; then
-    echo "hotffi demo on http://127.0.0.1:$port/ (echo, digest, stats);" \
+    echo "hotffi demo on http://127.0.0.1:$port/ (echo, digest, count," \
+         "hotffi, stats);" \
          "Ctrl-C stops it"
     exec "$nginx" -p "$prefix/" -c conf/nginx.conf -e logs/error.log
 fi
@@ -48,6 +53,20 @@ show "$url/echo?msg=hello"
 show --data-binary 'hello, hotffi' "$url/digest"
 printf '%s' 'hello, hotffi' | sha256sum | sed 's/ .*/  (sha256sum, for comparison)/'
 show "$url/stats"
+
+# in-place reload: deploy build b over the library, reload every worker
+show "$url/count"
+show "$url/count"
+cp "$root/build/lib/libcounter_b.so" "$prefix/lib/libcounter.so.new"
+mv "$prefix/lib/libcounter.so.new" "$prefix/lib/libcounter.so"
+show -X POST "$url/hotffi?runtime=counter"
+after=$(curl -s --max-time 10 "$url/count")
+printf '$ %s\n%s\n' "$url/count" "$after"
+case $after in
+    "b "*) ;;
+    *) echo "demo: the reload did not switch the counter to build b" >&2
+       exit 1 ;;
+esac
 
 if grep -E '\[(alert|crit|emerg|error)\]' "$prefix/logs/error.log"; then
     echo "demo: errors in the nginx log (above)" >&2
