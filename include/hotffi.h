@@ -159,13 +159,14 @@ int hotffi_abi_version(void);
 int hotffi_task_cancelled(void *task);
 
 /*
- * Says why libffi_init() is about to fail: call it from inside libffi_init()
- * before returning non-zero, and the load's error message ends with msg
- * (a Python traceback, say) instead of the bare return code.  A later call
- * replaces an earlier one; msg is cut at 4095 bytes.
+ * Says why libffi_init() or libffi_retire() is about to fail: call it from
+ * inside either before returning non-zero, and the load's or the reload's
+ * error message ends with msg (a Python traceback, say) instead of the bare
+ * return code.  A later call replaces an earlier one; msg is cut at 4095
+ * bytes.
  *
- * thread: the event loop, inside libffi_init() only.
- * tq:     the queue libffi_init() was given.
+ * thread: inside libffi_init() (the event loop) or libffi_retire() only.
+ * tq:     the queue libffi_init() or libffi_retire() was given.
  * msg:    borrowed NUL-terminated string; hotffi copies it.
  */
 void hotffi_init_error(void *tq, const char *msg);
@@ -193,6 +194,16 @@ void *hotffi_tq_data(void *tq);
  * returns memory borrowed until libffi_init() returns: copy what you keep.
  */
 const char *hotffi_state(void *tq, int *len);
+
+/*
+ * 1 when this libffi_init() starts the previous version again because the
+ * reload that replaced it failed (a rollback; it gets the same state), else
+ * 0.  A runtime that reads its code anew on every init (Python's "module?")
+ * restarts the code that ran before instead.
+ *
+ * thread: the event loop, inside libffi_init() only.
+ */
+int hotffi_rollback(void *tq);
 
 
 #if defined(__GNUC__)

@@ -92,7 +92,7 @@ hotffi_task_cancelled(void *tsk)
 }
 
 
-/* thread: event loop, inside libffi_init() */
+/* thread: inside libffi_init() (event loop) or libffi_retire() (reaper) */
 HOTFFI_EXPORT void
 hotffi_init_error(void *tq, const char *msg)
 {
@@ -134,4 +134,14 @@ hotffi_state(void *tq, int *len)
     }
 
     return port->state;
+}
+
+
+/* thread: event loop, inside libffi_init() */
+HOTFFI_EXPORT int
+hotffi_rollback(void *tq)
+{
+    hotffi_port_t  *port = tq;
+
+    return port->rollback;
 }

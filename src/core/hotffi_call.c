@@ -105,6 +105,10 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
                            rt->queue->max);
             (void) snprintf(err, errlen, "queue full");
 
+        } else if (rc == HOTFFI_DECLINED) {
+            (void) snprintf(err, errlen, "runtime \"%s\" is unloaded",
+                            rt->name);
+
         } else {
             (void) snprintf(err, errlen, "out of memory");
         }

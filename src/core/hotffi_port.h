@@ -23,7 +23,8 @@ struct hotffi_port_s {
     hotffi_queue_t  *queue;        /* the runtime's; outlives the port */
     unsigned         stopped;      /* locks: queue->mtx */
 
-    /* event loop only: hotffi_init_error()'s copy, read after init */
+    /* hotffi_init_error()'s copy, read after init, or after retire (the
+       hub's mutex orders the reaper's write before the event loop reads) */
     char            *init_error;
 
     /* the runtime's, through hotffi_tq_set_data(); set before its threads */
@@ -32,6 +33,7 @@ struct hotffi_port_s {
     /* hotffi_state(): borrowed from the reload, during libffi_init() only */
     const char      *state;
     size_t           state_len;
+    unsigned         rollback:1;   /* hotffi_rollback(), set before init */
 };
 
 

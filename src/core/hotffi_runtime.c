@@ -303,8 +303,9 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
 
     if (old->retire_rc != 0) {
         (void) snprintf(why, sizeof(why), "libffi_retire() of version %llu "
-                        "failed: %d", (unsigned long long) from,
-                        old->retire_rc);
+                        "failed: %d%s%.400s", (unsigned long long) from,
+                        old->retire_rc, old->port.init_error ? ": " : "",
+                        old->port.init_error ? old->port.init_error : "");
         hotffi_version_close(next, old);
         hotffi_version_free(next);
         goto rollback;

@@ -116,6 +116,7 @@ hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
     }
 
     c->number = v->number;
+    c->port.rollback = 1;
 
     return c;
 }
