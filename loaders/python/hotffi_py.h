@@ -9,7 +9,9 @@
  *     module and calls its init function (so loads are serialised);
  *   - runtime threads: the serve threads started by hotffi.serve(), and the
  *     runtime's own Python threads calling hotffi.poll();
- *   - hotffi's reaper: libffi_fini() joins what the runtime started.
+ *   - hotffi's reaper: libffi_fini() joins what the runtime started;
+ *     libffi_retire() joins it too, then calls the module's retire(tq)
+ *     for the state the next version starts from (hotffi_py_retire.c).
  *
  * GIL.  The loader releases it right after starting the interpreter
  * (PyEval_SaveThread), so it is held only while Python code runs.  Every
@@ -46,6 +48,9 @@
 #define HOTFFI_PY_EPYTHON  2     /* the interpreter did not start */
 #define HOTFFI_PY_EIMPORT  3     /* module or function not found or broken */
 #define HOTFFI_PY_EINIT    4     /* init raised, or did not return an int */
+
+/* libffi_retire() result: retire() raised or returned a wrong type */
+#define HOTFFI_PY_ERETIRE  5
 
 /* rc of a call answered by the loader rather than by the runtime */
 #define HOTFFI_PY_RC_EXCEPTION  1    /* the handler raised: the traceback */
@@ -113,11 +118,16 @@ struct hotffi_py_rt_s {
     unsigned             stopped:1; /* a poll returned NULL: let none in */
     hotffi_py_server_t  *servers;   /* joined by libffi_fini() */
     PyObject            *threads;   /* GIL: Python threads init started */
+    PyObject            *module;    /* strong; GIL: the module init ran */
+    char                *cfg;       /* ours: libffi_init()'s cfg text */
     hotffi_py_rt_t      *next;
 };
 
-/* thread: event loop.  GIL: any.  NULL when out of memory. */
-hotffi_py_rt_t *hotffi_py_rt_create(void *tq);
+/*
+ * thread: event loop.  GIL: any.  cfg: borrowed, copied.
+ * NULL when out of memory.
+ */
+hotffi_py_rt_t *hotffi_py_rt_create(void *tq, const char *cfg);
 
 /*
  * thread: runtime (never the event loop).  GIL: released.
@@ -139,7 +149,17 @@ int hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s);
  */
 hotffi_py_rt_t *hotffi_py_rt_take(void *tq);
 
-/* thread: hotffi's reaper.  GIL: released.  Joins threads, frees rt. */
+/*
+ * thread: hotffi's reaper.  GIL: released, taken to join Python threads.
+ * Joins the serve threads and the Python threads init started; a second
+ * call does nothing.
+ */
+void hotffi_py_rt_join(hotffi_py_rt_t *rt);
+
+/*
+ * thread: hotffi's reaper.  GIL: released.  Joins threads (if not done),
+ * drops the module (taking the GIL) and frees rt.
+ */
 void hotffi_py_rt_free(hotffi_py_rt_t *rt);
 
 
@@ -147,12 +167,64 @@ void hotffi_py_rt_free(hotffi_py_rt_t *rt);
 
 /*
  * thread: event loop.  GIL: held.
- * Imports (or, with "?", re-reads) the module and calls its init function
- * with the configuration and tq.  Returns 0, init's own non-zero rc, or a
- * HOTFFI_PY_E* code; err says why whenever the result is not 0.
+ * Imports (or, with "?", re-reads) the module -- or, for a rollback, takes
+ * back (borrowed, not NULL) as it is -- and calls its init function with
+ * the configuration and tq; hotffi.state(tq) gives state meanwhile
+ * (borrowed, NULL for none).  Returns 0 (rt->module then holds the
+ * module), init's own non-zero rc, or a HOTFFI_PY_E* code; err says why
+ * whenever the result is not 0.
  */
 int hotffi_py_import_init(const hotffi_py_cfg_t *c, void *tq,
-    hotffi_py_rt_t *rt, char *err, size_t errlen);
+    hotffi_py_rt_t *rt, PyObject *back, PyObject *state, char *err,
+    size_t errlen);
+
+
+/* ---- hotffi_py_retire.c: state hand-over, rollback ---------------------- */
+
+/*
+ * thread: hotffi's reaper, in libffi_retire(), threads joined.  GIL: taken.
+ * Calls rt->module's retire(tq), if it has one, and hands what it returned
+ * back in *state (malloc()'ed, *len bytes, NUL-terminated; never NULL on
+ * success, even for no state: see the file).  Keeps a record of the retired
+ * version (its module and cfg move out of rt) for a rollback.  Returns 0,
+ * or HOTFFI_PY_ERETIRE with *state NULL after logging the traceback.
+ */
+int hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len);
+
+/*
+ * thread: event loop, in libffi_init().  GIL: held.
+ * hotffi_state(tq) as a new bytes object (or None), or NULL and *raw NULL
+ * when there is none or the host lacks it.  *raw: the blob's address, only
+ * compared, never read through.
+ */
+PyObject *hotffi_py_retire_state(void *tq, const void **raw);
+
+/*
+ * thread: event loop, in libffi_init().  GIL: held.
+ * When this init restarts a version whose successor failed (or whose
+ * retire() failed), the module that version ran, as a new reference, and
+ * its record is forgotten; otherwise NULL.  cfg: borrowed.
+ */
+PyObject *hotffi_py_retire_rollback(const char *cfg, const void *raw);
+
+/*
+ * thread: event loop, after init.  GIL: held.  ok: the records of the
+ * version that handed raw over are forgotten; failed: armed, so that the
+ * rollback that follows finds its module.
+ */
+void hotffi_py_retire_settle(const void *raw, int ok);
+
+/*
+ * thread: event loop.  GIL: held.  What hotffi.state(tq) answers while an
+ * init runs on tq: state (borrowed, NULL for None); tq NULL when it ends.
+ */
+void hotffi_py_retire_state_set(void *tq, PyObject *state);
+
+/*
+ * thread: any.  GIL: held.  hotffi.state(tq): the state of the init now
+ * running on tq (new reference), or NULL with an exception set.
+ */
+PyObject *hotffi_py_retire_state_of(void *tq);
 
 
 /* ---- hotffi_py_module.c, hotffi_py_task.c: the `hotffi` module ----------- */

@@ -426,7 +426,7 @@ hotffi_py_import_call(const hotffi_py_cfg_t *c, PyObject *module, void *tq)
 /* thread: event loop.  GIL: held. */
 int
 hotffi_py_import_init(const hotffi_py_cfg_t *c, void *tq, hotffi_py_rt_t *rt,
-    char *err, size_t errlen)
+    PyObject *back, PyObject *state, char *err, size_t errlen)
 {
     int        rc;
     PyObject  *name, *module, *old, *before;
@@ -449,19 +449,35 @@ hotffi_py_import_init(const hotffi_py_cfg_t *c, void *tq, hotffi_py_rt_t *rt,
         goto failed;
     }
 
-    module = c->reload ? hotffi_py_import_fresh(c, name, &old)
-                       : PyImport_Import(name);
+    /*
+     * A rollback restarts the module the old version ran: the file on
+     * disk is the new version's, which just failed.
+     */
+    if (back != NULL) {
+        module = Py_NewRef(back);
+
+    } else if (c->reload) {
+        module = hotffi_py_import_fresh(c, name, &old);
+
+    } else {
+        module = PyImport_Import(name);
+    }
+
     if (module == NULL) {
         goto failed;
     }
 
+    hotffi_py_retire_state_set(tq, state);
     rc = hotffi_py_import_call(c, module, tq);
+    hotffi_py_retire_state_set(NULL, NULL);
 
     if (rc == 0) {
+        /* retire(tq) is looked up in it, for the next reload */
+        rt->module = Py_NewRef(module);
         goto done;
     }
 
-    if (c->reload) {
+    if (c->reload && back == NULL) {
         hotffi_py_import_restore(name, old);
     }
 

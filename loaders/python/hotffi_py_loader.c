@@ -1,6 +1,7 @@
 /*
  * hotffi_py_loader.c -- libhotffi_python.so's runtime ABI: libffi_init()
- * makes a Python module a runtime, libffi_fini() waits for its threads.
+ * makes a Python module a runtime, libffi_fini() waits for its threads,
+ * libffi_retire() also hands the module's state to the next version.
  *
  *   hotffi.load("hotffi_python", "/srv/py/handlers?,init,{\"db\":\"x\"}")
  *
@@ -19,14 +20,16 @@
 /*
  * thread: event loop.  GIL: released, taken while Python runs.
  * cfg: borrowed, "[dir/]module[?][,function[,cfg]]".
- * tq:  borrowed, until libffi_fini().
+ * tq:  borrowed, until libffi_fini() or libffi_retire().
  */
 int
 libffi_init(char *cfg, void *tq)
 {
     int               rc;
     char              err[HOTFFI_PY_ERR_MAX];
+    PyObject         *state, *back;
     sigset_t          all, old;
+    const void       *raw;
     hotffi_py_rt_t   *rt;
     hotffi_py_cfg_t   c;
     PyGILState_STATE  gstate;
@@ -50,7 +53,7 @@ libffi_init(char *cfg, void *tq)
     }
 
     /* registered before init runs: init may start polling at once */
-    rt = hotffi_py_rt_create(tq);
+    rt = hotffi_py_rt_create(tq, cfg);
     if (rt == NULL) {
         (void) snprintf(err, sizeof(err), "out of memory");
         rc = HOTFFI_PY_EPYTHON;
@@ -58,7 +61,17 @@ libffi_init(char *cfg, void *tq)
     }
 
     gstate = PyGILState_Ensure();
-    rc = hotffi_py_import_init(&c, tq, rt, err, sizeof(err));
+
+    /* what the previous version handed over, and whether this restarts it */
+    state = hotffi_py_retire_state(tq, &raw);
+    back = hotffi_py_retire_rollback(cfg, raw);
+
+    rc = hotffi_py_import_init(&c, tq, rt, back, state, err, sizeof(err));
+
+    hotffi_py_retire_settle(raw, rc == 0);
+
+    Py_XDECREF(back);
+    Py_XDECREF(state);
     PyGILState_Release(gstate);
 
 done:
@@ -95,4 +108,35 @@ libffi_fini(void *tq)
     }
 
     return 0;
+}
+
+
+/*
+ * thread: hotffi's reaper, when rt:__reload() replaces this version (tq is
+ * stopped: polls return NULL).  GIL: released, taken to join Python
+ * threads and to call retire().  Like libffi_fini(), and then the
+ * module's retire(tq) gives the state for the next version.
+ * state: malloc()'ed, hotffi's once returned.
+ */
+int
+libffi_retire(void *tq, char **state, int *len)
+{
+    int              rc;
+    hotffi_py_rt_t  *rt;
+
+    rt = hotffi_py_rt_take(tq);
+
+    if (rt == NULL) {
+        /* a version whose init never registered: nothing to hand over */
+        return 0;
+    }
+
+    /* retire() reads a state no thread of this version changes any more */
+    hotffi_py_rt_join(rt);
+
+    rc = hotffi_py_retire_run(rt, state, len);
+
+    hotffi_py_rt_free(rt);
+
+    return rc;
 }

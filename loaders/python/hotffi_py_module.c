@@ -1,6 +1,6 @@
 /*
  * hotffi_py_module.c -- the `hotffi` Python module, built into the loader:
- * poll(), serve(), Task, Config and the loader's rc values.
+ * poll(), serve(), state(), Task, Config and the loader's rc values.
  */
 
 /* first: it includes Python.h, which must precede system headers */
@@ -132,6 +132,20 @@ hotffi_py_mod_serve(PyObject *mod, PyObject *args, PyObject *kwargs)
 }
 
 
+/* thread: event loop, inside init.  GIL: held. */
+static PyObject *
+hotffi_py_mod_state(PyObject *mod, PyObject *arg)
+{
+    void  *tq;
+
+    if (hotffi_py_tq(arg, &tq) != HOTFFI_PY_OK) {
+        return NULL;
+    }
+
+    return hotffi_py_retire_state_of(tq);
+}
+
+
 static PyMethodDef  hotffi_py_mod_methods[] = {
     { "poll", hotffi_py_mod_poll, METH_O,
       "poll(tq)\n--\n\n"
@@ -145,6 +159,11 @@ static PyMethodDef  hotffi_py_mod_methods[] = {
       "which returns bytes, str (UTF-8) or None.  An exception fails the "
       "call with rc 1 and the traceback as payload.  The threads end when "
       "the runtime is unloaded." },
+    { "state", hotffi_py_mod_state, METH_O,
+      "state(tq)\n--\n\n"
+      "Inside init: the bytes the previous version's retire(tq) returned "
+      "when rt:__reload() replaced it, or None (a first load, a reload "
+      "without state, nothing handed over).  RuntimeError elsewhere." },
     { NULL, NULL, 0, NULL }
 };
 

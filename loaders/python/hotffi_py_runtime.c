@@ -20,6 +20,7 @@
 #include "hotffi_py.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "hotffi.h"
 
@@ -47,12 +48,19 @@ hotffi_py_rt_find(void *tq)
 
 /* thread: event loop.  GIL: any. */
 hotffi_py_rt_t *
-hotffi_py_rt_create(void *tq)
+hotffi_py_rt_create(void *tq, const char *cfg)
 {
     hotffi_py_rt_t  *rt;
 
     rt = calloc(1, sizeof(hotffi_py_rt_t));
     if (rt == NULL) {
+        return NULL;
+    }
+
+    /* a rollback is recognised by its cfg: see hotffi_py_retire.c */
+    rt->cfg = strdup(cfg ? cfg : "");
+    if (rt->cfg == NULL) {
+        free(rt);
         return NULL;
     }
 
@@ -202,7 +210,7 @@ hotffi_py_rt_join_threads(hotffi_py_rt_t *rt)
 
 /* thread: hotffi's reaper.  GIL: released. */
 void
-hotffi_py_rt_free(hotffi_py_rt_t *rt)
+hotffi_py_rt_join(hotffi_py_rt_t *rt)
 {
     hotffi_py_server_t  *s, *next;
 
@@ -213,9 +221,29 @@ hotffi_py_rt_free(hotffi_py_rt_t *rt)
         free(s);
     }
 
+    rt->servers = NULL;
+
     if (rt->threads != NULL) {
         hotffi_py_rt_join_threads(rt);
     }
+}
 
+
+/* thread: hotffi's reaper.  GIL: released. */
+void
+hotffi_py_rt_free(hotffi_py_rt_t *rt)
+{
+    PyGILState_STATE  gstate;
+
+    hotffi_py_rt_join(rt);
+
+    /* libffi_retire() may have taken the module into its record */
+    if (rt->module != NULL) {
+        gstate = PyGILState_Ensure();
+        Py_CLEAR(rt->module);
+        PyGILState_Release(gstate);
+    }
+
+    free(rt->cfg);
     free(rt);
 }

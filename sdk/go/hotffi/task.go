@@ -28,6 +28,7 @@ package hotffi
 #pragma weak hotffi_abi_version
 #pragma weak hotffi_task_cancelled
 #pragma weak hotffi_init_error
+#pragma weak hotffi_state
 
 static int
 sdk_abi_version(void)
@@ -47,6 +48,36 @@ sdk_init_error(void *tq, const char *msg)
     if (hotffi_init_error) {
         hotffi_init_error(tq, msg);
     }
+}
+
+static const char *
+sdk_state(void *tq, int *len)
+{
+    *len = 0;
+    return hotffi_state ? hotffi_state(tq, len) : NULL;
+}
+
+// *state: malloc()'ed, hotffi's once libffi_retire() returns
+static int
+sdk_hand_over(char **state, int *len, const void *p, int n)
+{
+    char  *s;
+
+    *state = NULL;
+    *len = 0;
+
+    s = malloc((size_t) n + 1);
+    if (s == NULL) {
+        return -1;
+    }
+
+    memcpy(s, p, (size_t) n);
+    s[n] = '\0';
+
+    *state = s;
+    *len = n;
+
+    return 0;
 }
 */
 import "C"
@@ -154,4 +185,43 @@ func InitError(tq unsafe.Pointer, msg string) {
 // library, or 0 under a host without hotffi_abi_version (lua-resty-ffi).
 func HostABIVersion() int {
 	return int(C.sdk_abi_version())
+}
+
+// State returns a copy of the state the previous version handed over from
+// its libffi_retire when rt:__reload() replaced it, or nil: a first load,
+// a reload with state = false, nothing handed over, or a host without
+// in-place reload (lua-resty-ffi).  Call it inside libffi_init only.
+func State(tq unsafe.Pointer) []byte {
+	var n C.int
+	p := C.sdk_state(tq, &n)
+	if p == nil {
+		return nil
+	}
+	return C.GoBytes(unsafe.Pointer(p), n)
+}
+
+// HandOver stores a copy of state (malloc()'ed, with a NUL after it) in
+// the out-parameters of an exported libffi_retire(tq, state, len), for
+// the next version's State.  Call it after Wait(tq), so that no handler
+// still changes what state was made from.  It returns the rc for
+// libffi_retire: 0, or RCError when state is 2 GiB or more or malloc
+// fails, which fails the reload (the old version is started again).
+//
+//	//export libffi_retire
+//	func libffi_retire(tq unsafe.Pointer, state **C.char, n *C.int) C.int {
+//		hotffi.Wait(tq)
+//		return C.int(hotffi.HandOver(unsafe.Pointer(state), unsafe.Pointer(n), snapshot()))
+//	}
+func HandOver(state, n unsafe.Pointer, data []byte) int {
+	if len(data) >= math.MaxInt32 {
+		return RCError
+	}
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = unsafe.Pointer(&data[0])
+	}
+	if C.sdk_hand_over((**C.char)(state), (*C.int)(n), p, C.int(len(data))) != 0 {
+		return RCError
+	}
+	return 0
 }

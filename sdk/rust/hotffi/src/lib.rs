@@ -10,7 +10,10 @@
 //! - [`Queue::serve`] and [`Runtime::serve`]: the usual loop, with a
 //!   handler's `Err` and panics turned into failed calls;
 //! - [`export_runtime!`]: writes `libffi_init`, and `libffi_fini` joining
-//!   the threads, so that `unpin = true` can unload and reload the library.
+//!   the threads, so that `unpin = true` can unload and reload the library;
+//!   `export_runtime!(init, retire)` adds `libffi_retire`, so that
+//!   `rt:__reload()` hands state over: [`Runtime::on_retire`] gives it,
+//!   [`Runtime::state`] receives it.
 //!
 //! ```ignore
 //! fn init(_cfg: Option<&str>, rt: &mut hotffi::Runtime) -> Result<(), hotffi::Error> {
@@ -40,10 +43,11 @@ pub fn host_abi_version() -> Option<i32> {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::runtime::{fini, init};
+    pub use crate::runtime::{fini, init, init_retire, retire};
 }
 
-/// Exports `libffi_init` and `libffi_fini` from a `cdylib`.
+/// Exports `libffi_init` and `libffi_fini` from a `cdylib`; with
+/// `export_runtime!(init, retire)`, also `libffi_retire`.
 ///
 /// `init` is a `fn(Option<&str>, &mut Runtime) -> Result<(), Error>`: it
 /// gets the configuration (None for Lua's nil) and starts threads with
@@ -51,6 +55,12 @@ pub mod __private {
 /// loop: start threads and return, never block.  An `Err` fails the load
 /// with its message; a panic is caught.  `libffi_fini` joins the threads
 /// once hotffi has stopped the queue.
+///
+/// `export_runtime!(init, retire)` is for runtimes with state to hand over
+/// in `rt:__reload()`: `libffi_retire` joins the threads like
+/// `libffi_fini`, then gives the next version what the
+/// [`Runtime::on_retire`] callback returns ([`Runtime::state`] in its
+/// init).  Without `retire`, an init that calls `on_retire` fails.
 ///
 /// Keep `init` free of thread-locals with destructors (`std::thread`,
 /// `thread::current()`): on the event loop they would keep the library
@@ -67,6 +77,33 @@ macro_rules! export_runtime {
             $crate::__private::init(cfg, tq, $init)
         }
 
+        $crate::export_runtime!(@fini);
+    };
+    ($init:path, retire) => {
+        /// thread: the nginx event loop.  cfg: borrowed; tq: borrowed.
+        #[no_mangle]
+        pub unsafe extern "C" fn libffi_init(
+            cfg: *mut ::std::os::raw::c_char,
+            tq: *mut ::std::os::raw::c_void,
+        ) -> ::std::os::raw::c_int {
+            $crate::__private::init_retire(cfg, tq, $init)
+        }
+
+        $crate::export_runtime!(@fini);
+
+        /// thread: a hotffi reaper thread, after the stop, when
+        /// rt:__reload() replaces this version.  tq: borrowed; *state:
+        /// malloc()'ed, hotffi's.
+        #[no_mangle]
+        pub unsafe extern "C" fn libffi_retire(
+            tq: *mut ::std::os::raw::c_void,
+            state: *mut *mut ::std::os::raw::c_char,
+            len: *mut ::std::os::raw::c_int,
+        ) -> ::std::os::raw::c_int {
+            $crate::__private::retire(tq, state, len)
+        }
+    };
+    (@fini) => {
         /// thread: a hotffi reaper thread, after the stop.  tq: borrowed.
         #[no_mangle]
         pub extern "C" fn libffi_fini(tq: *mut ::std::os::raw::c_void) -> ::std::os::raw::c_int {

@@ -19,11 +19,19 @@ use std::sync::{Arc, Mutex};
 use crate::sys;
 use crate::task::{init_error, Error, Queue, Request, RC_ERROR, RC_PANIC};
 
-/// A runtime being started by `libffi_init`: its queue and the threads
-/// that `libffi_fini` joins.
+/// What a runtime's retire callback returns: the state for the next
+/// version (`None`: none).
+type RetireBox = Box<dyn FnOnce() -> Option<Vec<u8>> + Send>;
+
+/// A runtime being started by `libffi_init`: its queue, the threads that
+/// `libffi_fini` (or `libffi_retire`) joins, and its retire callback.
 pub struct Runtime {
     queue: Queue,
     threads: Vec<sys::PthreadT>,
+    retire: Option<RetireBox>,
+    // hotffi_state(): borrowed from hotffi until libffi_init returns,
+    // which is as long as this Runtime lives.
+    state: Option<(*const c_char, usize)>,
 }
 
 impl Runtime {
@@ -31,12 +39,46 @@ impl Runtime {
         Runtime {
             queue,
             threads: Vec::new(),
+            retire: None,
+            state: None,
         }
     }
 
     /// The runtime's task queue.
     pub fn queue(&self) -> Queue {
         self.queue
+    }
+
+    /// The state the previous version handed over when `rt:__reload()`
+    /// replaced it (what its [`Runtime::on_retire`] callback returned), or
+    /// `None`: a first load, a reload with `state = false`, a previous
+    /// version without a retire callback, or a host without in-place
+    /// reload (lua-resty-ffi).  A rolled-back reload gives the same state
+    /// to the old version again.  Borrowed for `init` only: copy it.
+    pub fn state(&self) -> Option<&[u8]> {
+        // p, len: valid until libffi_init returns; self does not outlive it.
+        self.state.map(|(p, len)| {
+            if len == 0 {
+                &[][..]
+            } else {
+                unsafe { std::slice::from_raw_parts(p as *const u8, len) }
+            }
+        })
+    }
+
+    /// Sets what this version hands to the next one when `rt:__reload()`
+    /// replaces it.  `f` runs on a hotffi thread once the queue is stopped
+    /// and every thread of this runtime has been joined (so what they
+    /// shared is quiet); its bytes reach the next version's
+    /// [`Runtime::state`].  A panic in `f` fails the reload, which restarts
+    /// this version without state.  Not called on unload, or on a reload
+    /// with `state = false`: then `f` is dropped.  A later call replaces
+    /// an earlier one.
+    pub fn on_retire<F>(&mut self, f: F)
+    where
+        F: FnOnce() -> Option<Vec<u8>> + Send + 'static,
+    {
+        self.retire = Some(Box::new(f));
     }
 
     /// Starts a thread running `f(queue)`; it should poll until the queue
@@ -107,10 +149,35 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-// The threads of every runtime of this library that libffi_fini has not
-// joined yet, by queue.  A registry of our own rather than
-// hotffi_tq_set_data(), which lua-resty-ffi does not have.
-static STARTED: Mutex<Vec<(usize, Vec<sys::PthreadT>)>> = Mutex::new(Vec::new());
+// What libffi_fini or libffi_retire must end, per runtime of this library
+// not ended yet.
+struct Started {
+    tq: usize,
+    threads: Vec<sys::PthreadT>,
+    retire: Option<RetireBox>,
+}
+
+// The runtimes of this library, by queue.  A registry of our own rather
+// than hotffi_tq_set_data(), which lua-resty-ffi does not have.
+static STARTED: Mutex<Vec<Started>> = Mutex::new(Vec::new());
+
+// Takes tq's entry out of the registry and joins its threads (without the
+// lock held: another runtime may start meanwhile).  thread: a hotffi
+// reaper, after the stop, so every thread's poll returns NULL.
+fn end(tq: *mut c_void) -> Option<RetireBox> {
+    let entry = {
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        started
+            .iter()
+            .position(|s| s.tq == tq as usize)
+            .map(|i| started.swap_remove(i))
+    };
+    let entry = entry?;
+    for tid in entry.threads {
+        unsafe { sys::pthread_join(tid, ptr::null_mut()) };
+    }
+    entry.retire
+}
 
 /// The body of the `libffi_init` that [`crate::export_runtime`] writes.
 ///
@@ -123,11 +190,35 @@ pub unsafe fn init(
     tq: *mut c_void,
     f: fn(Option<&str>, &mut Runtime) -> Result<(), Error>,
 ) -> c_int {
+    start(cfg, tq, f, false)
+}
+
+/// The body of the `libffi_init` that `export_runtime!(init, retire)`
+/// writes: as [`init`], and [`Runtime::on_retire`] is allowed.
+///
+/// # Safety
+/// As [`init`].
+#[doc(hidden)]
+pub unsafe fn init_retire(
+    cfg: *mut c_char,
+    tq: *mut c_void,
+    f: fn(Option<&str>, &mut Runtime) -> Result<(), Error>,
+) -> c_int {
+    start(cfg, tq, f, true)
+}
+
+unsafe fn start(
+    cfg: *mut c_char,
+    tq: *mut c_void,
+    f: fn(Option<&str>, &mut Runtime) -> Result<(), Error>,
+    retire_exported: bool,
+) -> c_int {
     let queue = match Queue::from_raw(tq) {
         Some(q) => q,
         None => return RC_ERROR,
     };
     let mut rt = Runtime::new(queue);
+    rt.state = sys::state(tq);
 
     // rt lives outside the closure: threads started before a failure or a
     // panic must still be joined by libffi_fini (hotffi calls it then too).
@@ -141,14 +232,28 @@ pub unsafe fn init(
                 Err(_) => return Err(Error::new(RC_ERROR, "configuration is not UTF-8")),
             }
         };
-        f(cfg, &mut rt)
+        f(cfg, &mut rt)?;
+        if rt.retire.is_some() && !retire_exported {
+            // hotffi would never call it: say so now, not at the reload
+            return Err(Error::new(
+                RC_ERROR,
+                "Runtime::on_retire() needs hotffi::export_runtime!(init, retire)",
+            ));
+        }
+        Ok(())
     });
 
-    if !rt.threads.is_empty() {
+    rt.state = None;
+
+    if !rt.threads.is_empty() || rt.retire.is_some() {
         // Never poisoned (nothing panics while holding it), but a lost
         // entry would leave threads running in an unmapped library.
         let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
-        started.push((tq as usize, rt.threads));
+        started.push(Started {
+            tq: tq as usize,
+            threads: rt.threads,
+            retire: rt.retire,
+        });
     }
 
     match result {
@@ -173,17 +278,57 @@ pub unsafe fn init(
 /// stop was delivered, so every thread's poll returns NULL and the joins end.
 #[doc(hidden)]
 pub fn fini(tq: *mut c_void) -> c_int {
-    let threads = {
-        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
-        match started.iter().position(|(q, _)| *q == tq as usize) {
-            Some(i) => started.swap_remove(i).1,
-            None => Vec::new(),
+    // the retire callback, if any, is dropped: no next version wants it
+    drop(end(tq));
+    0
+}
+
+/// The body of the `libffi_retire` that `export_runtime!(init, retire)`
+/// writes:
+/// joins the runtime's threads, then hands what its retire callback
+/// returns to hotffi, copied into malloc()'ed memory.
+///
+/// # Safety
+/// state and len: valid for writes.  thread: a hotffi reaper thread, after
+/// the stop was delivered.
+#[doc(hidden)]
+pub unsafe fn retire(tq: *mut c_void, state: *mut *mut c_char, len: *mut c_int) -> c_int {
+    *state = ptr::null_mut();
+    *len = 0;
+
+    let f = match end(tq) {
+        Some(f) => f,
+        None => return 0,
+    };
+
+    let bytes = match catch_panic(f) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return 0,
+        Err(msg) => {
+            // the reload's error only names the rc: the reason goes here
+            eprintln!("hotffi: a retire callback ended by a {msg}");
+            return RC_PANIC;
         }
     };
 
-    // Joined without the lock held: another runtime may start meanwhile.
-    for tid in threads {
-        unsafe { sys::pthread_join(tid, ptr::null_mut()) };
+    let n = match c_int::try_from(bytes.len()) {
+        Ok(n) => n,
+        Err(_) => {
+            eprintln!("hotffi: a retire callback returned 2 GiB or more");
+            return RC_ERROR;
+        }
+    };
+
+    // ownership passes to hotffi, which free()s it; one more byte, a NUL,
+    // for C successors that read it as a string
+    let p = sys::malloc(bytes.len() + 1) as *mut u8;
+    if p.is_null() {
+        return RC_ERROR;
     }
+    ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+    *p.add(bytes.len()) = 0;
+
+    *state = p as *mut c_char;
+    *len = n;
     0
 }

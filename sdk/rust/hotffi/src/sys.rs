@@ -90,6 +90,7 @@ impl Optional {
 static ABI_VERSION_FN: Optional = Optional::new(b"hotffi_abi_version\0");
 static TASK_CANCELLED_FN: Optional = Optional::new(b"hotffi_task_cancelled\0");
 static INIT_ERROR_FN: Optional = Optional::new(b"hotffi_init_error\0");
+static STATE_FN: Optional = Optional::new(b"hotffi_state\0");
 
 /// hotffi_abi_version(), or None on a host without it.
 pub fn abi_version() -> Option<i32> {
@@ -122,5 +123,25 @@ pub unsafe fn init_error(tq: *mut c_void, msg: *const c_char) {
     if let Some(addr) = INIT_ERROR_FN.get() {
         let f: unsafe extern "C" fn(*mut c_void, *const c_char) = std::mem::transmute(addr);
         f(tq, msg)
+    }
+}
+
+/// hotffi_state(tq, &len): the blob the previous version handed over from
+/// its libffi_retire(), as (pointer, len); None when there is none or on a
+/// host without it (lua-resty-ffi).
+///
+/// # Safety
+/// tq must be the queue libffi_init() was given, and this must run inside
+/// libffi_init().  The memory is borrowed until libffi_init() returns.
+pub unsafe fn state(tq: *mut c_void) -> Option<(*const c_char, usize)> {
+    let addr = STATE_FN.get()?;
+    let f: unsafe extern "C" fn(*mut c_void, *mut c_int) -> *const c_char =
+        std::mem::transmute(addr);
+    let mut len: c_int = 0;
+    let p = f(tq, &mut len);
+    if p.is_null() {
+        None
+    } else {
+        Some((p, len.max(0) as usize))
     }
 }

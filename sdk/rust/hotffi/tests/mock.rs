@@ -208,3 +208,130 @@ fn exported_init_reports_failures() {
         1
     );
 }
+
+// A runtime with state: it counts its answers and hands the count over.
+mod counting {
+    use std::os::raw::{c_char, c_int, c_void};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use hotffi::{Error, Runtime};
+
+    pub fn init(cfg: Option<&str>, rt: &mut Runtime) -> Result<(), Error> {
+        // no hotffi_state() in this fake host, as on lua-resty-ffi
+        assert!(rt.state().is_none());
+        let start = cfg.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let count = Arc::new(AtomicU64::new(start));
+        let c = Arc::clone(&count);
+        rt.serve(2, move |_req| {
+            Ok(format!("n {}", c.fetch_add(1, Ordering::SeqCst) + 1).into_bytes())
+        })?;
+        match cfg {
+            Some("none") => rt.on_retire(|| None),
+            Some("panic") => rt.on_retire(|| panic!("retire panics")),
+            _ => rt.on_retire(move || Some(count.load(Ordering::SeqCst).to_string().into_bytes())),
+        }
+        Ok(())
+    }
+
+    // The glue export_runtime!(init, retire) writes, under other names:
+    // one cdylib (this test binary) can only have one libffi_init.
+    pub unsafe fn start(cfg: *mut c_char, tq: *mut c_void) -> c_int {
+        hotffi::__private::init_retire(cfg, tq, init)
+    }
+
+    // export_runtime!(init), which has no libffi_retire
+    pub unsafe fn start_plain(cfg: *mut c_char, tq: *mut c_void) -> c_int {
+        hotffi::__private::init(cfg, tq, init)
+    }
+
+    pub unsafe fn retire(tq: *mut c_void, state: *mut *mut c_char, len: *mut c_int) -> c_int {
+        hotffi::__private::retire(tq, state, len)
+    }
+}
+
+fn stop(q: &FakeQueue) {
+    q.tasks.lock().unwrap().1 = true;
+    q.cond.notify_all();
+}
+
+#[test]
+fn retire_joins_the_threads_then_hands_the_state_over() {
+    let q = queue_with(&[b"r1 a", b"r1 b", b"r1 c"], false);
+    let cfg = CString::new("40").unwrap();
+    assert_eq!(
+        unsafe { counting::start(cfg.as_ptr() as *mut c_char, raw(q)) },
+        0
+    );
+
+    stop(q);
+    let mut state: *mut c_char = std::ptr::null_mut();
+    let mut len: c_int = -1;
+    assert_eq!(unsafe { counting::retire(raw(q), &mut state, &mut len) }, 0);
+
+    // every task taken was answered before retire read the count
+    assert!(q.tasks.lock().unwrap().0.is_empty());
+    assert_eq!(len, 2);
+    let got = unsafe { std::slice::from_raw_parts(state as *const u8, 3) }.to_vec();
+    assert_eq!(got, b"43\0", "the count, NUL-terminated");
+    unsafe { free(state as *mut c_void) };
+}
+
+#[test]
+fn retire_without_state_or_with_a_panic() {
+    let none = CString::new("none").unwrap();
+    let q = queue_with(&[], true);
+    assert_eq!(
+        unsafe { counting::start(none.as_ptr() as *mut c_char, raw(q)) },
+        0
+    );
+    let mut state: *mut c_char = 1 as *mut c_char;
+    let mut len: c_int = -1;
+    assert_eq!(unsafe { counting::retire(raw(q), &mut state, &mut len) }, 0);
+    assert!(state.is_null());
+    assert_eq!(len, 0);
+
+    let panic = CString::new("panic").unwrap();
+    let q = queue_with(&[], true);
+    assert_eq!(
+        unsafe { counting::start(panic.as_ptr() as *mut c_char, raw(q)) },
+        0
+    );
+    assert_eq!(
+        unsafe { counting::retire(raw(q), &mut state, &mut len) },
+        RC_PANIC
+    );
+    assert!(state.is_null());
+
+    // a queue this library never started: nothing to hand over
+    let q = queue_with(&[], true);
+    assert_eq!(unsafe { counting::retire(raw(q), &mut state, &mut len) }, 0);
+    assert!(state.is_null());
+}
+
+#[test]
+fn fini_drops_the_retire_callback_without_calling_it() {
+    let q = queue_with(&[], true);
+    let cfg = CString::new("panic").unwrap();
+    assert_eq!(
+        unsafe { counting::start(cfg.as_ptr() as *mut c_char, raw(q)) },
+        0
+    );
+    // the callback would panic if called: fini must not call it
+    assert_eq!(libffi_fini(raw(q)), 0);
+    let mut state: *mut c_char = std::ptr::null_mut();
+    let mut len: c_int = 0;
+    assert_eq!(unsafe { counting::retire(raw(q), &mut state, &mut len) }, 0);
+    assert!(state.is_null());
+}
+
+#[test]
+fn on_retire_without_retire_exported_fails_the_load() {
+    let q = queue_with(&[], true);
+    assert_eq!(
+        unsafe { counting::start_plain(std::ptr::null_mut(), raw(q)) },
+        1
+    );
+    // the threads it started are still joined
+    assert_eq!(libffi_fini(raw(q)), 0);
+}

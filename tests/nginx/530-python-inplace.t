@@ -1,0 +1,283 @@
+# In-place reload of a Python runtime (rt:__reload) edited on disk: the
+# loader's libffi_retire() joins the old version's threads and calls its
+# module's retire(tq); the new version's init reads that with
+# hotffi.state(tq).  Under load, ten reloads into new code lose no call and
+# never reset the count; a new version that does not compile or whose init
+# raises is rolled back to the old module (not to the broken file), with
+# its count; a retire() that raises fails the reload readably and restarts
+# the old version.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HotffiTest;
+use Test::More;
+use File::Temp qw(tempdir);
+use Time::HiRes qw(sleep);
+
+# CPython under valgrind needs its own suppressions (see the file)
+$ENV{HOTFFI_TEST_VALGRIND_SUPP} //= "$HotffiTest::REPO/loaders/python/valgrind.supp";
+
+BAIL_OUT("build first: make ($HotffiTest::REPO/build/lib/libhotffi_python.so "
+         . "does not exist)")
+    unless -e "$HotffiTest::REPO/build/lib/libhotffi_python.so";
+
+my $dir = tempdir('hotffi-py-inplace-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0777, $dir;
+
+sub write_file {
+    my ($text) = @_;
+    # write and rename, as a deployment would: a load never sees half a file
+    open my $fh, '>', "$dir/counter.py.new" or die "cannot write: $!";
+    print {$fh} $text;
+    close $fh or die "cannot write: $!";
+    rename "$dir/counter.py.new", "$dir/counter.py" or die "cannot rename: $!";
+}
+
+# A counter: every answer is "<tag> <count>"; the count goes to the next
+# version through retire() and hotffi.state().  $extra is appended, to
+# make a version that misbehaves.
+sub counter {
+    my ($tag, $extra) = @_;
+    return <<"PY" . ($extra // '');
+import threading
+import hotffi
+
+TAG = "$tag"
+lock = threading.Lock()
+count = 0
+
+
+def handle(req):
+    global count
+    with lock:
+        count += 1
+        return f"{TAG} {count}"
+
+
+def init(cfg, tq):
+    global count
+    state = hotffi.state(tq)
+    count = int(state) if state is not None else 0
+    hotffi.serve(tq, handle, threads=2)
+    return 0
+
+
+def retire(tq):
+    return str(count)
+PY
+}
+
+my $config = <<'CONF';
+location = /count {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("hotffi_python",
+            os.getenv("PY_DIR") .. "/counter?,init,x", { name = "pycount" }))
+        local ok, res, err = rt:count("x")
+        if not ok then
+            ngx.status = 500
+            ngx.say("failed: ", tostring(res), " ", tostring(err))
+            return
+        end
+        ngx.say(res)
+    }
+}
+# GET /reload[?state=0][&cfg=C]: C replaces the cfg part of counter?,init,x
+location = /reload {
+    content_by_lua_block {
+        local rt = require("resty.hotffi").get("pycount")
+        -- cfg=C: the loader's configuration with C for the module's cfg
+        local cfg = ngx.var.arg_cfg
+        if cfg then
+            cfg = os.getenv("PY_DIR") .. "/counter?,init," .. cfg
+        end
+        local res, err = rt:__reload{ state = ngx.var.arg_state ~= "0",
+                                      cfg = cfg }
+        if not res then
+            ngx.status = 500
+            ngx.say("error: ", err)
+            return
+        end
+        ngx.say("ok ", res.from, " ", res.to)
+    }
+}
+location = /outside {
+    content_by_lua_block {
+        local rt, err = require("resty.hotffi").load("hotffi_python",
+            os.getenv("PY_DIR") .. "/outside,init,")
+        if not rt then
+            ngx.say("load failed: ", err)
+            return
+        end
+        local ok, res = rt:x("")
+        ngx.say(res)
+    }
+}
+CONF
+
+sub body {
+    my ($nginx, $path) = @_;
+    my $r = $nginx->get($path);
+    chomp(my $b = $r->{content});
+    return ($r->{status}, $b);
+}
+
+write_file(counter('v1'));
+my $nginx = HotffiTest::Nginx->new(name => 'python inplace', config => $config,
+                                   env => { PY_DIR => $dir });
+$nginx->start;
+
+# ---- the count goes on into the code edited on disk
+is_deeply([ body($nginx, '/count') ], [ 200, 'v1 1' ], 'first call: v1');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v1 2' ], 'the count goes up');
+write_file(counter('v2'));
+is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 1 2' ],
+          'reload with the same cfg re-reads the "?" module');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v2 3' ],
+          'v2 answers, with the count v1 handed over');
+
+# ---- without state the new version starts from nothing
+is_deeply([ body($nginx, '/reload?state=0') ], [ 200, 'ok 2 3' ],
+          'reload without hand-over');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v2 1' ], 'the count restarted');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v2 2' ], 'and goes up');
+
+# ---- a new version that does not compile: the old module again, count kept
+write_file("import hotffi\n\ndef init(cfg, tq)\n    return 0\n");
+my ($status, $text) = body($nginx, '/reload');
+is($status, 500, 'a syntax error fails the reload');
+like($text, qr/failed: 3: Traceback .*counter\.py", line 3\n.*SyntaxError: expected ':'; version 3 serves again$/s,
+     'with the traceback, and says version 3 serves again');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v2 3' ],
+          'v2 serves again (not the broken file), its count handed back');
+
+# ---- a new version whose init raises: the same
+write_file(counter('bad', <<'PY'));
+
+
+def init(cfg, tq):
+    raise RuntimeError("this version refuses to start")
+PY
+($status, $text) = body($nginx, '/reload');
+is($status, 500, 'an init that raises fails the reload');
+like($text, qr/failed: 4: Traceback .*RuntimeError: this version refuses to start; version 3 serves again$/s,
+     'with the traceback');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v2 4' ], 'v2 again, count kept');
+
+# ---- a new cfg the init refuses: rolled back to the old cfg and module
+write_file(counter('v3', <<'PY'));
+
+
+_init = init
+
+
+def init(cfg, tq):
+    if cfg == "fail":
+        raise ValueError("told to fail by cfg")
+    return _init(cfg, tq)
+PY
+is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 3 6' ],
+          'a good version after two failures (versions 4, 5)');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v3 5' ], 'count still going');
+($status, $text) = body($nginx, '/reload?cfg=fail');
+is($status, 500, 'a refused cfg fails the reload');
+like($text, qr/ValueError: told to fail by cfg; version 6 serves again$/,
+     'with the traceback');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v3 6' ],
+          'v3 with its old cfg again, count kept');
+
+# ---- hotffi.state() outside init
+{
+    open my $fh, '>', "$dir/outside.py" or die;
+    print {$fh} <<'PY';
+import hotffi
+
+
+def init(cfg, tq):
+    def later(req):
+        try:
+            hotffi.state(tq)
+        except RuntimeError as e:
+            return str(e)
+        return "no error"
+    hotffi.serve(tq, later)
+    return 0 if hotffi.state(tq) is None else 9
+PY
+    close $fh;
+    is_deeply([ body($nginx, '/outside') ],
+              [ 200, 'hotffi.state(tq) only works while init(cfg, tq) runs, with its tq' ],
+              'hotffi.state(): None in a first init, RuntimeError after it');
+}
+
+# ---- a retire() that raises: the reload fails, the old version restarts
+write_file(counter('v4', <<'PY'));
+
+
+tries = 0
+
+
+def retire(tq):
+    global tries
+    tries += 1
+    if tries == 1:
+        raise ValueError("cannot hand over yet")
+    return str(count)
+PY
+is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 6 8' ], 'reload into v4');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v4 7' ], 'v4 counts on');
+write_file(counter('v5'));
+($status, $text) = body($nginx, '/reload');
+is($status, 500, 'a retire() that raises fails the reload');
+like($text, qr/^error: libffi_retire\(\) of version 8 failed: 5; version 8 serves again$/,
+     'the error names the retire and its rc');
+wait_until(sub { $nginx->error_log_text =~ /failed to retire, the reload rolls back: Traceback.*ValueError: cannot hand over yet/s },
+           5, 'the traceback is in the error log');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v4 1' ],
+          'v4 serves again (not v5 from disk), without state');
+is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 8 10' ],
+          'its second retire() works: into v5');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v5 2' ], 'v5 with v4\'s count');
+
+# ---- ten reloads into new code under load, one failure among them
+{
+    my ($s0, $b0) = body($nginx, '/count');
+    my ($base) = $b0 =~ / (\d+)$/;
+    my $clients = start_clients($nginx, 4, '/count');
+    my ($ok, $refused) = (0, 0);
+    for my $i (1 .. 10) {
+        if ($i == 5) {
+            write_file("def broken(:\n");
+            my ($st, $tx) = body($nginx, '/reload');
+            $refused++ if $st == 500 && $tx =~ /SyntaxError.* serves again$/s;
+        }
+        write_file(counter("L$i"));
+        my ($st, $tx) = body($nginx, '/reload');
+        $ok++ if $st == 200 && $tx =~ /^ok \d+ \d+$/;
+        sleep 0.02;
+    }
+    my @answers = stop_clients($clients);
+    is($ok, 10, '10 reloads under load, each to new code');
+    is($refused, 1, 'and a broken version among them was rolled back');
+    my @failed = grep { $_->[0] != 200 } @answers;
+    is(scalar @failed, 0, 'no call failed across the reloads')
+        or diag(explain([ @failed[0 .. ($#failed < 4 ? $#failed : 4)] ]));
+    my $n = @answers;
+    ok($n > 10, "the clients made $n calls meanwhile");
+    my %seen;
+    my @counts = map { $_->[1] =~ /^\w+ (\d+)$/ ? $1 : -1 } @answers;
+    $seen{$_}++ for @counts;
+    is(scalar(grep { $seen{$_} > 1 } keys %seen), 0,
+       'no count was handed out twice');
+    my ($min, $max) = (sort { $a <=> $b } @counts)[0, -1];
+    is($min, $base + 1, 'the count went on from before the reloads');
+    is($max, $base + $n, 'and never restarted: every call counted once');
+    my %tags = map { ($_->[1] =~ /^(\w+) /)[0] => 1 } @answers;
+    ok(keys %tags >= 3, 'several versions answered: ' . join(' ', sort keys %tags));
+    is_deeply([ body($nginx, '/count') ], [ 200, 'L10 ' . ($base + $n + 1) ],
+              'the last version answers, counting on');
+}
+
+unlike($nginx->error_log_text, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
+$nginx->stop;
+
+done_testing;
