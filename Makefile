@@ -98,7 +98,8 @@ test-nginx: all
 # The call paths of the module again, with nginx under valgrind: invalid
 # accesses and definite leaks in nginx, the module or a runtime fail them.
 VALGRIND_TESTS := tests/nginx/010-call.t tests/nginx/020-errors.t \
-                  tests/nginx/030-timeout.t tests/nginx/050-abort.t
+                  tests/nginx/030-timeout.t tests/nginx/050-abort.t \
+                  tests/nginx/700-reload.t
 
 test-valgrind: all
 	HOTFFI_TEST_VALGRIND=1 prove $(VALGRIND_TESTS)
