@@ -11,7 +11,8 @@
  *     runtime's own Python threads calling hotffi.poll();
  *   - hotffi's reaper: libffi_fini() joins what the runtime started;
  *     libffi_retire() joins it too, then calls the module's retire(tq)
- *     for the state the next version starts from (hotffi_py_retire.c).
+ *     for the state the next version starts from; both keep the module
+ *     for a rollback (hotffi_py_retire.c).
  *
  * GIL.  The loader releases it right after starting the interpreter
  * (PyEval_SaveThread), so it is held only while Python code runs.  Every
@@ -119,7 +120,9 @@ struct hotffi_py_rt_s {
     hotffi_py_server_t  *servers;   /* joined by libffi_fini() */
     PyObject            *threads;   /* GIL: Python threads init started */
     PyObject            *module;    /* strong; GIL: the module init ran */
-    char                *cfg;       /* ours: libffi_init()'s cfg text */
+    char                *cfg;       /* ours: libffi_init()'s cfg text;
+                                       both move to a rollback record
+                                       when the version ends */
     hotffi_py_rt_t      *next;
 };
 
@@ -184,35 +187,41 @@ int hotffi_py_import_init(const hotffi_py_cfg_t *c, void *tq,
 /*
  * thread: hotffi's reaper, in libffi_retire(), threads joined.  GIL: taken.
  * Calls rt->module's retire(tq), if it has one, and hands what it returned
- * back in *state (malloc()'ed, *len bytes, NUL-terminated; never NULL on
- * success, even for no state: see the file).  Keeps a record of the retired
- * version (its module and cfg move out of rt) for a rollback.  Returns 0,
- * or HOTFFI_PY_ERETIRE with *state NULL after logging the traceback.
+ * back in *state (malloc()'ed, *len bytes, NUL-terminated; NULL for None
+ * or no retire).  Returns 0, or HOTFFI_PY_ERETIRE with *state NULL after
+ * logging the traceback and handing its end to hotffi_init_error().
  */
 int hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len);
 
 /*
- * thread: event loop, in libffi_init().  GIL: held.
- * hotffi_state(tq) as a new bytes object (or None), or NULL and *raw NULL
- * when there is none or the host lacks it.  *raw: the blob's address, only
- * compared, never read through.
+ * thread: hotffi's reaper, as a version ends (libffi_retire() or
+ * libffi_fini()).  GIL: held.  Moves rt->module and rt->cfg into the record
+ * a rollback of that cfg restarts, on a host that can roll back; leaves
+ * them in rt otherwise.
  */
-PyObject *hotffi_py_retire_state(void *tq, const void **raw);
+void hotffi_py_retire_keep(hotffi_py_rt_t *rt);
 
 /*
  * thread: event loop, in libffi_init().  GIL: held.
- * When this init restarts a version whose successor failed (or whose
- * retire() failed), the module that version ran, as a new reference, and
+ * hotffi_state(tq) as a new bytes object, or NULL when there is none or
+ * the host lacks it.
+ */
+PyObject *hotffi_py_retire_state(void *tq);
+
+/*
+ * thread: event loop, in libffi_init().  GIL: held.
+ * When hotffi_rollback(tq) says this init restarts the version a failed
+ * reload replaced, the module that version ran, as a new reference, and
  * its record is forgotten; otherwise NULL.  cfg: borrowed.
  */
-PyObject *hotffi_py_retire_rollback(const char *cfg, const void *raw);
+PyObject *hotffi_py_retire_rollback(void *tq, const char *cfg);
 
 /*
- * thread: event loop, after init.  GIL: held.  ok: the records of the
- * version that handed raw over are forgotten; failed: armed, so that the
- * rollback that follows finds its module.
+ * thread: event loop, after an init that succeeded and was no rollback.
+ * GIL: held.  Forgets the record of cfg (borrowed): the module now
+ * serving it is the one a later rollback restarts.
  */
-void hotffi_py_retire_settle(const void *raw, int ok);
+void hotffi_py_retire_forget(const char *cfg);
 
 /*
  * thread: event loop.  GIL: held.  What hotffi.state(tq) answers while an
@@ -292,6 +301,13 @@ void hotffi_py_error_format(char *buf, size_t size);
 /* GIL: any.  Copies the last size - 1 bytes of text, cut on a UTF-8 start. */
 void hotffi_py_error_tail(char *buf, size_t size, const char *text,
     size_t len);
+
+/*
+ * thread: inside libffi_init() (the event loop) or libffi_retire().
+ * GIL: any.  Hands msg (borrowed) to hotffi_init_error() when the host has
+ * it: the load's or the reload's error message then ends with it.
+ */
+void hotffi_py_error_pass(void *tq, const char *msg);
 
 /*
  * thread: event loop, inside libffi_init().  GIL: any.

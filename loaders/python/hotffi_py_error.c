@@ -11,8 +11,12 @@
 #include <string.h>
 
 
-
 typedef void (*hotffi_py_init_error_pt)(void *tq, const char *msg);
+
+
+/* hotffi_init_error(), NULL on a host without it */
+static pthread_once_t           hotffi_py_error_once = PTHREAD_ONCE_INIT;
+static hotffi_py_init_error_pt  hotffi_py_init_error;
 
 
 /*
@@ -148,13 +152,36 @@ hotffi_py_error_format(char *buf, size_t size)
 }
 
 
+/* thread: any, once */
+static void
+hotffi_py_error_lookup(void)
+{
+    /*
+     * Looked up rather than linked: a host without hotffi_init_error() (an
+     * older hotffi, lua-resty-ffi) still loads this library.
+     */
+    *(void **) &hotffi_py_init_error = dlsym(RTLD_DEFAULT,
+                                             "hotffi_init_error");
+}
+
+
+/* thread: inside libffi_init() or libffi_retire().  GIL: any. */
+void
+hotffi_py_error_pass(void *tq, const char *msg)
+{
+    /* libffi_init() and libffi_retire() run on different threads */
+    (void) pthread_once(&hotffi_py_error_once, hotffi_py_error_lookup);
+
+    if (hotffi_py_init_error != NULL) {
+        hotffi_py_init_error(tq, msg);
+    }
+}
+
+
 /* thread: event loop, inside libffi_init().  GIL: any. */
 void
 hotffi_py_error_report(void *tq, const char *name, const char *msg)
 {
-    static int                      looked;
-    static hotffi_py_init_error_pt  init_error;
-
     /*
      * nginx points stderr at its error log, so this is where the traceback
      * of a failed load ends up, whatever the host.  One call, one write.
@@ -162,17 +189,6 @@ hotffi_py_error_report(void *tq, const char *name, const char *msg)
     (void) fprintf(stderr, "hotffi_python: runtime \"%s\" failed to load: "
                    "%s\n", name, msg);
 
-    /*
-     * hotffi_init_error() carries msg into load's error message.  Looked
-     * up rather than linked: a host without it (an older hotffi,
-     * lua-resty-ffi) still loads this library.
-     */
-    if (!looked) {
-        *(void **) &init_error = dlsym(RTLD_DEFAULT, "hotffi_init_error");
-        looked = 1;
-    }
-
-    if (init_error != NULL) {
-        init_error(tq, msg);
-    }
+    /* and into load's error message */
+    hotffi_py_error_pass(tq, msg);
 }

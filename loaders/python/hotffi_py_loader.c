@@ -29,7 +29,6 @@ libffi_init(char *cfg, void *tq)
     char              err[HOTFFI_PY_ERR_MAX];
     PyObject         *state, *back;
     sigset_t          all, old;
-    const void       *raw;
     hotffi_py_rt_t   *rt;
     hotffi_py_cfg_t   c;
     PyGILState_STATE  gstate;
@@ -63,12 +62,15 @@ libffi_init(char *cfg, void *tq)
     gstate = PyGILState_Ensure();
 
     /* what the previous version handed over, and whether this restarts it */
-    state = hotffi_py_retire_state(tq, &raw);
-    back = hotffi_py_retire_rollback(cfg, raw);
+    state = hotffi_py_retire_state(tq);
+    back = hotffi_py_retire_rollback(tq, cfg);
 
     rc = hotffi_py_import_init(&c, tq, rt, back, state, err, sizeof(err));
 
-    hotffi_py_retire_settle(raw, rc == 0);
+    if (rc == 0 && back == NULL) {
+        /* this module, not the last one of cfg, is what to go back to */
+        hotffi_py_retire_forget(cfg);
+    }
 
     Py_XDECREF(back);
     Py_XDECREF(state);
@@ -95,6 +97,8 @@ done:
  * can touch tq: nobody in poll, serve threads and init's threads joined.
  * The interpreter stays, and so does this library (-z nodelete): unpin
  * cannot unload the interpreter, whose other runtimes may still run.
+ * The module is kept for a rollback (hotffi_py_retire.c): a reload with
+ * state = false ends the old version here, not in libffi_retire().
  */
 int
 libffi_fini(void *tq)

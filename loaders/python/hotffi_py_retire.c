@@ -5,31 +5,30 @@
  * rolled back to the module the old one ran.
  *
  * DESIGN
- * rt:__reload() calls libffi_retire() of the old version on a hotffi
- * reaper thread, then libffi_init() of the new one on the event loop and,
- * if that fails, libffi_init() once more with the old version's cfg and
- * the same state: the rollback.  With "module?", importing the file for
- * the rollback would run the new, broken code again, so the loader must
- * recognise the rollback and restart the old module object instead.  It
- * can, because hotffi gives both inits the very blob libffi_retire()
- * returned: every retire leaves a record (cfg, module, blob address), an
- * init that starts from a blob of ours settles its record (forgotten on
- * success, armed on failure), and the next init with an armed record's cfg
- * and blob is the rollback.  A retire() that fails leaves an armed record
- * without blob: hotffi restarts the old version at once, without state.
+ * rt:__reload() ends the old version on a hotffi reaper thread (with
+ * libffi_retire(), or libffi_fini() when no state is asked for), then
+ * calls libffi_init() of the new one on the event loop and, if that
+ * fails, libffi_init() once more with the old version's cfg: the rollback,
+ * which hotffi_rollback(tq) tells apart.  With "module?", importing the
+ * file for the rollback would run the new, broken code again, so a
+ * rollback restarts the module object the old version ran instead.
  *
- * So that a blob identifies its record, libffi_retire() always returns
- * one, an empty one (len 0, a single NUL byte) for "no state": a NULL
- * state would look like any first load.  hotffi.state() gives None for an
- * empty blob, and a C successor sees an empty NUL-terminated string.
+ * The tq changes with every version, the cfg text does not: so when a
+ * version ends, its module is kept in a record under its cfg (one record
+ * per cfg, the newest wins).  A rollback takes the record of its cfg; an
+ * init that is not a rollback and succeeds forgets it, since from then on
+ * its own module is the one to go back to.  A record whose runtime was
+ * unloaded, or moved to another library or cfg, stays until its cfg is
+ * used again: at most one module per cfg text ever loaded.  Two runtimes
+ * with the same cfg reloading at the same moment may swap modules, which
+ * are then the same file's anyway.
  *
- * Blob addresses are compared, never read through: hotffi frees a blob
- * once the reload ends, and a record left behind (the next version was
- * another library) is forgotten when malloc() gives its address to a newer
- * retire.
+ * On a host without hotffi_rollback() (lua-resty-ffi) there is never a
+ * rollback, and no record is kept.
  *
- * locks: hotffi_py_retired_mtx guards the list of records.  A record's
- * module is dropped with the GIL, after the record left the list.
+ * locks: the GIL guards the list of records: every function that touches
+ * it holds the GIL and calls no Python code while the list is half
+ * changed; a record's module is dropped after the record left the list.
  */
 
 /* first: it includes Python.h, which must precede system headers */
@@ -44,99 +43,105 @@
 #include "hotffi.h"
 
 
+/*
+ * hotffi keeps the first 400 bytes of a retire error in the reload's
+ * message: hand it the last 400 of the traceback, which say what failed.
+ */
+#define HOTFFI_PY_RETIRE_ERR_MAX  401
+
+
 typedef const char *(*hotffi_py_state_pt)(void *tq, int *len);
+typedef int (*hotffi_py_rollback_pt)(void *tq);
 
-typedef struct hotffi_py_retired_s  hotffi_py_retired_t;
+typedef struct hotffi_py_kept_s  hotffi_py_kept_t;
 
-struct hotffi_py_retired_s {
-    char                 *cfg;      /* ours: the version's cfg text */
-    PyObject             *module;   /* strong; dropped with the GIL */
-    const void           *blob;     /* the value only: never read through */
-    unsigned              armed:1;  /* the next init of cfg is a rollback */
-    hotffi_py_retired_t  *next;
+struct hotffi_py_kept_s {
+    char              *cfg;      /* ours: the version's cfg text */
+    PyObject          *module;   /* strong; dropped with the GIL */
+    hotffi_py_kept_t  *next;
 };
 
 
-static pthread_mutex_t       hotffi_py_retired_mtx =
-    PTHREAD_MUTEX_INITIALIZER;
-static hotffi_py_retired_t  *hotffi_py_retired;
+/* GIL: the records, by cfg */
+static hotffi_py_kept_t       *hotffi_py_kept;
 
 /* GIL: the init now running and its state, for hotffi.state() */
-static void                 *hotffi_py_state_tq;
-static PyObject             *hotffi_py_state_obj;
+static void                   *hotffi_py_state_tq;
+static PyObject               *hotffi_py_state_obj;
+
+/* the host's in-place reload functions: NULL on lua-resty-ffi */
+static pthread_once_t          hotffi_py_host_once = PTHREAD_ONCE_INIT;
+static hotffi_py_state_pt      hotffi_py_host_state;
+static hotffi_py_rollback_pt   hotffi_py_host_rollback;
 
 
-/* GIL: held.  r has left the list. */
+/* thread: any, once.  Looked up, not linked: see hotffi_py_error.c. */
 static void
-hotffi_py_retired_free(hotffi_py_retired_t *r)
+hotffi_py_host_lookup(void)
 {
-    Py_XDECREF(r->module);
-    free(r->cfg);
-    free(r);
+    *(void **) &hotffi_py_host_state = dlsym(RTLD_DEFAULT, "hotffi_state");
+    *(void **) &hotffi_py_host_rollback = dlsym(RTLD_DEFAULT,
+                                                "hotffi_rollback");
 }
 
 
 /*
- * thread: hotffi's reaper.  GIL: held.  r: ownership passes to the list.
- * Records with the same blob address are stale (hotffi freed that blob):
- * they go.
+ * GIL: held.  Unlinks and returns the record of cfg, or NULL; the caller
+ * owns it and frees it with hotffi_py_kept_free().
  */
-static void
-hotffi_py_retired_add(hotffi_py_retired_t *r)
+static hotffi_py_kept_t *
+hotffi_py_kept_take(const char *cfg)
 {
-    hotffi_py_retired_t  *p, **prev, *stale;
+    hotffi_py_kept_t  *k, **prev;
 
-    stale = NULL;
-
-    (void) pthread_mutex_lock(&hotffi_py_retired_mtx);
-
-    prev = &hotffi_py_retired;
-
-    while ((p = *prev) != NULL) {
-        if (r->blob != NULL && p->blob == r->blob) {
-            *prev = p->next;
-            p->next = stale;
-            stale = p;
-            continue;
+    for (prev = &hotffi_py_kept; (k = *prev) != NULL; prev = &k->next) {
+        if (strcmp(k->cfg, cfg) == 0) {
+            *prev = k->next;
+            return k;
         }
-
-        prev = &p->next;
     }
 
-    r->next = hotffi_py_retired;
-    hotffi_py_retired = r;
+    return NULL;
+}
 
-    (void) pthread_mutex_unlock(&hotffi_py_retired_mtx);
 
-    while (stale) {
-        p = stale->next;
-        hotffi_py_retired_free(stale);
-        stale = p;
+/* GIL: held.  k has left the list. */
+static void
+hotffi_py_kept_free(hotffi_py_kept_t *k)
+{
+    if (k == NULL) {
+        return;
     }
+
+    Py_XDECREF(k->module);
+    free(k->cfg);
+    free(k);
 }
 
 
 /*
  * thread: hotffi's reaper.  GIL: held.  retire's result as a malloc()'ed,
- * NUL-terminated blob; NULL with an exception set.
+ * NUL-terminated blob in *blob (NULL for None).  HOTFFI_PY_ERROR with an
+ * exception set.
  */
-static char *
-hotffi_py_retire_blob(PyObject *res, int *len)
+static int
+hotffi_py_retire_blob(PyObject *res, char **blob, int *len)
 {
-    char       *blob;
+    char       *b;
     PyObject   *bytes;
     Py_buffer   view;
     Py_ssize_t  n;
 
     if (res == Py_None) {
-        bytes = PyBytes_FromStringAndSize("", 0);
+        return HOTFFI_PY_OK;
+    }
 
-    } else if (PyUnicode_Check(res)) {
+    if (PyUnicode_Check(res)) {
         bytes = PyUnicode_AsUTF8String(res);
 
     } else if (PyObject_CheckBuffer(res)) {
         if (PyObject_GetBuffer(res, &view, PyBUF_SIMPLE) != 0) {
-            return NULL;
+            return HOTFFI_PY_ERROR;
         }
 
         bytes = PyBytes_FromStringAndSize(view.buf, view.len);
@@ -145,11 +150,11 @@ hotffi_py_retire_blob(PyObject *res, int *len)
     } else {
         PyErr_Format(PyExc_TypeError, "retire() returned %.200s, expected "
                      "bytes, str or None", Py_TYPE(res)->tp_name);
-        return NULL;
+        return HOTFFI_PY_ERROR;
     }
 
     if (bytes == NULL) {
-        return NULL;
+        return HOTFFI_PY_ERROR;
     }
 
     n = PyBytes_GET_SIZE(bytes);
@@ -158,22 +163,23 @@ hotffi_py_retire_blob(PyObject *res, int *len)
         PyErr_SetString(PyExc_OverflowError, "retire() returned 2 GiB or "
                         "more");
         Py_DECREF(bytes);
-        return NULL;
+        return HOTFFI_PY_ERROR;
     }
 
-    blob = malloc((size_t) n + 1);
-    if (blob == NULL) {
+    b = malloc((size_t) n + 1);
+    if (b == NULL) {
         PyErr_NoMemory();
         Py_DECREF(bytes);
-        return NULL;
+        return HOTFFI_PY_ERROR;
     }
 
-    memcpy(blob, PyBytes_AS_STRING(bytes), (size_t) n + 1);
+    memcpy(b, PyBytes_AS_STRING(bytes), (size_t) n + 1);
+    *blob = b;
     *len = (int) n;
 
     Py_DECREF(bytes);
 
-    return blob;
+    return HOTFFI_PY_OK;
 }
 
 
@@ -181,23 +187,14 @@ hotffi_py_retire_blob(PyObject *res, int *len)
 int
 hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len)
 {
-    int                   rc;
-    char                 *blob, err[HOTFFI_PY_ERR_MAX];
-    PyObject             *func, *tqo, *res;
-    PyGILState_STATE      gstate;
-    hotffi_py_retired_t  *r;
+    char              err[HOTFFI_PY_ERR_MAX], why[HOTFFI_PY_RETIRE_ERR_MAX];
+    PyObject         *func, *tqo, *res;
+    PyGILState_STATE  gstate;
 
-    blob = NULL;
-    res = NULL;
+    *state = NULL;
     *len = 0;
 
     gstate = PyGILState_Ensure();
-
-    r = calloc(1, sizeof(hotffi_py_retired_t));
-    if (r == NULL) {
-        PyErr_NoMemory();
-        goto failed;
-    }
 
     /* retire() is optional: without one the next version gets no state */
     func = NULL;
@@ -215,171 +212,132 @@ hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len)
     }
 
     if (func == NULL) {
-        res = Py_NewRef(Py_None);
-
-    } else {
-        /* tq is stopped: hotffi.poll() gives None, serve() refuses it */
-        tqo = PyLong_FromVoidPtr(rt->tq);
-        res = tqo ? PyObject_CallOneArg(func, tqo) : NULL;
-        Py_XDECREF(tqo);
-        Py_DECREF(func);
+        PyGILState_Release(gstate);
+        return 0;
     }
 
-    if (res == NULL) {
-        goto failed;
+    /* tq is stopped: hotffi.poll() gives None, serve() refuses it */
+    tqo = PyLong_FromVoidPtr(rt->tq);
+    res = tqo ? PyObject_CallOneArg(func, tqo) : NULL;
+    Py_XDECREF(tqo);
+    Py_DECREF(func);
+
+    if (res != NULL
+        && hotffi_py_retire_blob(res, state, len) == HOTFFI_PY_OK)
+    {
+        Py_DECREF(res);
+        PyGILState_Release(gstate);
+        return 0;
     }
-
-    blob = hotffi_py_retire_blob(res, len);
-    if (blob == NULL) {
-        goto failed;
-    }
-
-    rc = 0;
-    goto done;
-
-failed:
-
-    rc = HOTFFI_PY_ERETIRE;
-    *len = 0;
-
-    /* the reload's error only has the rc: the traceback goes to the log */
-    hotffi_py_error_format(err, sizeof(err));
-    (void) fprintf(stderr, "hotffi_python: runtime \"%s\" failed to "
-                   "retire, the reload rolls back: %s\n", rt->cfg, err);
-
-done:
 
     Py_XDECREF(res);
 
-    if (r != NULL) {
-        /* hotffi restarts the old version at once if this failed: armed */
-        r->cfg = rt->cfg;
-        r->module = rt->module;
-        r->blob = blob;
-        r->armed = rc != 0;
-        rt->cfg = NULL;
-        rt->module = NULL;
-        hotffi_py_retired_add(r);
-    }
+failed:
 
+    /* the whole traceback to the log, its end to the reload's error */
+    hotffi_py_error_format(err, sizeof(err));
     PyGILState_Release(gstate);
 
-    *state = blob;
+    (void) fprintf(stderr, "hotffi_python: runtime \"%s\" failed to "
+                   "retire, the reload rolls back: %s\n", rt->cfg, err);
 
-    return rc;
+    hotffi_py_error_tail(why, sizeof(why), err, strlen(err));
+    hotffi_py_error_pass(rt->tq, why);
+
+    return HOTFFI_PY_ERETIRE;
 }
 
 
-/* thread: event loop.  GIL: held. */
-PyObject *
-hotffi_py_retire_state(void *tq, const void **raw)
+/* thread: hotffi's reaper.  GIL: held. */
+void
+hotffi_py_retire_keep(hotffi_py_rt_t *rt)
 {
-    int                        len;
-    const char                *s;
-    static int                 looked;
-    static hotffi_py_state_pt  get_state;
+    hotffi_py_kept_t  *k, *old;
 
-    *raw = NULL;
+    (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
 
-    /* looked up, not linked: lua-resty-ffi has no hotffi_state() */
-    if (!looked) {
-        *(void **) &get_state = dlsym(RTLD_DEFAULT, "hotffi_state");
-        looked = 1;
+    /* a failed init has no module; lua-resty-ffi never rolls back */
+    if (rt->module == NULL || hotffi_py_host_rollback == NULL) {
+        return;
     }
 
-    if (get_state == NULL) {
+    k = malloc(sizeof(hotffi_py_kept_t));
+    if (k == NULL) {
+        /* a rollback of this cfg then imports the module again */
+        return;
+    }
+
+    k->cfg = rt->cfg;
+    k->module = rt->module;
+    rt->cfg = NULL;
+    rt->module = NULL;
+
+    old = hotffi_py_kept_take(k->cfg);
+
+    k->next = hotffi_py_kept;
+    hotffi_py_kept = k;
+
+    hotffi_py_kept_free(old);
+}
+
+
+/* thread: event loop, in libffi_init().  GIL: held. */
+PyObject *
+hotffi_py_retire_state(void *tq)
+{
+    int          len;
+    const char  *s;
+
+    (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
+
+    if (hotffi_py_host_state == NULL) {
         return NULL;
     }
 
     len = 0;
-    s = get_state(tq, &len);
+    s = hotffi_py_host_state(tq, &len);
 
-    if (s == NULL) {
+    if (s == NULL || len < 0) {
         return NULL;
-    }
-
-    *raw = s;
-
-    if (len <= 0) {
-        return Py_NewRef(Py_None);
     }
 
     return PyBytes_FromStringAndSize(s, len);
 }
 
 
-/* thread: event loop.  GIL: held. */
+/* thread: event loop, in libffi_init().  GIL: held. */
 PyObject *
-hotffi_py_retire_rollback(const char *cfg, const void *raw)
+hotffi_py_retire_rollback(void *tq, const char *cfg)
 {
-    PyObject             *module;
-    hotffi_py_retired_t  *r, **prev;
+    PyObject          *module;
+    hotffi_py_kept_t  *k;
 
-    (void) pthread_mutex_lock(&hotffi_py_retired_mtx);
+    (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
 
-    for (prev = &hotffi_py_retired; (r = *prev) != NULL; prev = &r->next) {
-        if (r->armed && r->blob == raw
-            && strcmp(r->cfg, cfg ? cfg : "") == 0)
-        {
-            *prev = r->next;
-            break;
-        }
-    }
-
-    (void) pthread_mutex_unlock(&hotffi_py_retired_mtx);
-
-    if (r == NULL) {
+    if (hotffi_py_host_rollback == NULL || !hotffi_py_host_rollback(tq)) {
         return NULL;
     }
 
-    module = r->module;
-    r->module = NULL;
-    hotffi_py_retired_free(r);
+    k = hotffi_py_kept_take(cfg ? cfg : "");
+
+    if (k == NULL) {
+        /* only if keeping it ran out of memory: import it again */
+        return NULL;
+    }
+
+    module = k->module;
+    k->module = NULL;
+    hotffi_py_kept_free(k);
 
     return module;
 }
 
 
-/* thread: event loop.  GIL: held. */
+/* thread: event loop, in libffi_init().  GIL: held. */
 void
-hotffi_py_retire_settle(const void *raw, int ok)
+hotffi_py_retire_forget(const char *cfg)
 {
-    hotffi_py_retired_t  *r, **prev, *gone;
-
-    if (raw == NULL) {
-        return;
-    }
-
-    gone = NULL;
-
-    (void) pthread_mutex_lock(&hotffi_py_retired_mtx);
-
-    prev = &hotffi_py_retired;
-
-    while ((r = *prev) != NULL) {
-        if (r->blob != raw) {
-            prev = &r->next;
-            continue;
-        }
-
-        if (!ok) {
-            r->armed = 1;
-            prev = &r->next;
-            continue;
-        }
-
-        *prev = r->next;
-        r->next = gone;
-        gone = r;
-    }
-
-    (void) pthread_mutex_unlock(&hotffi_py_retired_mtx);
-
-    while (gone) {
-        r = gone->next;
-        hotffi_py_retired_free(gone);
-        gone = r;
-    }
+    hotffi_py_kept_free(hotffi_py_kept_take(cfg ? cfg : ""));
 }
 
 

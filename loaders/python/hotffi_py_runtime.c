@@ -57,7 +57,7 @@ hotffi_py_rt_create(void *tq, const char *cfg)
         return NULL;
     }
 
-    /* a rollback is recognised by its cfg: see hotffi_py_retire.c */
+    /* a rollback finds the module it restarts by cfg: hotffi_py_retire.c */
     rt->cfg = strdup(cfg ? cfg : "");
     if (rt->cfg == NULL) {
         free(rt);
@@ -237,10 +237,13 @@ hotffi_py_rt_free(hotffi_py_rt_t *rt)
 
     hotffi_py_rt_join(rt);
 
-    /* libffi_retire() may have taken the module into its record */
     if (rt->module != NULL) {
         gstate = PyGILState_Ensure();
+
+        /* a rollback may restart it: kept, else dropped */
+        hotffi_py_retire_keep(rt);
         Py_CLEAR(rt->module);
+
         PyGILState_Release(gstate);
     }
 

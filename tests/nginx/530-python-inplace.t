@@ -4,8 +4,10 @@
 # hotffi.state(tq).  Under load, ten reloads into new code lose no call and
 # never reset the count; a new version that does not compile or whose init
 # raises is rolled back to the old module (not to the broken file), with
-# its count; a retire() that raises fails the reload readably and restarts
-# the old version.
+# its count, and so is one reloaded without state or into another library
+# that fails (the loader knows the rollback from hotffi_rollback()); a
+# retire() that raises fails the reload with its traceback and restarts the
+# old version.
 use strict;
 use warnings;
 use FindBin;
@@ -82,17 +84,20 @@ location = /count {
         ngx.say(res)
     }
 }
-# GET /reload[?state=0][&cfg=C]: C replaces the cfg part of counter?,init,x
+# GET /reload[?state=0][&cfg=C][&lib=1]: C replaces the cfg part of
+# counter?,init,x; lib=1 reloads into the C counter with cfg C instead
 location = /reload {
     content_by_lua_block {
         local rt = require("resty.hotffi").get("pycount")
-        -- cfg=C: the loader's configuration with C for the module's cfg
-        local cfg = ngx.var.arg_cfg
-        if cfg then
+        local lib, cfg = nil, ngx.var.arg_cfg
+        if ngx.var.arg_lib then
+            lib = os.getenv("COUNTER_LIB")
+        elseif cfg then
+            -- the loader's configuration with C for the module's cfg
             cfg = os.getenv("PY_DIR") .. "/counter?,init," .. cfg
         end
         local res, err = rt:__reload{ state = ngx.var.arg_state ~= "0",
-                                      cfg = cfg }
+                                      lib = lib, cfg = cfg }
         if not res then
             ngx.status = 500
             ngx.say("error: ", err)
@@ -124,7 +129,8 @@ sub body {
 
 write_file(counter('v1'));
 my $nginx = HotffiTest::Nginx->new(name => 'python inplace', config => $config,
-                                   env => { PY_DIR => $dir });
+                                   env => { PY_DIR => $dir,
+                                            COUNTER_LIB => "$HotffiTest::REPO/build/lib/libcounter.so" });
 $nginx->start;
 
 # ---- the count goes on into the code edited on disk
@@ -228,15 +234,35 @@ is_deeply([ body($nginx, '/count') ], [ 200, 'v4 7' ], 'v4 counts on');
 write_file(counter('v5'));
 ($status, $text) = body($nginx, '/reload');
 is($status, 500, 'a retire() that raises fails the reload');
-like($text, qr/^error: libffi_retire\(\) of version 8 failed: 5; version 8 serves again$/,
-     'the error names the retire and its rc');
+like($text, qr/^error: libffi_retire\(\) of version 8 failed: 5: Traceback \(most recent call last\):\n.*counter\.py", line \d+, in retire\n(?:.*\n)?ValueError: cannot hand over yet; version 8 serves again$/s,
+     'the error names the retire, its rc and ends with its traceback');
 wait_until(sub { $nginx->error_log_text =~ /failed to retire, the reload rolls back: Traceback.*ValueError: cannot hand over yet/s },
-           5, 'the traceback is in the error log');
+           5, 'the traceback is in the error log too');
 is_deeply([ body($nginx, '/count') ], [ 200, 'v4 1' ],
           'v4 serves again (not v5 from disk), without state');
 is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 8 10' ],
           'its second retire() works: into v5');
 is_deeply([ body($nginx, '/count') ], [ 200, 'v5 2' ], 'v5 with v4\'s count');
+
+# ---- without state: the rollback still restarts the module, not the file
+write_file("def broken(:\n");
+($status, $text) = body($nginx, '/reload?state=0');
+is($status, 500, 'a broken file fails a reload without state');
+like($text, qr/SyntaxError: .*; version 10 serves again$/s,
+     'and the old version serves again');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v5 1' ],
+          'v5\'s module restarted (the broken file was not read again), '
+          . 'from no state');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v5 2' ],
+          'the runtime was not unloaded: it counts on');
+
+# ---- another library that fails: back to the Python module, with state
+($status, $text) = body($nginx, '/reload?lib=1&cfg=fail');
+is($status, 500, 'a C library whose init fails fails the reload');
+like($text, qr/failed: 1: told to fail by its configuration; version 10 serves again$/,
+     'with its init error');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v5 3' ],
+          'v5\'s module again (the file is still broken), count kept');
 
 # ---- ten reloads into new code under load, one failure among them
 {

@@ -15,6 +15,9 @@
 //	peak              the most handlers seen running at once
 //	cfg               the configuration, or <nil>
 //	abi               the host's ABI version
+//	count             "CFG N": N counts the count calls of this runtime,
+//	                  carried across rt:__reload() (libffi_retire hands it
+//	                  over, libffi_init takes it back with hotffi.State)
 //
 // cfg "max=N" bounds the handlers running at once (Server.MaxConcurrency);
 // cfg "fail-init" fails libffi_init with a reason.
@@ -29,6 +32,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -42,7 +46,16 @@ type ctl struct {
 	running   int64
 	peak      int64
 	cancelled int64
+	count     int64 // atomic; seeded from the state handed over
 }
+
+// The instances by queue, for libffi_retire: each version of a reloaded
+// runtime has its own tq and its own ctl.  The tq keys are hotffi's and
+// never dereferenced here; an entry goes in libffi_retire or libffi_fini.
+var (
+	ctlsMu sync.Mutex
+	ctls   = map[unsafe.Pointer]*ctl{} // locks: ctlsMu
+)
 
 func (c *ctl) handle(ctx context.Context, req []byte) ([]byte, error) {
 	n := atomic.AddInt64(&c.running, 1)
@@ -114,6 +127,10 @@ func (c *ctl) handle(ctx context.Context, req []byte) ([]byte, error) {
 
 	case "abi":
 		return []byte(strconv.Itoa(hotffi.HostABIVersion())), nil
+
+	case "count":
+		n := atomic.AddInt64(&c.count, 1)
+		return []byte(c.cfg + " " + strconv.FormatInt(n, 10)), nil
 	}
 
 	return nil, hotffi.Fail(3, "unknown command")
@@ -140,8 +157,32 @@ func libffi_init(cfg *C.char, tq unsafe.Pointer) C.int {
 		srv.MaxConcurrency = n
 	}
 
+	// nil (a first load, no hand-over): 0.  A state this code did not
+	// write fails the init, which rolls the reload back.
+	if st := hotffi.State(tq); st != nil {
+		n, err := strconv.ParseInt(string(st), 10, 64)
+		if err != nil {
+			hotffi.InitError(tq, "cannot read the state handed over: "+err.Error())
+			return 4
+		}
+		c.count = n
+	}
+
+	ctlsMu.Lock()
+	ctls[tq] = c
+	ctlsMu.Unlock()
+
 	hotffi.Start(tq, srv)
 	return 0
+}
+
+// forget drops tq's instance, once its server has ended.
+func forget(tq unsafe.Pointer) *ctl {
+	ctlsMu.Lock()
+	defer ctlsMu.Unlock()
+	c := ctls[tq]
+	delete(ctls, tq)
+	return c
 }
 
 // thread: a hotffi reaper thread, after the stop was delivered.  Safe to
@@ -151,7 +192,25 @@ func libffi_init(cfg *C.char, tq unsafe.Pointer) C.int {
 //export libffi_fini
 func libffi_fini(tq unsafe.Pointer) C.int {
 	hotffi.Wait(tq)
+	forget(tq)
 	return 0
+}
+
+// thread: a hotffi reaper thread, when rt:__reload() replaces this version
+// and asks for state.  Wait first: once every handler has returned, the
+// count is final.  state, n: hotffi's out-parameters; HandOver fills them
+// with malloc()'ed memory that hotffi frees.
+//
+//export libffi_retire
+func libffi_retire(tq unsafe.Pointer, state **C.char, n *C.int) C.int {
+	hotffi.Wait(tq)
+	c := forget(tq)
+	if c == nil {
+		// an init that failed never registered: nothing to hand over
+		return 0
+	}
+	data := []byte(strconv.FormatInt(atomic.LoadInt64(&c.count), 10))
+	return C.int(hotffi.HandOver(unsafe.Pointer(state), unsafe.Pointer(n), data))
 }
 
 func main() {}
