@@ -291,7 +291,7 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
 static void
 hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
 {
-    char               err[512], why[512], msg[1100];
+    char               err[2048], why[2048], msg[4160];
     uint64_t           from;
     hotffi_version_t  *old, *next, *back;
 
@@ -303,7 +303,7 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
 
     if (old->retire_rc != 0) {
         (void) snprintf(why, sizeof(why), "libffi_retire() of version %llu "
-                        "failed: %d%s%.400s", (unsigned long long) from,
+                        "failed: %d%s%s", (unsigned long long) from,
                         old->retire_rc, old->port.init_error ? ": " : "",
                         old->port.init_error ? old->port.init_error : "");
         hotffi_version_close(next, old);

@@ -57,7 +57,7 @@ typedef struct {
     uint64_t   to;             /* the version serving after it */
     double     started;        /* wall clock, seconds since the epoch */
     double     seconds;        /* how long it took */
-    char       error[1024];    /* why it failed; "" when ok */
+    char       error[4160];    /* why it failed; "" when ok */
 } hotffi_reload_result_t;
 
 
