@@ -67,7 +67,8 @@ int ngx_http_hotffi_ffi_hub_stats(hotffi_ffi_hub_stats_t *out);
 int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     const char *cfg, size_t cfg_len, int keep_cfg, int handover,
     ngx_http_lua_sema_t **psema, unsigned char *err, size_t *errlen);
-void ngx_http_hotffi_ffi_runtime_reload_forget(void *rt);
+void ngx_http_hotffi_ffi_runtime_reload_forget(void *rt,
+    ngx_http_lua_sema_t *sema);
 int ngx_http_hotffi_ffi_runtime_last_reload(void *rt,
     hotffi_ffi_reload_t *out, unsigned char *err, size_t *errlen);
 void *ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
@@ -273,9 +274,11 @@ local function reload(self, opts)
     end
 
     if rc == NGX_AGAIN then
-        waiter.sem = psema[0]
+        -- psema is shared: another reload may overwrite it while we wait
+        local sem = psema[0]
+        waiter.sem = sem
         local ok, werr = sema_wait(waiter, timeout)
-        C.ngx_http_hotffi_ffi_runtime_reload_forget(self[PTR])
+        C.ngx_http_hotffi_ffi_runtime_reload_forget(self[PTR], sem)
         if not ok then
             return nil, "reload still in progress after " .. timeout
                         .. " s (" .. tostring(werr) .. "): the old version "

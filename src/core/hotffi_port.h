@@ -23,6 +23,14 @@ struct hotffi_port_s {
     hotffi_queue_t  *queue;        /* the runtime's; outlives the port */
     unsigned         stopped;      /* locks: queue->mtx */
 
+    /*
+     * locks: queue->mtx.  Set once libffi_init() returned 0: until then
+     * the version's threads wait in poll, so that a version whose init
+     * fails never takes a task (a reload's queued calls wait for the
+     * version that really starts).
+     */
+    unsigned         open;
+
     /* hotffi_init_error()'s copy, read after init, or after retire (the
        hub's mutex orders the reaper's write before the event loop reads) */
     char            *init_error;

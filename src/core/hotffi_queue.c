@@ -151,7 +151,8 @@ hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port)
 
     q->pollers++;
 
-    while (q->count == 0 && !q->stopped && !port->stopped) {
+    while (!port->stopped && (!port->open || (q->count == 0 && !q->stopped)))
+    {
         (void) pthread_cond_wait(&q->cond, &q->mtx);
     }
 
@@ -205,6 +206,17 @@ hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port)
 {
     (void) pthread_mutex_lock(&q->mtx);
     port->stopped = 1;
+    (void) pthread_cond_broadcast(&q->cond);
+    (void) pthread_mutex_unlock(&q->mtx);
+}
+
+
+/* thread: any */
+void
+hotffi_queue_open_port(hotffi_queue_t *q, hotffi_port_t *port)
+{
+    (void) pthread_mutex_lock(&q->mtx);
+    port->open = 1;
     (void) pthread_cond_broadcast(&q->cond);
     (void) pthread_mutex_unlock(&q->mtx);
 }

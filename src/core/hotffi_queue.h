@@ -72,6 +72,9 @@ void hotffi_queue_stop(hotffi_queue_t *q);
 /* thread: any.  Ends port's pollers only; idempotent. */
 void hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port);
 
+/* thread: any.  Lets port's pollers take tasks (see hotffi_port.h). */
+void hotffi_queue_open_port(hotffi_queue_t *q, hotffi_port_t *port);
+
 /*
  * thread: event loop.  Takes every queued task out at once, oldest first,
  * linked through task->next, for failing them when no version is left to

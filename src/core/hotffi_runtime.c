@@ -247,12 +247,19 @@ hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 static void
 hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
-    if (!hotffi_version_reapable(v) || hotffi_version_reap(v) != HOTFFI_OK) {
-        rt->lingering = 1;
+    if (hotffi_version_reapable(v) && hotffi_version_reap(v) == HOTFFI_OK) {
+        rt->reapers++;
         return;
     }
 
-    rt->reapers++;
+    rt->lingering = 1;
+    v->kept = 1;
+    v->next_kept = rt->kept;
+    rt->kept = v;
+
+    if (rt->current == v) {
+        rt->current = NULL;
+    }
 }
 
 
@@ -295,10 +302,12 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
     uint64_t           from;
     hotffi_version_t  *old, *next, *back;
 
+    /*
+     * rt->old and rt->next_version stay set until the end, so that closing
+     * one version's library knows the others still share it.
+     */
     old = rt->old;
     next = rt->next_version;
-    rt->old = NULL;
-    rt->next_version = NULL;
     from = old->number;
 
     if (old->retire_rc != 0) {
@@ -306,8 +315,9 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
                         "failed: %d%s%s", (unsigned long long) from,
                         old->retire_rc, old->port.init_error ? ": " : "",
                         old->port.init_error ? old->port.init_error : "");
-        hotffi_version_close(next, old);
+        hotffi_version_close(next);
         hotffi_version_free(next);
+        rt->next_version = NULL;
         goto rollback;
     }
 
@@ -316,12 +326,6 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
         == HOTFFI_OK)
     {
         rt->current = next;
-
-        if (old->proved) {
-            hotffi_version_close(old, next);
-            hotffi_version_free(old);
-        }
-
         hotffi_runtime_reload_done(rt, 1, from, "");
         goto done;
     }
@@ -357,12 +361,15 @@ rollback:
         hotffi_runtime_reload_done(rt, 0, from, msg);
     }
 
+done:
+
     if (old->proved) {
-        hotffi_version_close(old, rt->current);
+        hotffi_version_close(old);
         hotffi_version_free(old);
     }
 
-done:
+    rt->old = NULL;
+    rt->next_version = NULL;
 
     if (rt->unloaded) {
         hotffi_runtime_reap_final(rt, rt->current);
@@ -431,9 +438,11 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 
 
 void
-hotffi_runtime_reload_forget(hotffi_runtime_t *rt)
+hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter)
 {
-    hotffi_runtime_release_waiter(rt);
+    if (rt->waiter == waiter) {
+        hotffi_runtime_release_waiter(rt);
+    }
 }
 
 
@@ -463,7 +472,7 @@ hotffi_runtime_retired(hotffi_task_t *retire)
             rt->current = NULL;
         }
 
-        hotffi_version_close(v, rt->current);
+        hotffi_version_close(v);
         hotffi_version_free(v);
     }
 
@@ -490,17 +499,23 @@ hotffi_runtime_unref(hotffi_runtime_t *rt)
 void
 hotffi_runtime_forget(hotffi_runtime_t *rt)
 {
-    hotffi_version_t  *v[3];
     int                i;
+    hotffi_version_t  *v[3], *kept;
 
     v[0] = rt->current;
     v[1] = rt->old;
     v[2] = rt->next_version;
 
     for (i = 0; i < 3; i++) {
-        if (v[i]) {
+        if (v[i] && !v[i]->kept) {
             hotffi_version_free(v[i]);
         }
+    }
+
+    while (rt->kept) {
+        kept = rt->kept;
+        rt->kept = kept->next_kept;
+        hotffi_version_free(kept);
     }
 
     if (rt->queue) {

@@ -68,6 +68,8 @@ struct hotffi_runtime_s {
     char                    *name;      /* "lib&cfg" or "lib", for messages */
     hotffi_queue_t          *queue;     /* NULL once retired */
     hotffi_version_t        *current;   /* serving; NULL while reloading */
+    hotffi_version_t        *kept;      /* versions that proved nothing,
+                                           kept for threads that may poll */
 
     /* a reload in progress: old retires, then next starts */
     hotffi_version_t        *old;
@@ -121,8 +123,11 @@ int hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
     const char *cfg, size_t cfg_len, int keep_cfg, int handover,
     void *waiter, char *err, size_t errlen);
 
-/* thread: event loop.  The reload's caller stopped waiting: free waiter. */
-void hotffi_runtime_reload_forget(hotffi_runtime_t *rt);
+/*
+ * thread: event loop.  The reload's caller stopped waiting: frees waiter,
+ * unless a later reload already replaced (and released) it.
+ */
+void hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter);
 
 /* thread: event loop.  The serving version's number, 0 when none. */
 uint64_t hotffi_runtime_version(hotffi_runtime_t *rt);

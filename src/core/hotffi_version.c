@@ -158,6 +158,7 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
     v->port.state_len = 0;
 
     if (rc == 0) {
+        hotffi_queue_open_port(v->port.queue, &v->port);
         return HOTFFI_OK;
     }
 
@@ -261,8 +262,36 @@ hotffi_version_reaped(hotffi_version_t *v)
 }
 
 
+/* Whether another version of v's runtime has v's library open. */
+static int
+hotffi_version_shared(hotffi_version_t *v)
+{
+    int                i;
+    hotffi_runtime_t  *rt = v->rt;
+    hotffi_version_t  *other, *live[3];
+
+    live[0] = rt->current;
+    live[1] = rt->old;
+    live[2] = rt->next_version;
+
+    for (i = 0; i < 3; i++) {
+        if (live[i] && live[i] != v && live[i]->lib.handle == v->lib.handle) {
+            return 1;
+        }
+    }
+
+    for (other = rt->kept; other; other = other->next_kept) {
+        if (other != v && other->lib.handle == v->lib.handle) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 void
-hotffi_version_close(hotffi_version_t *v, hotffi_version_t *in_use)
+hotffi_version_close(hotffi_version_t *v)
 {
     int  shared;
 
@@ -270,7 +299,7 @@ hotffi_version_close(hotffi_version_t *v, hotffi_version_t *in_use)
         return;
     }
 
-    shared = in_use && in_use->lib.handle == v->lib.handle;
+    shared = hotffi_version_shared(v);
 
     if (hotffi_library_close(&v->lib) != HOTFFI_OK && !shared) {
         hotffi_hub_log(v->rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" version "

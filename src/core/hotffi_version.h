@@ -38,6 +38,8 @@ struct hotffi_version_s {
     pthread_t           reaper;      /* joined when RETIRE arrives */
     unsigned            reaping:1;   /* the reaper was started */
     unsigned            proved:1;    /* it returned: no thread of v runs */
+    unsigned            kept:1;      /* never reapable: on rt->kept */
+    hotffi_version_t   *next_kept;
     unsigned            final:1;     /* unload: wait for the queue to drain */
     unsigned            handover:1;  /* ask libffi_retire() for state */
 
@@ -86,10 +88,10 @@ void hotffi_version_reaped(hotffi_version_t *v);
 
 /*
  * thread: event loop.  Closes v's library when the runtime was loaded with
- * unpin, logging when it stays mapped though no version in use shares it.
- * Only for a reaped version (or one whose init failed without threads).
+ * unpin, logging when it stays mapped though no other version of the
+ * runtime shares it.  Only for a reaped version (or one never started).
  */
-void hotffi_version_close(hotffi_version_t *v, hotffi_version_t *in_use);
+void hotffi_version_close(hotffi_version_t *v);
 
 /* thread: event loop.  Frees v; its library must be closed or pinned. */
 void hotffi_version_free(hotffi_version_t *v);

@@ -191,11 +191,14 @@ ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
 }
 
 
-/* The reload's caller stopped waiting, woken or not. */
+/*
+ * The reload's caller stopped waiting on sema, woken or not.  A later
+ * reload may have released sema already: the core knows.
+ */
 NGX_HTTP_HOTFFI_EXPORT void
-ngx_http_hotffi_ffi_runtime_reload_forget(void *rt)
+ngx_http_hotffi_ffi_runtime_reload_forget(void *rt, void *sema)
 {
-    hotffi_runtime_reload_forget(rt);
+    hotffi_runtime_reload_forget(rt, sema);
 }
 
 

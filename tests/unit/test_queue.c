@@ -24,8 +24,8 @@ static char  slots[UNIT_SLOTS];
 
 /* ---- helpers */
 
-/* the port of the tests that need only one; never stopped */
-static hotffi_port_t  port0;
+/* the port of the tests that need only one; open, never stopped */
+static hotffi_port_t  port0 = { .open = 1 };
 
 
 static hotffi_task_t *
@@ -531,6 +531,341 @@ test_wait_drained_does_not_steal_a_push(void **state)
 }
 
 
+/* ---- ports: the versions of a runtime polling one queue */
+
+typedef struct {
+    hotffi_queue_t  *q;
+    hotffi_port_t   *port;
+} port_poller_t;
+
+
+static void *
+port_poll_thread(void *data)
+{
+    port_poller_t  *pp = data;
+
+    return hotffi_queue_poll(pp->q, pp->port);
+}
+
+
+/*
+ * A stopped port's poll returns NULL at once, for ever, though tasks are
+ * queued: they stay, in order, for another port.  Pushes are still taken.
+ */
+static void
+test_stopped_port_leaves_tasks(void **state)
+{
+    pthread_t        tid;
+    hotffi_port_t    old, cur;
+    port_poller_t    pp;
+    hotffi_queue_t  *q;
+
+    memset(&old, 0, sizeof(old));
+    memset(&cur, 0, sizeof(cur));
+    old.open = 1;
+    cur.open = 1;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+    old.queue = q;
+    cur.queue = q;
+
+    push_range(q, 0, 5);
+    assert_int_equal(NUM(hotffi_queue_poll(q, &old)), 0);
+
+    hotffi_queue_stop_port(q, &old);
+    hotffi_queue_stop_port(q, &old);
+
+    /* in a thread: a poll that blocked would fail the join, not hang */
+    pp.q = q;
+    pp.port = &old;
+    assert_int_equal(pthread_create(&tid, NULL, port_poll_thread, &pp), 0);
+    assert_null(unit_join(tid, UNIT_WAIT_MS));
+    assert_null(hotffi_queue_poll(q, &old));
+    assert_int_equal(hotffi_queue_depth(q), 4);
+
+    /* the queue itself is not stopped */
+    push_range(q, 5, 7);
+
+    assert_int_equal(NUM(hotffi_queue_poll(q, &cur)), 1);
+    assert_null(hotffi_queue_poll(q, &old));
+    assert_int_equal(NUM(hotffi_queue_poll(q, &cur)), 2);
+    assert_int_equal(NUM(hotffi_queue_poll(q, &cur)), 3);
+    assert_int_equal(NUM(hotffi_queue_poll(q, &cur)), 4);
+    assert_int_equal(NUM(hotffi_queue_poll(q, &cur)), 5);
+    assert_int_equal(NUM(hotffi_queue_poll(q, &cur)), 6);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    /* the unload stops every port once empty: cur's poll ends too */
+    hotffi_queue_stop(q);
+    assert_null(hotffi_queue_poll(q, &cur));
+
+    hotffi_queue_destroy(q);
+}
+
+
+/*
+ * A poller of the old port sleeping in poll is woken by stop_port and gets
+ * NULL; the poller of the other port sleeps on and gets the next push.
+ */
+static void
+test_stop_port_wakes_its_poller(void **state)
+{
+    pthread_t        t_old, t_cur;
+    hotffi_port_t    old, cur;
+    port_poller_t    pp_old, pp_cur;
+    hotffi_queue_t  *q;
+
+    memset(&old, 0, sizeof(old));
+    memset(&cur, 0, sizeof(cur));
+    old.open = 1;
+    cur.open = 1;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    pp_old.q = q;
+    pp_old.port = &old;
+    pp_cur.q = q;
+    pp_cur.port = &cur;
+
+    assert_int_equal(pthread_create(&t_old, NULL, port_poll_thread, &pp_old),
+                     0);
+    assert_int_equal(pthread_create(&t_cur, NULL, port_poll_thread, &pp_cur),
+                     0);
+    wait_pollers(q, 2);
+
+    hotffi_queue_stop_port(q, &old);
+    assert_null(unit_join(t_old, UNIT_WAIT_MS));
+
+    /* the broadcast woke cur's poller too: it must have gone back to sleep */
+    wait_pollers(q, 1);
+
+    push_range(q, 9, 10);
+    assert_int_equal(NUM(unit_join(t_cur, UNIT_WAIT_MS)), 9);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    hotffi_queue_destroy(q);
+}
+
+
+/*
+ * A push signals one sleeper.  Here the sleepers are two pollers of a port
+ * being stopped while the push happens and one poller of the live port:
+ * whichever the signal wakes, the task must be taken exactly once, by the
+ * live port's poller unless an old poller took it before its stop -- never
+ * left in the queue next to a sleeping live poller.
+ */
+typedef struct {
+    hotffi_queue_t  *q;
+    hotffi_port_t   *port;
+    atomic_int       go;
+} stopper_t;
+
+
+static void *
+stop_port_thread(void *data)
+{
+    stopper_t  *s = data;
+
+    while (atomic_load(&s->go) == 0) {
+        /* spin: start together with the push */
+    }
+
+    hotffi_queue_stop_port(s->q, s->port);
+
+    return NULL;
+}
+
+
+static void
+test_push_while_port_stops(void **state)
+{
+    int              i, k, by_old, by_cur;
+    void            *got;
+    pthread_t        t_old[2], t_cur, t_stop;
+    stopper_t        stopper;
+    hotffi_port_t    old, cur;
+    port_poller_t    pp_old, pp_cur;
+    hotffi_queue_t  *q;
+
+    by_old = 0;
+    by_cur = 0;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    for (i = 0; i < 300; i++) {
+        memset(&old, 0, sizeof(old));
+        memset(&cur, 0, sizeof(cur));
+        old.open = 1;
+        cur.open = 1;
+
+        pp_old.q = q;
+        pp_old.port = &old;
+        pp_cur.q = q;
+        pp_cur.port = &cur;
+
+        stopper.q = q;
+        stopper.port = &old;
+        atomic_init(&stopper.go, 0);
+
+        for (k = 0; k < 2; k++) {
+            assert_int_equal(pthread_create(&t_old[k], NULL,
+                                            port_poll_thread, &pp_old), 0);
+        }
+
+        assert_int_equal(pthread_create(&t_cur, NULL, port_poll_thread,
+                                        &pp_cur), 0);
+        wait_pollers(q, 3);
+
+        assert_int_equal(pthread_create(&t_stop, NULL, stop_port_thread,
+                                        &stopper), 0);
+
+        atomic_store(&stopper.go, 1);
+        push_range(q, i + 1, i + 2);
+
+        (void) unit_join(t_stop, UNIT_WAIT_MS);
+
+        got = NULL;
+
+        for (k = 0; k < 2; k++) {
+            void  *t = unit_join(t_old[k], UNIT_WAIT_MS);
+
+            if (t) {
+                assert_null(got);
+                got = t;
+                by_old++;
+            }
+        }
+
+        if (got) {
+            /* an old poller took it before the stop: cur still sleeps */
+            hotffi_queue_stop_port(q, &cur);
+            assert_null(unit_join(t_cur, UNIT_WAIT_MS));
+
+        } else {
+            got = unit_join(t_cur, UNIT_WAIT_MS);
+            by_cur++;
+        }
+
+        assert_int_equal(NUM(got), i + 1);
+        assert_int_equal(hotffi_queue_depth(q), 0);
+        assert_int_equal(pollers(q), 0);
+    }
+
+    /* the live port's poller got it at least sometimes: the race ran */
+    assert_int_equal(by_old + by_cur, 300);
+    assert_true(by_cur > 0);
+
+    hotffi_queue_destroy(q);
+}
+
+
+/*
+ * take_all: every queued task, oldest first, linked through next, across
+ * a wrapped ring; the queue is empty after it.  Tasks are real ones here:
+ * take_all writes their next field.
+ */
+static void
+test_take_all(void **state)
+{
+    int              i;
+    hotffi_task_t   *tasks[12], *t;
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    for (i = 0; i < 12; i++) {
+        tasks[i] = calloc(1, sizeof(hotffi_task_t));
+        assert_non_null(tasks[i]);
+    }
+
+    /* nothing queued: NULL */
+    assert_null(hotffi_queue_take_all(q));
+
+    /* wrap the ring: head at 5 of 8 */
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(hotffi_queue_push(q, tasks[i]), HOTFFI_OK);
+        assert_ptr_equal(qpoll(q), tasks[i]);
+    }
+
+    for (i = 5; i < 12; i++) {
+        assert_int_equal(hotffi_queue_push(q, tasks[i]), HOTFFI_OK);
+    }
+
+    assert_true(q->head + q->count > q->cap);
+
+    t = hotffi_queue_take_all(q);
+
+    for (i = 5; i < 12; i++) {
+        assert_ptr_equal(t, tasks[i]);
+        t = t->next;
+    }
+
+    assert_null(t);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+    assert_null(hotffi_queue_take_all(q));
+
+    /* still a working queue */
+    assert_int_equal(hotffi_queue_push(q, tasks[0]), HOTFFI_OK);
+    assert_ptr_equal(qpoll(q), tasks[0]);
+
+    for (i = 0; i < 12; i++) {
+        free(tasks[i]);
+    }
+
+    hotffi_queue_destroy(q);
+}
+
+
+/* take_all on a stopped queue empties it: that ends a drain wait. */
+static void
+test_take_all_wakes_drain_waiter(void **state)
+{
+    int              i;
+    pthread_t        tid;
+    drain_waiter_t   dw;
+    hotffi_task_t   *tasks[3], *t;
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    for (i = 0; i < 3; i++) {
+        tasks[i] = calloc(1, sizeof(hotffi_task_t));
+        assert_non_null(tasks[i]);
+        assert_int_equal(hotffi_queue_push(q, tasks[i]), HOTFFI_OK);
+    }
+
+    hotffi_queue_stop(q);
+
+    dw.q = q;
+    atomic_init(&dw.returned, 0);
+    assert_int_equal(pthread_create(&tid, NULL, wait_drained_thread, &dw), 0);
+
+    /* stopped, not empty: it waits (checked for a while) */
+    unit_sleep_ms(30);
+    assert_int_equal(atomic_load(&dw.returned), 0);
+
+    t = hotffi_queue_take_all(q);
+    (void) unit_join(tid, UNIT_WAIT_MS);
+    assert_int_equal(atomic_load(&dw.returned), 1);
+
+    for (i = 0; i < 3; i++) {
+        assert_ptr_equal(t, tasks[i]);
+        t = t->next;
+        free(tasks[i]);
+    }
+
+    assert_null(t);
+    assert_null(qpoll(q));
+
+    hotffi_queue_destroy(q);
+}
+
+
 int
 main(void)
 {
@@ -547,6 +882,11 @@ main(void)
         cmocka_unit_test(test_wait_drained_after_last_task_taken),
         cmocka_unit_test(test_wait_drained_empty),
         cmocka_unit_test(test_wait_drained_does_not_steal_a_push),
+        cmocka_unit_test(test_stopped_port_leaves_tasks),
+        cmocka_unit_test(test_stop_port_wakes_its_poller),
+        cmocka_unit_test(test_push_while_port_stops),
+        cmocka_unit_test(test_take_all),
+        cmocka_unit_test(test_take_all_wakes_drain_waiter),
     };
 
     unit_init();
