@@ -10,9 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 use Test::More;
-use File::Copy qw(copy);
-use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep);
+use HotffiReload;
 
 plan(skip_all => 'the Rust runtimes are not run under valgrind')
     if $ENV{HOTFFI_TEST_VALGRIND};
@@ -27,70 +25,21 @@ for my $name (qw(rust_counter_a rust_counter_b)) {
     BAIL_OUT("build first: make ($build/lib$name.so does not exist)");
 }
 
-{
-    my $syms = `nm -D --defined-only $build/librust_counter_a.so`;
-    is(join(' ', sort map { (split)[2] } grep { / T / } split /\n/, $syms),
-       'libffi_fini libffi_init libffi_retire',
-       'export_runtime!(init, retire) exports libffi_retire too');
-}
+is(join(' ', exported_functions("$build/librust_counter_a.so")),
+   'libffi_fini libffi_init libffi_retire',
+   'export_runtime!(init, retire) exports libffi_retire too');
 
-my $dir = tempdir('hotffi-rust-inplace-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-chmod 0755, $dir;
-my $lib = "$dir/libcounter.so";
+my $lib = deploy_dir('hotffi-rust-inplace') . '/libcounter.so';
 
 sub deploy {
     my ($which) = @_;
-    copy("$build/librust_counter_$which.so", "$lib.new") or die "copy: $!";
-    rename "$lib.new", $lib or die "rename: $!";
+    deploy_file("$build/librust_counter_$which.so", $lib);
 }
 
-my $config = <<'CONF';
-location = /count {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load(
-            os.getenv("COUNTER_LIB"), nil, { unpin = true, name = "rcount" }))
-        local ok, res, err = rt:count("x")
-        if not ok then
-            ngx.status = 500
-            ngx.say("failed: ", tostring(res), " ", tostring(err))
-            return
-        end
-        ngx.say(res)
-    }
-}
-# GET /reload[?state=0][&cfg=C]
-location = /reload {
-    content_by_lua_block {
-        local rt = require("resty.hotffi").get("rcount")
-        local res, err = rt:__reload{ state = ngx.var.arg_state ~= "0",
-                                      cfg = ngx.var.arg_cfg }
-        if not res then
-            ngx.status = 500
-            ngx.say("error: ", err)
-            return
-        end
-        ngx.say("ok ", res.from, " ", res.to)
-    }
-}
-location = /maps {
-    content_by_lua_block {
-        local n = 0
-        for line in io.lines("/proc/self/maps") do
-            if line:find("libcounter.so", 1, true) and line:find("r-xp") then
-                n = n + 1
-            end
-        end
-        ngx.say(n)
-    }
-}
-CONF
-
-sub body {
-    my ($nginx, $path) = @_;
-    my $r = $nginx->get($path);
-    chomp(my $b = $r->{content});
-    return ($r->{status}, $b);
-}
+my $config = reload_locations(
+    load => 'require("resty.hotffi").load(os.getenv("COUNTER_LIB"), nil,
+                                          { unpin = true, name = "rcount" })',
+    maps => 'libcounter.so');
 
 deploy('a');
 my $nginx = HotffiTest::Nginx->new(name => 'rust inplace', config => $config,
@@ -117,45 +66,14 @@ is_deeply([ body($nginx, '/count') ], [ 200, 'B 2' ],
           'the old version serves again, its count handed back');
 
 # ---- 20 reloads under load, alternating the two builds on disk
-{
-    my ($s0, $b0) = body($nginx, '/count');
-    my ($base) = $b0 =~ / (\d+)$/;
-    my $clients = start_clients($nginx, 4, '/count');
-    # version 4 was the one that failed: the first goes from 3 to 5
-    my ($ok, $which, $prev) = (0, 'b', 3);
-    for my $i (1 .. 20) {
-        $which = $which eq 'a' ? 'b' : 'a';
-        deploy($which);
-        my ($st, $tx) = body($nginx, '/reload');
-        if ($st == 200 && $tx =~ /^ok (\d+) (\d+)$/ && $1 == $prev
-            && $2 > $1)
-        {
-            $ok++;
-            $prev = $2;
-        }
-        sleep 0.01;
-    }
-    my @answers = stop_clients($clients);
-    is($ok, 20, '20 reloads, each from the version the last one started');
-    my @failed = grep { $_->[0] != 200 } @answers;
-    is(scalar @failed, 0, 'no call failed across 20 reloads')
-        or diag(explain([ @failed[0 .. ($#failed < 4 ? $#failed : 4)] ]));
-    my $n = @answers;
-    ok($n > 20, "the clients made $n calls meanwhile");
-    my %seen;
-    my @counts = map { $_->[1] =~ /^[AB] (\d+)$/ ? $1 : -1 } @answers;
-    $seen{$_}++ for @counts;
-    is(scalar(grep { $seen{$_} > 1 } keys %seen), 0, 'no count was handed out twice');
-    my ($min, $max) = (sort { $a <=> $b } @counts)[0, -1];
-    is($min, $base + 1, 'the count went on from before the reloads');
-    is($max, $base + $n, 'and never restarted: every call counted once');
-    ok((grep { /^A / } map { $_->[1] } @answers)
-       && (grep { /^B / } map { $_->[1] } @answers), 'both builds answered');
-    is_deeply([ body($nginx, '/count') ],
-              [ 200, uc($which) . ' ' . ($base + $n + 1) ],
-              'the last build deployed answers, counting on');
-    is((body($nginx, '/maps'))[1], 1, 'unpin: one build mapped after 20 reloads');
-}
+# (version 4 failed: the first goes from 3 to 5)
+reload_under_load($nginx, reloads => 20, failed_before => 1,
+                  before_each => sub {
+                      my $which = $_[0] % 2 ? 'a' : 'b';
+                      deploy($which);
+                      return uc $which;
+                  });
+is((body($nginx, '/maps'))[1], 1, 'unpin: one build mapped after 20 reloads');
 
 unlike($nginx->error_log_text, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
 $nginx->stop;

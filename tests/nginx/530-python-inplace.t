@@ -14,8 +14,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 use Test::More;
-use File::Temp qw(tempdir);
-use Time::HiRes qw(sleep);
+use HotffiReload;
 
 # CPython under valgrind needs its own suppressions (see the file)
 $ENV{HOTFFI_TEST_VALGRIND_SUPP} //= "$HotffiTest::REPO/loaders/python/valgrind.supp";
@@ -24,17 +23,10 @@ BAIL_OUT("build first: make ($HotffiTest::REPO/build/lib/libhotffi_python.so "
          . "does not exist)")
     unless -e "$HotffiTest::REPO/build/lib/libhotffi_python.so";
 
-my $dir = tempdir('hotffi-py-inplace-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-chmod 0777, $dir;
+my $dir = deploy_dir('hotffi-py-inplace', 0777);
 
-sub write_file {
-    my ($text) = @_;
-    # write and rename, as a deployment would: a load never sees half a file
-    open my $fh, '>', "$dir/counter.py.new" or die "cannot write: $!";
-    print {$fh} $text;
-    close $fh or die "cannot write: $!";
-    rename "$dir/counter.py.new", "$dir/counter.py" or die "cannot rename: $!";
-}
+# write and rename, as a deployment would: a load never sees half a file
+sub write_file { deploy_text($_[0], "$dir/counter.py") }
 
 # A counter: every answer is "<tag> <count>"; the count goes to the next
 # version through retire() and hotffi.state().  $extra is appended, to
@@ -70,42 +62,22 @@ def retire(tq):
 PY
 }
 
-my $config = <<'CONF';
-location = /count {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-            os.getenv("PY_DIR") .. "/counter?,init,x", { name = "pycount" }))
-        local ok, res, err = rt:count("x")
-        if not ok then
-            ngx.status = 500
-            ngx.say("failed: ", tostring(res), " ", tostring(err))
-            return
-        end
-        ngx.say(res)
-    }
-}
-# GET /reload[?state=0][&cfg=C][&lib=1]: C replaces the cfg part of
-# counter?,init,x; lib=1 reloads into the C counter with cfg C instead
-location = /reload {
-    content_by_lua_block {
-        local rt = require("resty.hotffi").get("pycount")
-        local lib, cfg = nil, ngx.var.arg_cfg
-        if ngx.var.arg_lib then
-            lib = os.getenv("COUNTER_LIB")
-        elseif cfg then
-            -- the loader's configuration with C for the module's cfg
-            cfg = os.getenv("PY_DIR") .. "/counter?,init," .. cfg
-        end
-        local res, err = rt:__reload{ state = ngx.var.arg_state ~= "0",
-                                      lib = lib, cfg = cfg }
-        if not res then
-            ngx.status = 500
-            ngx.say("error: ", err)
-            return
-        end
-        ngx.say("ok ", res.from, " ", res.to)
-    }
-}
+# /reload?cfg=C replaces the cfg part of counter?,init,x; &lib=1 reloads
+# into the C counter with cfg C instead
+my $reload_args = <<'LUA';
+local lib, cfg = nil, ngx.var.arg_cfg
+if ngx.var.arg_lib then
+    lib = os.getenv("COUNTER_LIB")
+elseif cfg then
+    cfg = os.getenv("PY_DIR") .. "/counter?,init," .. cfg
+end
+LUA
+
+my $config = reload_locations(
+    load => 'require("resty.hotffi").load("hotffi_python",
+                 os.getenv("PY_DIR") .. "/counter?,init,x",
+                 { name = "pycount" })',
+    reload_args => $reload_args) . <<'CONF';
 location = /outside {
     content_by_lua_block {
         local rt, err = require("resty.hotffi").load("hotffi_python",
@@ -119,13 +91,6 @@ location = /outside {
     }
 }
 CONF
-
-sub body {
-    my ($nginx, $path) = @_;
-    my $r = $nginx->get($path);
-    chomp(my $b = $r->{content});
-    return ($r->{status}, $b);
-}
 
 write_file(counter('v1'));
 my $nginx = HotffiTest::Nginx->new(name => 'python inplace', config => $config,
@@ -265,43 +230,20 @@ is_deeply([ body($nginx, '/count') ], [ 200, 'v5 3' ],
           'v5\'s module again (the file is still broken), count kept');
 
 # ---- ten reloads into new code under load, one failure among them
-{
-    my ($s0, $b0) = body($nginx, '/count');
-    my ($base) = $b0 =~ / (\d+)$/;
-    my $clients = start_clients($nginx, 4, '/count');
-    my ($ok, $refused) = (0, 0);
-    for my $i (1 .. 10) {
-        if ($i == 5) {
-            write_file("def broken(:\n");
-            my ($st, $tx) = body($nginx, '/reload');
-            $refused++ if $st == 500 && $tx =~ /SyntaxError.* serves again$/s;
-        }
-        write_file(counter("L$i"));
-        my ($st, $tx) = body($nginx, '/reload');
-        $ok++ if $st == 200 && $tx =~ /^ok \d+ \d+$/;
-        sleep 0.02;
-    }
-    my @answers = stop_clients($clients);
-    is($ok, 10, '10 reloads under load, each to new code');
-    is($refused, 1, 'and a broken version among them was rolled back');
-    my @failed = grep { $_->[0] != 200 } @answers;
-    is(scalar @failed, 0, 'no call failed across the reloads')
-        or diag(explain([ @failed[0 .. ($#failed < 4 ? $#failed : 4)] ]));
-    my $n = @answers;
-    ok($n > 10, "the clients made $n calls meanwhile");
-    my %seen;
-    my @counts = map { $_->[1] =~ /^\w+ (\d+)$/ ? $1 : -1 } @answers;
-    $seen{$_}++ for @counts;
-    is(scalar(grep { $seen{$_} > 1 } keys %seen), 0,
-       'no count was handed out twice');
-    my ($min, $max) = (sort { $a <=> $b } @counts)[0, -1];
-    is($min, $base + 1, 'the count went on from before the reloads');
-    is($max, $base + $n, 'and never restarted: every call counted once');
-    my %tags = map { ($_->[1] =~ /^(\w+) /)[0] => 1 } @answers;
-    ok(keys %tags >= 3, 'several versions answered: ' . join(' ', sort keys %tags));
-    is_deeply([ body($nginx, '/count') ], [ 200, 'L10 ' . ($base + $n + 1) ],
-              'the last version answers, counting on');
-}
+reload_under_load($nginx, reloads => 10, pause => 0.02,
+                  # versions 11 and 12 failed: the first goes from 10 to 13
+                  failed_before => 2,
+                  before_each => sub {
+                      my ($i) = @_;
+                      write_file(counter("L$i"));
+                      return "L$i";
+                  },
+                  refuse => {
+                      at     => 5,
+                      before => sub { write_file("def broken(:\n") },
+                      error  => qr/SyntaxError/,
+                  },
+                  answered_by => 3);
 
 unlike($nginx->error_log_text, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
 $nginx->stop;

@@ -9,8 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 use Test::More;
-use File::Copy qw(copy);
-use File::Temp qw(tempdir);
+use HotffiReload;
 use Time::HiRes qw(sleep);
 
 my $build = "$HotffiTest::REPO/build/lib";
@@ -19,73 +18,18 @@ BAIL_OUT("build first: make ($build/libcounter_b.so does not exist)")
 
 # The deployment directory: one path whose file is replaced, by rename as
 # an installer does, by build a or build b of the counter.
-my $dir = tempdir('hotffi-reload-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-chmod 0755, $dir;
-my $lib = "$dir/libcounter.so";
+my $lib = deploy_dir('hotffi-reload') . '/libcounter.so';
 
 sub deploy {
     my ($which) = @_;
-    my $from = $which eq 'a' ? "$build/libcounter.so" : "$build/libcounter_b.so";
-    copy($from, "$lib.new") or die "copy: $!";
-    rename "$lib.new", $lib or die "rename: $!";
+    deploy_file($which eq 'a' ? "$build/libcounter.so"
+                              : "$build/libcounter_b.so", $lib);
 }
 
-my $config = <<'CONF';
-# GET /count[?req=R]: one call of the counter
-location = /count {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load(
-            os.getenv("COUNTER_LIB"), nil, { unpin = true, name = "counter" }))
-        local ok, res, err = rt:count(ngx.var.arg_req or "x")
-        if not ok then
-            ngx.status = 500
-            ngx.say("failed: ", tostring(res), " ", tostring(err))
-            return
-        end
-        ngx.say(res)
-    }
-}
-# GET /reload[?state=0][&cfg=C][&lib=L]
-location = /reload {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load(
-            os.getenv("COUNTER_LIB"), nil, { unpin = true, name = "counter" }))
-        local res, err = rt:__reload{ state = ngx.var.arg_state ~= "0",
-                                      cfg = ngx.var.arg_cfg,
-                                      lib = ngx.var.arg_lib }
-        if not res then
-            ngx.status = 500
-            ngx.say("error: ", err)
-            return
-        end
-        ngx.say("ok ", res.from, " ", res.to)
-    }
-}
-location = /stats {
-    content_by_lua_block {
-        local rt = require("resty.hotffi").get("counter")
-        local s = rt:__stats()
-        local last = s.last_reload or {}
-        ngx.say("version=", s.version, " reloads=", s.reloads,
-                " failures=", s.reload_failures, " inflight=", s.inflight,
-                " queued=", s.queued, " failed=", s.failed,
-                " last_ok=", tostring(last.ok))
-    }
-}
-location = /maps {
-    content_by_lua_block {
-        local n = 0
-        for line in io.lines("/proc/self/maps") do
-            if line:find("libcounter.so", 1, true) and line:find("r-xp") then
-                n = n + 1
-            end
-        end
-        ngx.say(n)
-    }
-}
-CONF
-
-sub body { my ($nginx, $path) = @_; my $r = $nginx->get($path); chomp(my $b = $r->{content}); return ($r->{status}, $b) }
+my $config = reload_locations(
+    load => 'require("resty.hotffi").load(os.getenv("COUNTER_LIB"), nil,
+                                          { unpin = true, name = "counter" })',
+    maps => 'libcounter.so');
 
 deploy('a');
 my $nginx = HotffiTest::Nginx->new(name => 'reload', config => $config,
@@ -160,44 +104,15 @@ is_deeply([ body($nginx, '/count') ], [ 200, 'b 3' ], 'nothing changed');
 
 # ---- 50 reloads under load, alternating two builds on disk with unpin
 {
-    my ($s0, $b0) = body($nginx, '/count');
-    my ($base) = $b0 =~ / (\d+)$/;
-    my ($v0) = (body($nginx, '/stats'))[1] =~ /^version=(\d+) reloads=(\d+)/;
-    my $r0 = $2;
-    my $clients = start_clients($nginx, 4, '/count');
-    my ($ok, $prev, $which) = (0, undef, 'a');
-    for my $i (1 .. 50) {
-        $which = $which eq 'a' ? 'b' : 'a';
+    my $r = reload_under_load($nginx, reloads => 50, before_each => sub {
+        my $which = $_[0] % 2 ? 'b' : 'a';
         deploy($which);
-        my ($st, $tx) = body($nginx, '/reload');
-        $ok++ if $st == 200 && $tx =~ /^ok (\d+) (\d+)$/ && $2 == $1 + 1;
-        sleep 0.01;
-    }
-    my @answers = stop_clients($clients);
-    is($ok, 50, '50 reloads, each to the next version');
-    my @failed = grep { $_->[0] != 200 } @answers;
-    is(scalar @failed, 0, 'no call failed across 50 reloads')
-        or diag(explain([ @failed[0 .. ($#failed < 4 ? $#failed : 4)] ]));
-    my %seen;
-    my @counts = map { $_->[1] =~ /^[ab] (\d+)$/ ? $1 : -1 } @answers;
-    $seen{$_}++ for @counts;
-    my $n = @answers;
-    ok($n > 50, "the clients made $n calls meanwhile");
-    is(scalar(grep { $seen{$_} > 1 } keys %seen), 0, 'no count was handed out twice');
-    my ($min, $max) = (sort { $a <=> $b } @counts)[0, -1];
-    is($min, $base + 1, 'the count went on from before the reloads');
-    is($max, $base + $n, 'and never restarted: every call counted once');
-    ok((grep { /^a / } map { $_->[1] } @answers)
-       && (grep { /^b / } map { $_->[1] } @answers),
-       'both builds answered');
-    is_deeply([ body($nginx, '/count') ], [ 200, "$which " . ($base + $n + 1) ],
-              'the last build deployed answers, counting on');
-    is((body($nginx, '/maps'))[1], 1, 'unpin: one build mapped after 50 reloads');
-    my $v = $v0 + 50;
-    my $r = $r0 + 50;
-    like((body($nginx, '/stats'))[1],
-         qr/^version=$v reloads=$r failures=1 inflight=0 queued=0 failed=0 /,
-         'stats after it all: 50 more versions, nothing failed or left');
+        return $which;
+    });
+    is((body($nginx, '/maps'))[1], 1,
+       'unpin: one build mapped after 50 reloads');
+    is_deeply([ @{ $r->{stats} }{qw(failures failed)} ], [ 1, 0 ],
+              'still the one failed reload of before, and no failed call');
 }
 
 unlike($nginx->error_log_text, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');

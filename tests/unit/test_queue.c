@@ -118,6 +118,20 @@ wait_drained_thread(void *data)
 }
 
 
+/* A thread waiting for q's drain; dw->returned says when it is over. */
+static pthread_t
+drain_waiter_start(drain_waiter_t *dw, hotffi_queue_t *q)
+{
+    pthread_t  tid;
+
+    dw->q = q;
+    atomic_init(&dw->returned, 0);
+    assert_int_equal(pthread_create(&tid, NULL, wait_drained_thread, dw), 0);
+
+    return tid;
+}
+
+
 /* ---- tests */
 
 static void
@@ -437,13 +451,10 @@ test_wait_drained_after_last_task_taken(void **state)
     q = hotffi_queue_create(8);
     assert_non_null(q);
 
-    dw.q = q;
-    atomic_init(&dw.returned, 0);
-
     push_range(q, 0, 3);
     hotffi_queue_stop(q);
 
-    assert_int_equal(pthread_create(&tid, NULL, wait_drained_thread, &dw), 0);
+    tid = drain_waiter_start(&dw, q);
 
     /* stopped but not empty: it must keep waiting (checked for a while) */
     unit_sleep_ms(30);
@@ -472,11 +483,8 @@ test_wait_drained_empty(void **state)
     q = hotffi_queue_create(8);
     assert_non_null(q);
 
-    dw.q = q;
-    atomic_init(&dw.returned, 0);
-
     /* empty but not stopped: a push may still come, so it waits */
-    assert_int_equal(pthread_create(&tid, NULL, wait_drained_thread, &dw), 0);
+    tid = drain_waiter_start(&dw, q);
     unit_sleep_ms(30);
     assert_int_equal(atomic_load(&dw.returned), 0);
 
@@ -508,11 +516,7 @@ test_wait_drained_does_not_steal_a_push(void **state)
     q = hotffi_queue_create(8);
     assert_non_null(q);
 
-    dw.q = q;
-    atomic_init(&dw.returned, 0);
-
-    assert_int_equal(pthread_create(&drainer, NULL, wait_drained_thread, &dw),
-                     0);
+    drainer = drain_waiter_start(&dw, q);
 
     /* the drain waiter must be the older sleeper: give it time to sleep */
     unit_sleep_ms(50);
@@ -548,6 +552,19 @@ port_poll_thread(void *data)
 }
 
 
+/* An open port of q, zeroed, and a poller's view of it. */
+static void
+port_init(hotffi_port_t *port, port_poller_t *pp, hotffi_queue_t *q)
+{
+    memset(port, 0, sizeof(hotffi_port_t));
+    port->queue = q;
+    port->open = 1;
+
+    pp->q = q;
+    pp->port = port;
+}
+
+
 /*
  * A stopped port's poll returns NULL at once, for ever, though tasks are
  * queued: they stay, in order, for another port.  Pushes are still taken.
@@ -557,18 +574,13 @@ test_stopped_port_leaves_tasks(void **state)
 {
     pthread_t        tid;
     hotffi_port_t    old, cur;
-    port_poller_t    pp;
+    port_poller_t    pp_old, pp_cur;
     hotffi_queue_t  *q;
-
-    memset(&old, 0, sizeof(old));
-    memset(&cur, 0, sizeof(cur));
-    old.open = 1;
-    cur.open = 1;
 
     q = hotffi_queue_create(8);
     assert_non_null(q);
-    old.queue = q;
-    cur.queue = q;
+    port_init(&old, &pp_old, q);
+    port_init(&cur, &pp_cur, q);
 
     push_range(q, 0, 5);
     assert_int_equal(NUM(hotffi_queue_poll(q, &old)), 0);
@@ -577,9 +589,8 @@ test_stopped_port_leaves_tasks(void **state)
     hotffi_queue_stop_port(q, &old);
 
     /* in a thread: a poll that blocked would fail the join, not hang */
-    pp.q = q;
-    pp.port = &old;
-    assert_int_equal(pthread_create(&tid, NULL, port_poll_thread, &pp), 0);
+    assert_int_equal(pthread_create(&tid, NULL, port_poll_thread, &pp_old),
+                     0);
     assert_null(unit_join(tid, UNIT_WAIT_MS));
     assert_null(hotffi_queue_poll(q, &old));
     assert_int_equal(hotffi_queue_depth(q), 4);
@@ -616,18 +627,10 @@ test_stop_port_wakes_its_poller(void **state)
     port_poller_t    pp_old, pp_cur;
     hotffi_queue_t  *q;
 
-    memset(&old, 0, sizeof(old));
-    memset(&cur, 0, sizeof(cur));
-    old.open = 1;
-    cur.open = 1;
-
     q = hotffi_queue_create(8);
     assert_non_null(q);
-
-    pp_old.q = q;
-    pp_old.port = &old;
-    pp_cur.q = q;
-    pp_cur.port = &cur;
+    port_init(&old, &pp_old, q);
+    port_init(&cur, &pp_cur, q);
 
     assert_int_equal(pthread_create(&t_old, NULL, port_poll_thread, &pp_old),
                      0);
@@ -696,15 +699,8 @@ test_push_while_port_stops(void **state)
     assert_non_null(q);
 
     for (i = 0; i < 300; i++) {
-        memset(&old, 0, sizeof(old));
-        memset(&cur, 0, sizeof(cur));
-        old.open = 1;
-        cur.open = 1;
-
-        pp_old.q = q;
-        pp_old.port = &old;
-        pp_cur.q = q;
-        pp_cur.port = &cur;
+        port_init(&old, &pp_old, q);
+        port_init(&cur, &pp_cur, q);
 
         stopper.q = q;
         stopper.port = &old;
@@ -762,6 +758,19 @@ test_push_while_port_stops(void **state)
 }
 
 
+/* n zeroed tasks, where a test needs real ones; free each with free(). */
+static void
+new_tasks(hotffi_task_t **tasks, int n)
+{
+    int  i;
+
+    for (i = 0; i < n; i++) {
+        tasks[i] = calloc(1, sizeof(hotffi_task_t));
+        assert_non_null(tasks[i]);
+    }
+}
+
+
 /*
  * take_all: every queued task, oldest first, linked through next, across
  * a wrapped ring; the queue is empty after it.  Tasks are real ones here:
@@ -777,10 +786,7 @@ test_take_all(void **state)
     q = hotffi_queue_create(8);
     assert_non_null(q);
 
-    for (i = 0; i < 12; i++) {
-        tasks[i] = calloc(1, sizeof(hotffi_task_t));
-        assert_non_null(tasks[i]);
-    }
+    new_tasks(tasks, 12);
 
     /* nothing queued: NULL */
     assert_null(hotffi_queue_take_all(q));
@@ -833,17 +839,15 @@ test_take_all_wakes_drain_waiter(void **state)
     q = hotffi_queue_create(8);
     assert_non_null(q);
 
+    new_tasks(tasks, 3);
+
     for (i = 0; i < 3; i++) {
-        tasks[i] = calloc(1, sizeof(hotffi_task_t));
-        assert_non_null(tasks[i]);
         assert_int_equal(hotffi_queue_push(q, tasks[i]), HOTFFI_OK);
     }
 
     hotffi_queue_stop(q);
 
-    dw.q = q;
-    atomic_init(&dw.returned, 0);
-    assert_int_equal(pthread_create(&tid, NULL, wait_drained_thread, &dw), 0);
+    tid = drain_waiter_start(&dw, q);
 
     /* stopped, not empty: it waits (checked for a while) */
     unit_sleep_ms(30);

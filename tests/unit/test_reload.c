@@ -317,6 +317,59 @@ call(fixture_t *f, hotffi_runtime_t *rt, const char *req, const char *want)
 }
 
 
+/*
+ * n calls in turn, which rt_count must answer with the counts from, from+1
+ * and on: "<tag>:<count>", or the bare count when tag is NULL.
+ */
+static void
+calls(fixture_t *f, hotffi_runtime_t *rt, const char *tag, int from, int n)
+{
+    int   i;
+    char  req[32], want[64];
+
+    for (i = from; i < from + n; i++) {
+        (void) snprintf(req, sizeof(req), "call %d", i);
+
+        if (tag) {
+            (void) snprintf(want, sizeof(want), "%s:%d", tag, i);
+
+        } else {
+            (void) snprintf(want, sizeof(want), "%d", i);
+        }
+
+        call(f, rt, req, want);
+    }
+}
+
+
+/* A reload of the same library, which must go on in the background. */
+static void
+reload_begin(fixture_t *f, hotffi_runtime_t *rt, const char *cfg,
+    int handover, unit_waiter_t *w)
+{
+    assert_int_equal(reload(f, rt, NULL, cfg, handover, w), HOTFFI_AGAIN);
+}
+
+
+/* The same, waited out; w is fresh. */
+static void
+reload_wait(fixture_t *f, hotffi_runtime_t *rt, const char *cfg,
+    int handover, unit_waiter_t *w)
+{
+    reload_begin(f, rt, cfg, handover, w);
+    unit_drain_until(f->hub, woken, w);
+}
+
+
+/* A test's end: the reload's waiter forgotten, the runtime retired. */
+static void
+forget_and_retire(fixture_t *f, hotffi_runtime_t *rt, unit_waiter_t *w)
+{
+    hotffi_runtime_reload_forget(rt, w);
+    unit_retire(f->hub, rt);
+}
+
+
 static int
 reload_ended(void *data)
 {
@@ -439,11 +492,9 @@ test_handover(void **state)
     tq1 = &rt->current->port;
     assert_int_equal(hotffi_runtime_version(rt), 1);
 
-    call(f, rt, "a", "1");
-    call(f, rt, "b", "2");
-    call(f, rt, "c", "3");
+    calls(f, rt, NULL, 1, 3);
 
-    assert_int_equal(reload(f, rt, NULL, NULL, 1, &w), HOTFFI_AGAIN);
+    reload_begin(f, rt, NULL, 1, &w);
 
     /* nothing serves until the old version has retired */
     assert_int_equal(hotffi_runtime_version(rt), 0);
@@ -484,8 +535,7 @@ test_handover(void **state)
     /* version 1's threads and its reaper are joined: two threads, v2's */
     assert_int_equal(unit_threads(), f->threads + 2);
 
-    call(f, rt, "d", "4");
-    call(f, rt, "e", "5");
+    calls(f, rt, NULL, 4, 2);
 
     hotffi_runtime_reload_forget(rt, &w);
     assert_int_equal(w.released, 1);
@@ -513,11 +563,9 @@ test_no_handover(void **state)
     rt = load(f, f->count, NULL, 1);
     tq1 = &rt->current->port;
 
-    call(f, rt, "a", "1");
-    call(f, rt, "b", "2");
+    calls(f, rt, NULL, 1, 2);
 
-    assert_int_equal(reload(f, rt, NULL, NULL, 0, &w), HOTFFI_AGAIN);
-    unit_drain_until(f->hub, woken, &w);
+    reload_wait(f, rt, NULL, 0, &w);
 
     assert_true(rt->last_reload.ok);
     assert_int_equal(atomic_load(&hooks.retires), 0);
@@ -527,8 +575,7 @@ test_no_handover(void **state)
 
     call(f, rt, "c", "1");
 
-    hotffi_runtime_reload_forget(rt, &w);
-    unit_retire(f->hub, rt);
+    forget_and_retire(f, rt, &w);
 }
 
 
@@ -553,11 +600,9 @@ test_calls_during_reload(void **state)
 
     rt = load(f, f->count, "threads=2,tag=v1", 1);
 
-    call(f, rt, "a", "v1:1");
-    call(f, rt, "b", "v1:2");
+    calls(f, rt, "v1", 1, 2);
 
-    assert_int_equal(reload(f, rt, NULL, "threads=3,tag=v2", 1, &w),
-                     HOTFFI_AGAIN);
+    reload_begin(f, rt, "threads=3,tag=v2", 1, &w);
 
     /* nine calls and, fourth in the queue, one whose caller gives up */
     for (i = 0, n = 0; i < 10; i++) {
@@ -601,8 +646,7 @@ test_calls_during_reload(void **state)
 
     call(f, rt, "c", "v2:12");
 
-    hotffi_runtime_reload_forget(rt, &w);
-    unit_retire(f->hub, rt);
+    forget_and_retire(f, rt, &w);
 }
 
 
@@ -629,8 +673,7 @@ test_held_task(void **state)
     th = post(f, rt, "hold", &wh);
     assert_ptr_equal(wait_held(1), tq1);
 
-    assert_int_equal(reload(f, rt, NULL, "threads=1,tag=v2", 1, &w),
-                     HOTFFI_AGAIN);
+    reload_begin(f, rt, "threads=1,tag=v2", 1, &w);
 
     tx = post(f, rt, "x", &wx);
 
@@ -660,8 +703,7 @@ test_held_task(void **state)
     assert_ptr_equal(hooks.retire_tq[0], tq1);
     assert_string_equal(hooks.init_state[1], "2");
 
-    hotffi_runtime_reload_forget(rt, &w);
-    unit_retire(f->hub, rt);
+    forget_and_retire(f, rt, &w);
 }
 
 
@@ -683,12 +725,9 @@ test_rollback_init_fails(void **state)
     rt = load(f, f->count, "threads=2,tag=v1", 1);
     tq1 = &rt->current->port;
 
-    call(f, rt, "a", "v1:1");
-    call(f, rt, "b", "v1:2");
+    calls(f, rt, "v1", 1, 2);
 
-    assert_int_equal(reload(f, rt, NULL, "threads=3,fail", 1, &w),
-                     HOTFFI_AGAIN);
-    unit_drain_until(f->hub, woken, &w);
+    reload_wait(f, rt, "threads=3,fail", 1, &w);
 
     assert_int_equal(rt->stats.reload_failures, 1);
     assert_int_equal(rt->stats.reloads, 0);
@@ -746,12 +785,9 @@ test_rollback_retire_fails(void **state)
 
     rt = load(f, f->count, "threads=2,retire=fail,tag=v1", 1);
 
-    call(f, rt, "a", "v1:1");
-    call(f, rt, "b", "v1:2");
-    call(f, rt, "c", "v1:3");
+    calls(f, rt, "v1", 1, 3);
 
-    assert_int_equal(reload(f, rt, NULL, NULL, 1, &w), HOTFFI_AGAIN);
-    unit_drain_until(f->hub, woken, &w);
+    reload_wait(f, rt, NULL, 1, &w);
 
     assert_false(rt->last_reload.ok);
     assert_string_equal(rt->last_reload.error, "libffi_retire() of version "
@@ -772,8 +808,7 @@ test_rollback_retire_fails(void **state)
 
     call(f, rt, "d", "v1:1");
 
-    hotffi_runtime_reload_forget(rt, &w);
-    unit_retire(f->hub, rt);
+    forget_and_retire(f, rt, &w);
     assert_int_equal(atomic_load(&hooks.finis), 1);
 }
 
@@ -931,8 +966,7 @@ test_unload_during_reload(void **state)
     rt = load(f, f->count, "threads=2,tag=v1", 1);
     call(f, rt, "a", "v1:1");
 
-    assert_int_equal(reload(f, rt, NULL, "threads=2,tag=v2", 1, &w),
-                     HOTFFI_AGAIN);
+    reload_begin(f, rt, "threads=2,tag=v2", 1, &w);
 
     for (i = 0; i < 5; i++) {
         t[i] = post(f, rt, "q", &cw[i]);
@@ -984,7 +1018,7 @@ test_unload_during_failing_reload(void **state)
     rt = load(f, f->count, "threads=2", 1);
     call(f, rt, "a", "1");
 
-    assert_int_equal(reload(f, rt, NULL, "fail", 1, &w), HOTFFI_AGAIN);
+    reload_begin(f, rt, "fail", 1, &w);
     hotffi_runtime_unload(rt);
 
     unit_drain_until(f->hub, unit_is_retired, rt);
@@ -1090,8 +1124,7 @@ test_replaced_file(void **state)
 
     replace_file(f->count, dir, "libswap.so", &st_count);
     rt = load(f, path, "threads=1", 1);
-    call(f, rt, "a", "1");
-    call(f, rt, "b", "2");
+    calls(f, rt, NULL, 1, 2);
     assert_true(file_mapped(&st_count));
 
     /* a new build at the path */
@@ -1117,8 +1150,7 @@ test_replaced_file(void **state)
 
     assert_true(rt->last_reload.ok);
     assert_int_equal(hotffi_runtime_version(rt), 3);
-    call(f, rt, "c", "1");
-    call(f, rt, "d", "2");
+    calls(f, rt, NULL, 1, 2);
 
     assert_false(file_mapped(&st_echo));
     assert_true(file_mapped(&st_count2));
@@ -1140,8 +1172,7 @@ test_replaced_file(void **state)
     assert_false(file_mapped(&st_fail));
     assert_true(file_mapped(&st_count2));
 
-    hotffi_runtime_reload_forget(rt, &w);
-    unit_retire(f->hub, rt);
+    forget_and_retire(f, rt, &w);
     assert_false(file_mapped(&st_count2));
 
     assert_int_equal(unlink(path), 0);
@@ -1333,8 +1364,7 @@ test_fixed_failed_version_answers_calls(void **state)
     rt = load(f, f->count, "tag=v1", 1);
     call(f, rt, "a", "v1:1");
 
-    assert_int_equal(reload(f, rt, NULL, "threads=16,tag=bad,fail", 1, &w),
-                     HOTFFI_AGAIN);
+    reload_begin(f, rt, "threads=16,tag=bad,fail", 1, &w);
 
     for (i = 0; i < 40; i++) {
         t[i] = post(f, rt, "q", &cw[i]);
@@ -1354,8 +1384,7 @@ test_fixed_failed_version_answers_calls(void **state)
         hotffi_call_finish(t[i]);
     }
 
-    hotffi_runtime_reload_forget(rt, &w);
-    unit_retire(f->hub, rt);
+    forget_and_retire(f, rt, &w);
 
     if (bad) {
         fail_msg("%d of 40 calls answered by the version that failed", bad);
