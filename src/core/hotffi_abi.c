@@ -45,7 +45,8 @@ ngx_http_lua_ffi_get_req(void *tsk, int *len)
         *len = (int) task->req_len;
     }
 
-    return task->req;
+    /* char * for lua-resty-ffi's signature; the bytes are read-only */
+    return (char *) task->req;
 }
 
 

@@ -9,6 +9,7 @@
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
+#include "hotffi_spin.h"
 #include "hotffi_task.h"
 #include "hotffi.h"
 
@@ -120,8 +121,65 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     rt->stats.calls++;
     rt->stats.inflight++;
+    rt->hub->stats.waiting++;
 
     return task;
+}
+
+
+int
+hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
+{
+    uint64_t           window, end;
+    hotffi_hub_t      *hub = task->hub;
+    hotffi_runtime_t  *rt = task->rt;
+
+    window = hotffi_spin_window();
+
+    /*
+     * Another caller waits: the loop has its work to do, and the answers
+     * will come in batches anyway.  A runtime that missed recent spins is
+     * given a rest (hotffi_spin_want()).
+     */
+    if (task->done || window == 0 || hub->stats.waiting != 1
+        || !hotffi_spin_want(&rt->spin))
+    {
+        return task->done ? HOTFFI_OK : HOTFFI_AGAIN;
+    }
+
+    end = hotffi_spin_now() + (timeout_ns < window ? timeout_ns : window);
+
+    hotffi_hub_spin_begin(hub);
+
+    for ( ;; ) {
+        (void) hotffi_hub_take(hub);
+
+        if (task->done || hotffi_spin_now() >= end) {
+            break;
+        }
+
+        hotffi_spin_pause();
+    }
+
+    hotffi_hub_spin_end(hub);
+
+    hotffi_spin_record(&rt->spin, task->done);
+
+    if (task->done) {
+        hub->stats.spin_hits++;
+        return HOTFFI_OK;
+    }
+
+    hub->stats.spin_misses++;
+
+    return timeout_ns <= window ? HOTFFI_DONE : HOTFFI_AGAIN;
+}
+
+
+void
+hotffi_call_wait(hotffi_task_t *task, void *waiter)
+{
+    task->waiter = waiter;
 }
 
 
@@ -154,6 +212,7 @@ hotffi_call_abandon(hotffi_task_t *task)
     }
 
     task->rt->stats.abandoned++;
+    task->hub->stats.waiting--;
     atomic_store_explicit(&task->cancelled, 1, memory_order_release);
 
     /*
@@ -179,6 +238,8 @@ hotffi_call_complete(hotffi_task_t *task)
         hotffi_task_free(task);
         return;
     }
+
+    task->hub->stats.waiting--;
 
     if (task->rc == 0) {
         rt->stats.ok++;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hotffi_queue.h"
+#include "hotffi_spin.h"
 
 
 #define HOTFFI_QUEUE_FIRST_CAP  64
@@ -121,8 +122,13 @@ hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task)
 
     q->ring[(q->head + q->count) % q->cap] = task;
     q->count++;
+    atomic_store_explicit(&q->ready, q->count, memory_order_release);
     rc = HOTFFI_OK;
-    wake = q->pollers;
+
+    /* a spinner takes the lock and looks at count once it stops spinning */
+    wake = q->pollers
+           && q->count > atomic_load_explicit(&q->spinners,
+                                              memory_order_acquire);
 
 done:
 
@@ -140,11 +146,61 @@ done:
 }
 
 
+/*
+ * thread: runtime.  Watches ready without the lock for up to the poll
+ * window, one thread at a time (more would only share the same cache line
+ * and the CPUs the event loop needs).  Returns with the caller no longer
+ * counted in spinners; it must then look at count under the lock.
+ */
+static void
+hotffi_queue_spin(hotffi_queue_t *q)
+{
+    uint64_t  window, end;
+    unsigned  i;
+
+    window = hotffi_spin_poll_window();
+
+    if (window == 0
+        || atomic_load_explicit(&q->ready, memory_order_acquire) != 0)
+    {
+        return;
+    }
+
+    if (atomic_fetch_add_explicit(&q->spinners, 1, memory_order_acq_rel)
+        != 0)
+    {
+        /* someone else spins: park, and undo the attempt */
+        goto done;
+    }
+
+    end = hotffi_spin_now() + window;
+
+    for (i = 0; ; i++) {
+        if (atomic_load_explicit(&q->ready, memory_order_acquire) != 0) {
+            break;
+        }
+
+        /* the clock every 16 pauses: a pause is 10-140 cycles */
+        if ((i & 15) == 15 && hotffi_spin_now() >= end) {
+            break;
+        }
+
+        hotffi_spin_pause();
+    }
+
+done:
+
+    (void) atomic_fetch_sub_explicit(&q->spinners, 1, memory_order_acq_rel);
+}
+
+
 /* thread: runtime */
 hotffi_task_t *
 hotffi_queue_poll(hotffi_queue_t *q)
 {
     hotffi_task_t  *task;
+
+    hotffi_queue_spin(q);
 
     (void) pthread_mutex_lock(&q->mtx);
 
@@ -163,6 +219,8 @@ hotffi_queue_poll(hotffi_queue_t *q)
         task = q->ring[q->head];
         q->head = (q->head + 1) % q->cap;
         q->count--;
+        atomic_store_explicit(&q->ready, q->count + q->stopped,
+                              memory_order_relaxed);
 
         if (q->stopped && q->count == 0) {
             /* the last task queued before the stop: wake the reaper */
@@ -181,6 +239,7 @@ hotffi_queue_stop(hotffi_queue_t *q)
 {
     (void) pthread_mutex_lock(&q->mtx);
     q->stopped = 1;
+    atomic_store_explicit(&q->ready, q->count + 1, memory_order_release);
     (void) pthread_cond_broadcast(&q->cond);
     (void) pthread_cond_broadcast(&q->drained);
     (void) pthread_mutex_unlock(&q->mtx);

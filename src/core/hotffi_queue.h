@@ -16,9 +16,16 @@
  * The ring grows on demand up to max, so a runtime loaded with the default
  * max_queue of 65536 does not cost 512 KiB until it is that busy.
  *
- * locks: mtx guards every field.  Pollers wait on cond, signalled on push
- * and broadcast on stop; a drain waiter waits on drained, so that a push's
- * single signal can never be taken by it instead of a poller.
+ * locks: mtx guards every field but the two atomics.  Pollers wait on
+ * cond, signalled on push and broadcast on stop; a drain waiter waits on
+ * drained, so that a push's single signal can never be taken by it instead
+ * of a poller.
+ *
+ * Spin before parking (hotffi_spin.h): a poller first watches `ready` for
+ * up to HOTFFI_POLL_SPIN_US without the lock, counted in `spinners`.  Every
+ * thread counted there takes the lock and looks at count afterwards, so a
+ * push signals a parked poller only for the tasks beyond the spinners: a
+ * runtime that keeps up with its callers costs no futex call either side.
  */
 
 #ifndef HOTFFI_QUEUE_H
@@ -26,6 +33,7 @@
 
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "hotffi_core.h"
 
@@ -39,8 +47,11 @@ struct hotffi_queue_s {
     uint32_t          max;        /* slots allowed */
     uint32_t          head;       /* oldest task */
     uint32_t          count;
-    uint32_t          pollers;    /* threads inside poll */
+    uint32_t          pollers;    /* threads parked in poll */
     unsigned          stopped:1;
+
+    atomic_uint       ready;      /* count + stopped, for the spinners */
+    atomic_uint       spinners;   /* threads spinning in poll */
 
     /* event loop only: hotffi_init_error()'s copy, read after init */
     char             *init_error;

@@ -23,6 +23,7 @@
 
 #include "hotffi_core.h"
 #include "hotffi_library.h"
+#include "hotffi_spin.h"
 
 
 typedef struct {
@@ -56,6 +57,7 @@ struct hotffi_runtime_s {
     unsigned                 unloaded:1;
     unsigned                 retired:1;
     hotffi_runtime_stats_t   stats;
+    hotffi_spin_t            spin;     /* the event loop's, for its calls */
 };
 
 

@@ -1,0 +1,69 @@
+/*
+ * hotffi_spin.h -- bounded, adaptive busy-waiting before a thread parks.
+ *
+ * DESIGN
+ * On this kind of machine a kernel entry or a context switch costs 2-4 us,
+ * while a whole echo round trip between two running threads costs about
+ * one.  So a thread that expects an answer (the event loop, after posting
+ * a call) or a request (a runtime thread, after answering one) soon looks
+ * for it for a short while before it parks, and the other side skips the
+ * wake-up when it knows nobody is parked.
+ *
+ * Spinning is only worth it when the other side can run at the same time.
+ * With one usable CPU it cannot, so a pause there is sched_yield(): the
+ * CPU goes to the thread that is to answer, and comes back at once when
+ * there is none.
+ *
+ * Every spin is bounded by a window in nanoseconds; a miss makes the next
+ * spins of that policy rarer (exponential back-off in calls), so a slow
+ * runtime costs one window now and then, not one per call.
+ *
+ * The windows are knobs read once per process from the environment
+ * (docs/api.md): HOTFFI_SPIN_US for the event loop, HOTFFI_POLL_SPIN_US for
+ * runtime threads; 0 turns spinning off.
+ */
+
+#ifndef HOTFFI_SPIN_H
+#define HOTFFI_SPIN_H
+
+
+#include <stdint.h>
+
+#include "hotffi_core.h"
+
+
+#define HOTFFI_SPIN_NS_DEFAULT       20000     /* event loop: 20 us */
+#define HOTFFI_POLL_SPIN_NS_DEFAULT  50000     /* runtime threads: 50 us */
+#define HOTFFI_SPIN_BACKOFF_MAX      1024      /* calls without spinning */
+
+
+/* one caller's adaptive state; event loop only (one per runtime) */
+typedef struct {
+    uint32_t   skip;        /* calls left before the next spin */
+    uint32_t   backoff;     /* the skip after the next miss */
+    uint64_t   hits;        /* answered while spinning */
+    uint64_t   misses;      /* the window ended first */
+} hotffi_spin_t;
+
+
+/* thread: any.  Monotonic nanoseconds (vDSO, no kernel entry). */
+uint64_t hotffi_spin_now(void);
+
+/*
+ * thread: any.  One pause of a spin loop: the CPU's relax hint, or
+ * sched_yield() when this thread can only run on one CPU.
+ */
+void hotffi_spin_pause(void);
+
+/* thread: any.  The knobs, in ns; read from the environment once. */
+uint64_t hotffi_spin_window(void);
+uint64_t hotffi_spin_poll_window(void);
+
+/* thread: owner of s.  Whether to spin this time. */
+int hotffi_spin_want(hotffi_spin_t *s);
+
+/* thread: owner of s.  How the spin it allowed ended. */
+void hotffi_spin_record(hotffi_spin_t *s, int hit);
+
+
+#endif /* HOTFFI_SPIN_H */
