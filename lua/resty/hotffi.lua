@@ -14,6 +14,7 @@ local get_request = base.get_request
 local get_string_buf = base.get_string_buf
 local get_size_ptr = base.get_size_ptr
 local sema_wait = semaphore.wait
+local ngx_sleep = ngx.sleep
 local error = error
 local floor = math.floor
 local setmetatable = setmetatable
@@ -108,8 +109,11 @@ local hub_stats_buf = ffi_new("hotffi_ffi_hub_stats_t")
 -- semaphore itself belongs to the C side, so one table serves every call.
 local waiter = {}
 
--- call_post() states (HOTFFI_* in src/core/hotffi_core.h)
-local ANSWERED, WAIT, SPUN_OUT = 0, -2, -4
+-- call_post() states (HOTFFI_* in src/core/hotffi_core.h and _call.h):
+-- answered while spinning (and, for the second, 64 such calls in a row
+-- kept the event loop from everything else: let it run once), wait on the
+-- semaphore, the timeout passed while spinning; other negative: an error
+local WAIT, SPUN_OUT, ANSWERED_YIELD = -2, -4, 1
 
 -- The runtime reads a request in place, from the Lua string's own bytes,
 -- for as long as the C task lives, which may be longer than the call (an
@@ -175,7 +179,7 @@ local function call(self, req, timeout)
 
     local state = pstate[0]
     local slot
-    if state ~= ANSWERED then
+    if state < 0 then
         -- the runtime may still read req: pinned, see `pins`
         slot = pslot[0]
         pins[slot] = req
@@ -207,6 +211,8 @@ local function call(self, req, timeout)
     C.ngx_http_hotffi_ffi_call_finish(task)
     if slot then
         pins[slot] = nil
+    elseif state == ANSWERED_YIELD then
+        ngx_sleep(0)
     end
 
     if rc == 0 then

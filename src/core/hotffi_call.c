@@ -121,7 +121,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     rt->stats.calls++;
     rt->stats.inflight++;
-    rt->hub->stats.waiting++;
+    rt->hub->stats.callers++;
 
     return task;
 }
@@ -130,35 +130,40 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 int
 hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
 {
-    uint64_t           window, end;
+    uint64_t           window, start, now, end;
     hotffi_hub_t      *hub = task->hub;
     hotffi_runtime_t  *rt = task->rt;
 
     window = hotffi_spin_window();
 
     /*
-     * Another caller waits: the loop has its work to do, and the answers
-     * will come in batches anyway.  A runtime that missed recent spins is
-     * given a rest (hotffi_spin_want()).
+     * Another caller is inside a call (waiting, or answered and not yet
+     * resumed): the loop has its work to do, and the answers will come in
+     * batches anyway.  A runtime that missed recent spins is given a rest
+     * (hotffi_spin_want()).
      */
-    if (task->done || window == 0 || hub->stats.waiting != 1
+    if (task->done || window == 0 || hub->stats.callers != 1
         || !hotffi_spin_want(&rt->spin))
     {
+        hub->stats.spin_streak = 0;
         return task->done ? HOTFFI_OK : HOTFFI_AGAIN;
     }
 
-    end = hotffi_spin_now() + (timeout_ns < window ? timeout_ns : window);
+    start = hotffi_spin_now();
+    end = start + (timeout_ns < window ? timeout_ns : window);
 
     hotffi_hub_spin_begin(hub);
 
     for ( ;; ) {
         (void) hotffi_hub_take(hub);
 
-        if (task->done || hotffi_spin_now() >= end) {
+        now = hotffi_spin_now();
+
+        if (task->done || now >= end) {
             break;
         }
 
-        hotffi_spin_pause();
+        hotffi_spin_pause(now - start);
     }
 
     hotffi_hub_spin_end(hub);
@@ -167,10 +172,18 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
 
     if (task->done) {
         hub->stats.spin_hits++;
-        return HOTFFI_OK;
+
+        if (++hub->stats.spin_streak < HOTFFI_SPIN_STREAK_MAX) {
+            return HOTFFI_OK;
+        }
+
+        /* the event loop has not run anything else for a while */
+        hub->stats.spin_streak = 0;
+        return HOTFFI_OK_YIELD;
     }
 
     hub->stats.spin_misses++;
+    hub->stats.spin_streak = 0;
 
     return timeout_ns <= window ? HOTFFI_DONE : HOTFFI_AGAIN;
 }
@@ -196,6 +209,7 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
+    task->hub->stats.callers--;
     hotffi_group_remove(task);
     hotffi_task_free(task);
 }
@@ -204,6 +218,7 @@ hotffi_call_finish(hotffi_task_t *task)
 void
 hotffi_call_abandon(hotffi_task_t *task)
 {
+    task->hub->stats.callers--;
     hotffi_group_remove(task);
 
     if (task->done) {
@@ -212,7 +227,6 @@ hotffi_call_abandon(hotffi_task_t *task)
     }
 
     task->rt->stats.abandoned++;
-    task->hub->stats.waiting--;
     atomic_store_explicit(&task->cancelled, 1, memory_order_release);
 
     /*
@@ -238,8 +252,6 @@ hotffi_call_complete(hotffi_task_t *task)
         hotffi_task_free(task);
         return;
     }
-
-    task->hub->stats.waiting--;
 
     if (task->rc == 0) {
         rt->stats.ok++;

@@ -51,12 +51,17 @@ void hotffi_group_abandon(hotffi_group_t *g);
 hotffi_task_t *hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     const char *req, size_t len, void *waiter, char *err, size_t errlen);
 
+/* hotffi_call_spin(): done, and the caller should yield once */
+#define HOTFFI_OK_YIELD  1
+
 /*
  * thread: event loop.  Spins for the answer of a task just posted, when the
  * fast path allows it (see above), for at most min(HOTFFI_SPIN_US,
  * timeout_ns).  HOTFFI_OK: the task is done (read it, finish it).
- * HOTFFI_AGAIN: not yet, wait for it.  HOTFFI_DONE: timeout_ns passed while
- * spinning; the caller should give up.
+ * HOTFFI_OK_YIELD: the same, and HOTFFI_SPIN_STREAK_MAX calls in a row were
+ * answered so: the caller should let the event loop run once (an
+ * ngx.sleep(0)) before it goes on.  HOTFFI_AGAIN: not yet, wait for it.
+ * HOTFFI_DONE: timeout_ns passed while spinning; the caller should give up.
  */
 int hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns);
 

@@ -48,9 +48,10 @@ typedef struct {
     uint64_t   tasks_live;      /* created and not yet freed */
     uint64_t   wakeups;         /* drains that found work */
     uint64_t   completions;     /* tasks taken by those drains */
-    uint64_t   waiting;         /* posted calls whose caller still waits */
+    uint64_t   callers;         /* posted, not yet finished or given up */
     uint64_t   spin_hits;       /* calls answered while the loop spun */
     uint64_t   spin_misses;     /* spins that ended unanswered */
+    uint64_t   spin_streak;     /* hits in a row, see hotffi_call_spin() */
 } hotffi_hub_stats_t;
 
 

@@ -155,8 +155,7 @@ done:
 static void
 hotffi_queue_spin(hotffi_queue_t *q)
 {
-    uint64_t  window, end;
-    unsigned  i;
+    uint64_t  window, start, now;
 
     window = hotffi_spin_poll_window();
 
@@ -173,19 +172,16 @@ hotffi_queue_spin(hotffi_queue_t *q)
         goto done;
     }
 
-    end = hotffi_spin_now() + window;
+    start = hotffi_spin_now();
 
-    for (i = 0; ; i++) {
-        if (atomic_load_explicit(&q->ready, memory_order_acquire) != 0) {
+    while (atomic_load_explicit(&q->ready, memory_order_acquire) == 0) {
+        now = hotffi_spin_now();
+
+        if (now - start >= window) {
             break;
         }
 
-        /* the clock every 16 pauses: a pause is 10-140 cycles */
-        if ((i & 15) == 15 && hotffi_spin_now() >= end) {
-            break;
-        }
-
-        hotffi_spin_pause();
+        hotffi_spin_pause(now - start);
     }
 
 done:

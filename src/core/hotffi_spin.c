@@ -82,7 +82,7 @@ hotffi_spin_poll_window(void)
 
 
 void
-hotffi_spin_pause(void)
+hotffi_spin_pause(uint64_t spun)
 {
     cpu_set_t  set;
 
@@ -95,8 +95,8 @@ hotffi_spin_pause(void)
                               && CPU_COUNT(&set) == 1;
     }
 
-    if (hotffi_spin_one_cpu) {
-        /* the thread we wait for needs this very CPU to make progress */
+    if (hotffi_spin_one_cpu || spun >= HOTFFI_SPIN_YIELD_NS) {
+        /* the thread we wait for may need this very CPU to progress */
         (void) sched_yield();
         return;
     }

@@ -14,6 +14,10 @@
  * CPU goes to the thread that is to answer, and comes back at once when
  * there is none.
  *
+ * Past the first few microseconds a spin yields the CPU at each turn
+ * rather than pausing, so that a spinner only takes CPU time nobody else
+ * wants (on a busy 2-CPU machine, the HTTP client's, say).
+ *
  * Every spin is bounded by a window in nanoseconds; a miss makes the next
  * spins of that policy rarer (exponential back-off in calls), so a slow
  * runtime costs one window now and then, not one per call.
@@ -33,8 +37,22 @@
 
 
 #define HOTFFI_SPIN_NS_DEFAULT       20000     /* event loop: 20 us */
-#define HOTFFI_POLL_SPIN_NS_DEFAULT  50000     /* runtime threads: 50 us */
+#define HOTFFI_POLL_SPIN_NS_DEFAULT  20000     /* runtime threads: 20 us */
 #define HOTFFI_SPIN_BACKOFF_MAX      1024      /* calls without spinning */
+
+/*
+ * Calls answered while spinning never give the event loop back: after this
+ * many in a row the caller yields once (see hotffi_call_spin()),
+ * so that other requests of the worker wait at most that many round trips.
+ */
+#define HOTFFI_SPIN_STREAK_MAX       64
+
+/*
+ * After this long a spin yields instead of pausing: an answer that comes
+ * later is less likely than a thread waiting for this CPU (wrk, or the
+ * very runtime thread that is to answer), which gets it that way.
+ */
+#define HOTFFI_SPIN_YIELD_NS         3000
 
 
 /* one caller's adaptive state; event loop only (one per runtime) */
@@ -50,10 +68,11 @@ typedef struct {
 uint64_t hotffi_spin_now(void);
 
 /*
- * thread: any.  One pause of a spin loop: the CPU's relax hint, or
- * sched_yield() when this thread can only run on one CPU.
+ * thread: any.  One pause of a spin loop that began spun ns ago: the CPU's
+ * relax hint, or sched_yield() when this thread can only run on one CPU or
+ * has spun for HOTFFI_SPIN_YIELD_NS already.
  */
-void hotffi_spin_pause(void);
+void hotffi_spin_pause(uint64_t spun);
 
 /* thread: any.  The knobs, in ns; read from the environment once. */
 uint64_t hotffi_spin_window(void);
