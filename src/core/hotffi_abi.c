@@ -36,6 +36,45 @@ ngx_http_lua_ffi_task_poll(void *tq)
 
 
 /* thread: runtime */
+HOTFFI_EXPORT int
+hotffi_task_poll_batch(void *tq, void **tasks, int max)
+{
+    int             i, n;
+    uint32_t        got;
+    hotffi_task_t  *task;
+
+    if (max < 1) {
+        return 0;
+    }
+
+    for ( ;; ) {
+        got = hotffi_queue_poll_batch(tq, (hotffi_task_t **) tasks,
+                                      (uint32_t) max);
+        if (got == 0) {
+            return 0;
+        }
+
+        /* keep the live ones, in order; the others go back unanswered */
+        for (i = 0, n = 0; i < (int) got; i++) {
+            task = tasks[i];
+
+            if (atomic_load_explicit(&task->cancelled, memory_order_acquire)) {
+                task->rc = HOTFFI_TASK_CANCELLED;
+                hotffi_hub_complete(task->hub, task);
+                continue;
+            }
+
+            tasks[n++] = task;
+        }
+
+        if (n) {
+            return n;
+        }
+    }
+}
+
+
+/* thread: runtime */
 HOTFFI_EXPORT char *
 ngx_http_lua_ffi_get_req(void *tsk, int *len)
 {

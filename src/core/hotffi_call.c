@@ -145,6 +145,11 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
     if (task->done || window == 0 || hub->stats.callers != 1
         || !hotffi_spin_want(&rt->spin))
     {
+        /* hotffi_call_post_spin() may have begun it */
+        if (atomic_load_explicit(&hub->spinning, memory_order_relaxed)) {
+            hotffi_hub_spin_end(hub);
+        }
+
         hub->stats.spin_streak = 0;
         return task->done ? HOTFFI_OK : HOTFFI_AGAIN;
     }
@@ -186,6 +191,41 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
     hub->stats.spin_streak = 0;
 
     return timeout_ns <= window ? HOTFFI_DONE : HOTFFI_AGAIN;
+}
+
+
+hotffi_task_t *
+hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
+    const char *req, size_t len, uint64_t timeout_ns, int *state, char *err,
+    size_t errlen)
+{
+    hotffi_hub_t   *hub = rt->hub;
+    hotffi_task_t  *task;
+
+    /*
+     * A call likely to spin announces it before the push: a runtime thread
+     * that answers before this one reaches the spin then writes no eventfd
+     * either (the wake-up would find nothing, and cost two more syscalls).
+     */
+    if (hub->stats.callers == 0 && rt->spin.skip == 0
+        && hotffi_spin_window() != 0)
+    {
+        hotffi_hub_spin_begin(hub);
+    }
+
+    task = hotffi_call_post(rt, group, req, len, NULL, err, errlen);
+
+    if (task == NULL) {
+        if (atomic_load_explicit(&hub->spinning, memory_order_relaxed)) {
+            hotffi_hub_spin_end(hub);
+        }
+
+        return NULL;
+    }
+
+    *state = hotffi_call_spin(task, timeout_ns);
+
+    return task;
 }
 
 

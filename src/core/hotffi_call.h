@@ -66,6 +66,16 @@ hotffi_task_t *hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 int hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns);
 
 /*
+ * thread: event loop.  hotffi_call_post() without a waiter, then
+ * hotffi_call_spin(), *state being what the spin returned; the spin, when
+ * likely, is announced to the hub before the push.  Returns NULL with the
+ * reason in err as hotffi_call_post().
+ */
+hotffi_task_t *hotffi_call_post_spin(hotffi_runtime_t *rt,
+    hotffi_group_t *group, const char *req, size_t len, uint64_t timeout_ns,
+    int *state, char *err, size_t errlen);
+
+/*
  * thread: event loop.  Gives a task posted without a waiter its waiter,
  * before the caller parks; the hub takes ownership.  The task must not be
  * done (hotffi_call_spin() said HOTFFI_AGAIN and nothing ran since).

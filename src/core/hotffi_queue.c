@@ -196,6 +196,17 @@ hotffi_queue_poll(hotffi_queue_t *q)
 {
     hotffi_task_t  *task;
 
+    return hotffi_queue_poll_batch(q, &task, 1) ? task : NULL;
+}
+
+
+/* thread: runtime */
+uint32_t
+hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_task_t **tasks,
+    uint32_t max)
+{
+    uint32_t  n;
+
     hotffi_queue_spin(q);
 
     (void) pthread_mutex_lock(&q->mtx);
@@ -208,24 +219,22 @@ hotffi_queue_poll(hotffi_queue_t *q)
 
     q->pollers--;
 
-    if (q->count == 0) {
-        task = NULL;
-
-    } else {
-        task = q->ring[q->head];
+    for (n = 0; n < max && q->count; n++) {
+        tasks[n] = q->ring[q->head];
         q->head = (q->head + 1) % q->cap;
         q->count--;
-        atomic_store_explicit(&q->ready, q->count + q->stopped,
-                              memory_order_relaxed);
+    }
 
-        if (q->stopped && q->count == 0) {
-            /* the last task queued before the stop: wake the reaper */
-            (void) pthread_cond_broadcast(&q->drained);
-        }
+    atomic_store_explicit(&q->ready, q->count + q->stopped,
+                          memory_order_relaxed);
+
+    if (n && q->stopped && q->count == 0) {
+        /* the last task queued before the stop: wake the reaper */
+        (void) pthread_cond_broadcast(&q->drained);
     }
 
     (void) pthread_mutex_unlock(&q->mtx);
-    return task;
+    return n;
 }
 
 

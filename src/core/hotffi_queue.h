@@ -77,6 +77,13 @@ int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
 /* thread: runtime.  Blocks; NULL once stopped and empty. */
 hotffi_task_t *hotffi_queue_poll(hotffi_queue_t *q);
 
+/*
+ * thread: runtime.  Blocks like poll, then takes up to max (>= 1) tasks in
+ * FIFO order into tasks; returns how many, 0 once stopped and empty.
+ */
+uint32_t hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_task_t **tasks,
+    uint32_t max);
+
 /* thread: any.  Idempotent. */
 void hotffi_queue_stop(hotffi_queue_t *q);
 

@@ -230,18 +230,24 @@ ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
         return NULL;
     }
 
-    task = hotffi_call_post(rt, group, req, len, NULL, msg, sizeof(msg));
+    /* 2^63 ns is 292 years: anything longer waits as long */
+    timeout_ns = timeout < 9.2e9 ? (uint64_t) (timeout * 1e9) : UINT64_MAX;
+
+    if (spin) {
+        task = hotffi_call_post_spin(rt, group, req, len, timeout_ns, pstate,
+                                     msg, sizeof(msg));
+
+    } else {
+        task = hotffi_call_post(rt, group, req, len, NULL, msg, sizeof(msg));
+        *pstate = HOTFFI_AGAIN;
+    }
+
     if (task == NULL) {
         ngx_http_hotffi_set_err(err, errlen, msg);
         return NULL;
     }
 
     *pslot = task->slot;
-
-    /* 2^63 ns is 292 years: anything longer waits as long */
-    timeout_ns = timeout < 9.2e9 ? (uint64_t) (timeout * 1e9) : UINT64_MAX;
-
-    *pstate = spin ? hotffi_call_spin(task, timeout_ns) : HOTFFI_AGAIN;
 
     if (*pstate != HOTFFI_AGAIN) {
         return task;
