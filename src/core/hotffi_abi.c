@@ -9,6 +9,7 @@
 #include "hotffi_core.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
+#include "hotffi_spin.h"
 #include "hotffi_task.h"
 #include "hotffi.h"
 
@@ -95,6 +96,8 @@ ngx_http_lua_ffi_respond(void *tsk, int rc, char *rsp, int rsp_len)
 {
     hotffi_task_t  *task = tsk;
 
+    /* how long the runtime took, for the event loop's spin policy */
+    task->answered = hotffi_spin_now();
     task->rc = rc;
     task->rsp = rsp;
 

@@ -123,6 +123,11 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     rt->stats.inflight++;
     rt->hub->stats.callers++;
 
+    if (rt->spin.skip) {
+        /* see hotffi_call_complete() */
+        task->posted = hotffi_spin_now();
+    }
+
     return task;
 }
 
@@ -291,6 +296,17 @@ hotffi_call_complete(hotffi_task_t *task)
     if (atomic_load_explicit(&task->cancelled, memory_order_relaxed)) {
         hotffi_task_free(task);
         return;
+    }
+
+    /*
+     * A runtime resting from spins (it missed) that answered this call
+     * within the window is fast again: spin for the next call already,
+     * rather than after up to HOTFFI_SPIN_BACKOFF_MAX calls.
+     */
+    if (task->posted && rt->spin.skip
+        && task->answered - task->posted < hotffi_spin_window())
+    {
+        hotffi_spin_reset(&rt->spin);
     }
 
     if (task->rc == 0) {

@@ -143,3 +143,11 @@ hotffi_spin_record(hotffi_spin_t *s, int hit)
 
     s->skip = s->backoff;
 }
+
+
+void
+hotffi_spin_reset(hotffi_spin_t *s)
+{
+    s->skip = 0;
+    s->backoff = 0;
+}

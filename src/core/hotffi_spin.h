@@ -20,7 +20,9 @@
  *
  * Every spin is bounded by a window in nanoseconds; a miss makes the next
  * spins of that policy rarer (exponential back-off in calls), so a slow
- * runtime costs one window now and then, not one per call.
+ * runtime costs one window now and then, not one per call.  A call made
+ * during the back-off that is answered within the window ends it (the
+ * runtime's own answer time, stamped in respond(), not the wake-up's).
  *
  * The windows are knobs read once per process from the environment
  * (docs/api.md): HOTFFI_SPIN_US for the event loop, HOTFFI_POLL_SPIN_US for
@@ -38,7 +40,7 @@
 
 #define HOTFFI_SPIN_NS_DEFAULT       20000     /* event loop: 20 us */
 #define HOTFFI_POLL_SPIN_NS_DEFAULT  20000     /* runtime threads: 20 us */
-#define HOTFFI_SPIN_BACKOFF_MAX      1024      /* calls without spinning */
+#define HOTFFI_SPIN_BACKOFF_MAX      256       /* calls without spinning */
 
 /*
  * Calls answered while spinning never give the event loop back: after this
@@ -83,6 +85,9 @@ int hotffi_spin_want(hotffi_spin_t *s);
 
 /* thread: owner of s.  How the spin it allowed ended. */
 void hotffi_spin_record(hotffi_spin_t *s, int hit);
+
+/* thread: owner of s.  A call not spun for was answered within the window. */
+void hotffi_spin_reset(hotffi_spin_t *s);
 
 
 #endif /* HOTFFI_SPIN_H */

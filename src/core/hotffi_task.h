@@ -55,7 +55,10 @@ struct hotffi_task_s {
 
     atomic_int           cancelled;  /* event loop writes, runtime reads */
 
+    uint64_t             posted;     /* hotffi_spin_now(), event loop */
+
     /* written by the runtime before respond() */
+    uint64_t             answered;   /* hotffi_spin_now(), in respond() */
     int                  rc;
     char                *rsp;        /* malloc()'ed by the runtime */
     size_t               rsp_len;

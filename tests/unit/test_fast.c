@@ -271,6 +271,15 @@ test_request_in_place(void **state)
 
 /* ---- the event loop's spin */
 
+static int
+woken(void *data)
+{
+    unit_waiter_t  *w = data;
+
+    return w->woken;
+}
+
+
 static void
 test_spin_hit(void **state)
 {
@@ -391,6 +400,42 @@ test_spin_backoff(void **state)
     hotffi_spin_record(&f->rt->spin, 1);
     assert_int_equal(f->rt->spin.backoff, 0);
     assert_true(hotffi_spin_want(&f->rt->spin));
+}
+
+
+/* a call made during the back-off and answered in time ends it */
+static void
+test_spin_recovers(void **state)
+{
+    fixture_t      *f = *state;
+    int             i;
+    unit_waiter_t   w = { 0, 0 };
+    hotffi_task_t  *t;
+
+    /* miss, skip 1, miss: now 2 calls without a spin are due */
+    for (i = 0; i < 3; i++) {
+        t = post(f, "x", NULL);
+        (void) hotffi_call_spin(t, FAST_TIMEOUT);
+        hotffi_call_abandon(t);
+    }
+
+    assert_int_equal(f->rt->spin.misses, 2);
+    assert_int_equal(f->rt->spin.skip, 2);
+
+    /* not spun for, answered at once (well within the 1 s window) */
+    t = post(f, "quick", NULL);
+    assert_int_equal(hotffi_call_spin(t, UINT64_MAX), HOTFFI_AGAIN);
+    assert_int_equal(f->rt->spin.skip, 1);
+    hotffi_call_wait(t, &w);
+
+    /* the three given up first: poll answers them itself */
+    while (ngx_http_lua_ffi_task_poll(f->tq) != t) { /* void */ }
+    ngx_http_lua_ffi_respond(t, 0, NULL, 0);
+    unit_drain_until(f->hub, woken, &w);
+
+    assert_int_equal(f->rt->spin.skip, 0);
+    assert_int_equal(f->rt->spin.backoff, 0);
+    hotffi_call_finish(t);
 }
 
 
@@ -675,6 +720,7 @@ main(void)
         FAST_TEST(test_spin_timeout),
         FAST_TEST(test_spin_declined),
         FAST_TEST(test_spin_backoff),
+        FAST_TEST(test_spin_recovers),
         FAST_TEST(test_spin_streak),
         FAST_TEST(test_spin_takes_every_answer),
         FAST_TEST(test_batch_fifo),
