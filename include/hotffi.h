@@ -10,7 +10,8 @@
  * long as it uses only the lua-resty-ffi names.
  *
  * Ownership in one paragraph: a request belongs to hotffi and is valid from
- * the moment a task is polled until it is answered.  A response is malloc()'ed
+ * the moment a task is polled until it is answered; it is the Lua caller's
+ * string itself, not a copy, so it is read-only.  A response is malloc()'ed
  * by the runtime and belongs to hotffi once passed to respond().  A task
  * belongs to the runtime from poll() until respond(); after respond() the
  * runtime must not touch it again.
