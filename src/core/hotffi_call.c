@@ -173,7 +173,7 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
             break;
         }
 
-        hotffi_spin_pause(now - start);
+        hotffi_spin_pause(now - start, HOTFFI_SPIN_YIELD_NS);
     }
 
     hotffi_hub_spin_end(hub);

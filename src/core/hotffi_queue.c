@@ -181,7 +181,7 @@ hotffi_queue_spin(hotffi_queue_t *q)
             break;
         }
 
-        hotffi_spin_pause(now - start);
+        hotffi_spin_pause(now - start, HOTFFI_SPIN_YIELD_NS);
     }
 
 done:

@@ -82,7 +82,7 @@ hotffi_spin_poll_window(void)
 
 
 void
-hotffi_spin_pause(uint64_t spun)
+hotffi_spin_pause(uint64_t spun, uint64_t yield_after)
 {
     cpu_set_t  set;
 
@@ -95,7 +95,7 @@ hotffi_spin_pause(uint64_t spun)
                               && CPU_COUNT(&set) == 1;
     }
 
-    if (hotffi_spin_one_cpu || spun >= HOTFFI_SPIN_YIELD_NS) {
+    if (hotffi_spin_one_cpu || spun >= yield_after) {
         /* the thread we wait for may need this very CPU to progress */
         (void) sched_yield();
         return;

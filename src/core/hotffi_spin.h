@@ -72,9 +72,9 @@ uint64_t hotffi_spin_now(void);
 /*
  * thread: any.  One pause of a spin loop that began spun ns ago: the CPU's
  * relax hint, or sched_yield() when this thread can only run on one CPU or
- * has spun for HOTFFI_SPIN_YIELD_NS already.
+ * has spun for yield_after ns already.
  */
-void hotffi_spin_pause(uint64_t spun);
+void hotffi_spin_pause(uint64_t spun, uint64_t yield_after);
 
 /* thread: any.  The knobs, in ns; read from the environment once. */
 uint64_t hotffi_spin_window(void);
