@@ -135,7 +135,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 int
 hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
 {
-    uint64_t           window, start, now, end;
+    uint64_t           window, start, now, end, yield;
     hotffi_hub_t      *hub = task->hub;
     hotffi_runtime_t  *rt = task->rt;
 
@@ -161,6 +161,7 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
 
     start = hotffi_spin_now();
     end = start + (timeout_ns < window ? timeout_ns : window);
+    yield = hotffi_spin_yield_after(rt->spin.wait);
 
     hotffi_hub_spin_begin(hub);
 
@@ -173,12 +174,12 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
             break;
         }
 
-        hotffi_spin_pause(now - start, HOTFFI_SPIN_YIELD_NS);
+        hotffi_spin_pause(now - start, yield);
     }
 
     hotffi_hub_spin_end(hub);
 
-    hotffi_spin_record(&rt->spin, task->done);
+    hotffi_spin_record(&rt->spin, task->done, now - start);
 
     if (task->done) {
         hub->stats.spin_hits++;

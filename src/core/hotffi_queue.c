@@ -155,7 +155,7 @@ done:
 static void
 hotffi_queue_spin(hotffi_queue_t *q)
 {
-    uint64_t  window, start, now;
+    uint64_t  window, start, now, wait, yield;
 
     window = hotffi_spin_poll_window();
 
@@ -173,16 +173,24 @@ hotffi_queue_spin(hotffi_queue_t *q)
     }
 
     start = hotffi_spin_now();
+    now = start;
+    wait = atomic_load_explicit(&q->spin_wait, memory_order_relaxed);
+    yield = hotffi_spin_yield_after(wait);
 
     while (atomic_load_explicit(&q->ready, memory_order_acquire) == 0) {
         now = hotffi_spin_now();
 
         if (now - start >= window) {
-            break;
+            goto done;
         }
 
-        hotffi_spin_pause(now - start, HOTFFI_SPIN_YIELD_NS);
+        hotffi_spin_pause(now - start, yield);
     }
+
+    /* only the spinner writes it: a plain load and store suffice */
+    atomic_store_explicit(&q->spin_wait,
+                          hotffi_spin_average(wait, now - start),
+                          memory_order_relaxed);
 
 done:
 

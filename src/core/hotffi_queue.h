@@ -52,6 +52,7 @@ struct hotffi_queue_s {
 
     atomic_uint       ready;      /* count + stopped, for the spinners */
     atomic_uint       spinners;   /* threads spinning in poll */
+    atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
 
     /* event loop only: hotffi_init_error()'s copy, read after init */
     char             *init_error;

@@ -123,12 +123,28 @@ hotffi_spin_want(hotffi_spin_t *s)
 }
 
 
+uint64_t
+hotffi_spin_yield_after(uint64_t wait)
+{
+    return wait * 2 > HOTFFI_SPIN_YIELD_NS ? wait * 2 : HOTFFI_SPIN_YIELD_NS;
+}
+
+
+uint64_t
+hotffi_spin_average(uint64_t wait, uint64_t ns)
+{
+    /* 1/8 of the way: one odd call moves it little */
+    return wait - wait / 8 + ns / 8;
+}
+
+
 void
-hotffi_spin_record(hotffi_spin_t *s, int hit)
+hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited)
 {
     if (hit) {
         s->hits++;
         s->backoff = 0;
+        s->wait = hotffi_spin_average(s->wait, waited);
         return;
     }
 

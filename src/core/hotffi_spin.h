@@ -50,9 +50,12 @@
 #define HOTFFI_SPIN_STREAK_MAX       64
 
 /*
- * After this long a spin yields instead of pausing: an answer that comes
- * later is less likely than a thread waiting for this CPU (wrk, or the
- * very runtime thread that is to answer), which gets it that way.
+ * After twice the usual wait of a hit, but at least this long, a spin
+ * yields instead of pausing: an answer that comes later is less likely than
+ * a thread waiting for this CPU (wrk, or the very runtime thread that is to
+ * answer), which gets it that way.  (A 100 KiB echo's answer takes 3-5 us:
+ * yielding at 3 us doubled its cost; a fixed 1 ms made every call 10-40 us
+ * once other processes loaded both CPUs.)
  */
 #define HOTFFI_SPIN_YIELD_NS         3000
 
@@ -63,6 +66,7 @@ typedef struct {
     uint32_t   backoff;     /* the skip after the next miss */
     uint64_t   hits;        /* answered while spinning */
     uint64_t   misses;      /* the window ended first */
+    uint64_t   wait;        /* a hit's wait, ns, moving average (1/8) */
 } hotffi_spin_t;
 
 
@@ -83,8 +87,14 @@ uint64_t hotffi_spin_poll_window(void);
 /* thread: owner of s.  Whether to spin this time. */
 int hotffi_spin_want(hotffi_spin_t *s);
 
-/* thread: owner of s.  How the spin it allowed ended. */
-void hotffi_spin_record(hotffi_spin_t *s, int hit);
+/* thread: owner of s.  How the spin it allowed ended; waited: ns. */
+void hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited);
+
+/* thread: any.  When a spin whose hits wait `wait` ns should yield. */
+uint64_t hotffi_spin_yield_after(uint64_t wait);
+
+/* thread: any.  wait's moving average after a hit that waited ns. */
+uint64_t hotffi_spin_average(uint64_t wait, uint64_t ns);
 
 /* thread: owner of s.  A call not spun for was answered within the window. */
 void hotffi_spin_reset(hotffi_spin_t *s);

@@ -397,7 +397,7 @@ test_spin_backoff(void **state)
 
     /* a hit resets the back-off */
     f->rt->spin.skip = 0;
-    hotffi_spin_record(&f->rt->spin, 1);
+    hotffi_spin_record(&f->rt->spin, 1, 0);
     assert_int_equal(f->rt->spin.backoff, 0);
     assert_true(hotffi_spin_want(&f->rt->spin));
 }
