@@ -134,6 +134,8 @@ done:
 
     (void) pthread_mutex_unlock(&q->mtx);
 
+    q->woke = wake;
+
     /*
      * After the unlock: a poller woken while the mutex is still held would
      * only block on it again, one more futex call per task (measured).

@@ -54,6 +54,9 @@ struct hotffi_queue_s {
     atomic_uint       spinners;   /* threads spinning in poll */
     atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
 
+    /* event loop only: the last push had to wake a parked poller */
+    int               woke;
+
     /* event loop only: hotffi_init_error()'s copy, read after init */
     char             *init_error;
 

@@ -2,10 +2,11 @@
 # ends inside the spin, phases that cannot wait, requests read in place from
 # Lua strings that the caller dropped, and the event loop kept responsive.
 #
-# Most blocks set the event loop's spin window to its largest (1 s), so that
-# a call whose answer comes is always answered inside the spin, however
-# loaded this machine is, and those that must not be are told by counters,
-# not by clocks.
+# Most blocks set both spin windows to their largest (1 s): a runtime thread
+# then still spins on its queue when the next call comes (the worker only
+# spins for calls a spinning runtime thread takes), and a call whose answer
+# comes is always answered inside the worker's spin, however loaded this
+# machine is.  What must or must not happen is told by counters, not clocks.
 use strict;
 use warnings;
 use FindBin;
@@ -19,6 +20,7 @@ __DATA__
 === TEST 1: calls answered while spinning give the same results as ever
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
     content_by_lua_block {
@@ -64,6 +66,7 @@ hits 205 misses 0 live 0
 === TEST 2: a timeout shorter than the spin ends the call inside the spin
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
     content_by_lua_block {
@@ -99,6 +102,7 @@ true1
 === TEST 3: a phase that cannot wait fails the same way, however fast the answer
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
     content_by_lua_block {
@@ -124,6 +128,7 @@ qr/log phase call: false nil API disabled in the context of log_by_lua/
 === TEST 4: a request stays intact while the runtime reads it, after its caller gave up inside the spin and the GC ran
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
 --- http_config
 init_by_lua_block {
     -- 100000 bytes "abc...zab..." (what ctl's verify checks), and a wait
@@ -246,6 +251,7 @@ falseniltimeout
 === TEST 6: a coroutine calling back to back lets the worker run other work
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
     content_by_lua_block {

@@ -365,6 +365,43 @@ test_spin_declined(void **state)
 }
 
 
+/* a call that had to wake a parked runtime thread is not spun for */
+static void
+test_spin_not_for_parked(void **state)
+{
+    fixture_t      *f = *state;
+    int64_t         end;
+    uint32_t        parked;
+    unit_waiter_t   w = { 0, 0 };
+    hotffi_task_t  *t;
+
+    start_echo(f);
+
+    /* it spins for its window (1 s here) first, then parks */
+    end = unit_now_ms() + UNIT_WAIT_MS;
+
+    do {
+        unit_sleep_ms(10);
+        (void) pthread_mutex_lock(&f->tq->mtx);
+        parked = f->tq->pollers;
+        (void) pthread_mutex_unlock(&f->tq->mtx);
+    } while (parked == 0 && unit_now_ms() < end);
+
+    assert_int_equal(parked, 1);
+
+    t = post(f, "wake up", NULL);
+    assert_int_equal(f->tq->woke, 1);
+    assert_int_equal(hotffi_call_spin(t, UINT64_MAX), HOTFFI_AGAIN);
+    assert_int_equal(f->hub->stats.spin_misses, 0);
+    assert_int_equal(f->rt->spin.skip, 0);
+
+    hotffi_call_wait(t, &w);
+    unit_drain_until(f->hub, woken, &w);
+    check_answer(t, "wake up");
+    hotffi_call_finish(t);
+}
+
+
 /* a runtime that missed is not spun for on the next 1, 2, 4 ... calls */
 static void
 test_spin_backoff(void **state)
@@ -719,6 +756,7 @@ main(void)
         FAST_TEST(test_spin_hit),
         FAST_TEST(test_spin_timeout),
         FAST_TEST(test_spin_declined),
+        FAST_TEST(test_spin_not_for_parked),
         FAST_TEST(test_spin_backoff),
         FAST_TEST(test_spin_recovers),
         FAST_TEST(test_spin_streak),
