@@ -238,6 +238,13 @@ if ($ENV{BENCH_RUNTIME}) {
 die "bench: $BUILD/lib/libecho.so is missing: run make\n"
     unless grep { $_->{name} eq 'c' } @RUNTIMES;
 
+# BENCH_RUNTIMES=c,rust: only these (the C echo always stays: the targets
+# are judged on it)
+if ($ENV{BENCH_RUNTIMES}) {
+    my %want = map { $_ => 1 } 'c', split /,/, $ENV{BENCH_RUNTIMES};
+    @RUNTIMES = grep { $want{$_->{name}} } @RUNTIMES;
+}
+
 # Each run stops after n calls or max_s seconds, whichever comes first:
 # 1.2 s with the C echo alone, less with more runtimes (0.5 s at least), so
 # that the whole run stays near five minutes on two cores.

@@ -10,7 +10,8 @@
  * long as it uses only the lua-resty-ffi names.
  *
  * Ownership in one paragraph: a request belongs to hotffi and is valid from
- * the moment a task is polled until it is answered.  A response is malloc()'ed
+ * the moment a task is polled until it is answered; it is the Lua caller's
+ * string itself, not a copy, so it is read-only.  A response is malloc()'ed
  * by the runtime and belongs to hotffi once passed to respond().  A task
  * belongs to the runtime from poll() until respond(); after respond() the
  * runtime must not touch it again.
@@ -122,8 +123,10 @@ void *ngx_http_lua_ffi_task_poll(void *tq);
 
 /*
  * The request bytes of a task and, in *len, their number (the request may
- * contain NUL bytes and is not NUL-terminated; it is never NULL, an empty
- * request gives a valid pointer and 0).
+ * contain NUL bytes; it is never NULL, an empty request gives a valid
+ * pointer and 0).  hotffi hands over the caller's own bytes (a Lua string's
+ * memory), not a copy: they are read-only, and there is a NUL after them,
+ * but a runtime for lua-resty-ffi too should rely on len alone.
  *
  * thread: the thread that owns the task.
  * returns memory borrowed from the task: valid until respond().
@@ -148,6 +151,27 @@ void ngx_http_lua_ffi_respond(void *task, int rc, char *rsp, int rsp_len);
 
 /* The ABI version hotffi was built with (HOTFFI_ABI_VERSION).  thread: any. */
 int hotffi_abi_version(void);
+
+/*
+ * ngx_http_lua_ffi_task_poll() for several tasks at once: blocks until there
+ * is at least one task (or the stop), then takes up to max of those queued,
+ * oldest first, with one lock round trip.  Returns how many it put into
+ * tasks[0..n-1], or 0 where poll() would return NULL (the runtime must stop;
+ * every later call returns 0 too).  Tasks whose caller gave up before they
+ * were taken are answered by hotffi and never returned.  Each task is the
+ * runtime's until its own respond(), as from poll(); the two functions may
+ * be mixed, on any number of threads.
+ *
+ * Before it parks, a polling thread (this or poll()) watches the queue for
+ * a short while (HOTFFI_POLL_SPIN_US, 20 us by default; see docs/api.md),
+ * so that a runtime that keeps up with its callers costs no wake-up.
+ *
+ * thread: any runtime thread.  thread-safe.
+ * tq:     borrowed.
+ * tasks:  borrowed array of at least max pointers, written by hotffi.
+ * max:    how many tasks at most; less than 1 returns 0 at once.
+ */
+int hotffi_task_poll_batch(void *tq, void **tasks, int max);
 
 /*
  * 1 once the caller has given up on this task (it timed out, the request

@@ -14,6 +14,7 @@ local get_request = base.get_request
 local get_string_buf = base.get_string_buf
 local get_size_ptr = base.get_size_ptr
 local sema_wait = semaphore.wait
+local ngx_sleep = ngx.sleep
 local error = error
 local floor = math.floor
 local pairs = pairs
@@ -54,6 +55,8 @@ typedef struct {
     uint64_t  wakeups;
     uint64_t  completions;
     uint64_t  runtimes;
+    uint64_t  spin_hits;
+    uint64_t  spin_misses;
 } hotffi_ffi_hub_stats_t;
 
 int ngx_http_hotffi_ffi_version(void);
@@ -72,8 +75,9 @@ void ngx_http_hotffi_ffi_runtime_reload_forget(void *rt,
 int ngx_http_hotffi_ffi_runtime_last_reload(void *rt,
     hotffi_ffi_reload_t *out, unsigned char *err, size_t *errlen);
 void *ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
-    const char *req, size_t len, ngx_http_lua_sema_t **psema,
-    unsigned char *err, size_t *errlen);
+    const char *req, size_t len, double timeout, int spin, int *pstate,
+    uint32_t *pslot, ngx_http_lua_sema_t **psema, unsigned char *err,
+    size_t *errlen);
 int ngx_http_hotffi_ffi_call_result(void *task, const char **rsp,
     size_t *len);
 void ngx_http_hotffi_ffi_call_finish(void *task);
@@ -81,7 +85,7 @@ void ngx_http_hotffi_ffi_call_abandon(void *task);
 ]]
 
 
-local FFI_VERSION = 3
+local FFI_VERSION = 4
 local ERR_BUF_SIZE = 1024
 local LOAD_ERR_BUF_SIZE = 4608   -- a runtime's init error may be a traceback
 local DEFAULT_MAX_QUEUE = 65536
@@ -118,6 +122,8 @@ local resolver
 local NGX_OK, NGX_ERROR, NGX_AGAIN = 0, -1, -2
 
 local psema = ffi_new("ngx_http_lua_sema_t *[1]")
+local pstate = ffi_new("int[1]")
+local pslot = ffi_new("uint32_t[1]")
 local prsp = ffi_new("const char *[1]")
 local plen = ffi_new("size_t[1]")
 local stats_buf = ffi_new("hotffi_ffi_stats_t")
@@ -127,6 +133,33 @@ local reload_buf = ffi_new("hotffi_ffi_reload_t")
 -- semaphore.wait() reads .sem before it yields and never after, and the
 -- semaphore itself belongs to the C side, so one table serves every call.
 local waiter = {}
+
+-- call_post() states (HOTFFI_* in src/core/hotffi_core.h and _call.h):
+-- answered while spinning (and, for the second, 64 such calls in a row
+-- kept the event loop from everything else: let it run once), wait on the
+-- semaphore, the timeout passed while spinning; other negative: an error
+local WAIT, SPUN_OUT, ANSWERED_YIELD = -2, -4, 1
+
+-- The runtime reads a request in place, from the Lua string's own bytes,
+-- for as long as the C task lives, which may be longer than the call (an
+-- abandoned task lives until the runtime answers it).  So each request is
+-- referenced here by its task's slot, from before the call can yield until
+-- the slot's next call replaces it: a slot is reused only once its task was
+-- freed, i.e. once the runtime is done with the bytes.  Calls that finish
+-- normally clear their entry at once, so only abandoned calls leave one.
+local pins = {}
+
+-- Phases where a coroutine cannot wait: a call there must fail the way it
+-- always did (lua-nginx-module's "API disabled ..."), not succeed when the
+-- answer happens to come within the spin, so it does not spin.
+local no_wait_phases = {
+    set = true,
+    header_filter = true,
+    body_filter = true,
+    log = true,
+    balancer = true,
+    ssl_session_store = true,
+}
 
 
 local function check_timeout(t, what, level)
@@ -161,19 +194,38 @@ local function call(self, req, timeout)
     local errlen = get_size_ptr()
     errlen[0] = ERR_BUF_SIZE
 
+    local spin = no_wait_phases[get_phase()] and 0 or 1
     local task = C.ngx_http_hotffi_ffi_call_post(r, self[PTR], req, #req,
+                                                 timeout, spin, pstate, pslot,
                                                  psema, err, errlen)
     if task == nil then
         return false, nil, ffi_str(err, errlen[0])
     end
 
-    -- self stays referenced by this frame across the yield, and the task
-    -- holds its own reference on the C runtime
-    waiter.sem = psema[0]
-    local ok, werr = sema_wait(waiter, timeout)
-    if not ok then
-        C.ngx_http_hotffi_ffi_call_abandon(task)
-        return false, nil, werr
+    local state = pstate[0]
+    local slot
+    if state < 0 then
+        -- the runtime may still read req: pinned, see `pins`
+        slot = pslot[0]
+        pins[slot] = req
+
+        if state ~= WAIT then
+            if state == SPUN_OUT then
+                C.ngx_http_hotffi_ffi_call_abandon(task)
+                return false, nil, "timeout"
+            end
+            -- no semaphore: the C side gave the call up already
+            return false, nil, ffi_str(err, errlen[0])
+        end
+
+        -- self stays referenced by this frame across the yield, and the
+        -- task holds its own reference on the C runtime
+        waiter.sem = psema[0]
+        local ok, werr = sema_wait(waiter, timeout)
+        if not ok then
+            C.ngx_http_hotffi_ffi_call_abandon(task)
+            return false, nil, werr
+        end
     end
 
     local rc = C.ngx_http_hotffi_ffi_call_result(task, prsp, plen)
@@ -182,6 +234,11 @@ local function call(self, req, timeout)
         rsp = ffi_str(prsp[0], plen[0])
     end
     C.ngx_http_hotffi_ffi_call_finish(task)
+    if slot then
+        pins[slot] = nil
+    elseif state == ANSWERED_YIELD then
+        ngx_sleep(0)
+    end
 
     if rc == 0 then
         return true, rsp
@@ -469,12 +526,15 @@ function _M.stats()
     local s = hub_stats_buf
     if C.ngx_http_hotffi_ffi_hub_stats(s) ~= 0 then
         s.tasks_live, s.wakeups, s.completions, s.runtimes = 0, 0, 0, 0
+        s.spin_hits, s.spin_misses = 0, 0
     end
     return {
         tasks_live = tonumber(s.tasks_live),
         wakeups = tonumber(s.wakeups),
         completions = tonumber(s.completions),
         runtimes = tonumber(s.runtimes),
+        spin_hits = tonumber(s.spin_hits),
+        spin_misses = tonumber(s.spin_misses),
     }
 end
 

@@ -10,6 +10,7 @@
 #include "hotffi_hub.h"
 #include "hotffi_port.h"
 #include "hotffi_queue.h"
+#include "hotffi_spin.h"
 #include "hotffi_task.h"
 #include "hotffi.h"
 
@@ -38,6 +39,47 @@ ngx_http_lua_ffi_task_poll(void *tq)
 
 
 /* thread: runtime */
+HOTFFI_EXPORT int
+hotffi_task_poll_batch(void *tq, void **tasks, int max)
+{
+    int             i, n;
+    uint32_t        got;
+    hotffi_port_t  *port = tq;
+    hotffi_task_t  *task;
+
+    if (max < 1) {
+        return 0;
+    }
+
+    for ( ;; ) {
+        got = hotffi_queue_poll_batch(port->queue, port,
+                                      (hotffi_task_t **) tasks,
+                                      (uint32_t) max);
+        if (got == 0) {
+            return 0;
+        }
+
+        /* keep the live ones, in order; the others go back unanswered */
+        for (i = 0, n = 0; i < (int) got; i++) {
+            task = tasks[i];
+
+            if (atomic_load_explicit(&task->cancelled, memory_order_acquire)) {
+                task->rc = HOTFFI_TASK_CANCELLED;
+                hotffi_hub_complete(task->hub, task);
+                continue;
+            }
+
+            tasks[n++] = task;
+        }
+
+        if (n) {
+            return n;
+        }
+    }
+}
+
+
+/* thread: runtime */
 HOTFFI_EXPORT char *
 ngx_http_lua_ffi_get_req(void *tsk, int *len)
 {
@@ -47,7 +89,8 @@ ngx_http_lua_ffi_get_req(void *tsk, int *len)
         *len = (int) task->req_len;
     }
 
-    return task->req;
+    /* char * for lua-resty-ffi's signature; the bytes are read-only */
+    return (char *) task->req;
 }
 
 
@@ -57,6 +100,8 @@ ngx_http_lua_ffi_respond(void *tsk, int rc, char *rsp, int rsp_len)
 {
     hotffi_task_t  *task = tsk;
 
+    /* how long the runtime took, for the event loop's spin policy */
+    task->answered = hotffi_spin_now();
     task->rc = rc;
     task->rsp = rsp;
 

@@ -12,6 +12,13 @@
  *   when poll skips it, unanswered).
  * A group collects the pending tasks of one caller scope (an nginx request)
  * so that the end of the scope gives all of them up at once.
+ *
+ * The fast path: right after posting, the caller may spin for the answer
+ * (hotffi_call_spin()) instead of parking.  It does so only when no other
+ * caller of this process waits (the event loop has nothing else to do) and
+ * the runtime answered its recent spins, for at most HOTFFI_SPIN_US.  An
+ * answer taken while spinning needs no waiter at all, so a waiter is
+ * attached only when the caller is about to park (hotffi_call_wait()).
  */
 
 #ifndef HOTFFI_CALL_H
@@ -33,13 +40,47 @@ void hotffi_group_init(hotffi_group_t *g);
 void hotffi_group_abandon(hotffi_group_t *g);
 
 /*
- * thread: event loop.  Queues a call of rt with a copy of req.  group may be
- * NULL.  waiter: the hub takes ownership on success only, and hands it to
- * the host's wake() and release().  Returns NULL with the reason in err when
- * the runtime is unloaded, its queue is full or memory is short.
+ * thread: event loop.  Queues a call of rt.  req: borrowed, not copied: it
+ * must stay valid and unchanged, with a NUL at req[len], until the task is
+ * freed (hotffi_call_finish(), or the drain of an abandoned task).  group
+ * may be NULL.  waiter: may be NULL (see hotffi_call_wait()); the hub takes
+ * ownership on success only, and hands it to the host's wake() and
+ * release().  Returns NULL with the reason in err when the runtime is
+ * unloaded, its queue is full or memory is short.
  */
 hotffi_task_t *hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     const char *req, size_t len, void *waiter, char *err, size_t errlen);
+
+/* hotffi_call_spin(): done, and the caller should yield once */
+#define HOTFFI_OK_YIELD  1
+
+/*
+ * thread: event loop.  Spins for the answer of a task just posted, when the
+ * fast path allows it (see above), for at most min(HOTFFI_SPIN_US,
+ * timeout_ns).  HOTFFI_OK: the task is done (read it, finish it).
+ * HOTFFI_OK_YIELD: the same, and HOTFFI_SPIN_STREAK_MAX calls in a row were
+ * answered so: the caller should let the event loop run once (an
+ * ngx.sleep(0)) before it goes on.  HOTFFI_AGAIN: not yet, wait for it.
+ * HOTFFI_DONE: timeout_ns passed while spinning; the caller should give up.
+ */
+int hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns);
+
+/*
+ * thread: event loop.  hotffi_call_post() without a waiter, then
+ * hotffi_call_spin(), *state being what the spin returned; the spin, when
+ * likely, is announced to the hub before the push.  Returns NULL with the
+ * reason in err as hotffi_call_post().
+ */
+hotffi_task_t *hotffi_call_post_spin(hotffi_runtime_t *rt,
+    hotffi_group_t *group, const char *req, size_t len, uint64_t timeout_ns,
+    int *state, char *err, size_t errlen);
+
+/*
+ * thread: event loop.  Gives a task posted without a waiter its waiter,
+ * before the caller parks; the hub takes ownership.  The task must not be
+ * done (hotffi_call_spin() said HOTFFI_AGAIN and nothing ran since).
+ */
+void hotffi_call_wait(hotffi_task_t *task, void *waiter);
 
 /*
  * thread: event loop.  The answer of a done task: returns rc and sets *rsp

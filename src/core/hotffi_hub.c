@@ -55,6 +55,8 @@ hotffi_hub_destroy(hotffi_hub_t *hub)
         hotffi_runtime_forget(hub->runtimes);
     }
 
+    hotffi_task_free_list(hub);
+
     (void) pthread_mutex_destroy(&hub->mtx);
     (void) close(hub->efd);
     free(hub);
@@ -72,7 +74,7 @@ hotffi_hub_fd(hotffi_hub_t *hub)
 void
 hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
 {
-    int       was_empty;
+    int       notify;
     uint64_t  one;
     ssize_t   n;
 
@@ -80,9 +82,11 @@ hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
 
     (void) pthread_mutex_lock(&hub->mtx);
 
-    was_empty = (hub->head == NULL);
+    /* a spinning event loop takes the list without being told */
+    notify = hub->head == NULL
+             && !atomic_load_explicit(&hub->spinning, memory_order_relaxed);
 
-    if (was_empty) {
+    if (hub->head == NULL) {
         hub->head = task;
 
     } else {
@@ -90,10 +94,11 @@ hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
     }
 
     hub->tail = task;
+    atomic_store_explicit(&hub->ready, 1, memory_order_release);
 
     (void) pthread_mutex_unlock(&hub->mtx);
 
-    if (was_empty) {
+    if (notify) {
         one = 1;
 
         do {
@@ -105,22 +110,27 @@ hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
 }
 
 
-/* thread: event loop */
-unsigned
-hotffi_hub_drain(hotffi_hub_t *hub)
+/* locks: hub->mtx held.  Takes the whole list. */
+static hotffi_task_t *
+hotffi_hub_detach(hotffi_hub_t *hub)
 {
-    unsigned        n;
-    uint64_t        count;
-    hotffi_task_t  *task, *next;
+    hotffi_task_t  *task;
 
-    /* read first: see the DESIGN note in hotffi_hub.h */
-    (void) read(hub->efd, &count, sizeof(count));
-
-    (void) pthread_mutex_lock(&hub->mtx);
     task = hub->head;
     hub->head = NULL;
     hub->tail = NULL;
-    (void) pthread_mutex_unlock(&hub->mtx);
+    atomic_store_explicit(&hub->ready, 0, memory_order_relaxed);
+
+    return task;
+}
+
+
+/* thread: event loop.  Hands each answer of the list to its caller. */
+static unsigned
+hotffi_hub_run(hotffi_hub_t *hub, hotffi_task_t *task)
+{
+    unsigned        n;
+    hotffi_task_t  *next;
 
     for (n = 0; task; task = next, n++) {
         next = task->next;
@@ -139,6 +149,70 @@ hotffi_hub_drain(hotffi_hub_t *hub)
     }
 
     return n;
+}
+
+
+/* thread: event loop */
+unsigned
+hotffi_hub_drain(hotffi_hub_t *hub)
+{
+    uint64_t        count;
+    hotffi_task_t  *task;
+
+    /* read first: see the DESIGN note in hotffi_hub.h */
+    (void) read(hub->efd, &count, sizeof(count));
+
+    (void) pthread_mutex_lock(&hub->mtx);
+    task = hotffi_hub_detach(hub);
+    (void) pthread_mutex_unlock(&hub->mtx);
+
+    return hotffi_hub_run(hub, task);
+}
+
+
+/* thread: event loop */
+unsigned
+hotffi_hub_take(hotffi_hub_t *hub)
+{
+    hotffi_task_t  *task;
+
+    if (!atomic_load_explicit(&hub->ready, memory_order_acquire)) {
+        return 0;
+    }
+
+    (void) pthread_mutex_lock(&hub->mtx);
+    task = hotffi_hub_detach(hub);
+    (void) pthread_mutex_unlock(&hub->mtx);
+
+    return hotffi_hub_run(hub, task);
+}
+
+
+/* thread: event loop */
+void
+hotffi_hub_spin_begin(hotffi_hub_t *hub)
+{
+    /*
+     * No lock: an append that misses the store writes the eventfd as
+     * usual, which costs a spurious wake-up at worst.
+     */
+    atomic_store_explicit(&hub->spinning, 1, memory_order_relaxed);
+}
+
+
+/* thread: event loop */
+void
+hotffi_hub_spin_end(hotffi_hub_t *hub)
+{
+    hotffi_task_t  *task;
+
+    /* one critical section: see the DESIGN note in hotffi_hub.h */
+    (void) pthread_mutex_lock(&hub->mtx);
+    atomic_store_explicit(&hub->spinning, 0, memory_order_relaxed);
+    task = hotffi_hub_detach(hub);
+    (void) pthread_mutex_unlock(&hub->mtx);
+
+    (void) hotffi_hub_run(hub, task);
 }
 
 

@@ -10,10 +10,17 @@
  * an answer appended in between is then either taken now or announced by a
  * fresh write, never lost (at worst one wake-up finds the list empty).
  *
+ * While the event loop spins for an answer (hotffi_call_spin()), it sets
+ * `spinning` and takes answers itself as `ready` shows them, and appends
+ * write no eventfd at all: spinning is read under mtx, and spin_end clears
+ * it and takes the list in one critical section, so an answer appended
+ * without a write is always taken by the spinner.
+ *
  * The host injects how a waiting caller is woken and freed, and a logger, so
  * the core needs no nginx or Lua header.
  *
- * locks: mtx guards head and tail; everything else is event loop only.
+ * locks: mtx guards head and tail, and orders spinning; the atomics are
+ * hints read without it; everything else is event loop only.
  */
 
 #ifndef HOTFFI_HUB_H
@@ -21,6 +28,7 @@
 
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "hotffi_core.h"
 
@@ -40,6 +48,10 @@ typedef struct {
     uint64_t   tasks_live;      /* created and not yet freed */
     uint64_t   wakeups;         /* drains that found work */
     uint64_t   completions;     /* tasks taken by those drains */
+    uint64_t   callers;         /* posted, not yet finished or given up */
+    uint64_t   spin_hits;       /* calls answered while the loop spun */
+    uint64_t   spin_misses;     /* spins that ended unanswered */
+    uint64_t   spin_streak;     /* hits in a row, see hotffi_call_spin() */
 } hotffi_hub_stats_t;
 
 
@@ -48,11 +60,15 @@ struct hotffi_hub_s {
     hotffi_task_t       *head;
     hotffi_task_t       *tail;
     int                  efd;
+    atomic_int           spinning;   /* written by the event loop */
+    atomic_int           ready;      /* head != NULL */
 
     /* event loop only */
     hotffi_host_t        host;
     hotffi_hub_stats_t   stats;
     hotffi_runtime_t    *runtimes;   /* every runtime not yet freed */
+    hotffi_task_t       *free;       /* freed tasks, linked by next */
+    uint32_t             slots;      /* tasks ever allocated */
 };
 
 
@@ -76,6 +92,17 @@ void hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task);
 
 /* thread: event loop.  Handles every answer waiting; returns how many. */
 unsigned hotffi_hub_drain(hotffi_hub_t *hub);
+
+/*
+ * thread: event loop.  Between begin and end, answers are announced by
+ * `ready` only, and taken with hotffi_hub_take() (no eventfd read: nothing
+ * was written for them).  end takes what is left.
+ */
+void hotffi_hub_spin_begin(hotffi_hub_t *hub);
+void hotffi_hub_spin_end(hotffi_hub_t *hub);
+
+/* thread: event loop.  Handles the answers waiting, if ready says so. */
+unsigned hotffi_hub_take(hotffi_hub_t *hub);
 
 /* thread: event loop.  Formats and passes a line to the host's logger. */
 void hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)

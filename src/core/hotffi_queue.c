@@ -7,6 +7,7 @@
 
 #include "hotffi_queue.h"
 #include "hotffi_port.h"
+#include "hotffi_spin.h"
 #include "hotffi_task.h"
 
 
@@ -122,12 +123,19 @@ hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task)
 
     q->ring[(q->head + q->count) % q->cap] = task;
     q->count++;
+    atomic_store_explicit(&q->ready, q->count, memory_order_release);
     rc = HOTFFI_OK;
-    wake = q->pollers;
+
+    /* a spinner takes the lock and looks at count once it stops spinning */
+    wake = q->pollers
+           && q->count > atomic_load_explicit(&q->spinners,
+                                              memory_order_acquire);
 
 done:
 
     (void) pthread_mutex_unlock(&q->mtx);
+
+    q->woke = wake;
 
     /*
      * After the unlock: a poller woken while the mutex is still held would
@@ -141,11 +149,76 @@ done:
 }
 
 
+/*
+ * thread: runtime.  Watches ready without the lock for up to the poll
+ * window, one thread at a time (more would only share the same cache line
+ * and the CPUs the event loop needs).  Returns with the caller no longer
+ * counted in spinners; it must then look at count under the lock.
+ */
+static void
+hotffi_queue_spin(hotffi_queue_t *q)
+{
+    uint64_t  window, start, now, wait, yield;
+
+    window = hotffi_spin_poll_window();
+
+    if (window == 0
+        || atomic_load_explicit(&q->ready, memory_order_acquire) != 0)
+    {
+        return;
+    }
+
+    if (atomic_fetch_add_explicit(&q->spinners, 1, memory_order_acq_rel)
+        != 0)
+    {
+        /* someone else spins: park, and undo the attempt */
+        goto done;
+    }
+
+    start = hotffi_spin_now();
+    now = start;
+    wait = atomic_load_explicit(&q->spin_wait, memory_order_relaxed);
+    yield = hotffi_spin_yield_after(wait);
+
+    while (atomic_load_explicit(&q->ready, memory_order_acquire) == 0) {
+        now = hotffi_spin_now();
+
+        if (now - start >= window) {
+            goto done;
+        }
+
+        hotffi_spin_pause(now - start, yield);
+    }
+
+    /* only the spinner writes it: a plain load and store suffice */
+    atomic_store_explicit(&q->spin_wait,
+                          hotffi_spin_average(wait, now - start),
+                          memory_order_relaxed);
+
+done:
+
+    (void) atomic_fetch_sub_explicit(&q->spinners, 1, memory_order_acq_rel);
+}
+
+
 /* thread: runtime */
 hotffi_task_t *
 hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port)
 {
     hotffi_task_t  *task;
+
+    return hotffi_queue_poll_batch(q, port, &task, 1) ? task : NULL;
+}
+
+
+/* thread: runtime */
+uint32_t
+hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
+    hotffi_task_t **tasks, uint32_t max)
+{
+    uint32_t  n;
+
+    hotffi_queue_spin(q);
 
     (void) pthread_mutex_lock(&q->mtx);
 
@@ -158,9 +231,9 @@ hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port)
 
     q->pollers--;
 
-    if (port->stopped) {
-        task = NULL;
+    n = 0;
 
+    if (port->stopped) {
         /*
          * The signal of a push may have woken this poller of an old version
          * rather than one of the next: pass it on.
@@ -169,22 +242,24 @@ hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port)
             (void) pthread_cond_signal(&q->cond);
         }
 
-    } else if (q->count == 0) {
-        task = NULL;
-
     } else {
-        task = q->ring[q->head];
-        q->head = (q->head + 1) % q->cap;
-        q->count--;
+        for ( /* void */ ; n < max && q->count; n++) {
+            tasks[n] = q->ring[q->head];
+            q->head = (q->head + 1) % q->cap;
+            q->count--;
+        }
 
-        if (q->stopped && q->count == 0) {
+        atomic_store_explicit(&q->ready, q->count + q->stopped,
+                              memory_order_relaxed);
+
+        if (n && q->stopped && q->count == 0) {
             /* the last task queued before the stop: wake the reaper */
             (void) pthread_cond_broadcast(&q->drained);
         }
     }
 
     (void) pthread_mutex_unlock(&q->mtx);
-    return task;
+    return n;
 }
 
 
@@ -194,6 +269,7 @@ hotffi_queue_stop(hotffi_queue_t *q)
 {
     (void) pthread_mutex_lock(&q->mtx);
     q->stopped = 1;
+    atomic_store_explicit(&q->ready, q->count + 1, memory_order_release);
     (void) pthread_cond_broadcast(&q->cond);
     (void) pthread_cond_broadcast(&q->drained);
     (void) pthread_mutex_unlock(&q->mtx);
@@ -241,6 +317,7 @@ hotffi_queue_take_all(hotffi_queue_t *q)
     }
 
     *last = NULL;
+    atomic_store_explicit(&q->ready, q->stopped, memory_order_release);
 
     if (q->stopped) {
         (void) pthread_cond_broadcast(&q->drained);

@@ -19,9 +19,16 @@
  * The ring grows on demand up to max, so a runtime loaded with the default
  * max_queue of 65536 does not cost 512 KiB until it is that busy.
  *
- * locks: mtx guards every field.  Pollers wait on cond, signalled on push
- * and broadcast on stop; a drain waiter waits on drained, so that a push's
- * single signal can never be taken by it instead of a poller.
+ * locks: mtx guards every field but the two atomics.  Pollers wait on
+ * cond, signalled on push and broadcast on stop; a drain waiter waits on
+ * drained, so that a push's single signal can never be taken by it instead
+ * of a poller.
+ *
+ * Spin before parking (hotffi_spin.h): a poller first watches `ready` for
+ * up to HOTFFI_POLL_SPIN_US without the lock, counted in `spinners`.  Every
+ * thread counted there takes the lock and looks at count afterwards, so a
+ * push signals a parked poller only for the tasks beyond the spinners: a
+ * runtime that keeps up with its callers costs no futex call either side.
  */
 
 #ifndef HOTFFI_QUEUE_H
@@ -29,6 +36,7 @@
 
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "hotffi_core.h"
 
@@ -42,8 +50,15 @@ struct hotffi_queue_s {
     uint32_t          max;        /* slots allowed */
     uint32_t          head;       /* oldest task */
     uint32_t          count;
-    uint32_t          pollers;    /* threads inside poll */
+    uint32_t          pollers;    /* threads parked in poll */
     unsigned          stopped:1;
+
+    atomic_uint       ready;      /* count + stopped, for the spinners */
+    atomic_uint       spinners;   /* threads spinning in poll */
+    atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
+
+    /* event loop only: the last push had to wake a parked poller */
+    int               woke;
 };
 
 
@@ -65,6 +80,13 @@ int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
  * stopped and empty.
  */
 hotffi_task_t *hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port);
+
+/*
+ * thread: runtime.  Blocks like poll, then takes up to max (>= 1) tasks in
+ * FIFO order into tasks; returns how many, 0 when poll would return NULL.
+ */
+uint32_t hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
+    hotffi_task_t **tasks, uint32_t max);
 
 /* thread: any.  Idempotent. */
 void hotffi_queue_stop(hotffi_queue_t *q);

@@ -29,6 +29,7 @@
 
 
 #include "hotffi_core.h"
+#include "hotffi_spin.h"
 
 
 typedef struct {
@@ -89,6 +90,7 @@ struct hotffi_runtime_s {
     hotffi_runtime_stats_t   stats;
     hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
                                               reload_failures is non-zero */
+    hotffi_spin_t            spin;     /* the event loop's, for its calls */
 };
 
 

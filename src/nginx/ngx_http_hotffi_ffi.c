@@ -12,6 +12,7 @@
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
+#include "hotffi_task.h"
 
 
 #define NGX_HTTP_HOTFFI_EXPORT  __attribute__((visibility("default")))
@@ -57,6 +58,8 @@ typedef struct {
     uint64_t  wakeups;
     uint64_t  completions;
     uint64_t  runtimes;
+    uint64_t  spin_hits;
+    uint64_t  spin_misses;
 } ngx_http_hotffi_ffi_hub_stats_t;
 
 
@@ -240,6 +243,8 @@ ngx_http_hotffi_ffi_hub_stats(ngx_http_hotffi_ffi_hub_stats_t *out)
     out->tasks_live = ngx_http_hotffi_hub->stats.tasks_live;
     out->wakeups = ngx_http_hotffi_hub->stats.wakeups;
     out->completions = ngx_http_hotffi_hub->stats.completions;
+    out->spin_hits = ngx_http_hotffi_hub->stats.spin_hits;
+    out->spin_misses = ngx_http_hotffi_hub->stats.spin_misses;
     out->runtimes = 0;
 
     for (rt = ngx_http_hotffi_hub->runtimes; rt; rt = rt->next) {
@@ -291,17 +296,30 @@ ngx_http_hotffi_group(ngx_http_request_t *r)
 
 
 /*
- * Queues a call.  req: borrowed, copied.  On success returns the task and,
- * in *psema, the semaphore to wait on; both belong to the hub, and Lua ends
- * the task with call_finish() or call_abandon().  Returns NULL with err set.
+ * Queues a call and, when the fast path allows it, spins for its answer
+ * (hotffi_call.h).  req: borrowed, not copied, and read by the runtime
+ * thread: the caller keeps the Lua string alive until the task is freed,
+ * which resty.hotffi does by slot (*pslot).  timeout: the call's, seconds.
+ * spin: 0 where the caller cannot wait (a call there must not succeed or
+ * fail depending on how fast the answer comes).
+ *
+ * Returns NULL with err set when the call was not queued.  Otherwise the
+ * task, which belongs to the hub, and in *pstate:
+ *   HOTFFI_OK     answered while spinning: call_result(), call_finish();
+ *   HOTFFI_AGAIN  wait on *psema (the hub's too), then as above, or give
+ *                 up with call_abandon();
+ *   HOTFFI_DONE   the timeout passed while spinning: call_abandon();
+ *   HOTFFI_ERROR  no semaphore to wait on: already given up, err set.
  */
 NGX_HTTP_HOTFFI_EXPORT void *
 ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
-    const char *req, size_t len, void **psema, u_char *err, size_t *errlen)
+    const char *req, size_t len, double timeout, int spin, int *pstate,
+    uint32_t *pslot, void **psema, u_char *err, size_t *errlen)
 {
     char             msg[512];
     char            *serr;
     void            *sema;
+    uint64_t         timeout_ns;
     hotffi_group_t  *group;
     hotffi_task_t   *task;
 
@@ -311,21 +329,42 @@ ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
         return NULL;
     }
 
-    serr = NULL;
+    /* 2^63 ns is 292 years: anything longer waits as long */
+    timeout_ns = timeout < 9.2e9 ? (uint64_t) (timeout * 1e9) : UINT64_MAX;
 
-    if (ngx_http_hotffi_sema.create(&sema, 0, &serr) != NGX_OK) {
-        ngx_http_hotffi_set_err(err, errlen, serr ? serr : "no semaphore");
-        return NULL;
+    if (spin) {
+        task = hotffi_call_post_spin(rt, group, req, len, timeout_ns, pstate,
+                                     msg, sizeof(msg));
+
+    } else {
+        task = hotffi_call_post(rt, group, req, len, NULL, msg, sizeof(msg));
+        *pstate = HOTFFI_AGAIN;
     }
 
-    task = hotffi_call_post(rt, group, req, len, sema, msg, sizeof(msg));
     if (task == NULL) {
-        ngx_http_hotffi_sema.gc(sema);
         ngx_http_hotffi_set_err(err, errlen, msg);
         return NULL;
     }
 
+    *pslot = task->slot;
+
+    if (*pstate != HOTFFI_AGAIN) {
+        return task;
+    }
+
+    /* made only now: a call answered while spinning never needs one */
+    serr = NULL;
+
+    if (ngx_http_hotffi_sema.create(&sema, 0, &serr) != NGX_OK) {
+        hotffi_call_abandon(task);
+        ngx_http_hotffi_set_err(err, errlen, serr ? serr : "no semaphore");
+        *pstate = HOTFFI_ERROR;
+        return task;
+    }
+
+    hotffi_call_wait(task, sema);
     *psema = sema;
+
     return task;
 }
 

@@ -9,6 +9,10 @@
  *   fail:RC:TEXT    answers rc RC with TEXT
  *   null            answers rc 0 with no payload
  *   cancelled       answers how many sleeps saw their caller give up
+ *   verify:MS:BYTES sleeps MS ms, then checks that BYTES still read
+ *                   "abc...zabc..." (the request is the caller's memory,
+ *                   read in place, even after the caller gave up)
+ *   verified        answers "OK BAD": how many verify requests were intact
  *   cfg             answers the configuration it was loaded with, or <nil>
  *
  * cfg "fail-init" makes libffi_init() return 7 and say why through
@@ -39,6 +43,7 @@ struct ctl_s {
     void            **held;          /* "hang" tasks, answered at the stop */
     int               nheld;
     int               cancelled;
+    int               verified[2];   /* intact, damaged; guarded by mtx */
 };
 
 
@@ -60,14 +65,22 @@ ctl_answer(void *task, int rc, const char *text, size_t len)
 
 
 static void
-ctl_sleep(ctl_t *c, void *task, long ms)
+ctl_sleep_ms(long ms)
 {
     struct timespec  ts;
-    int              gave_up;
 
     ts.tv_sec = ms / 1000;
     ts.tv_nsec = (ms % 1000) * 1000000L;
     (void) nanosleep(&ts, NULL);
+}
+
+
+static void
+ctl_sleep(ctl_t *c, void *task, long ms)
+{
+    int  gave_up;
+
+    ctl_sleep_ms(ms);
 
     gave_up = hotffi_task_cancelled(task);
 
@@ -79,6 +92,33 @@ ctl_sleep(ctl_t *c, void *task, long ms)
 
     ctl_answer(task, 0, gave_up ? "cancelled" : "slept",
                gave_up ? 9 : 5);
+}
+
+
+static void
+ctl_verify(ctl_t *c, void *task, const char *req, int len)
+{
+    int          i, bad;
+    long         ms;
+    char        *end;
+    const char  *bytes;
+
+    ms = strtol(req, &end, 10);
+    bytes = *end == ':' ? end + 1 : end;
+    len -= (int) (bytes - req);
+
+    ctl_sleep_ms(ms);
+
+    /* read only now: the caller may have gone, its string must not */
+    for (i = 0, bad = 0; i < len; i++) {
+        bad |= bytes[i] != 'a' + i % 26;
+    }
+
+    (void) pthread_mutex_lock(&c->mtx);
+    c->verified[bad]++;
+    (void) pthread_mutex_unlock(&c->mtx);
+
+    ctl_answer(task, 0, bad ? "damaged" : "intact", bad ? 7 : 6);
 }
 
 
@@ -132,6 +172,16 @@ ctl_handle(ctl_t *c, void *task)
     } else if (strcmp(req, "cancelled") == 0) {
         (void) pthread_mutex_lock(&c->mtx);
         n = snprintf(buf, sizeof(buf), "%d", c->cancelled);
+        (void) pthread_mutex_unlock(&c->mtx);
+        ctl_answer(task, 0, buf, n);
+
+    } else if (len > 7 && memcmp(req, "verify:", 7) == 0) {
+        ctl_verify(c, task, req + 7, len - 7);
+
+    } else if (strcmp(req, "verified") == 0) {
+        (void) pthread_mutex_lock(&c->mtx);
+        n = snprintf(buf, sizeof(buf), "%d %d", c->verified[0],
+                     c->verified[1]);
         (void) pthread_mutex_unlock(&c->mtx);
         ctl_answer(task, 0, buf, n);
 

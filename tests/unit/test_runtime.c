@@ -719,7 +719,7 @@ test_unload_with_queued_tasks(void **state)
 {
     fixture_t         *f = *state;
     int                i;
-    char               path[PATH_MAX], err[256], req[16];
+    char               path[PATH_MAX], err[256], req[16], reqs[32][16];
     unit_waiter_t      w[32];
     hotffi_task_t     *t[32];
     hotffi_runtime_t  *rt;
@@ -730,9 +730,10 @@ test_unload_with_queued_tasks(void **state)
     assert_non_null(rt);
 
     for (i = 0; i < 32; i++) {
-        (void) snprintf(req, sizeof(req), "req %d", i);
-        t[i] = hotffi_call_post(rt, NULL, req, strlen(req), &w[i], err,
-                                sizeof(err));
+        /* one buffer each: a request is read in place, not copied */
+        (void) snprintf(reqs[i], sizeof(reqs[i]), "req %d", i);
+        t[i] = hotffi_call_post(rt, NULL, reqs[i], strlen(reqs[i]), &w[i],
+                                err, sizeof(err));
         assert_non_null(t[i]);
     }
 

@@ -8,6 +8,12 @@
  *
  * Each call in flight has a slot, which is also its waiter: the host's
  * wake() and release() below check that they come in a legal order.
+ *
+ * A request is read in place by the runtime, for as long as its task lives,
+ * which for a call given up is longer than the slot's waiter.  So request
+ * buffers are kept as resty.hotffi keeps Lua strings: by task slot, freed
+ * only when that task slot's next call replaces them (see `pins`).  Under
+ * TSan, a buffer reused too early shows as a race with the runtime's read.
  * HOTFFI_UNIT_SEED=N replays a run.
  */
 
@@ -41,7 +47,7 @@ struct slot_s {
     int              woken;
     size_t           len;
     slot_t          *next;           /* free or ready list */
-    unsigned char    req[STRESS_MAX_LEN];
+    unsigned char   *req;            /* malloc()'ed, owned by pins */
 };
 
 
@@ -49,6 +55,8 @@ typedef struct {
     slot_t           slots[STRESS_SLOTS];
     slot_t          *free;
     slot_t          *ready;          /* woken by the last drain */
+    unsigned char  **pins;           /* task slot -> its request buffer */
+    uint32_t         npins;
     hotffi_group_t   groups[STRESS_GROUPS];
     uint64_t         rnd;
 
@@ -154,6 +162,12 @@ post(hotffi_runtime_t *rt)
 
     s->len = rnd() % (STRESS_MAX_LEN + 1);
 
+    /* + 1: a request has a NUL after its bytes */
+    s->req = calloc(1, s->len + 1);
+    if (s->req == NULL) {
+        fail_msg("out of memory");
+    }
+
     for (i = 0; i < s->len; i += 8) {
         r = rnd();
         memcpy(&s->req[i], &r, s->len - i < 8 ? s->len - i : 8);
@@ -168,6 +182,21 @@ post(hotffi_runtime_t *rt)
     if (t == NULL) {
         fail_msg("post %u: %s", st.posted, err);
     }
+
+    /* this task slot's previous call is over: its buffer may go */
+    if (t->slot >= st.npins) {
+        st.pins = realloc(st.pins, (t->slot + 1) * sizeof(unsigned char *));
+        if (st.pins == NULL) {
+            fail_msg("out of memory");
+        }
+
+        memset(st.pins + st.npins, 0,
+               (t->slot + 1 - st.npins) * sizeof(unsigned char *));
+        st.npins = t->slot + 1;
+    }
+
+    free(st.pins[t->slot]);
+    st.pins[t->slot] = s->req;
 
     s->task = t;
     st.posted++;
@@ -400,6 +429,12 @@ test_stress(void **state)
 
     unit_wait_threads(threads);
     hotffi_hub_destroy(hub);
+
+    while (st.npins) {
+        free(st.pins[--st.npins]);
+    }
+
+    free(st.pins);
 }
 
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -20,6 +21,19 @@ import (
 // request and response: past the bound, calls wait in hotffi's queue, where
 // their timeouts still run and abandoned ones are dropped unseen.
 const DefaultMaxConcurrency = 1024
+
+// A task a Server takes is handed to a goroutine of its own, which wakes
+// another OS thread: about 40-60 us per call on a 2-CPU VM, far more than a
+// small handler costs.  So while the handlers of recent calls took less
+// than inlineLimit on average, the last task of each batch is run on the
+// polling goroutine itself, and the queue is polled again after it: a
+// sequential caller then costs no hand-off at all.  One slow call stalls
+// the polling for its own length at most, and moves the average above the
+// limit, after which every task gets its goroutine again.
+const inlineLimit = 50 * time.Microsecond
+
+// pollBatch is how many tasks a Server takes from the queue at once.
+const pollBatch = 16
 
 // DefaultCancelInterval is how often a Server looks for callers that gave
 // up, when it has a HandleContext and Server.CancelInterval is 0.
@@ -90,25 +104,88 @@ func (s *Server) Serve(tq unsafe.Pointer) {
 
 	slots := make(chan struct{}, limit)
 	var wg sync.WaitGroup
+	var avg atomic.Int64 // handlers' mean duration in ns, moving (1/8)
+	var inline func(t Task) bool
 
-	for {
-		// A slot first, then a task: a task is only taken when it can run.
-		slots <- struct{}{}
-
-		t, ok := Poll(tq)
-		if !ok {
-			break
+	timed := func(t Task) {
+		start := time.Now()
+		s.handle(t, w)
+		d := int64(time.Since(start))
+		for {
+			old := avg.Load()
+			if avg.CompareAndSwap(old, old+(d-old)/8) {
+				break
+			}
 		}
-
-		wg.Add(1)
-		go func() {
-			defer func() {
-				<-slots
-				wg.Done()
-			}()
-			s.handle(t, w)
-		}()
 	}
+
+	// poll is a polling goroutine's loop; it returns at the stop, or once
+	// another goroutine took the polling over from it.
+	var poll func()
+	poll = func() {
+		buf := make([]Task, pollBatch)
+		for {
+			// Slots first, then tasks: a task is only taken when it can run.
+			slots <- struct{}{}
+			n := 1
+			for n < pollBatch {
+				select {
+				case slots <- struct{}{}:
+					n++
+					continue
+				default:
+				}
+				break
+			}
+
+			tasks := PollBatch(tq, buf[:n])
+			for i := len(tasks); i < n; i++ {
+				<-slots
+			}
+			if len(tasks) == 0 {
+				return
+			}
+
+			last := len(tasks) - 1
+			for i, t := range tasks {
+				if i == last && avg.Load() < int64(inlineLimit) {
+					if !inline(t) {
+						return
+					}
+					continue
+				}
+
+				wg.Add(1)
+				go func(t Task) {
+					defer func() {
+						<-slots
+						wg.Done()
+					}()
+					timed(t)
+				}(t)
+			}
+		}
+	}
+
+	// inline runs t here; false when a new goroutine polls meanwhile.
+	inline = func(t Task) bool {
+		var taken atomic.Bool
+		timer := time.AfterFunc(inlineLimit, func() {
+			if taken.CompareAndSwap(false, true) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					poll()
+				}()
+			}
+		})
+		timed(t)
+		<-slots
+		timer.Stop()
+		return taken.CompareAndSwap(false, true)
+	}
+
+	poll()
 
 	// The task queue is freed after libffi_fini: answer everything first.
 	wg.Wait()

@@ -29,6 +29,7 @@ package hotffi
 #pragma weak hotffi_task_cancelled
 #pragma weak hotffi_init_error
 #pragma weak hotffi_state
+#pragma weak hotffi_task_poll_batch
 
 static int
 sdk_abi_version(void)
@@ -40,6 +41,18 @@ static int
 sdk_task_cancelled(void *task)
 {
     return hotffi_task_cancelled ? hotffi_task_cancelled(task) : 0;
+}
+
+// Several tasks at once; one at a time on a host without the batch poll.
+static int
+sdk_poll_batch(void *tq, void **tasks, int max)
+{
+    if (hotffi_task_poll_batch) {
+        return hotffi_task_poll_batch(tq, tasks, max);
+    }
+
+    tasks[0] = ngx_http_lua_ffi_task_poll(tq);
+    return tasks[0] != NULL;
 }
 
 static void
@@ -111,6 +124,29 @@ type Task struct {
 func Poll(tq unsafe.Pointer) (t Task, ok bool) {
 	p := C.ngx_http_lua_ffi_task_poll(tq)
 	return Task{p: p}, p != nil
+}
+
+// PollBatch takes up to len(buf) tasks of tq at once, oldest first,
+// blocking the calling goroutine (and its OS thread) until there is at
+// least one, and returns them in buf[:n].  n is 0 once the runtime was
+// unloaded, as Poll's false.  Each task is answered on its own, as from
+// Poll.  On a host without hotffi_task_poll_batch (lua-resty-ffi) it takes
+// one task at a time.  buf must not be empty.
+func PollBatch(tq unsafe.Pointer, buf []Task) []Task {
+	var ptrs [64]unsafe.Pointer
+	max := len(buf)
+	if max > len(ptrs) {
+		max = len(ptrs)
+	}
+	if max == 0 {
+		return buf[:0]
+	}
+	// ptrs: Go memory holding no Go pointers, written by hotffi.
+	n := int(C.sdk_poll_batch(tq, &ptrs[0], C.int(max)))
+	for i := 0; i < n; i++ {
+		buf[i] = Task{p: ptrs[i]}
+	}
+	return buf[:n]
 }
 
 // Req returns the request bytes without copying them: the slice points into

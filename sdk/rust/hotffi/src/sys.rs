@@ -91,6 +91,7 @@ static ABI_VERSION_FN: Optional = Optional::new(b"hotffi_abi_version\0");
 static TASK_CANCELLED_FN: Optional = Optional::new(b"hotffi_task_cancelled\0");
 static INIT_ERROR_FN: Optional = Optional::new(b"hotffi_init_error\0");
 static STATE_FN: Optional = Optional::new(b"hotffi_state\0");
+static POLL_BATCH_FN: Optional = Optional::new(b"hotffi_task_poll_batch\0");
 
 /// hotffi_abi_version(), or None on a host without it.
 pub fn abi_version() -> Option<i32> {
@@ -143,5 +144,27 @@ pub unsafe fn state(tq: *mut c_void) -> Option<(*const c_char, usize)> {
         None
     } else {
         Some((p, len.max(0) as usize))
+    }
+}
+
+/// hotffi_task_poll_batch(tq, tasks, max): up to max tasks, oldest first,
+/// blocking until there is one; 0 at the stop.  On a host without it, one
+/// task at a time through ngx_http_lua_ffi_task_poll().
+///
+/// # Safety
+/// tq must be a live queue; tasks must have room for max (>= 1) pointers,
+/// and the tasks written there are the caller's until respond().
+pub unsafe fn task_poll_batch(tq: *mut c_void, tasks: *mut *mut c_void, max: c_int) -> c_int {
+    match POLL_BATCH_FN.get() {
+        Some(addr) => {
+            let f: unsafe extern "C" fn(*mut c_void, *mut *mut c_void, c_int) -> c_int =
+                std::mem::transmute(addr);
+            f(tq, tasks, max)
+        }
+        None => {
+            let p = ngx_http_lua_ffi_task_poll(tq);
+            *tasks = p;
+            c_int::from(!p.is_null())
+        }
     }
 }

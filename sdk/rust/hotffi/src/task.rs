@@ -51,6 +51,29 @@ impl Queue {
         NonNull::new(p).map(|ptr| Task { ptr })
     }
 
+    /// Takes up to `max` tasks at once (at least one, at most 64), oldest
+    /// first, into `out` (cleared first), blocking this thread until there
+    /// is one; one lock round trip for the lot.  `false` means the runtime
+    /// was unloaded, as [`Queue::poll`]'s `None`.  Each task is answered on
+    /// its own.  On a host without `hotffi_task_poll_batch` (lua-resty-ffi)
+    /// it takes one task at a time.  Useful for a loop that hands tasks to
+    /// workers of its own; a thread that runs each handler itself gains
+    /// nothing over `poll`, and holding several tasks would keep them from
+    /// the queue's other threads.
+    pub fn poll_batch(&self, out: &mut Vec<Task>, max: usize) -> bool {
+        let mut ptrs = [std::ptr::null_mut::<c_void>(); 64];
+        let max = max.clamp(1, ptrs.len());
+        out.clear();
+        // ptrs: written by hotffi; each task is ours until respond().
+        let n = unsafe { sys::task_poll_batch(self.as_ptr(), ptrs.as_mut_ptr(), max as c_int) };
+        for p in &ptrs[..n.max(0) as usize] {
+            if let Some(ptr) = NonNull::new(*p) {
+                out.push(Task { ptr });
+            }
+        }
+        !out.is_empty()
+    }
+
     /// Answers every task with `handler` on this thread until the runtime
     /// is unloaded.  A handler's `Err` fails its call with the error's rc
     /// and message; a panic fails it with [`RC_PANIC`] and the panic's

@@ -130,6 +130,28 @@ fn empty_answer_is_an_empty_string_not_nil() {
 }
 
 #[test]
+fn poll_batch_without_the_host_function_takes_one_at_a_time() {
+    let q = queue_with(&[b"t5 one", b"t5 two"], true);
+    let queue = unsafe { Queue::from_raw(raw(q)) }.unwrap();
+    let mut tasks = Vec::new();
+    assert!(queue.poll_batch(&mut tasks, 8));
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].req(), b"t5 one");
+    for t in tasks.drain(..) {
+        t.respond(0, b"1".to_vec());
+    }
+    assert!(queue.poll_batch(&mut tasks, 8));
+    assert_eq!(tasks[0].req(), b"t5 two");
+    for t in tasks.drain(..) {
+        t.respond(0, b"2".to_vec());
+    }
+    assert!(!queue.poll_batch(&mut tasks, 8));
+    assert!(tasks.is_empty());
+    assert_eq!(answer_to(b"t5 one"), (0, Some(b"1".to_vec())));
+    assert_eq!(answer_to(b"t5 two"), (0, Some(b"2".to_vec())));
+}
+
+#[test]
 fn a_dropped_task_answers_itself() {
     let q = queue_with(&[b"t3 drop"], true);
     let queue = unsafe { Queue::from_raw(raw(q)) }.unwrap();

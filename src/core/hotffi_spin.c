@@ -1,0 +1,169 @@
+/*
+ * hotffi_spin.c -- bounded, adaptive busy-waiting (see hotffi_spin.h).
+ */
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "hotffi_spin.h"
+
+
+#define HOTFFI_SPIN_US_MAX  1000000    /* a knob above 1 s is a typo */
+
+
+static pthread_once_t  hotffi_spin_once = PTHREAD_ONCE_INIT;
+static uint64_t        hotffi_spin_ns;
+static uint64_t        hotffi_poll_spin_ns;
+
+/* per thread: 1 when it may run on one CPU only, 0 otherwise, -1 unknown */
+static __thread int    hotffi_spin_one_cpu = -1;
+
+
+uint64_t
+hotffi_spin_now(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000000 + (uint64_t) ts.tv_nsec;
+}
+
+
+static uint64_t
+hotffi_spin_env(const char *name, uint64_t dflt)
+{
+    char           *v, *end;
+    unsigned long   us;
+
+    v = getenv(name);
+    if (v == NULL || *v == '\0') {
+        return dflt;
+    }
+
+    us = strtoul(v, &end, 10);
+    if (*end != '\0' || us > HOTFFI_SPIN_US_MAX) {
+        return dflt;
+    }
+
+    return (uint64_t) us * 1000;
+}
+
+
+static void
+hotffi_spin_init(void)
+{
+    hotffi_spin_ns = hotffi_spin_env("HOTFFI_SPIN_US",
+                                     HOTFFI_SPIN_NS_DEFAULT);
+    hotffi_poll_spin_ns = hotffi_spin_env("HOTFFI_POLL_SPIN_US",
+                                          HOTFFI_POLL_SPIN_NS_DEFAULT);
+}
+
+
+uint64_t
+hotffi_spin_window(void)
+{
+    (void) pthread_once(&hotffi_spin_once, hotffi_spin_init);
+    return hotffi_spin_ns;
+}
+
+
+uint64_t
+hotffi_spin_poll_window(void)
+{
+    (void) pthread_once(&hotffi_spin_once, hotffi_spin_init);
+    return hotffi_poll_spin_ns;
+}
+
+
+void
+hotffi_spin_pause(uint64_t spun, uint64_t yield_after)
+{
+    cpu_set_t  set;
+
+    if (hotffi_spin_one_cpu == -1) {
+        /*
+         * Asked once per thread: the mask is inherited at creation and
+         * nobody changes a running worker's (taskset starts it pinned).
+         */
+        hotffi_spin_one_cpu = sched_getaffinity(0, sizeof(set), &set) == 0
+                              && CPU_COUNT(&set) == 1;
+    }
+
+    if (hotffi_spin_one_cpu || spun >= yield_after) {
+        /* the thread we wait for may need this very CPU to progress */
+        (void) sched_yield();
+        return;
+    }
+
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__ ("yield" ::: "memory");
+#else
+    __asm__ __volatile__ ("" ::: "memory");
+#endif
+}
+
+
+int
+hotffi_spin_want(hotffi_spin_t *s)
+{
+    if (s->skip) {
+        s->skip--;
+        return 0;
+    }
+
+    return 1;
+}
+
+
+uint64_t
+hotffi_spin_yield_after(uint64_t wait)
+{
+    return wait * 2 > HOTFFI_SPIN_YIELD_NS ? wait * 2 : HOTFFI_SPIN_YIELD_NS;
+}
+
+
+uint64_t
+hotffi_spin_average(uint64_t wait, uint64_t ns)
+{
+    /* 1/8 of the way: one odd call moves it little */
+    return wait - wait / 8 + ns / 8;
+}
+
+
+void
+hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited)
+{
+    if (hit) {
+        s->hits++;
+        s->backoff = 0;
+        s->wait = hotffi_spin_average(s->wait, waited);
+        return;
+    }
+
+    /* 1, 2, 4 ... calls without a spin: a slow runtime costs a window
+     * now and then, and a fast one that had a hiccup is back soon */
+    s->misses++;
+    s->backoff = s->backoff ? s->backoff * 2 : 1;
+
+    if (s->backoff > HOTFFI_SPIN_BACKOFF_MAX) {
+        s->backoff = HOTFFI_SPIN_BACKOFF_MAX;
+    }
+
+    s->skip = s->backoff;
+}
+
+
+void
+hotffi_spin_reset(hotffi_spin_t *s)
+{
+    s->skip = 0;
+    s->backoff = 0;
+}

@@ -1,0 +1,103 @@
+/*
+ * hotffi_spin.h -- bounded, adaptive busy-waiting before a thread parks.
+ *
+ * DESIGN
+ * On this kind of machine a kernel entry or a context switch costs 2-4 us,
+ * while a whole echo round trip between two running threads costs about
+ * one.  So a thread that expects an answer (the event loop, after posting
+ * a call) or a request (a runtime thread, after answering one) soon looks
+ * for it for a short while before it parks, and the other side skips the
+ * wake-up when it knows nobody is parked.
+ *
+ * Spinning is only worth it when the other side can run at the same time.
+ * With one usable CPU it cannot, so a pause there is sched_yield(): the
+ * CPU goes to the thread that is to answer, and comes back at once when
+ * there is none.
+ *
+ * Past the first few microseconds a spin yields the CPU at each turn
+ * rather than pausing, so that a spinner only takes CPU time nobody else
+ * wants (on a busy 2-CPU machine, the HTTP client's, say).
+ *
+ * Every spin is bounded by a window in nanoseconds; a miss makes the next
+ * spins of that policy rarer (exponential back-off in calls), so a slow
+ * runtime costs one window now and then, not one per call.  A call made
+ * during the back-off that is answered within the window ends it (the
+ * runtime's own answer time, stamped in respond(), not the wake-up's).
+ *
+ * The windows are knobs read once per process from the environment
+ * (docs/api.md): HOTFFI_SPIN_US for the event loop, HOTFFI_POLL_SPIN_US for
+ * runtime threads; 0 turns spinning off.
+ */
+
+#ifndef HOTFFI_SPIN_H
+#define HOTFFI_SPIN_H
+
+
+#include <stdint.h>
+
+#include "hotffi_core.h"
+
+
+#define HOTFFI_SPIN_NS_DEFAULT       20000     /* event loop: 20 us */
+#define HOTFFI_POLL_SPIN_NS_DEFAULT  20000     /* runtime threads: 20 us */
+#define HOTFFI_SPIN_BACKOFF_MAX      256       /* calls without spinning */
+
+/*
+ * Calls answered while spinning never give the event loop back: after this
+ * many in a row the caller yields once (see hotffi_call_spin()),
+ * so that other requests of the worker wait at most that many round trips.
+ */
+#define HOTFFI_SPIN_STREAK_MAX       64
+
+/*
+ * After twice the usual wait of a hit, but at least this long, a spin
+ * yields instead of pausing: an answer that comes later is less likely than
+ * a thread waiting for this CPU (wrk, or the very runtime thread that is to
+ * answer), which gets it that way.  (A 100 KiB echo's answer takes 3-5 us:
+ * yielding at 3 us doubled its cost; a fixed 1 ms made every call 10-40 us
+ * once other processes loaded both CPUs.)
+ */
+#define HOTFFI_SPIN_YIELD_NS         3000
+
+
+/* one caller's adaptive state; event loop only (one per runtime) */
+typedef struct {
+    uint32_t   skip;        /* calls left before the next spin */
+    uint32_t   backoff;     /* the skip after the next miss */
+    uint64_t   hits;        /* answered while spinning */
+    uint64_t   misses;      /* the window ended first */
+    uint64_t   wait;        /* a hit's wait, ns, moving average (1/8) */
+} hotffi_spin_t;
+
+
+/* thread: any.  Monotonic nanoseconds (vDSO, no kernel entry). */
+uint64_t hotffi_spin_now(void);
+
+/*
+ * thread: any.  One pause of a spin loop that began spun ns ago: the CPU's
+ * relax hint, or sched_yield() when this thread can only run on one CPU or
+ * has spun for yield_after ns already.
+ */
+void hotffi_spin_pause(uint64_t spun, uint64_t yield_after);
+
+/* thread: any.  The knobs, in ns; read from the environment once. */
+uint64_t hotffi_spin_window(void);
+uint64_t hotffi_spin_poll_window(void);
+
+/* thread: owner of s.  Whether to spin this time. */
+int hotffi_spin_want(hotffi_spin_t *s);
+
+/* thread: owner of s.  How the spin it allowed ended; waited: ns. */
+void hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited);
+
+/* thread: any.  When a spin whose hits wait `wait` ns should yield. */
+uint64_t hotffi_spin_yield_after(uint64_t wait);
+
+/* thread: any.  wait's moving average after a hit that waited ns. */
+uint64_t hotffi_spin_average(uint64_t wait, uint64_t ns);
+
+/* thread: owner of s.  A call not spun for was answered within the window. */
+void hotffi_spin_reset(hotffi_spin_t *s);
+
+
+#endif /* HOTFFI_SPIN_H */

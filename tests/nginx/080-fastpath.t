@@ -1,0 +1,310 @@
+# The fast path: calls answered while the event loop spins, a timeout that
+# ends inside the spin, phases that cannot wait, requests read in place from
+# Lua strings that the caller dropped, and the event loop kept responsive.
+#
+# Most blocks set both spin windows to their largest (1 s): a runtime thread
+# then still spins on its queue when the next call comes (the worker only
+# spins for calls a spinning runtime thread takes), and a call whose answer
+# comes is always answered inside the worker's spin, however loaded this
+# machine is.  What must or must not happen is told by counters, not clocks.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HotffiTest;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: calls answered while spinning give the same results as ever
+--- env
+HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = hotffi.load("ctl")
+        rt:q("echo:warm-up")
+        local s0 = hotffi.stats()
+        local big = string.rep("0123456789\0", 10000)
+        ngx.say(rt:q("echo:hello"))
+        ngx.say(rt:q("echo:"))
+        ngx.say(rt:q("null"))
+        ngx.say(rt:q("fail:3:bad"))
+        local ok, rsp = rt:q("echo:" .. big)
+        ngx.say(ok, " ", rsp == big)
+        for i = 1, 200 do
+            local req = "echo:" .. i
+            local ok2, rsp2 = rt:q(req)
+            if not ok2 or rsp2 ~= tostring(i) then
+                ngx.say("call ", i, ": ", ok2, " ", rsp2)
+            end
+        end
+        local s1 = hotffi.stats()
+        ngx.say("hits ", s1.spin_hits - s0.spin_hits,
+                " misses ", s1.spin_misses - s0.spin_misses,
+                " live ", s1.tasks_live)
+        local st = rt:__stats()
+        ngx.say(st.calls, " ", st.ok, " ", st.failed, " ", st.inflight)
+    }
+}
+--- request
+GET /t
+--- response_body
+truehello
+true
+truenil
+false3bad
+true true
+hits 205 misses 0 live 0
+206 205 1 0
+
+
+
+=== TEST 2: a timeout shorter than the spin ends the call inside the spin
+--- env
+HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = hotffi.load("ctl")
+        local s0 = hotffi.stats()
+        ngx.say(rt:q("sleep:300", 0.05))
+        local s1 = hotffi.stats()
+        ngx.say("misses ", s1.spin_misses - s0.spin_misses,
+                " live ", s1.tasks_live)
+        local freed
+        for _ = 1, 300 do
+            if hotffi.stats().tasks_live == 0 then freed = true break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("freed: ", freed)
+        ngx.say(rt:q("cancelled"))
+        local st = rt:__stats()
+        ngx.say(st.abandoned, " ", st.inflight)
+    }
+}
+--- request
+GET /t
+--- response_body
+falseniltimeout
+misses 1 live 1
+freed: true
+true1
+1 0
+
+
+
+=== TEST 3: a phase that cannot wait fails the same way, however fast the answer
+--- env
+HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = require("resty.hotffi").load("ctl")
+        -- the runtime is warm and answers at once
+        ngx.say(rt:q("echo:ready"))
+    }
+    log_by_lua_block {
+        local rt = require("resty.hotffi").load("ctl")
+        local ok, res, err = rt:q("echo:from log")
+        ngx.log(ngx.WARN, "log phase call: ", ok, " ", res, " ", err)
+    }
+}
+--- request
+GET /t
+--- response_body
+trueready
+--- error_log
+qr/log phase call: false nil API disabled in the context of log_by_lua/
+
+
+
+=== TEST 4: a request stays intact while the runtime reads it, after its caller gave up inside the spin and the GC ran
+--- env
+HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
+--- http_config
+init_by_lua_block {
+    -- 100000 bytes "abc...zab..." (what ctl's verify checks), and a wait
+    -- for ctl's "verified" counters
+    function verify_payload()
+        local t = {}
+        for i = 0, 99999 do t[#t + 1] = string.char(97 + i % 26) end
+        return table.concat(t)
+    end
+
+    function verify_churn(n)
+        for round = 1, 3 do
+            collectgarbage("collect")
+            local junk = {}
+            for i = 1, 50 do
+                -- the size the dropped requests had: their memory is reused
+                junk[i] = string.rep(string.char(65 + (i + round) % 26), n)
+            end
+            junk = nil
+            collectgarbage("collect")
+        end
+    end
+
+    function verify_wait(rt, want)
+        local v
+        for _ = 1, 500 do
+            v = select(2, rt:q("verified"))
+            if v == want then break end
+            ngx.sleep(0.01)
+        end
+        return v
+    end
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = require("resty.hotffi").load("ctl")
+        local req = "verify:200:" .. verify_payload()
+        local n = #req
+        ngx.say(rt:q(req, 0.01))
+        req = nil
+        verify_churn(n)
+        ngx.say(verify_wait(rt, "1 0"))
+    }
+}
+--- request
+GET /t
+--- response_body
+falseniltimeout
+1 0
+--- timeout: 20
+
+
+
+=== TEST 5: the same for callers that gave up while parked: timeout, killed light thread
+--- http_config
+init_by_lua_block {
+    function verify_payload()
+        local t = {}
+        for i = 0, 99999 do t[#t + 1] = string.char(97 + i % 26) end
+        return table.concat(t)
+    end
+
+    function verify_churn(n)
+        for round = 1, 3 do
+            collectgarbage("collect")
+            local junk = {}
+            for i = 1, 50 do
+                junk[i] = string.rep(string.char(65 + (i + round) % 26), n)
+            end
+            junk = nil
+            collectgarbage("collect")
+        end
+    end
+
+    function verify_wait(rt, want)
+        local v
+        for _ = 1, 500 do
+            v = select(2, rt:q("verified"))
+            if v == want then break end
+            ngx.sleep(0.01)
+        end
+        return v
+    end
+}
+--- env
+HOTFFI_SPIN_US=0
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = require("resty.hotffi").load("ctl")
+        local payload = verify_payload()
+        local n = #payload + 11
+
+        local req = "verify:200:" .. payload
+        ngx.say(rt:q(req, 0.01))
+        req = nil
+
+        local th = ngx.thread.spawn(function()
+            return rt:q("verify:300:" .. payload, 5)
+        end)
+        ngx.sleep(0.05)
+        ngx.say(ngx.thread.kill(th))
+        th = nil
+
+        verify_churn(n)
+        ngx.say(verify_wait(rt, "2 0"))
+    }
+}
+--- request
+GET /t
+--- response_body
+falseniltimeout
+1
+2 0
+--- timeout: 20
+
+
+
+=== TEST 6: a coroutine calling back to back lets the worker run other work
+--- env
+HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = hotffi.load("ctl")
+        rt:q("echo:warm-up")
+        local done, turns = false, 0
+        local other = ngx.thread.spawn(function()
+            while not done do
+                turns = turns + 1
+                ngx.sleep(0)
+            end
+        end)
+        local s0 = hotffi.stats()
+        local start = turns
+        for i = 1, 256 do
+            local ok = rt:q("echo:x")
+            if not ok then ngx.say("call ", i, " failed") end
+        end
+        done = true
+        ngx.thread.wait(other)
+        local s1 = hotffi.stats()
+        -- every call was answered while spinning, and 256 / 64 times the
+        -- caller let the event loop run the other light thread
+        ngx.say("hits ", s1.spin_hits - s0.spin_hits)
+        ngx.say("other thread ran: ", turns - start >= 2)
+    }
+}
+--- request
+GET /t
+--- response_body
+hits 256
+other thread ran: true
+
+
+
+=== TEST 7: without spinning, calls go through the semaphore as before
+--- env
+HOTFFI_SPIN_US=0
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = hotffi.load("ctl")
+        for i = 1, 20 do
+            local ok, rsp = rt:q("echo:" .. i)
+            if not ok or rsp ~= tostring(i) then ngx.say("bad ", i) end
+        end
+        local s = hotffi.stats()
+        ngx.say(s.spin_hits, " ", s.spin_misses, " ", s.wakeups >= 20)
+    }
+}
+--- request
+GET /t
+--- response_body
+0 0 true
