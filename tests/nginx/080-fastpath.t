@@ -13,6 +13,44 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 
+# Lua helpers of TEST 4 and 5: a 100 KB request of known bytes, garbage
+# that reuses the memory of dropped requests, and waiting for the runtime's
+# verdict on what it read.
+our $verify_helpers = <<'LUA';
+init_by_lua_block {
+    -- 100000 bytes "abc...zab..." (what ctl's verify checks), and a wait
+    -- for ctl's "verified" counters
+    function verify_payload()
+        local t = {}
+        for i = 0, 99999 do t[#t + 1] = string.char(97 + i % 26) end
+        return table.concat(t)
+    end
+
+    function verify_churn(n)
+        for round = 1, 3 do
+            collectgarbage("collect")
+            local junk = {}
+            for i = 1, 50 do
+                -- the size the dropped requests had: their memory is reused
+                junk[i] = string.rep(string.char(65 + (i + round) % 26), n)
+            end
+            junk = nil
+            collectgarbage("collect")
+        end
+    end
+
+    function verify_wait(rt, want)
+        local v
+        for _ = 1, 500 do
+            v = select(2, rt:q("verified"))
+            if v == want then break end
+            ngx.sleep(0.01)
+        end
+        return v
+    end
+}
+LUA
+
 run_tests();
 
 __DATA__
@@ -129,39 +167,9 @@ qr/log phase call: false nil API disabled in the context of log_by_lua/
 --- env
 HOTFFI_SPIN_US=1000000
 HOTFFI_POLL_SPIN_US=1000000
---- http_config
-init_by_lua_block {
-    -- 100000 bytes "abc...zab..." (what ctl's verify checks), and a wait
-    -- for ctl's "verified" counters
-    function verify_payload()
-        local t = {}
-        for i = 0, 99999 do t[#t + 1] = string.char(97 + i % 26) end
-        return table.concat(t)
-    end
+--- http_config eval
+$::verify_helpers
 
-    function verify_churn(n)
-        for round = 1, 3 do
-            collectgarbage("collect")
-            local junk = {}
-            for i = 1, 50 do
-                -- the size the dropped requests had: their memory is reused
-                junk[i] = string.rep(string.char(65 + (i + round) % 26), n)
-            end
-            junk = nil
-            collectgarbage("collect")
-        end
-    end
-
-    function verify_wait(rt, want)
-        local v
-        for _ = 1, 500 do
-            v = select(2, rt:q("verified"))
-            if v == want then break end
-            ngx.sleep(0.01)
-        end
-        return v
-    end
-}
 --- config
 location = /t {
     content_by_lua_block {
@@ -184,36 +192,9 @@ falseniltimeout
 
 
 === TEST 5: the same for callers that gave up while parked: timeout, killed light thread
---- http_config
-init_by_lua_block {
-    function verify_payload()
-        local t = {}
-        for i = 0, 99999 do t[#t + 1] = string.char(97 + i % 26) end
-        return table.concat(t)
-    end
+--- http_config eval
+$::verify_helpers
 
-    function verify_churn(n)
-        for round = 1, 3 do
-            collectgarbage("collect")
-            local junk = {}
-            for i = 1, 50 do
-                junk[i] = string.rep(string.char(65 + (i + round) % 26), n)
-            end
-            junk = nil
-            collectgarbage("collect")
-        end
-    end
-
-    function verify_wait(rt, want)
-        local v
-        for _ = 1, 500 do
-            v = select(2, rt:q("verified"))
-            if v == want then break end
-            ngx.sleep(0.01)
-        end
-        return v
-    end
-}
 --- env
 HOTFFI_SPIN_US=0
 --- config
