@@ -231,31 +231,23 @@ hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
 
     q->pollers--;
 
-    n = 0;
-
     if (port->stopped) {
-        /*
-         * The signal of a push may have woken this poller of an old version
-         * rather than one of the next: pass it on.
-         */
-        if (q->count && q->pollers) {
-            (void) pthread_cond_signal(&q->cond);
-        }
+        (void) pthread_mutex_unlock(&q->mtx);
+        return 0;
+    }
 
-    } else {
-        for ( /* void */ ; n < max && q->count; n++) {
-            tasks[n] = q->ring[q->head];
-            q->head = (q->head + 1) % q->cap;
-            q->count--;
-        }
+    for (n = 0; n < max && q->count; n++) {
+        tasks[n] = q->ring[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
 
-        atomic_store_explicit(&q->ready, q->count + q->stopped,
-                              memory_order_relaxed);
+    atomic_store_explicit(&q->ready, q->count + q->stopped,
+                          memory_order_relaxed);
 
-        if (n && q->stopped && q->count == 0) {
-            /* the last task queued before the stop: wake the reaper */
-            (void) pthread_cond_broadcast(&q->drained);
-        }
+    if (n && q->stopped && q->count == 0) {
+        /* the last task queued before the stop: wake the reaper */
+        (void) pthread_cond_broadcast(&q->drained);
     }
 
     (void) pthread_mutex_unlock(&q->mtx);
@@ -280,6 +272,11 @@ hotffi_queue_stop(hotffi_queue_t *q)
 void
 hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port)
 {
+    /*
+     * The broadcast takes every poller of port out of the wait at once, so
+     * a later push's single signal can only reach a poller that will take
+     * its task; and a port never waits again once stopped.
+     */
     (void) pthread_mutex_lock(&q->mtx);
     port->stopped = 1;
     (void) pthread_cond_broadcast(&q->cond);

@@ -22,7 +22,7 @@
 
 static void hotffi_runtime_reap_final(hotffi_runtime_t *rt,
     hotffi_version_t *v);
-static void hotffi_runtime_end_version(hotffi_runtime_t *rt,
+static int hotffi_runtime_end_version(hotffi_runtime_t *rt,
     hotffi_version_t *v);
 
 
@@ -194,7 +194,7 @@ hotffi_runtime_fail_queued(hotffi_runtime_t *rt, const char *why)
 static void
 hotffi_runtime_try_retire(hotffi_runtime_t *rt)
 {
-    if (!rt->unloaded || rt->retired || rt->lingering || rt->reapers
+    if (!rt->unloaded || rt->retired || rt->kept || rt->reapers
         || rt->current || rt->old)
     {
         return;
@@ -241,18 +241,18 @@ hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 
 
 /*
- * A version that stopped serving, not as the last one: reap it, or keep it
- * for ever when its threads cannot be proved gone.
+ * A version that stopped serving: reap it, or keep it for ever when its
+ * threads cannot be proved gone.  1 when a reaper runs (its RETIRE comes
+ * back through the hub), 0 when v was kept.
  */
-static void
+static int
 hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
     if (hotffi_version_reapable(v) && hotffi_version_reap(v) == HOTFFI_OK) {
         rt->reapers++;
-        return;
+        return 1;
     }
 
-    rt->lingering = 1;
     v->kept = 1;
     v->next_kept = rt->kept;
     rt->kept = v;
@@ -260,6 +260,8 @@ hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
     if (rt->current == v) {
         rt->current = NULL;
     }
+
+    return 0;
 }
 
 
@@ -423,9 +425,8 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
     hotffi_queue_stop_port(rt->queue, &cur->port);
 
     cur->handover = handover && cur->lib.retire != NULL;
-    hotffi_runtime_end_version(rt, cur);
 
-    if (cur->reaping) {
+    if (hotffi_runtime_end_version(rt, cur)) {
         rt->waiter = waiter;
         return HOTFFI_AGAIN;
     }

@@ -86,7 +86,6 @@ struct hotffi_runtime_s {
     unsigned                 unpin:1;
     unsigned                 unloaded:1;
     unsigned                 retired:1;
-    unsigned                 lingering:1;  /* a version proved nothing */
     hotffi_runtime_stats_t   stats;
     hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
                                               reload_failures is non-zero */

@@ -232,15 +232,11 @@ hotffi_version_reap(hotffi_version_t *v)
      * must not find its code unmapped.  The reaper, like runtime threads,
      * must not take the host's signals.
      */
-    /* before the thread reads the flags that share reaping's word */
-    v->reaping = 1;
-
     hotffi_signals_block(&saved);
     rc = pthread_create(&v->reaper, NULL, hotffi_version_reap_thread, v);
     (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
 
     if (rc != 0) {
-        v->reaping = 0;
         hotffi_hub_log(v->rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" version "
                        "%llu cannot retire: pthread_create() failed, its "
                        "library stays loaded", v->rt->name,
@@ -257,7 +253,6 @@ hotffi_version_reaped(hotffi_version_t *v)
 {
     /* it only has to return from hotffi_hub_complete(): a short wait */
     (void) pthread_join(v->reaper, NULL);
-    v->reaping = 0;
     v->proved = 1;
 }
 

@@ -34,12 +34,17 @@ struct hotffi_version_s {
     char               *cfg;         /* NUL-terminated copy; NULL for nil */
     size_t              cfg_len;
     uint64_t            number;      /* 1 for the first load, then counts */
-    hotffi_task_t      *retire;      /* RETIRE, sent by the reaper */
+    hotffi_task_t      *retire;      /* v's; in the hub's list from the
+                                        reaper's complete() to the drain */
     pthread_t           reaper;      /* joined when RETIRE arrives */
-    unsigned            reaping:1;   /* the reaper was started */
+    hotffi_version_t   *next_kept;   /* rt->kept */
+    /*
+     * The bits share a word: the event loop writes them only before v's
+     * reaper starts (final, handover) or after it was joined (proved), or
+     * for a version never reaped (kept); the reaper only reads.
+     */
     unsigned            proved:1;    /* it returned: no thread of v runs */
     unsigned            kept:1;      /* never reapable: on rt->kept */
-    hotffi_version_t   *next_kept;
     unsigned            final:1;     /* unload: wait for the queue to drain */
     unsigned            handover:1;  /* ask libffi_retire() for state */
 

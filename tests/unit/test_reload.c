@@ -818,8 +818,8 @@ test_rollback_retire_fails(void **state)
 /*
  * rt_nofini has neither libffi_fini() nor libffi_retire(): nothing to wait
  * for, so the reload ends at once (the waiter is not taken: the caller
- * keeps it), its old thread ends at the stop on its own, and the runtime
- * is marked lingering.
+ * keeps it), its old thread ends at the stop on its own, and version 1
+ * is kept on the runtime's list.
  */
 static void
 test_no_fini_reload(void **state)
@@ -832,7 +832,7 @@ test_no_fini_reload(void **state)
 
     rt = load(f, unit_lib(path, sizeof(path), "rt_nofini"), NULL, 1);
     call(f, rt, "hello", "hello");
-    assert_false(rt->lingering);
+    assert_null(rt->kept);
     v1 = rt->current;
 
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &w), HOTFFI_OK);
@@ -845,7 +845,7 @@ test_no_fini_reload(void **state)
     assert_int_equal(rt->last_reload.to, 2);
     assert_int_equal(hotffi_runtime_version(rt), 2);
     assert_null(rt->old);
-    assert_true(rt->lingering);
+    assert_non_null(rt->kept);
     assert_int_equal(hooks.init_state_len[1], -1);
 
     call(f, rt, "again", "again");
