@@ -162,6 +162,15 @@ local no_wait_phases = {
 }
 
 
+-- The buffer a C function writes its error message to, and its size in
+-- and out; both are lua-resty-core's, reused by every call.
+local function err_buf(size)
+    local errlen = get_size_ptr()
+    errlen[0] = size
+    return get_string_buf(size), errlen
+end
+
+
 local function check_timeout(t, what, level)
     if type(t) ~= "number" or t ~= t or t <= 0 then
         error("bad " .. what .. ": positive number of seconds expected, got "
@@ -190,9 +199,7 @@ local function call(self, req, timeout)
         error("no request found", 2)
     end
 
-    local err = get_string_buf(ERR_BUF_SIZE)
-    local errlen = get_size_ptr()
-    errlen[0] = ERR_BUF_SIZE
+    local err, errlen = err_buf(ERR_BUF_SIZE)
 
     local spin = no_wait_phases[get_phase()] and 0 or 1
     local task = C.ngx_http_hotffi_ffi_call_post(r, self[PTR], req, #req,
@@ -266,9 +273,7 @@ end
 
 -- The last reload that ended, as a table, or nil.
 local function last_reload(self)
-    local err = get_string_buf(LOAD_ERR_BUF_SIZE)
-    local errlen = get_size_ptr()
-    errlen[0] = LOAD_ERR_BUF_SIZE
+    local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local r = reload_buf
     if C.ngx_http_hotffi_ffi_runtime_last_reload(self[PTR], r, err, errlen)
@@ -317,9 +322,7 @@ local function reload(self, opts)
         timeout = check_timeout(opts.timeout, "option timeout", 2)
     end
 
-    local err = get_string_buf(LOAD_ERR_BUF_SIZE)
-    local errlen = get_size_ptr()
-    errlen[0] = LOAD_ERR_BUF_SIZE
+    local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local rc = C.ngx_http_hotffi_ffi_runtime_reload(self[PTR], lib, cfg,
                                                     cfg and #cfg or 0,
@@ -473,9 +476,7 @@ function _M.load(lib, cfg, opts)
         lib, cfg = rlib or lib, rcfg or cfg
     end
 
-    local err = get_string_buf(LOAD_ERR_BUF_SIZE)
-    local errlen = get_size_ptr()
-    errlen[0] = LOAD_ERR_BUF_SIZE
+    local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
                                                    max_queue, global, unpin,
