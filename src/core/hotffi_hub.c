@@ -152,15 +152,11 @@ hotffi_hub_run(hotffi_hub_t *hub, hotffi_task_t *task)
 }
 
 
-/* thread: event loop */
-unsigned
-hotffi_hub_drain(hotffi_hub_t *hub)
+/* thread: event loop.  Takes the list and hands out its answers. */
+static unsigned
+hotffi_hub_take_list(hotffi_hub_t *hub)
 {
-    uint64_t        count;
     hotffi_task_t  *task;
-
-    /* read first: see the DESIGN note in hotffi_hub.h */
-    (void) read(hub->efd, &count, sizeof(count));
 
     (void) pthread_mutex_lock(&hub->mtx);
     task = hotffi_hub_detach(hub);
@@ -172,19 +168,26 @@ hotffi_hub_drain(hotffi_hub_t *hub)
 
 /* thread: event loop */
 unsigned
+hotffi_hub_drain(hotffi_hub_t *hub)
+{
+    uint64_t  count;
+
+    /* read first: see the DESIGN note in hotffi_hub.h */
+    (void) read(hub->efd, &count, sizeof(count));
+
+    return hotffi_hub_take_list(hub);
+}
+
+
+/* thread: event loop */
+unsigned
 hotffi_hub_take(hotffi_hub_t *hub)
 {
-    hotffi_task_t  *task;
-
     if (!atomic_load_explicit(&hub->ready, memory_order_acquire)) {
         return 0;
     }
 
-    (void) pthread_mutex_lock(&hub->mtx);
-    task = hotffi_hub_detach(hub);
-    (void) pthread_mutex_unlock(&hub->mtx);
-
-    return hotffi_hub_run(hub, task);
+    return hotffi_hub_take_list(hub);
 }
 
 
