@@ -33,7 +33,7 @@ use Time::HiRes qw(time sleep);
 
 our @ISA    = ('Exporter');
 our @EXPORT = qw(run_tests wait_until concurrent_requests start_clients
-                 stop_clients);
+                 clients_answered stop_clients);
 
 # The repository root, found from this file's location (tests/lib/..).
 our $REPO = abs_path(dirname(__FILE__) . '/../..');
@@ -207,6 +207,28 @@ sub start_clients {
                       $stop)
     } 1 .. $concurrency;
     return { clients => \@clients, stop => $stop };
+}
+
+# How many answers the clients of start_clients() have had so far: reads
+# what waits in their pipes without blocking (stop_clients() keeps it), so
+# that a test can wait for load to be under way, or to go on, rather than
+# sleep and hope.
+sub clients_answered {
+    my ($run) = @_;
+    my $answers = 0;
+    for my $client (@{ $run->{clients} }) {
+        my $fh = $client->{fh};
+        while (1) {
+            my $bits = '';
+            vec($bits, fileno($fh), 1) = 1;
+            last unless select($bits, undef, undef, 0) > 0;
+            # nothing more (0 at the end: stop_clients() closes the pipe)
+            last unless sysread($fh, $client->{output}, 65536,
+                                length $client->{output});
+        }
+        $answers += () = $client->{output} =~ /\n/g;
+    }
+    return $answers;
 }
 
 # Ends the clients of start_clients(); returns every answer as

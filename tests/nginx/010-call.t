@@ -72,9 +72,9 @@ location = /t {
 GET /t
 --- response_body_like
 ^true42.5
-false .*bad request: string expected, got table
-false .*bad request: string expected, got boolean
-false .*bad request: string expected, got nil
+false [^\n]*bad request: string expected, got table
+false [^\n]*bad request: string expected, got boolean
+false [^\n]*bad request: string expected, got nil
 $
 
 

@@ -75,9 +75,13 @@ sub abandon_request {
 sub settles_at {
     my ($cancelled, $what) = @_;
     my @s;
-    my $ok = wait_until(sub { @s = state(); @s && $s[0] == 0 && $s[1] == $cancelled },
-                        10, "no live task and $cancelled cancellation(s) after $what");
-    ok($ok, "$what: tasks freed, the runtime saw the caller go") if $ok;
+    my $settled = HotffiTest::_poll(sub {
+        @s = state();
+        return @s && $s[0] == 0 && $s[1] == $cancelled;
+    }, HotffiTest::_scaled(10));
+    ok($settled, "$what: tasks freed, the runtime saw $cancelled "
+                 . 'caller(s) go')
+        or diag("last /state: live tasks, cancellations, pid: @s");
 }
 
 abandon_request('/hold');

@@ -36,18 +36,6 @@ init_worker_by_lua_block {
 }
 CONF
 
-# Runs concurrent_requests in a child so that the parent can signal nginx
-# meanwhile; the child's exit status is the number of failed requests.
-sub load_in_background {
-    my ($nginx, $count) = @_;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        my $r = concurrent_requests($nginx, $count, 4, '/t');
-        POSIX::_exit($r->{failed} > 255 ? 255 : $r->{failed});
-    }
-    return $pid;
-}
-
 {
     my $nginx = HotffiTest::Nginx->new(name => 'reload', workers => 2,
                                        config => $config,
@@ -55,15 +43,24 @@ sub load_in_background {
     $nginx->start;
     is($nginx->get('/t')->{content}, "slept\n", 'serving before the reload');
 
-    my $client = load_in_background($nginx, 400);
-    sleep 0.3;
-    ok(eval { $nginx->reload; 1 },
-       'HUP replaced the workers while requests were in flight')
-        or diag($@);
-    sleep 0.3;
-    $nginx->reload;
-    waitpid $client, 0;
-    is($? >> 8, 0, 'no request failed across two reloads under load');
+    # The clients run from before the first reload until the workers of
+    # the second have answered them: both reloads happen under load.
+    my $clients = start_clients($nginx, 4, '/t');
+    wait_until(sub { clients_answered($clients) >= 20 }, 10,
+               'the clients under way');
+    for my $round (1, 2) {
+        ok(eval { $nginx->reload; 1 },
+           "HUP $round replaced the workers while requests were in flight")
+            or diag($@);
+        my $seen = clients_answered($clients);
+        wait_until(sub { clients_answered($clients) >= $seen + 20 }, 10,
+                   "the workers of reload $round answering");
+    }
+    my @answers = stop_clients($clients);
+    my @bad = grep { $_->[0] != 200 || $_->[1] ne 'slept' } @answers;
+    is(scalar @bad, 0, 'no request failed across two reloads under load ('
+                       . @answers . ' requests)')
+        or diag(explain([ @bad[0 .. ($#bad < 4 ? $#bad : 4)] ]));
 
     is($nginx->get('/t')->{content}, "slept\n", 'new workers serve');
     my $elapsed = $nginx->quit(timeout => 15);

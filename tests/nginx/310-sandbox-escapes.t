@@ -331,9 +331,7 @@ my @corpus = (
       'ok', qr/^table:nilnil$/ ],
 );
 
-plan tests => scalar(@corpus) + 4;
-
-ok(@corpus >= 30, scalar(@corpus) . ' attacks in the corpus');
+plan tests => scalar(@corpus) + 3;
 
 my $nginx = HotffiTest::Nginx->new(name => 'sandbox escapes', config => $config);
 $nginx->start;

@@ -46,7 +46,8 @@ HotffiScenarios::reload_and_quit('go',
 # call was answered, so its queue is freed), but the library stays mapped:
 # a Go library cannot be unloaded, and Go runtimes reload by configuration.
 {
-    my $nginx = HotffiTest::Nginx->new(name => 'go unpin', config => <<'CONF');
+    my $nginx = HotffiTest::Nginx->new(name => 'go unpin',
+        http_config => $HotffiScenarios::LUA, config => <<'CONF');
 location = /load {
     content_by_lua_block {
         local rt = assert(require("resty.hotffi").load("go_echo", "x",
@@ -60,14 +61,7 @@ location = /unload {
         local rt = assert(hotffi.load("go_echo", "x", { unpin = true }))
         rt:__unload()
         rt = nil
-        for _ = 1, 500 do
-            collectgarbage()
-            if hotffi.stats().runtimes == 0 then
-                return ngx.say("retired")
-            end
-            ngx.sleep(0.01)
-        end
-        ngx.say("still ", hotffi.stats().runtimes)
+        ngx.say(retired() and "retired" or "still " .. hotffi.stats().runtimes)
     }
 }
 CONF
@@ -92,19 +86,12 @@ run_tests();
 __DATA__
 
 === TEST 1: echo: strings, NUL bytes, empty, 1 MiB
+--- http_config eval
+$HotffiScenarios::LUA
 --- config
 location = /t {
     content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("go_echo"))
-        ngx.say(rt:echo("hello"))
-        local bin = "a\0b\255\0\0z"
-        local ok, res = rt:echo(bin)
-        ngx.say(ok, " ", res == bin, " ", #res)
-        ok, res = rt:echo("")
-        ngx.say(ok, " [", res, "]")
-        local big = ("0123456789abcdef\0"):rep(61681):sub(1, 1048576)
-        ok, res = rt:echo(big)
-        ngx.say(ok, " ", #res, " ", res == big)
+        echo_round_trips(assert(require("resty.hotffi").load("go_echo")))
     }
 }
 --- request
@@ -263,18 +250,12 @@ GET /t
 
 
 === TEST 7: a caller that gives up cancels the handler's context
+--- http_config eval
+$HotffiScenarios::LUA
 --- config
 location = /t {
     content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("go_ctl"))
-        ngx.say(rt:q("sleep:5000", 0.1))
-        local n
-        for _ = 1, 200 do
-            n = select(2, rt:q("cancelled"))
-            if n == "1" then break end
-            ngx.sleep(0.01)
-        end
-        ngx.say("cancelled ", n)
+        gives_up(assert(require("resty.hotffi").load("go_ctl")))
     }
 }
 --- request
@@ -307,34 +288,14 @@ nillibffi_init() of runtime "go_ctl&max=zero" failed: 3: max= needs a positive n
 
 
 === TEST 9: unload: queued calls are answered, later ones refused, the runtime retires
+--- http_config eval
+$HotffiScenarios::LUA
 --- config
 location = /t {
     content_by_lua_block {
-        local hotffi = require "resty.hotffi"
-        local rt = assert(hotffi.load("go_ctl", "max=1"))
-        local threads = {}
-        for i = 1, 5 do
-            threads[i] = ngx.thread.spawn(function()
-                return rt:q("sleep:50")
-            end)
-        end
-        rt:__unload()
-        local slept = 0
-        for i = 1, 5 do
-            local _, ok, res = ngx.thread.wait(threads[i])
-            if ok and res == "slept" then slept = slept + 1 end
-        end
-        ngx.say(slept)
-        ngx.say(rt:q("echo:late"))
-        rt = nil
-        for _ = 1, 500 do
-            collectgarbage()
-            if hotffi.stats().runtimes == 0 then break end
-            ngx.sleep(0.01)
-        end
-        ngx.say("runtimes ", hotffi.stats().runtimes)
-        -- the key is free again: a fresh runtime of the same library
-        ngx.say(assert(hotffi.load("go_ctl", "max=1")):q("echo:again"))
+        unload_answers(function()
+            return require("resty.hotffi").load("go_ctl", "max=1")
+        end)
     }
 }
 --- request

@@ -48,7 +48,8 @@ HotffiScenarios::reload_and_quit('rust',
 # dlclose()s it); version B is renamed over the same file and loaded again:
 # the same nginx worker now runs B.  Then back to A, to show it repeats.
 {
-    my $nginx = HotffiTest::Nginx->new(name => 'rust reload', config => <<'CONF');
+    my $nginx = HotffiTest::Nginx->new(name => 'rust reload',
+        http_config => $HotffiScenarios::LUA, config => <<'CONF');
 location = /call {
     content_by_lua_block {
         local path = ngx.config.prefix() .. "rt/libreload.so"
@@ -70,14 +71,7 @@ location = /unload {
         rt:__unload()
         -- retired and freed once its Lua object is gone too
         rt = nil
-        for _ = 1, 500 do
-            collectgarbage()
-            if hotffi.stats().runtimes == 0 then
-                return ngx.say("retired")
-            end
-            ngx.sleep(0.01)
-        end
-        ngx.say("still ", hotffi.stats().runtimes)
+        ngx.say(retired() and "retired" or "still " .. hotffi.stats().runtimes)
     }
 }
 CONF
@@ -130,19 +124,12 @@ run_tests();
 __DATA__
 
 === TEST 1: echo: strings, NUL bytes, empty, 1 MiB
+--- http_config eval
+$HotffiScenarios::LUA
 --- config
 location = /t {
     content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("rust_echo"))
-        ngx.say(rt:echo("hello"))
-        local bin = "a\0b\255\0\0z"
-        local ok, res = rt:echo(bin)
-        ngx.say(ok, " ", res == bin, " ", #res)
-        ok, res = rt:echo("")
-        ngx.say(ok, " [", res, "]")
-        local big = ("0123456789abcdef\0"):rep(61681):sub(1, 1048576)
-        ok, res = rt:echo(big)
-        ngx.say(ok, " ", #res, " ", res == big)
+        echo_round_trips(assert(require("resty.hotffi").load("rust_echo")))
     }
 }
 --- request
@@ -294,18 +281,12 @@ GET /t
 
 
 === TEST 7: a long handler sees its caller give up
+--- http_config eval
+$HotffiScenarios::LUA
 --- config
 location = /t {
     content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("rust_ctl"))
-        ngx.say(rt:q("sleep:5000", 0.1))
-        local n
-        for _ = 1, 200 do
-            n = select(2, rt:q("cancelled"))
-            if n == "1" then break end
-            ngx.sleep(0.01)
-        end
-        ngx.say("cancelled ", n)
+        gives_up(assert(require("resty.hotffi").load("rust_ctl")))
     }
 }
 --- request
@@ -347,33 +328,14 @@ asked to panic
 
 
 === TEST 9: unload: queued calls are answered, later ones refused, the runtime retires
+--- http_config eval
+$HotffiScenarios::LUA
 --- config
 location = /t {
     content_by_lua_block {
-        local hotffi = require "resty.hotffi"
-        local rt = assert(hotffi.load("rust_ctl", "threads=1"))
-        local threads = {}
-        for i = 1, 5 do
-            threads[i] = ngx.thread.spawn(function()
-                return rt:q("sleep:50")
-            end)
-        end
-        rt:__unload()
-        local slept = 0
-        for i = 1, 5 do
-            local _, ok, res = ngx.thread.wait(threads[i])
-            if ok and res == "slept" then slept = slept + 1 end
-        end
-        ngx.say(slept)
-        ngx.say(rt:q("echo:late"))
-        rt = nil
-        for _ = 1, 500 do
-            collectgarbage()
-            if hotffi.stats().runtimes == 0 then break end
-            ngx.sleep(0.01)
-        end
-        ngx.say("runtimes ", hotffi.stats().runtimes)
-        ngx.say(assert(hotffi.load("rust_ctl", "threads=1")):q("echo:again"))
+        unload_answers(function()
+            return require("resty.hotffi").load("rust_ctl", "threads=1")
+        end)
     }
 }
 --- request

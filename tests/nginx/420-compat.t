@@ -12,15 +12,15 @@ plan(skip_all => 'the Go and Rust runtimes are not run under valgrind')
 
 my $lib = "$HotffiTest::REPO/build/lib";
 my @libs = ('ffi_go_echo', 'ffi_rust_echo');
-for my $name (@libs) {
-    next if -e "$lib/lib$name.so";
+BAIL_OUT("build first: make ($lib/libffi_go_echo.so does not exist)")
+    unless -e "$lib/libffi_go_echo.so";
+unless (-e "$lib/libffi_rust_echo.so") {
     # tests/compat/compat.mk builds no Rust without cargo; say so
     my $cargo = grep { -x "$_/cargo" } split(/:/, $ENV{PATH} // ''),
                                        "$ENV{HOME}/.cargo/bin";
     plan(skip_all => 'no cargo (PATH, ~/.cargo/bin): ffi_rust_echo not built')
         unless $cargo;
-    BAIL_OUT("build first: make ($lib/lib$name.so does not exist)")
-        unless -e "$lib/lib$name.so";
+    BAIL_OUT("build first: make ($lib/libffi_rust_echo.so does not exist)");
 }
 
 # Neither library knows hotffi: lua-resty-ffi's four names are all they
@@ -66,16 +66,12 @@ CONF
     $nginx->stop;
 }
 
-run_tests();
-
-__DATA__
-
-=== TEST 1: Go: ngx.load_ffi, round trips, rc, configuration, cache
---- config
-location = /t {
-    content_by_lua_block {
-        require "resty_ffi"
-        local demo = ngx.load_ffi("ffi_go_echo")
+# Lua helpers of the blocks, the same checks for the Go and the Rust
+# library: round trips of every kind of payload, an error and the
+# configuration; 100 calls at once; unload and a call after it.
+our $helpers = <<'LUA';
+init_by_lua_block {
+    function round_trips(demo)
         ngx.say(demo:call("hello"))
         local bin = "a\0b\255\0\0z"
         local ok, res = demo:call(bin)
@@ -87,6 +83,41 @@ location = /t {
         ngx.say(ok, " ", #res, " ", res == big)
         ngx.say(demo:call("fail:no good"))
         ngx.say(demo:call("cfg"))
+    end
+
+    function concurrent_then_unload(demo)
+        local threads = {}
+        for i = 1, 100 do
+            threads[i] = ngx.thread.spawn(function()
+                local ok, res = demo:call(("x"):rep(i * 100))
+                return ok and #res == i * 100
+            end)
+        end
+        local good = 0
+        for i = 1, 100 do
+            local _, ok = ngx.thread.wait(threads[i])
+            if ok then good = good + 1 end
+        end
+        ngx.say(good)
+        ngx.say(demo:__unload())
+        ngx.say(demo:call("late"))
+    end
+}
+LUA
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: Go: ngx.load_ffi, round trips, rc, configuration, cache
+--- http_config eval
+$::helpers
+--- config
+location = /t {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_go_echo")
+        round_trips(demo)
         ngx.say(ngx.load_ffi("ffi_go_echo", '{"a":1}'):call("cfg"))
         ngx.say(ngx.load_ffi("ffi_go_echo") == demo)
     }
@@ -106,26 +137,14 @@ true
 
 
 === TEST 2: Go: concurrent calls, then unload
+--- http_config eval
+$::helpers
 --- config
 location = /t {
     content_by_lua_block {
         require "resty_ffi"
         local demo = ngx.load_ffi("ffi_go_echo", "c", { max_queue = 4096 })
-        local threads = {}
-        for i = 1, 100 do
-            threads[i] = ngx.thread.spawn(function()
-                local ok, res = demo:call(("x"):rep(i * 100))
-                return ok and #res == i * 100
-            end)
-        end
-        local good = 0
-        for i = 1, 100 do
-            local _, ok = ngx.thread.wait(threads[i])
-            if ok then good = good + 1 end
-        end
-        ngx.say(good)
-        ngx.say(demo:__unload())
-        ngx.say(demo:call("late"))
+        concurrent_then_unload(demo)
     }
 }
 --- request
@@ -138,38 +157,16 @@ falsenilruntime "ffi_go_echo&c" is unloaded
 
 
 === TEST 3: Rust: ngx.load_ffi, round trips, rc, configuration, concurrency
+--- http_config eval
+$::helpers
 --- config
 location = /t {
     content_by_lua_block {
         require "resty_ffi"
         local demo = ngx.load_ffi("ffi_rust_echo", "threads=4")
-        ngx.say(demo:call("hello"))
-        local bin = "a\0b\255\0\0z"
-        local ok, res = demo:call(bin)
-        ngx.say(ok, " ", res == bin)
-        ok, res = demo:call("")
-        ngx.say(ok, " [", res, "]")
-        local big = ("\0xyz"):rep(262144)
-        ok, res = demo:call(big)
-        ngx.say(ok, " ", #res, " ", res == big)
-        ngx.say(demo:call("fail:no good"))
-        ngx.say(demo:call("cfg"))
+        round_trips(demo)
         ngx.say(ngx.load_ffi("ffi_rust_echo"):call("cfg"))
-        local threads = {}
-        for i = 1, 100 do
-            threads[i] = ngx.thread.spawn(function()
-                local ok, res = demo:call(("y"):rep(i * 100))
-                return ok and #res == i * 100
-            end)
-        end
-        local good = 0
-        for i = 1, 100 do
-            local _, ok = ngx.thread.wait(threads[i])
-            if ok then good = good + 1 end
-        end
-        ngx.say(good)
-        ngx.say(demo:__unload())
-        ngx.say(demo:call("late"))
+        concurrent_then_unload(demo)
     }
 }
 --- request

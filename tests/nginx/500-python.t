@@ -225,19 +225,18 @@ PY
 our $EXAMPLES = "$HotffiTest::REPO/examples/python";
 
 # Shared Lua helpers, made in the master (init_by_lua) for every block:
-# the module directory, and whether hotffi carries init's message into
-# load's error (hotffi_init_error(); checks of the text wait for it).
+# the module directories, a load that must work, and one that must fail.
 our $HTTP_CONFIG = <<"CONF";
 init_by_lua_block {
-    local ffi = require "ffi"
-    pcall(ffi.cdef, "void hotffi_init_error(void *tq, const char *msg);")
-    local carries = pcall(function() return ffi.C.hotffi_init_error end)
     package.loaded.pytest = {
         dir = "$PY",
         examples = "$EXAMPLES",
-        carries = carries,
+        -- the runtime of a module of dir, e.g. load("/t_serve,init,4")
+        load = function(rel)
+            return assert(require("resty.hotffi").load("hotffi_python",
+                                                       "$PY" .. rel))
+        end,
         -- "rc true": the load failed with rc, and its message has needle
-        -- (or this hotffi cannot carry messages yet)
         fails = function(cfg, needle)
             local rt, err = require("resty.hotffi").load("hotffi_python",
                                                          cfg)
@@ -245,8 +244,7 @@ init_by_lua_block {
                 return "loaded"
             end
             local rc = err:match("failed: (%-?%d+)") or err
-            return rc .. " " .. tostring(not carries
-                                         or err:find(needle, 1, true) ~= nil)
+            return rc .. " " .. tostring(err:find(needle, 1, true) ~= nil)
         end,
     }
 }
@@ -263,8 +261,7 @@ CONF
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_serve,init,4"))
+        local rt = t.load("/t_serve,init,4")
         -- $request_id is made anew each time Lua reads it
         local id = ngx.var.request_id
         local ok, res = rt:call("echo:" .. id)
@@ -325,8 +322,7 @@ location = /t {
         local t = require "pytest"
         ngx.req.read_body()
         local body = ngx.req.get_body_data()
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_serve"))
+        local rt = t.load("/t_serve")
         local ok, res = rt:x("echo:" .. body)
         ngx.say(ok, " ", #body, " ", res == body)
         ok, res = rt:x("echo:\0a\0\0b\0")
@@ -350,8 +346,7 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_serve"))
+        local rt = t.load("/t_serve")
         ngx.say(rt:x("echo:bytes"))
         ngx.say(rt:x("str:caf"))
         ngx.say(rt:x("bytearray:ba"))
@@ -377,8 +372,7 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_serve"))
+        local rt = t.load("/t_serve")
         local ok, rc, tb = rt:x("boom:bad input")
         ngx.say(ok, " ", rc)
         ngx.say(tb:find("Traceback (most recent call last):", 1, true) == 1)
@@ -413,8 +407,7 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_serve"))
+        local rt = t.load("/t_serve")
         ngx.say(rt:x("error:22:not valid"))
         ngx.say(rt:x("error-nodata"))
         local ok, rc, tb = rt:x("error-badrc")
@@ -439,8 +432,7 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_serve,init,4"))
+        local rt = t.load("/t_serve,init,4")
         -- four handlers meet at a barrier: only concurrent threads can
         local threads = {}
         for i = 1, 4 do
@@ -485,8 +477,7 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_low"))
+        local rt = t.load("/t_low")
         ngx.say(rt:x("echo:hi"))
         ngx.say(rt:x("fail:5"))
         ngx.say(rt:x("nodata"))
@@ -517,8 +508,7 @@ location = /t {
     content_by_lua_block {
         local t = require "pytest"
         local cjson = require "cjson.safe"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_low"))
+        local rt = t.load("/t_low")
         ngx.say(rt:x("wait", 0.1))
         local seen
         for _ = 1, 300 do
@@ -544,18 +534,17 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local hotffi = require "resty.hotffi"
         for _, cfg in ipairs({ '/t_serve,init_cfg,a,b,{"c":1}',
                                '/t_serve,init_cfg,',
                                '/t_serve,init_cfg' }) do
-            local rt = assert(hotffi.load("hotffi_python", t.dir .. cfg))
+            local rt = t.load(cfg)
             ngx.say(select(2, rt:x("")))
         end
         -- no function: init
-        local rt = assert(hotffi.load("hotffi_python", t.dir .. "/t_serve"))
+        local rt = t.load("/t_serve")
         ngx.say(rt:x("echo:default init"))
         -- an empty function: init too
-        rt = assert(hotffi.load("hotffi_python", t.dir .. "/t_serve,,2"))
+        rt = t.load("/t_serve,,2")
         ngx.say(rt:x("echo:empty function"))
     }
 }
@@ -720,9 +709,9 @@ location = /t {
         local t = require "pytest"
         local cjson = require "cjson.safe"
         local hotffi = require "resty.hotffi"
-        local a = assert(hotffi.load("hotffi_python", t.dir .. "/t_serve,init,1"))
-        local b = assert(hotffi.load("hotffi_python", t.dir .. "/t_serve,init,2"))
-        local c = assert(hotffi.load("hotffi_python", t.dir .. "/t_low"))
+        local a = t.load("/t_serve,init,1")
+        local b = t.load("/t_serve,init,2")
+        local c = t.load("/t_low")
         local e = assert(hotffi.load("hotffi_python", t.examples .. "/echo"))
         ngx.say(a ~= b, " ", select(2, c:x("echo:c")), " ", select(2, e:x("e")))
         local ia = cjson.decode(select(2, a:x("info")))
@@ -746,8 +735,7 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                                                       t.dir .. "/t_serve"))
+        local rt = t.load("/t_serve")
         local info = select(2, rt:x("info"))
         ngx.say((info:gsub('"interpreter": %d+, "pid": %d+, ', "")))
     }
@@ -770,7 +758,7 @@ location = /t {
         -- stats() is nil until the worker's first load
         local base = (hotffi.stats() or { runtimes = 0 }).runtimes
         for _, m in ipairs({ "/t_serve,init,1", "/t_low" }) do
-            local rt = assert(hotffi.load("hotffi_python", t.dir .. m))
+            local rt = t.load(m)
             local threads = {}
             for i = 1, 3 do
                 threads[i] = ngx.thread.spawn(function()
@@ -821,14 +809,11 @@ $::HTTP_CONFIG
 location = /t {
     content_by_lua_block {
         local t = require "pytest"
-        local hotffi = require "resty.hotffi"
-        local rt = assert(hotffi.load("hotffi_python",
-                                      t.dir .. "/t_serve,init_forever"))
+        local rt = t.load("/t_serve,init_forever")
         ngx.say(rt:x("echo:before"))
         rt:__unload()
         ngx.sleep(0.1)
-        local other = assert(hotffi.load("hotffi_python",
-                                         t.dir .. "/t_serve,init,3"))
+        local other = t.load("/t_serve,init,3")
         ngx.say(other:x("echo:others serve"))
     }
 }
