@@ -19,6 +19,9 @@ use warnings;
 use utf8;
 
 use Cwd qw(abs_path);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use BenchUtil qw(median wrk_command wrk_parse);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
@@ -167,12 +170,6 @@ $SIG{$_} = sub { print STDERR "bench: interrupted\n"; exit 130 }
 
 # ---------------------------------------------------------------------------
 # Helpers
-
-sub median {
-    my @v = sort { $a <=> $b } grep { defined } @_;
-    return undef unless @v;
-    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
-}
 
 sub free_port {
     my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0',
@@ -485,19 +482,13 @@ sub case_conc {
                         rows => \@rows };
 }
 
-sub to_us {
-    my ($v, $unit) = @_;
-    return $v * { us => 1, ms => 1e3, s => 1e6 }->{$unit};
-}
-
 sub run_wrk {
     my ($path, $seconds) = @_;
     my $url = "http://127.0.0.1:$nginx{port}$path";
     my $out = "$prefix/logs/wrk.out";
     unlink $out;
-    my $pid = start_proc('wrk', $out, 'wrk', '-t1', "-c$CFG{wrk_c}",
-                         "-d${seconds}s", '--latency', '--timeout', '10s',
-                         $url);
+    my $pid = start_proc('wrk', $out, wrk_command($CFG{wrk_c}, $seconds,
+                                                  $url));
     unless (reap($pid, $seconds + 30)) {
         stop_proc($pid, 'KILL');
         push @ERRORS, "wrk $path did not finish";
@@ -506,26 +497,17 @@ sub run_wrk {
     my $st = $?;
     delete $live{$pid};
     my $text = slurp($out);
-    my %r;
-    ($r{rps}) = $text =~ /^Requests\/sec:\s+([\d.]+)/m;
-    $r{rps} += 0 if defined $r{rps};
-    if ($st != 0 || !defined $r{rps}) {
+    my $r = wrk_parse($text);
+    if ($st != 0 || !defined $r->{rps}) {
         push @ERRORS, "wrk $path failed: $text";
         print STDERR "bench: wrk $path failed:\n$text";
         return undef;
     }
-    for my $p (50, 99) {
-        my ($v, $u) = $text =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\s*$/m;
-        $r{"p$p"} = defined $v ? to_us($v, $u) : undef;
+    if ($r->{non2xx} || $r->{errors}) {
+        push @ERRORS, "wrk $path: $r->{non2xx} non-2xx answers, socket "
+                      . "errors: " . ($r->{errors} // 'none');
     }
-    ($r{non2xx}) = $text =~ /Non-2xx or 3xx responses:\s+(\d+)/;
-    $r{non2xx} //= 0;
-    ($r{errors}) = $text =~ /Socket errors:\s+(.*)$/m;
-    if ($r{non2xx} || $r{errors}) {
-        push @ERRORS, "wrk $path: $r{non2xx} non-2xx answers, socket errors: "
-                      . ($r{errors} // 'none');
-    }
-    return \%r;
+    return $r;
 }
 
 sub case_http {

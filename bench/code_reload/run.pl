@@ -17,7 +17,7 @@
 use strict;
 use warnings;
 use FindBin;
-use lib "$FindBin::Bin/../../tests/lib";
+use lib "$FindBin::Bin/../../tests/lib", "$FindBin::Bin/../lib";
 use Getopt::Long;
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
@@ -26,6 +26,7 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use HotffiTest ();
 use HotffiRedis;
+use BenchUtil qw(median);
 
 my %opt = (versions => 20, clients => 1);
 GetOptions(\%opt, 'versions=i', 'clients=i') or die "usage: $0 [--versions N] [--clients N]\n";
@@ -157,11 +158,9 @@ $redis->stop;
 
 @latency = sort { $a <=> $b } @latency;
 die "no version reached every worker\n" unless @latency;
-my $median = @latency % 2 ? $latency[$#latency / 2]
-           : ($latency[@latency / 2 - 1] + $latency[@latency / 2]) / 2;
 printf "code reload: push to all %d workers of %d nginx instances applied"
     . " (%d versions, %d client(s) per instance): median %.0f ms, max %.0f ms"
     . " (target: under 1000 ms)\n",
     $WORKERS * @servers, scalar @servers, scalar @latency, $opt{clients},
-    1000 * $median, 1000 * $latency[-1];
+    1000 * median(@latency), 1000 * $latency[-1];
 exit($missed ? 1 : 0);

@@ -18,7 +18,7 @@
 use strict;
 use warnings;
 use FindBin;
-use lib "$FindBin::Bin/../../tests/lib";
+use lib "$FindBin::Bin/../../tests/lib", "$FindBin::Bin/../lib";
 use Getopt::Long;
 use File::Copy qw(copy);
 use File::Temp qw(tempdir);
@@ -26,6 +26,7 @@ use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use HotffiTest ();
+use BenchUtil qw(median wrk_command wrk_parse);
 
 my %opt = (seconds => 4, reps => 3, every => 0.1, connections => 16);
 GetOptions(\%opt, 'seconds=f', 'reps=i', 'every=f', 'connections=i')
@@ -79,20 +80,14 @@ my $nginx = HotffiTest::Nginx->new(name => 'bench-reload', config => $config,
 $nginx->start;
 my @errors;
 
-sub to_us {
-    my ($v, $unit) = @_;
-    return $v * { us => 1, ms => 1e3, s => 1e6 }->{$unit};
-}
-
 sub start_wrk {
     my ($out) = @_;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
         open STDOUT, '>', $out or POSIX::_exit(127);
         open STDERR, '>&', \*STDOUT;
-        exec('wrk', '-t1', "-c$opt{connections}", "-d$opt{seconds}s",
-             '--latency', '--timeout', '10s',
-             'http://127.0.0.1:' . $nginx->port . '/count')
+        exec(wrk_command($opt{connections}, $opt{seconds},
+                         'http://127.0.0.1:' . $nginx->port . '/count'))
             or POSIX::_exit(127);
     }
     return $pid;
@@ -102,27 +97,12 @@ sub wrk_result {
     my ($pid, $out) = @_;
     waitpid $pid, 0;
     my $text = HotffiTest::_slurp($out);
-    my %r;
-    ($r{rps}) = $text =~ /^Requests\/sec:\s+([\d.]+)/m;
-    for my $p (50, 99) {
-        my ($v, $u) = $text =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\s*$/m;
-        $r{"p$p"} = defined $v ? to_us($v, $u) : undef;
-    }
-    my ($mv, $mu) = $text =~ /^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/m;
-    $r{max} = defined $mv ? to_us($mv, $mu) : undef;
-    ($r{non2xx}) = $text =~ /Non-2xx or 3xx responses:\s+(\d+)/;
-    $r{non2xx} //= 0;
-    ($r{errors}) = $text =~ /Socket errors:\s+(.*)$/m;
-    push @errors, "wrk: $r{non2xx} non-2xx answers" if $r{non2xx};
-    push @errors, "wrk: socket errors: $r{errors}" if $r{errors};
-    push @errors, "wrk failed: $text" unless defined $r{rps} && defined $r{p99};
-    return \%r;
-}
-
-sub median {
-    my @v = sort { $a <=> $b } grep { defined } @_;
-    return undef unless @v;
-    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+    my $r = wrk_parse($text);
+    push @errors, "wrk: $r->{non2xx} non-2xx answers" if $r->{non2xx};
+    push @errors, "wrk: socket errors: $r->{errors}" if $r->{errors};
+    push @errors, "wrk failed: $text"
+        unless defined $r->{rps} && defined $r->{p99};
+    return $r;
 }
 
 my $out = $nginx->prefix . '/logs/wrk.out';

@@ -254,6 +254,23 @@ local NUMERIC = {
 }
 
 
+-- A status record from the dict (see encode_fields) as a table for the
+-- admin's JSON: field `names[i]` holds the i-th value, a number where
+-- NUMERIC says so, null where it was empty.
+local function decode_record(text, names)
+    local f = decode_fields(text)
+    local r = {}
+    for i, k in ipairs(names) do
+        local v = f[i]
+        if NUMERIC[k] then
+            v = tonumber(v)
+        end
+        r[k] = v == nil and null or v
+    end
+    return r
+end
+
+
 local function write_source_status()
     dict:set(K_SOURCE, encode_fields({
         conf.redis and "redis" or "dir", source_name(), pid, src_error,
@@ -782,30 +799,14 @@ function _M.status()
     }
     local src = dict:get(K_SOURCE)
     if src then
-        local f = decode_fields(src)
-        local s = {}
-        for i, k in ipairs(SOURCE_FIELDS) do
-            local v = f[i]
-            if NUMERIC[k] then
-                v = tonumber(v)
-            end
-            s[k] = v == nil and null or v
-        end
-        out.source = s
+        out.source = decode_record(src, SOURCE_FIELDS)
     end
     for _, key in ipairs(dict:get_keys(0)) do
         if sub(key, 1, #K_WORKER) == K_WORKER then
             local text = dict:get(key)
             if text then
-                local f = decode_fields(text)
-                local w = { pid = tonumber(sub(key, #K_WORKER + 1)) }
-                for i, k in ipairs(WORKER_FIELDS) do
-                    local v = f[i]
-                    if NUMERIC[k] then
-                        v = tonumber(v)
-                    end
-                    w[k] = v == nil and null or v
-                end
+                local w = decode_record(text, WORKER_FIELDS)
+                w.pid = tonumber(sub(key, #K_WORKER + 1))
                 local pins = array({})
                 if w.pinned ~= null then
                     for n in w.pinned:gmatch("[^,]+") do

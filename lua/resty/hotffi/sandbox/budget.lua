@@ -1,0 +1,277 @@
+-- resty.hotffi.sandbox.budget -- the instruction, time and memory budgets
+-- of a run: a count hook, and the charges library wrappers add for work
+-- done in one C call.  A budget stop is "sticky": once stopped, the hook
+-- raises again in any script code that still runs.
+
+local error = error
+local floor = math.floor
+local gc = collectgarbage
+local getinfo = debug.getinfo
+local log = math.log
+local pcall = pcall
+local sethook = debug.sethook
+local str_format = string.format
+local tonumber = tonumber
+
+-- Seconds from a monotonic clock: clock_gettime() through the vDSO (tens
+-- of ns; the asm label keeps this declaration apart from any other
+-- module's), else ngx.now() after ngx.update_time(), else os.clock().
+local now
+do
+    local ok, ffi = pcall(require, "ffi")
+    ok = ok and pcall(ffi.cdef, [[
+        typedef struct {
+            long  tv_sec;
+            long  tv_nsec;
+        } hotffi_sandbox_timespec_t;
+        int hotffi_sandbox_clock_gettime(int clk,
+            hotffi_sandbox_timespec_t *ts) __asm__("clock_gettime");
+    ]])
+    if ok and ffi.os == "Linux" then
+        local C = ffi.C
+        local ts = ffi.new("hotffi_sandbox_timespec_t")
+        local CLOCK_MONOTONIC = 1
+        now = function()
+            C.hotffi_sandbox_clock_gettime(CLOCK_MONOTONIC, ts)
+            return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+        end
+    elseif ngx and ngx.update_time then
+        local update_time, ngx_now = ngx.update_time, ngx.now
+        now = function()
+            update_time()
+            return ngx_now()
+        end
+    else
+        now = os.clock
+    end
+end
+
+
+local _M = {
+    -- the per-run state of the innermost running script, or nil: a
+    -- field, read as budget.current, because resty.hotffi.sandbox sets
+    -- it around each run and every library wrapper reads it
+    current = nil,
+    now = now,
+}
+
+local CHECK_EVERY = 1000        -- longest hook interval, in instructions
+local CLOCK_EVERY = 250         -- instructions between two clock reads
+-- Library work is charged to the instruction budget in bytes: 64 bytes
+-- copied or compared cost one instruction (the wrappers convert their own
+-- units of work to bytes).
+local BYTES_PER_INSTRUCTION = 64
+local ADD_GROWTH = 16 * 1024    -- bytes one instruction can add (unpack)
+-- One instruction can grow the largest string by at most 1.32x through
+-- `..` (CAT needs one instruction per operand); 1 / ln(1.32):
+local CAT_FACTOR = 1 / log(1.32)
+local MAX_WALK = 100000         -- stack levels inspected by a budget stop
+
+_M.CLOCK_EVERY = CLOCK_EVERY
+_M.BYTES_PER_INSTRUCTION = BYTES_PER_INSTRUCTION
+
+local BUDGET_MESSAGES = {
+    instructions = "instruction budget exceeded (%d instructions)",
+    time = "time budget exceeded (%g s)",
+    memory = "memory budget exceeded (%d bytes)",
+}
+
+
+-- Heap growth of the run, in bytes: the sum of the increases of the VM's
+-- heap seen at each check.  Decreases are not credited back: a collection
+-- during the run frees other requests' garbage too, and crediting it
+-- would give the script that much extra room.
+local function memory_used(st)
+    local kb = gc("count")
+    local grown = kb - st.mem_seen
+    st.mem_seen = kb
+    if grown > 0 then
+        st.mem_used = st.mem_used + grown * 1024
+    end
+    return st.mem_used
+end
+
+
+local function over_budget(st)
+    if st.used >= st.max_instr then
+        return "instructions"
+    end
+    if memory_used(st) > st.max_mem then
+        return "memory"
+    end
+    if st.used >= st.clock_at then
+        st.clock_at = st.used + CLOCK_EVERY
+        if now() >= st.deadline then
+            return "time"
+        end
+    end
+    return nil
+end
+
+
+local function budget_message(st, kind)
+    local limits = st.limits
+    return str_format(BUDGET_MESSAGES[kind], limits[kind])
+end
+
+
+-- Functions whose frames tell whether a budget stop may be raised: the
+-- script runs inside run_and_copy (raise), the host's bookkeeping around
+-- it runs in boundary and run_protected (never raise).  Filled by
+-- resty.hotffi.sandbox, where those functions are.
+local FRAMES = {}
+_M.frames = FRAMES
+
+
+-- True when the code that was interrupted belongs to the run (the script,
+-- a library wrapper or a host function it called), false when it is the
+-- host's bookkeeping before or after the script.
+local function inside_script()
+    local level = 3
+    while level < MAX_WALK do
+        local info = getinfo(level, "f")
+        if info == nil then
+            return true     -- the bottom of a coroutine the script created
+        end
+        local verdict = FRAMES[info.func]
+        if verdict ~= nil then
+            return verdict
+        end
+        level = level + 1
+    end
+    return true
+end
+
+
+-- The message is set before the flag: outside the hook (a library
+-- wrapper stopping the run), the hook may fire between the two, and it
+-- raises st.message as soon as st.stopped is set.
+local function mark_stopped(st, kind)
+    if not st.stopped then
+        st.message = budget_message(st, kind)
+        st.stopped = kind
+    end
+end
+
+
+-- Stops the run: raises the budget error unless the interrupted code is
+-- the host's.  A host function the script called is not interrupted (it
+-- may be updating host state): the stop is raised when it returns.
+local function stop(st, kind)
+    if st.in_host > 0 then
+        mark_stopped(st, kind)
+        return
+    end
+    if not inside_script() then
+        return
+    end
+    mark_stopped(st, kind)
+    error(st.message, 0)
+end
+
+
+local function check_now(st)
+    local kind = over_budget(st)
+    if kind then
+        stop(st, kind)
+    end
+end
+
+
+-- Charges library work (in steps) to the instruction budget.
+local function cost(st, steps)
+    local used = st.used + steps / BYTES_PER_INSTRUCTION
+    st.used = used
+    if used >= st.clock_at or used >= st.max_instr then
+        check_now(st)
+    end
+end
+
+
+local hook, rearm
+
+-- Stops the run unless `bytes` more fit in the memory budget.  A string
+-- that big may be doubled by `..` from now on: the check interval is
+-- recomputed for it.
+local function need(st, bytes)
+    if bytes <= 4096 then
+        return
+    end
+    if bytes > st.max_mem - memory_used(st) then
+        stop(st, "memory")
+    end
+    if bytes > st.base then
+        st.base = bytes
+        rearm(st)
+    end
+end
+
+
+-- How many instructions may run before the next check, so that memory
+-- cannot grow past twice the budget in between (see docs/sandbox.md).
+local function interval(st, used_mem)
+    local k = st.max_instr - st.used
+    local to_clock = st.clock_at - st.used
+    if to_clock < k then
+        k = to_clock
+    end
+    if k > CHECK_EVERY then
+        k = CHECK_EVERY
+    end
+    local room = st.hard_mem - used_mem
+    local k_add = room / ADD_GROWTH
+    if k_add < k then
+        k = k_add
+    end
+    local width = st.concat_width
+    if width > 0 then
+        local base = used_mem > st.base and used_mem or st.base
+        local ratio = room / ((width + 2) * base)
+        local k_cat = ratio > 1 and log(ratio) * CAT_FACTOR or 0
+        if k_cat < k then
+            k = k_cat
+        end
+    end
+    k = floor(k)
+    return k < 1 and 1 or k
+end
+
+
+-- Restarts the count with a fresh interval (the instructions run since
+-- the last hook are not counted: at most one interval).
+rearm = function(st)
+    local k = interval(st, memory_used(st))
+    st.k = k
+    sethook(hook, "", k)
+end
+
+
+hook = function()
+    local st = _M.current
+    if st == nil then
+        return
+    end
+    st.used = st.used + st.k
+    if st.stopped then
+        return stop(st, st.stopped)     -- sticky: raise again
+    end
+    check_now(st)
+    local k = interval(st, memory_used(st))
+    if k ~= st.k then
+        st.k = k
+        sethook(hook, "", k)
+    end
+end
+
+
+_M.memory_used = memory_used
+_M.message = budget_message
+_M.stop = stop
+_M.check_now = check_now
+_M.cost = cost
+_M.need = need
+_M.interval = interval
+_M.rearm = rearm
+_M.hook = hook
+
+return _M
