@@ -20,22 +20,16 @@ $(BUILD)/lib/librust_%.so: $(RUST_EX_SRCS) examples/rust/%/Cargo.toml \
         examples/rust/%/lib.rs
 	$(call CARGO_BUILD,examples/rust,rust_$*,rust_$*,cargo)
 
-# The two versions build in target directories of their own: the same
-# crate with other features would otherwise overwrite the same file.
-$(BUILD)/lib/librust_reload_a.so: $(RUST_EX_SRCS) \
-        examples/rust/reload/Cargo.toml examples/rust/reload/lib.rs
-	$(call CARGO_BUILD,examples/rust,rust_reload,rust_reload_a,cargo-reload-a)
+# reload and counter build twice, as _a and _b (with --features b), in
+# target directories of their own: the same crate with other features
+# would otherwise overwrite the same file.  make takes these rules over
+# the one above: their stem is shorter.
+$(BUILD)/lib/librust_%_a.so: $(RUST_EX_SRCS) examples/rust/%/Cargo.toml \
+        examples/rust/%/lib.rs
+	$(call CARGO_BUILD,examples/rust,rust_$*,rust_$*_a,cargo-$*-a)
 
-$(BUILD)/lib/librust_reload_b.so: $(RUST_EX_SRCS) \
-        examples/rust/reload/Cargo.toml examples/rust/reload/lib.rs
-	$(call CARGO_BUILD,examples/rust,rust_reload,rust_reload_b,cargo-reload-b,--features b)
-
-$(BUILD)/lib/librust_counter_a.so: $(RUST_EX_SRCS) \
-        examples/rust/counter/Cargo.toml examples/rust/counter/lib.rs
-	$(call CARGO_BUILD,examples/rust,rust_counter,rust_counter_a,cargo-counter-a)
-
-$(BUILD)/lib/librust_counter_b.so: $(RUST_EX_SRCS) \
-        examples/rust/counter/Cargo.toml examples/rust/counter/lib.rs
-	$(call CARGO_BUILD,examples/rust,rust_counter,rust_counter_b,cargo-counter-b,--features b)
+$(BUILD)/lib/librust_%_b.so: $(RUST_EX_SRCS) examples/rust/%/Cargo.toml \
+        examples/rust/%/lib.rs
+	$(call CARGO_BUILD,examples/rust,rust_$*,rust_$*_b,cargo-$*-b,--features b)
 
 endif

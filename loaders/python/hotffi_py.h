@@ -91,6 +91,24 @@ int hotffi_py_cfg_parse(hotffi_py_cfg_t *c, const char *text, char *err,
 void hotffi_py_cfg_free(hotffi_py_cfg_t *c);
 
 
+/* ---- hotffi_py_loader.c: the host's optional functions ------------------ */
+
+/*
+ * hotffi's own functions, looked up rather than linked: a host without
+ * them (lua-resty-ffi, an older hotffi) still loads this library, and they
+ * are NULL there.  Filled once, first thing in libffi_init(), and only read
+ * afterwards: every other entry into the loader comes after one.
+ */
+typedef struct {
+    int          (*task_cancelled)(void *task);
+    void         (*init_error)(void *tq, const char *msg);
+    const char  *(*state)(void *tq, int *len);
+    int          (*rollback)(void *tq);
+} hotffi_py_host_t;
+
+extern hotffi_py_host_t  hotffi_py_host;
+
+
 /* ---- hotffi_py_interp.c: the worker's interpreter ----------------------- */
 
 /*
@@ -106,6 +124,8 @@ int hotffi_py_interp_on_loop(void);
 
 /* ---- hotffi_py_runtime.c: the registry and the poll gate ---------------- */
 
+/* owner: its runtime's servers list (libffi_fini() frees it after the
+   join); the serve thread only reads it */
 struct hotffi_py_server_s {
     void                *tq;        /* the value only: never read through */
     PyObject            *handler;   /* strong; GIL; dropped by the thread */
@@ -113,12 +133,15 @@ struct hotffi_py_server_s {
     hotffi_py_server_t  *next;
 };
 
+/* owner: the registry, then whoever hotffi_py_rt_take() returns it to */
 struct hotffi_py_rt_s {
-    void                *tq;
+    void                *tq;        /* hotffi's, borrowed until
+                                       libffi_fini() or libffi_retire() */
     int                  pollers;   /* threads inside the gate's poll */
     unsigned             stopped:1; /* a poll returned NULL: let none in */
     hotffi_py_server_t  *servers;   /* joined by libffi_fini() */
-    PyObject            *threads;   /* GIL: Python threads init started */
+    PyObject            *threads;   /* strong; GIL: Python threads init
+                                       started */
     PyObject            *module;    /* strong; GIL: the module init ran */
     char                *cfg;       /* ours: libffi_init()'s cfg text;
                                        both move to a rollback record
@@ -195,9 +218,10 @@ int hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len);
 
 /*
  * thread: hotffi's reaper, as a version ends (libffi_retire() or
- * libffi_fini()).  GIL: held.  Moves rt->module and rt->cfg into the record
- * a rollback of that cfg restarts, on a host that can roll back; leaves
- * them in rt otherwise.
+ * libffi_fini()), for a version whose init ran (rt->module not NULL).
+ * GIL: held.  Moves rt->module and rt->cfg into the record a rollback of
+ * that cfg restarts, on a host that can roll back; leaves them in rt
+ * otherwise.
  */
 void hotffi_py_retire_keep(hotffi_py_rt_t *rt);
 
@@ -212,14 +236,14 @@ PyObject *hotffi_py_retire_state(void *tq);
  * thread: event loop, in libffi_init().  GIL: held.
  * When hotffi_rollback(tq) says this init restarts the version a failed
  * reload replaced, the module that version ran, as a new reference, and
- * its record is forgotten; otherwise NULL.  cfg: borrowed.
+ * its record is forgotten; otherwise NULL.  cfg: borrowed: rt->cfg.
  */
 PyObject *hotffi_py_retire_rollback(void *tq, const char *cfg);
 
 /*
  * thread: event loop, after an init that succeeded and was no rollback.
- * GIL: held.  Forgets the record of cfg (borrowed): the module now
- * serving it is the one a later rollback restarts.
+ * GIL: held.  Forgets the record of cfg (borrowed: rt->cfg): the module
+ * now serving it is the one a later rollback restarts.
  */
 void hotffi_py_retire_forget(const char *cfg);
 
@@ -270,11 +294,11 @@ int hotffi_py_answer(void *task, int rc, PyObject *data);
  */
 int hotffi_py_answer_error(void *task);
 
-/* GIL: any.  Answers task with rc and a copy of text (NULL: no payload). */
+/*
+ * GIL: any.  Answers task with rc and a copy of text (NULL: no payload).
+ * task: ownership passes to hotffi.
+ */
 void hotffi_py_answer_text(void *task, int rc, const char *text, size_t len);
-
-/* GIL: any.  hotffi_task_cancelled(), or 0 on a host without it. */
-int hotffi_py_task_cancelled(void *task);
 
 
 /* ---- hotffi_py_serve.c: hotffi.serve() ---------------------------------- */
@@ -289,11 +313,12 @@ int hotffi_py_serve_start(void *tq, PyObject *handler);
 /* ---- hotffi_py_error.c: exceptions as text ------------------------------ */
 
 /*
- * GIL: held.  New str with the current exception formatted as Python
- * prints it (traceback included); the exception is cleared.  Never NULL
- * unless even that failed (then with no exception set).
+ * GIL: held.  New bytes with the current exception formatted as Python
+ * prints it (traceback included), in UTF-8 with undecodable characters
+ * escaped, and in *len their number less the final newline; the exception
+ * is cleared.  NULL only if even that failed (then with no exception set).
  */
-PyObject *hotffi_py_error_text(void);
+PyObject *hotffi_py_error_bytes(size_t *len);
 
 /* GIL: held.  The current exception's text into buf (its end if long). */
 void hotffi_py_error_format(char *buf, size_t size);

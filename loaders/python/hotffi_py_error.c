@@ -6,17 +6,8 @@
 /* first: it includes Python.h, which must precede system headers */
 #include "hotffi_py.h"
 
-#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
-
-
-typedef void (*hotffi_py_init_error_pt)(void *tq, const char *msg);
-
-
-/* hotffi_init_error(), NULL on a host without it */
-static pthread_once_t           hotffi_py_error_once = PTHREAD_ONCE_INIT;
-static hotffi_py_init_error_pt  hotffi_py_init_error;
 
 
 /*
@@ -40,8 +31,12 @@ hotffi_py_error_plain(PyObject *type, PyObject *value)
 }
 
 
-/* thread: any.  GIL: held. */
-PyObject *
+/*
+ * thread: any.  GIL: held.  New str with the current exception formatted
+ * as Python prints it; the exception is cleared.  NULL only if even that
+ * failed, with no exception set.
+ */
+static PyObject *
 hotffi_py_error_text(void)
 {
     PyObject  *type, *value, *tb, *mod, *lines, *sep, *text;
@@ -94,17 +89,48 @@ hotffi_py_error_text(void)
 }
 
 
+/* thread: any.  GIL: held. */
+PyObject *
+hotffi_py_error_bytes(size_t *len)
+{
+    size_t       n;
+    PyObject    *text, *bytes;
+    const char  *p;
+
+    text = hotffi_py_error_text();
+    if (text == NULL) {
+        return NULL;
+    }
+
+    /* lone surrogates (from undecodable bytes) must not fail this */
+    bytes = PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace");
+    Py_DECREF(text);
+
+    if (bytes == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+
+    p = PyBytes_AS_STRING(bytes);
+    n = (size_t) PyBytes_GET_SIZE(bytes);
+
+    /* a traceback ends with a newline: the message does not */
+    while (n && p[n - 1] == '\n') {
+        n--;
+    }
+
+    *len = n;
+
+    return bytes;
+}
+
+
 /* thread: any.  GIL: any. */
 void
 hotffi_py_error_tail(char *buf, size_t size, const char *text, size_t len)
 {
     size_t             skip;
     static const char  cut[] = "...\n";
-
-    /* a traceback ends with a newline: the message does not */
-    while (len && text[len - 1] == '\n') {
-        len--;
-    }
 
     if (len < size) {
         memcpy(buf, text, len);
@@ -128,40 +154,18 @@ hotffi_py_error_tail(char *buf, size_t size, const char *text, size_t len)
 void
 hotffi_py_error_format(char *buf, size_t size)
 {
-    PyObject  *text, *bytes;
+    size_t     len;
+    PyObject  *bytes;
 
-    text = hotffi_py_error_text();
-    bytes = NULL;
-
-    if (text != NULL) {
-        /* lone surrogates (from undecodable bytes) must not fail this */
-        bytes = PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace");
-    }
+    bytes = hotffi_py_error_bytes(&len);
 
     if (bytes == NULL) {
-        PyErr_Clear();
         (void) snprintf(buf, size, "unknown Python error");
-
-    } else {
-        hotffi_py_error_tail(buf, size, PyBytes_AS_STRING(bytes),
-                             (size_t) PyBytes_GET_SIZE(bytes));
+        return;
     }
 
-    Py_XDECREF(bytes);
-    Py_XDECREF(text);
-}
-
-
-/* thread: any, once */
-static void
-hotffi_py_error_lookup(void)
-{
-    /*
-     * Looked up rather than linked: a host without hotffi_init_error() (an
-     * older hotffi, lua-resty-ffi) still loads this library.
-     */
-    *(void **) &hotffi_py_init_error = dlsym(RTLD_DEFAULT,
-                                             "hotffi_init_error");
+    hotffi_py_error_tail(buf, size, PyBytes_AS_STRING(bytes), len);
+    Py_DECREF(bytes);
 }
 
 
@@ -169,11 +173,8 @@ hotffi_py_error_lookup(void)
 void
 hotffi_py_error_pass(void *tq, const char *msg)
 {
-    /* libffi_init() and libffi_retire() run on different threads */
-    (void) pthread_once(&hotffi_py_error_once, hotffi_py_error_lookup);
-
-    if (hotffi_py_init_error != NULL) {
-        hotffi_py_init_error(tq, msg);
+    if (hotffi_py_host.init_error != NULL) {
+        hotffi_py_host.init_error(tq, msg);
     }
 }
 

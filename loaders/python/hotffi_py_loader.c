@@ -11,10 +11,31 @@
 /* first: it includes Python.h, which must precede system headers */
 #include "hotffi_py.h"
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 
 #include "hotffi.h"
+
+
+hotffi_py_host_t  hotffi_py_host;
+
+static pthread_once_t  hotffi_py_host_once = PTHREAD_ONCE_INIT;
+
+
+/* thread: event loop, once. */
+static void
+hotffi_py_host_lookup(void)
+{
+    /* RTLD_DEFAULT: hotffi's module is loaded RTLD_GLOBAL */
+    *(void **) &hotffi_py_host.task_cancelled = dlsym(RTLD_DEFAULT,
+                                                 "hotffi_task_cancelled");
+    *(void **) &hotffi_py_host.init_error = dlsym(RTLD_DEFAULT,
+                                                  "hotffi_init_error");
+    *(void **) &hotffi_py_host.state = dlsym(RTLD_DEFAULT, "hotffi_state");
+    *(void **) &hotffi_py_host.rollback = dlsym(RTLD_DEFAULT,
+                                                "hotffi_rollback");
+}
 
 
 /*
@@ -32,6 +53,8 @@ libffi_init(char *cfg, void *tq)
     hotffi_py_rt_t   *rt;
     hotffi_py_cfg_t   c;
     PyGILState_STATE  gstate;
+
+    (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
 
     if (hotffi_py_cfg_parse(&c, cfg, err, sizeof(err)) != HOTFFI_PY_OK) {
         hotffi_py_error_report(tq, cfg ? cfg : "", err);
@@ -63,13 +86,13 @@ libffi_init(char *cfg, void *tq)
 
     /* what the previous version handed over, and whether this restarts it */
     state = hotffi_py_retire_state(tq);
-    back = hotffi_py_retire_rollback(tq, cfg);
+    back = hotffi_py_retire_rollback(tq, rt->cfg);
 
     rc = hotffi_py_import_init(&c, tq, rt, back, state, err, sizeof(err));
 
     if (rc == 0 && back == NULL) {
         /* this module, not the last one of cfg, is what to go back to */
-        hotffi_py_retire_forget(cfg);
+        hotffi_py_retire_forget(rt->cfg);
     }
 
     Py_XDECREF(back);
@@ -120,7 +143,7 @@ libffi_fini(void *tq)
  * stopped: polls return NULL).  GIL: released, taken to join Python
  * threads and to call retire().  Like libffi_fini(), and then the
  * module's retire(tq) gives the state for the next version.
- * state: malloc()'ed, hotffi's once returned.
+ * *state: malloc()'ed, hotffi's once this returns.
  */
 int
 libffi_retire(void *tq, char **state, int *len)

@@ -34,7 +34,6 @@
 /* first: it includes Python.h, which must precede system headers */
 #include "hotffi_py.h"
 
-#include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,9 +49,6 @@
 #define HOTFFI_PY_RETIRE_ERR_MAX  401
 
 
-typedef const char *(*hotffi_py_state_pt)(void *tq, int *len);
-typedef int (*hotffi_py_rollback_pt)(void *tq);
-
 typedef struct hotffi_py_kept_s  hotffi_py_kept_t;
 
 struct hotffi_py_kept_s {
@@ -62,27 +58,15 @@ struct hotffi_py_kept_s {
 };
 
 
-/* GIL: the records, by cfg */
+/* GIL: the records, by cfg; ours */
 static hotffi_py_kept_t       *hotffi_py_kept;
 
-/* GIL: the init now running and its state, for hotffi.state() */
+/*
+ * GIL: the init now running and its state, for hotffi.state(); the state
+ * is borrowed from libffi_init(), which clears both before it returns
+ */
 static void                   *hotffi_py_state_tq;
 static PyObject               *hotffi_py_state_obj;
-
-/* the host's in-place reload functions: NULL on lua-resty-ffi */
-static pthread_once_t          hotffi_py_host_once = PTHREAD_ONCE_INIT;
-static hotffi_py_state_pt      hotffi_py_host_state;
-static hotffi_py_rollback_pt   hotffi_py_host_rollback;
-
-
-/* thread: any, once.  Looked up, not linked: see hotffi_py_error.c. */
-static void
-hotffi_py_host_lookup(void)
-{
-    *(void **) &hotffi_py_host_state = dlsym(RTLD_DEFAULT, "hotffi_state");
-    *(void **) &hotffi_py_host_rollback = dlsym(RTLD_DEFAULT,
-                                                "hotffi_rollback");
-}
 
 
 /*
@@ -121,8 +105,9 @@ hotffi_py_kept_free(hotffi_py_kept_t *k)
 
 /*
  * thread: hotffi's reaper.  GIL: held.  retire's result as a malloc()'ed,
- * NUL-terminated blob in *blob (NULL for None).  HOTFFI_PY_ERROR with an
- * exception set.
+ * NUL-terminated blob in *blob (NULL for None), the caller's: it passes to
+ * hotffi when libffi_retire() returns.  HOTFFI_PY_ERROR with an exception
+ * set.
  */
 static int
 hotffi_py_retire_blob(PyObject *res, char **blob, int *len)
@@ -254,10 +239,8 @@ hotffi_py_retire_keep(hotffi_py_rt_t *rt)
 {
     hotffi_py_kept_t  *k, *old;
 
-    (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
-
-    /* a failed init has no module; lua-resty-ffi never rolls back */
-    if (rt->module == NULL || hotffi_py_host_rollback == NULL) {
+    /* lua-resty-ffi never rolls back */
+    if (hotffi_py_host.rollback == NULL) {
         return;
     }
 
@@ -288,14 +271,12 @@ hotffi_py_retire_state(void *tq)
     int          len;
     const char  *s;
 
-    (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
-
-    if (hotffi_py_host_state == NULL) {
+    if (hotffi_py_host.state == NULL) {
         return NULL;
     }
 
     len = 0;
-    s = hotffi_py_host_state(tq, &len);
+    s = hotffi_py_host.state(tq, &len);
 
     if (s == NULL || len < 0) {
         return NULL;
@@ -312,13 +293,11 @@ hotffi_py_retire_rollback(void *tq, const char *cfg)
     PyObject          *module;
     hotffi_py_kept_t  *k;
 
-    (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
-
-    if (hotffi_py_host_rollback == NULL || !hotffi_py_host_rollback(tq)) {
+    if (hotffi_py_host.rollback == NULL || !hotffi_py_host.rollback(tq)) {
         return NULL;
     }
 
-    k = hotffi_py_kept_take(cfg ? cfg : "");
+    k = hotffi_py_kept_take(cfg);
 
     if (k == NULL) {
         /* only if keeping it ran out of memory: import it again */
@@ -337,7 +316,7 @@ hotffi_py_retire_rollback(void *tq, const char *cfg)
 void
 hotffi_py_retire_forget(const char *cfg)
 {
-    hotffi_py_kept_free(hotffi_py_kept_take(cfg ? cfg : ""));
+    hotffi_py_kept_free(hotffi_py_kept_take(cfg));
 }
 
 

@@ -26,10 +26,13 @@
 static void
 hotffi_py_serve_one(PyObject *handler, void *task)
 {
-    int         len;
-    char       *req;
-    PyObject   *arg, *res, *text, *bytes;
+    int                len;
+    char              *req;
+    size_t             n;
+    PyObject          *arg, *res, *bytes;
+    static const char  unknown[] = "unknown Python error";
 
+    /* req: borrowed from the task until the answer; bytes copies it */
     req = ngx_http_lua_ffi_get_req(task, &len);
 
     arg = PyBytes_FromStringAndSize(req, len);
@@ -48,30 +51,17 @@ hotffi_py_serve_one(PyObject *handler, void *task)
         return;
     }
 
-    text = hotffi_py_error_text();
-    bytes = text ? PyUnicode_AsEncodedString(text, "utf-8",
-                                             "backslashreplace")
-                 : NULL;
+    bytes = hotffi_py_error_bytes(&n);
 
     if (bytes == NULL) {
-        PyErr_Clear();
-        hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION,
-                              "unknown Python error", 20);
-
-    } else {
-        len = (int) PyBytes_GET_SIZE(bytes);
-
-        /* the traceback's final newline is layout, not message */
-        while (len && PyBytes_AS_STRING(bytes)[len - 1] == '\n') {
-            len--;
-        }
-
-        hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION,
-                              PyBytes_AS_STRING(bytes), (size_t) len);
+        hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION, unknown,
+                              sizeof(unknown) - 1);
+        return;
     }
 
-    Py_XDECREF(bytes);
-    Py_XDECREF(text);
+    hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION,
+                          PyBytes_AS_STRING(bytes), n);
+    Py_DECREF(bytes);
 }
 
 
@@ -124,6 +114,8 @@ hotffi_py_serve_start(void *tq, PyObject *handler)
 
     s->tq = tq;
     s->handler = Py_NewRef(handler);
+
+    /* s: the thread reads it; the runtime owns it once added below */
 
     /*
      * Signals are nginx's, for its event loop thread: the new thread (and

@@ -11,7 +11,6 @@
 /* first: it includes Python.h, which must precede system headers */
 #include "hotffi_py.h"
 
-#include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +18,12 @@
 #include "hotffi.h"
 
 
-typedef int (*hotffi_py_cancelled_pt)(void *task);
-
 typedef struct {
     PyObject_HEAD
-    void      *task;      /* hotffi's task until answered, then NULL */
-    PyObject  *req;       /* bytes */
+    void      *task;      /* hotffi's task, ours from poll until answered
+                             (then NULL: hotffi's again) */
+    PyObject  *req;       /* bytes, a copy: it outlives the answer */
 } hotffi_py_task_obj_t;
-
-
-/* set once, when the module is made, before any thread polls */
-static hotffi_py_cancelled_pt  hotffi_py_cancelled;
 
 
 /* thread: any.  GIL: any. */
@@ -125,14 +119,6 @@ hotffi_py_answer(void *task, int rc, PyObject *data)
     ngx_http_lua_ffi_respond(task, rc, rsp, (int) len);
 
     return HOTFFI_PY_OK;
-}
-
-
-/* thread: any.  GIL: any. */
-int
-hotffi_py_task_cancelled(void *task)
-{
-    return hotffi_py_cancelled ? hotffi_py_cancelled(task) : 0;
 }
 
 
@@ -237,7 +223,9 @@ hotffi_py_task_get_cancelled(PyObject *self, void *closure)
         return NULL;
     }
 
-    return PyBool_FromLong(hotffi_py_task_cancelled(t->task));
+    /* only hotffi has it: lua-resty-ffi, say, does not */
+    return PyBool_FromLong(hotffi_py_host.task_cancelled != NULL
+                           && hotffi_py_host.task_cancelled(t->task));
 }
 
 
@@ -296,17 +284,10 @@ PyTypeObject  hotffi_py_task_type = {
 };
 
 
-/*
- * thread: any.  GIL: held.
- * Readies the type and looks up the host's optional ABI.
- */
+/* thread: any.  GIL: held.  Readies the type. */
 int
 hotffi_py_task_ready(void)
 {
-    /* only hotffi has it: lua-resty-ffi, say, does not */
-    *(void **) &hotffi_py_cancelled = dlsym(RTLD_DEFAULT,
-                                            "hotffi_task_cancelled");
-
     return PyType_Ready(&hotffi_py_task_type) == 0 ? HOTFFI_PY_OK
                                                    : HOTFFI_PY_ERROR;
 }

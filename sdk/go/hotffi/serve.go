@@ -96,99 +96,118 @@ func (s *Server) Serve(tq unsafe.Pointer) {
 		limit = DefaultMaxConcurrency
 	}
 
-	var w *watcher
+	r := &serving{s: s, tq: tq, slots: make(chan struct{}, limit)}
 	if s.HandleContext != nil {
-		w = newWatcher(s.CancelInterval)
-		defer w.close()
+		r.w = newWatcher(s.CancelInterval)
+		defer r.w.close()
 	}
 
-	slots := make(chan struct{}, limit)
-	var wg sync.WaitGroup
-	var avg atomic.Int64 // handlers' mean duration in ns, moving (1/8)
-	var inline func(t Task) bool
-
-	timed := func(t Task) {
-		start := time.Now()
-		s.handle(t, w)
-		d := int64(time.Since(start))
-		for {
-			old := avg.Load()
-			if avg.CompareAndSwap(old, old+(d-old)/8) {
-				break
-			}
-		}
-	}
-
-	// poll is a polling goroutine's loop; it returns at the stop, or once
-	// another goroutine took the polling over from it.
-	var poll func()
-	poll = func() {
-		buf := make([]Task, pollBatch)
-		for {
-			// Slots first, then tasks: a task is only taken when it can run.
-			slots <- struct{}{}
-			n := 1
-			for n < pollBatch {
-				select {
-				case slots <- struct{}{}:
-					n++
-					continue
-				default:
-				}
-				break
-			}
-
-			tasks := PollBatch(tq, buf[:n])
-			for i := len(tasks); i < n; i++ {
-				<-slots
-			}
-			if len(tasks) == 0 {
-				return
-			}
-
-			last := len(tasks) - 1
-			for i, t := range tasks {
-				if i == last && avg.Load() < int64(inlineLimit) {
-					if !inline(t) {
-						return
-					}
-					continue
-				}
-
-				wg.Add(1)
-				go func(t Task) {
-					defer func() {
-						<-slots
-						wg.Done()
-					}()
-					timed(t)
-				}(t)
-			}
-		}
-	}
-
-	// inline runs t here; false when a new goroutine polls meanwhile.
-	inline = func(t Task) bool {
-		var taken atomic.Bool
-		timer := time.AfterFunc(inlineLimit, func() {
-			if taken.CompareAndSwap(false, true) {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					poll()
-				}()
-			}
-		})
-		timed(t)
-		<-slots
-		timer.Stop()
-		return taken.CompareAndSwap(false, true)
-	}
-
-	poll()
+	r.poll()
 
 	// The task queue is freed after libffi_fini: answer everything first.
-	wg.Wait()
+	r.wg.Wait()
+}
+
+// serving is one run of Server.Serve: what its polling goroutines share.
+type serving struct {
+	s     *Server
+	tq    unsafe.Pointer // hotffi's, borrowed until Serve returns
+	w     *watcher       // nil without HandleContext
+	slots chan struct{}  // one per task taken and not yet answered
+	wg    sync.WaitGroup // the goroutines started, polling or handling
+	avg   atomic.Int64   // handlers' mean duration in ns, moving (1/8)
+}
+
+// poll is a polling goroutine's loop; it returns at the stop, or once
+// another goroutine took the polling over from it.
+func (r *serving) poll() {
+	buf := make([]Task, pollBatch)
+	for {
+		// Slots first, then tasks: a task is only taken when it can run.
+		r.slots <- struct{}{}
+		n := 1
+	more:
+		for n < pollBatch {
+			select {
+			case r.slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+
+		tasks := PollBatch(r.tq, buf[:n])
+		for i := len(tasks); i < n; i++ {
+			<-r.slots
+		}
+		if len(tasks) == 0 {
+			return
+		}
+
+		last := len(tasks) - 1
+		for _, t := range tasks[:last] {
+			r.spawn(t)
+		}
+		if r.avg.Load() >= int64(inlineLimit) {
+			r.spawn(tasks[last])
+		} else if !r.inline(tasks[last]) {
+			return
+		}
+	}
+}
+
+// spawn answers t on a goroutine of its own.
+func (r *serving) spawn(t Task) {
+	r.wg.Add(1)
+	go func() {
+		defer func() {
+			<-r.slots
+			r.wg.Done()
+		}()
+		r.timed(t)
+	}()
+}
+
+// inline answers t on the polling goroutine; false when a new goroutine
+// took the polling over meanwhile, because t ran longer than inlineLimit.
+func (r *serving) inline(t Task) bool {
+	var taken atomic.Bool
+
+	// The count of the goroutine the timer may start, added here by a
+	// goroutine that is itself counted (or is Serve's, before its Wait):
+	// a late timer then never adds to a WaitGroup being waited for.
+	r.wg.Add(1)
+	timer := time.AfterFunc(inlineLimit, func() {
+		if taken.CompareAndSwap(false, true) {
+			go func() {
+				defer r.wg.Done()
+				r.poll()
+			}()
+		}
+	})
+
+	r.timed(t)
+	<-r.slots
+	timer.Stop()
+
+	if taken.CompareAndSwap(false, true) {
+		r.wg.Done() // no goroutine was started
+		return true
+	}
+	return false
+}
+
+// timed answers t and folds its duration into avg.
+func (r *serving) timed(t Task) {
+	start := time.Now()
+	r.s.handle(t, r.w)
+	d := int64(time.Since(start))
+	for {
+		old := r.avg.Load()
+		if r.avg.CompareAndSwap(old, old+(d-old)/8) {
+			return
+		}
+	}
 }
 
 func (s *Server) handle(t Task, w *watcher) {
@@ -253,9 +272,11 @@ func call(f func() ([]byte, error)) (rsp []byte, err error) {
 type watcher struct {
 	interval time.Duration
 	mu       sync.Mutex
-	tasks    map[unsafe.Pointer]context.CancelFunc // locks: mu
-	kick     chan struct{}                         // "tasks is not empty"
-	done     chan struct{}
+	// Keys: the tasks in flight, each its handler's until the handler
+	// removes it, which it does before the answer hands it to hotffi.
+	tasks map[unsafe.Pointer]context.CancelFunc // locks: mu
+	kick  chan struct{}                         // "tasks is not empty"
+	done  chan struct{}
 }
 
 func newWatcher(interval time.Duration) *watcher {
@@ -324,7 +345,8 @@ func (w *watcher) run() {
 	}
 }
 
-// The servers started by Start, by queue, for Wait.
+// The servers started by Start, by queue, for Wait.  The tq keys are
+// hotffi's, never dereferenced here; Wait removes them.
 var (
 	startedMu sync.Mutex
 	started   = map[unsafe.Pointer]*sync.WaitGroup{} // locks: startedMu

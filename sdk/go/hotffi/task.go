@@ -43,6 +43,22 @@ sdk_task_cancelled(void *task)
     return hotffi_task_cancelled ? hotffi_task_cancelled(task) : 0;
 }
 
+// The request by value: a Go pointer to len would move len to the heap on
+// every call.
+typedef struct {
+    char  *p;
+    int    len;
+} sdk_req_t;
+
+static sdk_req_t
+sdk_get_req(void *task)
+{
+    sdk_req_t  r;
+
+    r.p = ngx_http_lua_ffi_get_req(task, &r.len);
+    return r;
+}
+
 // Several tasks at once; one at a time on a host without the batch poll.
 static int
 sdk_poll_batch(void *tq, void **tasks, int max)
@@ -133,19 +149,17 @@ func Poll(tq unsafe.Pointer) (t Task, ok bool) {
 // Poll.  On a host without hotffi_task_poll_batch (lua-resty-ffi) it takes
 // one task at a time.  buf must not be empty.
 func PollBatch(tq unsafe.Pointer, buf []Task) []Task {
-	var ptrs [64]unsafe.Pointer
 	max := len(buf)
-	if max > len(ptrs) {
-		max = len(ptrs)
+	if max > math.MaxInt32 {
+		max = math.MaxInt32
 	}
 	if max == 0 {
 		return buf[:0]
 	}
-	// ptrs: Go memory holding no Go pointers, written by hotffi.
-	n := int(C.sdk_poll_batch(tq, &ptrs[0], C.int(max)))
-	for i := 0; i < n; i++ {
-		buf[i] = Task{p: ptrs[i]}
-	}
+	// A Task is its one pointer, so buf is the array of task pointers
+	// hotffi writes: Go memory holding no Go pointers, borrowed for the
+	// call.  Each task written there is ours until its respond().
+	n := int(C.sdk_poll_batch(tq, (*unsafe.Pointer)(unsafe.Pointer(&buf[0])), C.int(max)))
 	return buf[:n]
 }
 
@@ -153,12 +167,11 @@ func PollBatch(tq unsafe.Pointer, buf []Task) []Task {
 // hotffi's task and is valid only until Respond.  Copy what must outlive the
 // answer (ReqCopy does).
 func (t Task) Req() []byte {
-	var n C.int
-	p := C.ngx_http_lua_ffi_get_req(t.p, &n)
-	if n <= 0 {
+	r := C.sdk_get_req(t.p)
+	if r.len <= 0 {
 		return []byte{}
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+	return unsafe.Slice((*byte)(unsafe.Pointer(r.p)), int(r.len))
 }
 
 // ReqCopy returns the request bytes in Go memory, owned by the caller.
@@ -229,6 +242,7 @@ func HostABIVersion() int {
 // in-place reload (lua-resty-ffi).  Call it inside libffi_init only.
 func State(tq unsafe.Pointer) []byte {
 	var n C.int
+	// p: hotffi's, borrowed until libffi_init returns: copied.
 	p := C.sdk_state(tq, &n)
 	if p == nil {
 		return nil
@@ -252,6 +266,7 @@ func HandOver(state, n unsafe.Pointer, data []byte) int {
 	if len(data) >= math.MaxInt32 {
 		return RCError
 	}
+	// p: data, borrowed by sdk_hand_over for the copy.
 	var p unsafe.Pointer
 	if len(data) > 0 {
 		p = unsafe.Pointer(&data[0])

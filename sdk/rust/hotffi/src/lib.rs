@@ -43,7 +43,7 @@ pub fn host_abi_version() -> Option<i32> {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::runtime::{fini, init, init_retire, retire};
+    pub use crate::runtime::{fini, init, retire};
 }
 
 /// Exports `libffi_init` and `libffi_fini` from a `cdylib`; with
@@ -68,32 +68,16 @@ pub mod __private {
 #[macro_export]
 macro_rules! export_runtime {
     ($init:path) => {
-        /// thread: the nginx event loop.  cfg: borrowed; tq: borrowed.
-        #[no_mangle]
-        pub unsafe extern "C" fn libffi_init(
-            cfg: *mut ::std::os::raw::c_char,
-            tq: *mut ::std::os::raw::c_void,
-        ) -> ::std::os::raw::c_int {
-            $crate::__private::init(cfg, tq, $init)
-        }
-
+        $crate::export_runtime!(@init $init, false);
         $crate::export_runtime!(@fini);
     };
     ($init:path, retire) => {
-        /// thread: the nginx event loop.  cfg: borrowed; tq: borrowed.
-        #[no_mangle]
-        pub unsafe extern "C" fn libffi_init(
-            cfg: *mut ::std::os::raw::c_char,
-            tq: *mut ::std::os::raw::c_void,
-        ) -> ::std::os::raw::c_int {
-            $crate::__private::init_retire(cfg, tq, $init)
-        }
-
+        $crate::export_runtime!(@init $init, true);
         $crate::export_runtime!(@fini);
 
         /// thread: a hotffi reaper thread, after the stop, when
         /// rt:__reload() replaces this version.  tq: borrowed; *state:
-        /// malloc()'ed, hotffi's.
+        /// malloc()'ed, hotffi's once this returns.
         #[no_mangle]
         pub unsafe extern "C" fn libffi_retire(
             tq: *mut ::std::os::raw::c_void,
@@ -101,6 +85,16 @@ macro_rules! export_runtime {
             len: *mut ::std::os::raw::c_int,
         ) -> ::std::os::raw::c_int {
             $crate::__private::retire(tq, state, len)
+        }
+    };
+    (@init $init:path, $retire:expr) => {
+        /// thread: the nginx event loop.  cfg: borrowed; tq: borrowed.
+        #[no_mangle]
+        pub unsafe extern "C" fn libffi_init(
+            cfg: *mut ::std::os::raw::c_char,
+            tq: *mut ::std::os::raw::c_void,
+        ) -> ::std::os::raw::c_int {
+            $crate::__private::init(cfg, tq, $init, $retire)
         }
     };
     (@fini) => {

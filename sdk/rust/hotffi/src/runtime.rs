@@ -17,7 +17,7 @@ use std::ptr;
 use std::sync::{Arc, Mutex};
 
 use crate::sys;
-use crate::task::{init_error, Error, Queue, Request, RC_ERROR, RC_PANIC};
+use crate::task::{init_error, CBuf, Error, Queue, Request, RC_ERROR, RC_PANIC};
 
 /// What a runtime's retire callback returns: the state for the next
 /// version (`None`: none).
@@ -152,7 +152,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 // What libffi_fini or libffi_retire must end, per runtime of this library
 // not ended yet.
 struct Started {
-    tq: usize,
+    tq: usize, // hotffi's queue, a key only: never dereferenced here
     threads: Vec<sys::PthreadT>,
     retire: Option<RetireBox>,
 }
@@ -179,35 +179,15 @@ fn end(tq: *mut c_void) -> Option<RetireBox> {
     entry.retire
 }
 
-/// The body of the `libffi_init` that [`crate::export_runtime`] writes.
+/// The body of the `libffi_init` that [`crate::export_runtime`] writes;
+/// `retire_exported` says whether it writes `libffi_retire` too, which
+/// [`Runtime::on_retire`] needs.
 ///
 /// # Safety
 /// cfg: NULL or a NUL-terminated string, borrowed for this call only; tq:
 /// the queue hotffi handed over.  thread: the nginx event loop.
 #[doc(hidden)]
 pub unsafe fn init(
-    cfg: *mut c_char,
-    tq: *mut c_void,
-    f: fn(Option<&str>, &mut Runtime) -> Result<(), Error>,
-) -> c_int {
-    start(cfg, tq, f, false)
-}
-
-/// The body of the `libffi_init` that `export_runtime!(init, retire)`
-/// writes: as [`init`], and [`Runtime::on_retire`] is allowed.
-///
-/// # Safety
-/// As [`init`].
-#[doc(hidden)]
-pub unsafe fn init_retire(
-    cfg: *mut c_char,
-    tq: *mut c_void,
-    f: fn(Option<&str>, &mut Runtime) -> Result<(), Error>,
-) -> c_int {
-    start(cfg, tq, f, true)
-}
-
-unsafe fn start(
     cfg: *mut c_char,
     tq: *mut c_void,
     f: fn(Option<&str>, &mut Runtime) -> Result<(), Error>,
@@ -319,16 +299,14 @@ pub unsafe fn retire(tq: *mut c_void, state: *mut *mut c_char, len: *mut c_int) 
         }
     };
 
-    // ownership passes to hotffi, which free()s it; one more byte, a NUL,
-    // for C successors that read it as a string
-    let p = sys::malloc(bytes.len() + 1) as *mut u8;
-    if p.is_null() {
-        return RC_ERROR;
-    }
-    ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-    *p.add(bytes.len()) = 0;
-
-    *state = p as *mut c_char;
+    // a NUL after the bytes (CBuf keeps one), for C successors that read
+    // them as a string
+    let buf = match CBuf::from_slice(&bytes) {
+        Some(buf) => buf,
+        None => return RC_ERROR,
+    };
+    // ownership passes to hotffi, which free()s it
+    *state = buf.into_raw().0;
     *len = n;
     0
 }

@@ -174,24 +174,12 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        let msg = b"hotffi: task dropped without an answer\0";
         // Answered here only if no respond*() consumed it.  The message is
-        // copied: hotffi free()s whatever it gets.
-        if let Some(buf) = CBuf::from_slice(&msg[..msg.len() - 1]) {
-            let (p, len) = buf.into_raw();
-            unsafe {
-                sys::ngx_http_lua_ffi_respond(self.ptr.as_ptr(), RC_DROPPED, p, len as c_int)
-            };
-        } else {
-            unsafe {
-                sys::ngx_http_lua_ffi_respond(
-                    self.ptr.as_ptr(),
-                    RC_DROPPED,
-                    std::ptr::null_mut(),
-                    0,
-                )
-            };
-        }
+        // copied, since hotffi free()s whatever it gets; out of memory, the
+        // task is answered with no payload.
+        let (p, len) = CBuf::from_slice(b"hotffi: task dropped without an answer")
+            .map_or((std::ptr::null_mut(), 0), CBuf::into_raw);
+        unsafe { sys::ngx_http_lua_ffi_respond(self.ptr.as_ptr(), RC_DROPPED, p, len as c_int) };
     }
 }
 

@@ -259,12 +259,12 @@ mod counting {
     // The glue export_runtime!(init, retire) writes, under other names:
     // one cdylib (this test binary) can only have one libffi_init.
     pub unsafe fn start(cfg: *mut c_char, tq: *mut c_void) -> c_int {
-        hotffi::__private::init_retire(cfg, tq, init)
+        hotffi::__private::init(cfg, tq, init, true)
     }
 
     // export_runtime!(init), which has no libffi_retire
     pub unsafe fn start_plain(cfg: *mut c_char, tq: *mut c_void) -> c_int {
-        hotffi::__private::init(cfg, tq, init)
+        hotffi::__private::init(cfg, tq, init, false)
     }
 
     pub unsafe fn retire(tq: *mut c_void, state: *mut *mut c_char, len: *mut c_int) -> c_int {
