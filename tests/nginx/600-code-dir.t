@@ -12,6 +12,7 @@ use HotffiTest;
 use File::Basename qw(dirname);
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
+use HTTP::Tiny;
 use JSON::PP qw(decode_json);
 
 # Workers run as "nobody" when the tests run as root: the code directory
@@ -34,6 +35,7 @@ sub http_config {
     my (%o) = @_;
     my $dev = $o{dev} ? 'true' : 'false';
     my $interval = $o{interval} // 2;
+    my $poll = $o{poll} // 0.1;
     return <<"CONF";
 lua_shared_dict hotffi_code 4m;
 init_worker_by_lua_block {
@@ -42,6 +44,7 @@ init_worker_by_lua_block {
         dir = "$dir",
         dev = $dev,
         interval = $interval,
+        poll = $poll,
     }
 }
 CONF
@@ -283,6 +286,77 @@ LUA
     my @errors = grep { /\[(?:error|alert|crit|emerg)\]/ } split /^/m, $n->error_log_text;
     my @unexpected = grep { !/refused/ } @errors;
     is(scalar @unexpected, 0, 'dir dev: no error but the refusals')
+        or diag @unexpected;
+    $n->stop;
+}
+
+# ---------------------------------------------------------------------------
+# A worker that skipped versions judges FFI use as the others do: a module
+# it never loaded, but the others run, is not new to it.  The workers sync
+# only when a request comes (poll = 60), and each kept-alive connection
+# stays with the worker that accepted it, so the test picks who skips.
+SKIP: {
+    skip('needs worker processes: not under HOTFFI_TEST_VALGRIND', 1)
+        if $ENV{HOTFFI_TEST_VALGRIND};
+    local $dir = tempdir('hotffi-code-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chmod 0755, $dir;
+    put('app/api.lua', "return { handler = function() ngx.say('api 1') end }\n");
+    my $n = HotffiTest::Nginx->new(name => 'dir skip', workers => 2,
+                                   http_config => http_config(dev => 1, poll => 60),
+                                   config => $config . <<'CONF');
+location = /pid { content_by_lua_block { ngx.say(ngx.worker.pid()) } }
+CONF
+    $n->start;
+    my %conn;                 # worker pid -> a kept-alive connection to it
+    for (1 .. 200) {
+        last if keys %conn == 2;
+        my $http = HTTP::Tiny->new(keep_alive => 1, timeout => 10);
+        my $res = $http->get('http://127.0.0.1:' . $n->port . '/pid');
+        chomp(my $pid = $res->{content});
+        $conn{$pid} //= $http if $res->{status} == 200;
+    }
+    is(scalar keys %conn, 2, 'one connection to each worker');
+    my ($x, $y) = @conn{ sort keys %conn };
+    my $t = sub {
+        my $res = $_[0]->get('http://127.0.0.1:' . $n->port . '/t');
+        return "$res->{status} $res->{content}";
+    };
+    is($t->($x) . $t->($y), "200 api 1\n" x 2, 'both workers at version 1');
+
+    put('app/late.lua', "return { late = 1 }\n");
+    put('app/api.lua', "local late = require 'app.late'\n"
+        . "return { handler = function() ngx.say('api 2 late ', late.late) end }\n");
+    is($t->($x), "200 api 2 late 1\n", 'worker x: version 2 (app.late is new)');
+
+    # A cdef the source scan cannot see, in a module worker x runs.
+    put('app/late.lua', "local f = require('ffi')\n"
+        . "f['c' .. 'def']('long hotffi_code_test_labs(long) __asm__(\"labs\");')\n"
+        . "return { late = 2 }\n");
+    is($t->($x), "200 api 2 late 1\n", 'worker x refuses a cdef in a new version of app.late');
+    is($t->($y), "200 api 1\n",
+       'worker y, which skipped version 2, refuses it too: app.late is not new');
+    like(join("\n", map { $_->{error} // '' } @{ admin($n)->{workers} }),
+         qr/\A(?:module "app\.late": calls ffi\.cdef while being replaced[^\n]*\n?){2}\z/,
+         'both workers give the same reason');
+
+    # A cdef the scan sees, read from the files by worker y first: refused
+    # at the source, as worker x would.
+    put('app/late.lua', "local ffi = require('ffi')\n"
+        . "ffi.cdef('long hotffi_code_test_labs(long) __asm__(\"labs\");')\n"
+        . "return { late = 3 }\n");
+    is($t->($y), "200 api 1\n", 'worker y refuses a visible cdef in app.late');
+    like(admin($n)->{source}{last_refused},
+         qr/module "app\.late": the new version uses FFI \(ffi\.cdef\)/,
+         'refused at the source with the reason');
+    is($t->($x), "200 api 2 late 1\n", 'worker x serves version 2 on');
+
+    put('app/late.lua', "return { late = 4 }\n");
+    is($t->($y) . $t->($x), "200 api 2 late 4\n" x 2,
+       'a version without FFI is served by both');
+    $n->quit;
+    my @unexpected = grep { /\[(?:error|alert|crit|emerg)\]/ && !/refused/ }
+                     split /^/m, $n->error_log_text;
+    is(scalar @unexpected, 0, 'dir skip: no error but the refusals')
         or diag @unexpected;
     $n->stop;
 }

@@ -62,7 +62,9 @@ local WARN = ngx.WARN
 local _M = { version = "0.1.0" }
 
 -- lua_shared_dict keys
-local K_STAMP = "v"        -- "<serial> <version>": what every worker runs
+local K_STAMP = "v"        -- "<serial> <version> <ran>": what every worker
+                           -- runs, and K_RAN when it was made current
+local K_RAN = "ran"        -- the version a worker applied last
 local K_SERIAL = "serial"
 local K_BUNDLE = "b:"      -- b:<version>: the bundle's text
 local K_HISTORY = "h"      -- versions published, oldest first
@@ -122,7 +124,13 @@ end
 
 
 local function stamp_version(stamp)
-    return stamp and match(stamp, "^%d+ (.+)$")
+    return stamp and match(stamp, "^%d+ (%S+)")
+end
+
+
+local function stamp_ran(stamp)
+    local ran = stamp and match(stamp, "^%d+ %S+ (%S+)$")
+    return ran ~= "-" and ran or nil
 end
 
 
@@ -189,7 +197,30 @@ end
 
 local function set_stamp(version)
     local serial = dict:incr(K_SERIAL, 1, 0)
-    dict:set(K_STAMP, format("%d %s", serial, version))
+    dict:set(K_STAMP, format("%d %s %s", serial, version,
+                             dict:get(K_RAN) or "-"))
+end
+
+
+-- A stored version, parsed, or nil.
+local function stored_bundle(version)
+    local text = version and dict:get(K_BUNDLE .. version)
+    return text and bundle.parse(text, nil, { trusted = true,
+                                              max_size = #text }) or nil
+end
+
+
+-- What a worker that runs some version compares a new one against, for
+-- the modules it has not loaded itself: the version workers ran when the
+-- new one was made current (K_RAN then).  So a worker that skipped
+-- versions judges a module's FFI use as the workers that did not skip
+-- them do (see resty.hotffi.code.loader).  A worker with no version loads
+-- everything fresh.
+local function baseline(ran)
+    if not applied_version or ran == nil then
+        return nil
+    end
+    return stored_bundle(ran)
 end
 
 
@@ -289,8 +320,9 @@ local function record_error(version, err)
 end
 
 
--- Applies one version from the dict.  Returns true, or nil and a message.
-local function try_apply(version)
+-- Applies one version from the dict, made current while version `ran`
+-- was what workers ran.  Returns true, or nil and a message.
+local function try_apply(version, ran)
     local text = dict:get(K_BUNDLE .. version)
     if not text then
         return nil, format("version \"%s\" is not in lua_shared_dict"
@@ -307,13 +339,14 @@ local function try_apply(version)
     end
     update_time()
     local t0 = now()
-    local ok, info = loader.apply(b)
+    local ok, info = loader.apply(b, baseline(ran))
     if not ok then
         return nil, info
     end
     update_time()
     local from = applied_version
     applied_version, applied_at = version, now()
+    dict:set(K_RAN, version)
     log(NOTICE, "code version \"", version, "\" applied (was \"",
         from or "none", "\"): ", info.loaded, " of ", info.modules,
         " modules loaded in ", format("%.1f", (now() - t0) * 1000), " ms")
@@ -323,7 +356,7 @@ end
 
 local function apply_stamp(stamp)
     local version = stamp_version(stamp)
-    local ok, err = try_apply(version)
+    local ok, err = try_apply(version, stamp_ran(stamp))
     if ok then
         applied_stamp, refused_stamp, cur_error = stamp, nil, nil
     else
@@ -396,7 +429,7 @@ local function accept(text, name)
                      .. " \"%s\"", b.version, name)
     end
     if b and not err then
-        err = loader.precheck(b)
+        err = loader.precheck(b, baseline(dict:get(K_RAN)))
     end
     if err then
         return refuse_at_source(name, err)

@@ -94,11 +94,11 @@ end
 
 
 -- Dynamic detection: the `ffi` a bundle module gets from its require()
--- reports cdef/load/metatype calls.  A module already loaded by an
--- earlier version must not define C types again: that is refused.
+-- reports cdef/load/metatype calls.  A module that replaces another
+-- version of itself must not define C types again: that is refused.
 local function note_ffi(owner, what)
     local s = staging
-    if s and s.staged[owner] == LOADING and st.sources[owner] then
+    if s and s.staged[owner] == LOADING and s.replaces[owner] then
         fail(s, owner, format("calls %s while being replaced: a module"
                               .. " that uses FFI cannot be hot-replaced",
                               what))
@@ -253,25 +253,49 @@ local function changed_set(modules)
 end
 
 
--- Modules of the applied version that used FFI may not be loaded again.
--- A module is never replaced if its applied version used FFI, or if its
--- new source does (as far as the source text shows).
-local function check_pinned(b, changed)
+-- The source a module's new version replaces: the one this worker
+-- loaded, else the baseline's (the version the fleet ran when this one
+-- was made current) if it differs.  Judging against the baseline keeps a
+-- worker that skipped versions from loading, as new, a module the other
+-- workers already run and so refuse to replace.  Nil: the module is new.
+local function replaced_source(name, src, base)
+    local old = st.sources[name]
+    if old then
+        return old, true
+    end
+    old = base and base.modules[name]
+    if old and old ~= src then
+        return old, false
+    end
+    return nil
+end
+
+
+-- Modules that used FFI may not be loaded again.  A module is never
+-- replaced if its running version used FFI, or if its new source does (as
+-- far as the source text shows).
+local function check_pinned(b, changed, base)
     for _, name in ipairs(b.names) do
-        local old = st.sources[name]
+        local src = b.modules[name]
+        local old, here = replaced_source(name, src, base)
         if changed[name] and old then
-            local how = st.pinned[name]
+            local how, at
+            if here then
+                how, at = st.pinned[name], st.pinned_version[name]
+                                           or st.version
+            else
+                how, at = scan_ffi(old), base.version
+            end
             if how then
-                local why = old == b.modules[name]
+                local why = old == src
                             and "it depends on a module that changed"
                             or "its source changed"
                 return format("module \"%s\" uses FFI (%s) and cannot be"
                               .. " hot-replaced (%s); it stays pinned at"
                               .. " version \"%s\" until nginx reloads",
-                              name, how, why, st.pinned_version[name]
-                                              or st.version or "?")
+                              name, how, why, at or "?")
             end
-            how = scan_ffi(b.modules[name])
+            how = scan_ffi(src)
             if how then
                 return format("module \"%s\": the new version uses FFI"
                               .. " (%s); a module that uses FFI cannot"
@@ -361,23 +385,29 @@ local function commit(s, b, gone)
 end
 
 
--- Applies a parsed bundle (see resty.hotffi.code.bundle).  Returns
--- true and { loaded = n, modules = n }, or nil and a message; on failure
--- nothing changed.
-function _M.apply(b)
+-- Applies a parsed bundle (see resty.hotffi.code.bundle).  `base`, if
+-- given, is the parsed bundle the fleet ran when this one was made
+-- current (see replaced_source).  Returns true and { loaded = n,
+-- modules = n }, or nil and a message; on failure nothing changed.
+function _M.apply(b, base)
     if staging then
         return nil, "version \"" .. staging.version .. "\" is being applied"
     end
     local changed, gone = changed_set(b.modules)
-    local err = check_pinned(b, changed)
+    local err = check_pinned(b, changed, base)
     if err then
         return nil, err
+    end
+    local replaces = {}
+    for name in pairs(changed) do
+        replaces[name] = replaced_source(name, b.modules[name], base) ~= nil
     end
     local s = {
         version = b.version,
         modules = b.modules,
         names = b.names,
         changed = changed,
+        replaces = replaces,
         staged = {},
         deps = {},
         ffi_used = {},
@@ -409,9 +439,9 @@ end
 
 
 -- Checks that can be made without running anything: syntax, bytecode,
--- and the FFI rules against the version this worker runs.  Returns nil
--- or a message.
-function _M.precheck(b)
+-- and the FFI rules against the version this worker runs (and `base`).
+-- Returns nil or a message.
+function _M.precheck(b, base)
     for _, name in ipairs(b.names) do
         local src = b.modules[name]
         if byte(src, 1) == 27 then
@@ -423,7 +453,7 @@ function _M.precheck(b)
             return format("module \"%s\": syntax error: %s", name, err)
         end
     end
-    return check_pinned(b, (changed_set(b.modules)))
+    return check_pinned(b, (changed_set(b.modules)), base)
 end
 
 
