@@ -619,8 +619,10 @@ my @PROFILE_EVENTS = qw(
     context-switches cpu-migrations task-clock
 );
 
+# Counts per thread of @$pids while $run->() runs: thread -> event ->
+# count, and what $run returned.
 sub perf_counts {
-    my ($name, $size, $n, $pids) = @_;
+    my ($pids, $run) = @_;
     my $out = "$prefix/logs/perf-stat.out";
     unlink $out;
     my $pid = start_proc('perf stat', "$prefix/logs/perf.log",
@@ -628,7 +630,7 @@ sub perf_counts {
                          '-e', join(',', @PROFILE_EVENTS), '-p',
                          join(',', @$pids));
     sleep 1;
-    my $r = bench_get("/seq?rt=$name&size=$size&n=$n&max_s=600");
+    my $r = $run->();
     stop_proc($pid, 'INT');
     return undef unless $r;
     my %t;   # thread -> event -> count
@@ -641,38 +643,59 @@ sub perf_counts {
     return (\%t, $r);
 }
 
+# Prints the counts of perf_counts() divided by $units, a row per thread.
+sub print_counts {
+    my ($t, $units) = @_;
+    my @ev = grep { $_ ne 'task-clock' }
+             map { (my $e = $_) =~ s/^syscalls:sys_enter_//; $e }
+             @PROFILE_EVENTS;
+    printf "  %-22s %9s %s\n", 'thread', 'CPU µs',
+           join(' ', map { sprintf '%9.9s', $_ } @ev);
+    for my $thread (sort keys %$t) {
+        my $c = $t->{$thread};
+        next unless grep { $_ } values %$c;
+        my ($tid) = $thread =~ /-(\d+)$/;
+        my $role = !defined $tid ? $thread
+                 : $tid == $nginx{worker} ? 'nginx worker'
+                 : $server_pid && $tid == $server_pid ? 'echo server'
+                 : "runtime thread $tid";
+        printf "  %-22s %9.2f %s\n", $role,
+               ($c->{'task-clock'} // 0) * 1000 / $units,
+               join(' ', map { sprintf '%9.3f', ($c->{$_} // 0) / $units }
+                         @ev);
+    }
+}
+
 sub profile_counts {
     my ($n) = @_;
     for my $size (16, 10240) {
         for my $name ('unix', 'c') {
             my $warm = 200 < 2e6 / $size ? 200 : int(2e6 / $size);
             my @pids = ($nginx{worker}, $name eq 'unix' ? $server_pid : ());
-            my ($t, $r) = perf_counts($name, $size, $n, \@pids);
+            my ($t, $r) = perf_counts(\@pids, sub {
+                bench_get("/seq?rt=$name&size=$size&n=$n&max_s=600")
+            });
             next unless $t && %$t;
             my $calls = $r->{calls} + $warm;
-            my $wall = $r->{us_per_call};
             printf "\n== %s, %s: %d calls, %.2f µs per call (wall); "
                    . "per call and thread:\n", $name, human_size($size),
-                   $calls, $wall;
-            my @ev = grep { $_ ne 'task-clock' }
-                     map { (my $e = $_) =~ s/^syscalls:sys_enter_//; $e }
-                     @PROFILE_EVENTS;
-            printf "  %-22s %9s %s\n", 'thread', 'CPU µs',
-                   join(' ', map { sprintf '%9.9s', $_ } @ev);
-            for my $thread (sort keys %$t) {
-                my $c = $t->{$thread};
-                next unless grep { $_ } values %$c;
-                my ($tid) = $thread =~ /-(\d+)$/;
-                my $role = !defined $tid ? $thread
-                         : $tid == $nginx{worker} ? 'nginx worker'
-                         : $tid == $server_pid ? 'echo server'
-                         : "runtime thread $tid";
-                printf "  %-22s %9.2f %s\n", $role,
-                       ($c->{'task-clock'} // 0) * 1000 / $calls,
-                       join(' ', map { sprintf '%9.3f', ($c->{$_} // 0)
-                                                        / $calls } @ev);
-            }
+                   $calls, $r->{us_per_call};
+            print_counts($t, $calls);
         }
+    }
+}
+
+# The HTTP case the same way: per request, with no call and with one.
+sub profile_http {
+    for my $path ('/ok?rt=none', '/call?rt=c') {
+        run_wrk($path, 1);   # warm-up
+        my ($t, $r) = perf_counts([ $nginx{worker} ],
+                                  sub { run_wrk($path, $CFG{wrk_s}) });
+        next unless $t && %$t && $r->{requests};
+        printf "\n== HTTP %s, wrk -c%d: %d requests, %.0f req/s; per "
+               . "request and thread:\n", $path, $CFG{wrk_c},
+               $r->{requests}, $r->{rps};
+        print_counts($t, $r->{requests});
     }
 }
 
@@ -717,6 +740,7 @@ sub profile {
         . 'syscalls:sys_enter_futex true >/dev/null 2>&1') == 0;
     if ($tracepoints) {
         profile_counts($n);
+        profile_http();
     } elsif (which('strace')) {
         profile_strace($n);
     } else {
@@ -724,18 +748,28 @@ sub profile {
     }
 
     return unless $perf;
-    for my $name ('c', 'unix') {
-        my $data = "$prefix/perf.$name.data";
-        my @pids = ($nginx{worker}, $name eq 'unix' ? $server_pid : ());
+    my @records = (
+        [ 'c, 16 B', [ 'c' ],
+          sub { bench_get("/seq?rt=c&size=16&n=$CFG{n}&max_s=5") } ],
+        [ 'unix, 16 B', [ 'unix' ],
+          sub { bench_get("/seq?rt=unix&size=16&n=$CFG{n}&max_s=5") } ],
+        [ 'HTTP, no call', [ 'ok' ],
+          sub { run_wrk('/ok?rt=none', $CFG{wrk_s}) } ],
+        [ 'HTTP, one c call', [ 'call' ],
+          sub { run_wrk('/call?rt=c', $CFG{wrk_s}) } ],
+    );
+    for my $rec (@records) {
+        my ($what, $tag, $run) = @$rec;
+        my $data = "$prefix/perf.$tag->[0].data";
+        my @pids = ($nginx{worker}, $tag->[0] eq 'unix' ? $server_pid : ());
         my $pid = start_proc('perf record', "$prefix/logs/perf.log",
                              'perf', 'record', '-e', 'cpu-clock', '-F', '4999',
                              '-g', '-o', $data, '-p', join(',', @pids));
         sleep 1;
-        my $r = bench_get("/seq?rt=$name&size=16&n=$CFG{n}&max_s=5");
+        $run->();
         stop_proc($pid, 'INT');
-        print "\n== perf record -e cpu-clock -g, $name, 16 B, ",
-              ($r ? $r->{calls} : 0), " calls: share of all samples "
-              . "(both sides) under each user-space function\n";
+        print "\n== perf record -e cpu-clock -g, $what: share of all "
+              . "samples (every thread) under each user-space function\n";
         my $report = `perf report -i '$data' --stdio --children -g none \\
                       --sort sym --percent-limit 2 2>/dev/null`;
         print map { "  $_\n" } grep { /%/ && /\[\.\]/ } split /\n/, $report;

@@ -34,7 +34,7 @@ sub _to_us {
 }
 
 
-# wrk's report -> { rps, p50, p99, max (in us), non2xx (a count), errors
+# wrk's report -> { rps, requests, p50, p99, max (in us), non2xx (a count), errors
 # (wrk's socket errors line, or undef) }; a figure wrk did not print is
 # undef.
 sub wrk_parse {
@@ -42,6 +42,7 @@ sub wrk_parse {
     my %r;
     ($r{rps}) = $text =~ /^Requests\/sec:\s+([\d.]+)/m;
     $r{rps} += 0 if defined $r{rps};
+    ($r{requests}) = $text =~ /^\s+(\d+) requests in /m;
     for my $p (50, 99) {
         my ($v, $u) = $text =~ /^\s+$p%\s+([\d.]+)(us|ms|s)\s*$/m;
         $r{"p$p"} = defined $v ? _to_us($v, $u) : undef;
