@@ -123,6 +123,11 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         hotffi_group_add(group, task);
     }
 
+    if (rt->queue->woke) {
+        /* before callers counts this call: alone, it wakes at once */
+        hotffi_hub_wake(rt->hub, rt);
+    }
+
     rt->stats.calls++;
     rt->stats.inflight++;
     rt->hub->stats.callers++;

@@ -12,6 +12,7 @@
 #include "hotffi_hub.h"
 #include "hotffi_task.h"
 #include "hotffi_call.h"
+#include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 
 
@@ -49,6 +50,7 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
 void
 hotffi_hub_destroy(hotffi_hub_t *hub)
 {
+    hotffi_hub_flush_wakes(hub);
     (void) hotffi_hub_drain(hub);
 
     while (hub->runtimes) {
@@ -67,6 +69,53 @@ int
 hotffi_hub_fd(hotffi_hub_t *hub)
 {
     return hub->efd;
+}
+
+
+/* thread: event loop */
+void
+hotffi_hub_wake(hotffi_hub_t *hub, hotffi_runtime_t *rt)
+{
+    if (hub->stats.callers == 0 || hub->host.defer == NULL) {
+        hotffi_queue_wake(rt->queue);
+        return;
+    }
+
+    if (rt->wake_deferred) {
+        return;
+    }
+
+    rt->wake_deferred = 1;
+    hotffi_runtime_ref(rt);
+    rt->wake_next = hub->wakes;
+
+    if (hub->wakes == NULL) {
+        hub->host.defer();
+    }
+
+    hub->wakes = rt;
+}
+
+
+/* thread: event loop */
+void
+hotffi_hub_flush_wakes(hotffi_hub_t *hub)
+{
+    hotffi_runtime_t  *rt;
+
+    while (hub->wakes) {
+        rt = hub->wakes;
+        hub->wakes = rt->wake_next;
+        rt->wake_next = NULL;
+        rt->wake_deferred = 0;
+
+        /* a runtime retired meanwhile has no queue, nor pollers */
+        if (rt->queue) {
+            hotffi_queue_wake(rt->queue);
+        }
+
+        hotffi_runtime_unref(rt);
+    }
 }
 
 

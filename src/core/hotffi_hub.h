@@ -16,8 +16,15 @@
  * it and takes the list in one critical section, so an answer appended
  * without a write is always taken by the spinner.
  *
- * The host injects how a waiting caller is woken and freed, and a logger, so
- * the core needs no nginx or Lua header.
+ * Calls made while others are in flight wake a parked runtime thread late:
+ * the runtime goes on the `wakes` list and the host is asked (defer) to
+ * call hotffi_hub_flush_wakes() once its event loop has handled everything
+ * that was ready, so that the requests of one loop iteration cost one futex
+ * wake per runtime (see hotffi_queue_wake()).  A lone call wakes at once:
+ * nothing else could share the wake-up, and its latency is the point.
+ *
+ * The host injects how a waiting caller is woken and freed, how a wake-up
+ * is deferred, and a logger, so the core needs no nginx or Lua header.
  *
  * locks: mtx guards head and tail, and orders spinning; the atomics are
  * hints read without it; everything else is event loop only.
@@ -38,6 +45,12 @@ typedef struct {
     void   (*wake)(void *waiter);
     /* thread: event loop.  The task is gone: free its waiter. */
     void   (*release)(void *waiter);
+    /*
+     * thread: event loop.  Have hotffi_hub_flush_wakes() called on this
+     * thread soon, after the events ready now.  NULL: wake-ups are never
+     * deferred.
+     */
+    void   (*defer)(void);
     /* thread: event loop.  msg is borrowed. */
     void   (*log)(void *log_ctx, int level, const char *msg);
     void    *log_ctx;
@@ -67,6 +80,8 @@ struct hotffi_hub_s {
     hotffi_host_t        host;
     hotffi_hub_stats_t   stats;
     hotffi_runtime_t    *runtimes;   /* every runtime not yet freed */
+    hotffi_runtime_t    *wakes;      /* owed a wake-up, linked by
+                                        wake_next, each holding a ref */
     hotffi_task_t       *free;       /* freed tasks, linked by next */
     uint32_t             slots;      /* tasks ever allocated */
 };
@@ -103,6 +118,16 @@ void hotffi_hub_spin_end(hotffi_hub_t *hub);
 
 /* thread: event loop.  Handles the answers waiting, if ready says so. */
 unsigned hotffi_hub_take(hotffi_hub_t *hub);
+
+/*
+ * thread: event loop.  rt's queue owes a wake-up (a push set woke): pays it
+ * now, or, with other calls in flight and a host that can defer, in
+ * hotffi_hub_flush_wakes().
+ */
+void hotffi_hub_wake(hotffi_hub_t *hub, hotffi_runtime_t *rt);
+
+/* thread: event loop.  Pays every deferred wake-up. */
+void hotffi_hub_flush_wakes(hotffi_hub_t *hub);
 
 /* thread: event loop.  Formats and passes a line to the host's logger. */
 void hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)

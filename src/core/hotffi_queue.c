@@ -131,21 +131,33 @@ hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task)
            && q->count > atomic_load_explicit(&q->spinners,
                                               memory_order_acquire);
 
+    if (wake && q->owed < q->pollers) {
+        q->owed++;
+    }
+
 done:
 
     (void) pthread_mutex_unlock(&q->mtx);
 
     q->woke = wake;
 
-    /*
-     * After the unlock: a poller woken while the mutex is still held would
-     * only block on it again, one more futex call per task (measured).
-     */
-    if (wake) {
+    return rc;
+}
+
+
+/*
+ * thread: event loop.  Without the lock: a poller counted in pollers by a
+ * push is inside pthread_cond_wait() already (it counted itself under the
+ * lock), and one that was not saw the task before it could park.  A poller
+ * woken while the mutex is held would only block on it again, one more
+ * futex call per task (measured).
+ */
+void
+hotffi_queue_wake(hotffi_queue_t *q)
+{
+    for ( /* void */ ; q->owed; q->owed--) {
         (void) pthread_cond_signal(&q->cond);
     }
-
-    return rc;
 }
 
 

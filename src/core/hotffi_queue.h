@@ -27,8 +27,15 @@
  * Spin before parking (hotffi_spin.h): a poller first watches `ready` for
  * up to HOTFFI_POLL_SPIN_US without the lock, counted in `spinners`.  Every
  * thread counted there takes the lock and looks at count afterwards, so a
- * push signals a parked poller only for the tasks beyond the spinners: a
- * runtime that keeps up with its callers costs no futex call either side.
+ * push owes a parked poller a wake-up only for the tasks beyond the
+ * spinners: a runtime that keeps up with its callers costs no futex call
+ * either side.
+ *
+ * A push does not signal: it counts the wake-ups it owes (at most one per
+ * parked poller), and hotffi_queue_wake() pays them, at once for a lone
+ * call or, for calls made while others are in flight, once the event loop
+ * has handled everything that was ready (hotffi_hub.h): a burst of calls
+ * then costs one futex wake, not one per call.
  */
 
 #ifndef HOTFFI_QUEUE_H
@@ -57,8 +64,9 @@ struct hotffi_queue_s {
     atomic_uint       spinners;   /* threads spinning in poll */
     atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
 
-    /* event loop only: the last push had to wake a parked poller */
-    int               woke;
+    /* event loop only */
+    int               woke;       /* the last push owed a wake-up */
+    uint32_t          owed;       /* wake-ups owed to parked pollers */
 };
 
 
@@ -71,9 +79,13 @@ void hotffi_queue_destroy(hotffi_queue_t *q);
 /*
  * thread: event loop.  Never blocks.  HOTFFI_OK, HOTFFI_BUSY when full,
  * HOTFFI_DECLINED when stopped, HOTFFI_ERROR when the ring could not grow.
- * task: ownership passes to the queue on HOTFFI_OK only.
+ * task: ownership passes to the queue on HOTFFI_OK only.  A parked poller
+ * is not woken yet: see woke, and hotffi_queue_wake().
  */
 int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
+
+/* thread: event loop.  Wakes the parked pollers that pushes owe a wake-up. */
+void hotffi_queue_wake(hotffi_queue_t *q);
 
 /*
  * thread: runtime.  Blocks; NULL once port is stopped, or once the queue is

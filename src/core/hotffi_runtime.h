@@ -66,6 +66,7 @@ struct hotffi_runtime_s {
     hotffi_hub_t            *hub;
     hotffi_runtime_t        *prev;      /* hub->runtimes */
     hotffi_runtime_t        *next;
+    hotffi_runtime_t        *wake_next; /* hub->wakes */
     char                    *name;      /* "lib&cfg" or "lib", for messages */
     hotffi_queue_t          *queue;     /* NULL once retired */
     hotffi_version_t        *current;   /* serving; NULL while reloading */
@@ -86,6 +87,7 @@ struct hotffi_runtime_s {
     unsigned                 unpin:1;
     unsigned                 unloaded:1;
     unsigned                 retired:1;
+    unsigned                 wake_deferred:1;  /* on hub->wakes */
     hotffi_runtime_stats_t   stats;
     hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
                                               reload_failures is non-zero */

@@ -19,6 +19,7 @@ hotffi_hub_t                *ngx_http_hotffi_hub;
 ngx_http_hotffi_sema_api_t   ngx_http_hotffi_sema;
 
 static ngx_connection_t     *ngx_http_hotffi_notify;
+static ngx_event_t           ngx_http_hotffi_wakes;
 
 
 static ngx_http_module_t  ngx_http_hotffi_module_ctx = {
@@ -120,6 +121,26 @@ ngx_http_hotffi_notify_handler(ngx_event_t *ev)
 }
 
 
+/* thread: event loop */
+static void
+ngx_http_hotffi_wakes_handler(ngx_event_t *ev)
+{
+    hotffi_hub_flush_wakes(ngx_http_hotffi_hub);
+}
+
+
+/*
+ * thread: event loop.  hub host hook.  Posted events run once the events
+ * epoll returned, the timers and the events posted before are handled, in
+ * this same turn of the loop: after every request it is handling now.
+ */
+static void
+ngx_http_hotffi_defer(void)
+{
+    ngx_post_event(&ngx_http_hotffi_wakes, &ngx_posted_events);
+}
+
+
 /*
  * thread: event loop.  The worker's hub, made on first use: lua-nginx-module
  * runs init_worker_by_lua* from its own init_process handler, which comes
@@ -139,6 +160,7 @@ ngx_http_hotffi_hub_get(void)
 
     host.wake = ngx_http_hotffi_wake;
     host.release = ngx_http_hotffi_release;
+    host.defer = ngx_http_hotffi_defer;
     host.log = ngx_http_hotffi_log;
     host.log_ctx = NULL;
 
@@ -154,6 +176,9 @@ ngx_http_hotffi_hub_get(void)
     if (c == NULL) {
         goto failed;
     }
+
+    ngx_http_hotffi_wakes.handler = ngx_http_hotffi_wakes_handler;
+    ngx_http_hotffi_wakes.log = ngx_cycle->log;
 
     c->read->handler = ngx_http_hotffi_notify_handler;
     c->read->log = ngx_cycle->log;
@@ -185,6 +210,12 @@ ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
     if (ngx_http_hotffi_notify == NULL) {
         return;
     }
+
+    if (ngx_http_hotffi_wakes.posted) {
+        ngx_delete_posted_event(&ngx_http_hotffi_wakes);
+    }
+
+    hotffi_hub_flush_wakes(ngx_http_hotffi_hub);
 
     /* runtimes get the stop, so that their threads end with the process */
     for (rt = ngx_http_hotffi_hub->runtimes; rt; rt = rt->next) {

@@ -1,7 +1,8 @@
 /*
  * test_fast.c -- the fast path: the task free list, the event loop's spin
  * for an answer (hit, miss, timeout, declined, back-off, the streak), the
- * eventfd it saves, requests read in place, and the batch poll.
+ * eventfd it saves, requests read in place, wake-ups deferred to the end of
+ * the loop's turn, and the batch poll.
  *
  * The spin windows are set large (HOTFFI_SPIN_US) before the first call
  * reads them, so that a spin whose answer comes is a hit however slow this
@@ -368,18 +369,13 @@ test_spin_declined(void **state)
 
 
 /* a call that had to wake a parked runtime thread is not spun for */
+/* Waits until the echo thread parks: it spins for its window (1 s) first. */
 static void
-test_spin_not_for_parked(void **state)
+wait_parked(fixture_t *f)
 {
-    fixture_t      *f = *state;
-    int64_t         end;
-    uint32_t        parked;
-    unit_waiter_t   w = { 0, 0 };
-    hotffi_task_t  *t;
+    int64_t   end;
+    uint32_t  parked;
 
-    start_echo(f);
-
-    /* it spins for its window (1 s here) first, then parks */
     end = unit_now_ms() + UNIT_WAIT_MS;
 
     do {
@@ -390,6 +386,18 @@ test_spin_not_for_parked(void **state)
     } while (parked == 0 && unit_now_ms() < end);
 
     assert_int_equal(parked, 1);
+}
+
+
+static void
+test_spin_not_for_parked(void **state)
+{
+    fixture_t      *f = *state;
+    unit_waiter_t   w = { 0, 0 };
+    hotffi_task_t  *t;
+
+    start_echo(f);
+    wait_parked(f);
 
     t = post(f, "wake up", NULL);
     assert_int_equal(f->q->woke, 1);
@@ -401,6 +409,67 @@ test_spin_not_for_parked(void **state)
     unit_drain_until(f->hub, woken, &w);
     check_answer(t, "wake up");
     hotffi_call_finish(t);
+}
+
+
+static int  defers;
+
+static void
+count_defer(void)
+{
+    defers++;
+}
+
+
+/*
+ * A lone call wakes a parked runtime thread at once; calls made while
+ * another is in flight leave it parked until the host flushes, and then
+ * share one wake-up.
+ */
+static void
+test_wake_deferred(void **state)
+{
+    int             i;
+    fixture_t      *f = *state;
+    unit_waiter_t   w[3] = { { 0, 0 }, { 0, 0 }, { 0, 0 } };
+    hotffi_task_t  *t[3];
+
+    f->hub->host.defer = count_defer;
+    defers = 0;
+
+    start_echo(f);
+    wait_parked(f);
+
+    t[0] = post(f, "alone", &w[0]);
+    assert_int_equal(f->q->woke, 1);
+    assert_int_equal(defers, 0);
+    unit_drain_until(f->hub, woken, &w[0]);
+
+    /* t[0] is answered, not finished: its caller is still in flight */
+    wait_parked(f);
+
+    t[1] = post(f, "one", &w[1]);
+    t[2] = post(f, "two", &w[2]);
+    assert_int_equal(defers, 1);
+    assert_ptr_equal(f->hub->wakes, f->rt);
+    assert_int_equal(f->q->owed, 1);
+
+    unit_sleep_ms(50);
+    assert_int_equal(hotffi_queue_depth(f->q), 2);
+
+    hotffi_hub_flush_wakes(f->hub);
+    assert_null(f->hub->wakes);
+    assert_int_equal(f->q->owed, 0);
+
+    unit_drain_until(f->hub, woken, &w[2]);
+    assert_int_equal(w[1].woken, 1);
+    check_answer(t[0], "alone");
+    check_answer(t[1], "one");
+    check_answer(t[2], "two");
+
+    for (i = 0; i < 3; i++) {
+        hotffi_call_finish(t[i]);
+    }
 }
 
 
@@ -759,6 +828,7 @@ main(void)
         FAST_TEST(test_spin_timeout),
         FAST_TEST(test_spin_declined),
         FAST_TEST(test_spin_not_for_parked),
+        FAST_TEST(test_wake_deferred),
         FAST_TEST(test_spin_backoff),
         FAST_TEST(test_spin_recovers),
         FAST_TEST(test_spin_streak),

@@ -35,6 +35,19 @@ qpoll(hotffi_queue_t *q)
 }
 
 
+/* A push as the event loop makes it, with the wake-up it owes paid now. */
+static int
+push(hotffi_queue_t *q, hotffi_task_t *task)
+{
+    int  rc;
+
+    rc = hotffi_queue_push(q, task);
+    hotffi_queue_wake(q);
+
+    return rc;
+}
+
+
 /* Pushes tasks number from .. to-1, each must be accepted. */
 static void
 push_range(hotffi_queue_t *q, uint32_t from, uint32_t to)
@@ -42,7 +55,7 @@ push_range(hotffi_queue_t *q, uint32_t from, uint32_t to)
     uint32_t  i;
 
     for (i = from; i < to; i++) {
-        assert_int_equal(hotffi_queue_push(q, T(i)), HOTFFI_OK);
+        assert_int_equal(push(q, T(i)), HOTFFI_OK);
     }
 }
 
@@ -204,7 +217,7 @@ test_growth_with_wraparound(void **state)
     assert_true(q->head + q->count > q->cap);
 
     /* full at max: refused, and nothing of the queue is disturbed */
-    assert_int_equal(hotffi_queue_push(q, T(999)), HOTFFI_BUSY);
+    assert_int_equal(push(q, T(999)), HOTFFI_BUSY);
     assert_int_equal(q->cap, 200);
     assert_int_equal(hotffi_queue_depth(q), 200);
 
@@ -241,12 +254,12 @@ test_random_against_model(void **state)
         /* pushes a little more often than polls, to reach max */
         if ((r >> 16) % 100 < 55) {
             if (next_push - next_poll == 1000) {
-                assert_int_equal(hotffi_queue_push(q, T(next_push)),
+                assert_int_equal(push(q, T(next_push)),
                                  HOTFFI_BUSY);
                 busy++;
 
             } else {
-                assert_int_equal(hotffi_queue_push(q, T(next_push)),
+                assert_int_equal(push(q, T(next_push)),
                                  HOTFFI_OK);
                 next_push++;
             }
@@ -281,13 +294,13 @@ test_small_max(void **state)
     assert_int_equal(q->cap, 3);
 
     push_range(q, 0, 3);
-    assert_int_equal(hotffi_queue_push(q, T(99)), HOTFFI_BUSY);
+    assert_int_equal(push(q, T(99)), HOTFFI_BUSY);
     assert_int_equal(hotffi_queue_depth(q), 3);
 
     /* one slot freed at the front: the next push goes to slot 0 */
     poll_range(q, 0, 1);
     push_range(q, 3, 4);
-    assert_int_equal(hotffi_queue_push(q, T(99)), HOTFFI_BUSY);
+    assert_int_equal(push(q, T(99)), HOTFFI_BUSY);
 
     poll_range(q, 1, 4);
     assert_int_equal(hotffi_queue_depth(q), 0);
@@ -298,7 +311,7 @@ test_small_max(void **state)
     q = hotffi_queue_create(1);
     assert_non_null(q);
     push_range(q, 0, 1);
-    assert_int_equal(hotffi_queue_push(q, T(1)), HOTFFI_BUSY);
+    assert_int_equal(push(q, T(1)), HOTFFI_BUSY);
     poll_range(q, 0, 1);
     push_range(q, 1, 2);
     poll_range(q, 1, 2);
@@ -317,12 +330,12 @@ test_push_after_stop_declined(void **state)
     push_range(q, 0, 2);
     hotffi_queue_stop(q);
 
-    assert_int_equal(hotffi_queue_push(q, T(2)), HOTFFI_DECLINED);
+    assert_int_equal(push(q, T(2)), HOTFFI_DECLINED);
     assert_int_equal(hotffi_queue_depth(q), 2);
 
     /* stop is idempotent, and a full stopped queue declines, not busy */
     hotffi_queue_stop(q);
-    assert_int_equal(hotffi_queue_push(q, T(3)), HOTFFI_DECLINED);
+    assert_int_equal(push(q, T(3)), HOTFFI_DECLINED);
 
     poll_range(q, 0, 2);
     assert_null(qpoll(q));
@@ -366,7 +379,7 @@ test_stop_on_full_queue(void **state)
     assert_non_null(q);
 
     push_range(q, 0, 2);
-    assert_int_equal(hotffi_queue_push(q, T(2)), HOTFFI_BUSY);
+    assert_int_equal(push(q, T(2)), HOTFFI_BUSY);
 
     hotffi_queue_stop(q);
     poll_range(q, 0, 2);
@@ -793,12 +806,12 @@ test_take_all(void **state)
 
     /* wrap the ring: head at 5 of 8 */
     for (i = 0; i < 5; i++) {
-        assert_int_equal(hotffi_queue_push(q, tasks[i]), HOTFFI_OK);
+        assert_int_equal(push(q, tasks[i]), HOTFFI_OK);
         assert_ptr_equal(qpoll(q), tasks[i]);
     }
 
     for (i = 5; i < 12; i++) {
-        assert_int_equal(hotffi_queue_push(q, tasks[i]), HOTFFI_OK);
+        assert_int_equal(push(q, tasks[i]), HOTFFI_OK);
     }
 
     assert_true(q->head + q->count > q->cap);
@@ -815,7 +828,7 @@ test_take_all(void **state)
     assert_null(hotffi_queue_take_all(q));
 
     /* still a working queue */
-    assert_int_equal(hotffi_queue_push(q, tasks[0]), HOTFFI_OK);
+    assert_int_equal(push(q, tasks[0]), HOTFFI_OK);
     assert_ptr_equal(qpoll(q), tasks[0]);
 
     for (i = 0; i < 12; i++) {
@@ -842,7 +855,7 @@ test_take_all_wakes_drain_waiter(void **state)
     new_tasks(tasks, 3);
 
     for (i = 0; i < 3; i++) {
-        assert_int_equal(hotffi_queue_push(q, tasks[i]), HOTFFI_OK);
+        assert_int_equal(push(q, tasks[i]), HOTFFI_OK);
     }
 
     hotffi_queue_stop(q);

@@ -68,6 +68,8 @@ typedef struct {
     unsigned         given_up_done;  /* after it */
     unsigned         given_up_woken; /* after it, before it was read */
     unsigned         group_ends;
+    unsigned         defers;         /* wake-ups the hub deferred */
+    int              flush_due;      /* the hub asked for a flush */
     unsigned         errors;
     char             error[256];     /* the first one */
 } stress_t;
@@ -121,6 +123,19 @@ stress_wake(void *waiter)
     s->state = SLOT_DONE;
     s->next = st.ready;
     st.ready = s;
+}
+
+
+/* thread: event loop.  Flushed where nginx would: after the calls. */
+static void
+stress_defer(void)
+{
+    if (st.flush_due) {
+        stress_error("defer asked twice before a flush");
+    }
+
+    st.flush_due = 1;
+    st.defers++;
 }
 
 
@@ -325,6 +340,7 @@ test_stress(void **state)
     memset(&host, 0, sizeof(host));
     host.wake = stress_wake;
     host.release = stress_release;
+    host.defer = stress_defer;
 
     hub = hotffi_hub_create(&host, &e);
     if (hub == NULL) {
@@ -372,6 +388,11 @@ test_stress(void **state)
             }
         }
 
+        if (st.flush_due) {
+            st.flush_due = 0;
+            hotffi_hub_flush_wakes(hub);
+        }
+
         (void) unit_readable(hotffi_hub_fd(hub), 1000);
 
         n = hotffi_hub_drain(hub);
@@ -391,9 +412,11 @@ test_stress(void **state)
     }
 
     print_message("%u calls in %lld ms: %u answers checked, %u given up "
-                  "before the answer, %u after, %u groups ended\n",
+                  "before the answer, %u after, %u groups ended, %u "
+                  "wake-ups deferred\n",
                   st.posted, (long long) (unit_now_ms() - start),
-                  st.verified, st.given_up, st.given_up_done, st.group_ends);
+                  st.verified, st.given_up, st.given_up_done, st.group_ends,
+                  st.defers);
 
     /* every call ended exactly one way, and every waiter went once */
     assert_int_equal(st.errors, 0);

@@ -242,6 +242,7 @@ unit_hub_create(void)
     hotffi_host_t   host;
 
     memset(&unit_host_state, 0, sizeof(unit_host_state));
+    memset(&host, 0, sizeof(host));
 
     host.wake = unit_host_wake;
     host.release = unit_host_release;
