@@ -85,9 +85,11 @@ wait_until(sub { @pids = sort $nginx->worker_pids; @pids == 2 }, 10,
 
 # ---- the token
 is($nginx->get('/admin')->{status}, 401, 'no token: 401');
-is($nginx->request('GET', '/admin',
-                   { headers => { Authorization => 'Bearer nope' } })->{status},
-   401, 'a wrong token: 401');
+for my $wrong ('nope', 's3cre', 's3cret2', 'S3CRET') {
+    is($nginx->request('GET', '/admin',
+                       { headers => { Authorization => "Bearer $wrong" } })->{status},
+       401, "a wrong token ($wrong): 401");
+}
 
 # ---- status of every worker
 my ($st, $body, $raw) = admin('GET', '');
