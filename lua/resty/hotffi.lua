@@ -48,6 +48,7 @@ typedef struct {
     uint64_t  to;
     double    started;
     double    seconds;
+    int       overdue;
 } hotffi_ffi_reload_t;
 
 typedef struct {
@@ -72,6 +73,7 @@ int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     ngx_http_lua_sema_t **psema, unsigned char *err, size_t *errlen);
 void ngx_http_hotffi_ffi_runtime_reload_forget(void *rt,
     ngx_http_lua_sema_t *sema);
+int ngx_http_hotffi_ffi_runtime_reload_overdue(void *rt);
 int ngx_http_hotffi_ffi_runtime_last_reload(void *rt,
     hotffi_ffi_reload_t *out, unsigned char *err, size_t *errlen);
 void *ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
@@ -85,7 +87,7 @@ void ngx_http_hotffi_ffi_call_abandon(void *task);
 ]]
 
 
-local FFI_VERSION = 4
+local FFI_VERSION = 5
 local ERR_BUF_SIZE = 1024
 local LOAD_ERR_BUF_SIZE = 4608   -- a runtime's init error may be a traceback
 local DEFAULT_MAX_QUEUE = 65536
@@ -287,6 +289,7 @@ local function last_reload(self)
         to = tonumber(r.to),
         started = r.started,
         seconds = r.seconds,
+        overdue = r.overdue ~= 0 or nil,
         error = r.ok == 0 and ffi_str(err, errlen[0]) or nil,
     }
 end
@@ -321,6 +324,10 @@ local function reload(self, opts)
     if opts.timeout ~= nil then
         timeout = check_timeout(opts.timeout, "option timeout", 2)
     end
+    local retire_timeout = opts.retire_timeout
+    if retire_timeout ~= nil then
+        timeout = check_timeout(retire_timeout, "option retire_timeout", 2)
+    end
 
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
@@ -338,6 +345,12 @@ local function reload(self, opts)
         local sem = psema[0]
         waiter.sem = sem
         local ok, werr = sema_wait(waiter, timeout)
+        if not ok and retire_timeout then
+            -- the next version starts now (unless the reload just ended);
+            -- the old one retires later
+            C.ngx_http_hotffi_ffi_runtime_reload_overdue(self[PTR])
+            ok = true
+        end
         C.ngx_http_hotffi_ffi_runtime_reload_forget(self[PTR], sem)
         if not ok then
             return nil, "reload still in progress after " .. timeout

@@ -271,6 +271,8 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
 {
     hotffi_reload_result_t  *last = &rt->last_reload;
 
+    last->overdue = rt->reload_overdue;
+
     if (ok) {
         rt->stats.reloads++;
 
@@ -301,6 +303,8 @@ static void
 hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
 {
     char               err[2048], why[2048], msg[4160];
+    char              *state;
+    size_t             state_len;
     uint64_t           from;
     hotffi_version_t  *old, *next, *back;
 
@@ -312,7 +316,11 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
     next = rt->next_version;
     from = old->number;
 
-    if (old->retire_rc != 0) {
+    /* an overdue old version's reaper may still write them */
+    state = rt->reload_overdue ? NULL : old->state;
+    state_len = rt->reload_overdue ? 0 : old->state_len;
+
+    if (!rt->reload_overdue && old->retire_rc != 0) {
         (void) snprintf(why, sizeof(why), "libffi_retire() of version %llu "
                         "failed: %d%s%s", (unsigned long long) from,
                         old->retire_rc, old->port.init_error ? ": " : "",
@@ -323,8 +331,7 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
         goto rollback;
     }
 
-    if (hotffi_version_start(next, old->state, old->state_len, why,
-                             sizeof(why))
+    if (hotffi_version_start(next, state, state_len, why, sizeof(why))
         == HOTFFI_OK)
     {
         rt->current = next;
@@ -340,8 +347,7 @@ rollback:
     back = hotffi_version_clone(old, err, sizeof(err));
 
     if (back
-        && hotffi_version_start(back, old->state, old->state_len, err,
-                                sizeof(err))
+        && hotffi_version_start(back, state, state_len, err, sizeof(err))
            == HOTFFI_OK)
     {
         rt->current = back;
@@ -365,6 +371,7 @@ rollback:
 
 done:
 
+    /* an overdue one is closed when its RETIRE comes, as any other's */
     if (old->proved) {
         hotffi_version_close(old);
         hotffi_version_free(old);
@@ -433,6 +440,26 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 
     /* nothing to wait for: its threads see the stop and end on their own */
     hotffi_runtime_reload_finish(rt);
+
+    return HOTFFI_OK;
+}
+
+
+int
+hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
+{
+    if (rt->old == NULL) {
+        return HOTFFI_DECLINED;
+    }
+
+    hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\": version %llu "
+                   "has not retired yet: version %llu starts without its "
+                   "state", rt->name, (unsigned long long) rt->old->number,
+                   (unsigned long long) rt->next_version->number);
+
+    rt->reload_overdue = 1;
+    hotffi_runtime_reload_finish(rt);
+    rt->reload_overdue = 0;
 
     return HOTFFI_OK;
 }

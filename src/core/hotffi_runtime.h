@@ -58,6 +58,7 @@ typedef struct {
     uint64_t   to;             /* the version serving after it */
     double     started;        /* wall clock, seconds since the epoch */
     double     seconds;        /* how long it took */
+    int        overdue;        /* the old version had not retired */
     char       error[4160];    /* why it failed; "" when ok */
 } hotffi_reload_result_t;
 
@@ -88,6 +89,7 @@ struct hotffi_runtime_s {
     unsigned                 unloaded:1;
     unsigned                 retired:1;
     unsigned                 wake_deferred:1;  /* on hub->wakes */
+    unsigned                 reload_overdue:1; /* see reload_overdue() */
     hotffi_runtime_stats_t   stats;
     hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
                                               reload_failures is non-zero */
@@ -131,6 +133,15 @@ int hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
  * unless a later reload already replaced (and released) it.
  */
 void hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter);
+
+/*
+ * thread: event loop.  The old version of the reload in progress took too
+ * long to retire (a call it holds never ends, say): the next version starts
+ * now, without state, and the old one is reaped whenever it retires; both
+ * run meanwhile.  HOTFFI_OK when the reload ended (rt->last_reload, with
+ * overdue set), HOTFFI_DECLINED when no reload waits for an old version.
+ */
+int hotffi_runtime_reload_overdue(hotffi_runtime_t *rt);
 
 /* thread: event loop.  The serving version's number, 0 when none. */
 uint64_t hotffi_runtime_version(hotffi_runtime_t *rt);

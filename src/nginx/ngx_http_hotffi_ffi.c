@@ -49,6 +49,7 @@ typedef struct {
     uint64_t  to;
     double    started;
     double    seconds;
+    int       overdue;
 } ngx_http_hotffi_ffi_reload_t;
 
 
@@ -206,6 +207,19 @@ ngx_http_hotffi_ffi_runtime_reload_forget(void *rt, void *sema)
 
 
 /*
+ * The old version did not retire in time: start the next one without its
+ * state (hotffi_runtime_reload_overdue()).  NGX_OK when the reload ended,
+ * NGX_DECLINED when it had ended already.
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_reload_overdue(void *rt)
+{
+    return hotffi_runtime_reload_overdue(rt) == HOTFFI_OK ? NGX_OK
+                                                          : NGX_DECLINED;
+}
+
+
+/*
  * The last reload that ended, with its error in err; NGX_DECLINED when
  * there was none.
  */
@@ -225,6 +239,7 @@ ngx_http_hotffi_ffi_runtime_last_reload(void *p,
     out->to = last->to;
     out->started = last->started;
     out->seconds = last->seconds;
+    out->overdue = last->overdue;
     ngx_http_hotffi_set_err(err, errlen, last->error);
 
     return NGX_OK;

@@ -15,7 +15,7 @@
 
 
 /* bumped with every change of the FFI functions lua/resty/hotffi.lua calls */
-#define NGX_HTTP_HOTFFI_FFI_VERSION  4
+#define NGX_HTTP_HOTFFI_FFI_VERSION  5
 
 
 /*

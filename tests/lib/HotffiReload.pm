@@ -25,8 +25,8 @@ my $DIAG_MAX = 5;
 # a Lua expression that loads the runtime (or finds it loaded, by name):
 #   GET /count[?req=R]   one call, $opt{call} (default rt:count(R or "x")),
 #                        answered "<tag> <count>", or 500 "failed: ..."
-#   GET /reload[?state=0][&cfg=C][&lib=L]
-#                        rt:__reload, answered "ok <from> <to>", or 500
+#   GET /reload[?state=0][&cfg=C][&lib=L][&retire_timeout=S]
+#                        rt:__reload, answered "ok <from> <to>[ overdue]", or 500
 #                        "error: <why>"; $opt{reload_args}, Lua code that
 #                        sets the locals lib and cfg, replaces the plain
 #                        use of L and C
@@ -59,14 +59,16 @@ location = /reload {
     content_by_lua_block {
         local rt = assert($load)
 $args
-        local res, err = rt:__reload{ state = ngx.var.arg_state ~= "0",
-                                      lib = lib, cfg = cfg }
+        local res, err = rt:__reload{
+            state = ngx.var.arg_state ~= "0", lib = lib, cfg = cfg,
+            retire_timeout = tonumber(ngx.var.arg_retire_timeout),
+        }
         if not res then
             ngx.status = 500
             ngx.say("error: ", err)
             return
         end
-        ngx.say("ok ", res.from, " ", res.to)
+        ngx.say("ok ", res.from, " ", res.to, res.overdue and " overdue" or "")
     }
 }
 location = /stats {

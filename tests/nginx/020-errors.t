@@ -239,4 +239,4 @@ location = /t {
 GET /t
 --- response_body
 0.1.0
-4
+5

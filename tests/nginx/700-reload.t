@@ -102,6 +102,30 @@ is_deeply([ body($nginx, '/count') ], [ 200, 'b 3' ], 'nothing changed');
     is($first[0][0], 200, 'the first reload ended well');
 }
 
+# ---- an old version that does not retire in time: with retire_timeout the
+# new version starts without its state, and the old one, still mapped,
+# answers the call it holds later
+{
+    my $slow = start_clients($nginx, 1, '/count?req=sleep:1500');
+    ok(wait_until(sub { +{ stats($nginx) }->{inflight} == 1 }, 5, 'slow call held'),
+       'the old version holds a 1.5 s call');
+    deploy('b');
+    my ($st, $res) = body($nginx, '/reload?retire_timeout=0.3');
+    is($st, 200, 'retire_timeout: the reload succeeds');
+    like($res, qr/^ok \d+ \d+ overdue$/,
+         'it ends while the old version holds its call, and says so');
+    is(+{ stats($nginx) }->{inflight}, 1, 'the held call is still in flight');
+    is_deeply([ body($nginx, '/count') ], [ 200, 'b 1' ],
+              'the new code serves at once, with a fresh count');
+    is((body($nginx, '/maps'))[1], 2, 'the old build stays mapped meanwhile');
+    my @slow = stop_clients($slow);
+    like($slow[0][1] // '', qr/^a \d+$/, 'the held call was answered by the old code');
+    ok(!grep({ $_->[0] != 200 } @slow), 'every slow call succeeded')
+        or diag(explain(\@slow));
+    ok(wait_until(sub { (body($nginx, '/maps'))[1] == 1 }, 10, 'old build unmapped'),
+       'the old version was reaped once its call ended');
+}
+
 # ---- 50 reloads under load, alternating two builds on disk with unpin
 {
     my $r = reload_under_load($nginx, reloads => 50, before_each => sub {

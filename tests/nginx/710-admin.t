@@ -132,6 +132,10 @@ is_deeply([ sort map { keys %$_ } values %$by ], [ ('b') x keys %$by ],
 # ---- bad requests
 ($st, $body) = admin('POST', '');
 is($st, 400, 'no runtime named: 400');
+($st, $body) = admin('POST', '?runtime=counter&retire_timeout=soon');
+is($st, 400, 'a bad retire_timeout: 400');
+is($body->{error}, 'retire_timeout must be a positive number of seconds',
+   'and says why');
 ($st, $body) = admin('POST', '?runtime=nope');
 is($st, 200, 'a runtime no worker loaded: nothing to do');
 is_deeply([ map { $_->{loaded} } @{ $body->{workers} } ],

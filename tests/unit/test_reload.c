@@ -707,6 +707,61 @@ test_held_task(void **state)
 }
 
 
+/*
+ * The same held task, but the reload is declared overdue: version 2 starts
+ * at once, without state, and serves while version 1 still holds its call;
+ * version 1 answers it later and is reaped then.
+ */
+static void
+test_overdue(void **state)
+{
+    fixture_t         *f = *state;
+    void              *tq1;
+    unit_waiter_t      w = { 0, 0 }, wh = { 0, 0 }, wx = { 0, 0 };
+    hotffi_task_t     *th, *tx;
+    hotffi_runtime_t  *rt;
+
+    rt = load(f, f->count, "threads=2,tag=v1", 1);
+    tq1 = &rt->current->port;
+
+    assert_int_equal(hotffi_runtime_reload_overdue(rt), HOTFFI_DECLINED);
+
+    call(f, rt, "a", "v1:1");
+
+    th = post(f, rt, "hold", &wh);
+    assert_ptr_equal(wait_held(1), tq1);
+
+    reload_begin(f, rt, "threads=1,tag=v2", 1, &w);
+    tx = post(f, rt, "x", &wx);
+
+    assert_int_equal(hotffi_runtime_reload_overdue(rt), HOTFFI_OK);
+    assert_int_equal(w.woken, 1);
+    assert_null(rt->old);
+    assert_int_equal(hotffi_runtime_version(rt), 2);
+    assert_int_equal(rt->last_reload.ok, 1);
+    assert_int_equal(rt->last_reload.overdue, 1);
+    assert_int_equal(rt->reapers, 1);
+
+    /* no state: version 2 counts from 1 while version 1 still holds */
+    unit_drain_until(f->hub, woken, &wx);
+    expect(tx, "v2:1");
+    assert_int_equal(hooks.init_state_len[1], -1);
+    assert_int_equal(wh.woken, 0);
+    assert_int_equal(atomic_load(&hooks.retires), 0);
+
+    let_go();
+    unit_drain_until(f->hub, woken, &wh);
+    expect(th, "v1:2");
+    unit_drain_until(f->hub, no_reapers, rt);
+    assert_int_equal(atomic_load(&hooks.retires), 1);
+    assert_ptr_equal(hooks.retire_tq[0], tq1);
+
+    call(f, rt, "y", "v2:2");
+
+    forget_and_retire(f, rt, &w);
+}
+
+
 /* ---- rollback */
 
 /*
@@ -1403,6 +1458,7 @@ main(void)
         RELOAD_TEST(test_no_handover),
         RELOAD_TEST(test_calls_during_reload),
         RELOAD_TEST(test_held_task),
+        RELOAD_TEST(test_overdue),
         RELOAD_TEST(test_rollback_init_fails),
         RELOAD_TEST(test_rollback_retire_fails),
         RELOAD_TEST(test_no_fini_reload),

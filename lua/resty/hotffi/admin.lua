@@ -102,7 +102,8 @@ function ops.reload(cmd)
     local started = now()
     local res, err = rt:__reload{ lib = cmd.lib, cfg = cmd.cfg,
                                   state = cmd.state,
-                                  timeout = cmd.timeout }
+                                  timeout = cmd.timeout,
+                                  retire_timeout = cmd.retire_timeout }
     update_time()
 
     if not res then
@@ -111,7 +112,7 @@ function ops.reload(cmd)
                  seconds = now() - started }
     end
     return { ok = true, loaded = true, from = res.from, to = res.to,
-             seconds = res.seconds }
+             seconds = res.seconds, overdue = res.overdue }
 end
 
 
@@ -263,7 +264,7 @@ local function reload_command(args)
     if type(name) ~= "string" or name == "" then
         return nil, "runtime=<name> is required"
     end
-    for _, k in ipairs{ "lib", "cfg", "state", "timeout" } do
+    for _, k in ipairs{ "lib", "cfg", "state", "timeout", "retire_timeout" } do
         if args[k] ~= nil and type(args[k]) ~= "string" then
             return nil, k .. " must be given once, with a value"
         end
@@ -272,14 +273,21 @@ local function reload_command(args)
     if not timeout or timeout <= 0 then
         return nil, "timeout must be a positive number of seconds"
     end
+    local retire_timeout = args.retire_timeout and tonumber(args.retire_timeout)
+    if args.retire_timeout and (not retire_timeout or retire_timeout <= 0) then
+        return nil, "retire_timeout must be a positive number of seconds"
+    end
     return { op = "reload", runtime = name, lib = args.lib, cfg = args.cfg,
-             state = args.state ~= "0", timeout = timeout }
+             state = args.state ~= "0",
+             timeout = retire_timeout or timeout,
+             retire_timeout = retire_timeout }
 end
 
 
 -- The HTTP handler.  Context: content_by_lua*.
 --   GET            every worker's runtimes
 --   POST ?runtime=NAME[&lib=PATH][&cfg=CFG][&state=0][&timeout=S]
+--        [&retire_timeout=S]
 --                  reload NAME in every worker, answer each one's result
 -- opts.token: when set, requests need "Authorization: Bearer <token>".
 -- Mount it where only operators reach it (allow 127.0.0.1; deny all;).
