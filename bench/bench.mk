@@ -6,7 +6,7 @@ BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/memcpy_bench
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -o $@ $<
+	$(CC) $(CFLAGS) $(WARN) -o $@ $< -lpthread
 
 # the bridge, then the sandbox against native Lua, then code-reload
 # propagation (push to every worker of two servers through Redis), then

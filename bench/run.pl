@@ -545,12 +545,14 @@ sub case_http {
     $R{cases}{http} = \%out;
 }
 
+# memcpy_bench's GB/s for $size bytes; $cross: each copy reads what another
+# CPU wrote (see bench/memcpy_bench.c).
 sub memcpy_gbps {
-    my ($size) = @_;
+    my ($size, $cross) = @_;
     my $out = "$prefix/logs/memcpy.out";
     unlink $out;
     my $pid = start_proc('memcpy_bench', $out, "$BUILD/bench/memcpy_bench",
-                         $size, $QUICK ? 0.1 : 0.5);
+                         $size, $QUICK ? 0.1 : 0.5, $cross ? 'cross' : ());
     unless (reap($pid, 60)) {
         stop_proc($pid, 'KILL');
         return undef;
@@ -567,6 +569,7 @@ sub case_large {
         for my $size (@LARGE) {
             my $m = memcpy_gbps($size);
             push @{ $raw{memcpy}{$size} }, $m;
+            push @{ $raw{cross}{$size} }, memcpy_gbps($size, 1);
             for my $name (@names) {
                 my $r = bench_get("/seq?rt=$name&size=$size&n=$CFG{large_n}"
                                   . "&max_s=$CFG{max_s}");
@@ -582,14 +585,18 @@ sub case_large {
     my @rows;
     for my $size (@LARGE) {
         my $base = $raw{memcpy}{$size};
+        my $cross = $raw{cross}{$size};
         my %row = (size => $size, memcpy_gbps => median(@$base),
-                   memcpy_runs => $base);
+                   memcpy_runs => $base, cross_gbps => median(@$cross),
+                   cross_runs => $cross);
         for my $name (@names) {
             my $runs = $raw{$name}{$size};
             $row{$name} = {
                 gbps => median(@$runs),
                 ratio => ratio_of([map { [$runs->[$_], $base->[$_]] }
                                    0 .. $#$runs]),
+                cross_ratio => ratio_of([map { [$runs->[$_], $cross->[$_]] }
+                                         0 .. $#$runs]),
                 runs => $runs,
             };
         }
@@ -923,17 +930,20 @@ sub report {
     if (my $c = $R{cases}{large}) {
         my @names = @{ $c->{runtimes} };
         print "\n4. Large payloads: echo GB/s (payload bytes / time per call, "
-              . "GB = 1e9 B) against one memcpy() of the same size\n";
-        printf "  %-9s %11s", 'payload', 'memcpy GB/s';
+              . "GB = 1e9 B) against one memcpy() of the same size; x-core: "
+              . "a memcpy() whose source another CPU just wrote, and the C "
+              . "echo against it (x-r.)\n";
+        printf "  %-9s %11s %11s", 'payload', 'memcpy GB/s', 'x-core GB/s';
         printf " %10s %7s", "$_ GB/s", 'ratio' for @names;
-        print "\n";
+        printf " %7s\n", 'c x-r.';
         my @r;
         for my $row (@{ $c->{rows} }) {
-            printf "  %-9s %11s", human_size($row->{size}),
-                   fmt('%.2f', $row->{memcpy_gbps});
+            printf "  %-9s %11s %11s", human_size($row->{size}),
+                   fmt('%.2f', $row->{memcpy_gbps}),
+                   fmt('%.2f', $row->{cross_gbps});
             printf " %10s %7s", fmt('%.3f', $row->{$_}{gbps}),
                    fmt('%.3f', $row->{$_}{ratio}) for @names;
-            print "\n";
+            printf " %7s\n", fmt('%.3f', $row->{c}{cross_ratio});
             push @r, $row->{c}{ratio};
         }
         target('echo bandwidth / memcpy bandwidth, >= 100 KiB (worst size)',
