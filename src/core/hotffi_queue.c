@@ -244,6 +244,16 @@ hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
     q->pollers--;
 
     if (port->stopped) {
+        /*
+         * A push that counted this thread among the spinners woke nobody
+         * for its task: a spinner of a port stopped meanwhile (a version
+         * retiring during a reload) leaves without it, so it passes the
+         * wake-up on to a parked poller of the serving port.
+         */
+        if (q->count && q->pollers) {
+            (void) pthread_cond_signal(&q->cond);
+        }
+
         (void) pthread_mutex_unlock(&q->mtx);
         return 0;
     }

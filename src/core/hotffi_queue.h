@@ -26,10 +26,10 @@
  *
  * Spin before parking (hotffi_spin.h): a poller first watches `ready` for
  * up to HOTFFI_POLL_SPIN_US without the lock, counted in `spinners`.  Every
- * thread counted there takes the lock and looks at count afterwards, so a
- * push owes a parked poller a wake-up only for the tasks beyond the
- * spinners: a runtime that keeps up with its callers costs no futex call
- * either side.
+ * thread counted there takes the lock and looks at count afterwards (one
+ * whose port was stopped meanwhile passes the wake-up on), so a push owes
+ * a parked poller a wake-up only for the tasks beyond the spinners: a
+ * runtime that keeps up with its callers costs no futex call either side.
  *
  * A push does not signal: it counts the wake-ups it owes (at most one per
  * parked poller), and hotffi_queue_wake() pays them, at once for a lone

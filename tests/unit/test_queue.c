@@ -666,6 +666,49 @@ test_stop_port_wakes_its_poller(void **state)
 
 
 /*
+ * A push that finds a thread spinning wakes nobody: the spinner takes the
+ * task.  If that spinner's port was stopped meanwhile (a version retiring
+ * while its thread spun), it leaves without the task and must pass the
+ * wake-up on to the live port's parked poller.  The spin itself is
+ * simulated: spinners is raised around the push as hotffi_queue_spin()
+ * raises it, then the stopped port's thread polls with the task ready.
+ */
+static void
+test_stopped_spinner_passes_the_wake_on(void **state)
+{
+    pthread_t        t_cur;
+    hotffi_port_t    old, cur;
+    port_poller_t    pp_old, pp_cur;
+    hotffi_queue_t  *q;
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+    port_init(&old, &pp_old, q);
+    port_init(&cur, &pp_cur, q);
+
+    /* stopped first: no broadcast may be on its way to the live poller */
+    hotffi_queue_stop_port(q, &old);
+
+    assert_int_equal(pthread_create(&t_cur, NULL, port_poll_thread, &pp_cur),
+                     0);
+    wait_pollers(q, 1);
+
+    atomic_fetch_add(&q->spinners, 1);
+    assert_int_equal(hotffi_queue_push(q, T(7)), HOTFFI_OK);
+    assert_int_equal(q->woke, 0);
+    atomic_fetch_sub(&q->spinners, 1);
+
+    /* the old port's spinner looks, as every spinner does, and leaves */
+    assert_null(hotffi_queue_poll(q, &old));
+
+    assert_int_equal(NUM(unit_join(t_cur, UNIT_WAIT_MS)), 7);
+    assert_int_equal(hotffi_queue_depth(q), 0);
+
+    hotffi_queue_destroy(q);
+}
+
+
+/*
  * A push signals one sleeper.  Here the sleepers are two pollers of a port
  * being stopped while the push happens and one poller of the live port:
  * whichever the signal wakes, the task must be taken exactly once, by the
@@ -901,6 +944,7 @@ main(void)
         cmocka_unit_test(test_wait_drained_does_not_steal_a_push),
         cmocka_unit_test(test_stopped_port_leaves_tasks),
         cmocka_unit_test(test_stop_port_wakes_its_poller),
+        cmocka_unit_test(test_stopped_spinner_passes_the_wake_on),
         cmocka_unit_test(test_push_while_port_stops),
         cmocka_unit_test(test_take_all),
         cmocka_unit_test(test_take_all_wakes_drain_waiter),
