@@ -651,6 +651,39 @@ test_calls_during_reload(void **state)
 
 
 /*
+ * Version 1 (two threads of rt_count) holds task th, a reload to version 2
+ * has begun, and task tx waits in the queue for whichever version serves.
+ */
+typedef struct {
+    hotffi_runtime_t  *rt;
+    void              *tq1;
+    unit_waiter_t      w;     /* the reload's */
+    unit_waiter_t      wh;
+    unit_waiter_t      wx;
+    hotffi_task_t     *th;
+    hotffi_task_t     *tx;
+} held_reload_t;
+
+
+static void
+held_reload_begin(fixture_t *f, held_reload_t *h)
+{
+    memset(h, 0, sizeof(held_reload_t));
+
+    h->rt = load(f, f->count, "threads=2,tag=v1", 1);
+    h->tq1 = &h->rt->current->port;
+
+    call(f, h->rt, "a", "v1:1");
+
+    h->th = post(f, h->rt, "hold", &h->wh);
+    assert_ptr_equal(wait_held(1), h->tq1);
+
+    reload_begin(f, h->rt, "threads=1,tag=v2", 1, &h->w);
+    h->tx = post(f, h->rt, "x", &h->wx);
+}
+
+
+/*
  * A task version 1 already took when the reload began: the reload waits
  * for its answer (libffi_retire() joins the thread that holds it), version
  * 1 answers it, and only then does version 2 start, with a count that
@@ -659,51 +692,38 @@ test_calls_during_reload(void **state)
 static void
 test_held_task(void **state)
 {
-    fixture_t         *f = *state;
-    void              *tq1;
-    unit_waiter_t      w = { 0, 0 }, wh = { 0, 0 }, wx = { 0, 0 };
-    hotffi_task_t     *th, *tx;
-    hotffi_runtime_t  *rt;
+    fixture_t      *f = *state;
+    held_reload_t   h;
 
-    rt = load(f, f->count, "threads=2,tag=v1", 1);
-    tq1 = &rt->current->port;
-
-    call(f, rt, "a", "v1:1");
-
-    th = post(f, rt, "hold", &wh);
-    assert_ptr_equal(wait_held(1), tq1);
-
-    reload_begin(f, rt, "threads=1,tag=v2", 1, &w);
-
-    tx = post(f, rt, "x", &wx);
+    held_reload_begin(f, &h);
 
     /* held: however long the event loop runs, the reload cannot end */
     spin(f, 20);
 
-    assert_int_equal(w.woken, 0);
-    assert_non_null(rt->old);
-    assert_int_equal(hotffi_runtime_version(rt), 0);
+    assert_int_equal(h.w.woken, 0);
+    assert_non_null(h.rt->old);
+    assert_int_equal(hotffi_runtime_version(h.rt), 0);
     assert_int_equal(atomic_load(&hooks.retires), 0);
     assert_int_equal(atomic_load(&hooks.inits), 1);
-    assert_int_equal(wh.woken, 0);
-    assert_int_equal(wx.woken, 0);
-    assert_int_equal(hotffi_queue_depth(rt->queue), 1);
+    assert_int_equal(h.wh.woken, 0);
+    assert_int_equal(h.wx.woken, 0);
+    assert_int_equal(hotffi_queue_depth(h.rt->queue), 1);
 
     let_go();
-    unit_drain_until(f->hub, woken, &w);
+    unit_drain_until(f->hub, woken, &h.w);
 
     /* the held answer came back before the RETIRE that ended the reload */
-    assert_int_equal(wh.woken, 1);
-    expect(th, "v1:2");
+    assert_int_equal(h.wh.woken, 1);
+    expect(h.th, "v1:2");
 
-    unit_drain_until(f->hub, woken, &wx);
-    expect(tx, "v2:3");
+    unit_drain_until(f->hub, woken, &h.wx);
+    expect(h.tx, "v2:3");
 
     assert_int_equal(atomic_load(&hooks.retires), 1);
-    assert_ptr_equal(hooks.retire_tq[0], tq1);
+    assert_ptr_equal(hooks.retire_tq[0], h.tq1);
     assert_string_equal(hooks.init_state[1], "2");
 
-    forget_and_retire(f, rt, &w);
+    forget_and_retire(f, h.rt, &h.w);
 }
 
 
@@ -715,50 +735,39 @@ test_held_task(void **state)
 static void
 test_overdue(void **state)
 {
-    fixture_t         *f = *state;
-    void              *tq1;
-    unit_waiter_t      w = { 0, 0 }, wh = { 0, 0 }, wx = { 0, 0 };
-    hotffi_task_t     *th, *tx;
-    hotffi_runtime_t  *rt;
+    fixture_t      *f = *state;
+    held_reload_t   h;
 
-    rt = load(f, f->count, "threads=2,tag=v1", 1);
-    tq1 = &rt->current->port;
+    held_reload_begin(f, &h);
 
-    assert_int_equal(hotffi_runtime_reload_overdue(rt), HOTFFI_DECLINED);
+    assert_int_equal(hotffi_runtime_reload_overdue(h.rt), HOTFFI_OK);
+    assert_int_equal(h.w.woken, 1);
+    assert_null(h.rt->old);
+    assert_int_equal(hotffi_runtime_version(h.rt), 2);
+    assert_int_equal(h.rt->last_reload.ok, 1);
+    assert_int_equal(h.rt->last_reload.overdue, 1);
+    assert_int_equal(h.rt->reapers, 1);
 
-    call(f, rt, "a", "v1:1");
-
-    th = post(f, rt, "hold", &wh);
-    assert_ptr_equal(wait_held(1), tq1);
-
-    reload_begin(f, rt, "threads=1,tag=v2", 1, &w);
-    tx = post(f, rt, "x", &wx);
-
-    assert_int_equal(hotffi_runtime_reload_overdue(rt), HOTFFI_OK);
-    assert_int_equal(w.woken, 1);
-    assert_null(rt->old);
-    assert_int_equal(hotffi_runtime_version(rt), 2);
-    assert_int_equal(rt->last_reload.ok, 1);
-    assert_int_equal(rt->last_reload.overdue, 1);
-    assert_int_equal(rt->reapers, 1);
+    /* no reload waits for an old version any more */
+    assert_int_equal(hotffi_runtime_reload_overdue(h.rt), HOTFFI_DECLINED);
 
     /* no state: version 2 counts from 1 while version 1 still holds */
-    unit_drain_until(f->hub, woken, &wx);
-    expect(tx, "v2:1");
+    unit_drain_until(f->hub, woken, &h.wx);
+    expect(h.tx, "v2:1");
     assert_int_equal(hooks.init_state_len[1], -1);
-    assert_int_equal(wh.woken, 0);
+    assert_int_equal(h.wh.woken, 0);
     assert_int_equal(atomic_load(&hooks.retires), 0);
 
     let_go();
-    unit_drain_until(f->hub, woken, &wh);
-    expect(th, "v1:2");
-    unit_drain_until(f->hub, no_reapers, rt);
+    unit_drain_until(f->hub, woken, &h.wh);
+    expect(h.th, "v1:2");
+    unit_drain_until(f->hub, no_reapers, h.rt);
     assert_int_equal(atomic_load(&hooks.retires), 1);
-    assert_ptr_equal(hooks.retire_tq[0], tq1);
+    assert_ptr_equal(hooks.retire_tq[0], h.tq1);
 
-    call(f, rt, "y", "v2:2");
+    call(f, h.rt, "y", "v2:2");
 
-    forget_and_retire(f, rt, &w);
+    forget_and_retire(f, h.rt, &h.w);
 }
 
 
