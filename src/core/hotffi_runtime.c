@@ -271,8 +271,6 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
 {
     hotffi_reload_result_t  *last = &rt->last_reload;
 
-    last->overdue = rt->reload_overdue;
-
     if (ok) {
         rt->stats.reloads++;
 
@@ -298,9 +296,11 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
 /*
  * The old version is proved gone (or, without the means to prove it, was
  * only stopped): start the next one with its state, or roll back.
+ * overdue: it is still being reaped (hotffi_runtime_reload_overdue()), so
+ * the next one starts without state.
  */
 static void
-hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
+hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
 {
     char               err[2048], why[2048], msg[4160];
     char              *state;
@@ -317,10 +317,11 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt)
     from = old->number;
 
     /* an overdue old version's reaper may still write them */
-    state = rt->reload_overdue ? NULL : old->state;
-    state_len = rt->reload_overdue ? 0 : old->state_len;
+    state = overdue ? NULL : old->state;
+    state_len = overdue ? 0 : old->state_len;
+    rt->last_reload.overdue = overdue;
 
-    if (!rt->reload_overdue && old->retire_rc != 0) {
+    if (!overdue && old->retire_rc != 0) {
         (void) snprintf(why, sizeof(why), "libffi_retire() of version %llu "
                         "failed: %d%s%s", (unsigned long long) from,
                         old->retire_rc, old->port.init_error ? ": " : "",
@@ -439,7 +440,7 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
     }
 
     /* nothing to wait for: its threads see the stop and end on their own */
-    hotffi_runtime_reload_finish(rt);
+    hotffi_runtime_reload_finish(rt, 0);
 
     return HOTFFI_OK;
 }
@@ -457,9 +458,7 @@ hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
                    "state", rt->name, (unsigned long long) rt->old->number,
                    (unsigned long long) rt->next_version->number);
 
-    rt->reload_overdue = 1;
-    hotffi_runtime_reload_finish(rt);
-    rt->reload_overdue = 0;
+    hotffi_runtime_reload_finish(rt, 1);
 
     return HOTFFI_OK;
 }
@@ -492,7 +491,7 @@ hotffi_runtime_retired(hotffi_task_t *retire)
     rt->reapers--;
 
     if (v == rt->old) {
-        hotffi_runtime_reload_finish(rt);
+        hotffi_runtime_reload_finish(rt, 0);
 
     } else {
         if (v == rt->current) {

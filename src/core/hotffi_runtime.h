@@ -89,7 +89,6 @@ struct hotffi_runtime_s {
     unsigned                 unloaded:1;
     unsigned                 retired:1;
     unsigned                 wake_deferred:1;  /* on hub->wakes */
-    unsigned                 reload_overdue:1; /* see reload_overdue() */
     hotffi_runtime_stats_t   stats;
     hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
                                               reload_failures is non-zero */
