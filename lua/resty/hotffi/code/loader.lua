@@ -98,7 +98,7 @@ end
 -- version of itself must not define C types again: that is refused.
 local function note_ffi(owner, what)
     local s = staging
-    if s and s.staged[owner] == LOADING and s.replaces[owner] then
+    if s and s.staged[owner] == LOADING and s.replaced[owner] then
         fail(s, owner, format("calls %s while being replaced: a module"
                               .. " that uses FFI cannot be hot-replaced",
                               what))
@@ -253,34 +253,36 @@ local function changed_set(modules)
 end
 
 
--- The source a module's new version replaces: the one this worker
--- loaded, else the baseline's (the version the fleet ran when this one
--- was made current) if it differs.  Judging against the baseline keeps a
--- worker that skipped versions from loading, as new, a module the other
--- workers already run and so refuse to replace.  Nil: the module is new.
-local function replaced_source(name, src, base)
-    local old = st.sources[name]
-    if old then
-        return old, true
+-- The sources the changed modules' new versions replace, name -> source:
+-- the one this worker loaded, else the baseline's (the version the fleet
+-- ran when this one was made current) if it differs.  Judging against the
+-- baseline keeps a worker that skipped versions from loading, as new, a
+-- module the other workers already run and so refuse to replace.  A
+-- changed module not in it is new.
+local function replaced_set(b, changed, base)
+    local replaced = {}
+    for name in pairs(changed) do
+        local src = b.modules[name]
+        local old = st.sources[name]
+        if not old and base and base.modules[name] ~= src then
+            old = base.modules[name]
+        end
+        replaced[name] = old
     end
-    old = base and base.modules[name]
-    if old and old ~= src then
-        return old, false
-    end
-    return nil
+    return replaced
 end
 
 
 -- Modules that used FFI may not be loaded again.  A module is never
 -- replaced if its running version used FFI, or if its new source does (as
 -- far as the source text shows).
-local function check_pinned(b, changed, base)
+local function check_pinned(b, replaced, base)
     for _, name in ipairs(b.names) do
         local src = b.modules[name]
-        local old, here = replaced_source(name, src, base)
-        if changed[name] and old then
+        local old = replaced[name]
+        if old then
             local how, at
-            if here then
+            if st.sources[name] then
                 how, at = st.pinned[name], st.pinned_version[name]
                                            or st.version
             else
@@ -387,27 +389,24 @@ end
 
 -- Applies a parsed bundle (see resty.hotffi.code.bundle).  `base`, if
 -- given, is the parsed bundle the fleet ran when this one was made
--- current (see replaced_source).  Returns true and { loaded = n,
+-- current (see replaced_set).  Returns true and { loaded = n,
 -- modules = n }, or nil and a message; on failure nothing changed.
 function _M.apply(b, base)
     if staging then
         return nil, "version \"" .. staging.version .. "\" is being applied"
     end
     local changed, gone = changed_set(b.modules)
-    local err = check_pinned(b, changed, base)
+    local replaced = replaced_set(b, changed, base)
+    local err = check_pinned(b, replaced, base)
     if err then
         return nil, err
-    end
-    local replaces = {}
-    for name in pairs(changed) do
-        replaces[name] = replaced_source(name, b.modules[name], base) ~= nil
     end
     local s = {
         version = b.version,
         modules = b.modules,
         names = b.names,
         changed = changed,
-        replaces = replaces,
+        replaced = replaced,
         staged = {},
         deps = {},
         ffi_used = {},
@@ -453,7 +452,8 @@ function _M.precheck(b, base)
             return format("module \"%s\": syntax error: %s", name, err)
         end
     end
-    return check_pinned(b, (changed_set(b.modules)), base)
+    return check_pinned(b, replaced_set(b, (changed_set(b.modules)), base),
+                        base)
 end
 
 
