@@ -130,6 +130,8 @@ cross(char *a, char *b, size_t size, double seconds)
     c.turns += c.turns % 2;
     atomic_init(&c.turn, 0);
 
+    /* c: on this stack, shared with the thread until the join below;
+     * turn orders every other access to it and to the buffers */
     if (pthread_create(&tid, NULL, cross_thread, &c) != 0) {
         fprintf(stderr, "memcpy_bench: pthread_create() failed\n");
         return 1;
