@@ -1,8 +1,9 @@
 # bench/bench.mk -- `make bench` (see bench/README.md); not part of `make
-# test`.  The baseline's echo server and the memcpy probe are built from
-# bench/*.c into build/bench/; bench/run.pl drives everything else.
+# test`.  The baseline's echo server and the machine's limits (memcpy, the
+# bare two-thread echo) are built from bench/*.c into build/bench/;
+# bench/run.pl drives everything else.
 
-BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/memcpy_bench
+BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/limits
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(@D)
@@ -10,12 +11,20 @@ $(BUILD)/bench/%: bench/%.c
 
 # the bridge, then the sandbox against native Lua, then code-reload
 # propagation (push to every worker of two servers through Redis), then
-# the latency blip of in-place runtime reloads under load
+# the latency blip of in-place runtime reloads under load; BENCH_CASES,
+# when set, names those to run (bench/README.md)
+bench_comma := ,
+bench_case = $(if $(BENCH_CASES),$(filter $(1),$(subst \
+    $(bench_comma), ,$(BENCH_CASES))),all)
+
 bench: all $(BENCH_BINS)
 	perl bench/run.pl
-	perl bench/sandbox/run.pl $(if $(BENCH_QUICK),'quick=1')
-	perl bench/code_reload/run.pl $(if $(BENCH_QUICK),--versions 3)
-	perl bench/reload/run.pl $(if $(BENCH_QUICK),--seconds 1 --reps 1)
+	$(if $(call bench_case,sandbox),perl bench/sandbox/run.pl \
+	    $(if $(BENCH_QUICK),'quick=1'))
+	$(if $(call bench_case,code_reload),perl bench/code_reload/run.pl \
+	    $(if $(BENCH_QUICK),--versions 3))
+	$(if $(call bench_case,reload),perl bench/reload/run.pl \
+	    $(if $(BENCH_QUICK),--seconds 1 --reps 1))
 
 # syscalls, context switches and CPU per call (perf stat, or strace -c) and
 # a CPU profile (perf record) of sequential echo, C against the socket

@@ -1,0 +1,297 @@
+/*
+ * limits.c -- what this machine allows an echo at best, measured in the
+ * same run as hotffi, so that each target can be read against it.
+ *
+ * memcpy     one memcpy() of SIZE bytes between two warm, already-faulted
+ *            buffers on one CPU: an echo copies its payload at least once.
+ * echo       the barest cross-thread echo: a "runtime" thread on one CPU
+ *            answers each request with a malloc()ed copy of it (as
+ *            examples/c/echo.c does), the "caller" on another CPU compares
+ *            the answer with the request (as LuaJIT does when it interns an
+ *            answer equal to a string it holds) and frees it.  The turn
+ *            passes by spinning on an atomic: no queue, no system call, no
+ *            sleep.  Any echo whose answer is made by another thread pays
+ *            at least this.
+ * echo-1cpu  the same with both threads on one CPU, where a waiting thread
+ *            can only sched_yield() to the other: the least a round trip
+ *            between two threads costs there.
+ *
+ * usage: limits memcpy|echo|echo-1cpu SIZE SECONDS
+ * prints "<GB/s> <us per copy or round trip> <copies or round trips>"
+ * (GB = 1e9 B; an echo's GB/s is one direction's bytes over its time)
+ */
+
+#define _GNU_SOURCE
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+
+#define ECHO_WARM_TRIPS  16       /* untimed: the allocator, the caches */
+
+
+typedef struct {
+    const char     *req;        /* written once, then only read by both */
+    size_t          size;
+    int             one_cpu;    /* wait by yielding, not by spinning */
+    atomic_int      stop;       /* set by the caller before its last turn */
+    /*
+     * Even turns are the caller's, odd ones the runtime's; `turn` orders
+     * every access to `answer`, which the runtime thread malloc()s and
+     * hands over, and the caller frees.
+     */
+    atomic_ulong    turn;
+    char           *answer;
+} echo_t;
+
+
+static double
+now(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+
+/* The CPU id of the n-th CPU this process may use; -1 when there is none. */
+static int
+nth_cpu(int n)
+{
+    int        cpu;
+    cpu_set_t  all;
+
+    if (sched_getaffinity(0, sizeof(all), &all) != 0) {
+        return -1;
+    }
+
+    for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &all) && n-- == 0) {
+            return cpu;
+        }
+    }
+
+    return -1;
+}
+
+
+static void
+echo_wait(echo_t *e, unsigned long turn)
+{
+    while (atomic_load_explicit(&e->turn, memory_order_acquire) != turn) {
+        if (e->one_cpu) {
+            (void) sched_yield();
+        }
+        /* else spin: a sleep would measure the scheduler */
+    }
+}
+
+
+static void *
+echo_runtime(void *data)
+{
+    echo_t         *e = data;
+    unsigned long   t;
+
+    for (t = 1; /* void */; t += 2) {
+        echo_wait(e, t);
+
+        if (atomic_load_explicit(&e->stop, memory_order_relaxed)) {
+            return NULL;
+        }
+
+        e->answer = malloc(e->size + 1);
+        if (e->answer == NULL) {
+            fprintf(stderr, "limits: out of memory\n");
+            exit(1);
+        }
+
+        memcpy(e->answer, e->req, e->size);
+        e->answer[e->size] = '\0';
+
+        atomic_store_explicit(&e->turn, t + 1, memory_order_release);
+    }
+}
+
+
+static int
+echo(const char *req, size_t size, double seconds, int one_cpu)
+{
+    int              cpu[2];
+    double           start, elapsed;
+    echo_t           e;
+    cpu_set_t        set;
+    pthread_t        tid;
+    pthread_attr_t   attr;
+    unsigned long    t, trips;
+
+    cpu[0] = nth_cpu(0);
+    cpu[1] = one_cpu ? cpu[0] : nth_cpu(1);
+
+    if (cpu[0] == -1 || cpu[1] == -1) {
+        fprintf(stderr, "limits: echo needs %s CPU%s\n",
+                one_cpu ? "a" : "two", one_cpu ? "" : "s");
+        return 1;
+    }
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu[0], &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+        fprintf(stderr, "limits: cannot pin to CPU %d\n", cpu[0]);
+        return 1;
+    }
+
+    memset(&e, 0, sizeof(e));
+    e.req = req;
+    e.size = size;
+    e.one_cpu = one_cpu;
+    atomic_init(&e.stop, 0);
+    atomic_init(&e.turn, 0);
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu[1], &set);
+
+    /* e: on this stack, shared with the thread until the join below */
+    if (pthread_attr_init(&attr) != 0
+        || pthread_attr_setaffinity_np(&attr, sizeof(set), &set) != 0
+        || pthread_create(&tid, &attr, echo_runtime, &e) != 0)
+    {
+        fprintf(stderr, "limits: cannot start a thread on CPU %d\n",
+                cpu[1]);
+        return 1;
+    }
+
+    (void) pthread_attr_destroy(&attr);
+
+    start = 0;
+    elapsed = 0;
+    trips = 0;
+
+    for (t = 0; /* void */; t += 2) {
+        echo_wait(&e, t);
+
+        if (t > 0) {
+            if (memcmp(e.answer, req, size) != 0) {
+                fprintf(stderr, "limits: wrong answer\n");
+                exit(1);
+            }
+            free(e.answer);
+            trips++;
+        }
+
+        if (trips == ECHO_WARM_TRIPS) {
+            start = now();
+        }
+
+        if (trips > ECHO_WARM_TRIPS) {
+            elapsed = now() - start;
+            if (elapsed >= seconds && trips >= ECHO_WARM_TRIPS + 3) {
+                break;
+            }
+        }
+
+        atomic_store_explicit(&e.turn, t + 1, memory_order_release);
+    }
+
+    atomic_store_explicit(&e.stop, 1, memory_order_relaxed);
+    atomic_store_explicit(&e.turn, t + 1, memory_order_release);
+    (void) pthread_join(tid, NULL);
+
+    trips -= ECHO_WARM_TRIPS;
+    printf("%.3f %.3f %lu\n", (double) size * trips / elapsed / 1e9,
+           elapsed / trips * 1e6, trips);
+
+    return 0;
+}
+
+
+static int
+copy(const char *a, size_t size, double seconds)
+{
+    char            *b;
+    double           start, elapsed;
+    unsigned long    copies;
+    volatile char    sink;
+
+    b = malloc(size);
+    if (b == NULL) {
+        fprintf(stderr, "limits: out of memory\n");
+        return 1;
+    }
+
+    /* fault the copy in and warm both buffers, outside the timing */
+    memcpy(b, a, size);
+
+    copies = 0;
+    start = now();
+
+    do {
+        memcpy(b, a, size);
+        sink = b[copies % size];    /* the copy is used: not elided */
+        copies++;
+        elapsed = now() - start;
+    } while (elapsed < seconds || copies < 3);
+
+    (void) sink;
+
+    printf("%.3f %.3f %lu\n", (double) size * copies / elapsed / 1e9,
+           elapsed / copies * 1e6, copies);
+
+    free(b);
+
+    return 0;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int      rc;
+    char    *buf;
+    size_t   size;
+    double   seconds;
+
+    if (argc != 4 || (strcmp(argv[1], "memcpy") && strcmp(argv[1], "echo")
+                      && strcmp(argv[1], "echo-1cpu")))
+    {
+        fprintf(stderr,
+                "usage: limits memcpy|echo|echo-1cpu SIZE SECONDS\n");
+        return 2;
+    }
+
+    size = strtoul(argv[2], NULL, 10);
+    seconds = strtod(argv[3], NULL);
+
+    if (size == 0 || seconds <= 0) {
+        fprintf(stderr, "limits: bad SIZE or SECONDS\n");
+        return 2;
+    }
+
+    buf = malloc(size);
+    if (buf == NULL) {
+        fprintf(stderr, "limits: out of memory\n");
+        return 1;
+    }
+
+    /* every byte value, as the benchmark's payloads */
+    for (size_t i = 0; i < size; i++) {
+        buf[i] = (char) (i * 7 + 1);
+    }
+
+    if (strcmp(argv[1], "memcpy") == 0) {
+        rc = copy(buf, size, seconds);
+    } else {
+        rc = echo(buf, size, seconds, strcmp(argv[1], "echo-1cpu") == 0);
+    }
+
+    free(buf);
+
+    return rc;
+}
