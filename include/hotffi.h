@@ -163,8 +163,9 @@ int hotffi_abi_version(void);
  * be mixed, on any number of threads.
  *
  * Before it parks, a polling thread (this or poll()) watches the queue for
- * a short while (HOTFFI_POLL_SPIN_US, 20 us by default; see docs/api.md),
- * so that a runtime that keeps up with its callers costs no wake-up.
+ * a short while (HOTFFI_POLL_SPIN_US, 20 us by default, longer after a
+ * large answer of this thread; see docs/api.md), so that a runtime that
+ * keeps up with its callers costs no wake-up.
  *
  * thread: any runtime thread.  thread-safe.
  * tq:     borrowed.

@@ -115,6 +115,7 @@ ngx_http_lua_ffi_respond(void *tsk, int rc, char *rsp, int rsp_len)
         task->rsp_len = (size_t) rsp_len;
     }
 
+    hotffi_spin_note_answer(task->rsp_len);
     hotffi_hub_complete(task->hub, task);
 }
 

@@ -148,7 +148,7 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
     hotffi_hub_t      *hub = task->hub;
     hotffi_runtime_t  *rt = task->rt;
 
-    window = hotffi_spin_window();
+    window = hotffi_spin_for(hotffi_spin_window(), task->req_len);
 
     /*
      * Another caller is inside a call (waiting, or answered and not yet
@@ -318,7 +318,8 @@ hotffi_call_complete(hotffi_task_t *task)
      * rather than after up to HOTFFI_SPIN_BACKOFF_MAX calls.
      */
     if (task->posted && rt->spin.skip
-        && task->answered - task->posted < hotffi_spin_window())
+        && task->answered - task->posted
+           < hotffi_spin_for(hotffi_spin_window(), task->req_len))
     {
         hotffi_spin_reset(&rt->spin);
     }

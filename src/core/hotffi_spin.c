@@ -24,6 +24,9 @@ static uint64_t        hotffi_poll_spin_ns;
 /* per thread: 1 when it may run on one CPU only, 0 otherwise, -1 unknown */
 static __thread int    hotffi_spin_one_cpu = -1;
 
+/* per runtime thread: the size of its last answer */
+static __thread size_t  hotffi_spin_answer_bytes;
+
 
 uint64_t
 hotffi_spin_now(void)
@@ -108,6 +111,40 @@ hotffi_spin_pause(uint64_t spun, uint64_t yield_after)
 #else
     __asm__ __volatile__ ("" ::: "memory");
 #endif
+}
+
+
+uint64_t
+hotffi_spin_for(uint64_t window, size_t bytes)
+{
+    uint64_t  grown;
+
+    if (window == 0 || window >= HOTFFI_SPIN_BYTES_MAX_NS) {
+        return window;
+    }
+
+    /* compared before multiplying: no overflow, whatever the size */
+    if (bytes / 1024 >= HOTFFI_SPIN_BYTES_MAX_NS / HOTFFI_SPIN_NS_PER_KIB) {
+        return HOTFFI_SPIN_BYTES_MAX_NS;
+    }
+
+    grown = window + (uint64_t) (bytes / 1024) * HOTFFI_SPIN_NS_PER_KIB;
+
+    return grown < HOTFFI_SPIN_BYTES_MAX_NS ? grown : HOTFFI_SPIN_BYTES_MAX_NS;
+}
+
+
+void
+hotffi_spin_note_answer(size_t bytes)
+{
+    hotffi_spin_answer_bytes = bytes;
+}
+
+
+size_t
+hotffi_spin_last_answer(void)
+{
+    return hotffi_spin_answer_bytes;
 }
 
 

@@ -27,12 +27,23 @@
  * The windows are knobs read once per process from the environment
  * (docs/api.md): HOTFFI_SPIN_US for the event loop, HOTFFI_POLL_SPIN_US for
  * runtime threads; 0 turns spinning off.
+ *
+ * A call that moves many bytes cannot be answered before the runtime has
+ * read them, nor the next one posted before the caller has read the
+ * answer, and bytes that cross CPUs take time: a 1 MiB echo's copy took
+ * about 150 us on the reference VM, far past a 20 us window, so both sides
+ * parked and woke each other for every call (0.77 of the bare two-thread
+ * echo; 0.99 with both windows at 400 us).  So a window grows with the
+ * bytes the other side must read first (hotffi_spin_for()): the event
+ * loop's with the request, a runtime thread's with the answer it gave
+ * last, up to HOTFFI_SPIN_BYTES_MAX_NS.
  */
 
 #ifndef HOTFFI_SPIN_H
 #define HOTFFI_SPIN_H
 
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hotffi_core.h"
@@ -41,6 +52,10 @@
 #define HOTFFI_SPIN_NS_DEFAULT       20000     /* event loop: 20 us */
 #define HOTFFI_POLL_SPIN_NS_DEFAULT  20000     /* runtime threads: 20 us */
 #define HOTFFI_SPIN_BACKOFF_MAX      256       /* calls without spinning */
+
+/* the window's growth with bytes (200 us per MiB), and its bound */
+#define HOTFFI_SPIN_NS_PER_KIB       200
+#define HOTFFI_SPIN_BYTES_MAX_NS     500000    /* 0.5 ms: 2.4 MiB */
 
 /*
  * Calls answered while spinning never give the event loop back: after this
@@ -83,6 +98,20 @@ void hotffi_spin_pause(uint64_t spun, uint64_t yield_after);
 /* thread: any.  The knobs, in ns; read from the environment once. */
 uint64_t hotffi_spin_window(void);
 uint64_t hotffi_spin_poll_window(void);
+
+/*
+ * thread: any.  A window of `window` ns grown for `bytes` the other side
+ * must read first; 0 stays 0 (spinning off), and a window the knobs made
+ * longer than the bound stays as it is.
+ */
+uint64_t hotffi_spin_for(uint64_t window, size_t bytes);
+
+/*
+ * thread: runtime.  The size of the answer this thread gave last, noted by
+ * ngx_http_lua_ffi_respond(), for its next poll's window.
+ */
+void hotffi_spin_note_answer(size_t bytes);
+size_t hotffi_spin_last_answer(void);
 
 /* thread: owner of s.  Whether to spin this time. */
 int hotffi_spin_want(hotffi_spin_t *s);
