@@ -436,3 +436,35 @@ GET /t
 5
 --- response_body
 40
+
+
+
+=== TEST 13: BorrowRequest (go_echo): 300 calls in flight, each answered with its own bytes
+--- config
+location = /t {
+    content_by_lua_block {
+        -- each handler reads the caller's string in place: an answer that
+        -- came from another call's bytes, or from bytes reused too early,
+        -- would not match
+        local rt = assert(require("resty.hotffi").load("go_echo"))
+        local threads = {}
+        for i = 1, 300 do
+            threads[i] = ngx.thread.spawn(function()
+                local req = string.char(i % 256, 0):rep(i * 37)
+                    .. tostring(i)
+                local ok, res = rt:echo(req)
+                return ok and res == req
+            end)
+        end
+        local good = 0
+        for i = 1, 300 do
+            local _, ok = ngx.thread.wait(threads[i])
+            if ok then good = good + 1 end
+        end
+        ngx.say(good)
+    }
+}
+--- request
+GET /t
+--- response_body
+300

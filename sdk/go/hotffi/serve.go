@@ -39,7 +39,8 @@ const pollBatch = 16
 // up, when it has a HandleContext and Server.CancelInterval is 0.
 const DefaultCancelInterval = 20 * time.Millisecond
 
-// Handler answers one request.  req is the handler's own copy.  A nil
+// Handler answers one request.  req is the handler's own copy (but see
+// Server.BorrowRequest).  A nil
 // response sends no payload (Lua sees nil), an empty one sends "".  An
 // error fails the call: Lua sees false, rc, err.Error(), where rc comes
 // from an *Error in err's chain, or is RCError.
@@ -72,6 +73,14 @@ type Server struct {
 	HandleContext  ContextHandler
 	MaxConcurrency int           // tasks handled at once; 0: the default
 	CancelInterval time.Duration // HandleContext only; 0: the default
+
+	// BorrowRequest hands the handler the caller's own bytes instead of a
+	// copy in Go memory: valid until the handler returns, and read-only.
+	// It saves a copy and the garbage it leaves per call (a 100 KiB echo
+	// took half the time), for handlers that neither keep req nor write
+	// to it; returning it as the answer is fine (the answer is copied
+	// before the call is answered).
+	BorrowRequest bool
 }
 
 // Serve answers every task of tq with h, each on its own goroutine, until
@@ -211,7 +220,12 @@ func (r *serving) timed(t Task) {
 }
 
 func (s *Server) handle(t Task, w *watcher) {
-	req := t.ReqCopy()
+	var req []byte
+	if s.BorrowRequest {
+		req = t.Req()
+	} else {
+		req = t.ReqCopy()
+	}
 
 	var rsp []byte
 	var err error
