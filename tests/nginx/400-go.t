@@ -189,7 +189,7 @@ hotffi: handler panic: boom
 
 
 
-=== TEST 5: each call runs on its own goroutine: 200 sleeps overlap
+=== TEST 5: slow calls run on goroutines of their own: 200 sleeps overlap
 --- config
 location = /t {
     content_by_lua_block {
@@ -468,3 +468,38 @@ location = /t {
 GET /t
 --- response_body
 300
+
+
+
+=== TEST 14: a slow call does not hold up the calls polled with or after it
+--- config
+location = /t {
+    content_by_lua_block {
+        -- quick handlers are answered on the polling goroutine, a batch at
+        -- a time: one that turns out slow must hand the others on
+        local rt = assert(require("resty.hotffi").load("go_ctl"))
+        local order = {}
+        local threads = {}
+        threads[1] = ngx.thread.spawn(function()
+            rt:q("sleep:500")
+            order[#order + 1] = "slow"
+        end)
+        for i = 2, 12 do
+            threads[i] = ngx.thread.spawn(function()
+                local ok, res = rt:q("echo:" .. i)
+                order[#order + 1] = (ok and res == tostring(i)) and "quick"
+                                    or "wrong"
+            end)
+        end
+        for i = 1, 12 do
+            ngx.thread.wait(threads[i])
+        end
+        ngx.say(table.concat(order, " ", 1, 11))
+        ngx.say(order[12])
+    }
+}
+--- request
+GET /t
+--- response_body
+quick quick quick quick quick quick quick quick quick quick quick
+slow

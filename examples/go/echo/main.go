@@ -1,5 +1,5 @@
 // Command echo is the smallest Go runtime (build/lib/libgo_echo.so): every
-// request is answered with its own bytes, each on its own goroutine.
+// request is answered with its own bytes.
 //
 //	local rt = require("resty.hotffi").load("go_echo")
 //	local ok, res = rt:echo("hello")   -- true, "hello"
