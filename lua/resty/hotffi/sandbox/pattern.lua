@@ -406,9 +406,14 @@ local function pattern_end(p, from)
 end
 
 
-local function new_matcher(s, p, pstart)
+-- A matcher of p on s; a leading "^" anchors it, and its items start
+-- after it (pstart).
+local function new_matcher(s, p)
+    local anchor = str_byte(p, 1) == 94
+    local pstart = anchor and 2 or 1
     return {
         src = s, slen = #s, pat = p, pend = pattern_end(p, pstart),
+        anchor = anchor, pstart = pstart,
         level = 0, depth = 0, cinit = {}, clen = {},
         steps = 0, next_check = TICK,
     }
@@ -453,17 +458,12 @@ end
 -- string.find / string.match on the Lua matcher; start is 1-based and
 -- already normalized.
 local function lua_find(s, p, start, find)
-    local pstart = 1
-    local anchor = str_byte(p, 1) == 94
-    if anchor then
-        pstart = 2
-    end
-    local ms = new_matcher(s, p, pstart)
+    local ms = new_matcher(s, p)
     local pos, last = start, ms.slen + 1
     repeat
         ms.level = 0
         ms.depth = 0
-        local e = do_match(ms, pos, pstart)
+        local e = do_match(ms, pos, ms.pstart)
         if e then
             if find then
                 return pos, e - 1, captures(ms, nil, nil)
@@ -471,7 +471,7 @@ local function lua_find(s, p, start, find)
             return captures(ms, pos, e)
         end
         pos = pos + 1
-    until pos > last or anchor
+    until pos > last or ms.anchor
     return nil
 end
 
@@ -574,19 +574,14 @@ end
 
 
 local function lua_gsub(st, s, p, repl, kind, max_n)
-    local pstart = 1
-    local anchor = str_byte(p, 1) == 94
-    if anchor then
-        pstart = 2
-    end
-    local ms = new_matcher(s, p, pstart)
+    local ms = new_matcher(s, p)
     local slen = ms.slen
     local out, no, size = {}, 0, 0
     local src, keep, n = 1, 1, 0
     while n < max_n do
         ms.level = 0
         ms.depth = 0
-        local e = do_match(ms, src, pstart)
+        local e = do_match(ms, src, ms.pstart)
         if e then
             n = n + 1
             local v = repl_value(ms, repl, kind, src, e)
@@ -604,7 +599,7 @@ local function lua_gsub(st, s, p, repl, kind, max_n)
         else
             break
         end
-        if anchor then
+        if ms.anchor then
             break
         end
     end
@@ -762,10 +757,13 @@ local function attempt_cost(items, n)
 end
 
 
--- Upper bound of matcher steps for `attempts` match attempts of p (from
--- byte pstart: 2 skips an anchor) on n characters.
-local function pattern_cost(p, n, pstart, attempts)
-    return attempts * attempt_cost(pattern_shape(p, pstart), n)
+-- Upper bound of matcher steps for matching p on n characters: one
+-- attempt when p is anchored, one at each position otherwise.
+local function pattern_cost(p, n)
+    if str_byte(p, 1) == 94 then
+        return attempt_cost(pattern_shape(p, 2), n)
+    end
+    return (n + 1) * attempt_cost(pattern_shape(p, 1), n)
 end
 
 

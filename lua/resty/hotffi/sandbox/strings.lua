@@ -9,7 +9,6 @@ local pattern = require "resty.hotffi.sandbox.pattern"
 
 local floor = math.floor
 local select = select
-local str_byte = string.byte
 local str_find = string.find
 local str_format = string.format
 local str_gmatch = string.gmatch
@@ -97,9 +96,7 @@ local function find_aux(find, s, p, init, plain)
         return true, pattern.plain_find(st, ss, ps, start,
                                         limit * PLAIN_PER_STEP)
     end
-    local anchored = str_byte(ps, 1) == 94
-    local work = pattern.cost(ps, n, anchored and 2 or 1,
-                              anchored and 1 or n + 1)
+    local work = pattern.cost(ps, n)
     if work <= limit then
         cost(st, work * NATIVE_STEP_BYTES)
         return nil
@@ -208,9 +205,7 @@ local function safe_gsub(s, p, repl, max_n)
         return str_gsub(s, p, repl, max_n)
     end
     maxn = maxn >= 0 and floor(maxn) or -floor(-maxn)
-    local anchored = str_byte(ps, 1) == 94
-    local work = pattern.cost(ps, n, anchored and 2 or 1,
-                              anchored and 1 or n + 1)
+    local work = pattern.cost(ps, n)
     if kind == "string" then
         repl = as_string(repl)
     end
