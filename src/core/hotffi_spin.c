@@ -117,20 +117,18 @@ hotffi_spin_pause(uint64_t spun, uint64_t yield_after)
 uint64_t
 hotffi_spin_for(uint64_t window, size_t bytes)
 {
-    uint64_t  grown;
+    size_t  kib = bytes / 1024;
 
     if (window == 0 || window >= HOTFFI_SPIN_BYTES_MAX_NS) {
         return window;
     }
 
     /* compared before multiplying: no overflow, whatever the size */
-    if (bytes / 1024 >= HOTFFI_SPIN_BYTES_MAX_NS / HOTFFI_SPIN_NS_PER_KIB) {
+    if (kib >= (HOTFFI_SPIN_BYTES_MAX_NS - window) / HOTFFI_SPIN_NS_PER_KIB) {
         return HOTFFI_SPIN_BYTES_MAX_NS;
     }
 
-    grown = window + (uint64_t) (bytes / 1024) * HOTFFI_SPIN_NS_PER_KIB;
-
-    return grown < HOTFFI_SPIN_BYTES_MAX_NS ? grown : HOTFFI_SPIN_BYTES_MAX_NS;
+    return window + (uint64_t) kib * HOTFFI_SPIN_NS_PER_KIB;
 }
 
 
