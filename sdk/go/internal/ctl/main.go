@@ -18,8 +18,11 @@
 //	count             "CFG N": N counts the count calls of this runtime,
 //	                  carried across rt:__reload() (libffi_retire hands it
 //	                  over, libffi_init takes it back with hotffi.State)
+//	addr              the address of the request's first byte, in decimal:
+//	                  the caller's own with cfg "borrow", a copy's without
 //
 // cfg "max=N" bounds the handlers running at once (Server.MaxConcurrency);
+// cfg "borrow" hands handlers the caller's bytes (Server.BorrowRequest);
 // cfg "fail-init" fails libffi_init with a reason.
 package main
 
@@ -131,6 +134,10 @@ func (c *ctl) handle(ctx context.Context, req []byte) ([]byte, error) {
 	case "count":
 		n := atomic.AddInt64(&c.count, 1)
 		return []byte(c.cfg + " " + strconv.FormatInt(n, 10)), nil
+
+	case "addr":
+		p := uintptr(unsafe.Pointer(&req[0]))
+		return []byte(strconv.FormatUint(uint64(p), 10)), nil
 	}
 
 	return nil, hotffi.Fail(3, "unknown command")
@@ -143,6 +150,8 @@ func libffi_init(cfg *C.char, tq unsafe.Pointer) C.int {
 	// cfg: borrowed, freed by hotffi after we return: GoString copies it.
 	c := &ctl{cfg: C.GoString(cfg), hasCfg: cfg != nil}
 	srv := &hotffi.Server{HandleContext: c.handle}
+
+	srv.BorrowRequest = c.cfg == "borrow"
 
 	if c.cfg == "fail-init" {
 		hotffi.InitError(tq, "asked to fail by its configuration")
