@@ -951,7 +951,7 @@ http {
     fastcgi_temp_path $p/fastcgi_temp;
     uwsgi_temp_path $p/uwsgi_temp;
     scgi_temp_path $p/scgi_temp;
-    lua_package_path "$repo/lua/?.lua;$repo/lua/?/init.lua;/usr/share/lua/5.1/?.lua;;";
+    lua_package_path "$repo/lua/?.lua;$repo/lua/?/init.lua;$repo/tests/lib/?.lua;/usr/share/lua/5.1/?.lua;;";
     client_max_body_size 64m;
     client_body_buffer_size 64m;
 

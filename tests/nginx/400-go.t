@@ -195,17 +195,10 @@ location = /t {
     content_by_lua_block {
         local rt = assert(require("resty.hotffi").load("go_ctl"))
         local start = ngx.now()
-        local threads = {}
-        for i = 1, 200 do
-            threads[i] = ngx.thread.spawn(function()
-                return rt:q("sleep:300")
-            end)
-        end
-        local slept = 0
-        for i = 1, 200 do
-            local _, ok, res = ngx.thread.wait(threads[i])
-            if ok and res == "slept" then slept = slept + 1 end
-        end
+        local slept = require("hotffi_threads").count_true(200, function()
+            local ok, res = rt:q("sleep:300")
+            return ok and res == "slept"
+        end)
         ngx.update_time()
         ngx.say(slept, " ", ngx.now() - start < 3)
         ngx.say(select(2, rt:q("peak")) == "200")
@@ -225,17 +218,10 @@ location = /t {
     content_by_lua_block {
         local rt = assert(require("resty.hotffi").load("go_ctl", "max=4"))
         local start = ngx.now()
-        local threads = {}
-        for i = 1, 16 do
-            threads[i] = ngx.thread.spawn(function()
-                return rt:q("sleep:100")
-            end)
-        end
-        local slept = 0
-        for i = 1, 16 do
-            local _, ok, res = ngx.thread.wait(threads[i])
-            if ok and res == "slept" then slept = slept + 1 end
-        end
+        local slept = require("hotffi_threads").count_true(16, function()
+            local ok, res = rt:q("sleep:100")
+            return ok and res == "slept"
+        end)
         ngx.update_time()
         -- 16 calls, 4 at a time, 100 ms each: 4 rounds
         ngx.say(slept, " ", select(2, rt:q("peak")), " ",
@@ -407,27 +393,18 @@ location = /t {
         local hotffi = require "resty.hotffi"
         local ctl = assert(hotffi.load("go_ctl"))
         local echo = assert(hotffi.load("go_echo"))
-        local threads = {}
-        for i = 1, 40 do
-            threads[i] = ngx.thread.spawn(function()
-                if i % 4 == 0 then
-                    -- a nil dereference: a SIGSEGV the Go runtimes must
-                    -- route to the library it happened in
-                    local ok, rc = ctl:q("nilptr")
-                    return rc == 2
-                end
-                local req = ("x"):rep(i * 1000)
-                local ok, res = (i % 2 == 0 and echo or ctl):q(
-                    i % 2 == 0 and req or "echo:" .. req)
-                return ok and res == req
-            end)
-        end
-        local good = 0
-        for i = 1, 40 do
-            local _, ok = ngx.thread.wait(threads[i])
-            if ok then good = good + 1 end
-        end
-        ngx.say(good)
+        ngx.say(require("hotffi_threads").count_true(40, function(i)
+            if i % 4 == 0 then
+                -- a nil dereference: a SIGSEGV the Go runtimes must
+                -- route to the library it happened in
+                local _, rc = ctl:q("nilptr")
+                return rc == 2
+            end
+            local req = ("x"):rep(i * 1000)
+            local ok, res = (i % 2 == 0 and echo or ctl):q(
+                i % 2 == 0 and req or "echo:" .. req)
+            return ok and res == req
+        end))
     }
 }
 --- request
@@ -459,21 +436,11 @@ location = /t {
         -- go_echo borrows: an answer that came from another call's bytes,
         -- or from bytes reused too early, would not match
         local rt = assert(hotffi.load("go_echo"))
-        local threads = {}
-        for i = 1, 300 do
-            threads[i] = ngx.thread.spawn(function()
-                local mine = string.char(i % 256, 0):rep(i * 37)
-                    .. tostring(i)
-                local done, res = rt:echo(mine)
-                return done and res == mine
-            end)
-        end
-        local good = 0
-        for i = 1, 300 do
-            local _, ok = ngx.thread.wait(threads[i])
-            if ok then good = good + 1 end
-        end
-        ngx.say(good)
+        ngx.say(require("hotffi_threads").count_true(300, function(i)
+            local mine = string.char(i % 256, 0):rep(i * 37) .. tostring(i)
+            local done, res = rt:echo(mine)
+            return done and res == mine
+        end))
     }
 }
 --- request

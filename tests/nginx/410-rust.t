@@ -256,17 +256,10 @@ location = /t {
     content_by_lua_block {
         local rt = assert(require("resty.hotffi").load("rust_ctl", "threads=8"))
         local start = ngx.now()
-        local threads = {}
-        for i = 1, 16 do
-            threads[i] = ngx.thread.spawn(function()
-                return rt:q("sleep:200")
-            end)
-        end
-        local slept = 0
-        for i = 1, 16 do
-            local _, ok, res = ngx.thread.wait(threads[i])
-            if ok and res == "slept" then slept = slept + 1 end
-        end
+        local slept = require("hotffi_threads").count_true(16, function()
+            local ok, res = rt:q("sleep:200")
+            return ok and res == "slept"
+        end)
         ngx.update_time()
         -- 16 calls on 8 threads, 200 ms each: 2 rounds, not 16
         local took = ngx.now() - start

@@ -86,19 +86,10 @@ init_by_lua_block {
     end
 
     function concurrent_then_unload(demo)
-        local threads = {}
-        for i = 1, 100 do
-            threads[i] = ngx.thread.spawn(function()
-                local ok, res = demo:call(("x"):rep(i * 100))
-                return ok and #res == i * 100
-            end)
-        end
-        local good = 0
-        for i = 1, 100 do
-            local _, ok = ngx.thread.wait(threads[i])
-            if ok then good = good + 1 end
-        end
-        ngx.say(good)
+        ngx.say(require("hotffi_threads").count_true(100, function(i)
+            local ok, res = demo:call(("x"):rep(i * 100))
+            return ok and #res == i * 100
+        end))
         ngx.say(demo:__unload())
         ngx.say(demo:call("late"))
     end

@@ -445,18 +445,10 @@ location = /t {
             ngx.say(ok, " ", res)
         end
         -- and many more light threads than serve threads
-        for i = 1, 50 do
-            threads[i] = ngx.thread.spawn(function()
-                local ok, res = rt:x("echo:" .. i)
-                return ok and res == tostring(i)
-            end)
-        end
-        local good = 0
-        for i = 1, 50 do
-            local _, ok = ngx.thread.wait(threads[i])
-            if ok then good = good + 1 end
-        end
-        ngx.say(good)
+        ngx.say(require("hotffi_threads").count_true(50, function(i)
+            local ok, res = rt:x("echo:" .. i)
+            return ok and res == tostring(i)
+        end))
     }
 }
 --- request
