@@ -19,15 +19,24 @@
 HOTFFI_EXPORT void *
 ngx_http_lua_ffi_task_poll(void *tq)
 {
+    int             noted;
     hotffi_port_t  *port = tq;
     hotffi_task_t  *task;
+
+    noted = hotffi_pollers_note_self(&port->pollers);
 
     for ( ;; ) {
         task = hotffi_queue_poll(port->queue, port);
 
-        if (task == NULL
-            || !atomic_load_explicit(&task->cancelled, memory_order_acquire))
-        {
+        if (task == NULL) {
+            if (noted) {
+                hotffi_pollers_note_stop(&port->pollers);
+            }
+
+            return NULL;
+        }
+
+        if (!atomic_load_explicit(&task->cancelled, memory_order_acquire)) {
             return task;
         }
 
@@ -42,7 +51,7 @@ ngx_http_lua_ffi_task_poll(void *tq)
 HOTFFI_EXPORT int
 hotffi_task_poll_batch(void *tq, void **tasks, int max)
 {
-    int             i, n;
+    int             i, n, noted;
     uint32_t        got;
     hotffi_port_t  *port = tq;
     hotffi_task_t  *task;
@@ -51,11 +60,17 @@ hotffi_task_poll_batch(void *tq, void **tasks, int max)
         return 0;
     }
 
+    noted = hotffi_pollers_note_self(&port->pollers);
+
     for ( ;; ) {
         got = hotffi_queue_poll_batch(port->queue, port,
                                       (hotffi_task_t **) tasks,
                                       (uint32_t) max);
         if (got == 0) {
+            if (noted) {
+                hotffi_pollers_note_stop(&port->pollers);
+            }
+
             return 0;
         }
 

@@ -147,6 +147,62 @@ hotffi_library_spelling(const char *file, char *buf, size_t size)
 }
 
 
+/*
+ * Appends to err, after a dlopen() of a bare file name that found nothing,
+ * what to do and where the dynamic linker looked: the directories it
+ * searches for this process (LD_LIBRARY_PATH as it was when the process
+ * started, the program's run path, the system's), and the ldconfig cache.
+ * The advice comes first: a long path list is what gets cut.
+ */
+static void
+hotffi_library_searched(const char *file, char *err, size_t errlen)
+{
+    void          *self;
+    size_t         n;
+    unsigned int   i;
+    Dl_serinfo     size, *info;
+
+    n = strlen(err);
+    n += snprintf(err + n, n < errlen ? errlen - n : 0, "; the dynamic linker "
+                  "reads LD_LIBRARY_PATH once, when nginx starts (an \"env\" "
+                  "directive does not change it): load the library by its "
+                  "absolute path, e.g. \"/path/to/%s\"", file);
+
+    info = NULL;
+    self = dlopen(NULL, RTLD_NOW);
+
+    if (self && dlinfo(self, RTLD_DI_SERINFOSIZE, &size) == 0) {
+        info = malloc(size.dls_size);
+    }
+
+    if (info) {
+        *info = size;
+
+        if (dlinfo(self, RTLD_DI_SERINFOSIZE, info) != 0
+            || dlinfo(self, RTLD_DI_SERINFO, info) != 0)
+        {
+            info->dls_cnt = 0;
+        }
+
+        for (i = 0; i < info->dls_cnt && n < errlen; i++) {
+            n += snprintf(err + n, errlen - n, "%s%s",
+                          i ? ", " : " (searched: ",
+                          info->dls_serpath[i].dls_name);
+        }
+
+        if (i && n < errlen) {
+            (void) snprintf(err + n, errlen - n, " and the ldconfig cache)");
+        }
+
+        free(info);
+    }
+
+    if (self) {
+        (void) dlclose(self);
+    }
+}
+
+
 int
 hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
     char *err, size_t errlen)
@@ -164,6 +220,14 @@ hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
         reason = dlerror();
         (void) snprintf(err, errlen, "dlopen() \"%s\" failed: %s", file,
                         reason ? reason : "unknown error");
+
+        /* a bare name not found: say where it was looked for */
+        if (strchr(file, '/') == NULL && reason
+            && strstr(reason, "No such file") != NULL)
+        {
+            hotffi_library_searched(file, err, errlen);
+        }
+
         return HOTFFI_ERROR;
     }
 

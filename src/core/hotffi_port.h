@@ -17,6 +17,7 @@
 
 
 #include "hotffi_core.h"
+#include "hotffi_poller.h"
 
 
 struct hotffi_port_s {
@@ -42,6 +43,9 @@ struct hotffi_port_s {
     const char      *state;
     size_t           state_len;
     unsigned         rollback:1;   /* hotffi_rollback(), set before init */
+
+    /* the threads serving this port, where they must be proved gone */
+    hotffi_pollers_t  pollers;
 };
 
 

@@ -24,6 +24,7 @@ static void hotffi_runtime_reap_final(hotffi_runtime_t *rt,
     hotffi_version_t *v);
 static int hotffi_runtime_end_version(hotffi_runtime_t *rt,
     hotffi_version_t *v);
+static void hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v);
 
 
 static double
@@ -109,12 +110,16 @@ hotffi_runtime_free(hotffi_runtime_t *rt)
 /* thread: event loop */
 hotffi_runtime_t *
 hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
-    size_t cfg_len, const hotffi_runtime_opts_t *opts, char *err,
-    size_t errlen)
+    size_t cfg_len, const hotffi_runtime_opts_t *opts, int *init_rc,
+    char *err, size_t errlen)
 {
     uint32_t           max;
     hotffi_version_t  *v;
     hotffi_runtime_t  *rt;
+
+    if (init_rc) {
+        *init_rc = 0;
+    }
 
     rt = calloc(1, sizeof(hotffi_runtime_t));
     if (rt == NULL) {
@@ -151,6 +156,10 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     rt->refs++;
 
     if (hotffi_version_start(v, NULL, 0, err, errlen) != HOTFFI_OK) {
+        if (init_rc) {
+            *init_rc = v->init_rc;
+        }
+
         hotffi_runtime_unload(rt);
         hotffi_runtime_unref(rt);
         return NULL;
@@ -253,6 +262,16 @@ hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
         return 1;
     }
 
+    hotffi_runtime_keep(rt, v);
+
+    return 0;
+}
+
+
+/* v's threads may poll for ever: its port and library stay. */
+static void
+hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
+{
     v->kept = 1;
     v->next_kept = rt->kept;
     rt->kept = v;
@@ -260,8 +279,6 @@ hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
     if (rt->current == v) {
         rt->current = NULL;
     }
-
-    return 0;
 }
 
 
@@ -499,8 +516,19 @@ hotffi_runtime_retired(hotffi_task_t *retire)
             rt->current = NULL;
         }
 
-        hotffi_version_close(v);
-        hotffi_version_free(v);
+        if (v->proved) {
+            hotffi_version_close(v);
+            hotffi_version_free(v);
+
+        } else {
+            hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" "
+                           "unloaded, but a thread that served it is still "
+                           "running: its library stays mapped, and loading "
+                           "it again reuses the old code (export "
+                           "libffi_fini() to say when its threads are gone)",
+                           rt->name);
+            hotffi_runtime_keep(rt, v);
+        }
     }
 
     hotffi_runtime_try_retire(rt);

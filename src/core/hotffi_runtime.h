@@ -99,11 +99,13 @@ struct hotffi_runtime_s {
 /*
  * thread: event loop.  Opens lib, makes a queue and calls libffi_init() with
  * a NUL-terminated copy of cfg (NULL when cfg is NULL).  Returns the runtime
- * with one reference for the caller, or NULL with the reason in err.
+ * with one reference for the caller, or NULL with the reason in err and, in
+ * *init_rc (when not NULL), what libffi_init() returned: 0 when the failure
+ * came before it (the library could not be opened, memory is short).
  */
 hotffi_runtime_t *hotffi_runtime_load(hotffi_hub_t *hub, const char *lib,
     const char *cfg, size_t cfg_len, const hotffi_runtime_opts_t *opts,
-    char *err, size_t errlen);
+    int *init_rc, char *err, size_t errlen);
 
 /*
  * thread: event loop.  Stops the queue: tasks already queued are still

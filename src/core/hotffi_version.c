@@ -11,9 +11,14 @@
 
 #include "hotffi_version.h"
 #include "hotffi_hub.h"
+#include "hotffi_poller.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 #include "hotffi_task.h"
+
+
+/* how long an unloaded unpin runtime's threads may take to end, by default */
+#define HOTFFI_VERSION_GRACE_MS  10000
 
 
 /* thread: event loop.  Blocks every signal, keeping the old mask. */
@@ -122,13 +127,78 @@ hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
 }
 
 
+/*
+ * Whether v's threads are proved gone by the kernel (hotffi_poller.h): its
+ * library cannot say so itself, and unpin wants it closed.
+ */
+static int
+hotffi_version_by_threads(hotffi_version_t *v)
+{
+    return v->rt->unpin && v->lib.fini == NULL && v->lib.retire == NULL;
+}
+
+
+/* libffi_init() on a thread of its own (see hotffi_version_init()) */
+typedef struct {
+    hotffi_version_t  *v;
+    char              *cfg;
+    int                rc;
+} hotffi_version_init_t;
+
+
+/* thread: init, joined by the event loop */
+static void *
+hotffi_version_init_thread(void *data)
+{
+    hotffi_version_init_t  *in = data;
+
+    in->rc = in->v->lib.init(in->cfg, &in->v->port);
+
+    return NULL;
+}
+
+
+/*
+ * thread: event loop.  Calls libffi_init().  A version whose threads the
+ * kernel must prove gone runs it on a thread of its own, joined at once:
+ * thread-local destructors its code registers there (Rust's std does, in
+ * thread::spawn) then run as that thread ends, and do not keep the library
+ * mapped for ever as they would on the event loop's thread, which never
+ * ends.
+ */
+static int
+hotffi_version_init(hotffi_version_t *v, char *cfg, int own_thread)
+{
+    pthread_t               tid;
+    hotffi_version_init_t   in;
+
+    if (own_thread) {
+        in.v = v;
+        in.cfg = cfg;
+        in.rc = 0;
+
+        if (pthread_create(&tid, NULL, hotffi_version_init_thread, &in)
+            == 0)
+        {
+            (void) pthread_join(tid, NULL);
+            return in.rc;
+        }
+
+        /* no thread to be had: the library may stay mapped, no worse */
+    }
+
+    return v->lib.init(cfg, &v->port);
+}
+
+
 int
 hotffi_version_start(hotffi_version_t *v, const char *state,
     size_t state_len, char *err, size_t errlen)
 {
-    int       rc;
-    char     *copy;
-    sigset_t  saved;
+    int               rc, noting;
+    char             *copy;
+    sigset_t          saved;
+    hotffi_threads_t  before;
 
     /* the runtime may keep or change its cfg only until init returns */
     copy = NULL;
@@ -144,14 +214,27 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
     v->port.state = state;
     v->port.state_len = state ? state_len : 0;
 
+    noting = hotffi_version_by_threads(v);
+    hotffi_pollers_init(&v->port.pollers, noting);
+
+    if (noting) {
+        hotffi_pollers_list(&before);
+    }
+
     /*
      * Threads inherit their creator's signal mask: with every signal blocked
      * here, the threads libffi_init() starts never take the host's signals
      * (a SIGQUIT taken by a runtime thread would not wake nginx's loop).
      */
     hotffi_signals_block(&saved);
-    rc = v->lib.init(copy, &v->port);
+    rc = hotffi_version_init(v, copy, noting);
     (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+
+    if (noting) {
+        /* the threads it started, polling yet or not */
+        hotffi_pollers_note_new(&v->port.pollers, &before);
+        free(before.tids);
+    }
 
     free(copy);
     v->port.state = NULL;
@@ -164,6 +247,7 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
 
     /* threads libffi_init() may have started see the stop */
     hotffi_queue_stop_port(v->port.queue, &v->port);
+    v->init_rc = rc;
 
     (void) snprintf(err, errlen, "libffi_init() of runtime \"%s\" failed: "
                     "%d%s%s", v->rt->name, rc,
@@ -176,7 +260,27 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
 int
 hotffi_version_reapable(hotffi_version_t *v)
 {
-    return v->lib.fini != NULL || v->lib.retire != NULL;
+    /* the kernel's proof needs every poll to return NULL: an unload's */
+    return v->lib.fini != NULL || v->lib.retire != NULL
+           || (v->final && hotffi_version_by_threads(v));
+}
+
+
+/* thread: reaper.  HOTFFI_UNPIN_GRACE_MS, or the default, in ns. */
+static uint64_t
+hotffi_version_grace(void)
+{
+    char           *s, *end;
+    unsigned long   ms;
+
+    s = getenv("HOTFFI_UNPIN_GRACE_MS");
+    ms = s ? strtoul(s, &end, 10) : 0;
+
+    if (s == NULL || *s == '\0' || *end != '\0' || ms > 3600000) {
+        ms = HOTFFI_VERSION_GRACE_MS;
+    }
+
+    return (uint64_t) ms * 1000000;
 }
 
 
@@ -210,8 +314,12 @@ hotffi_version_reap_thread(void *data)
             free(state);
         }
 
-    } else {
+    } else if (v->lib.fini) {
         (void) v->lib.fini(&v->port);
+
+    } else {
+        v->retire_rc = hotffi_pollers_wait_gone(&v->port.pollers,
+                                                hotffi_version_grace());
     }
 
     hotffi_hub_complete(v->retire->hub, v->retire);
@@ -253,7 +361,9 @@ hotffi_version_reaped(hotffi_version_t *v)
 {
     /* it only has to return from hotffi_hub_complete(): a short wait */
     (void) pthread_join(v->reaper, NULL);
-    v->proved = 1;
+
+    /* a thread of its library may still run: it stays kept, and mapped */
+    v->proved = !hotffi_version_by_threads(v) || v->retire_rc == HOTFFI_OK;
 }
 
 

@@ -12,7 +12,10 @@
  * RETIRE task through the hub, so that the runtime goes on from the event
  * loop.  A library that exports neither cannot prove its threads gone: its
  * version is never reaped, its port stays allocated for threads that may
- * still poll it, and its library stays open.
+ * still poll it, and its library stays open -- unless the runtime was
+ * loaded with unpin and is unloaded: then the reaper waits for the kernel
+ * to show the threads that served the version gone (hotffi_poller.h), for
+ * HOTFFI_UNPIN_GRACE_MS at most, and the version is proved, or kept.
  */
 
 #ifndef HOTFFI_VERSION_H
@@ -43,13 +46,15 @@ struct hotffi_version_s {
      * reaper starts (final, handover) or after it was joined (proved), or
      * for a version never reaped (kept); the reaper only reads.
      */
-    unsigned            proved:1;    /* it returned: no thread of v runs */
+    unsigned            proved:1;    /* reaped, and no thread of v runs */
     unsigned            kept:1;      /* never reapable: on rt->kept */
     unsigned            final:1;     /* unload: wait for the queue to drain */
     unsigned            handover:1;  /* ask libffi_retire() for state */
 
+    int                 init_rc;     /* libffi_init()'s, when it failed */
+
     /* written by the reaper, read once RETIRE has arrived */
-    int                 retire_rc;
+    int                 retire_rc;   /* libffi_retire()'s, or the proof's */
     char               *state;       /* malloc()'ed by the runtime, ours */
     size_t              state_len;
 };

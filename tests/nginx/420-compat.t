@@ -5,6 +5,8 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/../lib";
+use File::Copy ();
+use File::Temp ();
 use HotffiTest;
 
 plan(skip_all => 'the Go and Rust runtimes are not run under valgrind')
@@ -31,10 +33,11 @@ for my $name (@libs) {
     unlike($syms, qr/libffi_fini/, "$name has no libffi_fini");
 }
 
-# Without libffi_fini hotffi cannot know when the library's threads are
-# gone, so even unpin = true must not dlclose() it.  The Rust one is the
-# telling case: it has no NODELETE flag, and its threads leave when
-# unloaded, so the thread count shows the unload was seen.
+# Without libffi_fini a library cannot say when its threads are gone, but
+# the kernel can: with unpin = true, once every thread that served the
+# runtime has ended, the library is closed and the next load reads the
+# file again (lua-resty-ffi's hot-reload note).  The Rust one, by its
+# short name: its 4 polling threads end, then it leaves the worker.
 {
     my $nginx = HotffiTest::Nginx->new(name => 'compat unpin', config => <<'CONF');
 location = /load {
@@ -48,7 +51,7 @@ location = /unload {
     content_by_lua_block {
         require "resty_ffi"
         local demo = ngx.load_ffi("ffi_rust_echo", "threads=4", { unpin = true })
-        ngx.say(demo:__unload())
+        ngx.say(demo:__unload(), " ", demo.finished)
     }
 }
 CONF
@@ -56,13 +59,100 @@ CONF
     is($nginx->get('/load')->{content}, "truehello\n", 'loaded with unpin');
     my ($worker) = $nginx->worker_pids;
     my $threads = sub { scalar(() = glob "/proc/$worker/task/*") };
+    my $mapped = sub {
+        HotffiTest::_slurp("/proc/$worker/maps") =~ /libffi_rust_echo\.so/
+    };
     my $before = $threads->();
-    is($nginx->get('/unload')->{content}, "true\n", 'unloaded');
-    wait_until(sub { $threads->() == $before - 4 }, 5,
+    ok($mapped->(), 'mapped while loaded');
+    is($nginx->get('/unload')->{content}, "true true\n", 'unloaded');
+    wait_until(sub { $threads->() == $before - 4 }, 10,
                'the 4 polling threads to see the stop and end');
-    like(HotffiTest::_slurp("/proc/$worker/maps"), qr/libffi_rust_echo\.so/,
-         'a library without libffi_fini stays mapped');
+    wait_until(sub { !$mapped->() }, 15,
+               'the library without libffi_fini to be closed');
     is($nginx->get('/load')->{content}, "truehello\n", 'and loads again');
+    unlike($nginx->error_log_text, qr/\[(warn|error|alert|crit)\]/,
+           'nothing to warn about');
+    $nginx->stop;
+}
+
+# New code from disk: a C and a Rust library, each loaded by a path whose
+# file is then overwritten in place (same inode: were the old mapping still
+# there, loading the path again would reuse it) with another build.
+{
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    chmod 0755, $dir;
+    my %first = (c => 'ffi_c_echo', rust => 'ffi_rust_echo');
+    for my $lang (sort keys %first) {
+        File::Copy::copy("$lib/lib$first{$lang}.so", "$dir/libswap_$lang.so")
+            or die "copy: $!";
+    }
+    my $nginx = HotffiTest::Nginx->new(name => 'compat new code',
+                                       config => <<"CONF");
+location = /call {
+    content_by_lua_block {
+        require "resty_ffi"
+        local path = "$dir/libswap_" .. ngx.var.arg_lang .. ".so"
+        local demo = ngx.load_ffi(path, nil, { unpin = true })
+        ngx.say(demo:call("build"))
+    }
+}
+location = /unload {
+    content_by_lua_block {
+        require "resty_ffi"
+        local path = "$dir/libswap_" .. ngx.var.arg_lang .. ".so"
+        ngx.say(ngx.load_ffi(path, nil, { unpin = true }):__unload())
+    }
+}
+CONF
+    $nginx->start;
+    my %said = (c => "truea\n", rust => "truebuild\n");
+    for my $lang (sort keys %first) {
+        is($nginx->get("/call?lang=$lang")->{content}, $said{$lang},
+           "$lang: the first build answers");
+        my ($worker) = $nginx->worker_pids;
+        my $mapped = sub {
+            HotffiTest::_slurp("/proc/$worker/maps") =~ /libswap_$lang\.so/
+        };
+        ok($mapped->(), "$lang: mapped while loaded");
+        is($nginx->get("/unload?lang=$lang")->{content}, "true\n",
+           "$lang: unloaded");
+        wait_until(sub { !$mapped->() }, 15, "$lang: the library closed");
+        File::Copy::copy("$lib/libffi_c_echo_b.so", "$dir/libswap_$lang.so")
+            or die "copy: $!";
+        is($nginx->get("/call?lang=$lang")->{content}, "trueb\n",
+           "$lang: the new file's code answers");
+    }
+    $nginx->stop;
+}
+
+# A thread that outlives the grace period: the library stays mapped, one
+# warning says why, and nothing breaks.
+{
+    my $nginx = HotffiTest::Nginx->new(
+        name => 'compat lingering thread',
+        env => { HOTFFI_UNPIN_GRACE_MS => 300 },
+        config => <<'CONF');
+location = /t {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_c_echo", "linger=3000", { unpin = true })
+        ngx.say(demo:call("build"))
+        ngx.say(demo:__unload())
+        ngx.say(ngx.load_ffi("ffi_c_echo", "other"):call("still"))
+    }
+}
+CONF
+    $nginx->start;
+    is($nginx->get('/t')->{content}, "truea\ntrue\ntruestill\n",
+       'served, unloaded, and the library serves again');
+    my ($worker) = $nginx->worker_pids;
+    wait_until(sub { $nginx->error_log_text =~ /stays mapped/ }, 15,
+               'the warning that the library stays');
+    my @warnings = $nginx->error_log_text
+        =~ /\[warn\][^\n]*"ffi_c_echo&linger=3000" unloaded, but a thread/g;
+    is(scalar @warnings, 1, 'one warning, naming the runtime');
+    like(HotffiTest::_slurp("/proc/$worker/maps"), qr/libffi_c_echo\.so/,
+         'still mapped');
     $nginx->stop;
 }
 
@@ -143,7 +233,7 @@ GET /t
 --- response_body
 100
 true
-falsenilruntime "ffi_go_echo&c" is unloaded
+falsetask queue is finished
 
 
 
@@ -172,4 +262,4 @@ truethreads=4
 true<nil>
 100
 true
-falsenilruntime "ffi_rust_echo&threads=4" is unloaded
+falsetask queue is finished

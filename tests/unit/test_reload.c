@@ -242,7 +242,7 @@ load(fixture_t *f, const char *lib, const char *cfg, int unpin)
     opts.unpin = unpin;
 
     rt = hotffi_runtime_load(f->hub, lib, cfg, cfg ? strlen(cfg) : 0, &opts,
-                             f->err, sizeof(f->err));
+                             NULL, f->err, sizeof(f->err));
     if (rt == NULL) {
         fail_msg("load %s: %s", lib, f->err);
     }
@@ -269,7 +269,7 @@ post(fixture_t *f, hotffi_runtime_t *rt, const char *req, unit_waiter_t *w)
 {
     hotffi_task_t  *t;
 
-    t = hotffi_call_post(rt, NULL, req, strlen(req), w, f->err,
+    t = hotffi_call_post(rt, NULL, req, strlen(req), w, NULL, f->err,
                          sizeof(f->err));
     if (t == NULL) {
         fail_msg("post: %s", f->err);
@@ -894,7 +894,8 @@ test_no_fini_reload(void **state)
     hotffi_version_t  *v1;
     hotffi_runtime_t  *rt;
 
-    rt = load(f, unit_lib(path, sizeof(path), "rt_nofini"), NULL, 1);
+    /* pinned: an unpinned one's last version would be proved at unload */
+    rt = load(f, unit_lib(path, sizeof(path), "rt_nofini"), NULL, 0);
     call(f, rt, "hello", "hello");
     assert_null(rt->kept);
     v1 = rt->current;
@@ -1039,7 +1040,7 @@ test_unload_during_reload(void **state)
     hotffi_runtime_unload(rt);
     assert_non_null(rt->old);
 
-    assert_null(hotffi_call_post(rt, NULL, "late", 4, &late, err,
+    assert_null(hotffi_call_post(rt, NULL, "late", 4, &late, NULL, err,
                                  sizeof(err)));
     assert_non_null(strstr(err, "unloaded"));
     assert_int_equal(late.woken + late.released, 0);

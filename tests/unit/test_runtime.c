@@ -139,7 +139,7 @@ load(fixture_t *f, const char *lib, const char *cfg, size_t cfg_len,
 
     f->err[0] = '\0';
 
-    return hotffi_runtime_load(f->hub, lib, cfg, cfg_len, &opts, f->err,
+    return hotffi_runtime_load(f->hub, lib, cfg, cfg_len, &opts, NULL, f->err,
                                sizeof(f->err));
 }
 
@@ -162,6 +162,13 @@ mapped(const char *path)
 
 
 static int
+unit_has_kept(void *data)
+{
+    return ((hotffi_runtime_t *) data)->kept != NULL;
+}
+
+
+static int
 woken(void *data)
 {
     return ((unit_waiter_t *) data)->woken != 0;
@@ -178,7 +185,7 @@ echo_call(fixture_t *f, hotffi_runtime_t *rt, const char *req, size_t len)
     unit_waiter_t   w = { 0, 0 };
     hotffi_task_t  *t;
 
-    t = hotffi_call_post(rt, NULL, req, len, &w, err, sizeof(err));
+    t = hotffi_call_post(rt, NULL, req, len, &w, NULL, err, sizeof(err));
     if (t == NULL) {
         fail_msg("post: %s", err);
     }
@@ -401,12 +408,16 @@ test_missing_library(void **state)
     assert_null(load(f, path, NULL, 0, 1));
     assert_non_null(strstr(f->err, "cannot open shared object file"));
     assert_non_null(strstr(f->err, path));
+    assert_null(strstr(f->err, "searched"));
     assert_null(f->hub->runtimes);
 
-    /* a short name is looked for as lib<name>.so */
+    /* a short name is looked for as lib<name>.so, and the error says where */
     assert_null(load(f, "rt_missing", NULL, 0, 1));
     assert_non_null(strstr(f->err, "\"librt_missing.so\""));
     assert_non_null(strstr(f->err, "cannot open shared object file"));
+    assert_non_null(strstr(f->err, "(searched: /"));
+    assert_non_null(strstr(f->err, "the ldconfig cache)"));
+    assert_non_null(strstr(f->err, "\"/path/to/librt_missing.so\""));
 
     /* a file name (it has ".so") is taken as it is */
     assert_null(load(f, "rt_missing.so", NULL, 0, 1));
@@ -540,7 +551,7 @@ short_name_child(void)
             return 1;
         }
 
-        rt = hotffi_runtime_load(hub, names[i], NULL, 0, &opts, err,
+        rt = hotffi_runtime_load(hub, names[i], NULL, 0, &opts, NULL, err,
                                  sizeof(err));
         if (rt == NULL) {
             fprintf(stderr, "child: %s: %s\n", names[i], err);
@@ -661,7 +672,7 @@ test_retired_then_released(void **state)
     rt = load(f, unit_lib(path, sizeof(path), "rt_echo"), NULL, 0, 1);
     assert_non_null(rt);
 
-    t = hotffi_call_post(rt, NULL, "x", 1, &w, err, sizeof(err));
+    t = hotffi_call_post(rt, NULL, "x", 1, &w, NULL, err, sizeof(err));
     assert_non_null(t);
     assert_int_equal(rt->refs, 3);
 
@@ -695,7 +706,7 @@ test_released_then_retired(void **state)
     rt = load(f, unit_lib(path, sizeof(path), "rt_echo"), NULL, 0, 1);
     assert_non_null(rt);
 
-    t = hotffi_call_post(rt, NULL, "x", 1, &w, err, sizeof(err));
+    t = hotffi_call_post(rt, NULL, "x", 1, &w, NULL, err, sizeof(err));
     assert_non_null(t);
 
     hotffi_runtime_unload(rt);
@@ -732,7 +743,7 @@ test_unload_with_queued_tasks(void **state)
     for (i = 0; i < 32; i++) {
         /* one buffer each: a request is read in place, not copied */
         (void) snprintf(reqs[i], sizeof(reqs[i]), "req %d", i);
-        t[i] = hotffi_call_post(rt, NULL, reqs[i], strlen(reqs[i]), &w[i],
+        t[i] = hotffi_call_post(rt, NULL, reqs[i], strlen(reqs[i]), &w[i], NULL,
                                 err, sizeof(err));
         assert_non_null(t[i]);
     }
@@ -758,9 +769,9 @@ test_unload_with_queued_tasks(void **state)
 
 
 /*
- * Without libffi_fini() nothing proves the runtime's threads are gone: it
- * never retires, its library stays mapped even with unpin, and only tearing
- * the hub down frees it (the leak checker sees to that).
+ * Without libffi_fini() and without unpin nothing asks for the runtime's
+ * threads to be proved gone: it never retires, its library stays mapped,
+ * and only tearing the hub down frees it (the leak checker sees to that).
  */
 static void
 test_no_fini_never_retires(void **state)
@@ -772,7 +783,7 @@ test_no_fini_never_retires(void **state)
 
     unit_lib(path, sizeof(path), "rt_nofini");
 
-    rt = load(f, path, NULL, 0, 1);
+    rt = load(f, path, NULL, 0, 0);
     if (rt == NULL) {
         fail_msg("load: %s", f->err);
     }
@@ -805,6 +816,86 @@ test_no_fini_never_retires(void **state)
 }
 
 
+/*
+ * With unpin, a runtime without libffi_fini() retires once the kernel shows
+ * the thread its init started gone, and its library is closed.
+ */
+static void
+test_no_fini_unpin_proved_gone(void **state)
+{
+    fixture_t         *f = *state;
+    char               path[PATH_MAX];
+    hotffi_runtime_t  *rt;
+
+    unit_lib(path, sizeof(path), "rt_nofini");
+    assert_false(mapped(path));
+
+    rt = load(f, path, NULL, 0, 1);
+    if (rt == NULL) {
+        fail_msg("load: %s", f->err);
+    }
+
+    echo_call(f, rt, "hello", 5);
+
+    hotffi_runtime_unload(rt);
+    unit_drain_until(f->hub, unit_is_retired, rt);
+
+    assert_null(rt->current);
+    assert_null(rt->kept);
+    assert_false(mapped(path));
+    assert_int_equal(unit_host_state.logs, 0);
+
+    hotffi_runtime_unref(rt);
+    assert_null(f->hub->runtimes);
+}
+
+
+/*
+ * A thread that outlives the grace period keeps the library mapped, and
+ * says so once; nothing is freed under it.
+ */
+static void
+test_no_fini_unpin_thread_lingers(void **state)
+{
+    fixture_t         *f = *state;
+    char               path[PATH_MAX];
+    const char        *cfg = "linger=1500";
+    hotffi_runtime_t  *rt;
+
+    assert_int_equal(setenv("HOTFFI_UNPIN_GRACE_MS", "200", 1), 0);
+
+    unit_lib(path, sizeof(path), "rt_nofini");
+
+    rt = load(f, path, cfg, strlen(cfg), 1);
+    if (rt == NULL) {
+        fail_msg("load: %s", f->err);
+    }
+
+    echo_call(f, rt, "hello", 5);
+
+    hotffi_runtime_unload(rt);
+    unit_drain_until(f->hub, unit_has_kept, rt);
+
+    assert_false(rt->retired);
+    assert_true(mapped(path));
+    assert_int_equal(unit_host_state.logs, 1);
+    assert_int_equal(unit_host_state.log_level, HOTFFI_LOG_WARN);
+    assert_non_null(strstr(unit_host_state.log, "stays mapped"));
+
+    assert_int_equal(unsetenv("HOTFFI_UNPIN_GRACE_MS"), 0);
+
+    /*
+     * The thread ends on its own; the teardown frees what was kept.  Its
+     * last touch of the port was counting its stop (release): the acquire
+     * here orders that before the free, as the reaper's proof does.
+     */
+    unit_wait_threads(f->threads);
+    (void) atomic_load_explicit(&rt->kept->port.pollers.stops,
+                                memory_order_acquire);
+    hotffi_runtime_unref(rt);
+}
+
+
 #define RT_TEST(name)                                                         \
     cmocka_unit_test_setup_teardown(name, setup, teardown)
 
@@ -814,6 +905,8 @@ main(int argc, char **argv)
     const struct CMUnitTest  tests[] = {
         RT_TEST(test_echo_lifecycle),
         RT_TEST(test_unpin_closes_library),
+        RT_TEST(test_no_fini_unpin_proved_gone),
+        RT_TEST(test_no_fini_unpin_thread_lingers),
         RT_TEST(test_pinned_library_stays),
         RT_TEST(test_init_fails),
         RT_TEST(test_init_fails_rc_from_idle),
