@@ -54,13 +54,25 @@ extern "C" {
  * discarded (its queue is stopped, so threads it already started get NULL
  * from poll).
  *
- * thread: the nginx worker's event loop -- do not block here.
+ * thread: the nginx worker's event loop -- do not block here.  For a
+ *         library loaded with unpin = true that exports neither
+ *         libffi_fini() nor libffi_retire(), a short-lived thread of
+ *         hotffi's instead, joined before the load goes on: its
+ *         thread-locals end with it rather than keep the library mapped.
  * cfg:    borrowed NUL-terminated string, or NULL when Lua passed nil;
  *         hotffi frees it after libffi_init() returns, so copy what you keep.
  * tq:     borrowed; this version's handle on the runtime's queue, valid
- *         until libffi_fini() or libffi_retire() returns (for ever in a
- *         library that exports neither).  A reload gives the next version
- *         another tq over the same queue.
+ *         until libffi_fini() or libffi_retire() returns, or, in a library
+ *         that exports neither, until the runtime is unloaded and every
+ *         poll returned NULL (for ever while a thread could still poll it).
+ *         A reload gives the next version another tq over the same queue.
+ *
+ * Without libffi_fini(), a library loaded with unpin = true is closed once
+ * it is unloaded and the kernel shows gone every thread its libffi_init()
+ * started and every thread that polled tq (HOTFFI_UNPIN_GRACE_MS, 10 s by
+ * default, at most; else it stays mapped, with one warning).  Threads that
+ * never poll and were started later are not seen: such a library must
+ * export libffi_fini().
  */
 int libffi_init(char *cfg, void *tq);
 
@@ -123,10 +135,12 @@ void *ngx_http_lua_ffi_task_poll(void *tq);
 
 /*
  * The request bytes of a task and, in *len, their number (the request may
- * contain NUL bytes; it is never NULL, an empty request gives a valid
- * pointer and 0).  hotffi hands over the caller's own bytes (a Lua string's
- * memory), not a copy: they are read-only, and there is a NUL after them,
- * but a runtime for lua-resty-ffi too should rely on len alone.
+ * contain NUL bytes).  A call made without a request (rt:method() or
+ * rt:method(nil) in Lua) gives NULL and 0, as on lua-resty-ffi; an empty
+ * string gives a valid pointer and 0.  hotffi hands over the caller's own
+ * bytes (a Lua string's memory), not a copy: they are read-only, and there
+ * is a NUL after them, but a runtime for lua-resty-ffi too should rely on
+ * len alone.
  *
  * thread: the thread that owns the task.
  * returns memory borrowed from the task: valid until respond().

@@ -29,7 +29,11 @@ echo_loop(void *tq)
             continue;
         }
 
-        memcpy(rsp, req, len);
+        if (len) {
+            /* req is NULL for a call without a request */
+            memcpy(rsp, req, len);
+        }
+
         rsp[len] = '\0';
 
         /* rsp: ownership passes to hotffi */

@@ -14,7 +14,6 @@ local get_request = base.get_request
 local get_string_buf = base.get_string_buf
 local get_size_ptr = base.get_size_ptr
 local sema_wait = semaphore.wait
-local ngx_sleep = ngx.sleep
 local error = error
 local floor = math.floor
 local pairs = pairs
@@ -62,7 +61,7 @@ typedef struct {
 
 int ngx_http_hotffi_ffi_version(void);
 void *ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, int global, int unpin,
+    size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
     unsigned char *err, size_t *errlen);
 void ngx_http_hotffi_ffi_runtime_unload(void *rt);
 void ngx_http_hotffi_ffi_runtime_release(void *rt);
@@ -84,14 +83,18 @@ int ngx_http_hotffi_ffi_call_result(void *task, const char **rsp,
     size_t *len);
 void ngx_http_hotffi_ffi_call_finish(void *task);
 void ngx_http_hotffi_ffi_call_abandon(void *task);
+ngx_http_lua_sema_t *ngx_http_hotffi_ffi_yield(void);
 ]]
 
 
-local FFI_VERSION = 5
+local FFI_VERSION = 6
 local ERR_BUF_SIZE = 1024
 local LOAD_ERR_BUF_SIZE = 4608   -- a runtime's init error may be a traceback
 local DEFAULT_MAX_QUEUE = 65536
 local DEFAULT_TIMEOUT = 60
+-- ngx.semaphore waits in whole milliseconds held in a C int: a longer
+-- timeout would wrap around and fail at once, so it waits this long
+local MAX_TIMEOUT = (2 ^ 31 - 1) / 1000
 local MAX_QUEUE_LIMIT = 2 ^ 31 - 1
 
 
@@ -126,6 +129,7 @@ local NGX_OK, NGX_ERROR, NGX_AGAIN = 0, -1, -2
 local psema = ffi_new("ngx_http_lua_sema_t *[1]")
 local pstate = ffi_new("int[1]")
 local pslot = ffi_new("uint32_t[1]")
+local pinit_rc = ffi_new("int[1]")
 local prsp = ffi_new("const char *[1]")
 local plen = ffi_new("size_t[1]")
 local stats_buf = ffi_new("hotffi_ffi_stats_t")
@@ -139,8 +143,11 @@ local waiter = {}
 -- call_post() states (HOTFFI_* in src/core/hotffi_core.h and _call.h):
 -- answered while spinning (and, for the second, 64 such calls in a row
 -- kept the event loop from everything else: let it run once), wait on the
--- semaphore, the timeout passed while spinning; other negative: an error
+-- semaphore, the timeout passed while spinning; other negative: an error.
+-- When no task was made, the state says why: the runtime is unloaded, its
+-- queue is full, or something else (the message says what).
 local WAIT, SPUN_OUT, ANSWERED_YIELD = -2, -4, 1
+local REFUSED_UNLOADED, REFUSED_FULL = -5, -3
 
 -- The runtime reads a request in place, from the Lua string's own bytes,
 -- for as long as the C task lives, which may be longer than the call (an
@@ -151,16 +158,19 @@ local WAIT, SPUN_OUT, ANSWERED_YIELD = -2, -4, 1
 -- normally clear their entry at once, so only abandoned calls leave one.
 local pins = {}
 
--- Phases where a coroutine cannot wait: a call there must fail the way it
--- always did (lua-nginx-module's "API disabled ..."), not succeed when the
--- answer happens to come within the spin, so it does not spin.
-local no_wait_phases = {
-    set = true,
-    header_filter = true,
-    body_filter = true,
-    log = true,
-    balancer = true,
-    ssl_session_store = true,
+-- The phases where a coroutine can wait (ngx.semaphore's contexts).  A
+-- call anywhere else fails before it is posted, whatever the timing: were
+-- it posted, it would succeed when the answer came within the spin and
+-- fail otherwise.
+local wait_phases = {
+    rewrite = true,
+    server_rewrite = true,
+    access = true,
+    content = true,
+    timer = true,
+    ssl_cert = true,
+    ssl_session_fetch = true,
+    ssl_client_hello = true,
 }
 
 
@@ -173,94 +183,131 @@ local function err_buf(size)
 end
 
 
+-- Seconds, positive; longer than MAX_TIMEOUT (infinity included) waits
+-- MAX_TIMEOUT.
 local function check_timeout(t, what, level)
     if type(t) ~= "number" or t ~= t or t <= 0 then
         error("bad " .. what .. ": positive number of seconds expected, got "
               .. tostring(t), level + 1)
     end
-    return t
+    return t < MAX_TIMEOUT and t or MAX_TIMEOUT
 end
 
 
-local function call(self, req, timeout)
-    local tr = type(req)
-    if tr == "number" then
-        req = tostring(req)
-    elseif tr ~= "string" then
-        error("bad request: string expected, got " .. tr, 2)
+-- Lets the event loop run once (see src/nginx/ngx_http_hotffi_yield.c).
+local function yield_once()
+    local sem = C.ngx_http_hotffi_ffi_yield()
+    if sem ~= nil then
+        waiter.sem = sem
+        sema_wait(waiter, DEFAULT_TIMEOUT)
     end
+end
 
-    if timeout == nil then
-        timeout = self[TIMEOUT]
-    else
-        check_timeout(timeout, "timeout", 2)
-    end
 
-    local r = get_request()
-    if not r then
-        error("no request found", 2)
-    end
+-- The calls of both APIs: fail(message, why) shapes the failures of the
+-- bridge itself (not the runtime's, which are always false, rc, payload);
+-- why is "unloaded", "full" or nil.
+local function caller(fail)
+    return function(self, req, timeout)
+        local tr = type(req)
+        if tr == "number" then
+            req = tostring(req)
+        elseif tr ~= "string" and tr ~= "nil" then
+            error("bad request: string or nil expected, got " .. tr, 2)
+        end
 
-    local err, errlen = err_buf(ERR_BUF_SIZE)
+        if timeout == nil then
+            timeout = self[TIMEOUT]
+        else
+            timeout = check_timeout(timeout, "timeout", 2)
+        end
 
-    local spin = no_wait_phases[get_phase()] and 0 or 1
-    local task = C.ngx_http_hotffi_ffi_call_post(r, self[PTR], req, #req,
-                                                 timeout, spin, pstate, pslot,
-                                                 psema, err, errlen)
-    if task == nil then
-        return false, nil, ffi_str(err, errlen[0])
-    end
+        local r = get_request()
+        if not r then
+            error("no request found", 2)
+        end
 
-    local state = pstate[0]
-    local slot
-    if state < 0 then
-        -- the runtime may still read req: pinned, see `pins`
-        slot = pslot[0]
-        pins[slot] = req
+        local phase = get_phase()
+        if not wait_phases[phase] then
+            -- lua-nginx-module's own words for an API it disables there
+            return fail("API disabled in the context of " .. phase
+                        .. "_by_lua* (a call waits for its answer: make it "
+                        .. "from a timer, ngx.timer.at(0, ...))")
+        end
 
-        if state ~= WAIT then
-            if state == SPUN_OUT then
-                C.ngx_http_hotffi_ffi_call_abandon(task)
-                return false, nil, "timeout"
+        local err, errlen = err_buf(ERR_BUF_SIZE)
+
+        -- nil: a call without a request, NULL for the runtime
+        local task = C.ngx_http_hotffi_ffi_call_post(r, self[PTR], req,
+                                                     req and #req or 0,
+                                                     timeout, 1, pstate,
+                                                     pslot, psema, err,
+                                                     errlen)
+        local state = pstate[0]
+        if task == nil then
+            return fail(ffi_str(err, errlen[0]),
+                        state == REFUSED_UNLOADED and "unloaded"
+                        or state == REFUSED_FULL and "full" or nil)
+        end
+
+        local slot
+        if state < 0 then
+            -- the runtime may still read req: pinned, see `pins`
+            slot = pslot[0]
+            pins[slot] = req
+
+            if state ~= WAIT then
+                if state == SPUN_OUT then
+                    C.ngx_http_hotffi_ffi_call_abandon(task)
+                    return fail("timeout")
+                end
+                -- no semaphore: the C side gave the call up already
+                return fail(ffi_str(err, errlen[0]))
             end
-            -- no semaphore: the C side gave the call up already
-            return false, nil, ffi_str(err, errlen[0])
+
+            -- self stays referenced by this frame across the yield, and the
+            -- task holds its own reference on the C runtime
+            waiter.sem = psema[0]
+            local ok, werr = sema_wait(waiter, timeout)
+            if not ok then
+                C.ngx_http_hotffi_ffi_call_abandon(task)
+                return fail(werr)
+            end
         end
 
-        -- self stays referenced by this frame across the yield, and the
-        -- task holds its own reference on the C runtime
-        waiter.sem = psema[0]
-        local ok, werr = sema_wait(waiter, timeout)
-        if not ok then
-            C.ngx_http_hotffi_ffi_call_abandon(task)
-            return false, nil, werr
+        local rc = C.ngx_http_hotffi_ffi_call_result(task, prsp, plen)
+        local rsp
+        if prsp[0] ~= nil then
+            rsp = ffi_str(prsp[0], plen[0])
         end
-    end
+        C.ngx_http_hotffi_ffi_call_finish(task)
+        if slot then
+            pins[slot] = nil
+        elseif state == ANSWERED_YIELD then
+            yield_once()
+        end
 
-    local rc = C.ngx_http_hotffi_ffi_call_result(task, prsp, plen)
-    local rsp
-    if prsp[0] ~= nil then
-        rsp = ffi_str(prsp[0], plen[0])
+        if rc == 0 then
+            return true, rsp
+        end
+        return false, rc, rsp
     end
-    C.ngx_http_hotffi_ffi_call_finish(task)
-    if slot then
-        pins[slot] = nil
-    elseif state == ANSWERED_YIELD then
-        ngx_sleep(0)
-    end
-
-    if rc == 0 then
-        return true, rsp
-    end
-    return false, rc, rsp
 end
 
 
+local call = caller(function(msg)
+    return false, nil, msg
+end)
+
+
+-- Drops rt from this worker's tables; self may be rt or a face on it.
 local function forget(self)
-    if runtimes[self[KEY]] == self then
+    local rt = runtimes[self[KEY]]
+    if rt and rt[PTR] == self[PTR] then
         runtimes[self[KEY]] = nil
     end
-    if named[self[NAME]] == self then
+    rt = named[self[NAME]]
+    if rt and rt[PTR] == self[PTR] then
         named[self[NAME]] = nil
     end
 end
@@ -410,17 +457,17 @@ local mt = {
 }
 
 
-local function opt_flag(opts, name)
+local function opt_flag(opts, name, level)
     local v = opts[name]
     if v ~= nil and type(v) ~= "boolean" then
         error("bad option " .. name .. ": boolean expected, got " .. type(v),
-              3)
+              level + 1)
     end
     return v and 1 or 0
 end
 
 
-local function opt_max_queue(opts)
+local function opt_max_queue(opts, level)
     local n = opts.max_queue
     if n == nil then
         return DEFAULT_MAX_QUEUE
@@ -429,30 +476,32 @@ local function opt_max_queue(opts)
        or floor(n) ~= n
     then
         error("bad option max_queue: integer from 1 to " .. MAX_QUEUE_LIMIT
-              .. " expected, got " .. tostring(n), 3)
+              .. " expected, got " .. tostring(n), level + 1)
     end
     return n
 end
 
 
--- lua-resty-ffi's ngx.load_ffi(), with a default timeout for every call.
-function _M.load(lib, cfg, opts)
+-- _M.load() below, misuse raised at the given level; on failure nil, the
+-- reason and what libffi_init() returned (0: it was not called, nil: the
+-- C module was not reached).
+local function load(level, lib, cfg, opts)
     if type(lib) ~= "string" or lib == "" then
         error("bad library: non-empty string expected, got "
-              .. (lib == "" and "an empty string" or type(lib)), 2)
+              .. (lib == "" and "an empty string" or type(lib)), level)
     end
 
     if type(cfg) == "number" then
         cfg = tostring(cfg)
     elseif cfg ~= nil and type(cfg) ~= "string" then
         error("bad configuration: string or nil expected, got " .. type(cfg),
-              2)
+              level)
     end
 
     if opts == nil then
         opts = {}
     elseif type(opts) ~= "table" then
-        error("bad options: table or nil expected, got " .. type(opts), 2)
+        error("bad options: table or nil expected, got " .. type(opts), level)
     end
 
     if get_phase() == "init" then
@@ -461,21 +510,24 @@ function _M.load(lib, cfg, opts)
                     .. "(init_worker_by_lua* or later), not in init_by_lua*"
     end
 
+    -- checked even when the runtime is cached: misuse fails every time
+    local timeout = DEFAULT_TIMEOUT
+    if opts.timeout ~= nil then
+        timeout = check_timeout(opts.timeout, "option timeout", level)
+    end
+
+    local max_queue = opt_max_queue(opts, level)
+    local global = opt_flag(opts, "is_global", level)
+    local unpin = opt_flag(opts, "unpin", level)
+    local name = opt_string(opts, "name", level)
+
     local key = cfg and lib .. "&" .. cfg or lib
     local rt = runtimes[key]
     if rt then
         return rt
     end
 
-    local timeout = DEFAULT_TIMEOUT
-    if opts.timeout ~= nil then
-        timeout = check_timeout(opts.timeout, "option timeout", 2)
-    end
-
-    local max_queue = opt_max_queue(opts)
-    local global = opt_flag(opts, "is_global")
-    local unpin = opt_flag(opts, "unpin")
-    local name = opt_string(opts, "name", 2) or key
+    name = name or key
 
     if named[name] then
         return nil, "runtime name \"" .. name .. "\" is taken by runtime \""
@@ -493,9 +545,9 @@ function _M.load(lib, cfg, opts)
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
                                                    max_queue, global, unpin,
-                                                   err, errlen)
+                                                   pinit_rc, err, errlen)
     if ptr == nil then
-        return nil, ffi_str(err, errlen[0])
+        return nil, ffi_str(err, errlen[0]), pinit_rc[0]
     end
 
     ffi_gc(ptr, C.ngx_http_hotffi_ffi_runtime_release)
@@ -505,6 +557,54 @@ function _M.load(lib, cfg, opts)
     runtimes[key] = rt
     named[name] = rt
     return rt
+end
+
+
+-- lua-resty-ffi's ngx.load_ffi(), with a default timeout for every call.
+function _M.load(lib, cfg, opts)
+    local rt, err = load(3, lib, cfg, opts)
+    return rt, err
+end
+
+
+-- Another API's objects on the runtimes this module loads (lua-resty-ffi's,
+-- in resty_ffi.lua).  fail(message, why) shapes the bridge's own failures
+-- of their calls, as caller() above; fields[name](face) gives the names
+-- that are plain fields there, not calls.  Returns:
+--   load(level, lib, cfg, opts) -> the face of the runtime, one per
+--       runtime, or nil, the reason, libffi_init()'s result (as the local
+--       load() above, level counted from the returned function).
+function _M.faces(fail, fields)
+    local face_call = caller(fail)
+    local face_mt = {
+        __index = function(face, name)
+            local field = fields[name]
+            if field then
+                return field(face)
+            end
+            return specials[name] or face_call
+        end,
+        __call = face_call,
+    }
+
+    -- weak: a face lives as long as its runtime object
+    local made = setmetatable({}, { __mode = "k" })
+
+    return function(level, lib, cfg, opts)
+        local rt, err, init_rc = load(level + 1, lib, cfg, opts)
+        if not rt then
+            return nil, err, init_rc
+        end
+
+        local face = made[rt]
+        if not face then
+            face = setmetatable({ [PTR] = rt[PTR], [KEY] = rt[KEY],
+                                  [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME] },
+                                face_mt)
+            made[rt] = face
+        end
+        return face
+    end
 end
 
 

@@ -3,6 +3,7 @@
  */
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "hotffi_call.h"
@@ -69,29 +70,49 @@ hotffi_group_abandon(hotffi_group_t *g)
 }
 
 
+/* why (may be NULL) and err say why a call was not queued */
+static hotffi_task_t *
+hotffi_call_refuse(int *why, int rc, char *err, size_t errlen,
+    const char *fmt, ...)
+{
+    va_list  args;
+
+    if (why) {
+        *why = rc;
+    }
+
+    va_start(args, fmt);
+    (void) vsnprintf(err, errlen, fmt, args);
+    va_end(args);
+
+    return NULL;
+}
+
+
 hotffi_task_t *
 hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
-    const char *req, size_t len, void *waiter, char *err, size_t errlen)
+    const char *req, size_t len, void *waiter, int *why, char *err,
+    size_t errlen)
 {
     int             rc;
     hotffi_task_t  *task;
 
     if (rt->unloaded) {
         rt->stats.rejected++;
-        (void) snprintf(err, errlen, "runtime \"%s\" is unloaded", rt->name);
-        return NULL;
+        return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
+                                  "runtime \"%s\" is unloaded", rt->name);
     }
 
     if (len > INT_MAX) {
         /* the ABI hands the length to the runtime as an int */
-        (void) snprintf(err, errlen, "request too large: %zu bytes", len);
-        return NULL;
+        return hotffi_call_refuse(why, HOTFFI_ERROR, err, errlen,
+                                  "request too large: %zu bytes", len);
     }
 
     task = hotffi_task_create(rt->hub, rt, req, len);
     if (task == NULL) {
-        (void) snprintf(err, errlen, "out of memory");
-        return NULL;
+        return hotffi_call_refuse(why, HOTFFI_ERROR, err, errlen,
+                                  "out of memory");
     }
 
     rc = hotffi_queue_push(rt->queue, task);
@@ -104,17 +125,17 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
             hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" queue "
                            "overflow: %u tasks waiting", rt->name,
                            rt->queue->max);
-            (void) snprintf(err, errlen, "queue full");
-
-        } else if (rc == HOTFFI_DECLINED) {
-            (void) snprintf(err, errlen, "runtime \"%s\" is unloaded",
-                            rt->name);
-
-        } else {
-            (void) snprintf(err, errlen, "out of memory");
+            return hotffi_call_refuse(why, HOTFFI_BUSY, err, errlen,
+                                      "queue full");
         }
 
-        return NULL;
+        if (rc == HOTFFI_DECLINED) {
+            return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
+                                      "runtime \"%s\" is unloaded", rt->name);
+        }
+
+        return hotffi_call_refuse(why, HOTFFI_ERROR, err, errlen,
+                                  "out of memory");
     }
 
     task->waiter = waiter;
@@ -232,7 +253,7 @@ hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
         hotffi_hub_spin_begin(hub);
     }
 
-    task = hotffi_call_post(rt, group, req, len, NULL, err, errlen);
+    task = hotffi_call_post(rt, group, req, len, NULL, state, err, errlen);
 
     if (task == NULL) {
         if (atomic_load_explicit(&hub->spinning, memory_order_relaxed)) {

@@ -45,11 +45,14 @@ void hotffi_group_abandon(hotffi_group_t *g);
  * freed (hotffi_call_finish(), or the drain of an abandoned task).  group
  * may be NULL.  waiter: may be NULL (see hotffi_call_wait()); the hub takes
  * ownership on success only, and hands it to the host's wake() and
- * release().  Returns NULL with the reason in err when the runtime is
- * unloaded, its queue is full or memory is short.
+ * release().  req may be NULL: a call without a request.  Returns NULL
+ * with the reason in err, and in *why (when not NULL) HOTFFI_DECLINED when
+ * the runtime is unloaded, HOTFFI_BUSY when its queue is full, HOTFFI_ERROR
+ * otherwise (memory is short, the request too large).
  */
 hotffi_task_t *hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
-    const char *req, size_t len, void *waiter, char *err, size_t errlen);
+    const char *req, size_t len, void *waiter, int *why, char *err,
+    size_t errlen);
 
 /* hotffi_call_spin(): done, and the caller should yield once */
 #define HOTFFI_OK_YIELD  1
@@ -69,7 +72,7 @@ int hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns);
  * thread: event loop.  hotffi_call_post() without a waiter, then
  * hotffi_call_spin(), *state being what the spin returned; the spin, when
  * likely, is announced to the hub before the push.  Returns NULL with the
- * reason in err as hotffi_call_post().
+ * reason in err and *state as hotffi_call_post() (its why).
  */
 hotffi_task_t *hotffi_call_post_spin(hotffi_runtime_t *rt,
     hotffi_group_t *group, const char *req, size_t len, uint64_t timeout_ns,

@@ -40,7 +40,7 @@ hotffi_task_create(hotffi_hub_t *hub, hotffi_runtime_t *rt, const char *req,
     task->hub = hub;
     task->rt = rt;
     task->kind = HOTFFI_TASK_CALL;
-    task->req = req ? req : "";
+    task->req = req;
     task->req_len = req ? len : 0;
     task->slot = slot;
 

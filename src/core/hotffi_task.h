@@ -64,7 +64,8 @@ struct hotffi_task_s {
     char                *rsp;        /* malloc()'ed by the runtime */
     size_t               rsp_len;
 
-    const char          *req;        /* borrowed from the caller, see above */
+    const char          *req;        /* borrowed from the caller, see above;
+                                        NULL for a call without one */
     size_t               req_len;
     uint32_t             slot;       /* this task's number in its hub */
 };
@@ -73,7 +74,9 @@ struct hotffi_task_s {
 /*
  * thread: event loop.  req: borrowed until hotffi_task_free(), and
  * req[len] must be a NUL (for runtimes that treat requests as strings);
- * NULL means "".  Returns NULL when out of memory.
+ * NULL is a call without a request (Lua's nil), which the runtime sees as
+ * NULL with length 0, as on lua-resty-ffi.  Returns NULL when out of
+ * memory.
  */
 hotffi_task_t *hotffi_task_create(hotffi_hub_t *hub, hotffi_runtime_t *rt,
     const char *req, size_t len);

@@ -15,8 +15,6 @@
 #include "hotffi_task.h"
 
 
-#define NGX_HTTP_HOTFFI_EXPORT  __attribute__((visibility("default")))
-
 
 /* the pending calls of one request, given up when its pool goes */
 typedef struct {
@@ -82,17 +80,20 @@ ngx_http_hotffi_ffi_version(void)
 /*
  * lib: borrowed, NUL-terminated.  cfg: borrowed, cfg_len bytes, or NULL for
  * nil.  Returns the runtime with a reference that Lua drops with
- * ngx_http_hotffi_ffi_runtime_release(), or NULL with err set.
+ * ngx_http_hotffi_ffi_runtime_release(), or NULL with err set and, in
+ * *init_rc, libffi_init()'s result (0: it was not called).
  */
 NGX_HTTP_HOTFFI_EXPORT void *
 ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, int global, int unpin, u_char *err,
-    size_t *errlen)
+    size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
+    u_char *err, size_t *errlen)
 {
     char                    msg[4608];   /* room for a traceback */
     hotffi_hub_t           *hub;
     hotffi_runtime_t       *rt;
     hotffi_runtime_opts_t   opts;
+
+    *init_rc = 0;
 
     hub = ngx_http_hotffi_hub_get();
     if (hub == NULL) {
@@ -104,7 +105,7 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
     opts.global = global ? 1 : 0;
     opts.unpin = unpin ? 1 : 0;
 
-    rt = hotffi_runtime_load(hub, lib, cfg, cfg_len, &opts,
+    rt = hotffi_runtime_load(hub, lib, cfg, cfg_len, &opts, init_rc,
                              msg, sizeof(msg));
     if (rt == NULL) {
         ngx_http_hotffi_set_err(err, errlen, msg);
@@ -312,14 +313,17 @@ ngx_http_hotffi_group(ngx_http_request_t *r)
 
 /*
  * Queues a call and, when the fast path allows it, spins for its answer
- * (hotffi_call.h).  req: borrowed, not copied, and read by the runtime
+ * (hotffi_call.h).  req: borrowed, not copied (NULL for a call without a
+ * request), and read by the runtime
  * thread: the caller keeps the Lua string alive until the task is freed,
  * which resty.hotffi does by slot (*pslot).  timeout: the call's, seconds.
  * spin: 0 where the caller cannot wait (a call there must not succeed or
  * fail depending on how fast the answer comes).
  *
- * Returns NULL with err set when the call was not queued.  Otherwise the
- * task, which belongs to the hub, and in *pstate:
+ * Returns NULL with err set when the call was not queued, and in *pstate
+ * HOTFFI_DECLINED (the runtime is unloaded), HOTFFI_BUSY (its queue is
+ * full) or HOTFFI_ERROR.  Otherwise the task, which belongs to the hub, and
+ * in *pstate:
  *   HOTFFI_OK     answered while spinning: call_result(), call_finish();
  *   HOTFFI_AGAIN  wait on *psema (the hub's too), then as above, or give
  *                 up with call_abandon();
@@ -352,13 +356,17 @@ ngx_http_hotffi_ffi_call_post(ngx_http_request_t *r, void *rt,
                                      msg, sizeof(msg));
 
     } else {
-        task = hotffi_call_post(rt, group, req, len, NULL, msg, sizeof(msg));
-        *pstate = HOTFFI_AGAIN;
+        task = hotffi_call_post(rt, group, req, len, NULL, pstate, msg,
+                                sizeof(msg));
     }
 
     if (task == NULL) {
         ngx_http_hotffi_set_err(err, errlen, msg);
         return NULL;
+    }
+
+    if (!spin) {
+        *pstate = HOTFFI_AGAIN;
     }
 
     *pslot = task->slot;

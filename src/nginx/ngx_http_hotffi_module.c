@@ -207,6 +207,8 @@ ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
 {
     hotffi_runtime_t  *rt;
 
+    ngx_http_hotffi_yield_exit();
+
     if (ngx_http_hotffi_notify == NULL) {
         return;
     }

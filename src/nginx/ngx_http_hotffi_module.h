@@ -1,6 +1,6 @@
 /*
  * ngx_http_hotffi_module.h -- what the module's two files share: the
- * worker's hub and lua-nginx-module's semaphore functions.
+ * worker's hub, lua-nginx-module's semaphore functions and the yield.
  */
 
 #ifndef NGX_HTTP_HOTFFI_MODULE_H
@@ -15,7 +15,10 @@
 
 
 /* bumped with every change of the FFI functions lua/resty/hotffi.lua calls */
-#define NGX_HTTP_HOTFFI_FFI_VERSION  5
+#define NGX_HTTP_HOTFFI_FFI_VERSION  6
+
+/* the functions Lua calls: the rest of the module builds hidden */
+#define NGX_HTTP_HOTFFI_EXPORT  __attribute__((visibility("default")))
 
 
 /*
@@ -36,6 +39,9 @@ extern ngx_http_hotffi_sema_api_t   ngx_http_hotffi_sema;
 
 
 hotffi_hub_t *ngx_http_hotffi_hub_get(void);
+
+/* thread: event loop.  Ends the yield (ngx_http_hotffi_yield.c). */
+void ngx_http_hotffi_yield_exit(void);
 
 
 #endif /* NGX_HTTP_HOTFFI_MODULE_H */

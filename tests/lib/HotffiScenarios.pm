@@ -17,7 +17,8 @@ my $CLEAN_LOG = qr/\[(alert|crit|emerg|error)\]/;
 # Lua checks every language's runtime makes the same way, for blocks
 # (--- http_config eval: $HotffiScenarios::LUA) and the tests' own nginx:
 #   echo_round_trips(rt)  rt:echo of a string, binary bytes with NULs, an
-#                         empty string and 1 MiB; says what came back
+#                         empty string, 1 MiB and no request at all (the
+#                         handler gets an empty one); says what came back
 #   gives_up(rt)          a call that times out, then waits until the
 #                         ctl runtime counted the cancellation it saw
 #   retired(want)         after rt:__unload() and dropping rt: whether
@@ -39,6 +40,9 @@ init_by_lua_block {
         local big = ("0123456789abcdef\0"):rep(61681):sub(1, 1048576)
         ok, res = rt:echo(big)
         ngx.say(ok, " ", #res, " ", res == big)
+        ok, res = rt:echo()
+        local ok2, res2 = rt:echo(nil)
+        ngx.say(ok, " [", res, "] ", ok2, " [", res2, "]")
     end
 
     function gives_up(rt)

@@ -10,22 +10,25 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: a library that does not exist: nil and dlopen()'s reason
+=== TEST 1: a library that does not exist: nil, dlopen()'s reason, and for a name what to do and where it was looked for
 --- config
 location = /t {
     content_by_lua_block {
         local hotffi = require "resty.hotffi"
         ngx.say(hotffi.load("no_such_runtime"))
+        ngx.say(hotffi.load("libno_such_runtime.so"))
         ngx.say(hotffi.load("/nowhere/libx.so"))
         ngx.say(select(2, hotffi.load("echo"):x("still serving")))
     }
 }
 --- request
 GET /t
---- response_body
-nildlopen() "libno_such_runtime.so" failed: libno_such_runtime.so: cannot open shared object file: No such file or directory
-nildlopen() "/nowhere/libx.so" failed: /nowhere/libx.so: cannot open shared object file: No such file or directory
+--- response_body_like
+^nildlopen\(\) "libno_such_runtime.so" failed: libno_such_runtime.so: cannot open shared object file: No such file or directory; the dynamic linker reads LD_LIBRARY_PATH once, when nginx starts \(an "env" directive does not change it\): load the library by its absolute path, e.g. "/path/to/libno_such_runtime.so" \(searched: /\S+/build/lib, [^\n]*/usr/lib[^\n]* and the ldconfig cache\)
+nildlopen\(\) "libno_such_runtime.so" failed: [^\n]*\(searched: [^\n]*\)
+nildlopen\(\) "/nowhere/libx.so" failed: /nowhere/libx.so: cannot open shared object file: No such file or directory
 still serving
+$
 
 
 
@@ -226,7 +229,42 @@ qr/log phase call: false nil API disabled in the context of log_by_lua/
 
 
 
-=== TEST 9: the C module and the Lua library check each other's version
+=== TEST 9: a call in init_worker_by_lua fails, however fast the answer would come, and nothing is posted; a timer it starts can call
+--- env
+HOTFFI_SPIN_US=1000000
+HOTFFI_POLL_SPIN_US=1000000
+--- http_config
+lua_shared_dict results 1m;
+init_worker_by_lua_block {
+    local rt = require("resty.hotffi").load("ctl")
+    -- warm: its threads watch the queue, an answer would come at once
+    local ok, res, err = rt:q("echo:x")
+    ngx.shared.results:set("init_worker", tostring(ok) .. " " .. tostring(res)
+                           .. " " .. err .. " " .. rt:__stats().calls)
+    assert(ngx.timer.at(0, function()
+        ngx.shared.results:set("timer", select(2, rt:q("echo:from a timer")))
+    end))
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.say(ngx.shared.results:get("init_worker"))
+        for _ = 1, 500 do
+            if ngx.shared.results:get("timer") then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say(ngx.shared.results:get("timer"))
+    }
+}
+--- request
+GET /t
+--- response_body
+false nil API disabled in the context of init_worker_by_lua* (a call waits for its answer: make it from a timer, ngx.timer.at(0, ...)) 0
+from a timer
+
+
+
+=== TEST 10: the C module and the Lua library check each other's version
 --- config
 location = /t {
     content_by_lua_block {
@@ -239,4 +277,4 @@ location = /t {
 GET /t
 --- response_body
 0.1.0
-5
+6

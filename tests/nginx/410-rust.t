@@ -139,6 +139,7 @@ truehello
 true true 7
 true []
 true 1048576 true
+true [] true []
 
 
 

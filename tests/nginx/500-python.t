@@ -298,6 +298,9 @@ location = /t {
                                       t.examples .. "/echo,init,2"))
         ngx.say(rt:echo("hello"))
         ngx.say(rt:echo(""))
+        -- no request: the handler gets b""
+        ngx.say(rt:echo())
+        ngx.say(rt:echo(nil))
         local g = assert(hotffi.load("hotffi_python",
                                      t.examples .. "/echo,init,1",
                                      { is_global = true }))
@@ -308,6 +311,8 @@ location = /t {
 GET /t
 --- response_body
 truehello
+true
+true
 true
 trueglobal
 
@@ -476,6 +481,7 @@ location = /t {
         ngx.say(rt:x("drop"))
         ngx.say(rt:x("twice"))
         ngx.say(rt:x("hello"))
+        ngx.say(rt:x())
         ngx.say(select(2, rt:x("seen")))
     }
 }
@@ -488,6 +494,7 @@ truenil
 false2the Python runtime dropped the task without answering it
 truefirst
 true<hotffi.Task 5 bytes>
+true<hotffi.Task 0 bytes>
 {"cancelled": 0, "twice": "RuntimeError: task already answered"}
 
 

@@ -152,7 +152,12 @@ ctl_handle(ctl_t *c, void *task)
 
     req = ngx_http_lua_ffi_get_req(task, &len);
 
-    if (len >= 5 && memcmp(req, "echo:", 5) == 0) {
+    if (req == NULL) {
+        /* a call without a request: say what the ABI handed over */
+        n = snprintf(buf, sizeof(buf), "NULL, %d", len);
+        ctl_answer(task, 0, buf, n);
+
+    } else if (len >= 5 && memcmp(req, "echo:", 5) == 0) {
         ctl_answer(task, 0, req + 5, len - 5);
 
     } else if (len > 6 && memcmp(req, "sleep:", 6) == 0) {

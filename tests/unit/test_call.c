@@ -47,7 +47,7 @@ setup(void **state)
     opts.max_queue = CALL_MAX_QUEUE;
 
     f->rt = hotffi_runtime_load(f->hub, unit_lib(path, sizeof(path), "rt_idle"),
-                                NULL, 0, &opts, err, sizeof(err));
+                                NULL, 0, &opts, NULL, err, sizeof(err));
     if (f->rt == NULL) {
         fail_msg("load: %s", err);
     }
@@ -94,7 +94,7 @@ post(fixture_t *f, hotffi_group_t *g, const char *req, size_t len,
     hotffi_task_t  *task;
 
     err[0] = '\0';
-    task = hotffi_call_post(f->rt, g, req, len, w, err, sizeof(err));
+    task = hotffi_call_post(f->rt, g, req, len, w, NULL, err, sizeof(err));
 
     if (task == NULL) {
         fail_msg("post: %s", err);
@@ -587,7 +587,7 @@ static void
 test_queue_full(void **state)
 {
     fixture_t      *f = *state;
-    int             i;
+    int             i, why;
     char            err[256];
     unit_waiter_t   w[CALL_MAX_QUEUE + 1];
     hotffi_task_t  *t[CALL_MAX_QUEUE], *over;
@@ -599,10 +599,12 @@ test_queue_full(void **state)
     }
 
     err[0] = '\0';
-    over = hotffi_call_post(f->rt, NULL, "x", 1, &w[CALL_MAX_QUEUE], err,
-                            sizeof(err));
+    why = 0;
+    over = hotffi_call_post(f->rt, NULL, "x", 1, &w[CALL_MAX_QUEUE], &why,
+                            err, sizeof(err));
 
     assert_null(over);
+    assert_int_equal(why, HOTFFI_BUSY);
     assert_string_equal(err, "queue full");
     assert_int_equal(f->rt->stats.rejected, 1);
     assert_int_equal(f->rt->stats.calls, CALL_MAX_QUEUE);
@@ -642,6 +644,7 @@ test_queue_full(void **state)
 static void
 test_call_after_unload(void **state)
 {
+    int             why;
     fixture_t      *f = *state;
     char            err[256];
     unit_waiter_t   w1 = { 0, 0 }, w2 = { 0, 0 };
@@ -653,9 +656,12 @@ test_call_after_unload(void **state)
     hotffi_runtime_unload(f->rt);
 
     err[0] = '\0';
-    t2 = hotffi_call_post(f->rt, NULL, "after", 5, &w2, err, sizeof(err));
+    why = 0;
+    t2 = hotffi_call_post(f->rt, NULL, "after", 5, &w2, &why, err,
+                          sizeof(err));
 
     assert_null(t2);
+    assert_int_equal(why, HOTFFI_DECLINED);
     assert_non_null(strstr(err, "unloaded"));
     assert_int_equal(f->rt->stats.rejected, 1);
     assert_int_equal(w2.released, 0);
@@ -688,8 +694,8 @@ test_request_too_large(void **state)
     memset(small, 'x', sizeof(small));
 
     err[0] = '\0';
-    t = hotffi_call_post(f->rt, NULL, small, (size_t) INT_MAX + 1, &w, err,
-                         sizeof(err));
+    t = hotffi_call_post(f->rt, NULL, small, (size_t) INT_MAX + 1, &w, NULL,
+                         err, sizeof(err));
 
     assert_null(t);
     assert_non_null(strstr(err, "too large"));
@@ -697,7 +703,8 @@ test_request_too_large(void **state)
     assert_int_equal(f->rt->stats.calls, 0);
     assert_int_equal(hotffi_queue_depth(f->rt->queue), 0);
 
-    t = hotffi_call_post(f->rt, NULL, small, SIZE_MAX, &w, err, sizeof(err));
+    t = hotffi_call_post(f->rt, NULL, small, SIZE_MAX, &w, NULL, err,
+                         sizeof(err));
     assert_null(t);
 }
 

@@ -51,7 +51,8 @@ setup(void **state)
     opts.max_queue = FAST_MAX_QUEUE;
 
     f->rt = hotffi_runtime_load(f->hub, unit_lib(path, sizeof(path),
-                                "rt_idle"), NULL, 0, &opts, err, sizeof(err));
+                                "rt_idle"), NULL, 0, &opts, NULL, err,
+                                sizeof(err));
     if (f->rt == NULL) {
         fail_msg("load: %s", err);
     }
@@ -133,7 +134,7 @@ post(fixture_t *f, const char *req, unit_waiter_t *w)
     char            err[256];
     hotffi_task_t  *task;
 
-    task = hotffi_call_post(f->rt, NULL, req, strlen(req), w, err,
+    task = hotffi_call_post(f->rt, NULL, req, strlen(req), w, NULL, err,
                             sizeof(err));
     if (task == NULL) {
         fail_msg("post: %s", err);

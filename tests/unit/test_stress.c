@@ -193,7 +193,7 @@ post(hotffi_runtime_t *rt)
     s->state = SLOT_PENDING;
 
     t = hotffi_call_post(rt, &st.groups[s->group], (char *) s->req, s->len,
-                         s, err, sizeof(err));
+                         s, NULL, err, sizeof(err));
     if (t == NULL) {
         fail_msg("post %u: %s", st.posted, err);
     }
@@ -352,7 +352,7 @@ test_stress(void **state)
     opts.unpin = 1;
 
     rt = hotffi_runtime_load(hub, unit_lib(path, sizeof(path), "rt_echo"),
-                             STRESS_CFG, strlen(STRESS_CFG), &opts, err,
+                             STRESS_CFG, strlen(STRESS_CFG), &opts, NULL, err,
                              sizeof(err));
     if (rt == NULL) {
         fail_msg("load: %s", err);

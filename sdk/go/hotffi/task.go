@@ -165,7 +165,8 @@ func PollBatch(tq unsafe.Pointer, buf []Task) []Task {
 
 // Req returns the request bytes without copying them: the slice points into
 // hotffi's task and is valid only until Respond.  Copy what must outlive the
-// answer (ReqCopy does).
+// answer (ReqCopy does).  A call made without a request (nil in Lua) gives
+// an empty slice.
 func (t Task) Req() []byte {
 	r := C.sdk_get_req(t.p)
 	if r.len <= 0 {

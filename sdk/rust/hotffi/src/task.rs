@@ -103,7 +103,8 @@ unsafe impl Send for Task {}
 
 impl Task {
     /// The request, borrowed from hotffi: valid until the task is answered,
-    /// which the borrow checker enforces.  May contain NUL bytes.
+    /// which the borrow checker enforces.  May contain NUL bytes.  A call
+    /// made without a request (nil in Lua) gives an empty slice.
     pub fn req(&self) -> &[u8] {
         let mut len: c_int = 0;
         let p = unsafe { sys::ngx_http_lua_ffi_get_req(self.ptr.as_ptr(), &mut len) };
