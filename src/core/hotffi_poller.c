@@ -103,22 +103,24 @@ hotffi_pollers_list(hotffi_threads_t *t)
     n = 0;
     size = 16;
     tids = malloc(size * sizeof(int));
+    if (tids == NULL) {
+        goto failed;
+    }
 
-    while (tids && (de = readdir(dir)) != NULL) {
+    while ((de = readdir(dir)) != NULL) {
         tid = atoi(de->d_name);
         if (tid <= 0) {
             continue;
         }
 
         if (n == size) {
-            size *= 2;
-            more = realloc(tids, size * sizeof(int));
+            more = realloc(tids, 2 * size * sizeof(int));
             if (more == NULL) {
-                free(tids);
-                tids = NULL;
-                break;
+                goto failed;
             }
+
             tids = more;
+            size *= 2;
         }
 
         tids[n++] = tid;
@@ -126,11 +128,15 @@ hotffi_pollers_list(hotffi_threads_t *t)
 
     (void) closedir(dir);
 
-    if (tids) {
-        qsort(tids, n, sizeof(int), hotffi_pollers_cmp);
-        t->tids = tids;
-        t->n = n;
-    }
+    qsort(tids, n, sizeof(int), hotffi_pollers_cmp);
+    t->tids = tids;
+    t->n = n;
+    return;
+
+failed:
+
+    free(tids);
+    (void) closedir(dir);
 }
 
 
