@@ -31,7 +31,15 @@ HOTFFI_PY_LDFLAGS = -shared -Wl,-z,nodelete \
                     -L$(word 3,$(HOTFFI_PY_VARS)) \
                     -lpython$(word 2,$(HOTFFI_PY_VARS)) -lpthread -ldl
 
-all: $(HOTFFI_PY_LIB)
+# lua-resty-ffi's name for its Python loader, so that its users' nginx.conf
+# (ngx.load_ffi("ffi_python3", ...)) works unchanged: the same file, which
+# the dynamic linker opens once under either name
+HOTFFI_PY_ALIAS := $(BUILD)/lib/libffi_python3.so
+
+all: $(HOTFFI_PY_LIB) $(HOTFFI_PY_ALIAS)
+
+$(HOTFFI_PY_ALIAS): $(HOTFFI_PY_LIB)
+	ln -sf $(notdir $(HOTFFI_PY_LIB)) $@
 
 $(HOTFFI_PY_LIB): $(HOTFFI_PY_SRCS) $(HOTFFI_PY_HDRS) loaders/python/python.mk
 	@test -x $(HOTFFI_PYTHON) && test -n "$(word 5,$(HOTFFI_PY_VARS))" || \

@@ -148,24 +148,28 @@ truebare
 
 
 
-=== TEST 2: Lua written for lua-resty-ffi: ngx.load_ffi, "?", __unload
+=== TEST 2: Lua written for lua-resty-ffi: ngx.load_ffi of its loader's name, "?", __unload
 --- main_config eval
 "env PYTHONPATH=$::PY;"
 --- config
 location = /t {
     content_by_lua_block {
         require "resty_ffi"
-        local demo = ngx.load_ffi("hotffi_python", "ffi.ctecho?,init,> ",
+        -- ffi_python3: lua-resty-ffi's name for its Python loader
+        local demo = ngx.load_ffi("ffi_python3", "ffi.ctecho?,init,> ",
                                   { is_global = true })
         local ok, res, err = demo:echo("hello")
         ngx.say(ok, " ", res, " ", err)
-        ngx.say(ngx.load_ffi("hotffi_python", "ffi.ctecho?,init,> ",
+        ngx.say(ngx.load_ffi("ffi_python3", "ffi.ctecho?,init,> ",
                              { is_global = true }) == demo)
-        ngx.say(demo:__unload())
+        ngx.say(demo:__unload(), " ", demo.finished)
         ngx.say(demo:echo("late"))
-        local again = ngx.load_ffi("hotffi_python", "ffi.ctecho?,init,> ",
+        local again = ngx.load_ffi("ffi_python3", "ffi.ctecho?,init,> ",
                                    { is_global = true })
         ngx.say(again ~= demo, " ", select(2, again:echo("again")))
+        -- the same loader, one interpreter, under either name
+        local own = ngx.load_ffi("hotffi_python", "ffi.ctecho,init,+ ")
+        ngx.say(select(2, own:echo("own")))
     }
 }
 --- request
@@ -173,9 +177,10 @@ GET /t
 --- response_body
 true > hello nil
 true
-true
-falsenilruntime "hotffi_python&ffi.ctecho?,init,> " is unloaded
+true true
+falsetask queue is finished
 true > again
++ own
 
 
 
