@@ -17,6 +17,7 @@
 -- version reaches them from the dict in any phase, without I/O.
 
 local bundle = require "resty.hotffi.code.bundle"
+local control = require "resty.hotffi.control"
 local dir_src = require "resty.hotffi.code.dir"
 local loader = require "resty.hotffi.code.loader"
 local redis_src = require "resty.hotffi.code.redis"
@@ -998,13 +999,28 @@ end
 --   GET            the status of the instance and of each worker
 --   POST ?action=rollback   make the previous version current
 --   POST ?action=check      look at the source now
--- Protect it: allow 127.0.0.1 only, or put it behind authentication.
-function _M.admin()
+-- opts.token (required): requests need "Authorization: Bearer <token>";
+-- false serves without authentication; nil (a token os.getenv() did not
+-- find) answers 503 and says what to add -- the scheme of
+-- resty.hotffi.admin (resty.hotffi.control).  Also allow 127.0.0.1 only.
+function _M.admin(opts)
     if get_phase() ~= "content" then
         error("resty.hotffi.code.admin: call it in content_by_lua*", 2)
     end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("resty.hotffi.code.admin: an options table expected", 2)
+    end
+    local ok, status, why = control.authorize(opts and opts.token,
+                                              "resty.hotffi.code.admin")
+    if not ok then
+        return reply(status, { error = why })
+    end
     local method = ngx.req.get_method()
     local action = ngx.req.get_uri_args().action
+    if action ~= nil and type(action) ~= "string" then
+        return reply(400, { error = "action must be given once, with a"
+                                    .. " value" })
+    end
     if action == nil then
         if method ~= "GET" and method ~= "HEAD" then
             return reply(405, { error = "GET, or POST with ?action=" })
