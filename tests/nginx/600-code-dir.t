@@ -387,6 +387,16 @@ put('app/api.lua', api(20));
 put('app/util.lua', util(20));
 unlink "$dir/app/native.lua", "$dir/app/sneaky.lua", "$dir/app/late.lua";
 
+# the admin handler with a token from the environment (blocks 7-9)
+our $token_config = <<'CONF';
+location = /admin {
+    content_by_lua_block {
+        require("resty.hotffi.code").admin{
+            token = os.getenv("CODE_ADMIN_TOKEN") }
+    }
+}
+CONF
+
 run_tests();
 
 __DATA__
@@ -551,13 +561,8 @@ code rolled back
 main::http_config()
 --- env
 CODE_ADMIN_TOKEN=t0ken-from-env
---- config
-location = /admin {
-    content_by_lua_block {
-        require("resty.hotffi.code").admin{
-            token = os.getenv("CODE_ADMIN_TOKEN") }
-    }
-}
+--- config eval
+$main::token_config
 --- request
 POST /admin?action=rollback
 --- error_code: 401
@@ -573,13 +578,8 @@ code rolled back
 main::http_config()
 --- env
 CODE_ADMIN_TOKEN=t0ken-from-env
---- config
-location = /admin {
-    content_by_lua_block {
-        require("resty.hotffi.code").admin{
-            token = os.getenv("CODE_ADMIN_TOKEN") }
-    }
-}
+--- config eval
+$main::token_config
 --- request
 GET /admin
 --- more_headers
@@ -593,13 +593,8 @@ Authorization: Bearer t0ken-from-env2
 main::http_config()
 --- env
 CODE_ADMIN_TOKEN=t0ken-from-env
---- config
-location = /admin {
-    content_by_lua_block {
-        require("resty.hotffi.code").admin{
-            token = os.getenv("CODE_ADMIN_TOKEN") }
-    }
-}
+--- config eval
+$main::token_config
 --- request
 GET /admin
 --- more_headers

@@ -12,6 +12,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 use HotffiRedis;
+use HotffiCode;
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use JSON::PP qw(decode_json);
@@ -30,17 +31,13 @@ my $port = $redis->port;
 my $addr = $redis->addr;
 
 my $src = tempdir('hotffi-code-src-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-make_path("$src/app");
+chmod 0755, $src;
+make_path("$src/app", { mode => 0755 });
 
 sub write_version {
     my ($v) = @_;
-    open my $fh, '>', "$src/app/api.lua" or die "cannot write: $!";
-    print {$fh} <<"LUA";
-local _M = {}
-function _M.handler() ngx.say("$v") end
-return _M
-LUA
-    close $fh or die "cannot write: $!";
+    HotffiCode::put($src, 'app/api.lua',
+                    "return { handler = function() ngx.say('$v') end }\n");
 }
 
 # Runs bin/hotffi-bundle with the secret (unless $secret is ''); returns
@@ -64,32 +61,8 @@ my $n = HotffiTest::Nginx->new(
     name        => 'replay',
     workers     => 2,
     env         => { HOTFFI_CODE_SECRET => $SECRET, CODE_ADMIN_TOKEN => $TOKEN },
-    http_config => <<"CONF",
-lua_shared_dict hotffi_code 8m;
-init_worker_by_lua_block {
-    require("resty.hotffi.code").init_worker{
-        dict = "hotffi_code",
-        redis = { port = $port },
-        secret = os.getenv("HOTFFI_CODE_SECRET"),
-        interval = 0.5,
-    }
-}
-CONF
-    config      => <<'CONF',
-location = /t {
-    content_by_lua_block {
-        require("resty.hotffi.code").handler("app.api")()
-    }
-}
-location = /admin {
-    allow 127.0.0.1;
-    deny all;
-    content_by_lua_block {
-        require("resty.hotffi.code").admin{
-            token = os.getenv("CODE_ADMIN_TOKEN") }
-    }
-}
-CONF
+    http_config => HotffiCode::redis_http_config(port => $port),
+    config      => HotffiCode::locations(token => 'os.getenv("CODE_ADMIN_TOKEN")'),
 );
 
 my %auth = (headers => { Authorization => "Bearer $TOKEN" });

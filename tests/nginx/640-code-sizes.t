@@ -11,6 +11,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 use HotffiRedis;
+use HotffiCode;
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use JSON::PP qw(decode_json);
@@ -40,33 +41,11 @@ sub status_of {
     return $res->{status} == 200 ? decode_json($res->{content}) : {};
 }
 
-my $config = <<'CONF';
-location = /t {
-    content_by_lua_block {
-        require("resty.hotffi.code").handler("app.api")()
-    }
-}
-location = /admin {
-    allow 127.0.0.1;
-    deny all;
-    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
-}
-CONF
-
 my $src = tempdir('hotffi-code-src-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $src;
 make_path("$src/app", { mode => 0755 });
 
-sub put {
-    my ($rel, $text) = @_;
-    open my $fh, '>', "$src/$rel.tmp" or die "cannot write $src/$rel: $!";
-    print {$fh} $text;
-    close $fh or die "cannot write $src/$rel: $!";
-    chmod 0644, "$src/$rel.tmp";
-    rename "$src/$rel.tmp", "$src/$rel" or die "rename: $!";
-}
-
-sub api { put('app/api.lua', "return { handler = function() ngx.say('$_[0]') end }\n") }
+sub api { HotffiCode::put($src, 'app/api.lua', "return { handler = function() ngx.say('$_[0]') end }\n") }
 
 # A file of $size bytes that takes no disk space (sparse).
 sub sparse {
@@ -87,19 +66,9 @@ sub sparse {
         name        => 'sizes redis',
         workers     => 1,
         env         => { HOTFFI_CODE_SECRET => $SECRET },
-        http_config => <<"CONF",
-lua_shared_dict hotffi_code 8m;
-init_worker_by_lua_block {
-    require("resty.hotffi.code").init_worker{
-        dict = "hotffi_code",
-        redis = { port = $port },
-        secret = os.getenv("HOTFFI_CODE_SECRET"),
-        interval = 0.5,
-        max_size = $MAX,
-    }
-}
-CONF
-        config      => $config,
+        http_config => HotffiCode::redis_http_config(port => $port,
+                                                     max_size => $MAX),
+        config      => HotffiCode::locations(),
     );
     $n->start;
 
@@ -186,7 +155,7 @@ init_worker_by_lua_block {
     }
 }
 CONF
-        config      => $config,
+        config      => HotffiCode::locations(),
     );
     $n->start;
     is($n->get('/t')->{content}, "d1\n", 'dir: d1 serves');

@@ -284,10 +284,7 @@ end
 -- find) answers 503 and says what to add (see resty.hotffi.control).
 -- Mount it where only operators reach it (allow 127.0.0.1; deny all;).
 function _M.handler(opts)
-    if opts ~= nil and type(opts) ~= "table" then
-        error("resty.hotffi.admin.handler: an options table expected", 2)
-    end
-    local ok, status, why = control.authorize(opts and opts.token,
+    local ok, status, why = control.authorize(opts,
                                               "resty.hotffi.admin.handler")
     if not ok then
         return reply(status, { error = why })

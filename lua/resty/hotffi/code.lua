@@ -527,7 +527,11 @@ local function check_redis(force)
     end
     source_up()
     if res.current == false then
-        return refuse_at_source("?", res.refused, res.refused)
+        -- not read, so known by its size only
+        if force or not src_refused[res.refused] then
+            refuse_at_source("?", res.refused, res.refused)
+        end
+        return
     end
     if not res.current then
         return
@@ -1130,11 +1134,7 @@ function _M.admin(opts)
     if get_phase() ~= "content" then
         error("resty.hotffi.code.admin: call it in content_by_lua*", 2)
     end
-    if opts ~= nil and type(opts) ~= "table" then
-        error("resty.hotffi.code.admin: an options table expected", 2)
-    end
-    local ok, status, why = control.authorize(opts and opts.token,
-                                              "resty.hotffi.code.admin")
+    local ok, status, why = control.authorize(opts, "resty.hotffi.code.admin")
     if not ok then
         return reply(status, { error = why })
     end

@@ -53,14 +53,19 @@ end
 
 
 -- Whether the request may use the handler `who` (its name, for messages)
--- configured with `token`.  Returns true, or nil, an HTTP status and a
--- message for the client:
+-- given options `opts` (a table or nil) whose `token` is:
 --   a non-empty string  requests need "Authorization: Bearer <token>"
 --   false               no authentication: the operator said so
 --   nil or ""           refused (503): the token is missing, most often
 --                       os.getenv() of a variable nginx does not pass on
--- Any other value is misuse and raises an error.
-function _M.authorize(token, who)
+-- Returns true, or nil, an HTTP status and a message for the client.
+-- Other options or tokens are misuse and raise an error (at the
+-- handler's caller).
+function _M.authorize(opts, who)
+    if opts ~= nil and type(opts) ~= "table" then
+        error(who .. ": an options table expected", 3)
+    end
+    local token = opts and opts.token
     if token == false then
         return true
     end
