@@ -1,6 +1,8 @@
 # resty.hotffi.code: sizes are checked before anything is read.  A bundle
 # in Redis larger than max_size is refused from the size Redis announces
-# (just above the limit, and tens of MB); so is a PUBLISH notification of
+# (just above the limit, and tens of MB); so are a current-version record
+# of tens of MB (which bin/hotffi-bundle passes over too) and a PUBLISH
+# notification of
 # tens of MB, which ends the subscription unread (the leader subscribes
 # again); a file in the directory source is refused from its size before
 # it is read.  Proof that nothing was read: the nginx worker's peak
@@ -117,13 +119,20 @@ sub sparse {
            'the worker never held it (peak memory grew by less than half of it)');
     is($n->get('/t')->{content}, "v1\n", 'v1 still serves');
 
+    # a current-version record of 64 MiB (it is read up to 4 KiB only)
+    $redis->command('SETRANGE', 'hotffi:code:current', $BIG - 1, 'x');
+    refused_r(qr/^\?: the current-version record: a value of $BIG bytes, more than 4096: not read$/,
+              'a record of 64 MiB: refused, unread');
+    cmp_ok(peak($worker) - $base, '<', $BIG / 2, 'and was never held');
+    is($n->get('/t')->{content}, "v1\n", 'v1 still serves');
+
     # a notification of 20 MiB, made inside Redis
     $redis->command('EVAL', "redis.call('PUBLISH', KEYS[1], string.rep('x', $NOTIFY)) return 1",
                     1, 'hotffi:code:notify');
     ok(wait_until(sub { $n->error_log_text =~ /subscription: a value of $NOTIFY bytes, more than \d+: not read/ },
                   10, 'the notification refused'), 'a notification of 20 MiB ends the subscription unread');
     cmp_ok(peak($worker) - $base, '<', $NOTIFY / 2, 'and was never held');
-    publish_v1('v4');
+    publish_v1('v4');    # the tool does not read the large record either
     ok(wait_until(sub { ($n->get('/t')->{content} // '') eq "v4\n" }, 10, 'v4 serves'),
        'the leader subscribed again: a later version is applied');
 

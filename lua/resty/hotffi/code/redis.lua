@@ -25,7 +25,8 @@ local EXIT_CHECK = 0.2      -- seconds between looks at ngx.worker.exiting()
 local READ_SLACK = 3000     -- ms a subscriber read waits beyond the pings
 local SMALL = 4096          -- bytes: the most a reply other than a
                             -- bundle may hold (records, names, OK)
-local MAX_ITEMS = 10000     -- elements of an array reply (history)
+local MAX_ITEMS = 16        -- elements of an array reply (a subscription
+                            -- message has 3)
 local POOL_SIZE = 4
 local POOL_IDLE = 60000     -- ms
 
