@@ -138,7 +138,10 @@ sub sparse {
 
     $n->quit;
     ok(!$n->killed, 'redis: nginx quit by itself');
-    my @unexpected = grep { !/refused, still serving|subscription: a value of|workers keep serving/ }
+    # Redis is busy for a moment while its own Lua builds the 20 MiB
+    # notification: a look at the source meanwhile can time out (and says
+    # so as the source being down)
+    my @unexpected = grep { !/refused, still serving|subscription: a value of|workers keep serving|lua tcp socket read timed out/ }
                      grep { /\[(?:error|alert|crit|emerg)\]/ } split /^/m, $n->error_log_text;
     is(scalar @unexpected, 0, 'redis: no other error') or diag @unexpected;
     $n->stop;
