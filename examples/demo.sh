@@ -18,6 +18,10 @@ chmod 755 "$prefix" "$prefix/lib"
 sed -e "s|@ROOT@|$root|g" -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
     "$root/examples/nginx.conf" > "$prefix/conf/nginx.conf"
 
+# the admin handler's bearer token (nginx.conf passes it on with "env")
+HOTFFI_ADMIN_TOKEN=${HOTFFI_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+export HOTFFI_ADMIN_TOKEN
+
 # the runtimes are found by short name ("echo" -> libecho.so) through it
 export LD_LIBRARY_PATH="$root/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
@@ -25,6 +29,8 @@ if [ "${1:-}" = "--foreground" ]; then
     echo "hotffi demo on http://127.0.0.1:$port/ (echo, digest, count," \
          "hotffi, stats);" \
          "Ctrl-C stops it"
+    echo "admin: curl -H 'Authorization: Bearer $HOTFFI_ADMIN_TOKEN'" \
+         "http://127.0.0.1:$port/hotffi"
     exec "$nginx" -p "$prefix/" -c conf/nginx.conf -e logs/error.log
 fi
 
@@ -59,7 +65,8 @@ show "$url/count"
 show "$url/count"
 cp "$root/build/lib/libcounter_b.so" "$prefix/lib/libcounter.so.new"
 mv "$prefix/lib/libcounter.so.new" "$prefix/lib/libcounter.so"
-show -X POST "$url/hotffi?runtime=counter"
+show -X POST -H "Authorization: Bearer $HOTFFI_ADMIN_TOKEN" \
+    "$url/hotffi?runtime=counter"
 after=$(curl -s --max-time 10 "$url/count")
 printf '$ %s\n%s\n' "$url/count" "$after"
 case $after in

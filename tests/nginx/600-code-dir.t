@@ -64,7 +64,7 @@ location = /count {
 location = /admin {
     allow 127.0.0.1;
     deny all;
-    content_by_lua_block { require("resty.hotffi.code").admin() }
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
 }
 CONF
 
@@ -387,6 +387,16 @@ put('app/api.lua', api(20));
 put('app/util.lua', util(20));
 unlink "$dir/app/native.lua", "$dir/app/sneaky.lua", "$dir/app/late.lua";
 
+# the admin handler with a token from the environment (blocks 7-9)
+our $token_config = <<'CONF';
+location = /admin {
+    content_by_lua_block {
+        require("resty.hotffi.code").admin{
+            token = os.getenv("CODE_ADMIN_TOKEN") }
+    }
+}
+CONF
+
 run_tests();
 
 __DATA__
@@ -465,7 +475,7 @@ module "app.missing" is not in code version
 main::http_config()
 --- config
 location = /admin {
-    content_by_lua_block { require("resty.hotffi.code").admin() }
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
 }
 location = /t {
     rewrite_by_lua_block {
@@ -523,3 +533,116 @@ false resty.hotffi.code: bad option interval: -1
 false resty.hotffi.code: bad option poll: fast
 false resty.hotffi.code: bad option dir: a path expected
 true true
+
+=== TEST 6: the admin handler with no token refuses to serve, and says what to add
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block {
+        require("resty.hotffi.code").admin{
+            token = os.getenv("HOTFFI_TEST_NO_SUCH_TOKEN") }
+    }
+}
+--- request
+POST /admin?action=rollback
+--- error_code: 503
+--- response_body_like
+^\{"error":"resty.hotffi.code.admin: no token configured, so it serves nobody: .*add \\"env NAME;\\" to the main context of nginx.conf.*token = false serves without authentication"\}$
+--- error_log
+resty.hotffi.code.admin: no token configured, so it serves nobody
+--- no_error_log
+[alert]
+[crit]
+code rolled back
+
+=== TEST 7: the admin handler with a token: none given is a 401
+--- http_config eval
+main::http_config()
+--- env
+CODE_ADMIN_TOKEN=t0ken-from-env
+--- config eval
+$main::token_config
+--- request
+POST /admin?action=rollback
+--- error_code: 401
+--- response_headers
+WWW-Authenticate: Bearer
+--- response_body
+{"error":"a valid bearer token is required"}
+--- no_error_log
+code rolled back
+
+=== TEST 8: the admin handler with a token: a wrong one is a 401
+--- http_config eval
+main::http_config()
+--- env
+CODE_ADMIN_TOKEN=t0ken-from-env
+--- config eval
+$main::token_config
+--- request
+GET /admin
+--- more_headers
+Authorization: Bearer t0ken-from-env2
+--- error_code: 401
+--- response_body
+{"error":"a valid bearer token is required"}
+
+=== TEST 9: the admin handler with a token: the right one is served
+--- http_config eval
+main::http_config()
+--- env
+CODE_ADMIN_TOKEN=t0ken-from-env
+--- config eval
+$main::token_config
+--- request
+GET /admin
+--- more_headers
+Authorization: Bearer t0ken-from-env
+--- response_body_like
+^\{.*"version":"dir-\w+".*\}$
+
+=== TEST 10: token = false serves without authentication
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
+}
+--- request
+GET /admin
+--- response_body_like
+^\{.*"version":"dir-\w+".*\}$
+
+=== TEST 11: a token that is not a string is misuse
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = 42 } }
+}
+--- request
+GET /admin
+--- error_code: 500
+--- error_log
+resty.hotffi.code.admin: bad token: a string, or false, expected (got number)
+--- no_error_log
+[alert]
+[crit]
+
+=== TEST 12: an action given twice is a bad request
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
+}
+--- request
+POST /admin?action=check&action=rollback
+--- error_code: 400
+--- response_body
+{"error":"action must be given once, with a value"}
+--- no_error_log
+[alert]
+[crit]
+code rolled back

@@ -88,7 +88,7 @@ location = /t {
 location = /admin {
     allow 127.0.0.1;
     deny all;
-    content_by_lua_block { require("resty.hotffi.code").admin() }
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
 }
 CONF
 );

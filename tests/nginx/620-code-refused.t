@@ -69,12 +69,19 @@ sub publish {
     die "hotffi-bundle publish $v failed: $out" if $?;
 }
 
-# Stores any text as version $v's bundle, makes it current and notifies,
-# as a compromised or confused publisher could.
+# Stores any text as version $v's bundle, makes it current with a record
+# signed with the secret (naming the bundle's signature, if it has one)
+# and notifies, as a confused publisher could: what is refused then is the
+# bundle itself.
 sub publish_raw {
     my ($v, $text, %o) = @_;
     $redis->command('SET', "hotffi:code:bundle:$v", $text) unless $o{no_bundle};
-    $redis->command('SET', 'hotffi:code:current', $v);
+    my ($mac) = $text =~ /^signature hmac-sha256 ([0-9a-f]{64})$/m;
+    my $current = $redis->command('GET', 'hotffi:code:current');
+    $redis->command('SET', 'hotffi:code:current',
+                    HotffiBundle::sign_record($SECRET, $v,
+                        HotffiBundle::next_sequence($current, $SECRET),
+                        $mac // '0' x 64));
     $redis->command('RPUSH', 'hotffi:code:history', $v);
     $redis->command('PUBLISH', 'hotffi:code:notify', $v);
 }
@@ -104,7 +111,7 @@ location = /t {
 location = /admin {
     allow 127.0.0.1;
     deny all;
-    content_by_lua_block { require("resty.hotffi.code").admin() }
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
 }
 CONF
 );
@@ -234,9 +241,17 @@ ok(!defined admin()->{source}{error}, 'redis back: no source error');
 
 # ---------------------------------------------------------------------------
 # Rollback through the admin handler.
+# The new Redis never held v12, but this instance ran it: a rollback goes
+# back to what the instance accepted (Redis writers cannot choose it), and
+# Redis gets its bundle again.
 my $res = $n->post('/admin?action=rollback', '');
-is($res->{status}, 409, 'rollback without a previous version: refused');
-like($res->{content}, qr/no previous version/, 'with the reason');
+is($res->{status}, 200, 'rollback to a version the new redis never had')
+    or diag $res->{content};
+is(decode_json($res->{content})->{version}, 'v12', 'to v12, which this instance ran');
+ok(wait_until(sub { all_at('v12') }, 5, 'v12 applied'), 'every worker back at v12');
+ok(defined $redis->command('GET', 'hotffi:code:bundle:v12'), 'redis has its bundle again');
+publish('v13');
+ok(wait_until(sub { all_at('v13') }, 5, 'v13 applied'), 'v13 published again');
 
 publish('v14', util => "error('bad again')\n");
 ok(wait_until(sub { grep { ($_->{error} // '') =~ /bad again/ } @{ admin()->{workers} || [] } },
@@ -248,8 +263,9 @@ is($res->{status}, 200, 'rollback') or diag $res->{content};
 is(decode_json($res->{content})->{version}, 'v13', 'rollback passes over v14, which failed');
 ok(wait_until(sub { all_at('v13') }, 5, 'v13 applied'), 'every worker back at v13');
 serves('v13', 'rollback');
-is($redis->command('GET', 'hotffi:code:current'), 'v13', 'redis names v13 current');
-is_deeply($redis->command('LRANGE', 'hotffi:code:history', 0, -1), ['v13'],
+like($redis->command('GET', 'hotffi:code:current'), qr/^HOTFFI-CURRENT 1 v13 \d+ [0-9a-f]{64} [0-9a-f]{64}$/,
+     'redis names v13 current, in a signed record');
+is_deeply($redis->command('LRANGE', 'hotffi:code:history', 0, -1), ['v12', 'v13'],
           'the history lost v14 and v15');
 is($redis->command('EXISTS', 'hotffi:code:bundle:v15'), 0, 'and their bundles');
 

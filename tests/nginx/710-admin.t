@@ -39,6 +39,24 @@ location = /admin {
         require("resty.hotffi.admin").handler{ token = "s3cret" }
     }
 }
+# the mistake of issue 13: a variable nginx does not pass to its workers
+location = /admin-unset {
+    content_by_lua_block {
+        require("resty.hotffi.admin").handler{
+            token = os.getenv("HOTFFI_TEST_NO_SUCH_TOKEN") }
+    }
+}
+location = /admin-env {
+    content_by_lua_block {
+        require("resty.hotffi.admin").handler{
+            token = os.getenv("ADMIN_TOKEN") }
+    }
+}
+location = /admin-open {
+    content_by_lua_block {
+        require("resty.hotffi.admin").handler{ token = false }
+    }
+}
 # GET /count: "<worker pid> <build> <count>"
 location = /count {
     content_by_lua_block {
@@ -53,7 +71,8 @@ my $nginx = HotffiTest::Nginx->new(name => 'admin', workers => 2,
                                    listen_options => 'reuseport',
                                    config => $config,
                                    http_config => $http_config,
-                                   env => { COUNTER_LIB => "$dir/libcounter.so" });
+                                   env => { COUNTER_LIB => "$dir/libcounter.so",
+                                            ADMIN_TOKEN => 'from-env' });
 $nginx->start;
 
 my %auth = (headers => { Authorization => 'Bearer s3cret' });
@@ -90,6 +109,23 @@ for my $wrong ('nope', 's3cre', 's3cret2', 'S3CRET') {
                        { headers => { Authorization => "Bearer $wrong" } })->{status},
        401, "a wrong token ($wrong): 401");
 }
+
+
+# ---- no token configured: refused, and the message says what to add
+my $res = $nginx->post('/admin-unset?runtime=counter', '');
+is($res->{status}, 503, 'no token configured: 503, not a reload');
+like($res->{content}, qr/no token configured, so it serves nobody: .*add \\"env NAME;\\" to the main context of nginx\.conf.*token = false serves without authentication/,
+     'and says what to add');
+like($nginx->error_log_text, qr/\[error\].*resty\.hotffi\.admin\.handler: no token configured/,
+     'and logs it');
+is($nginx->get('/admin-unset')->{status}, 503, 'GET too: 503');
+
+# ---- a token read with os.getenv() and "env NAME;"; token = false
+is($nginx->get('/admin-env')->{status}, 401, 'token from the environment: 401 without it');
+is($nginx->request('GET', '/admin-env',
+                   { headers => { Authorization => 'Bearer from-env' } })->{status},
+   200, 'token from the environment: 200 with it');
+is($nginx->get('/admin-open')->{status}, 200, 'token = false: served without one');
 
 # ---- status of every worker
 my ($st, $body, $raw) = admin('GET', '');
@@ -134,8 +170,30 @@ is_deeply([ sort map { keys %$_ } values %$by ], [ ('b') x keys %$by ],
 is($st, 400, 'no runtime named: 400');
 ($st, $body) = admin('POST', '?runtime=counter&retire_timeout=soon');
 is($st, 400, 'a bad retire_timeout: 400');
-is($body->{error}, 'retire_timeout must be a positive number of seconds',
+is($body->{error}, 'retire_timeout must be a number of seconds greater than 0 and at most 3600 (given "soon")',
    'and says why');
+# numbers are checked before anything reaches a worker: no reload happens
+for my $case (['timeout', 'nan'], ['timeout', 'NaN'], ['timeout', 'inf'],
+              ['timeout', '-inf'], ['timeout', '-1'], ['timeout', '0'],
+              ['timeout', '1e999'], ['timeout', '1e3'], ['timeout', '0x10'],
+              ['timeout', '99999999999'], ['timeout', ''], ['timeout', 'abc'],
+              ['retire_timeout', 'nan'], ['retire_timeout', 'inf'],
+              ['retire_timeout', '-0.5'], ['retire_timeout', '3601']) {
+    my ($k, $v) = @$case;
+    ($st, $body, $raw) = admin('POST', "?runtime=counter&$k=$v");
+    is($st, 400, "$k=$v: 400");
+    is($body->{error}, "$k must be a number of seconds greater than 0 and at most 3600 (given \"$v\")",
+       "$k=$v: says why") or diag($raw);
+}
+($st, $body) = admin('POST', '?runtime=counter&timeout=1&timeout=2');
+is($st, 400, 'timeout given twice: 400');
+($st, $body) = admin('GET', '');
+is_deeply([ map { $_->{runtimes}{counter}{version} } @{ $body->{workers} } ],
+          [ 2, 2 ], 'none of them reloaded anything');
+($st, $body, $raw) = admin('POST', '?runtime=counter&timeout=5&retire_timeout=0.5');
+is($st, 200, 'good numbers: the reload happens') or diag($raw);
+is_deeply([ map { $_->{from} } @{ $body->{workers} } ], [ 2, 2 ],
+          'from version 2 in each worker');
 ($st, $body) = admin('POST', '?runtime=nope');
 is($st, 200, 'a runtime no worker loaded: nothing to do');
 is_deeply([ map { $_->{loaded} } @{ $body->{workers} } ],

@@ -14,6 +14,7 @@
 -- or by nginx -s reload -- loads what the others run.
 
 local cjson = require "cjson.safe"
+local control = require "resty.hotffi.control"
 local hotffi = require "resty.hotffi"
 
 local ngx = ngx
@@ -21,14 +22,13 @@ local concat = table.concat
 local error = error
 local exiting = ngx.worker.exiting
 local get_phase = ngx.get_phase
+local huge = math.huge
 local ipairs = ipairs
 local log = ngx.log
 local now = ngx.now
 local pcall = pcall
-local sha1_bin = ngx.sha1_bin
 local sleep = ngx.sleep
 local timer_every = ngx.timer.every
-local tonumber = tonumber
 local tostring = tostring
 local type = type
 local update_time = ngx.update_time
@@ -51,6 +51,8 @@ local CMD_TTL = 600        -- seconds a command and its results are kept
 local WAIT_STEP = 0.01     -- seconds between looks for results
 local DEFAULT_POLL = 0.1
 local DEFAULT_TIMEOUT = 30
+local MAX_TIMEOUT = 3600   -- seconds a reload may be given; the request
+                           -- that asks waits that long at most
 
 local dict                 -- ngx.shared[opts.dict]
 local seen = 0             -- the last command this worker ran
@@ -166,7 +168,8 @@ function _M.init_worker(opts)
               .. "lua_shared_dict", 2)
     end
     local poll = opts.poll or DEFAULT_POLL
-    if type(poll) ~= "number" or poll <= 0 then
+    -- not (poll > 0) also refuses NaN
+    if type(poll) ~= "number" or not (poll > 0) or poll == huge then
         error("resty.hotffi.admin.init_worker: bad poll: positive number "
               .. "of seconds expected", 2)
     end
@@ -241,24 +244,6 @@ local function reply(status, body)
 end
 
 
-local function token_of_request()
-    local h = ngx.req.get_headers()["Authorization"]
-    if type(h) == "string" then
-        return h:match("^Bearer%s+(.+)$")
-    end
-end
-
-
--- Whether the request's token is the configured one.  The digests are
--- compared, not the tokens: how long a comparison of the guess takes then
--- says nothing about the secret (LuaJIT compares the bytes of equal-length
--- strings when it interns them).
-local function token_ok(token)
-    local given = token_of_request()
-    return given ~= nil and sha1_bin(given) == sha1_bin(token)
-end
-
-
 local function reload_command(args)
     local name = args.runtime
     if type(name) ~= "string" or name == "" then
@@ -269,13 +254,18 @@ local function reload_command(args)
             return nil, k .. " must be given once, with a value"
         end
     end
-    local timeout = tonumber(args.timeout or DEFAULT_TIMEOUT)
-    if not timeout or timeout <= 0 then
-        return nil, "timeout must be a positive number of seconds"
+    -- numbers are checked here, before anything is posted: NaN, an
+    -- infinity or a negative would reach every worker's reload
+    local timeout, err = control.seconds_arg(args, "timeout",
+                                             DEFAULT_TIMEOUT, MAX_TIMEOUT)
+    if not timeout then
+        return nil, err
     end
-    local retire_timeout = args.retire_timeout and tonumber(args.retire_timeout)
-    if args.retire_timeout and (not retire_timeout or retire_timeout <= 0) then
-        return nil, "retire_timeout must be a positive number of seconds"
+    local retire_timeout
+    retire_timeout, err = control.seconds_arg(args, "retire_timeout", nil,
+                                              MAX_TIMEOUT)
+    if err then
+        return nil, err
     end
     return { op = "reload", runtime = name, lib = args.lib, cfg = args.cfg,
              state = args.state ~= "0",
@@ -289,16 +279,19 @@ end
 --   POST ?runtime=NAME[&lib=PATH][&cfg=CFG][&state=0][&timeout=S]
 --        [&retire_timeout=S]
 --                  reload NAME in every worker, answer each one's result
--- opts.token: when set, requests need "Authorization: Bearer <token>".
+-- opts.token (required): requests need "Authorization: Bearer <token>";
+-- false serves without authentication; nil (a token os.getenv() did not
+-- find) answers 503 and says what to add (see resty.hotffi.control).
 -- Mount it where only operators reach it (allow 127.0.0.1; deny all;).
 function _M.handler(opts)
-    opts = opts or {}
+    local ok, status, why = control.authorize(opts,
+                                              "resty.hotffi.admin.handler")
+    if not ok then
+        return reply(status, { error = why })
+    end
     if not dict then
         return reply(500, { error = "resty.hotffi.admin.init_worker() was "
                                     .. "not called" })
-    end
-    if opts.token and not token_ok(opts.token) then
-        return reply(401, { error = "a valid bearer token is required" })
     end
 
     local method = ngx.req.get_method()

@@ -17,6 +17,7 @@
 -- version reaches them from the dict in any phase, without I/O.
 
 local bundle = require "resty.hotffi.code.bundle"
+local control = require "resty.hotffi.control"
 local dir_src = require "resty.hotffi.code.dir"
 local loader = require "resty.hotffi.code.loader"
 local redis_src = require "resty.hotffi.code.redis"
@@ -30,6 +31,7 @@ local format = string.format
 local getmetatable = getmetatable
 local get_phase = ngx.get_phase
 local gsub = string.gsub
+local lower = string.lower
 local io_open = io.open
 local ipairs = ipairs
 local loaded = package.loaded
@@ -73,6 +75,9 @@ local K_SOURCE = "src"     -- the source's state, written by the leader
 local K_WORKER = "w:"      -- w:<pid>: one worker's state
 local K_BAD = "bad:"       -- bad:<version>: a worker refused it (why)
 local K_LOCK = "lock"
+local K_SEQ = "seq"        -- Redis source: the highest record sequence
+                           -- accepted (replays below it are refused)
+local K_RECORD = "rec"     -- Redis source: the record accepted last
 
 local STATUS_EVERY = 1     -- seconds between a worker's status updates
 local STATUS_TTL = 10      -- a worker's status outlives it this long
@@ -113,7 +118,8 @@ local status_at = 0
 -- the leader's view of the source
 local src_error, src_since, src_logged = nil, nil, 0
 local src_checked_at
-local src_refused = {}     -- version -> message; not fetched again
+local src_refused = {}     -- version (dir), record (Redis) -> message;
+                           -- not fetched again
 local src_last_refused     -- "version: message"
 local checking, check_pending, check_force
 
@@ -224,38 +230,76 @@ local function baseline(ran)
 end
 
 
--- Stores a checked bundle and makes it current.  Returns true, false if
--- it was current already, or nil and a message.  Call it locked.
-local function publish_locked(version, text)
-    local key = K_BUNDLE .. version
-    if stamp_version(dict:get(K_STAMP)) == version
-       and dict:get(key) == text
+-- Why a current-version record of the Redis source must not be
+-- accepted, or nil: its sequence is below the highest accepted (a
+-- replay), or equal to it in another record.
+local function replayed(rec, record)
+    local high = dict:get(K_SEQ)
+    if not high or rec.sequence > high
+       or rec.sequence == high and record == dict:get(K_RECORD)
     then
-        return false
+        return nil
     end
-    if dict:get(key) ~= text then
-        dict:delete(K_BAD .. version)     -- new content under an old name
+    if rec.sequence == high then
+        return format("replayed record: sequence %d was accepted already"
+                      .. " for another record", rec.sequence)
     end
-    local ok, err = dict:safe_set(key, text)
-    if not ok then
-        return nil, format("lua_shared_dict \"%s\": cannot store version"
-                           .. " \"%s\" (%d bytes): %s", conf.dict, version,
-                           #text, err)
-    end
-    local hist, kept = history(), {}
-    for _, v in ipairs(hist) do
-        if v ~= version then
-            kept[#kept + 1] = v
+    return format("replayed record: sequence %d is older than %d, the"
+                  .. " newest this instance accepted (an older record"
+                  .. " written back to redis?); only a rollback signed with"
+                  .. " the secret goes back", rec.sequence, high)
+end
+
+
+-- Stores a checked bundle and makes it current; with the Redis source,
+-- `rec` is its current-version record (text `record`), checked against
+-- replays again here, under the lock, and remembered.  Returns true,
+-- false if it was current already, or nil and a message.  Call it locked.
+local function publish_locked(version, text, rec, record)
+    local key = K_BUNDLE .. version
+    if rec then
+        local err = replayed(rec, record)
+        if err then
+            return nil, err
         end
     end
-    kept[#kept + 1] = version
-    while #kept > conf.history do
-        dict:delete(K_BUNDLE .. remove(kept, 1))
+    local current = stamp_version(dict:get(K_STAMP)) == version
+                    and dict:get(key) == text
+    if not current then
+        if dict:get(key) ~= text then
+            dict:delete(K_BAD .. version)  -- new content under an old name
+        end
+        local ok, err = dict:safe_set(key, text)
+        if not ok then
+            return nil, format("lua_shared_dict \"%s\": cannot store"
+                               .. " version \"%s\" (%d bytes): %s",
+                               conf.dict, version, #text, err)
+        end
+        -- with Redis, a version published again is a rollback to it: the
+        -- versions after it go, as they went from Redis' history
+        local hist, kept, after = history(), {}, false
+        for _, v in ipairs(hist) do
+            if v == version then
+                after = rec ~= nil
+            elseif after then
+                dict:delete(K_BUNDLE .. v)
+            else
+                kept[#kept + 1] = v
+            end
+        end
+        kept[#kept + 1] = version
+        while #kept > conf.history do
+            dict:delete(K_BUNDLE .. remove(kept, 1))
+        end
+        dict:set(K_HISTORY, concat(kept, " "))
+        dict:delete(K_PIN)
+        set_stamp(version)
     end
-    dict:set(K_HISTORY, concat(kept, " "))
-    dict:delete(K_PIN)
-    set_stamp(version)
-    return true
+    if rec then
+        dict:set(K_SEQ, rec.sequence)
+        dict:set(K_RECORD, record)
+    end
+    return not current
 end
 
 
@@ -407,8 +451,9 @@ local function source_down(err)
 end
 
 
-local function refuse_at_source(version, err)
-    src_refused[version] = err
+-- `key` is what is not fetched again: the record (Redis) or the version.
+local function refuse_at_source(version, err, key)
+    src_refused[key or version] = err
     src_last_refused = version .. ": " .. err
     record_error(version, err)
     log(ERR, "code version \"", version, "\" from ", source_name(),
@@ -419,8 +464,9 @@ local function refuse_at_source(version, err)
 end
 
 
--- Checks a bundle from the source and publishes it to the workers.
-local function accept(text, name)
+-- Checks a bundle from the source and publishes it to the workers; with
+-- Redis, `rec` is the checked current-version record (text `record`).
+local function accept(text, name, rec, record)
     local b, err = bundle.parse(text, conf.secret, {
         trusted = not conf.secret, max_size = conf.max_size,
     })
@@ -428,16 +474,20 @@ local function accept(text, name)
         err = format("the bundle says version \"%s\", the source names it"
                      .. " \"%s\"", b.version, name)
     end
+    if b and not err and rec and lower(b.mac) ~= lower(rec.bundle_mac) then
+        err = "the current-version record names another bundle of this"
+              .. " version (another signature)"
+    end
     if b and not err then
         err = loader.precheck(b, baseline(dict:get(K_RAN)))
     end
     if err then
-        return refuse_at_source(name, err)
+        return refuse_at_source(name, err, record)
     end
     local ok
-    ok, err = locked(publish_locked, b.version, text)
+    ok, err = locked(publish_locked, b.version, text, rec, record)
     if ok == nil then
-        return refuse_at_source(name, err)
+        return refuse_at_source(name, err, record)
     end
     if ok then
         src_refused = {}     -- the source has moved on from them
@@ -448,31 +498,63 @@ local function accept(text, name)
 end
 
 
+-- Looks at Redis: reads the current-version record (small, bounded) and,
+-- only when it is new, valid and not a replay, the bundle it names, whose
+-- size Redis announces before it is read.  A notification costs a record
+-- read, not a bundle read.
 local function check_redis(force)
-    local res, err = redis_src.fetch(conf.redis, function(cur)
-        if force then
-            return false
+    local rec, refusal
+    local res, err = redis_src.fetch(conf.redis, function(record)
+        if not force and (record == dict:get(K_RECORD)
+                          or src_refused[record] ~= nil)
+        then
+            return nil
         end
-        return cur == stamp_version(dict:get(K_STAMP))
-               or src_refused[cur] ~= nil
-    end)
+        local e, name
+        rec, e, name = bundle.parse_record(record, conf.secret)
+        if rec then
+            e = replayed(rec, record)
+            name = rec.version
+        end
+        if e then
+            refusal = { name or "?", e }
+            return nil
+        end
+        return rec.version
+    end, conf.max_size)
     if not res then
         return source_down(err)
     end
     source_up()
-    if not res.current or res.text == nil then
+    if res.current == false then
+        -- not read, so known by its size only
+        if force or not src_refused[res.refused] then
+            refuse_at_source("?", res.refused, res.refused)
+        end
+        return
+    end
+    if not res.current then
+        return
+    end
+    if refusal then
+        return refuse_at_source(refusal[1], refusal[2], res.current)
+    end
+    if res.refused then
+        return refuse_at_source(rec.version, res.refused, res.current)
+    end
+    if res.text == nil then
         return
     end
     if res.text == false then
-        return refuse_at_source(res.current, "its bundle is missing from"
-                                             .. " redis")
+        return refuse_at_source(rec.version, "its bundle is missing from"
+                                             .. " redis", res.current)
     end
-    accept(res.text, res.current)
+    accept(res.text, rec.version, rec, res.current)
 end
 
 
 local function check_dir()
-    local text, version = dir_src.read(conf.dir, ngx.time())
+    local text, version = dir_src.read(conf.dir, ngx.time(), conf.max_size)
     if not text then
         return source_down(version)
     end
@@ -543,9 +625,10 @@ local function subscriber(premature)
             source_up()
             check_source(false)   -- whatever was missed while away
         end,
-        message = function(version)
-            src_refused[version] = nil
-            check_source(true)
+        -- the name it carries is only a hint: the record says what is
+        -- current, and an unchanged record costs no bundle read
+        message = function()
+            check_source(false)
         end,
     }
     while not exiting() do
@@ -861,6 +944,65 @@ function _M.status()
 end
 
 
+-- Signs a record that makes the version before the current one current
+-- on Redis, for every server of the fleet.  The version is taken from
+-- this instance's own history (versions it accepted), passing over
+-- versions a worker refused, and its bundle from this instance's shared
+-- dict, which Redis gets again: writers of Redis cannot choose it.
+local function rollback_redis()
+    local hist = history()
+    local from = stamp_version(dict:get(K_STAMP))
+    while hist[1] and (hist[#hist] == from
+                       or dict:get(K_BAD .. hist[#hist]))
+    do
+        remove(hist)
+    end
+    local v = hist[#hist]
+    local text = v and dict:get(K_BUNDLE .. v)
+    if not text then
+        return nil, "no previous version"
+    end
+    local b, err = bundle.parse(text, conf.secret, { max_size = #text })
+    if not b then
+        return nil, format("version \"%s\": %s", v, err)
+    end
+    -- the record is swapped only if Redis still holds the one read here
+    local expected
+    expected, err = redis_src.current(conf.redis)
+    if not expected then
+        return nil, err
+    end
+    -- a sequence above everything seen: now in ms (so that a record
+    -- replayed into Redis cannot hold it down), the record Redis holds,
+    -- and the highest this instance accepted
+    update_time()
+    local seq = floor(now() * 1000)
+    local rec = bundle.parse_record(expected, conf.secret)
+    local high = dict:get(K_SEQ) or 0
+    if rec and rec.sequence > high then
+        high = rec.sequence
+    end
+    if seq <= high then
+        seq = high + 1
+    end
+    local record
+    record, err = bundle.sign_record(conf.secret, v, seq, b.mac)
+    if not record then
+        return nil, err
+    end
+    local prev
+    prev, err = redis_src.rollback(conf.redis, expected, record, v, text)
+    if not prev then
+        return nil, err
+    end
+    log(NOTICE, "code rolled back to version \"", prev, "\" on ",
+        source_name(), " (sequence ", seq, ")")
+    check_source(false)     -- the notification may come later
+    sync()
+    return prev
+end
+
+
 -- Makes the previous version current: on Redis for every server of the
 -- fleet (context: where cosockets work), or in this nginx for the dir
 -- source until a file changes.  Returns its name, or nil and a message.
@@ -869,21 +1011,7 @@ function _M.rollback()
         return nil, "not started"
     end
     if conf.redis then
-        local skip = {}
-        for _, v in ipairs(history()) do
-            if dict:get(K_BAD .. v) then
-                skip[#skip + 1] = v
-            end
-        end
-        local prev, err = redis_src.rollback(conf.redis, skip)
-        if not prev then
-            return nil, err
-        end
-        log(NOTICE, "code rolled back to version \"", prev, "\" on ",
-            source_name())
-        check_source(true)      -- the notification may come later
-        sync()
-        return prev
+        return rollback_redis()
     end
     local prev, err = locked(function()
         local hist = history()
@@ -998,13 +1126,24 @@ end
 --   GET            the status of the instance and of each worker
 --   POST ?action=rollback   make the previous version current
 --   POST ?action=check      look at the source now
--- Protect it: allow 127.0.0.1 only, or put it behind authentication.
-function _M.admin()
+-- opts.token (required): requests need "Authorization: Bearer <token>";
+-- false serves without authentication; nil (a token os.getenv() did not
+-- find) answers 503 and says what to add -- the scheme of
+-- resty.hotffi.admin (resty.hotffi.control).  Also allow 127.0.0.1 only.
+function _M.admin(opts)
     if get_phase() ~= "content" then
         error("resty.hotffi.code.admin: call it in content_by_lua*", 2)
     end
+    local ok, status, why = control.authorize(opts, "resty.hotffi.code.admin")
+    if not ok then
+        return reply(status, { error = why })
+    end
     local method = ngx.req.get_method()
     local action = ngx.req.get_uri_args().action
+    if action ~= nil and type(action) ~= "string" then
+        return reply(400, { error = "action must be given once, with a"
+                                    .. " value" })
+    end
     if action == nil then
         if method ~= "GET" and method ~= "HEAD" then
             return reply(405, { error = "GET, or POST with ?action=" })

@@ -9,6 +9,19 @@
 --     <the module's source: exactly that many bytes>\n
 --     ... more modules, sorted by name ...
 --     end\n
+--
+-- The Redis source names the current version with a signed record (one
+-- line, the value of <prefix>:current):
+--
+--     HOTFFI-CURRENT 1 <version> <sequence> <bundle mac> <record mac>
+--
+-- <bundle mac> is the 64 hex digits of the bundle's signature line, which
+-- binds the record to one bundle's exact bytes; <sequence> is a decimal
+-- integer that grows with every publish and rollback; <record mac> is the
+-- HMAC-SHA256, in hex, of everything before it (" " excluded).  The fleet
+-- refuses a record whose sequence is below the highest it accepted: an
+-- older record written back to Redis (a replay) cannot make an older
+-- version current again; only a new record, signed with the secret, can.
 
 local ffi = require "ffi"
 local bit = require "bit"
@@ -24,6 +37,7 @@ local ffi_cast = ffi.cast
 local ffi_new = ffi.new
 local ffi_str = ffi.string
 local find = string.find
+local floor = math.floor
 local format = string.format
 local gmatch = string.gmatch
 local gsub = string.gsub
@@ -42,9 +56,14 @@ local MAGIC = "HOTFFI-BUNDLE 1\n"
 local SIG_PREFIX = "signature hmac-sha256 "
 local UNSIGNED = "signature none"
 local MAX_VERSION_LEN = 64
+local RECORD_MAGIC = "HOTFFI-CURRENT 1 "
+local MAX_SEQUENCE_DIGITS = 15  -- below 2^53: exact as a Lua number
 
 _M.MAGIC = MAGIC
 _M.DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+-- the longest a record can be; what the reader reads of <prefix>:current
+_M.MAX_RECORD_SIZE = #RECORD_MAGIC + MAX_VERSION_LEN + MAX_SEQUENCE_DIGITS
+                     + 64 + 64 + 3
 
 -- Names a bundle may not replace: the VM's own libraries and hotffi itself.
 local RESERVED = {
@@ -302,7 +321,67 @@ function _M.parse(blob, secret, opts)
         modules = modules,
         names = names,
         size = #blob,
+        mac = match(sig_line, "^signature hmac%-sha256 (%x+)$"),
     }
+end
+
+
+-- The current-version record (see the top of this file) for `version`,
+-- whose bundle's signature is `bundle_mac` (hex), with `sequence`.
+function _M.sign_record(secret, version, sequence, bundle_mac)
+    if type(secret) ~= "string" or secret == ""
+       or not _M.valid_version(version)
+       or type(sequence) ~= "number" or sequence < 0
+       or sequence >= 10 ^ MAX_SEQUENCE_DIGITS
+       or sequence ~= floor(sequence)
+       or type(bundle_mac) ~= "string" or not find(bundle_mac, "^%x+$")
+       or #bundle_mac ~= 64
+    then
+        error("sign_record: bad arguments", 2)
+    end
+    local text = format("%s%s %d %s", RECORD_MAGIC, version, sequence,
+                        bundle_mac)
+    local mac, err = _M.hmac_hex(secret, text)
+    if not mac then
+        return nil, err
+    end
+    return text .. " " .. mac
+end
+
+
+-- Checks a current-version record.  Returns { version =, sequence =,
+-- bundle_mac = }, or nil, a message and (when it could be read) the
+-- version it names.
+function _M.parse_record(text, secret)
+    if type(text) ~= "string" then
+        return nil, "not a current-version record (" .. type(text) .. ")"
+    end
+    if sub(text, 1, #RECORD_MAGIC) ~= RECORD_MAGIC then
+        local legacy = _M.valid_version(text) and text or nil
+        return nil, legacy
+               and "the current version is named without a signed record"
+                   .. " (published by an older bin/hotffi-bundle?): publish"
+                   .. " it again with this one"
+               or "not a current-version record", legacy
+    end
+    local version, seq, bundle_mac, mac = match(text,
+        "^(%S+) (%d+) (%x+) (%x+)$", #RECORD_MAGIC + 1)
+    if not version or not _M.valid_version(version)
+       or #seq > MAX_SEQUENCE_DIGITS or #bundle_mac ~= 64 or #mac ~= 64
+    then
+        return nil, "malformed current-version record"
+    end
+    local body = #text - 65
+    local want, err = hmac_sha256(secret, text, 1, body)
+    if not want then
+        return nil, err, version
+    end
+    if not same(want, from_hex(mac)) then
+        return nil, "bad signature of the current-version record"
+                    .. " (forged, or signed with another secret)", version
+    end
+    return { version = version, sequence = tonumber(seq),
+             bundle_mac = bundle_mac }
 end
 
 

@@ -25,6 +25,12 @@ local _M = { version = "0.1.0" }
 local MAX_DEPTH = 16
 local MAX_FILES = 10000
 local DOT = byte(".")
+-- bytes of a bundle besides the sources: its first lines and end line,
+-- and each module's line ("module <name> <length>\n", length at most 20
+-- digits) and the newline after its source
+local HEADER = #bundle.MAGIC + #"signature none\n" + #"version \n" + 64
+               + #"created \n" + 20 + #"end\n"
+local MODULE_LINE = #"module  \n" + 20 + 1
 local DT_UNKNOWN, DT_DIR, DT_REG, DT_LNK = 0, 4, 8, 10
 
 -- glibc's struct dirent on 64-bit Linux (readdir64's on 32-bit).  The
@@ -85,16 +91,31 @@ local function is_dir(path)
 end
 
 
-local function read_file(path)
+-- A file's content, if it holds at most `room` bytes: its size is taken
+-- (a seek to its end) before anything is read, and no more than that
+-- size is read even if it grows meanwhile.  Or nil and a message.
+local function read_file(path, room, max_size)
     local f, err = io_open(path, "rb")
     if not f then
         return nil, err
     end
-    local data
-    data, err = f:read("*a")
+    local size
+    size, err = f:seek("end")
+    if not size then
+        f:close()
+        return nil, format("seek \"%s\" failed: %s", path, err)
+    end
+    if size > room then
+        f:close()
+        return nil, format("\"%s\": %d bytes would make the bundle larger"
+                           .. " than max_size %d: not read", path, size,
+                           max_size)
+    end
+    f:seek("set")
+    local data = size == 0 and "" or f:read(size)
     f:close()
     if not data then
-        return nil, format("read \"%s\" failed: %s", path, err)
+        return nil, format("read \"%s\" failed", path)
     end
     return data
 end
@@ -109,7 +130,9 @@ local function module_name(rel)
 end
 
 
-local function walk(root, rel, depth, found, where)
+-- found: { { name, source }, ... }; where: name -> path; budget: { used
+-- = bytes of the bundle so far, max = max_size }.
+local function walk(root, rel, depth, found, where, budget)
     if depth > MAX_DEPTH then
         return nil, format("\"%s\": deeper than %d levels (a link loop?)",
                            root .. "/" .. rel, MAX_DEPTH)
@@ -127,7 +150,7 @@ local function walk(root, rel, depth, found, where)
                     or (typ == DT_UNKNOWN or typ == DT_LNK) and is_dir(full)
         if dir then
             local ok
-            ok, err = walk(root, r, depth + 1, found, where)
+            ok, err = walk(root, r, depth + 1, found, where, budget)
             if not ok then
                 return nil, err
             end
@@ -150,11 +173,15 @@ local function walk(root, rel, depth, found, where)
                 return nil, format("more than %d modules under \"%s\"",
                                    MAX_FILES, root)
             end
+            -- the module's line, then its source and a newline
+            local line = #mod + MODULE_LINE
             local src
-            src, err = read_file(full)
+            src, err = read_file(full, budget.max - budget.used - line,
+                                 budget.max)
             if not src then
                 return nil, err
             end
+            budget.used = budget.used + line + #src
             where[mod] = full
             found[#found + 1] = { mod, src }
         end
@@ -165,10 +192,12 @@ end
 
 -- Reads DIR.  Returns the bundle's text (unsigned), its version ("dir-"
 -- and 12 hex digits of the content's MD5) and the number of modules; or
--- nil and a message.
-function _M.read(root, created)
+-- nil and a message.  A file that would make the bundle larger than
+-- max_size bytes is refused before it is read.
+function _M.read(root, created, max_size)
     local found, where = {}, {}
-    local ok, err = walk(root, "", 1, found, where)
+    local budget = { used = HEADER, max = max_size or bundle.DEFAULT_MAX_SIZE }
+    local ok, err = walk(root, "", 1, found, where, budget)
     if not ok then
         return nil, err
     end

@@ -14,7 +14,6 @@ local sub = string.sub
 local tcp = ngx.socket.tcp
 local tonumber = tonumber
 local tostring = tostring
-local unpack = unpack
 
 
 local _M = { version = "0.1.0" }
@@ -24,41 +23,42 @@ local PING = "*1\r\n$4\r\nPING\r\n"
 local PING_INTERVAL = 1     -- seconds; keeps the subscriber's reads short
 local EXIT_CHECK = 0.2      -- seconds between looks at ngx.worker.exiting()
 local READ_SLACK = 3000     -- ms a subscriber read waits beyond the pings
+local SMALL = 4096          -- bytes: the most a reply other than a
+                            -- bundle may hold (records, names, OK)
+local MAX_ITEMS = 16        -- elements of an array reply (a subscription
+                            -- message has 3)
 local POOL_SIZE = 4
 local POOL_IDLE = 60000     -- ms
 
--- Makes the newest version of the history before the current one, and
--- not in ARGV[3...] (versions that failed to load), current and notifies;
--- drops the versions after it and their bundles.
--- KEYS: current, history.  ARGV: channel, bundle key prefix, skip...
+-- Makes ARGV[3] current with the signed record ARGV[2], if the current
+-- record is still ARGV[1] (what the caller decided from; "" for none);
+-- stores its bundle ARGV[4] again (its key may have been deleted); drops
+-- the versions after it in the history and their bundles (or appends it
+-- when it is not there); notifies.  The same script as bin/hotffi-bundle's
+-- rollback: keep both in step.
+-- KEYS: current, history.  ARGV: expected record, new record, version,
+-- bundle, channel, bundle key prefix.
 local ROLLBACK_SCRIPT = [==[
-local cur = redis.call('GET', KEYS[1])
-if not cur then
-    return redis.error_reply('nothing published')
-end
-local skip = {}
-for i = 3, #ARGV do
-    skip[ARGV[i]] = true
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then
+    return redis.error_reply('current changed meanwhile: try again')
 end
 local hist = redis.call('LRANGE', KEYS[2], 0, -1)
 local n = #hist
-while n > 0 and (hist[n] == cur or skip[hist[n]]) do
+while n > 0 and hist[n] ~= ARGV[3] do
     n = n - 1
 end
 if n == 0 then
-    return redis.error_reply('no previous version')
+    redis.call('RPUSH', KEYS[2], ARGV[3])
+else
+    for i = n + 1, #hist do
+        redis.call('DEL', ARGV[6] .. hist[i])
+    end
+    redis.call('LTRIM', KEYS[2], 0, n - 1)
 end
-local prev = hist[n]
-if redis.call('EXISTS', ARGV[2] .. prev) == 0 then
-    return redis.error_reply('the bundle of version ' .. prev .. ' is gone')
-end
-for i = n + 1, #hist do
-    redis.call('DEL', ARGV[2] .. hist[i])
-end
-redis.call('LTRIM', KEYS[2], 0, n - 1)
-redis.call('SET', KEYS[1], prev)
-redis.call('PUBLISH', ARGV[1], prev)
-return prev
+redis.call('SET', ARGV[6] .. ARGV[3], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[5], ARGV[3])
+return ARGV[3]
 ]==]
 
 _M.ROLLBACK_SCRIPT = ROLLBACK_SCRIPT
@@ -89,8 +89,12 @@ end
 
 
 -- A reply: a string, a number, ngx.null, an array; false and the message
--- for an error reply; nil and the socket's error.
-local function read_reply(sock)
+-- for an error reply; nil and the socket's error.  A bulk string longer
+-- than `max` bytes, or an array of more than MAX_ITEMS, is not read: nil,
+-- a message and its size, and the connection must be closed (the rest of
+-- the reply is still in it).  So nothing Redis holds is read before its
+-- size was checked.
+local function read_reply(sock, max)
     local line, err = sock:receive()
     if not line then
         return nil, err
@@ -110,6 +114,10 @@ local function read_reply(sock)
         if n < 0 then
             return null
         end
+        if n > max then
+            return nil, format("a value of %d bytes, more than %d: not"
+                               .. " read", n, max), n
+        end
         local data
         data, err = sock:receive(n + 2)
         if not data then
@@ -124,12 +132,16 @@ local function read_reply(sock)
         if n < 0 then
             return null
         end
+        if n > MAX_ITEMS then
+            return nil, format("an array of %d items, more than %d: not"
+                               .. " read", n, MAX_ITEMS), n
+        end
         local arr = {}
         for i = 1, n do
-            local v
-            v, err = read_reply(sock)
+            local v, size
+            v, err, size = read_reply(sock, max)
             if v == nil then
-                return nil, err
+                return nil, err, size
             end
             arr[i] = v
         end
@@ -139,12 +151,13 @@ local function read_reply(sock)
 end
 
 
-local function command(sock, ...)
+-- Sends a command; its reply is read with read_reply(sock, max).
+local function command(sock, max, ...)
     local ok, err = sock:send(encode({ ... }))
     if not ok then
         return nil, err
     end
-    return read_reply(sock)
+    return read_reply(sock, max)
 end
 
 
@@ -178,14 +191,14 @@ local function connect(conf, read_ms, fresh)
     end
     local res
     if conf.password then
-        res, err = command(sock, "AUTH", conf.password)
+        res, err = command(sock, SMALL, "AUTH", conf.password)
         if not res then
             sock:close()
             return nil, "AUTH failed: " .. (err or "?")
         end
     end
     if conf.db then
-        res, err = command(sock, "SELECT", conf.db)
+        res, err = command(sock, SMALL, "SELECT", conf.db)
         if not res then
             sock:close()
             return nil, "SELECT failed: " .. (err or "?")
@@ -200,23 +213,38 @@ local function keepalive(sock)
 end
 
 
-local function fetch_once(conf, skip, fresh)
+local function fetch_once(conf, pick, max_size, fresh)
     local sock, err = connect(conf, nil, fresh)
     if not sock then
         return nil, err
     end
     local reused = sock:getreusedtimes() > 0
     local keys = _M.keys(conf.prefix)
-    local cur
-    cur, err = command(sock, "GET", keys.current)
+    local cur, size
+    cur, err, size = command(sock, SMALL, "GET", keys.current)
+    if size then
+        sock:close()
+        return { current = false, refused = "the current-version record: "
+                                            .. err }
+    end
     if not cur then
         sock:close()
         return nil, "GET failed: " .. (err or "?"), reused and cur == nil
     end
     local res = { current = cur ~= null and cur or nil }
-    if res.current and not skip(res.current) then
+    local version = res.current and pick(res.current)
+    if version then
         local text
-        text, err = command(sock, "GET", keys.bundle .. res.current)
+        text, err, size = command(sock, max_size, "GET",
+                                  keys.bundle .. version)
+        if size then
+            -- refused by the size Redis announced: the bundle is not read
+            sock:close()
+            res.refused = format("bundle too large: %d bytes in redis"
+                                 .. " (max_size %d); not read", size,
+                                 max_size)
+            return res
+        end
         if not text then
             sock:close()
             return nil, "GET failed: " .. (err or "?")
@@ -228,33 +256,51 @@ local function fetch_once(conf, skip, fresh)
 end
 
 
--- The current version's name and, unless skip(name) is true, its bundle:
---   { current = name or nil (nothing published), text = string, false
---     (the bundle key is missing) or nil (skipped) }
+-- The current-version record (the value of <prefix>:current) and, when
+-- pick(record) names a version, its bundle, read only if Redis says it
+-- holds at most max_size bytes:
+--   { current = record or nil (nothing published) or false (too large),
+--     text = string, false (the bundle key is missing) or nil (not
+--     picked, or refused), refused = message (too large, not read) }
 -- or nil and a message when Redis cannot be reached or answers oddly.
-function _M.fetch(conf, skip)
-    local res, err, retry = fetch_once(conf, skip)
+function _M.fetch(conf, pick, max_size)
+    local res, err, retry = fetch_once(conf, pick, max_size)
     if not res and retry then
         -- a pooled connection to a Redis that has restarted since
-        res, err = fetch_once(conf, skip, true)
+        res, err = fetch_once(conf, pick, max_size, true)
     end
     return res, err
 end
 
 
--- Makes the previous version current on Redis and notifies every
--- server; versions in the list `skip` are passed over.  Returns its name,
--- or nil and a message.
-function _M.rollback(conf, skip)
+-- The current-version record as Redis holds it ("" for none), or nil and
+-- a message.
+function _M.current(conf)
+    local res, err = _M.fetch(conf, function() return nil end, 0)
+    if not res then
+        return nil, err
+    end
+    if res.current == false then
+        return nil, res.refused
+    end
+    return res.current or ""
+end
+
+
+-- Makes `version` current on Redis with the signed record `record`,
+-- stores its bundle `text` again and notifies every server, provided the
+-- current record is still `expected` ("" for none): see ROLLBACK_SCRIPT.
+-- Returns the version, or nil and a message.
+function _M.rollback(conf, expected, record, version, text)
     local sock, err = connect(conf)
     if not sock then
         return nil, err
     end
     local keys = _M.keys(conf.prefix)
     local res
-    res, err = command(sock, "EVAL", ROLLBACK_SCRIPT, 2, keys.current,
-                       keys.history, keys.channel, keys.bundle,
-                       unpack(skip or {}))
+    res, err = command(sock, SMALL, "EVAL", ROLLBACK_SCRIPT, 2,
+                       keys.current, keys.history, expected, record,
+                       version, text, keys.channel, keys.bundle)
     if res == nil then
         sock:close()
         return nil, "EVAL failed: " .. (err or "?")
@@ -280,7 +326,7 @@ function _M.subscribe(conf, handlers)
     end
     local keys = _M.keys(conf.prefix)
     local res
-    res, err = command(sock, "SUBSCRIBE", keys.channel)
+    res, err = command(sock, SMALL, "SUBSCRIBE", keys.channel)
     if not res then
         sock:close()
         return "SUBSCRIBE failed: " .. (err or "?")
@@ -302,7 +348,9 @@ function _M.subscribe(conf, handlers)
     end)
     handlers.up()
     while true do
-        res, err = read_reply(sock)
+        -- a notification is a version's name: a larger one (anyone who
+        -- can PUBLISH can send one) ends this connection unread
+        res, err = read_reply(sock, SMALL)
         if not res then
             err = "subscription: " .. (err or "?")
             break
