@@ -1072,9 +1072,12 @@ sub _startup_report {
     my $state = $self->{pid}
         ? "still not ready after " . HotffiTest::_scaled(START_TIMEOUT) . "s"
         : 'exited (' . _describe_status($self->{exit_status}) . ')';
+    # under valgrind, an early exit is valgrind's verdict: show it
+    my $valgrind = join '', map { "$_:\n" . HotffiTest::_slurp($_) }
+                            glob "$p/logs/valgrind.*.log";
     return "nginx $state; command: " . join(' ', $self->_command) . "\n"
         . "stderr:\n" . HotffiTest::_slurp("$p/logs/stderr.log")
-        . $self->_log_tail;
+        . $self->_log_tail . $valgrind;
 }
 
 sub _describe_status {
