@@ -103,8 +103,11 @@ hotffi_pollers_list(hotffi_threads_t *t)
     n = 0;
     size = 16;
     tids = malloc(size * sizeof(int));
+    if (tids == NULL) {
+        goto failed;
+    }
 
-    while (tids && (de = readdir(dir)) != NULL) {
+    while ((de = readdir(dir)) != NULL) {
         tid = atoi(de->d_name);
         if (tid <= 0) {
             continue;
@@ -114,9 +117,7 @@ hotffi_pollers_list(hotffi_threads_t *t)
             size *= 2;
             more = realloc(tids, size * sizeof(int));
             if (more == NULL) {
-                free(tids);
-                tids = NULL;
-                break;
+                goto failed;
             }
             tids = more;
         }
@@ -126,11 +127,16 @@ hotffi_pollers_list(hotffi_threads_t *t)
 
     (void) closedir(dir);
 
-    if (tids) {
-        qsort(tids, n, sizeof(int), hotffi_pollers_cmp);
-        t->tids = tids;
-        t->n = n;
-    }
+    qsort(tids, n, sizeof(int), hotffi_pollers_cmp);
+    t->tids = tids;
+    t->n = n;
+    return;
+
+failed:
+
+    /* unknown: t->tids stays NULL */
+    free(tids);
+    (void) closedir(dir);
 }
 
 
