@@ -15,58 +15,51 @@
 #include "hotffi.h"
 
 
+static void hotffi_call_complete(hotffi_task_t *task);
+
+
+/* thread: event loop */
 void
 hotffi_group_init(hotffi_group_t *g)
 {
-    g->head = NULL;
+    hotffi_list_init(&g->tasks);
 }
 
 
-static void
-hotffi_group_add(hotffi_group_t *g, hotffi_task_t *task)
-{
-    task->group = g;
-    task->gprev = NULL;
-    task->gnext = g->head;
-
-    if (g->head) {
-        g->head->gprev = task;
-    }
-
-    g->head = task;
-}
-
-
+/* thread: event loop.  Takes task out of its group, if in one. */
 static void
 hotffi_group_remove(hotffi_task_t *task)
 {
-    hotffi_group_t  *g = task->group;
-
-    if (g == NULL) {
-        return;
+    if (hotffi_list_linked(&task->glink)) {
+        hotffi_list_remove(&task->glink);
     }
-
-    if (task->gprev) {
-        task->gprev->gnext = task->gnext;
-
-    } else {
-        g->head = task->gnext;
-    }
-
-    if (task->gnext) {
-        task->gnext->gprev = task->gprev;
-    }
-
-    task->group = NULL;
 }
 
 
+/* thread: event loop */
 void
 hotffi_group_abandon(hotffi_group_t *g)
 {
-    while (g->head) {
-        hotffi_call_abandon(g->head);
+    while (!hotffi_list_empty(&g->tasks)) {
+        hotffi_call_abandon(hotffi_list_data(hotffi_list_first(&g->tasks),
+                                             hotffi_task_t, glink));
     }
+}
+
+
+/*
+ * thread: event loop.  The end of a call's task: its waiter (the hub's),
+ * its reference on rt, then the task itself, back to the pool.
+ */
+static void
+hotffi_call_free(hotffi_task_t *task)
+{
+    hotffi_hub_t      *hub = task->hub;
+    hotffi_runtime_t  *rt = task->rt;
+
+    hotffi_hub_waiter_release(hub, &task->waiter);
+    hotffi_task_free(&hub->tasks, task);
+    hotffi_runtime_unref(rt);
 }
 
 
@@ -109,17 +102,21 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
                                   "request too large: %zu bytes", len);
     }
 
-    task = hotffi_task_create(rt->hub, rt, req, len);
+    task = hotffi_task_create(&rt->hub->tasks, rt->hub, rt,
+                              hotffi_call_complete, req, len);
     if (task == NULL) {
         return hotffi_call_refuse(why, HOTFFI_ERROR, err, errlen,
                                   "out of memory");
     }
 
+    /* the task's reference, dropped by hotffi_call_free() */
+    hotffi_runtime_ref(rt);
+
     rc = hotffi_queue_push(rt->queue, task);
 
     if (rc != HOTFFI_OK) {
         rt->stats.rejected++;
-        hotffi_task_free(task);
+        hotffi_call_free(task);
 
         if (rc == HOTFFI_BUSY) {
             hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" queue "
@@ -141,12 +138,12 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     task->waiter = waiter;
 
     if (group) {
-        hotffi_group_add(group, task);
+        hotffi_list_insert_head(&group->tasks, &task->glink);
     }
 
     if (rt->queue->woke) {
         /* before callers counts this call: alone, it wakes at once */
-        hotffi_hub_wake(rt->hub, rt);
+        hotffi_hub_wake(rt->hub, rt->queue);
     }
 
     rt->stats.calls++;
@@ -291,7 +288,7 @@ hotffi_call_finish(hotffi_task_t *task)
 {
     task->hub->stats.callers--;
     hotffi_group_remove(task);
-    hotffi_task_free(task);
+    hotffi_call_free(task);
 }
 
 
@@ -302,7 +299,7 @@ hotffi_call_abandon(hotffi_task_t *task)
     hotffi_group_remove(task);
 
     if (task->done) {
-        hotffi_task_free(task);
+        hotffi_call_free(task);
         return;
     }
 
@@ -314,14 +311,15 @@ hotffi_call_abandon(hotffi_task_t *task)
      * answer, which may come late or, from a runtime that hangs, never (the
      * host may have to account for every waiter when the process exits).
      */
-    if (task->waiter && task->rt->hub->host.release) {
-        task->rt->hub->host.release(task->waiter);
-        task->waiter = NULL;
-    }
+    hotffi_hub_waiter_release(task->hub, &task->waiter);
 }
 
 
-void
+/*
+ * thread: event loop.  The handler of every call's task (set by
+ * hotffi_call_post()): the hub drained it, answered, unanswered or failed.
+ */
+static void
 hotffi_call_complete(hotffi_task_t *task)
 {
     hotffi_runtime_t  *rt = task->rt;
@@ -329,7 +327,7 @@ hotffi_call_complete(hotffi_task_t *task)
     rt->stats.inflight--;
 
     if (atomic_load_explicit(&task->cancelled, memory_order_relaxed)) {
-        hotffi_task_free(task);
+        hotffi_call_free(task);
         return;
     }
 
@@ -354,7 +352,5 @@ hotffi_call_complete(hotffi_task_t *task)
 
     task->done = 1;
 
-    if (task->waiter && rt->hub->host.wake) {
-        rt->hub->host.wake(task->waiter);
-    }
+    hotffi_hub_waiter_wake(task->hub, task->waiter);
 }

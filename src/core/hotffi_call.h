@@ -26,10 +26,13 @@
 
 
 #include "hotffi_core.h"
+#include "hotffi_list.h"
 
 
+/* event loop only; its memory may be the host's (an nginx request pool) */
 struct hotffi_group_s {
-    hotffi_task_t  *head;      /* pending tasks, linked by gprev/gnext */
+    hotffi_list_t   tasks;     /* pending tasks, by task->glink, newest
+                                  first */
 };
 
 
@@ -96,9 +99,6 @@ void hotffi_call_finish(hotffi_task_t *task);
 
 /* thread: event loop.  The caller gives up; the task may be done or not. */
 void hotffi_call_abandon(hotffi_task_t *task);
-
-/* thread: event loop.  The hub drained an answered task. */
-void hotffi_call_complete(hotffi_task_t *task);
 
 
 #endif /* HOTFFI_CALL_H */

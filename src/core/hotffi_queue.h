@@ -46,6 +46,7 @@
 #include <stdatomic.h>
 
 #include "hotffi_core.h"
+#include "hotffi_list.h"
 
 
 struct hotffi_queue_s {
@@ -67,6 +68,7 @@ struct hotffi_queue_s {
     /* event loop only */
     int               woke;       /* the last push owed a wake-up */
     uint32_t          owed;       /* wake-ups owed to parked pollers */
+    hotffi_list_t     wake_link;  /* on hub->wakes: a wake-up deferred */
 };
 
 
@@ -110,11 +112,13 @@ void hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port);
 void hotffi_queue_open_port(hotffi_queue_t *q, hotffi_port_t *port);
 
 /*
- * thread: event loop.  Takes every queued task out at once, oldest first,
- * linked through task->next, for failing them when no version is left to
- * serve them.
+ * thread: event loop.  Never blocks.  Takes up to max queued tasks into
+ * tasks, oldest first, and returns how many: for failing them when no
+ * version is left to serve them.  Taking the last task of a stopped queue
+ * ends hotffi_queue_wait_drained().
  */
-hotffi_task_t *hotffi_queue_take_all(hotffi_queue_t *q);
+uint32_t hotffi_queue_take(hotffi_queue_t *q, hotffi_task_t **tasks,
+    uint32_t max);
 
 /* thread: any but the event loop.  Blocks until stopped and empty. */
 void hotffi_queue_wait_drained(hotffi_queue_t *q);

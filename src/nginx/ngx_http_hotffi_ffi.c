@@ -250,20 +250,24 @@ ngx_http_hotffi_ffi_runtime_last_reload(void *p,
 NGX_HTTP_HOTFFI_EXPORT int
 ngx_http_hotffi_ffi_hub_stats(ngx_http_hotffi_ffi_hub_stats_t *out)
 {
-    hotffi_runtime_t  *rt;
+    hotffi_list_t  *link, *runtimes;
 
     if (ngx_http_hotffi_hub == NULL) {
         return NGX_DECLINED;
     }
 
-    out->tasks_live = ngx_http_hotffi_hub->stats.tasks_live;
+    out->tasks_live = ngx_http_hotffi_hub->tasks.live;
     out->wakeups = ngx_http_hotffi_hub->stats.wakeups;
     out->completions = ngx_http_hotffi_hub->stats.completions;
     out->spin_hits = ngx_http_hotffi_hub->stats.spin_hits;
     out->spin_misses = ngx_http_hotffi_hub->stats.spin_misses;
     out->runtimes = 0;
 
-    for (rt = ngx_http_hotffi_hub->runtimes; rt; rt = rt->next) {
+    runtimes = &ngx_http_hotffi_hub->runtimes;
+
+    for (link = hotffi_list_first(runtimes); link != runtimes;
+         link = link->next)
+    {
         out->runtimes++;
     }
 
