@@ -114,7 +114,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     rc = hotffi_queue_push(rt->queue, task);
 
-    if (rc != HOTFFI_OK) {
+    if (rc != HOTFFI_OK && rc != HOTFFI_QUEUE_OWED) {
         rt->stats.rejected++;
         hotffi_call_free(task);
 
@@ -141,14 +141,15 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         hotffi_list_insert_head(&group->tasks, &task->glink);
     }
 
-    if (rt->queue->woke) {
+    if (rc == HOTFFI_QUEUE_OWED) {
         /* before callers counts this call: alone, it wakes at once */
+        task->woke = 1;
         hotffi_hub_wake(rt->hub, rt->queue);
     }
 
     rt->stats.calls++;
     rt->stats.inflight++;
-    rt->hub->stats.callers++;
+    rt->hub->callers++;
 
     if (rt->spin.skip) {
         /* see hotffi_call_complete() */
@@ -159,6 +160,44 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 }
 
 
+/*
+ * thread: event loop.  The spin decision, whole and in one place: the
+ * window (ns) the event loop spins for the answer of a call of len bytes
+ * to rt, 0 for none.  others: calls of this process in flight besides it;
+ * woke: its push had to wake a parked runtime thread.  posted: the call is
+ * queued, and a runtime resting from missed spins counts it as one call of
+ * its rest; otherwise this is the forecast made before the push, which
+ * changes nothing.
+ *
+ * Another caller is inside a call (waiting, or answered and not yet
+ * resumed): the loop has its work to do, and the answers will come in
+ * batches anyway.  No runtime thread was spinning on the queue (the push
+ * had to wake one): the answer comes after a wake-up, which the loop had
+ * better spend on other work (under HTTP load that is most calls: measured
+ * 0.67-0.74 of the ceiling spinning, 0.73-0.85 not).  A runtime that missed
+ * recent spins is given a rest (hotffi_spin_want()).
+ */
+static uint64_t
+hotffi_call_spin_decide(hotffi_runtime_t *rt, size_t len, uint64_t others,
+    int woke, int posted)
+{
+    uint64_t  window;
+
+    window = hotffi_spin_for(hotffi_spin_window(), len);
+
+    if (window == 0 || others != 0 || woke) {
+        return 0;
+    }
+
+    if (!posted) {
+        return rt->spin.skip == 0 ? window : 0;
+    }
+
+    return hotffi_spin_want(&rt->spin) ? window : 0;
+}
+
+
+/* thread: event loop */
 int
 hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
 {
@@ -166,27 +205,18 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
     hotffi_hub_t      *hub = task->hub;
     hotffi_runtime_t  *rt = task->rt;
 
-    window = hotffi_spin_for(hotffi_spin_window(), task->req_len);
+    /* this call counts among the callers */
+    window = task->done ? 0
+             : hotffi_call_spin_decide(rt, task->req_len, hub->callers - 1,
+                                       task->woke, 1);
 
-    /*
-     * Another caller is inside a call (waiting, or answered and not yet
-     * resumed): the loop has its work to do, and the answers will come in
-     * batches anyway.  No runtime thread was spinning on the queue (the
-     * push had to wake one): the answer comes after a wake-up, which the
-     * loop had better spend on other work (under HTTP load that is most
-     * calls: measured 0.67-0.74 of the ceiling spinning, 0.73-0.85 not).
-     * A runtime that missed recent spins is given a rest
-     * (hotffi_spin_want()).
-     */
-    if (task->done || window == 0 || hub->stats.callers != 1
-        || rt->queue->woke || !hotffi_spin_want(&rt->spin))
-    {
+    if (window == 0) {
         /* hotffi_call_post_spin() may have begun it */
         if (atomic_load_explicit(&hub->spinning, memory_order_relaxed)) {
             hotffi_hub_spin_end(hub);
         }
 
-        hub->stats.spin_streak = 0;
+        hub->spin_streak = 0;
         return task->done ? HOTFFI_OK : HOTFFI_AGAIN;
     }
 
@@ -215,22 +245,23 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
     if (task->done) {
         hub->stats.spin_hits++;
 
-        if (++hub->stats.spin_streak < HOTFFI_SPIN_STREAK_MAX) {
+        if (++hub->spin_streak < HOTFFI_SPIN_STREAK_MAX) {
             return HOTFFI_OK;
         }
 
         /* the event loop has not run anything else for a while */
-        hub->stats.spin_streak = 0;
+        hub->spin_streak = 0;
         return HOTFFI_OK_YIELD;
     }
 
     hub->stats.spin_misses++;
-    hub->stats.spin_streak = 0;
+    hub->spin_streak = 0;
 
     return timeout_ns <= window ? HOTFFI_DONE : HOTFFI_AGAIN;
 }
 
 
+/* thread: event loop */
 hotffi_task_t *
 hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
     const char *req, size_t len, uint64_t timeout_ns, int *state, char *err,
@@ -244,9 +275,7 @@ hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
      * that answers before this one reaches the spin then writes no eventfd
      * either (the wake-up would find nothing, and cost two more syscalls).
      */
-    if (hub->stats.callers == 0 && rt->spin.skip == 0
-        && hotffi_spin_window() != 0)
-    {
+    if (hotffi_call_spin_decide(rt, len, hub->callers, 0, 0) != 0) {
         hotffi_hub_spin_begin(hub);
     }
 
@@ -286,7 +315,7 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
-    task->hub->stats.callers--;
+    task->hub->callers--;
     hotffi_group_remove(task);
     hotffi_call_free(task);
 }
@@ -295,7 +324,7 @@ hotffi_call_finish(hotffi_task_t *task)
 void
 hotffi_call_abandon(hotffi_task_t *task)
 {
-    task->hub->stats.callers--;
+    task->hub->callers--;
     hotffi_group_remove(task);
 
     if (task->done) {

@@ -15,8 +15,11 @@
  *
  * The fast path: right after posting, the caller may spin for the answer
  * (hotffi_call_spin()) instead of parking.  It does so only when no other
- * caller of this process waits (the event loop has nothing else to do) and
- * the runtime answered its recent spins, for at most HOTFFI_SPIN_US.  An
+ * caller of this process waits (the event loop has nothing else to do), no
+ * runtime thread had to be woken for the call, and the runtime answered its
+ * recent spins, for at most HOTFFI_SPIN_US.  That decision is made in one
+ * function, hotffi_call_spin_decide() in hotffi_call.c, from what it is
+ * given: hub->callers, the push's answer (task->woke) and rt->spin.  An
  * answer taken while spinning needs no waiter at all, so a waiter is
  * attached only when the caller is about to park (hotffi_call_wait()).
  */

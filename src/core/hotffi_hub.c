@@ -77,7 +77,7 @@ hotffi_hub_fd(hotffi_hub_t *hub)
 void
 hotffi_hub_wake(hotffi_hub_t *hub, hotffi_queue_t *q)
 {
-    if (hub->stats.callers == 0 || hub->host.defer == NULL) {
+    if (hub->callers == 0 || hub->host.defer == NULL) {
         hotffi_queue_wake(q);
         return;
     }

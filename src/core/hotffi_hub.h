@@ -68,10 +68,8 @@ typedef struct {
 typedef struct {
     uint64_t   wakeups;         /* drains that found work */
     uint64_t   completions;     /* tasks taken by those drains */
-    uint64_t   callers;         /* posted, not yet finished or given up */
     uint64_t   spin_hits;       /* calls answered while the loop spun */
     uint64_t   spin_misses;     /* spins that ended unanswered */
-    uint64_t   spin_streak;     /* hits in a row, see hotffi_call_spin() */
 } hotffi_hub_stats_t;
 
 
@@ -85,7 +83,11 @@ struct hotffi_hub_s {
 
     /* event loop only */
     hotffi_host_t        host;
-    hotffi_hub_stats_t   stats;
+    hotffi_hub_stats_t   stats;      /* statistics only: never read here */
+    uint64_t             callers;    /* calls posted, not yet finished or
+                                        given up (the call layer's) */
+    uint32_t             spin_streak;  /* calls in a row answered while
+                                          the loop spun: hotffi_call_spin() */
     hotffi_task_pool_t   tasks;
     hotffi_list_t        runtimes;   /* every runtime not yet freed, by
                                         the runtime layer's link */

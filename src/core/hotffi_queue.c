@@ -139,9 +139,7 @@ done:
 
     (void) pthread_mutex_unlock(&q->mtx);
 
-    q->woke = wake;
-
-    return rc;
+    return rc == HOTFFI_OK && wake ? HOTFFI_QUEUE_OWED : rc;
 }
 
 

@@ -66,10 +66,13 @@ struct hotffi_queue_s {
     atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
 
     /* event loop only */
-    int               woke;       /* the last push owed a wake-up */
     uint32_t          owed;       /* wake-ups owed to parked pollers */
     hotffi_list_t     wake_link;  /* on hub->wakes: a wake-up deferred */
 };
+
+
+/* hotffi_queue_push(): queued, and a parked poller is owed a wake-up */
+#define HOTFFI_QUEUE_OWED  1
 
 
 /* thread: any.  max >= 1.  Returns NULL when out of memory. */
@@ -79,10 +82,12 @@ hotffi_queue_t *hotffi_queue_create(uint32_t max);
 void hotffi_queue_destroy(hotffi_queue_t *q);
 
 /*
- * thread: event loop.  Never blocks.  HOTFFI_OK, HOTFFI_BUSY when full,
- * HOTFFI_DECLINED when stopped, HOTFFI_ERROR when the ring could not grow.
- * task: ownership passes to the queue on HOTFFI_OK only.  A parked poller
- * is not woken yet: see woke, and hotffi_queue_wake().
+ * thread: event loop.  Never blocks.  Queued: HOTFFI_OK when a spinning
+ * poller (or none at all) will see the task, HOTFFI_QUEUE_OWED when a
+ * parked poller is owed a wake-up, which is not paid yet (see
+ * hotffi_queue_wake()).  Refused: HOTFFI_BUSY when full, HOTFFI_DECLINED
+ * when stopped, HOTFFI_ERROR when the ring could not grow.  task:
+ * ownership passes to the queue when queued only.
  */
 int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
 

@@ -296,6 +296,7 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
                        "failed: %s", rt->name, error);
     }
 
+    rt->reloaded = 1;
     last->ok = ok;
     last->from = from;
     last->to = hotffi_runtime_version(rt);

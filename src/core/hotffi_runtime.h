@@ -88,9 +88,10 @@ struct hotffi_runtime_s {
     unsigned                 unpin:1;
     unsigned                 unloaded:1;
     unsigned                 retired:1;
+    unsigned                 reloaded:1;   /* a reload ended: last_reload
+                                              is valid */
     hotffi_runtime_stats_t   stats;
-    hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
-                                              reload_failures is non-zero */
+    hotffi_reload_result_t   last_reload;  /* valid once reloaded */
     hotffi_spin_t            spin;     /* the event loop's, for its calls */
 };
 

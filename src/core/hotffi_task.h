@@ -71,6 +71,10 @@ struct hotffi_task_s {
     hotffi_list_t        glink;      /* its group's list; unlinked in none */
     void                *waiter;     /* host's wake-up object, hub frees it */
     unsigned             done:1;     /* answered and drained */
+    unsigned             woke:1;     /* its push owed a parked runtime
+                                        thread a wake-up (HOTFFI_QUEUE_OWED):
+                                        the answer comes late, see
+                                        hotffi_call_spin() */
 
     atomic_int           cancelled;  /* event loop writes, runtime reads */
 

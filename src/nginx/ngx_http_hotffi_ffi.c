@@ -231,7 +231,7 @@ ngx_http_hotffi_ffi_runtime_last_reload(void *p,
     hotffi_runtime_t        *rt = p;
     hotffi_reload_result_t  *last = &rt->last_reload;
 
-    if (rt->stats.reloads + rt->stats.reload_failures == 0) {
+    if (!rt->reloaded) {
         return NGX_DECLINED;
     }
 
