@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 
 #include "hotffi_hub.h"
+#include "hotffi_err.h"
 #include "hotffi_queue.h"
 
 
@@ -257,15 +258,16 @@ hotffi_hub_spin_end(hotffi_hub_t *hub)
 void
 hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)
 {
-    char     msg[512];
+    char     msg[HOTFFI_ERR_MAX];
     va_list  args;
 
     if (hub->host.log == NULL) {
         return;
     }
 
+    /* a line that carries a traceback keeps its end (hotffi_err.h) */
     va_start(args, fmt);
-    (void) vsnprintf(msg, sizeof(msg), fmt, args);
+    hotffi_err_vformat(msg, sizeof(msg), fmt, args);
     va_end(args);
 
     hub->host.log(hub->host.log_ctx, level, msg);

@@ -302,7 +302,7 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
     last->to = hotffi_runtime_version(rt);
     last->started = rt->reload_wall;
     last->seconds = hotffi_clock(CLOCK_MONOTONIC) - rt->reload_started;
-    (void) snprintf(last->error, sizeof(last->error), "%s", error);
+    hotffi_err_tail(last->error, sizeof(last->error), error, strlen(error));
 
     hotffi_hub_waiter_wake(rt->hub, rt->waiter);
 }
@@ -358,7 +358,8 @@ hotffi_runtime_drop_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 static void
 hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
 {
-    char               err[2048], why[2048], msg[4160];
+    char               err[HOTFFI_ERR_MAX], why[HOTFFI_ERR_MAX];
+    char               msg[HOTFFI_ERR_MAX];
     char              *state;
     size_t             state_len;
     uint64_t           from;
@@ -378,10 +379,10 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
     rt->last_reload.overdue = overdue;
 
     if (!overdue && old->retire_rc != 0) {
-        (void) snprintf(why, sizeof(why), "libffi_retire() of version %llu "
-                        "failed: %d%s%s", (unsigned long long) from,
-                        old->retire_rc, old->port.init_error ? ": " : "",
-                        old->port.init_error ? old->port.init_error : "");
+        hotffi_err_format(why, sizeof(why), "libffi_retire() of version %llu "
+                          "failed: %d%s%s", (unsigned long long) from,
+                          old->retire_rc, old->port.init_error ? ": " : "",
+                          old->port.init_error ? old->port.init_error : "");
         hotffi_runtime_drop_version(rt, next);
         rt->next_version = NULL;
         goto rollback;
@@ -407,8 +408,8 @@ rollback:
            == HOTFFI_OK)
     {
         rt->current = back;
-        (void) snprintf(msg, sizeof(msg), "%s; version %llu serves again",
-                        why, (unsigned long long) from);
+        hotffi_err_format(msg, sizeof(msg), "%s; version %llu serves again",
+                          why, (unsigned long long) from);
         hotffi_runtime_reload_done(rt, 0, from, msg);
 
     } else {
@@ -417,8 +418,8 @@ rollback:
         }
 
         /* no version can serve: the runtime is unloaded */
-        (void) snprintf(msg, sizeof(msg), "%s; rolling back: %s; the "
-                        "runtime is unloaded", why, err);
+        hotffi_err_format(msg, sizeof(msg), "%s; rolling back: %s; the "
+                          "runtime is unloaded", why, err);
         rt->unloaded = 1;
         hotffi_queue_stop(rt->queue);
         hotffi_runtime_fail_queued(rt, msg);

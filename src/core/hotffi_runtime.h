@@ -29,6 +29,7 @@
 
 
 #include "hotffi_core.h"
+#include "hotffi_err.h"
 #include "hotffi_list.h"
 #include "hotffi_spin.h"
 
@@ -60,7 +61,7 @@ typedef struct {
     double     started;        /* wall clock, seconds since the epoch */
     double     seconds;        /* how long it took */
     int        overdue;        /* the old version had not retired */
-    char       error[4160];    /* why it failed; "" when ok */
+    char       error[HOTFFI_ERR_MAX];  /* why it failed; "" when ok */
 } hotffi_reload_result_t;
 
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hotffi_version.h"
+#include "hotffi_err.h"
 #include "hotffi_hub.h"
 #include "hotffi_poller.h"
 #include "hotffi_queue.h"
@@ -252,10 +253,10 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
     hotffi_queue_stop_port(v->port.queue, &v->port);
     v->init_rc = rc;
 
-    (void) snprintf(err, errlen, "libffi_init() of runtime \"%s\" failed: "
-                    "%d%s%s", v->owner.name, rc,
-                    v->port.init_error ? ": " : "",
-                    v->port.init_error ? v->port.init_error : "");
+    hotffi_err_format(err, errlen, "libffi_init() of runtime \"%s\" failed: "
+                      "%d%s%s", v->owner.name, rc,
+                      v->port.init_error ? ": " : "",
+                      v->port.init_error ? v->port.init_error : "");
     return HOTFFI_ERROR;
 }
 

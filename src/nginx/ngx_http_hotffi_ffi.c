@@ -9,6 +9,7 @@
 
 #include "ngx_http_hotffi_module.h"
 #include "hotffi_call.h"
+#include "hotffi_err.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
@@ -88,7 +89,7 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
     size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
     u_char *err, size_t *errlen)
 {
-    char                    msg[4608];   /* room for a traceback */
+    char                    msg[HOTFFI_ERR_MAX];   /* a traceback's end */
     hotffi_hub_t           *hub;
     hotffi_runtime_t       *rt;
     hotffi_runtime_opts_t   opts;
@@ -166,7 +167,7 @@ ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     void **psema, u_char *err, size_t *errlen)
 {
     int    rc;
-    char   msg[4608];
+    char   msg[HOTFFI_ERR_MAX];
     char  *serr;
     void  *sema;
 
