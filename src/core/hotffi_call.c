@@ -63,7 +63,10 @@ hotffi_call_free(hotffi_task_t *task)
 }
 
 
-/* why (may be NULL) and err say why a call was not queued */
+/*
+ * thread: event loop.
+ * why (may be NULL) and err say why a call was not queued
+ */
 static hotffi_task_t *
 hotffi_call_refuse(int *why, int rc, char *err, size_t errlen,
     const char *fmt, ...)
@@ -82,6 +85,7 @@ hotffi_call_refuse(int *why, int rc, char *err, size_t errlen,
 }
 
 
+/* thread: event loop */
 hotffi_task_t *
 hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     const char *req, size_t len, void *waiter, int *why, char *err,
@@ -295,6 +299,7 @@ hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
 }
 
 
+/* thread: event loop */
 void
 hotffi_call_wait(hotffi_task_t *task, void *waiter)
 {
@@ -302,6 +307,7 @@ hotffi_call_wait(hotffi_task_t *task, void *waiter)
 }
 
 
+/* thread: event loop */
 int
 hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 {
@@ -312,6 +318,7 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 }
 
 
+/* thread: event loop */
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
@@ -321,6 +328,7 @@ hotffi_call_finish(hotffi_task_t *task)
 }
 
 
+/* thread: event loop */
 void
 hotffi_call_abandon(hotffi_task_t *task)
 {

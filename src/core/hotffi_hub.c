@@ -14,6 +14,7 @@
 #include "hotffi_queue.h"
 
 
+/* thread: event loop */
 hotffi_hub_t *
 hotffi_hub_create(const hotffi_host_t *host, const char **err)
 {
@@ -49,6 +50,7 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
 }
 
 
+/* thread: event loop */
 void
 hotffi_hub_destroy(hotffi_hub_t *hub)
 {
@@ -67,6 +69,7 @@ hotffi_hub_destroy(hotffi_hub_t *hub)
 }
 
 
+/* thread: any */
 int
 hotffi_hub_fd(hotffi_hub_t *hub)
 {
@@ -101,9 +104,7 @@ hotffi_hub_flush_wakes(hotffi_hub_t *hub)
 {
     hotffi_list_t  *link;
 
-    while (!hotffi_list_empty(&hub->wakes)) {
-        link = hotffi_list_first(&hub->wakes);
-        hotffi_list_remove(link);
+    while ((link = hotffi_list_pop(&hub->wakes)) != NULL) {
         hotffi_queue_wake(hotffi_list_data(link, hotffi_queue_t, wake_link));
     }
 }
@@ -172,9 +173,7 @@ hotffi_hub_run(hotffi_hub_t *hub, hotffi_list_t *list)
     hotffi_list_t  *link;
     hotffi_task_t  *task;
 
-    for (n = 0; !hotffi_list_empty(list); n++) {
-        link = hotffi_list_first(list);
-        hotffi_list_remove(link);
+    for (n = 0; (link = hotffi_list_pop(list)) != NULL; n++) {
         task = hotffi_list_data(link, hotffi_task_t, link);
         task->handler(task);
     }
@@ -255,6 +254,7 @@ hotffi_hub_spin_end(hotffi_hub_t *hub)
 }
 
 
+/* thread: event loop */
 void
 hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)
 {

@@ -99,6 +99,23 @@ hotffi_list_remove(hotffi_list_t *link)
 }
 
 
+/* thread: the list's owner.  Takes the first link off l; NULL when empty. */
+static inline hotffi_list_t *
+hotffi_list_pop(hotffi_list_t *l)
+{
+    hotffi_list_t  *link;
+
+    if (hotffi_list_empty(l)) {
+        return NULL;
+    }
+
+    link = l->next;
+    hotffi_list_remove(link);
+
+    return link;
+}
+
+
 /*
  * thread: the owner of both.  Moves every link of src, in order, to the
  * empty list dst; src is left empty.

@@ -13,6 +13,7 @@
 #define HOTFFI_QUEUE_FIRST_CAP  64
 
 
+/* thread: any */
 hotffi_queue_t *
 hotffi_queue_create(uint32_t max)
 {
@@ -57,6 +58,7 @@ failed:
 }
 
 
+/* thread: any */
 void
 hotffi_queue_destroy(hotffi_queue_t *q)
 {

@@ -29,6 +29,7 @@ static void hotffi_runtime_reaped(hotffi_task_t *retire);
 static void hotffi_runtime_forget(hotffi_list_t *link);
 
 
+/* thread: any */
 static double
 hotffi_clock(clockid_t id)
 {
@@ -39,6 +40,7 @@ hotffi_clock(clockid_t id)
 }
 
 
+/* thread: event loop */
 static char *
 hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
 {
@@ -195,6 +197,7 @@ hotffi_runtime_fail_queued(hotffi_runtime_t *rt, const char *why)
 
 
 /*
+ * thread: event loop.
  * Frees the queue once rt is unloaded and every version it ran is proved
  * gone.  Threads of a version that proved nothing may poll for ever: then
  * the queue stays, and so does rt.
@@ -234,7 +237,10 @@ hotffi_runtime_unload(hotffi_runtime_t *rt)
 }
 
 
-/* The last version of an unloaded runtime: reaped once the queue drains. */
+/*
+ * thread: event loop.
+ * The last version of an unloaded runtime: reaped once the queue drains.
+ */
 static void
 hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
@@ -250,6 +256,7 @@ hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 
 
 /*
+ * thread: event loop.
  * A version that stopped serving: reap it, or keep it for ever when its
  * threads cannot be proved gone.  1 when a reaper runs (its RETIRE comes
  * back through the hub), 0 when v was kept.
@@ -268,7 +275,10 @@ hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 }
 
 
-/* v's threads may poll for ever: its port and library stay. */
+/*
+ * thread: event loop.
+ * v's threads may poll for ever: its port and library stay.
+ */
 static void
 hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
@@ -281,6 +291,7 @@ hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
 }
 
 
+/* thread: event loop */
 static void
 hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
     const char *error)
@@ -350,6 +361,7 @@ hotffi_runtime_drop_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 
 
 /*
+ * thread: event loop.
  * The old version is proved gone (or, without the means to prove it, was
  * only stopped): start the next one with its state, or roll back.
  * overdue: it is still being reaped (hotffi_runtime_reload_overdue()), so
@@ -504,6 +516,7 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 }
 
 
+/* thread: event loop */
 int
 hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
 {
@@ -522,6 +535,7 @@ hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
 }
 
 
+/* thread: event loop */
 void
 hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter)
 {
@@ -531,6 +545,7 @@ hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter)
 }
 
 
+/* thread: event loop */
 uint64_t
 hotffi_runtime_version(hotffi_runtime_t *rt)
 {
@@ -578,6 +593,7 @@ hotffi_runtime_reaped(hotffi_task_t *retire)
 }
 
 
+/* thread: event loop */
 void
 hotffi_runtime_ref(hotffi_runtime_t *rt)
 {
@@ -585,6 +601,7 @@ hotffi_runtime_ref(hotffi_runtime_t *rt)
 }
 
 
+/* thread: event loop */
 void
 hotffi_runtime_unref(hotffi_runtime_t *rt)
 {
@@ -617,9 +634,7 @@ hotffi_runtime_forget(hotffi_list_t *link)
         }
     }
 
-    while (!hotffi_list_empty(&rt->kept)) {
-        kept = hotffi_list_first(&rt->kept);
-        hotffi_list_remove(kept);
+    while ((kept = hotffi_list_pop(&rt->kept)) != NULL) {
         hotffi_version_free(hotffi_list_data(kept, hotffi_version_t,
                                              kept_link));
     }

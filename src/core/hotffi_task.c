@@ -29,9 +29,9 @@ hotffi_task_create(hotffi_task_pool_t *pool, hotffi_hub_t *hub,
     hotffi_list_t  *link;
     hotffi_task_t  *task;
 
-    if (!hotffi_list_empty(&pool->free)) {
-        link = hotffi_list_first(&pool->free);
-        hotffi_list_remove(link);
+    link = hotffi_list_pop(&pool->free);
+
+    if (link) {
         task = hotffi_list_data(link, hotffi_task_t, link);
         slot = task->slot;
 
@@ -82,9 +82,7 @@ hotffi_task_pool_free(hotffi_task_pool_t *pool)
 {
     hotffi_list_t  *link;
 
-    while (!hotffi_list_empty(&pool->free)) {
-        link = hotffi_list_first(&pool->free);
-        hotffi_list_remove(link);
+    while ((link = hotffi_list_pop(&pool->free)) != NULL) {
         free(hotffi_list_data(link, hotffi_task_t, link));
     }
 }

@@ -31,6 +31,7 @@ hotffi_signals_block(sigset_t *saved)
 }
 
 
+/* thread: any */
 static char *
 hotffi_copy(const char *s, size_t len)
 {
@@ -46,7 +47,7 @@ hotffi_copy(const char *s, size_t len)
 }
 
 
-/* everything but the library */
+/* thread: event loop.  everything but the library */
 static hotffi_version_t *
 hotffi_version_alloc(const hotffi_version_owner_t *owner, const char *lib,
     const char *cfg, size_t cfg_len)
@@ -85,6 +86,7 @@ hotffi_version_alloc(const hotffi_version_owner_t *owner, const char *lib,
 }
 
 
+/* thread: event loop */
 hotffi_version_t *
 hotffi_version_open(const hotffi_version_owner_t *owner, const char *lib,
     const char *cfg, size_t cfg_len, char *err, size_t errlen)
@@ -108,6 +110,7 @@ hotffi_version_open(const hotffi_version_owner_t *owner, const char *lib,
 }
 
 
+/* thread: event loop */
 hotffi_version_t *
 hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
 {
@@ -132,6 +135,7 @@ hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
 
 
 /*
+ * thread: event loop.
  * Whether v's threads are proved gone by the kernel (hotffi_poller.h): its
  * library cannot say so itself, and unpin wants it closed.
  */
@@ -195,6 +199,7 @@ hotffi_version_init(hotffi_version_t *v, char *cfg, int own_thread)
 }
 
 
+/* thread: event loop */
 int
 hotffi_version_start(hotffi_version_t *v, const char *state,
     size_t state_len, char *err, size_t errlen)
@@ -261,6 +266,7 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
 }
 
 
+/* thread: event loop */
 int
 hotffi_version_reapable(hotffi_version_t *v)
 {
@@ -332,6 +338,7 @@ hotffi_version_reap_thread(void *data)
 }
 
 
+/* thread: event loop */
 int
 hotffi_version_reap(hotffi_version_t *v)
 {
@@ -360,6 +367,7 @@ hotffi_version_reap(hotffi_version_t *v)
 }
 
 
+/* thread: event loop */
 void
 hotffi_version_reaped(hotffi_version_t *v)
 {
@@ -371,6 +379,7 @@ hotffi_version_reaped(hotffi_version_t *v)
 }
 
 
+/* thread: event loop */
 void
 hotffi_version_close(hotffi_version_t *v, int shared)
 {
@@ -389,6 +398,7 @@ hotffi_version_close(hotffi_version_t *v, int shared)
 }
 
 
+/* thread: event loop */
 void
 hotffi_version_free(hotffi_version_t *v)
 {
