@@ -201,8 +201,9 @@ int hotffi_task_cancelled(void *task);
  * Says why libffi_init() or libffi_retire() is about to fail: call it from
  * inside either before returning non-zero, and the load's or the reload's
  * error message ends with msg (a Python traceback, say) instead of the bare
- * return code.  A later call replaces an earlier one; msg is cut at 4095
- * bytes.
+ * return code.  A later call replaces an earlier one; a msg longer than
+ * 4095 bytes keeps its end (where a traceback's exception line is), after
+ * a leading "...".
  *
  * thread: inside libffi_init() (the event loop) or libffi_retire() only.
  * tq:     the queue libffi_init() or libffi_retire() was given.

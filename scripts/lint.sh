@@ -25,6 +25,46 @@ for f in $c_files; do
     head -n 1 "$f" | grep -q '^/\*' || complain "$f: no purpose comment on line 1"
 done
 
+# Layers point down (the DESIGN block of src/core/hotffi_core.h): a core
+# file includes its own header and those of the layers below its own only.
+# The order, bottom first, is written here once.
+core_layers="core list err library spin poller port queue task hub version \
+runtime call abi"
+
+# shellcheck disable=SC2086
+perl -e '
+    my @layers = split " ", shift @ARGV;
+    my %rank;
+    @rank{@layers} = (0 .. $#layers);
+    my $bad = 0;
+
+    for my $f (@ARGV) {
+        my ($unit) = $f =~ m{hotffi_(\w+)\.[ch]$} or next;
+
+        if (!exists $rank{$unit}) {
+            print "$f: hotffi_$unit is in no layer (scripts/lint.sh)\n";
+            $bad = 1;
+            next;
+        }
+
+        open(my $fh, "<", $f) or die "$f: $!\n";
+
+        while (<$fh>) {
+            next unless /^\s*#\s*include\s+"hotffi_(\w+)\.h"/;
+            my $h = $1;
+            next if $h eq $unit;
+
+            if (!exists $rank{$h} || $rank{$h} >= $rank{$unit}) {
+                print "$f:$.: includes hotffi_$h.h, but layer \"$h\" is ",
+                      "not below \"$unit\" (bottom first: @layers)\n";
+                $bad = 1;
+            }
+        }
+    }
+
+    exit $bad;
+' "$core_layers" src/core/*.c src/core/*.h >&2 || complain "the core's layers"
+
 # shellcheck disable=SC2086
 cppcheck --quiet --enable=warning,portability,performance --error-exitcode=1 \
     --inline-suppr -Iinclude -Isrc/core $c_files || complain "cppcheck"

@@ -89,7 +89,8 @@ ngx_http_lua_sema_t *ngx_http_hotffi_ffi_yield(void);
 
 local FFI_VERSION = 6
 local ERR_BUF_SIZE = 1024
-local LOAD_ERR_BUF_SIZE = 4608   -- a runtime's init error may be a traceback
+-- HOTFFI_ERR_MAX (src/core/hotffi_err.h): an init error may be a traceback
+local LOAD_ERR_BUF_SIZE = 4096
 local DEFAULT_MAX_QUEUE = 65536
 local DEFAULT_TIMEOUT = 60
 -- ngx.semaphore waits in whole milliseconds held in a C int: a longer

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "hotffi_core.h"
+#include "hotffi_err.h"
 #include "hotffi_hub.h"
 #include "hotffi_port.h"
 #include "hotffi_queue.h"
@@ -159,8 +160,14 @@ hotffi_init_error(void *tq, const char *msg)
 {
     hotffi_port_t  *port = tq;
 
-    free(port->init_error);
-    port->init_error = strndup(msg, 4095);
+    if (port->init_error == NULL) {
+        port->init_error = malloc(HOTFFI_ERR_MAX);
+        if (port->init_error == NULL) {
+            return;
+        }
+    }
+
+    hotffi_err_tail(port->init_error, HOTFFI_ERR_MAX, msg, strlen(msg));
 }
 
 

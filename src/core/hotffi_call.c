@@ -15,62 +15,58 @@
 #include "hotffi.h"
 
 
+static void hotffi_call_complete(hotffi_task_t *task);
+
+
+/* thread: event loop */
 void
 hotffi_group_init(hotffi_group_t *g)
 {
-    g->head = NULL;
+    hotffi_list_init(&g->tasks);
 }
 
 
-static void
-hotffi_group_add(hotffi_group_t *g, hotffi_task_t *task)
-{
-    task->group = g;
-    task->gprev = NULL;
-    task->gnext = g->head;
-
-    if (g->head) {
-        g->head->gprev = task;
-    }
-
-    g->head = task;
-}
-
-
+/* thread: event loop.  Takes task out of its group, if in one. */
 static void
 hotffi_group_remove(hotffi_task_t *task)
 {
-    hotffi_group_t  *g = task->group;
-
-    if (g == NULL) {
-        return;
+    if (hotffi_list_linked(&task->glink)) {
+        hotffi_list_remove(&task->glink);
     }
-
-    if (task->gprev) {
-        task->gprev->gnext = task->gnext;
-
-    } else {
-        g->head = task->gnext;
-    }
-
-    if (task->gnext) {
-        task->gnext->gprev = task->gprev;
-    }
-
-    task->group = NULL;
 }
 
 
+/* thread: event loop */
 void
 hotffi_group_abandon(hotffi_group_t *g)
 {
-    while (g->head) {
-        hotffi_call_abandon(g->head);
+    while (!hotffi_list_empty(&g->tasks)) {
+        hotffi_call_abandon(hotffi_list_data(hotffi_list_first(&g->tasks),
+                                             hotffi_task_t, glink));
     }
 }
 
 
-/* why (may be NULL) and err say why a call was not queued */
+/*
+ * thread: event loop.  The end of a call's task: its waiter (the hub's),
+ * its reference on rt, then the task itself, back to the pool.
+ */
+static void
+hotffi_call_free(hotffi_task_t *task)
+{
+    hotffi_hub_t      *hub = task->hub;
+    hotffi_runtime_t  *rt = task->rt;
+
+    hotffi_hub_waiter_release(hub, &task->waiter);
+    hotffi_task_free(&hub->tasks, task);
+    hotffi_runtime_unref(rt);
+}
+
+
+/*
+ * thread: event loop.
+ * why (may be NULL) and err say why a call was not queued
+ */
 static hotffi_task_t *
 hotffi_call_refuse(int *why, int rc, char *err, size_t errlen,
     const char *fmt, ...)
@@ -89,6 +85,7 @@ hotffi_call_refuse(int *why, int rc, char *err, size_t errlen,
 }
 
 
+/* thread: event loop */
 hotffi_task_t *
 hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     const char *req, size_t len, void *waiter, int *why, char *err,
@@ -109,17 +106,21 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
                                   "request too large: %zu bytes", len);
     }
 
-    task = hotffi_task_create(rt->hub, rt, req, len);
+    task = hotffi_task_create(&rt->hub->tasks, rt->hub, rt,
+                              hotffi_call_complete, req, len);
     if (task == NULL) {
         return hotffi_call_refuse(why, HOTFFI_ERROR, err, errlen,
                                   "out of memory");
     }
 
+    /* the task's reference, dropped by hotffi_call_free() */
+    hotffi_runtime_ref(rt);
+
     rc = hotffi_queue_push(rt->queue, task);
 
-    if (rc != HOTFFI_OK) {
+    if (rc != HOTFFI_OK && rc != HOTFFI_QUEUE_OWED) {
         rt->stats.rejected++;
-        hotffi_task_free(task);
+        hotffi_call_free(task);
 
         if (rc == HOTFFI_BUSY) {
             hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" queue "
@@ -141,17 +142,18 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     task->waiter = waiter;
 
     if (group) {
-        hotffi_group_add(group, task);
+        hotffi_list_insert_head(&group->tasks, &task->glink);
     }
 
-    if (rt->queue->woke) {
+    if (rc == HOTFFI_QUEUE_OWED) {
         /* before callers counts this call: alone, it wakes at once */
-        hotffi_hub_wake(rt->hub, rt);
+        task->woke = 1;
+        hotffi_hub_wake(rt->hub, rt->queue);
     }
 
     rt->stats.calls++;
     rt->stats.inflight++;
-    rt->hub->stats.callers++;
+    rt->hub->callers++;
 
     if (rt->spin.skip) {
         /* see hotffi_call_complete() */
@@ -162,6 +164,44 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 }
 
 
+/*
+ * thread: event loop.  The spin decision, whole and in one place: the
+ * window (ns) the event loop spins for the answer of a call of len bytes
+ * to rt, 0 for none.  others: calls of this process in flight besides it;
+ * woke: its push had to wake a parked runtime thread.  posted: the call is
+ * queued, and a runtime resting from missed spins counts it as one call of
+ * its rest; otherwise this is the forecast made before the push, which
+ * changes nothing.
+ *
+ * Another caller is inside a call (waiting, or answered and not yet
+ * resumed): the loop has its work to do, and the answers will come in
+ * batches anyway.  No runtime thread was spinning on the queue (the push
+ * had to wake one): the answer comes after a wake-up, which the loop had
+ * better spend on other work (under HTTP load that is most calls: measured
+ * 0.67-0.74 of the ceiling spinning, 0.73-0.85 not).  A runtime that missed
+ * recent spins is given a rest (hotffi_spin_want()).
+ */
+static uint64_t
+hotffi_call_spin_decide(hotffi_runtime_t *rt, size_t len, uint64_t others,
+    int woke, int posted)
+{
+    uint64_t  window;
+
+    window = hotffi_spin_for(hotffi_spin_window(), len);
+
+    if (window == 0 || others != 0 || woke) {
+        return 0;
+    }
+
+    if (!posted) {
+        return rt->spin.skip == 0 ? window : 0;
+    }
+
+    return hotffi_spin_want(&rt->spin) ? window : 0;
+}
+
+
+/* thread: event loop */
 int
 hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
 {
@@ -169,27 +209,18 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
     hotffi_hub_t      *hub = task->hub;
     hotffi_runtime_t  *rt = task->rt;
 
-    window = hotffi_spin_for(hotffi_spin_window(), task->req_len);
+    /* this call counts among the callers */
+    window = task->done ? 0
+             : hotffi_call_spin_decide(rt, task->req_len, hub->callers - 1,
+                                       task->woke, 1);
 
-    /*
-     * Another caller is inside a call (waiting, or answered and not yet
-     * resumed): the loop has its work to do, and the answers will come in
-     * batches anyway.  No runtime thread was spinning on the queue (the
-     * push had to wake one): the answer comes after a wake-up, which the
-     * loop had better spend on other work (under HTTP load that is most
-     * calls: measured 0.67-0.74 of the ceiling spinning, 0.73-0.85 not).
-     * A runtime that missed recent spins is given a rest
-     * (hotffi_spin_want()).
-     */
-    if (task->done || window == 0 || hub->stats.callers != 1
-        || rt->queue->woke || !hotffi_spin_want(&rt->spin))
-    {
+    if (window == 0) {
         /* hotffi_call_post_spin() may have begun it */
         if (atomic_load_explicit(&hub->spinning, memory_order_relaxed)) {
             hotffi_hub_spin_end(hub);
         }
 
-        hub->stats.spin_streak = 0;
+        hub->spin_streak = 0;
         return task->done ? HOTFFI_OK : HOTFFI_AGAIN;
     }
 
@@ -218,22 +249,23 @@ hotffi_call_spin(hotffi_task_t *task, uint64_t timeout_ns)
     if (task->done) {
         hub->stats.spin_hits++;
 
-        if (++hub->stats.spin_streak < HOTFFI_SPIN_STREAK_MAX) {
+        if (++hub->spin_streak < HOTFFI_SPIN_STREAK_MAX) {
             return HOTFFI_OK;
         }
 
         /* the event loop has not run anything else for a while */
-        hub->stats.spin_streak = 0;
+        hub->spin_streak = 0;
         return HOTFFI_OK_YIELD;
     }
 
     hub->stats.spin_misses++;
-    hub->stats.spin_streak = 0;
+    hub->spin_streak = 0;
 
     return timeout_ns <= window ? HOTFFI_DONE : HOTFFI_AGAIN;
 }
 
 
+/* thread: event loop */
 hotffi_task_t *
 hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
     const char *req, size_t len, uint64_t timeout_ns, int *state, char *err,
@@ -247,9 +279,7 @@ hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
      * that answers before this one reaches the spin then writes no eventfd
      * either (the wake-up would find nothing, and cost two more syscalls).
      */
-    if (hub->stats.callers == 0 && rt->spin.skip == 0
-        && hotffi_spin_window() != 0)
-    {
+    if (hotffi_call_spin_decide(rt, len, hub->callers, 0, 0) != 0) {
         hotffi_hub_spin_begin(hub);
     }
 
@@ -269,6 +299,7 @@ hotffi_call_post_spin(hotffi_runtime_t *rt, hotffi_group_t *group,
 }
 
 
+/* thread: event loop */
 void
 hotffi_call_wait(hotffi_task_t *task, void *waiter)
 {
@@ -276,6 +307,7 @@ hotffi_call_wait(hotffi_task_t *task, void *waiter)
 }
 
 
+/* thread: event loop */
 int
 hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 {
@@ -286,23 +318,25 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 }
 
 
+/* thread: event loop */
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
-    task->hub->stats.callers--;
+    task->hub->callers--;
     hotffi_group_remove(task);
-    hotffi_task_free(task);
+    hotffi_call_free(task);
 }
 
 
+/* thread: event loop */
 void
 hotffi_call_abandon(hotffi_task_t *task)
 {
-    task->hub->stats.callers--;
+    task->hub->callers--;
     hotffi_group_remove(task);
 
     if (task->done) {
-        hotffi_task_free(task);
+        hotffi_call_free(task);
         return;
     }
 
@@ -314,14 +348,15 @@ hotffi_call_abandon(hotffi_task_t *task)
      * answer, which may come late or, from a runtime that hangs, never (the
      * host may have to account for every waiter when the process exits).
      */
-    if (task->waiter && task->rt->hub->host.release) {
-        task->rt->hub->host.release(task->waiter);
-        task->waiter = NULL;
-    }
+    hotffi_hub_waiter_release(task->hub, &task->waiter);
 }
 
 
-void
+/*
+ * thread: event loop.  The handler of every call's task (set by
+ * hotffi_call_post()): the hub drained it, answered, unanswered or failed.
+ */
+static void
 hotffi_call_complete(hotffi_task_t *task)
 {
     hotffi_runtime_t  *rt = task->rt;
@@ -329,7 +364,7 @@ hotffi_call_complete(hotffi_task_t *task)
     rt->stats.inflight--;
 
     if (atomic_load_explicit(&task->cancelled, memory_order_relaxed)) {
-        hotffi_task_free(task);
+        hotffi_call_free(task);
         return;
     }
 
@@ -354,7 +389,5 @@ hotffi_call_complete(hotffi_task_t *task)
 
     task->done = 1;
 
-    if (task->waiter && rt->hub->host.wake) {
-        rt->hub->host.wake(task->waiter);
-    }
+    hotffi_hub_waiter_wake(task->hub, task->waiter);
 }

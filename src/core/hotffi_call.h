@@ -15,8 +15,11 @@
  *
  * The fast path: right after posting, the caller may spin for the answer
  * (hotffi_call_spin()) instead of parking.  It does so only when no other
- * caller of this process waits (the event loop has nothing else to do) and
- * the runtime answered its recent spins, for at most HOTFFI_SPIN_US.  An
+ * caller of this process waits (the event loop has nothing else to do), no
+ * runtime thread had to be woken for the call, and the runtime answered its
+ * recent spins, for at most HOTFFI_SPIN_US.  That decision is made in one
+ * function, hotffi_call_spin_decide() in hotffi_call.c, from what it is
+ * given: hub->callers, the push's answer (task->woke) and rt->spin.  An
  * answer taken while spinning needs no waiter at all, so a waiter is
  * attached only when the caller is about to park (hotffi_call_wait()).
  */
@@ -26,10 +29,13 @@
 
 
 #include "hotffi_core.h"
+#include "hotffi_list.h"
 
 
+/* event loop only; its memory may be the host's (an nginx request pool) */
 struct hotffi_group_s {
-    hotffi_task_t  *head;      /* pending tasks, linked by gprev/gnext */
+    hotffi_list_t   tasks;     /* pending tasks, by task->glink, newest
+                                  first */
 };
 
 
@@ -96,9 +102,6 @@ void hotffi_call_finish(hotffi_task_t *task);
 
 /* thread: event loop.  The caller gives up; the task may be done or not. */
 void hotffi_call_abandon(hotffi_task_t *task);
-
-/* thread: event loop.  The hub drained an answered task. */
-void hotffi_call_complete(hotffi_task_t *task);
 
 
 #endif /* HOTFFI_CALL_H */

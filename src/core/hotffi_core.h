@@ -1,6 +1,45 @@
 /*
  * hotffi_core.h -- what every core file shares: return codes, visibility,
  * and the forward declarations of the core's types.
+ *
+ * DESIGN: layers point down
+ * Each file of src/core includes only the headers of the layers below its
+ * own (scripts/lint.sh checks it, with the order written there once):
+ *
+ *   abi        the functions runtimes call          nginx module (above)
+ *    |
+ *   call       post, spin, wait, finish, give up; task handler of a call
+ *    |
+ *   runtime    load, reload, unload, retire; task handler of RETIRE
+ *    |
+ *   version    one library + cfg + port: start it, reap it
+ *    |
+ *   hub        completion list, eventfd, deferred wakes, waiters
+ *    |
+ *   task       one call in flight, its handler; the task pool
+ *    |
+ *   queue      the bounded request ring a runtime polls
+ *    |
+ *   port       one version's view of the queue (the ABI's tq)
+ *    |
+ *   poller     the threads serving a port, proved gone
+ *    |
+ *   spin       bounded, adaptive busy-waiting
+ *    |
+ *   library    dlopen() and the entry points
+ *    |
+ *   list, core the list primitive; this file
+ *
+ * Where a lower layer must reach a higher one, the higher one left a
+ * function pointer there: a finished task carries its own handler (set by
+ * call for a call, by runtime for a version's RETIRE), which the hub's
+ * drain calls; a version's RETIRE handler comes from its runtime
+ * (hotffi_version_owner_t); the hub frees its listed runtimes through
+ * forget_runtime, set by the runtime layer.  No reference drop below call
+ * reaches a reload's end or a library's close.
+ *
+ * docs/internals.md follows one call, one reload and one unload through
+ * these layers, thread by thread.
  */
 
 #ifndef HOTFFI_CORE_H

@@ -10,12 +10,11 @@
 #include <sys/eventfd.h>
 
 #include "hotffi_hub.h"
-#include "hotffi_task.h"
-#include "hotffi_call.h"
+#include "hotffi_err.h"
 #include "hotffi_queue.h"
-#include "hotffi_runtime.h"
 
 
+/* thread: event loop */
 hotffi_hub_t *
 hotffi_hub_create(const hotffi_host_t *host, const char **err)
 {
@@ -28,6 +27,10 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
     }
 
     hub->host = *host;
+    hotffi_list_init(&hub->done);
+    hotffi_list_init(&hub->runtimes);
+    hotffi_list_init(&hub->wakes);
+    hotffi_task_pool_init(&hub->tasks);
 
     hub->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (hub->efd == -1) {
@@ -47,17 +50,18 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
 }
 
 
+/* thread: event loop */
 void
 hotffi_hub_destroy(hotffi_hub_t *hub)
 {
     hotffi_hub_flush_wakes(hub);
     (void) hotffi_hub_drain(hub);
 
-    while (hub->runtimes) {
-        hotffi_runtime_forget(hub->runtimes);
+    while (!hotffi_list_empty(&hub->runtimes)) {
+        hub->forget_runtime(hotffi_list_first(&hub->runtimes));
     }
 
-    hotffi_task_free_list(hub);
+    hotffi_task_pool_free(&hub->tasks);
 
     (void) pthread_mutex_destroy(&hub->mtx);
     (void) close(hub->efd);
@@ -65,6 +69,7 @@ hotffi_hub_destroy(hotffi_hub_t *hub)
 }
 
 
+/* thread: any */
 int
 hotffi_hub_fd(hotffi_hub_t *hub)
 {
@@ -74,26 +79,22 @@ hotffi_hub_fd(hotffi_hub_t *hub)
 
 /* thread: event loop */
 void
-hotffi_hub_wake(hotffi_hub_t *hub, hotffi_runtime_t *rt)
+hotffi_hub_wake(hotffi_hub_t *hub, hotffi_queue_t *q)
 {
-    if (hub->stats.callers == 0 || hub->host.defer == NULL) {
-        hotffi_queue_wake(rt->queue);
+    if (hub->callers == 0 || hub->host.defer == NULL) {
+        hotffi_queue_wake(q);
         return;
     }
 
-    if (rt->wake_deferred) {
+    if (hotffi_list_linked(&q->wake_link)) {
         return;
     }
 
-    rt->wake_deferred = 1;
-    hotffi_runtime_ref(rt);
-    rt->wake_next = hub->wakes;
-
-    if (hub->wakes == NULL) {
+    if (hotffi_list_empty(&hub->wakes)) {
         hub->host.defer();
     }
 
-    hub->wakes = rt;
+    hotffi_list_insert_tail(&hub->wakes, &q->wake_link);
 }
 
 
@@ -101,20 +102,22 @@ hotffi_hub_wake(hotffi_hub_t *hub, hotffi_runtime_t *rt)
 void
 hotffi_hub_flush_wakes(hotffi_hub_t *hub)
 {
-    hotffi_runtime_t  *rt;
+    hotffi_list_t  *link;
 
-    while (hub->wakes) {
-        rt = hub->wakes;
-        hub->wakes = rt->wake_next;
-        rt->wake_next = NULL;
-        rt->wake_deferred = 0;
+    while ((link = hotffi_list_pop(&hub->wakes)) != NULL) {
+        hotffi_queue_wake(hotffi_list_data(link, hotffi_queue_t, wake_link));
+    }
+}
 
-        /* a runtime retired meanwhile has no queue, nor pollers */
-        if (rt->queue) {
-            hotffi_queue_wake(rt->queue);
-        }
 
-        hotffi_runtime_unref(rt);
+/* thread: event loop */
+void
+hotffi_hub_forget_queue(hotffi_hub_t *hub, hotffi_queue_t *q)
+{
+    (void) hub;
+
+    if (hotffi_list_linked(&q->wake_link)) {
+        hotffi_list_remove(&q->wake_link);
     }
 }
 
@@ -127,22 +130,13 @@ hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
     uint64_t  one;
     ssize_t   n;
 
-    task->next = NULL;
-
     (void) pthread_mutex_lock(&hub->mtx);
 
     /* a spinning event loop takes the list without being told */
-    notify = hub->head == NULL
+    notify = hotffi_list_empty(&hub->done)
              && !atomic_load_explicit(&hub->spinning, memory_order_relaxed);
 
-    if (hub->head == NULL) {
-        hub->head = task;
-
-    } else {
-        hub->tail->next = task;
-    }
-
-    hub->tail = task;
+    hotffi_list_insert_tail(&hub->done, &task->link);
     atomic_store_explicit(&hub->ready, 1, memory_order_release);
 
     (void) pthread_mutex_unlock(&hub->mtx);
@@ -159,37 +153,29 @@ hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
 }
 
 
-/* locks: hub->mtx held.  Takes the whole list. */
-static hotffi_task_t *
-hotffi_hub_detach(hotffi_hub_t *hub)
+/* locks: hub->mtx held.  Moves the whole list to list. */
+static void
+hotffi_hub_detach(hotffi_hub_t *hub, hotffi_list_t *list)
 {
-    hotffi_task_t  *task;
-
-    task = hub->head;
-    hub->head = NULL;
-    hub->tail = NULL;
+    hotffi_list_move(list, &hub->done);
     atomic_store_explicit(&hub->ready, 0, memory_order_relaxed);
-
-    return task;
 }
 
 
-/* thread: event loop.  Hands each answer of the list to its caller. */
+/*
+ * thread: event loop.  Hands each task of list to its handler, which owns
+ * it from then on (it may free it, or queue it anew).
+ */
 static unsigned
-hotffi_hub_run(hotffi_hub_t *hub, hotffi_task_t *task)
+hotffi_hub_run(hotffi_hub_t *hub, hotffi_list_t *list)
 {
     unsigned        n;
-    hotffi_task_t  *next;
+    hotffi_list_t  *link;
+    hotffi_task_t  *task;
 
-    for (n = 0; task; task = next, n++) {
-        next = task->next;
-
-        if (task->kind == HOTFFI_TASK_RETIRE) {
-            hotffi_runtime_retired(task);
-
-        } else {
-            hotffi_call_complete(task);
-        }
+    for (n = 0; (link = hotffi_list_pop(list)) != NULL; n++) {
+        task = hotffi_list_data(link, hotffi_task_t, link);
+        task->handler(task);
     }
 
     if (n) {
@@ -205,13 +191,13 @@ hotffi_hub_run(hotffi_hub_t *hub, hotffi_task_t *task)
 static unsigned
 hotffi_hub_take_list(hotffi_hub_t *hub)
 {
-    hotffi_task_t  *task;
+    hotffi_list_t  list;
 
     (void) pthread_mutex_lock(&hub->mtx);
-    task = hotffi_hub_detach(hub);
+    hotffi_hub_detach(hub, &list);
     (void) pthread_mutex_unlock(&hub->mtx);
 
-    return hotffi_hub_run(hub, task);
+    return hotffi_hub_run(hub, &list);
 }
 
 
@@ -256,30 +242,32 @@ hotffi_hub_spin_begin(hotffi_hub_t *hub)
 void
 hotffi_hub_spin_end(hotffi_hub_t *hub)
 {
-    hotffi_task_t  *task;
+    hotffi_list_t  list;
 
     /* one critical section: see the DESIGN note in hotffi_hub.h */
     (void) pthread_mutex_lock(&hub->mtx);
     atomic_store_explicit(&hub->spinning, 0, memory_order_relaxed);
-    task = hotffi_hub_detach(hub);
+    hotffi_hub_detach(hub, &list);
     (void) pthread_mutex_unlock(&hub->mtx);
 
-    (void) hotffi_hub_run(hub, task);
+    (void) hotffi_hub_run(hub, &list);
 }
 
 
+/* thread: event loop */
 void
 hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)
 {
-    char     msg[512];
+    char     msg[HOTFFI_ERR_MAX];
     va_list  args;
 
     if (hub->host.log == NULL) {
         return;
     }
 
+    /* a line that carries a traceback keeps its end (hotffi_err.h) */
     va_start(args, fmt);
-    (void) vsnprintf(msg, sizeof(msg), fmt, args);
+    hotffi_err_vformat(msg, sizeof(msg), fmt, args);
     va_end(args);
 
     hub->host.log(hub->host.log_ctx, level, msg);

@@ -17,11 +17,17 @@
  * without a write is always taken by the spinner.
  *
  * Calls made while others are in flight wake a parked runtime thread late:
- * the runtime goes on the `wakes` list and the host is asked (defer) to
- * call hotffi_hub_flush_wakes() once its event loop has handled everything
- * that was ready, so that the requests of one loop iteration cost one futex
- * wake per runtime (see hotffi_queue_wake()).  A lone call wakes at once:
- * nothing else could share the wake-up, and its latency is the point.
+ * the runtime's queue goes on the `wakes` list and the host is asked
+ * (defer) to call hotffi_hub_flush_wakes() once its event loop has handled
+ * everything that was ready, so that the requests of one loop iteration
+ * cost one futex wake per queue (see hotffi_queue_wake()).  A lone call
+ * wakes at once: nothing else could share the wake-up, and its latency is
+ * the point.  A queue is taken off the list before it is destroyed
+ * (hotffi_hub_forget_queue()).
+ *
+ * The hub knows nothing above it: a drained task goes to its own handler
+ * (hotffi_task.h), and the runtimes the hub lists for its host are freed at
+ * teardown through forget_runtime, which the runtime layer sets.
  *
  * The host injects how a waiting caller is woken and freed, how a wake-up
  * is deferred, and a logger, so the core needs no nginx or Lua header.
@@ -38,6 +44,8 @@
 #include <stdatomic.h>
 
 #include "hotffi_core.h"
+#include "hotffi_list.h"
+#include "hotffi_task.h"
 
 
 typedef struct {
@@ -58,32 +66,35 @@ typedef struct {
 
 
 typedef struct {
-    uint64_t   tasks_live;      /* created and not yet freed */
     uint64_t   wakeups;         /* drains that found work */
     uint64_t   completions;     /* tasks taken by those drains */
-    uint64_t   callers;         /* posted, not yet finished or given up */
     uint64_t   spin_hits;       /* calls answered while the loop spun */
     uint64_t   spin_misses;     /* spins that ended unanswered */
-    uint64_t   spin_streak;     /* hits in a row, see hotffi_call_spin() */
 } hotffi_hub_stats_t;
 
 
 struct hotffi_hub_s {
     pthread_mutex_t      mtx;
-    hotffi_task_t       *head;
-    hotffi_task_t       *tail;
+    hotffi_list_t        done;       /* answered tasks, oldest first, by
+                                        task->link; locks: mtx */
     int                  efd;
     atomic_int           spinning;   /* written by the event loop */
-    atomic_int           ready;      /* head != NULL */
+    atomic_int           ready;      /* done is not empty */
 
     /* event loop only */
     hotffi_host_t        host;
-    hotffi_hub_stats_t   stats;
-    hotffi_runtime_t    *runtimes;   /* every runtime not yet freed */
-    hotffi_runtime_t    *wakes;      /* owed a wake-up, linked by
-                                        wake_next, each holding a ref */
-    hotffi_task_t       *free;       /* freed tasks, linked by next */
-    uint32_t             slots;      /* tasks ever allocated */
+    hotffi_hub_stats_t   stats;      /* statistics only: never read here */
+    uint64_t             callers;    /* calls posted, not yet finished or
+                                        given up (the call layer's) */
+    uint32_t             spin_streak;  /* calls in a row answered while
+                                          the loop spun: hotffi_call_spin() */
+    hotffi_task_pool_t   tasks;
+    hotffi_list_t        runtimes;   /* every runtime not yet freed, by
+                                        the runtime layer's link */
+    /* set by the runtime layer: frees the runtime of link (teardown) */
+    void               (*forget_runtime)(hotffi_list_t *link);
+    hotffi_list_t        wakes;      /* queues owed a wake-up, by
+                                        q->wake_link */
 };
 
 
@@ -120,14 +131,46 @@ void hotffi_hub_spin_end(hotffi_hub_t *hub);
 unsigned hotffi_hub_take(hotffi_hub_t *hub);
 
 /*
- * thread: event loop.  rt's queue owes a wake-up (a push set woke): pays it
- * now, or, with other calls in flight and a host that can defer, in
- * hotffi_hub_flush_wakes().
+ * thread: event loop.  q (borrowed) owes a wake-up (its push said so):
+ * pays it now, or, with other calls in flight and a host that can defer,
+ * in hotffi_hub_flush_wakes().
  */
-void hotffi_hub_wake(hotffi_hub_t *hub, hotffi_runtime_t *rt);
+void hotffi_hub_wake(hotffi_hub_t *hub, hotffi_queue_t *q);
 
 /* thread: event loop.  Pays every deferred wake-up. */
 void hotffi_hub_flush_wakes(hotffi_hub_t *hub);
+
+/* thread: event loop.  q is about to be destroyed: it is owed nothing. */
+void hotffi_hub_forget_queue(hotffi_hub_t *hub, hotffi_queue_t *q);
+
+
+/*
+ * thread: event loop.  The one way the core wakes a waiter (borrowed; may
+ * be NULL) through the host.
+ */
+static inline void
+hotffi_hub_waiter_wake(hotffi_hub_t *hub, void *waiter)
+{
+    if (waiter && hub->host.wake) {
+        hub->host.wake(waiter);
+    }
+}
+
+
+/*
+ * thread: event loop.  The one way the core frees a waiter through the
+ * host: *waiter (owned by the hub; may be NULL) is released and becomes
+ * NULL.
+ */
+static inline void
+hotffi_hub_waiter_release(hotffi_hub_t *hub, void **waiter)
+{
+    if (*waiter && hub->host.release) {
+        hub->host.release(*waiter);
+    }
+
+    *waiter = NULL;
+}
 
 /* thread: event loop.  Formats and passes a line to the host's logger. */
 void hotffi_hub_log(hotffi_hub_t *hub, int level, const char *fmt, ...)

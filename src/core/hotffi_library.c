@@ -20,7 +20,10 @@
 #define HOTFFI_LIBRARY_SPELLINGS  16
 
 
-/* "echo" -> "libecho.so"; paths and file names stay as they are. */
+/*
+ * thread: event loop.
+ * "echo" -> "libecho.so"; paths and file names stay as they are.
+ */
 static const char *
 hotffi_library_file(const char *name, char *buf, size_t size)
 {
@@ -33,7 +36,10 @@ hotffi_library_file(const char *name, char *buf, size_t size)
 }
 
 
-/* The device and inode of the file mapped at addr: HOTFFI_OK, or none. */
+/*
+ * thread: any.
+ * The device and inode of the file mapped at addr: HOTFFI_OK, or none.
+ */
 static int
 hotffi_library_file_at(uintptr_t addr, unsigned long *maj, unsigned long *min,
     unsigned long *ino)
@@ -71,6 +77,7 @@ hotffi_library_file_at(uintptr_t addr, unsigned long *maj, unsigned long *min,
 
 
 /*
+ * thread: event loop.
  * Whether the loaded library behind handle was mapped from the file path
  * names now.  The mapping holding its dynamic section says which file it
  * came from, whatever name it was opened by.
@@ -95,6 +102,7 @@ hotffi_library_is_file(void *handle, const char *path)
 
 
 /*
+ * thread: event loop.
  * The name to dlopen() file by: itself, unless it is a path already mapped
  * from a file since replaced on disk; then "dir/./base", "dir/././base"...,
  * the first that is not mapped or is mapped from the file there now.
@@ -148,6 +156,7 @@ hotffi_library_spelling(const char *file, char *buf, size_t size)
 
 
 /*
+ * thread: event loop.
  * Appends to err, after a dlopen() of a bare file name that found nothing,
  * what to do and where the dynamic linker looked: the directories it
  * searches for this process (LD_LIBRARY_PATH as it was when the process
@@ -203,6 +212,7 @@ hotffi_library_searched(const char *file, char *err, size_t errlen)
 }
 
 
+/* thread: event loop */
 int
 hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
     char *err, size_t errlen)
@@ -250,6 +260,7 @@ hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
 }
 
 
+/* thread: event loop */
 int
 hotffi_library_dup(hotffi_library_t *dst, const hotffi_library_t *src,
     char *err, size_t errlen)
@@ -275,6 +286,7 @@ hotffi_library_dup(hotffi_library_t *dst, const hotffi_library_t *src,
 }
 
 
+/* thread: any */
 int
 hotffi_library_close(hotffi_library_t *lib)
 {

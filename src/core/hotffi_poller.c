@@ -28,6 +28,7 @@ static atomic_uint_fast64_t  hotffi_pollers_serials = 1;
 static __thread uint64_t     hotffi_pollers_last;
 
 
+/* thread: event loop */
 void
 hotffi_pollers_init(hotffi_pollers_t *p, int note)
 {
@@ -39,6 +40,7 @@ hotffi_pollers_init(hotffi_pollers_t *p, int note)
 }
 
 
+/* thread: any */
 static void
 hotffi_pollers_note(hotffi_pollers_t *p, int tid)
 {
@@ -52,6 +54,7 @@ hotffi_pollers_note(hotffi_pollers_t *p, int tid)
 }
 
 
+/* thread: runtime */
 int
 hotffi_pollers_note_self(hotffi_pollers_t *p)
 {
@@ -68,6 +71,7 @@ hotffi_pollers_note_self(hotffi_pollers_t *p)
 }
 
 
+/* thread: runtime */
 void
 hotffi_pollers_note_stop(hotffi_pollers_t *p)
 {
@@ -75,6 +79,7 @@ hotffi_pollers_note_stop(hotffi_pollers_t *p)
 }
 
 
+/* thread: any */
 static int
 hotffi_pollers_cmp(const void *a, const void *b)
 {
@@ -84,6 +89,7 @@ hotffi_pollers_cmp(const void *a, const void *b)
 }
 
 
+/* thread: event loop */
 void
 hotffi_pollers_list(hotffi_threads_t *t)
 {
@@ -135,11 +141,13 @@ hotffi_pollers_list(hotffi_threads_t *t)
 
 failed:
 
+    /* unknown: t->tids stays NULL */
     free(tids);
     (void) closedir(dir);
 }
 
 
+/* thread: event loop */
 void
 hotffi_pollers_note_new(hotffi_pollers_t *p, const hotffi_threads_t *before)
 {
@@ -168,7 +176,7 @@ hotffi_pollers_note_new(hotffi_pollers_t *p, const hotffi_threads_t *before)
 }
 
 
-/* Whether thread tid of this process may still run. */
+/* thread: reaper.  Whether thread tid of this process may still run. */
 static int
 hotffi_pollers_alive(int tid)
 {
@@ -181,7 +189,7 @@ hotffi_pollers_alive(int tid)
 }
 
 
-/* 1 when every note is written and no noted thread is alive */
+/* thread: reaper.  1 when every note is written and no noted thread is alive */
 static int
 hotffi_pollers_gone(hotffi_pollers_t *p, unsigned n)
 {
@@ -200,6 +208,7 @@ hotffi_pollers_gone(hotffi_pollers_t *p, unsigned n)
 }
 
 
+/* thread: reaper */
 int
 hotffi_pollers_wait_gone(hotffi_pollers_t *p, uint64_t grace_ns)
 {

@@ -8,12 +8,12 @@
 #include "hotffi_queue.h"
 #include "hotffi_port.h"
 #include "hotffi_spin.h"
-#include "hotffi_task.h"
 
 
 #define HOTFFI_QUEUE_FIRST_CAP  64
 
 
+/* thread: any */
 hotffi_queue_t *
 hotffi_queue_create(uint32_t max)
 {
@@ -25,6 +25,7 @@ hotffi_queue_create(uint32_t max)
     }
 
     q->max = max;
+    hotffi_list_init(&q->wake_link);
     q->cap = max < HOTFFI_QUEUE_FIRST_CAP ? max : HOTFFI_QUEUE_FIRST_CAP;
 
     q->ring = malloc(q->cap * sizeof(hotffi_task_t *));
@@ -57,6 +58,7 @@ failed:
 }
 
 
+/* thread: any */
 void
 hotffi_queue_destroy(hotffi_queue_t *q)
 {
@@ -139,9 +141,7 @@ done:
 
     (void) pthread_mutex_unlock(&q->mtx);
 
-    q->woke = wake;
-
-    return rc;
+    return rc == HOTFFI_OK && wake ? HOTFFI_QUEUE_OWED : rc;
 }
 
 
@@ -319,33 +319,29 @@ hotffi_queue_open_port(hotffi_queue_t *q, hotffi_port_t *port)
 
 
 /* thread: event loop */
-hotffi_task_t *
-hotffi_queue_take_all(hotffi_queue_t *q)
+uint32_t
+hotffi_queue_take(hotffi_queue_t *q, hotffi_task_t **tasks, uint32_t max)
 {
-    hotffi_task_t  *first, **last;
-
-    first = NULL;
-    last = &first;
+    uint32_t  n;
 
     (void) pthread_mutex_lock(&q->mtx);
 
-    while (q->count) {
-        *last = q->ring[q->head];
-        last = &(*last)->next;
+    for (n = 0; n < max && q->count; n++) {
+        tasks[n] = q->ring[q->head];
         q->head = (q->head + 1) % q->cap;
         q->count--;
     }
 
-    *last = NULL;
-    atomic_store_explicit(&q->ready, q->stopped, memory_order_release);
+    atomic_store_explicit(&q->ready, q->count + q->stopped,
+                          memory_order_release);
 
-    if (q->stopped) {
+    if (q->stopped && q->count == 0) {
         (void) pthread_cond_broadcast(&q->drained);
     }
 
     (void) pthread_mutex_unlock(&q->mtx);
 
-    return first;
+    return n;
 }
 
 

@@ -46,6 +46,7 @@
 #include <stdatomic.h>
 
 #include "hotffi_core.h"
+#include "hotffi_list.h"
 
 
 struct hotffi_queue_s {
@@ -65,9 +66,13 @@ struct hotffi_queue_s {
     atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
 
     /* event loop only */
-    int               woke;       /* the last push owed a wake-up */
     uint32_t          owed;       /* wake-ups owed to parked pollers */
+    hotffi_list_t     wake_link;  /* on hub->wakes: a wake-up deferred */
 };
+
+
+/* hotffi_queue_push(): queued, and a parked poller is owed a wake-up */
+#define HOTFFI_QUEUE_OWED  1
 
 
 /* thread: any.  max >= 1.  Returns NULL when out of memory. */
@@ -77,10 +82,12 @@ hotffi_queue_t *hotffi_queue_create(uint32_t max);
 void hotffi_queue_destroy(hotffi_queue_t *q);
 
 /*
- * thread: event loop.  Never blocks.  HOTFFI_OK, HOTFFI_BUSY when full,
- * HOTFFI_DECLINED when stopped, HOTFFI_ERROR when the ring could not grow.
- * task: ownership passes to the queue on HOTFFI_OK only.  A parked poller
- * is not woken yet: see woke, and hotffi_queue_wake().
+ * thread: event loop.  Never blocks.  Queued: HOTFFI_OK when a spinning
+ * poller (or none at all) will see the task, HOTFFI_QUEUE_OWED when a
+ * parked poller is owed a wake-up, which is not paid yet (see
+ * hotffi_queue_wake()).  Refused: HOTFFI_BUSY when full, HOTFFI_DECLINED
+ * when stopped, HOTFFI_ERROR when the ring could not grow.  task:
+ * ownership passes to the queue when queued only.
  */
 int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
 
@@ -110,11 +117,13 @@ void hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port);
 void hotffi_queue_open_port(hotffi_queue_t *q, hotffi_port_t *port);
 
 /*
- * thread: event loop.  Takes every queued task out at once, oldest first,
- * linked through task->next, for failing them when no version is left to
- * serve them.
+ * thread: event loop.  Never blocks.  Takes up to max queued tasks into
+ * tasks, oldest first, and returns how many: for failing them when no
+ * version is left to serve them.  Taking the last task of a stopped queue
+ * ends hotffi_queue_wait_drained().
  */
-hotffi_task_t *hotffi_queue_take_all(hotffi_queue_t *q);
+uint32_t hotffi_queue_take(hotffi_queue_t *q, hotffi_task_t **tasks,
+    uint32_t max);
 
 /* thread: any but the event loop.  Blocks until stopped and empty. */
 void hotffi_queue_wait_drained(hotffi_queue_t *q);

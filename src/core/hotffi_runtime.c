@@ -25,8 +25,11 @@ static void hotffi_runtime_reap_final(hotffi_runtime_t *rt,
 static int hotffi_runtime_end_version(hotffi_runtime_t *rt,
     hotffi_version_t *v);
 static void hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v);
+static void hotffi_runtime_reaped(hotffi_task_t *retire);
+static void hotffi_runtime_forget(hotffi_list_t *link);
 
 
+/* thread: any */
 static double
 hotffi_clock(clockid_t id)
 {
@@ -37,6 +40,7 @@ hotffi_clock(clockid_t id)
 }
 
 
+/* thread: event loop */
 static char *
 hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
 {
@@ -60,48 +64,35 @@ hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
 }
 
 
+/* thread: event loop.  Lists rt in its hub, which frees it at teardown. */
 static void
 hotffi_runtime_link(hotffi_runtime_t *rt)
 {
-    hotffi_hub_t  *hub = rt->hub;
-
-    rt->prev = NULL;
-    rt->next = hub->runtimes;
-
-    if (hub->runtimes) {
-        hub->runtimes->prev = rt;
-    }
-
-    hub->runtimes = rt;
+    rt->hub->forget_runtime = hotffi_runtime_forget;
+    hotffi_list_insert_head(&rt->hub->runtimes, &rt->link);
 }
 
 
+/* thread: event loop.  What rt lends the versions it runs. */
 static void
-hotffi_runtime_release_waiter(hotffi_runtime_t *rt)
+hotffi_runtime_owner(hotffi_runtime_t *rt, hotffi_version_owner_t *owner)
 {
-    if (rt->waiter && rt->hub->host.release) {
-        rt->hub->host.release(rt->waiter);
-    }
-
-    rt->waiter = NULL;
+    owner->hub = rt->hub;
+    owner->queue = rt->queue;
+    owner->name = rt->name;
+    owner->rt = rt;
+    owner->reaped = hotffi_runtime_reaped;
+    owner->global = rt->global;
+    owner->unpin = rt->unpin;
 }
 
 
+/* thread: event loop */
 static void
 hotffi_runtime_free(hotffi_runtime_t *rt)
 {
-    if (rt->prev) {
-        rt->prev->next = rt->next;
-
-    } else {
-        rt->hub->runtimes = rt->next;
-    }
-
-    if (rt->next) {
-        rt->next->prev = rt->prev;
-    }
-
-    hotffi_runtime_release_waiter(rt);
+    hotffi_list_remove(&rt->link);
+    hotffi_hub_waiter_release(rt->hub, &rt->waiter);
     free(rt->name);
     free(rt);
 }
@@ -113,9 +104,10 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     size_t cfg_len, const hotffi_runtime_opts_t *opts, int *init_rc,
     char *err, size_t errlen)
 {
-    uint32_t           max;
-    hotffi_version_t  *v;
-    hotffi_runtime_t  *rt;
+    uint32_t                 max;
+    hotffi_version_t        *v;
+    hotffi_runtime_t        *rt;
+    hotffi_version_owner_t   owner;
 
     if (init_rc) {
         *init_rc = 0;
@@ -131,6 +123,8 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     rt->global = opts->global;
     rt->unpin = opts->unpin;
     rt->refs = 1;
+    hotffi_list_init(&rt->link);
+    hotffi_list_init(&rt->kept);
 
     max = opts->max_queue ? opts->max_queue : HOTFFI_DEFAULT_MAX_QUEUE;
 
@@ -142,7 +136,9 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
         goto failed;
     }
 
-    v = hotffi_version_open(rt, lib, rt->global, cfg, cfg_len, err, errlen);
+    hotffi_runtime_owner(rt, &owner);
+
+    v = hotffi_version_open(&owner, lib, cfg, cfg_len, err, errlen);
     if (v == NULL) {
         goto failed;
     }
@@ -179,23 +175,29 @@ failed:
 }
 
 
-/* Fails every queued task: no version is left to take them. */
+/*
+ * thread: event loop.  Fails every queued task: no version is left to take
+ * them.  Each goes back through the hub, to its own handler.
+ */
 static void
 hotffi_runtime_fail_queued(hotffi_runtime_t *rt, const char *why)
 {
-    hotffi_task_t  *task, *next;
+    uint32_t        i, n;
+    hotffi_task_t  *tasks[64];
 
-    for (task = hotffi_queue_take_all(rt->queue); task; task = next) {
-        next = task->next;
-        task->rc = HOTFFI_TASK_UNSERVED;
-        task->rsp = strdup(why);
-        task->rsp_len = task->rsp ? strlen(task->rsp) : 0;
-        hotffi_hub_complete(rt->hub, task);
+    while ((n = hotffi_queue_take(rt->queue, tasks, 64)) != 0) {
+        for (i = 0; i < n; i++) {
+            tasks[i]->rc = HOTFFI_TASK_UNSERVED;
+            tasks[i]->rsp = strdup(why);
+            tasks[i]->rsp_len = tasks[i]->rsp ? strlen(tasks[i]->rsp) : 0;
+            hotffi_hub_complete(rt->hub, tasks[i]);
+        }
     }
 }
 
 
 /*
+ * thread: event loop.
  * Frees the queue once rt is unloaded and every version it ran is proved
  * gone.  Threads of a version that proved nothing may poll for ever: then
  * the queue stays, and so does rt.
@@ -203,13 +205,14 @@ hotffi_runtime_fail_queued(hotffi_runtime_t *rt, const char *why)
 static void
 hotffi_runtime_try_retire(hotffi_runtime_t *rt)
 {
-    if (!rt->unloaded || rt->retired || rt->kept || rt->reapers
-        || rt->current || rt->old)
+    if (!rt->unloaded || rt->retired || !hotffi_list_empty(&rt->kept)
+        || rt->reapers || rt->current || rt->old)
     {
         return;
     }
 
     rt->retired = 1;
+    hotffi_hub_forget_queue(rt->hub, rt->queue);
     hotffi_queue_destroy(rt->queue);
     rt->queue = NULL;
     hotffi_runtime_unref(rt);
@@ -234,7 +237,10 @@ hotffi_runtime_unload(hotffi_runtime_t *rt)
 }
 
 
-/* The last version of an unloaded runtime: reaped once the queue drains. */
+/*
+ * thread: event loop.
+ * The last version of an unloaded runtime: reaped once the queue drains.
+ */
 static void
 hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
@@ -250,6 +256,7 @@ hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 
 
 /*
+ * thread: event loop.
  * A version that stopped serving: reap it, or keep it for ever when its
  * threads cannot be proved gone.  1 when a reaper runs (its RETIRE comes
  * back through the hub), 0 when v was kept.
@@ -268,13 +275,15 @@ hotffi_runtime_end_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 }
 
 
-/* v's threads may poll for ever: its port and library stay. */
+/*
+ * thread: event loop.
+ * v's threads may poll for ever: its port and library stay.
+ */
 static void
 hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
     v->kept = 1;
-    v->next_kept = rt->kept;
-    rt->kept = v;
+    hotffi_list_insert_head(&rt->kept, &v->kept_link);
 
     if (rt->current == v) {
         rt->current = NULL;
@@ -282,6 +291,7 @@ hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
 }
 
 
+/* thread: event loop */
 static void
 hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
     const char *error)
@@ -297,20 +307,61 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
                        "failed: %s", rt->name, error);
     }
 
+    rt->reloaded = 1;
     last->ok = ok;
     last->from = from;
     last->to = hotffi_runtime_version(rt);
     last->started = rt->reload_wall;
     last->seconds = hotffi_clock(CLOCK_MONOTONIC) - rt->reload_started;
-    (void) snprintf(last->error, sizeof(last->error), "%s", error);
+    hotffi_err_tail(last->error, sizeof(last->error), error, strlen(error));
 
-    if (rt->waiter && rt->hub->host.wake) {
-        rt->hub->host.wake(rt->waiter);
+    hotffi_hub_waiter_wake(rt->hub, rt->waiter);
+}
+
+
+/* thread: event loop.  Whether another version of rt has v's library open. */
+static int
+hotffi_runtime_shared(hotffi_runtime_t *rt, hotffi_version_t *v)
+{
+    int                i;
+    hotffi_list_t     *link;
+    hotffi_version_t  *other, *live[3];
+
+    live[0] = rt->current;
+    live[1] = rt->old;
+    live[2] = rt->next_version;
+
+    for (i = 0; i < 3; i++) {
+        if (live[i] && live[i] != v && live[i]->lib.handle == v->lib.handle) {
+            return 1;
+        }
     }
+
+    for (link = hotffi_list_first(&rt->kept); link != &rt->kept;
+         link = link->next)
+    {
+        other = hotffi_list_data(link, hotffi_version_t, kept_link);
+
+        if (other != v && other->lib.handle == v->lib.handle) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* thread: event loop.  v is done with: its library closes, if unpin. */
+static void
+hotffi_runtime_drop_version(hotffi_runtime_t *rt, hotffi_version_t *v)
+{
+    hotffi_version_close(v, hotffi_runtime_shared(rt, v));
+    hotffi_version_free(v);
 }
 
 
 /*
+ * thread: event loop.
  * The old version is proved gone (or, without the means to prove it, was
  * only stopped): start the next one with its state, or roll back.
  * overdue: it is still being reaped (hotffi_runtime_reload_overdue()), so
@@ -319,7 +370,8 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
 static void
 hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
 {
-    char               err[2048], why[2048], msg[4160];
+    char               err[HOTFFI_ERR_MAX], why[HOTFFI_ERR_MAX];
+    char               msg[HOTFFI_ERR_MAX];
     char              *state;
     size_t             state_len;
     uint64_t           from;
@@ -339,12 +391,11 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
     rt->last_reload.overdue = overdue;
 
     if (!overdue && old->retire_rc != 0) {
-        (void) snprintf(why, sizeof(why), "libffi_retire() of version %llu "
-                        "failed: %d%s%s", (unsigned long long) from,
-                        old->retire_rc, old->port.init_error ? ": " : "",
-                        old->port.init_error ? old->port.init_error : "");
-        hotffi_version_close(next);
-        hotffi_version_free(next);
+        hotffi_err_format(why, sizeof(why), "libffi_retire() of version %llu "
+                          "failed: %d%s%s", (unsigned long long) from,
+                          old->retire_rc, old->port.init_error ? ": " : "",
+                          old->port.init_error ? old->port.init_error : "");
+        hotffi_runtime_drop_version(rt, next);
         rt->next_version = NULL;
         goto rollback;
     }
@@ -369,8 +420,8 @@ rollback:
            == HOTFFI_OK)
     {
         rt->current = back;
-        (void) snprintf(msg, sizeof(msg), "%s; version %llu serves again",
-                        why, (unsigned long long) from);
+        hotffi_err_format(msg, sizeof(msg), "%s; version %llu serves again",
+                          why, (unsigned long long) from);
         hotffi_runtime_reload_done(rt, 0, from, msg);
 
     } else {
@@ -379,8 +430,8 @@ rollback:
         }
 
         /* no version can serve: the runtime is unloaded */
-        (void) snprintf(msg, sizeof(msg), "%s; rolling back: %s; the "
-                        "runtime is unloaded", why, err);
+        hotffi_err_format(msg, sizeof(msg), "%s; rolling back: %s; the "
+                          "runtime is unloaded", why, err);
         rt->unloaded = 1;
         hotffi_queue_stop(rt->queue);
         hotffi_runtime_fail_queued(rt, msg);
@@ -391,8 +442,7 @@ done:
 
     /* an overdue one is closed when its RETIRE comes, as any other's */
     if (old->proved) {
-        hotffi_version_close(old);
-        hotffi_version_free(old);
+        hotffi_runtime_drop_version(rt, old);
     }
 
     rt->old = NULL;
@@ -410,7 +460,8 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
     const char *cfg, size_t cfg_len, int keep_cfg, int handover,
     void *waiter, char *err, size_t errlen)
 {
-    hotffi_version_t  *cur, *next;
+    hotffi_version_t        *cur, *next;
+    hotffi_version_owner_t   owner;
 
     if (rt->unloaded) {
         (void) snprintf(err, errlen, "runtime \"%s\" is unloaded", rt->name);
@@ -430,15 +481,17 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
         cfg_len = cur->cfg_len;
     }
 
-    next = hotffi_version_open(rt, lib ? lib : cur->lib_name, rt->global,
-                               cfg, cfg_len, err, errlen);
+    hotffi_runtime_owner(rt, &owner);
+
+    next = hotffi_version_open(&owner, lib ? lib : cur->lib_name, cfg,
+                               cfg_len, err, errlen);
     if (next == NULL) {
         return HOTFFI_ERROR;
     }
 
     next->number = ++rt->versions;
 
-    hotffi_runtime_release_waiter(rt);
+    hotffi_hub_waiter_release(rt->hub, &rt->waiter);
     rt->reload_started = hotffi_clock(CLOCK_MONOTONIC);
     rt->reload_wall = hotffi_clock(CLOCK_REALTIME);
 
@@ -463,6 +516,7 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 }
 
 
+/* thread: event loop */
 int
 hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
 {
@@ -481,15 +535,17 @@ hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
 }
 
 
+/* thread: event loop */
 void
 hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter)
 {
     if (rt->waiter == waiter) {
-        hotffi_runtime_release_waiter(rt);
+        hotffi_hub_waiter_release(rt->hub, &rt->waiter);
     }
 }
 
 
+/* thread: event loop */
 uint64_t
 hotffi_runtime_version(hotffi_runtime_t *rt)
 {
@@ -497,12 +553,15 @@ hotffi_runtime_version(hotffi_runtime_t *rt)
 }
 
 
-/* thread: event loop */
-void
-hotffi_runtime_retired(hotffi_task_t *retire)
+/*
+ * thread: event loop.  The handler of every version's RETIRE task (set by
+ * hotffi_runtime_owner()): v's reaper is done.
+ */
+static void
+hotffi_runtime_reaped(hotffi_task_t *retire)
 {
-    hotffi_runtime_t  *rt = retire->rt;
-    hotffi_version_t  *v = retire->version;
+    hotffi_version_t  *v = retire->data;
+    hotffi_runtime_t  *rt = v->owner.rt;
 
     hotffi_version_reaped(v);
     rt->reapers--;
@@ -517,8 +576,7 @@ hotffi_runtime_retired(hotffi_task_t *retire)
         }
 
         if (v->proved) {
-            hotffi_version_close(v);
-            hotffi_version_free(v);
+            hotffi_runtime_drop_version(rt, v);
 
         } else {
             hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" "
@@ -535,6 +593,7 @@ hotffi_runtime_retired(hotffi_task_t *retire)
 }
 
 
+/* thread: event loop */
 void
 hotffi_runtime_ref(hotffi_runtime_t *rt)
 {
@@ -542,6 +601,7 @@ hotffi_runtime_ref(hotffi_runtime_t *rt)
 }
 
 
+/* thread: event loop */
 void
 hotffi_runtime_unref(hotffi_runtime_t *rt)
 {
@@ -551,11 +611,18 @@ hotffi_runtime_unref(hotffi_runtime_t *rt)
 }
 
 
-void
-hotffi_runtime_forget(hotffi_runtime_t *rt)
+/*
+ * thread: event loop.  hub->forget_runtime: frees the runtime of link
+ * whatever its state, when its hub is torn down once no runtime thread can
+ * run (tests).
+ */
+static void
+hotffi_runtime_forget(hotffi_list_t *link)
 {
     int                i;
-    hotffi_version_t  *v[3], *kept;
+    hotffi_list_t     *kept;
+    hotffi_runtime_t  *rt = hotffi_runtime_of(link);
+    hotffi_version_t  *v[3];
 
     v[0] = rt->current;
     v[1] = rt->old;
@@ -567,13 +634,13 @@ hotffi_runtime_forget(hotffi_runtime_t *rt)
         }
     }
 
-    while (rt->kept) {
-        kept = rt->kept;
-        rt->kept = kept->next_kept;
-        hotffi_version_free(kept);
+    while ((kept = hotffi_list_pop(&rt->kept)) != NULL) {
+        hotffi_version_free(hotffi_list_data(kept, hotffi_version_t,
+                                             kept_link));
     }
 
     if (rt->queue) {
+        hotffi_hub_forget_queue(rt->hub, rt->queue);
         hotffi_queue_destroy(rt->queue);
     }
 

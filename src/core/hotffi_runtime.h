@@ -29,6 +29,8 @@
 
 
 #include "hotffi_core.h"
+#include "hotffi_err.h"
+#include "hotffi_list.h"
 #include "hotffi_spin.h"
 
 
@@ -59,20 +61,19 @@ typedef struct {
     double     started;        /* wall clock, seconds since the epoch */
     double     seconds;        /* how long it took */
     int        overdue;        /* the old version had not retired */
-    char       error[4160];    /* why it failed; "" when ok */
+    char       error[HOTFFI_ERR_MAX];  /* why it failed; "" when ok */
 } hotffi_reload_result_t;
 
 
 struct hotffi_runtime_s {
     hotffi_hub_t            *hub;
-    hotffi_runtime_t        *prev;      /* hub->runtimes */
-    hotffi_runtime_t        *next;
-    hotffi_runtime_t        *wake_next; /* hub->wakes */
+    hotffi_list_t            link;      /* on hub->runtimes */
     char                    *name;      /* "lib&cfg" or "lib", for messages */
     hotffi_queue_t          *queue;     /* NULL once retired */
     hotffi_version_t        *current;   /* serving; NULL while reloading */
-    hotffi_version_t        *kept;      /* versions that proved nothing,
-                                           kept for threads that may poll */
+    hotffi_list_t            kept;      /* versions that proved nothing,
+                                           kept for threads that may poll,
+                                           by v->kept_link, newest first */
 
     /* a reload in progress: old retires, then next starts */
     hotffi_version_t        *old;
@@ -88,10 +89,10 @@ struct hotffi_runtime_s {
     unsigned                 unpin:1;
     unsigned                 unloaded:1;
     unsigned                 retired:1;
-    unsigned                 wake_deferred:1;  /* on hub->wakes */
+    unsigned                 reloaded:1;   /* a reload ended: last_reload
+                                              is valid */
     hotffi_runtime_stats_t   stats;
-    hotffi_reload_result_t   last_reload;  /* valid once stats.reloads or
-                                              reload_failures is non-zero */
+    hotffi_reload_result_t   last_reload;  /* valid once reloaded */
     hotffi_spin_t            spin;     /* the event loop's, for its calls */
 };
 
@@ -151,14 +152,12 @@ uint64_t hotffi_runtime_version(hotffi_runtime_t *rt);
 void hotffi_runtime_ref(hotffi_runtime_t *rt);
 void hotffi_runtime_unref(hotffi_runtime_t *rt);
 
-/* thread: event loop.  The hub drained a version's RETIRE task. */
-void hotffi_runtime_retired(hotffi_task_t *retire);
-
-/*
- * thread: event loop.  Frees rt whatever its state: only for tearing a hub
- * down once no runtime thread can run (tests).
- */
-void hotffi_runtime_forget(hotffi_runtime_t *rt);
+/* thread: event loop.  The runtime of a link on hub->runtimes. */
+static inline hotffi_runtime_t *
+hotffi_runtime_of(hotffi_list_t *link)
+{
+    return hotffi_list_data(link, hotffi_runtime_t, link);
+}
 
 
 #endif /* HOTFFI_RUNTIME_H */

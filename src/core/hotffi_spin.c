@@ -28,6 +28,7 @@ static __thread int    hotffi_spin_one_cpu = -1;
 static __thread size_t  hotffi_spin_answer_bytes;
 
 
+/* thread: any */
 uint64_t
 hotffi_spin_now(void)
 {
@@ -38,6 +39,7 @@ hotffi_spin_now(void)
 }
 
 
+/* thread: any */
 static uint64_t
 hotffi_spin_env(const char *name, uint64_t dflt)
 {
@@ -58,6 +60,7 @@ hotffi_spin_env(const char *name, uint64_t dflt)
 }
 
 
+/* thread: any */
 static void
 hotffi_spin_init(void)
 {
@@ -68,6 +71,7 @@ hotffi_spin_init(void)
 }
 
 
+/* thread: any */
 uint64_t
 hotffi_spin_window(void)
 {
@@ -76,6 +80,7 @@ hotffi_spin_window(void)
 }
 
 
+/* thread: any */
 uint64_t
 hotffi_spin_poll_window(void)
 {
@@ -84,6 +89,7 @@ hotffi_spin_poll_window(void)
 }
 
 
+/* thread: any */
 void
 hotffi_spin_pause(uint64_t spun, uint64_t yield_after)
 {
@@ -114,6 +120,7 @@ hotffi_spin_pause(uint64_t spun, uint64_t yield_after)
 }
 
 
+/* thread: any */
 uint64_t
 hotffi_spin_for(uint64_t window, size_t bytes)
 {
@@ -132,6 +139,7 @@ hotffi_spin_for(uint64_t window, size_t bytes)
 }
 
 
+/* thread: runtime */
 void
 hotffi_spin_note_answer(size_t bytes)
 {
@@ -139,6 +147,7 @@ hotffi_spin_note_answer(size_t bytes)
 }
 
 
+/* thread: runtime */
 size_t
 hotffi_spin_last_answer(void)
 {
@@ -146,6 +155,7 @@ hotffi_spin_last_answer(void)
 }
 
 
+/* thread: event loop */
 int
 hotffi_spin_want(hotffi_spin_t *s)
 {
@@ -158,6 +168,7 @@ hotffi_spin_want(hotffi_spin_t *s)
 }
 
 
+/* thread: any */
 uint64_t
 hotffi_spin_yield_after(uint64_t wait)
 {
@@ -165,6 +176,7 @@ hotffi_spin_yield_after(uint64_t wait)
 }
 
 
+/* thread: any */
 uint64_t
 hotffi_spin_average(uint64_t wait, uint64_t ns)
 {
@@ -173,6 +185,7 @@ hotffi_spin_average(uint64_t wait, uint64_t ns)
 }
 
 
+/* thread: event loop */
 void
 hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited)
 {
@@ -196,6 +209,7 @@ hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited)
 }
 
 
+/* thread: event loop */
 void
 hotffi_spin_reset(hotffi_spin_t *s)
 {

@@ -1,5 +1,5 @@
 /*
- * hotffi_task.c -- creating and freeing tasks, through the hub's free list
+ * hotffi_task.c -- creating and freeing tasks, through a pool's free list
  * (see hotffi_task.h).
  */
 
@@ -7,22 +7,32 @@
 #include <string.h>
 
 #include "hotffi_task.h"
-#include "hotffi_hub.h"
-#include "hotffi_runtime.h"
+
+
+/* thread: event loop */
+void
+hotffi_task_pool_init(hotffi_task_pool_t *pool)
+{
+    hotffi_list_init(&pool->free);
+    pool->slots = 0;
+    pool->live = 0;
+}
 
 
 /* thread: event loop */
 hotffi_task_t *
-hotffi_task_create(hotffi_hub_t *hub, hotffi_runtime_t *rt, const char *req,
+hotffi_task_create(hotffi_task_pool_t *pool, hotffi_hub_t *hub,
+    hotffi_runtime_t *rt, hotffi_task_handler_pt handler, const char *req,
     size_t len)
 {
     uint32_t        slot;
+    hotffi_list_t  *link;
     hotffi_task_t  *task;
 
-    task = hub->free;
+    link = hotffi_list_pop(&pool->free);
 
-    if (task) {
-        hub->free = task->next;
+    if (link) {
+        task = hotffi_list_data(link, hotffi_task_t, link);
         slot = task->slot;
 
     } else {
@@ -31,21 +41,22 @@ hotffi_task_create(hotffi_hub_t *hub, hotffi_runtime_t *rt, const char *req,
             return NULL;
         }
 
-        slot = hub->slots++;
+        slot = pool->slots++;
     }
 
     memset(task, 0, sizeof(hotffi_task_t));
     atomic_init(&task->cancelled, 0);
+    hotffi_list_init(&task->link);
+    hotffi_list_init(&task->glink);
 
+    task->handler = handler;
     task->hub = hub;
     task->rt = rt;
-    task->kind = HOTFFI_TASK_CALL;
     task->req = req;
     task->req_len = req ? len : 0;
     task->slot = slot;
 
-    hotffi_runtime_ref(rt);
-    hub->stats.tasks_live++;
+    pool->live++;
 
     return task;
 }
@@ -53,39 +64,25 @@ hotffi_task_create(hotffi_hub_t *hub, hotffi_runtime_t *rt, const char *req,
 
 /* thread: event loop */
 void
-hotffi_task_free(hotffi_task_t *task)
+hotffi_task_free(hotffi_task_pool_t *pool, hotffi_task_t *task)
 {
-    hotffi_hub_t  *hub;
-
-    hub = task->hub;
-
     free(task->rsp);
-
-    if (task->waiter && hub->host.release) {
-        hub->host.release(task->waiter);
-    }
-
-    hotffi_runtime_unref(task->rt);
-    hub->stats.tasks_live--;
+    pool->live--;
 
     /* req stays the caller's business: this slot's next call replaces it */
     task->rsp = NULL;
-    task->waiter = NULL;
     task->rt = NULL;
-    task->next = hub->free;
-    hub->free = task;
+    hotffi_list_insert_head(&pool->free, &task->link);
 }
 
 
 /* thread: event loop */
 void
-hotffi_task_free_list(hotffi_hub_t *hub)
+hotffi_task_pool_free(hotffi_task_pool_t *pool)
 {
-    hotffi_task_t  *task;
+    hotffi_list_t  *link;
 
-    while (hub->free) {
-        task = hub->free;
-        hub->free = task->next;
-        free(task);
+    while ((link = hotffi_list_pop(&pool->free)) != NULL) {
+        free(hotffi_list_data(link, hotffi_task_t, link));
     }
 }

@@ -18,11 +18,18 @@
  * is the only field both sides touch concurrently, so it is atomic.  All
  * other fields belong to the event loop.
  *
- * Tasks are never given back to malloc while their hub lives: a freed task
- * goes onto the hub's free list (event loop only, so no lock) and the next
+ * A finished task carries its own completion handler, set by whoever made
+ * it (the call layer for a call, the runtime layer for a version's RETIRE
+ * task), as nginx's thread pool tasks carry task->event.handler: the hub
+ * drains the completion list and calls task->handler, and so depends on
+ * nothing above it.
+ *
+ * Tasks are never given back to malloc while their pool lives: a freed task
+ * goes onto the pool's free list (event loop only, so no lock) and the next
  * call takes it back, most recently used first.  So a task's address and
  * its slot number stay the same for ever, and a slot is reused only once
- * the runtime is done with its previous request.
+ * the runtime is done with its previous request.  This layer knows no rt
+ * and no waiter: the call layer takes and drops those (hotffi_call.c).
  */
 
 #ifndef HOTFFI_TASK_H
@@ -32,27 +39,42 @@
 #include <stdatomic.h>
 
 #include "hotffi_core.h"
+#include "hotffi_list.h"
 
 
-typedef enum {
-    HOTFFI_TASK_CALL = 0,
-    HOTFFI_TASK_RETIRE        /* a version's threads are gone (see version) */
-} hotffi_task_kind_e;
+/*
+ * thread: event loop.  What becomes of a task the hub drained; task: the
+ * handler's from then on.
+ */
+typedef void (*hotffi_task_handler_pt)(hotffi_task_t *task);
+
+
+/* the tasks of one hub (hub->tasks); event loop only */
+typedef struct {
+    hotffi_list_t        free;       /* freed tasks, most recent first */
+    uint32_t             slots;      /* tasks ever allocated */
+    uint64_t             live;       /* statistics only: taken, not freed */
+} hotffi_task_pool_t;
 
 
 struct hotffi_task_s {
-    hotffi_task_t       *next;       /* completion list; locks: hub->mtx */
+    /* the hub's completion list (locks: hub->mtx), or the pool's free list
+       (event loop only): never both at once */
+    hotffi_list_t        link;
+    hotffi_task_handler_pt  handler; /* set by the task's maker */
+    void                *data;       /* the handler's: RETIRE's version */
     hotffi_hub_t        *hub;        /* outlives the task */
-    hotffi_runtime_t    *rt;         /* holds a reference on rt */
-    hotffi_version_t    *version;    /* RETIRE only: whose reaper is done */
+    hotffi_runtime_t    *rt;         /* a call's: the call layer holds a
+                                        reference on it */
 
     /* event loop only */
-    hotffi_group_t      *group;      /* NULL once finished or abandoned */
-    hotffi_task_t       *gprev;
-    hotffi_task_t       *gnext;
+    hotffi_list_t        glink;      /* its group's list; unlinked in none */
     void                *waiter;     /* host's wake-up object, hub frees it */
-    unsigned             kind:1;
     unsigned             done:1;     /* answered and drained */
+    unsigned             woke:1;     /* its push owed a parked runtime
+                                        thread a wake-up (HOTFFI_QUEUE_OWED):
+                                        the answer comes late, see
+                                        hotffi_call_spin() */
 
     atomic_int           cancelled;  /* event loop writes, runtime reads */
 
@@ -71,24 +93,29 @@ struct hotffi_task_s {
 };
 
 
+/* thread: event loop */
+void hotffi_task_pool_init(hotffi_task_pool_t *pool);
+
 /*
- * thread: event loop.  req: borrowed until hotffi_task_free(), and
+ * thread: event loop.  A task of hub for rt (both borrowed, stored), from
+ * pool, with handler.  req: borrowed until hotffi_task_free(), and
  * req[len] must be a NUL (for runtimes that treat requests as strings);
  * NULL is a call without a request (Lua's nil), which the runtime sees as
  * NULL with length 0, as on lua-resty-ffi.  Returns NULL when out of
  * memory.
  */
-hotffi_task_t *hotffi_task_create(hotffi_hub_t *hub, hotffi_runtime_t *rt,
+hotffi_task_t *hotffi_task_create(hotffi_task_pool_t *pool,
+    hotffi_hub_t *hub, hotffi_runtime_t *rt, hotffi_task_handler_pt handler,
     const char *req, size_t len);
 
 /*
- * thread: event loop.  Frees rsp and the waiter too; drops the rt ref; the
- * task goes back to the hub's free list.
+ * thread: event loop.  Frees rsp; the task goes back to pool's free list.
+ * Its waiter and its rt reference must be gone already.
  */
-void hotffi_task_free(hotffi_task_t *task);
+void hotffi_task_free(hotffi_task_pool_t *pool, hotffi_task_t *task);
 
 /* thread: event loop, hub teardown.  Gives the free list back to malloc. */
-void hotffi_task_free_list(hotffi_hub_t *hub);
+void hotffi_task_pool_free(hotffi_task_pool_t *pool);
 
 
 #endif /* HOTFFI_TASK_H */

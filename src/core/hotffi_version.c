@@ -10,11 +10,10 @@
 #include <string.h>
 
 #include "hotffi_version.h"
+#include "hotffi_err.h"
 #include "hotffi_hub.h"
 #include "hotffi_poller.h"
 #include "hotffi_queue.h"
-#include "hotffi_runtime.h"
-#include "hotffi_task.h"
 
 
 /* how long an unloaded unpin runtime's threads may take to end, by default */
@@ -32,6 +31,7 @@ hotffi_signals_block(sigset_t *saved)
 }
 
 
+/* thread: any */
 static char *
 hotffi_copy(const char *s, size_t len)
 {
@@ -47,10 +47,10 @@ hotffi_copy(const char *s, size_t len)
 }
 
 
-/* everything but the library */
+/* thread: event loop.  everything but the library */
 static hotffi_version_t *
-hotffi_version_alloc(hotffi_runtime_t *rt, const char *lib, const char *cfg,
-    size_t cfg_len)
+hotffi_version_alloc(const hotffi_version_owner_t *owner, const char *lib,
+    const char *cfg, size_t cfg_len)
 {
     hotffi_version_t  *v;
 
@@ -59,8 +59,9 @@ hotffi_version_alloc(hotffi_runtime_t *rt, const char *lib, const char *cfg,
         return NULL;
     }
 
-    v->rt = rt;
-    v->port.queue = rt->queue;
+    v->owner = *owner;
+    v->port.queue = owner->queue;
+    hotffi_list_init(&v->kept_link);
     v->lib_name = strdup(lib);
     v->retire = calloc(1, sizeof(hotffi_task_t));
     v->cfg_len = cfg_len;
@@ -74,28 +75,33 @@ hotffi_version_alloc(hotffi_runtime_t *rt, const char *lib, const char *cfg,
         return NULL;
     }
 
-    v->retire->hub = rt->hub;
-    v->retire->rt = rt;
-    v->retire->version = v;
-    v->retire->kind = HOTFFI_TASK_RETIRE;
+    /* not a pool's: it lives and dies with v */
+    hotffi_list_init(&v->retire->link);
+    hotffi_list_init(&v->retire->glink);
+    v->retire->hub = owner->hub;
+    v->retire->handler = owner->reaped;
+    v->retire->data = v;
 
     return v;
 }
 
 
+/* thread: event loop */
 hotffi_version_t *
-hotffi_version_open(hotffi_runtime_t *rt, const char *lib, int global,
+hotffi_version_open(const hotffi_version_owner_t *owner, const char *lib,
     const char *cfg, size_t cfg_len, char *err, size_t errlen)
 {
     hotffi_version_t  *v;
 
-    v = hotffi_version_alloc(rt, lib, cfg, cfg_len);
+    v = hotffi_version_alloc(owner, lib, cfg, cfg_len);
     if (v == NULL) {
         (void) snprintf(err, errlen, "out of memory");
         return NULL;
     }
 
-    if (hotffi_library_open(&v->lib, lib, global, err, errlen) != HOTFFI_OK) {
+    if (hotffi_library_open(&v->lib, lib, owner->global, err, errlen)
+        != HOTFFI_OK)
+    {
         hotffi_version_free(v);
         return NULL;
     }
@@ -104,12 +110,13 @@ hotffi_version_open(hotffi_runtime_t *rt, const char *lib, int global,
 }
 
 
+/* thread: event loop */
 hotffi_version_t *
 hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
 {
     hotffi_version_t  *c;
 
-    c = hotffi_version_alloc(v->rt, v->lib_name, v->cfg, v->cfg_len);
+    c = hotffi_version_alloc(&v->owner, v->lib_name, v->cfg, v->cfg_len);
     if (c == NULL) {
         (void) snprintf(err, errlen, "out of memory");
         return NULL;
@@ -128,13 +135,14 @@ hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
 
 
 /*
+ * thread: event loop.
  * Whether v's threads are proved gone by the kernel (hotffi_poller.h): its
  * library cannot say so itself, and unpin wants it closed.
  */
 static int
 hotffi_version_by_threads(hotffi_version_t *v)
 {
-    return v->rt->unpin && v->lib.fini == NULL && v->lib.retire == NULL;
+    return v->owner.unpin && v->lib.fini == NULL && v->lib.retire == NULL;
 }
 
 
@@ -191,6 +199,7 @@ hotffi_version_init(hotffi_version_t *v, char *cfg, int own_thread)
 }
 
 
+/* thread: event loop */
 int
 hotffi_version_start(hotffi_version_t *v, const char *state,
     size_t state_len, char *err, size_t errlen)
@@ -249,14 +258,15 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
     hotffi_queue_stop_port(v->port.queue, &v->port);
     v->init_rc = rc;
 
-    (void) snprintf(err, errlen, "libffi_init() of runtime \"%s\" failed: "
-                    "%d%s%s", v->rt->name, rc,
-                    v->port.init_error ? ": " : "",
-                    v->port.init_error ? v->port.init_error : "");
+    hotffi_err_format(err, errlen, "libffi_init() of runtime \"%s\" failed: "
+                      "%d%s%s", v->owner.name, rc,
+                      v->port.init_error ? ": " : "",
+                      v->port.init_error ? v->port.init_error : "");
     return HOTFFI_ERROR;
 }
 
 
+/* thread: event loop */
 int
 hotffi_version_reapable(hotffi_version_t *v)
 {
@@ -322,12 +332,13 @@ hotffi_version_reap_thread(void *data)
                                                 hotffi_version_grace());
     }
 
-    hotffi_hub_complete(v->retire->hub, v->retire);
+    hotffi_hub_complete(v->owner.hub, v->retire);
 
     return NULL;
 }
 
 
+/* thread: event loop */
 int
 hotffi_version_reap(hotffi_version_t *v)
 {
@@ -345,9 +356,9 @@ hotffi_version_reap(hotffi_version_t *v)
     (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
 
     if (rc != 0) {
-        hotffi_hub_log(v->rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" version "
-                       "%llu cannot retire: pthread_create() failed, its "
-                       "library stays loaded", v->rt->name,
+        hotffi_hub_log(v->owner.hub, HOTFFI_LOG_ERR, "runtime \"%s\" "
+                       "version %llu cannot retire: pthread_create() failed, "
+                       "its library stays loaded", v->owner.name,
                        (unsigned long long) v->number);
         return HOTFFI_ERROR;
     }
@@ -356,6 +367,7 @@ hotffi_version_reap(hotffi_version_t *v)
 }
 
 
+/* thread: event loop */
 void
 hotffi_version_reaped(hotffi_version_t *v)
 {
@@ -367,56 +379,26 @@ hotffi_version_reaped(hotffi_version_t *v)
 }
 
 
-/* Whether another version of v's runtime has v's library open. */
-static int
-hotffi_version_shared(hotffi_version_t *v)
-{
-    int                i;
-    hotffi_runtime_t  *rt = v->rt;
-    hotffi_version_t  *other, *live[3];
-
-    live[0] = rt->current;
-    live[1] = rt->old;
-    live[2] = rt->next_version;
-
-    for (i = 0; i < 3; i++) {
-        if (live[i] && live[i] != v && live[i]->lib.handle == v->lib.handle) {
-            return 1;
-        }
-    }
-
-    for (other = rt->kept; other; other = other->next_kept) {
-        if (other != v && other->lib.handle == v->lib.handle) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
+/* thread: event loop */
 void
-hotffi_version_close(hotffi_version_t *v)
+hotffi_version_close(hotffi_version_t *v, int shared)
 {
-    int  shared;
-
-    if (!v->rt->unpin) {
+    if (!v->owner.unpin) {
         return;
     }
 
-    shared = hotffi_version_shared(v);
-
     if (hotffi_library_close(&v->lib) != HOTFFI_OK && !shared) {
-        hotffi_hub_log(v->rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" version "
+        hotffi_hub_log(v->owner.hub, HOTFFI_LOG_WARN, "runtime \"%s\" version "
                        "%llu retired, but its library stays mapped after "
                        "dlclose() (marked NODELETE, or thread-local "
                        "destructors pending): loading the same file reuses "
-                       "the old code", v->rt->name,
+                       "the old code", v->owner.name,
                        (unsigned long long) v->number);
     }
 }
 
 
+/* thread: event loop */
 void
 hotffi_version_free(hotffi_version_t *v)
 {

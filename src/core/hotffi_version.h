@@ -16,6 +16,10 @@
  * loaded with unpin and is unloaded: then the reaper waits for the kernel
  * to show the threads that served the version gone (hotffi_poller.h), for
  * HOTFFI_UNPIN_GRACE_MS at most, and the version is proved, or kept.
+ *
+ * A version knows its runtime only through what the runtime lent it at
+ * open (hotffi_version_owner_t): the RETIRE task's handler, set by the
+ * runtime layer, carries the end of a reaping back up.
  */
 
 #ifndef HOTFFI_VERSION_H
@@ -26,12 +30,26 @@
 
 #include "hotffi_core.h"
 #include "hotffi_library.h"
+#include "hotffi_list.h"
 #include "hotffi_port.h"
+#include "hotffi_task.h"
+
+
+/* what a version borrows from its runtime, which outlives it */
+typedef struct {
+    hotffi_hub_t            *hub;
+    hotffi_queue_t          *queue;
+    const char              *name;      /* the runtime's, for messages */
+    hotffi_runtime_t        *rt;        /* opaque here: for reaped */
+    hotffi_task_handler_pt   reaped;    /* RETIRE's handler (event loop) */
+    unsigned                 global:1;  /* RTLD_GLOBAL */
+    unsigned                 unpin:1;   /* dlclose() once proved gone */
+} hotffi_version_owner_t;
 
 
 struct hotffi_version_s {
     hotffi_port_t       port;        /* the ABI's tq */
-    hotffi_runtime_t   *rt;
+    hotffi_version_owner_t  owner;   /* a copy */
     hotffi_library_t    lib;
     char               *lib_name;    /* as given to load or reload */
     char               *cfg;         /* NUL-terminated copy; NULL for nil */
@@ -40,14 +58,14 @@ struct hotffi_version_s {
     hotffi_task_t      *retire;      /* v's; in the hub's list from the
                                         reaper's complete() to the drain */
     pthread_t           reaper;      /* joined when RETIRE arrives */
-    hotffi_version_t   *next_kept;   /* rt->kept */
+    hotffi_list_t       kept_link;   /* on the runtime's kept list */
     /*
      * The bits share a word: the event loop writes them only before v's
      * reaper starts (final, handover) or after it was joined (proved), or
      * for a version never reaped (kept); the reaper only reads.
      */
     unsigned            proved:1;    /* reaped, and no thread of v runs */
-    unsigned            kept:1;      /* never reapable: on rt->kept */
+    unsigned            kept:1;      /* never reapable: on the kept list */
     unsigned            final:1;     /* unload: wait for the queue to drain */
     unsigned            handover:1;  /* ask libffi_retire() for state */
 
@@ -61,12 +79,13 @@ struct hotffi_version_s {
 
 
 /*
- * thread: event loop.  Opens lib and copies cfg (cfg_len bytes, or nil when
- * cfg is NULL); does not start anything.  Returns NULL with the reason in
- * err.
+ * thread: event loop.  Opens lib and copies owner (whose pointers it
+ * borrows) and cfg (cfg_len bytes, or nil when cfg is NULL); does not start
+ * anything.  Returns NULL with the reason in err.
  */
-hotffi_version_t *hotffi_version_open(hotffi_runtime_t *rt, const char *lib,
-    int global, const char *cfg, size_t cfg_len, char *err, size_t errlen);
+hotffi_version_t *hotffi_version_open(const hotffi_version_owner_t *owner,
+    const char *lib, const char *cfg, size_t cfg_len, char *err,
+    size_t errlen);
 
 /*
  * thread: event loop.  A new version with v's library mapping (whatever the
@@ -93,15 +112,19 @@ int hotffi_version_reapable(hotffi_version_t *v);
  */
 int hotffi_version_reap(hotffi_version_t *v);
 
-/* thread: event loop.  v's RETIRE task arrived: its reaper is joined. */
+/*
+ * thread: event loop, in owner.reaped.  v's RETIRE task arrived: its reaper
+ * is joined.
+ */
 void hotffi_version_reaped(hotffi_version_t *v);
 
 /*
  * thread: event loop.  Closes v's library when the runtime was loaded with
  * unpin, logging when it stays mapped though no other version of the
- * runtime shares it.  Only for a reaped version (or one never started).
+ * runtime shares it (shared: one does).  Only for a reaped version (or one
+ * never started).
  */
-void hotffi_version_close(hotffi_version_t *v);
+void hotffi_version_close(hotffi_version_t *v, int shared);
 
 /* thread: event loop.  Frees v; its library must be closed or pinned. */
 void hotffi_version_free(hotffi_version_t *v);

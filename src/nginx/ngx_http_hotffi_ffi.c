@@ -9,6 +9,7 @@
 
 #include "ngx_http_hotffi_module.h"
 #include "hotffi_call.h"
+#include "hotffi_err.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
@@ -88,7 +89,7 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
     size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
     u_char *err, size_t *errlen)
 {
-    char                    msg[4608];   /* room for a traceback */
+    char                    msg[HOTFFI_ERR_MAX];   /* a traceback's end */
     hotffi_hub_t           *hub;
     hotffi_runtime_t       *rt;
     hotffi_runtime_opts_t   opts;
@@ -166,7 +167,7 @@ ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     void **psema, u_char *err, size_t *errlen)
 {
     int    rc;
-    char   msg[4608];
+    char   msg[HOTFFI_ERR_MAX];
     char  *serr;
     void  *sema;
 
@@ -231,7 +232,7 @@ ngx_http_hotffi_ffi_runtime_last_reload(void *p,
     hotffi_runtime_t        *rt = p;
     hotffi_reload_result_t  *last = &rt->last_reload;
 
-    if (rt->stats.reloads + rt->stats.reload_failures == 0) {
+    if (!rt->reloaded) {
         return NGX_DECLINED;
     }
 
@@ -250,20 +251,24 @@ ngx_http_hotffi_ffi_runtime_last_reload(void *p,
 NGX_HTTP_HOTFFI_EXPORT int
 ngx_http_hotffi_ffi_hub_stats(ngx_http_hotffi_ffi_hub_stats_t *out)
 {
-    hotffi_runtime_t  *rt;
+    hotffi_list_t  *link, *runtimes;
 
     if (ngx_http_hotffi_hub == NULL) {
         return NGX_DECLINED;
     }
 
-    out->tasks_live = ngx_http_hotffi_hub->stats.tasks_live;
+    out->tasks_live = ngx_http_hotffi_hub->tasks.live;
     out->wakeups = ngx_http_hotffi_hub->stats.wakeups;
     out->completions = ngx_http_hotffi_hub->stats.completions;
     out->spin_hits = ngx_http_hotffi_hub->stats.spin_hits;
     out->spin_misses = ngx_http_hotffi_hub->stats.spin_misses;
     out->runtimes = 0;
 
-    for (rt = ngx_http_hotffi_hub->runtimes; rt; rt = rt->next) {
+    runtimes = &ngx_http_hotffi_hub->runtimes;
+
+    for (link = hotffi_list_first(runtimes); link != runtimes;
+         link = link->next)
+    {
         out->runtimes++;
     }
 

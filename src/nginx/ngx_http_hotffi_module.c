@@ -205,7 +205,7 @@ failed:
 static void
 ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
 {
-    hotffi_runtime_t  *rt;
+    hotffi_list_t  *link, *next, *runtimes;
 
     ngx_http_hotffi_yield_exit();
 
@@ -220,8 +220,11 @@ ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
     hotffi_hub_flush_wakes(ngx_http_hotffi_hub);
 
     /* runtimes get the stop, so that their threads end with the process */
-    for (rt = ngx_http_hotffi_hub->runtimes; rt; rt = rt->next) {
-        hotffi_runtime_unload(rt);
+    runtimes = &ngx_http_hotffi_hub->runtimes;
+
+    for (link = hotffi_list_first(runtimes); link != runtimes; link = next) {
+        next = link->next;
+        hotffi_runtime_unload(hotffi_runtime_of(link));
     }
 
     /*

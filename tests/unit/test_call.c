@@ -72,8 +72,8 @@ teardown(void **state)
         unit_retire(f->hub, f->rt);
     }
 
-    assert_int_equal(f->hub->stats.tasks_live, 0);
-    assert_null(f->hub->runtimes);
+    assert_int_equal(f->hub->tasks.live, 0);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 
     /* the reaper is gone: nothing can reach the hub any more */
     unit_wait_threads(f->threads);
@@ -157,7 +157,7 @@ test_round_trip(void **state)
     /* a request with a NUL inside: lengths, not strings */
     t = post(f, NULL, "hello\0world", 11, &w);
 
-    assert_int_equal(f->hub->stats.tasks_live, 1);
+    assert_int_equal(f->hub->tasks.live, 1);
     assert_int_equal(f->rt->stats.calls, 1);
     assert_int_equal(f->rt->stats.inflight, 1);
     assert_int_equal(f->rt->refs, 3);
@@ -201,7 +201,7 @@ test_round_trip(void **state)
 
     assert_int_equal(w.released, 1);
     assert_int_equal(unit_host_state.releases, 1);
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
     assert_int_equal(f->rt->refs, 2);
 }
 
@@ -338,7 +338,7 @@ test_no_waiter(void **state)
 
     hotffi_call_finish(t);
     assert_int_equal(unit_host_state.releases, 0);
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
 }
 
 
@@ -366,7 +366,7 @@ test_abandon_before_answer(void **state)
 
     /* the waiter goes now; the task stays: the runtime owns it */
     assert_int_equal(w.released, 1);
-    assert_int_equal(f->hub->stats.tasks_live, 1);
+    assert_int_equal(f->hub->tasks.live, 1);
 
     answer(task, 0, "too late", 9, 0);
     assert_true(readable_now(f));
@@ -377,7 +377,7 @@ test_abandon_before_answer(void **state)
     assert_int_equal(w.woken, 0);
     assert_int_equal(w.released, 1);
     assert_int_equal(unit_host_state.releases, 1);
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
     assert_int_equal(f->rt->stats.inflight, 0);
     assert_int_equal(f->rt->stats.ok, 0);
     assert_int_equal(f->rt->refs, 2);
@@ -408,14 +408,14 @@ test_abandon_queued(void **state)
     assert_int_equal(w1.woken, 0);
     assert_int_equal(w1.released, 1);
     assert_int_equal(unit_host_state.releases, 1);
-    assert_int_equal(f->hub->stats.tasks_live, 1);
+    assert_int_equal(f->hub->tasks.live, 1);
 
     answer(task, 0, "2", 2, 0);
     assert_int_equal(hotffi_hub_drain(f->hub), 1);
     assert_int_equal(w2.woken, 1);
     hotffi_call_finish(t2);
 
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
     assert_int_equal(f->rt->stats.abandoned, 1);
     assert_int_equal(f->rt->stats.ok, 1);
     assert_int_equal(f->rt->stats.inflight, 0);
@@ -441,7 +441,7 @@ test_abandon_queued_then_stop(void **state)
     unit_drain_until(f->hub, unit_is_retired, f->rt);
     assert_int_equal(w.woken, 0);
     assert_int_equal(w.released, 1);
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
 }
 
 
@@ -461,7 +461,7 @@ test_abandon_after_done(void **state)
     hotffi_call_abandon(t);
 
     assert_int_equal(w.released, 1);
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
     /* it was answered, so it does not count as abandoned */
     assert_int_equal(f->rt->stats.abandoned, 0);
     assert_false(readable_now(f));
@@ -504,9 +504,9 @@ test_group_abandon(void **state)
 
     hotffi_group_abandon(&g);
 
-    assert_null(g.head);
+    assert_true(hotffi_list_empty(&g.tasks));
     /* t1 was done: freed at once; t2, t3 wait for their way back */
-    assert_int_equal(f->hub->stats.tasks_live, 3);
+    assert_int_equal(f->hub->tasks.live, 3);
     assert_int_equal(w[1].released, 1);
     assert_int_equal(hotffi_task_cancelled(t2_task), 1);
     assert_int_equal(w[2].released, 1);        /* the runtime has it */
@@ -534,13 +534,13 @@ test_group_abandon(void **state)
     assert_int_equal(w[2].woken, 0);
     assert_int_equal(w[3].woken, 0);
     assert_int_equal(w[4].woken, 1);
-    assert_int_equal(f->hub->stats.tasks_live, 1);
+    assert_int_equal(f->hub->tasks.live, 1);
 
     hotffi_call_finish(t[4]);
 
     /* an empty group gives up nothing */
     hotffi_group_abandon(&g);
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
     assert_int_equal(unit_host_state.releases, 5);
 }
 
@@ -572,14 +572,14 @@ test_group_finish_order(void **state)
     hotffi_call_finish(t[2]);
     hotffi_call_finish(t[0]);
     hotffi_call_finish(t[3]);
-    assert_ptr_equal(g.head, t[1]);
-    assert_null(t[1]->gprev);
-    assert_null(t[1]->gnext);
+    assert_ptr_equal(hotffi_list_first(&g.tasks), &t[1]->glink);
+    assert_ptr_equal(t[1]->glink.prev, &g.tasks);
+    assert_ptr_equal(t[1]->glink.next, &g.tasks);
     hotffi_call_finish(t[1]);
-    assert_null(g.head);
+    assert_true(hotffi_list_empty(&g.tasks));
 
     hotffi_group_abandon(&g);
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
 }
 
 
@@ -608,7 +608,7 @@ test_queue_full(void **state)
     assert_string_equal(err, "queue full");
     assert_int_equal(f->rt->stats.rejected, 1);
     assert_int_equal(f->rt->stats.calls, CALL_MAX_QUEUE);
-    assert_int_equal(f->hub->stats.tasks_live, CALL_MAX_QUEUE);
+    assert_int_equal(f->hub->tasks.live, CALL_MAX_QUEUE);
 
     /* operators must see it: one warning */
     assert_int_equal(unit_host_state.logs, 1);
@@ -699,7 +699,7 @@ test_request_too_large(void **state)
 
     assert_null(t);
     assert_non_null(strstr(err, "too large"));
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
     assert_int_equal(f->rt->stats.calls, 0);
     assert_int_equal(hotffi_queue_depth(f->rt->queue), 0);
 
@@ -792,10 +792,10 @@ test_task_holds_runtime(void **state)
     /* retired and the caller's reference gone: only the task holds it */
     hotffi_runtime_unref(f->rt);
     assert_int_equal(f->rt->refs, 1);
-    assert_ptr_equal(f->hub->runtimes, f->rt);
+    assert_ptr_equal(unit_first_runtime(f->hub), f->rt);
 
     hotffi_call_finish(t);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 
     /* freed: the teardown has nothing to retire */
     f->rt = NULL;

@@ -35,7 +35,10 @@ qpoll(hotffi_queue_t *q)
 }
 
 
-/* A push as the event loop makes it, with the wake-up it owes paid now. */
+/*
+ * A push as the event loop makes it, with the wake-up it owes paid now:
+ * HOTFFI_OK when queued, owed a wake-up or not.
+ */
 static int
 push(hotffi_queue_t *q, hotffi_task_t *task)
 {
@@ -44,7 +47,7 @@ push(hotffi_queue_t *q, hotffi_task_t *task)
     rc = hotffi_queue_push(q, task);
     hotffi_queue_wake(q);
 
-    return rc;
+    return rc == HOTFFI_QUEUE_OWED ? HOTFFI_OK : rc;
 }
 
 
@@ -694,8 +697,8 @@ test_stopped_spinner_passes_the_wake_on(void **state)
     wait_pollers(q, 1);
 
     atomic_fetch_add(&q->spinners, 1);
+    /* queued, and no wake-up owed: the spinner will look */
     assert_int_equal(hotffi_queue_push(q, T(7)), HOTFFI_OK);
-    assert_int_equal(q->woke, 0);
     atomic_fetch_sub(&q->spinners, 1);
 
     /* the old port's spinner looks, as every spinner does, and leaves */
@@ -828,15 +831,14 @@ new_tasks(hotffi_task_t **tasks, int n)
 
 
 /*
- * take_all: every queued task, oldest first, linked through next, across
- * a wrapped ring; the queue is empty after it.  Tasks are real ones here:
- * take_all writes their next field.
+ * take: the queued tasks, oldest first, at most max at a time, across a
+ * wrapped ring; the queue is empty after them.
  */
 static void
-test_take_all(void **state)
+test_take(void **state)
 {
     int              i;
-    hotffi_task_t   *tasks[12], *t;
+    hotffi_task_t   *tasks[12], *got[12];
     hotffi_queue_t  *q;
 
     q = hotffi_queue_create(8);
@@ -844,8 +846,8 @@ test_take_all(void **state)
 
     new_tasks(tasks, 12);
 
-    /* nothing queued: NULL */
-    assert_null(hotffi_queue_take_all(q));
+    /* nothing queued: none */
+    assert_int_equal(hotffi_queue_take(q, got, 12), 0);
 
     /* wrap the ring: head at 5 of 8 */
     for (i = 0; i < 5; i++) {
@@ -859,16 +861,16 @@ test_take_all(void **state)
 
     assert_true(q->head + q->count > q->cap);
 
-    t = hotffi_queue_take_all(q);
+    /* oldest first, at most max at a time */
+    assert_int_equal(hotffi_queue_take(q, got, 4), 4);
+    assert_int_equal(hotffi_queue_take(q, got + 4, 8), 3);
 
     for (i = 5; i < 12; i++) {
-        assert_ptr_equal(t, tasks[i]);
-        t = t->next;
+        assert_ptr_equal(got[i - 5], tasks[i]);
     }
 
-    assert_null(t);
     assert_int_equal(hotffi_queue_depth(q), 0);
-    assert_null(hotffi_queue_take_all(q));
+    assert_int_equal(hotffi_queue_take(q, got, 12), 0);
 
     /* still a working queue */
     assert_int_equal(push(q, tasks[0]), HOTFFI_OK);
@@ -882,14 +884,14 @@ test_take_all(void **state)
 }
 
 
-/* take_all on a stopped queue empties it: that ends a drain wait. */
+/* take on a stopped queue empties it: that ends a drain wait. */
 static void
-test_take_all_wakes_drain_waiter(void **state)
+test_take_wakes_drain_waiter(void **state)
 {
     int              i;
     pthread_t        tid;
     drain_waiter_t   dw;
-    hotffi_task_t   *tasks[3], *t;
+    hotffi_task_t   *tasks[3], *got[8];
     hotffi_queue_t  *q;
 
     q = hotffi_queue_create(8);
@@ -909,17 +911,15 @@ test_take_all_wakes_drain_waiter(void **state)
     unit_sleep_ms(30);
     assert_int_equal(atomic_load(&dw.returned), 0);
 
-    t = hotffi_queue_take_all(q);
+    assert_int_equal(hotffi_queue_take(q, got, 8), 3);
     (void) unit_join(tid, UNIT_WAIT_MS);
     assert_int_equal(atomic_load(&dw.returned), 1);
 
     for (i = 0; i < 3; i++) {
-        assert_ptr_equal(t, tasks[i]);
-        t = t->next;
+        assert_ptr_equal(got[i], tasks[i]);
         free(tasks[i]);
     }
 
-    assert_null(t);
     assert_null(qpoll(q));
 
     hotffi_queue_destroy(q);
@@ -946,8 +946,8 @@ main(void)
         cmocka_unit_test(test_stop_port_wakes_its_poller),
         cmocka_unit_test(test_stopped_spinner_passes_the_wake_on),
         cmocka_unit_test(test_push_while_port_stops),
-        cmocka_unit_test(test_take_all),
-        cmocka_unit_test(test_take_all_wakes_drain_waiter),
+        cmocka_unit_test(test_take),
+        cmocka_unit_test(test_take_wakes_drain_waiter),
     };
 
     unit_init();

@@ -219,7 +219,7 @@ teardown(void **state)
     /* a failed test may have left a thread holding */
     let_go();
 
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
 
     /* no runtime or reaper thread may touch the hub once it is gone */
     unit_wait_threads(f->threads);
@@ -545,7 +545,7 @@ test_handover(void **state)
     assert_int_equal(atomic_load(&hooks.finis), 1);
     assert_ptr_equal(hooks.fini_tq[0], tq2);
     assert_int_equal(atomic_load(&hooks.retires), 1);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
     assert_int_equal(w.released, 1);
     assert_int_equal(w.woken, 1);
 }
@@ -897,7 +897,7 @@ test_no_fini_reload(void **state)
     /* pinned: an unpinned one's last version would be proved at unload */
     rt = load(f, unit_lib(path, sizeof(path), "rt_nofini"), NULL, 0);
     call(f, rt, "hello", "hello");
-    assert_null(rt->kept);
+    assert_true(hotffi_list_empty(&rt->kept));
     v1 = rt->current;
 
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &w), HOTFFI_OK);
@@ -910,7 +910,7 @@ test_no_fini_reload(void **state)
     assert_int_equal(rt->last_reload.to, 2);
     assert_int_equal(hotffi_runtime_version(rt), 2);
     assert_null(rt->old);
-    assert_non_null(rt->kept);
+    assert_false(hotffi_list_empty(&rt->kept));
     assert_int_equal(hooks.init_state_len[1], -1);
 
     call(f, rt, "again", "again");
@@ -925,7 +925,7 @@ test_no_fini_reload(void **state)
      * (LeakSanitizer would report it otherwise).
      */
     assert_true(v1 != rt->current);
-    assert_ptr_equal(rt->kept, v1);
+    assert_ptr_equal(hotffi_list_first(&rt->kept), &v1->kept_link);
     assert_true(v1->kept);
 
     hotffi_runtime_unload(rt);
@@ -1003,7 +1003,7 @@ test_refusals(void **state)
     assert_int_equal(w.woken + w.released, 0);
 
     hotffi_runtime_unref(rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
     assert_int_equal(w1.released, 1);
 }
 
@@ -1067,7 +1067,7 @@ test_unload_during_reload(void **state)
     /* the caller's reference is the last: the waiter goes with it */
     assert_int_equal(w.released, 0);
     hotffi_runtime_unref(rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
     assert_int_equal(w.released, 1);
 }
 
@@ -1098,7 +1098,7 @@ test_unload_during_failing_reload(void **state)
     assert_int_equal(atomic_load(&hooks.finis), 2);
 
     hotffi_runtime_unref(rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
     assert_int_equal(w.released, 1);
 }
 
@@ -1293,7 +1293,7 @@ test_waiter_released_once(void **state)
     unit_drain_until(f->hub, woken, &w4);
     assert_int_equal(hotffi_runtime_version(rt), 5);
     unit_retire(f->hub, rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 
     assert_int_equal(w1.woken, 0);
     assert_int_equal(w1.released, 1);
@@ -1305,7 +1305,7 @@ test_waiter_released_once(void **state)
     assert_int_equal(w4.released, 1);
 
     call(f, load(f, f->count, NULL, 1), "x", "1");
-    unit_retire(f->hub, f->hub->runtimes);
+    unit_retire(f->hub, unit_first_runtime(f->hub));
 }
 
 

@@ -115,7 +115,7 @@ teardown(void **state)
 {
     fixture_t  *f = *state;
 
-    assert_int_equal(f->hub->stats.tasks_live, 0);
+    assert_int_equal(f->hub->tasks.live, 0);
 
     /* no runtime or reaper thread may touch the hub once it is gone */
     unit_wait_threads(f->threads);
@@ -164,7 +164,7 @@ mapped(const char *path)
 static int
 unit_has_kept(void *data)
 {
-    return ((hotffi_runtime_t *) data)->kept != NULL;
+    return !hotffi_list_empty(&((hotffi_runtime_t *) data)->kept);
 }
 
 
@@ -261,12 +261,12 @@ test_echo_lifecycle(void **state)
     echo_call(f, b, "pong", 4);
 
     hotffi_runtime_unref(a);
-    assert_ptr_equal(f->hub->runtimes, b);
+    assert_ptr_equal(unit_first_runtime(f->hub), b);
 
     unit_retire(f->hub, b);
     assert_int_equal(atomic_load(&hooks.finis), 2);
     assert_ptr_equal(hooks.fini_tq[1], tq_b);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 
     /* an unload never ran a second reaper */
     unit_wait_threads(f->threads);
@@ -302,7 +302,7 @@ test_unpin_closes_library(void **state)
     assert_false(mapped(path));
 
     hotffi_runtime_unref(rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 }
 
 
@@ -326,7 +326,7 @@ test_pinned_library_stays(void **state)
 
     assert_int_equal(atomic_load(&hooks.finis), 1);
     assert_string_equal(hooks.fini_rt[0], "rt_pin");
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 
     /* pinned: mapped for the rest of the process, like lua-resty-ffi's */
     assert_true(mapped(path));
@@ -392,7 +392,7 @@ test_no_libffi_init(void **state)
     assert_non_null(strstr(f->err, "rt_noinit"));
 
     /* never linked, and closed again */
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
     assert_false(mapped(path));
 }
 
@@ -409,7 +409,7 @@ test_missing_library(void **state)
     assert_non_null(strstr(f->err, "cannot open shared object file"));
     assert_non_null(strstr(f->err, path));
     assert_null(strstr(f->err, "searched"));
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 
     /* a short name is looked for as lib<name>.so, and the error says where */
     assert_null(load(f, "rt_missing", NULL, 0, 1));
@@ -467,7 +467,7 @@ check_cfg(fixture_t *f, const char *cfg, size_t cfg_len, const char *name_cfg)
     assert_string_equal(rt->name, name);
 
     unit_retire(f->hub, rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 }
 
 
@@ -684,11 +684,11 @@ test_retired_then_released(void **state)
 
     hotffi_runtime_unref(rt);
     assert_int_equal(rt->refs, 1);
-    assert_ptr_equal(f->hub->runtimes, rt);
+    assert_ptr_equal(unit_first_runtime(f->hub), rt);
 
     /* the task still reads its runtime's answer after the retirement */
     hotffi_call_finish(t);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 }
 
 
@@ -711,7 +711,7 @@ test_released_then_retired(void **state)
 
     hotffi_runtime_unload(rt);
     hotffi_runtime_unref(rt);
-    assert_ptr_equal(f->hub->runtimes, rt);
+    assert_ptr_equal(unit_first_runtime(f->hub), rt);
 
     /* queued before the unload: still answered */
     unit_drain_until(f->hub, woken, &w);
@@ -764,7 +764,7 @@ test_unload_with_queued_tasks(void **state)
     }
 
     hotffi_runtime_unref(rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 }
 
 
@@ -810,7 +810,7 @@ test_no_fini_never_retires(void **state)
     assert_true(mapped(path));
 
     hotffi_runtime_unref(rt);
-    assert_ptr_equal(f->hub->runtimes, rt);
+    assert_ptr_equal(unit_first_runtime(f->hub), rt);
 
     /* the teardown's hotffi_hub_destroy() frees it */
 }
@@ -841,12 +841,12 @@ test_no_fini_unpin_proved_gone(void **state)
     unit_drain_until(f->hub, unit_is_retired, rt);
 
     assert_null(rt->current);
-    assert_null(rt->kept);
+    assert_true(hotffi_list_empty(&rt->kept));
     assert_false(mapped(path));
     assert_int_equal(unit_host_state.logs, 0);
 
     hotffi_runtime_unref(rt);
-    assert_null(f->hub->runtimes);
+    assert_true(hotffi_list_empty(&f->hub->runtimes));
 }
 
 
@@ -861,6 +861,7 @@ test_no_fini_unpin_thread_lingers(void **state)
     char               path[PATH_MAX];
     const char        *cfg = "linger=1500";
     hotffi_runtime_t  *rt;
+    hotffi_version_t  *v;
 
     assert_int_equal(setenv("HOTFFI_UNPIN_GRACE_MS", "200", 1), 0);
 
@@ -890,8 +891,9 @@ test_no_fini_unpin_thread_lingers(void **state)
      * here orders that before the free, as the reaper's proof does.
      */
     unit_wait_threads(f->threads);
-    (void) atomic_load_explicit(&rt->kept->port.pollers.stops,
-                                memory_order_acquire);
+    v = hotffi_list_data(hotffi_list_first(&rt->kept), hotffi_version_t,
+                         kept_link);
+    (void) atomic_load_explicit(&v->port.pollers.stops, memory_order_acquire);
     hotffi_runtime_unref(rt);
 }
 

@@ -385,12 +385,20 @@ unit_is_retired(void *data)
 }
 
 
+/* the runtime the hub listed last */
+static UNIT_UNUSED hotffi_runtime_t *
+unit_first_runtime(hotffi_hub_t *hub)
+{
+    return hotffi_runtime_of(hotffi_list_first(&hub->runtimes));
+}
+
+
 static int UNIT_UNUSED
 unit_no_runtimes(void *data)
 {
     hotffi_hub_t  *hub = data;
 
-    return hub->runtimes == NULL;
+    return hotffi_list_empty(&hub->runtimes);
 }
 
 
