@@ -266,6 +266,13 @@ end
 local function interval(st, used_mem)
     local k = st.max_instr - st.used
     local to_clock = st.clock_at - st.used
+    local every = clock_every(st)
+    if every < to_clock then
+        -- a big string arrived since the last clock read (an argument,
+        -- a library result): read it sooner
+        to_clock = every
+        st.clock_at = st.used + every
+    end
     if to_clock < k then
         k = to_clock
     end
