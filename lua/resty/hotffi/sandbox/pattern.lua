@@ -417,7 +417,7 @@ local function new_matcher(s, p, anchored)
         anchor = anchor, pstart = pstart,
         level = 0, depth = 0, cinit = {}, clen = {},
         steps = 0, next_check = TICK,
-        step_bytes = LUA_STEP_BYTES * pattern_shape(p, pstart).width,
+        step_bytes = LUA_STEP_BYTES * pattern_shape(p, pstart).weight,
     }
 end
 
@@ -733,6 +733,8 @@ pattern_shape = function(p, pstart)
         error(err, 0)
     end
     mark_disjoint(items)
+    -- a step reads the widest item; up to 8 bytes that is no slower
+    items.weight = items.width > 8 and items.width / 8 or 1
     if shape_count >= MAX_SHAPES then
         SHAPES[1], SHAPES[2], shape_count = {}, {}, 0
         cache = SHAPES[pstart]
@@ -744,7 +746,7 @@ end
 
 
 -- Upper bound of matcher steps for one match attempt on n characters,
--- in steps of one pattern byte: a step reads at most the widest item.
+-- weighted by the pattern's widest item, which a step may read.
 local function attempt_cost(items, n)
     local rest = 1
     for i = #items, 1, -1 do
@@ -772,7 +774,7 @@ local function attempt_cost(items, n)
             return huge
         end
     end
-    return rest * items.width
+    return rest * items.weight
 end
 
 
