@@ -163,6 +163,26 @@ my $http_config = <<'CONF';
             return tostring(res[2]) .. " " .. within(cpu, growth)
         end
 
+        -- class 3: a tenant whose budget runs out while the sandbox
+        -- reads a new pattern; the estimate, shared by every tenant of
+        -- the worker, must not keep what that stop cut short, or the
+        -- next tenant runs the pattern natively for hours (.- five
+        -- times over 200 characters).
+        function CASES.cut_short_estimate()
+            local sandbox = require "resty.hotffi.sandbox"
+            local pattern = "^" .. ("a"):rep(1000) .. (".-"):rep(5) .. "b"
+            local first = sandbox.new({ limits = { instructions = 3000 } })
+            local res = { first:compile("return ('a'):find(...)"):run(pattern) }
+            local limits = { instructions = 1e6, time = TIME_BUDGET,
+                             memory = MEMORY }
+            local next_tenant = sandbox.new({ limits = limits }):compile([[
+                return string.rep("a", 1200):find(...)
+            ]])
+            local res2, cpu, growth = measure(next_tenant, limits, pattern)
+            return tostring(res[3]) .. " " .. tostring(res2[3]) .. " "
+                   .. within(cpu, growth)
+        end
+
         -- class 4: one instruction (TDUP) copying a constant table of
         -- 150000 entries (1.2 MB) over and over; the check interval must
         -- know that one instruction can add that much.
@@ -363,6 +383,7 @@ cmp_ok(scalar(@names), '>', 60, 'the sweep covers every function a script sees (
        . scalar(@names) . ')');
 
 for my $case ([ 'full_stack', 'within' ], [ 'sort_killer', 'sorted within' ],
+              [ 'cut_short_estimate', 'instructions instructions within' ],
               [ 'table_constructor', 'memory within' ],
               [ 'long_compare', 'time within' ]) {
     my ($name, $expected) = @$case;

@@ -660,6 +660,12 @@ local function parse_items(ms, p, items)
         else
             local ep = class_end(ms, p)
             local q = pat_at(ms, ep)
+            if ms.st then
+                -- 256 single matches, each reading the item: charged as
+                -- it goes, so that a stop (a clock read) can come between
+                -- two items of a long pattern
+                cost(ms.st, 256 * (ep - p) * LUA_STEP_BYTES)
+            end
             local item = { t = "single", set = class_set(ms, p, ep), q = 0 }
             if ep - p > items.width then
                 items.width = ep - p    -- a [set] is read at each step
@@ -714,14 +720,11 @@ pattern_shape = function(p, pstart)
     if items then
         return items
     end
-    -- this Lua code may run compiled, where no hook fires: it charges its
-    -- own work (a set of 256 bytes per pattern byte) up front
-    local st = budget.current
-    if st then
-        cost(st, (#p + 1) * 256 * LUA_STEP_BYTES)
-    end
+    -- this Lua code may run compiled, where no hook fires: parse_items
+    -- charges its own work
     items = { width = 1 }
-    local ms = { pat = p, pend = pattern_end(p, pstart) }
+    local ms = { pat = p, pend = pattern_end(p, pstart),
+                 st = budget.current }
     -- a malformed pattern fails when the matcher reaches the bad part:
     -- the items before it are what it can cost.  Anything else that cut
     -- the parse short (a budget stop, a stack overflow) leaves a shape
