@@ -161,6 +161,12 @@ my @corpus = (
     [ 'pattern: a long [set] is read at each step',
       'return string.rep("a", 300):find("[" .. string.rep("a", 100000) .. "b]*c")',
       'instructions', qr/^instruction budget exceeded/ ],
+    [ 'sort: a bad comparator is the script\'s error',
+      'table.sort({}, 5)',
+      'error', qr/^attack:1: bad argument #2 to 'sort' \(function expected, got number\)$/ ],
+    [ 'sort: mixed types, no host file in the message',
+      'table.sort({ 1, "x", 3 })',
+      'error', qr/^attempt to compare (number with string|string with number)$/ ],
     [ 'sort: a lying C comparator',
       'local t = {} for i = 1, 100000 do t[i] = i end
        table.sort(t, math.max) while true do end',

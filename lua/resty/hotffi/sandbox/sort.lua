@@ -29,7 +29,12 @@ local function less(s, a, b)
     if s.comp then
         res = s.comp(a, b)      -- script code: its instructions count too
     else
-        if type(a) == "string" and type(b) == "string" then
+        local ta, tb = type(a), type(b)
+        if ta ~= tb then
+            -- LuaJIT's message, without this file's position
+            error("attempt to compare " .. ta .. " with " .. tb, 0)
+        end
+        if ta == "string" then
             bytes = bytes + (#a < #b and #a or #b)
         end
         res = a < b
@@ -70,15 +75,16 @@ local function sift(s, t, root, n)
 end
 
 
--- table.sort(t, comp), for a table t the script may write.
+-- table.sort(t, comp), for a table t the script may write; tail-called
+-- by the script's table.sort, so level 2 is the script.
 local function sort(t, comp)
     if type(t) ~= "table" then
         error("bad argument #1 to 'sort' (table expected, got " .. type(t)
-              .. ")", 3)
+              .. ")", 2)
     end
     if comp ~= nil and type(comp) ~= "function" then
         error("bad argument #2 to 'sort' (function expected, got "
-              .. type(comp) .. ")", 3)
+              .. type(comp) .. ")", 2)
     end
     local n = #t
     local s = { comp = comp, st = budget.current, bytes = 0 }
