@@ -68,6 +68,8 @@ location = /t {
         try(sandbox.new, "x")
         try(sandbox.new, { bogus = 1 })
         try(sandbox.new, { limits = { instructions = -1 } })
+        try(sandbox.new, { limits = { time = math.huge } })
+        try(sandbox.new, { limits = { memory = 0 / 0 } })
         try(sandbox.new, { limits = { cpu = 1 } })
         try(sandbox.new, { env = { f = coroutine.create(function() end) } })
         local sb = sandbox.new()
@@ -84,11 +86,13 @@ GET /t
 --- response_body
 false bad argument #1 to 'new' (table expected, got string)
 false unknown option "bogus"
-false limit "instructions" must be a positive number
+false limit "instructions" must be a positive finite number
+false limit "time" must be a positive finite number
+false limit "memory" must be a positive finite number
 false unknown limit "cpu"
 false bad option "env": cannot pass a thread value into a sandbox
 false bad argument #1 to 'compile' (string expected, got number)
-false limit "memory" must be a positive number
+false limit "memory" must be a positive finite number
 false bad argument #1 to 'run' (cannot pass a thread value into a sandbox)
 false bad argument #1 to 'run' (cannot pass a thread value into a sandbox)
 false bad argument #1 to 'new_cache' (sandbox expected)

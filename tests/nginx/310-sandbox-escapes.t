@@ -139,6 +139,39 @@ my @corpus = (
       'return ("x"):rep(100000):find(".-.-.-y")',
       'instructions', qr/^instruction budget exceeded/ ],
 
+    # ---- hostile numbers reaching the accounting (issue 13, class 1)
+    [ 'number: rep of "" math.huge times (a NaN charge)',
+      'string.rep("", math.huge) while true do end',
+      'instructions', qr/^instruction budget exceeded/ ],
+    [ 'number: table.concat of a NaN range',
+      'pcall(table.concat, { "a" }, "", 0 / 0, 1) while true do end',
+      'instructions', qr/^instruction budget exceeded/ ],
+    [ 'number: table.insert at a NaN position',
+      'local t = { 1, 2, 3 } table.insert(t, 0 / 0, 4) return #t',
+      'error', qr/position out of bounds/ ],
+    [ 'number: sub from a NaN start',
+      'local s, t = string.rep("x", 4000000), {}
+       for i = 1, 1e9 do t[i] = s:sub(0 / 0) end',
+      'memory', qr/^memory budget exceeded/ ],
+
+    # ---- one long C call (issue 13, class 3)
+    [ 'pattern: gmatch reads a leading ^ as a literal',
+      'for x in string.rep("^", 66000):gmatch("^.-b") do end',
+      'instructions', qr/^instruction budget exceeded/ ],
+    [ 'pattern: a long [set] is read at each step',
+      'return string.rep("a", 300):find("[" .. string.rep("a", 100000) .. "b]*c")',
+      'instructions', qr/^instruction budget exceeded/ ],
+    [ 'sort: a bad comparator is the script\'s error',
+      'table.sort({}, 5)',
+      'error', qr/^attack:1: bad argument #2 to 'sort' \(function expected, got number\)$/ ],
+    [ 'sort: mixed types, no host file in the message',
+      'table.sort({ 1, "x", 3 })',
+      'error', qr/^attempt to compare (number with string|string with number)$/ ],
+    [ 'sort: a lying C comparator',
+      'local t = {} for i = 1, 100000 do t[i] = i end
+       table.sort(t, math.max) while true do end',
+      'instructions', qr/^instruction budget exceeded/ ],
+
     # ---- memory bombs
     [ 'memory: string.rep', 'return #string.rep("x", 2^40)',
       'memory', qr/^memory budget exceeded/ ],

@@ -41,10 +41,12 @@ local debug_getmetatable = debug.getmetatable
 local error = error
 local gc = collectgarbage
 local gethook = debug.gethook
+local huge = math.huge
 local getmetatable = getmetatable
 local jit_off = jit.off
 local load = load
 local max = math.max
+local next = next
 local pairs = pairs
 local pcall = pcall
 local select = select
@@ -64,6 +66,7 @@ local copy_in_value = copy.copy_in_value
 local copy_out_list = copy.copy_out_list
 local hook = budget.hook
 local now = budget.now
+local ADD_GROWTH = budget.ADD_GROWTH
 local CLOCK_EVERY = budget.CLOCK_EVERY
 
 local STRING_MT = debug_getmetatable("")
@@ -138,9 +141,8 @@ local function run_protected(st)
     end
 end
 
-budget.frames[run_and_copy] = true
-budget.frames[boundary] = false
-budget.frames[run_protected] = false
+budget.host_frames[boundary] = true
+budget.host_frames[run_protected] = true
 
 
 local function error_text(err)
@@ -161,7 +163,7 @@ end
 
 local function outcome(st)
     if st.stopped then
-        return false, st.message, st.stopped
+        return false, error_text(st.message), st.stopped
     end
     if st.ok then
         local res = st.results
@@ -187,6 +189,7 @@ local function new_state(script, limits)
         used = 0,
         clock_at = CLOCK_EVERY,
         concat_width = script.concat_width,
+        step_growth = script.step_growth,
         base = max(script.source_len, MIN_BASE),
         pattern_steps = script.sandbox.pattern_steps,
         threads = {},
@@ -211,6 +214,11 @@ local function run(script, limits, ...)
         args[i] = v
     end
     st.args = args
+    if script.step_growth > st.max_mem then
+        -- one table constructor of the script allocates more than the
+        -- whole budget, in one instruction that no check can interrupt
+        return false, budget.message(st, "memory"), "memory"
+    end
     st.k = budget.interval(st, 0)
     local env = setmetatable({}, script.sandbox.env_mt)
     env._G = env
@@ -226,41 +234,72 @@ end
 -- ------------------------------------------------------------------------
 -- Compiling
 
-local BC_CAT
-do
+-- The opcode called `name`, from jit.vmdef, or else probed: the
+-- instruction before the final RET of `probe`.
+local function opcode(name, probe)
     local ok, vmdef = pcall(require, "jit.vmdef")
     if ok and type(vmdef) == "table" and vmdef.bcnames then
-        BC_CAT = (str_find(vmdef.bcnames, "CAT   ", 1, true) - 1) / 6
-    else
-        -- probe: the instruction before the final RET is the CAT
-        local f = load("local a, b = ... return a .. b", "=probe", "t")
-        local nbc = jit_util.funcinfo(f).bytecodes
-        BC_CAT = band(jit_util.funcbc(f, nbc - 2), 0xff)
+        return (str_find(vmdef.bcnames, name, 1, true) - 1) / 6
     end
+    local f = load(probe, "=probe", "t")
+    local nbc = jit_util.funcinfo(f).bytecodes
+    return band(jit_util.funcbc(f, nbc - 2), 0xff)
+end
+
+local BC_CAT = opcode("CAT   ", "local a, b = ... return a .. b")
+local BC_TNEW = opcode("TNEW  ", "return {}")
+
+-- What one table constructor may allocate: LuaJIT's nodes are 24 bytes
+-- and a hash part is a power of two, so 48 bytes per entry covers it.
+local TABLE_ENTRY_BYTES = 48
+
+
+-- Bytes a constant table (the template of a TDUP) takes.
+local function template_bytes(t)
+    local n = 0
+    for _ in next, t do
+        n = n + 1
+    end
+    return n * TABLE_ENTRY_BYTES
 end
 
 
--- The most operands one `..` of the chunk concatenates (0: none).  `..`
--- lets memory grow geometrically between hooks, and one `..` of m
--- operands allocates up to about (m + 2) times its largest operand.
-local function widest_concat(fn)
+-- What the chunk's bytecode lets one instruction allocate, found at
+-- compile time:
+--  * `width`: the most operands one `..` concatenates (0: none).  `..`
+--    lets memory grow geometrically between hooks, and one `..` of m
+--    operands allocates up to about (m + 2) times its largest operand;
+--  * `growth`: the most one table constructor allocates (TDUP copies a
+--    constant table, TNEW sizes a table from its hints), at least
+--    budget.ADD_GROWTH.
+local function scan_allocs(fn, found)
     local info = jit_util.funcinfo(fn)
-    local widest = 0
     for pc = 1, info.bytecodes or 0 do
         local ins = jit_util.funcbc(fn, pc)
-        if ins and band(ins, 0xff) == BC_CAT then
+        local op = ins and band(ins, 0xff)
+        if op == BC_CAT then
             -- CAT A B C: A = B .. ... .. C
             local n = band(rshift(ins, 16), 0xff) - rshift(ins, 24) + 1
-            widest = max(widest, n)
+            found.width = max(found.width, n)
+        elseif op == BC_TNEW then
+            -- TNEW A D: D = array size (11 bits) | hash bits << 11
+            local d = rshift(ins, 16)
+            local hbits = rshift(d, 11)
+            local bytes = band(d, 0x7ff) * 8
+                          + (hbits > 0 and 2 ^ hbits * 24 or 0)
+            found.growth = max(found.growth, bytes)
         end
     end
     for i = 1, info.gcconsts or 0 do
         local k = jit_util.funck(fn, -i)
-        if type(k) == "proto" then
-            widest = max(widest, widest_concat(k))
+        local tk = type(k)
+        if tk == "proto" then
+            scan_allocs(k, found)
+        elseif tk == "table" then
+            found.growth = max(found.growth, template_bytes(k))
         end
     end
-    return widest
+    return found
 end
 
 
@@ -283,8 +322,9 @@ local function check_limits(limits, base, level)
         if not LIMIT_NAMES[name] then
             error("unknown limit \"" .. tostring(name) .. "\"", level + 1)
         end
-        if type(v) ~= "number" or v <= 0 or v ~= v then
-            error("limit \"" .. name .. "\" must be a positive number",
+        -- an infinite limit would turn the counters' arithmetic into NaN
+        if type(v) ~= "number" or not (v > 0 and v < huge) then
+            error("limit \"" .. name .. "\" must be a positive finite number",
                   level + 1)
         end
         merged[name] = v
@@ -335,12 +375,14 @@ function sandbox_mt:compile(source, name)
     end
     jit_off(fn, true)   -- this function and every function inside it
     setfenv(fn, IDLE_ENV)
+    local allocs = scan_allocs(fn, { width = 0, growth = ADD_GROWTH })
     return setmetatable({
         fn = fn,
         sandbox = self,
         name = name or "script",
         source_len = #source,
-        concat_width = widest_concat(fn),
+        concat_width = allocs.width,
+        step_growth = allocs.growth,
         running = false,
     }, script_mt)
 end

@@ -10,10 +10,8 @@ local strings = require "resty.hotffi.sandbox.strings"
 
 local assert = assert
 local error = error
-local floor = math.floor
 local getmetatable = getmetatable
 local ipairs = ipairs
-local log = math.log
 local next = next
 local pairs = pairs
 local pcall = pcall
@@ -25,12 +23,10 @@ local setmetatable = setmetatable
 local tab_concat = table.concat
 local tab_insert = table.insert
 local tab_remove = table.remove
-local tab_sort = table.sort
 local tonumber = tonumber
 local tostring = tostring
 local type = type
 local unpack = unpack
-local xpcall = xpcall
 
 -- ngx_lua replaces coroutine.* with versions that yield to its scheduler
 -- and keeps LuaJIT's own as coroutine._*; scripts get LuaJIT's.
@@ -41,11 +37,12 @@ local co_status = coroutine._status or coroutine.status
 local co_running = coroutine.running
 
 local as_string = strings.as_string
+local opt_int = strings.opt_int
+local sort = require("resty.hotffi.sandbox.sort").sort
 local cost = budget.cost
 local need = budget.need
 local readonly = copy.readonly
 local SHADOW = copy.SHADOW
-local BYTES_PER_INSTRUCTION = budget.BYTES_PER_INSTRUCTION
 
 
 -- ------------------------------------------------------------------------
@@ -61,11 +58,12 @@ end
 local function safe_concat(t, sep, i, j)
     local st = budget.current
     t = SHADOW[t] or t
+    i, j = opt_int(i), opt_int(j)
     if st and type(t) == "table" then
         local lsep = #(as_string(sep) or "")
-        local first = tonumber(i) or 1
-        local last = tonumber(j) or #t
-        local bytes = 0
+        local first = type(i) == "number" and i or 1
+        local last = type(j) == "number" and j or #t
+        local bytes, n = 0, 0
         for k = first, last do
             local v = rawget(t, k)
             local tv = type(v)
@@ -76,20 +74,12 @@ local function safe_concat(t, sep, i, j)
             else
                 break   -- the native concat raises the error
             end
+            n = n + 1
         end
         need(st, bytes)
-        cost(st, bytes + (last - first))
+        cost(st, bytes + n)
     end
     return tab_concat(t, sep, i, j)
-end
-
-
-local function position(v)
-    local pos = tonumber(v)
-    if pos then
-        return pos >= 0 and floor(pos) or -floor(-pos)
-    end
-    return nil
 end
 
 
@@ -102,16 +92,21 @@ local function charge_shift(len, pos)
 end
 
 
+-- table.insert(t, pos, v) and (t, v).  The position is passed on as the
+-- int the native function would read: LuaJIT moves the elements from the
+-- end down to it, so NaN (INT_MIN) would move 2^31 of them in one call.
 local function safe_insert(t, ...)
     check_writable(t)
     if select("#", ...) == 2 and type(t) == "table" then
-        local len, pos = #t, position((...))
-        if pos and (pos < 1 or pos > len + 1) then
-            error("bad argument #2 to 'insert' (position out of bounds)", 2)
-        end
-        if pos then
+        local len, pos = #t, opt_int((...))
+        if type(pos) == "number" then
+            if pos < 1 or pos > len + 1 then
+                error("bad argument #2 to 'insert' (position out of bounds)",
+                      2)
+            end
             charge_shift(len, pos)
         end
+        return tab_insert(t, pos, select(2, ...))
     end
     return tab_insert(t, ...)
 end
@@ -119,16 +114,13 @@ end
 
 local function safe_remove(t, pos)
     check_writable(t)
-    if pos ~= nil and type(t) == "table" then
-        local len, p = #t, position(pos)
-        if p and not ((p >= 1 and p <= len + 1)
-                      or (len == 0 and p == 0))
-        then
+    pos = opt_int(pos)
+    if type(pos) == "number" and type(t) == "table" then
+        local len = #t
+        if not ((pos >= 1 and pos <= len + 1) or (len == 0 and pos == 0)) then
             error("bad argument #2 to 'remove' (position out of bounds)", 2)
         end
-        if p then
-            charge_shift(len, p)
-        end
+        charge_shift(len, pos)
     end
     return tab_remove(t, pos)
 end
@@ -136,14 +128,7 @@ end
 
 local function safe_sort(t, comp)
     check_writable(t)
-    local st = budget.current
-    if st and type(t) == "table" then
-        local n = #t
-        if n > 1 then
-            cost(st, n * log(n) / log(2) * BYTES_PER_INSTRUCTION / 4)
-        end
-    end
-    return tab_sort(t, comp)
+    return sort(t, comp)
 end
 
 
@@ -210,6 +195,29 @@ local function safe_tonumber(v, base)
 end
 
 
+-- error(msg, level) copies a string message to put the position in
+-- front of it, in one C call: a 16 MiB message is 16 MiB more.  The level
+-- counts this wrapper: it is passed on one higher.
+local function safe_error(msg, level)
+    local st = budget.current
+    level = opt_int(level)
+    if level == nil then
+        level = 1
+    elseif type(level) ~= "number" then
+        error("bad argument #2 to 'error' (number expected, got "
+              .. type(level) .. ")", 2)
+    end
+    if level > 0 then
+        if st and type(msg) == "string" then
+            need(st, #msg)
+            cost(st, #msg)
+        end
+        level = level + 1
+    end
+    error(msg, level)
+end
+
+
 local function safe_getmetatable(v)
     if type(v) ~= "table" then
         return nil      -- never the string metatable
@@ -218,7 +226,13 @@ local function safe_getmetatable(v)
 end
 
 
+-- What the sandbox's pcall, xpcall and coroutine.resume return: a budget
+-- stop, or an error that means the VM ran out of a resource (possibly
+-- inside the count hook, budget.uncatchable), ends the run instead.
 local function after_pcall(st, ok, ...)
+    if st and not ok and budget.uncatchable(st, (...)) then
+        error(st.message, 0)
+    end
     if st and st.stopped then
         error(st.message, 0)    -- a budget stop cannot be caught
     end
@@ -231,19 +245,24 @@ local function safe_pcall(f, ...)
 end
 
 
--- When the budget stop is raised inside the count hook, LuaJIT calls the
--- error handler before unwinding, with the hook still marked active: no
--- hook would fire in the handler.  So the script's handler never runs
--- once the run is stopped.
+-- The handler runs after the error has unwound, not before as LuaJIT's
+-- xpcall calls it: when the error was raised inside the count hook (a
+-- budget stop, or a stack overflow in the hook), LuaJIT would call the
+-- handler with the hook still marked active, so no hook would fire in it.
+-- Scripts have no debug library: a handler cannot see the difference.
+local function handled(st, handler, ok, ...)
+    if ok then
+        return ok, ...
+    end
+    -- like LuaJIT's: false and the handler's first result (or its error)
+    local _, res = after_pcall(st, pcall(handler, (...)))
+    return false, res
+end
+
+
 local function safe_xpcall(f, handler, ...)
     local st = budget.current
-    local function guarded(e)
-        if st and st.stopped then
-            return e
-        end
-        return handler(e)
-    end
-    return after_pcall(st, xpcall(f, guarded, ...))
+    return handled(st, handler, after_pcall(st, pcall(f, ...)))
 end
 
 
@@ -357,7 +376,7 @@ end
 
 
 local BASE_FUNCTIONS = {
-    assert = assert, error = error, getmetatable = safe_getmetatable,
+    assert = assert, error = safe_error, getmetatable = safe_getmetatable,
     ipairs = safe_ipairs, next = safe_next, pairs = safe_pairs,
     rawequal = rawequal, rawget = safe_rawget, rawset = safe_rawset,
     select = select, setmetatable = setmetatable, tonumber = safe_tonumber,

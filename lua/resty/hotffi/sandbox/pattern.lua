@@ -89,7 +89,7 @@ local function tick(ms)
         ms.next_check = steps + TICK
         local st = budget.current
         if st then
-            cost(st, TICK * LUA_STEP_BYTES)
+            cost(st, TICK * ms.step_bytes)
         end
     end
 end
@@ -175,7 +175,7 @@ local function single_match(ms, c, p, ep)
 end
 
 
-local do_match
+local do_match, pattern_shape
 
 local function match_balance(ms, s, p)
     if p + 1 >= ms.pend then
@@ -406,16 +406,18 @@ local function pattern_end(p, from)
 end
 
 
--- A matcher of p on s; a leading "^" anchors it, and its items start
--- after it (pstart).
-local function new_matcher(s, p)
-    local anchor = str_byte(p, 1) == 94
+-- A matcher of p on s; a leading "^" anchors it when `anchored` (its
+-- items then start after it, at pstart).  A step costs more for a
+-- pattern with a long [set], which it reads at each step.
+local function new_matcher(s, p, anchored)
+    local anchor = anchored and str_byte(p, 1) == 94
     local pstart = anchor and 2 or 1
     return {
         src = s, slen = #s, pat = p, pend = pattern_end(p, pstart),
         anchor = anchor, pstart = pstart,
         level = 0, depth = 0, cinit = {}, clen = {},
         steps = 0, next_check = TICK,
+        step_bytes = LUA_STEP_BYTES * pattern_shape(p, pstart).weight,
     }
 end
 
@@ -458,7 +460,7 @@ end
 -- string.find / string.match on the Lua matcher; start is 1-based and
 -- already normalized.
 local function lua_find(s, p, start, find)
-    local ms = new_matcher(s, p)
+    local ms = new_matcher(s, p, true)
     local pos, last = start, ms.slen + 1
     repeat
         ms.level = 0
@@ -501,7 +503,7 @@ end
 
 
 local function lua_gmatch(s, p)
-    local ms = new_matcher(s, p, 1)
+    local ms = new_matcher(s, p, false)
     local src, last = 1, ms.slen + 1
     return function()
         while src <= last do
@@ -574,7 +576,7 @@ end
 
 
 local function lua_gsub(st, s, p, repl, kind, max_n)
-    local ms = new_matcher(s, p)
+    local ms = new_matcher(s, p, true)
     local slen = ms.slen
     local out, no, size = {}, 0, 0
     local src, keep, n = 1, 1, 0
@@ -658,7 +660,16 @@ local function parse_items(ms, p, items)
         else
             local ep = class_end(ms, p)
             local q = pat_at(ms, ep)
+            if ms.st then
+                -- 256 single matches, each reading the item: charged as
+                -- it goes, so that a stop (a clock read) can come between
+                -- two items of a long pattern
+                cost(ms.st, 256 * (ep - p) * LUA_STEP_BYTES)
+            end
             local item = { t = "single", set = class_set(ms, p, ep), q = 0 }
+            if ep - p > items.width then
+                items.width = ep - p    -- a [set] is read at each step
+            end
             if q == 63 or q == 42 or q == 43 or q == 45 then
                 item.q = q
                 ep = ep + 1
@@ -703,18 +714,30 @@ local function mark_disjoint(items)
 end
 
 
-local function pattern_shape(p, pstart)
+pattern_shape = function(p, pstart)
     local cache = SHAPES[pstart]
     local items = cache[p]
     if items then
         return items
     end
-    items = {}
-    local ms = { pat = p, pend = pattern_end(p, pstart) }
+    -- this Lua code may run compiled, where no hook fires: parse_items
+    -- charges its own work
+    items = { width = 1 }
+    local ms = { pat = p, pend = pattern_end(p, pstart),
+                 st = budget.current }
     -- a malformed pattern fails when the matcher reaches the bad part:
-    -- the items before it are what it can cost
-    pcall(parse_items, ms, pstart, items)
+    -- the items before it are what it can cost.  Anything else that cut
+    -- the parse short (a budget stop, a stack overflow) leaves a shape
+    -- that is too cheap: it is never cached, every run shares the cache.
+    local ok, err = pcall(parse_items, ms, pstart, items)
+    if not ok and not (type(err) == "string"
+                       and str_find(err, "malformed pattern", 1, true))
+    then
+        error(err, 0)
+    end
     mark_disjoint(items)
+    -- a step reads the widest item; up to 8 bytes that is no slower
+    items.weight = items.width > 8 and items.width / 8 or 1
     if shape_count >= MAX_SHAPES then
         SHAPES[1], SHAPES[2], shape_count = {}, {}, 0
         cache = SHAPES[pstart]
@@ -725,7 +748,8 @@ local function pattern_shape(p, pstart)
 end
 
 
--- Upper bound of matcher steps for one match attempt on n characters.
+-- Upper bound of matcher steps for one match attempt on n characters,
+-- weighted by the pattern's widest item, which a step may read.
 local function attempt_cost(items, n)
     local rest = 1
     for i = #items, 1, -1 do
@@ -753,14 +777,16 @@ local function attempt_cost(items, n)
             return huge
         end
     end
-    return rest
+    return rest * items.weight
 end
 
 
 -- Upper bound of matcher steps for matching p on n characters: one
--- attempt when p is anchored, one at each position otherwise.
-local function pattern_cost(p, n)
-    if str_byte(p, 1) == 94 then
+-- attempt when p is anchored, one at each position otherwise.  A leading
+-- "^" anchors find, match and gsub (`anchored`), but is a literal for
+-- gmatch.
+local function pattern_cost(p, n, anchored)
+    if anchored and str_byte(p, 1) == 94 then
         return attempt_cost(pattern_shape(p, 2), n)
     end
     return (n + 1) * attempt_cost(pattern_shape(p, 1), n)

@@ -48,16 +48,48 @@ local function as_string(v)
 end
 
 
--- LuaJIT's start position for find/match, 1-based; nil when init is not
--- a number (the native function then raises the error).
+local INT_MIN, INT_MAX = -2 ^ 31, 2 ^ 31 - 1
+
+-- The int32 a wrapper passes to LuaJIT's C function for an index or count
+-- argument, or nil when it is not a number (the native function then
+-- raises the error).  LuaJIT itself (lj_lib_checkint) reads numerals in
+-- strings, then casts: truncation toward zero, and on x86-64 INT_MIN for
+-- NaN, the infinities and anything out of range, so 2^53 would become a
+-- negative index.  This reading saturates instead (NaN is INT_MIN), and
+-- the wrappers charge for it and pass it on, so that what runs is what
+-- was charged, on any CPU.
+local function to_int(v)
+    local n = tonumber(v)
+    if n == nil then
+        return nil
+    end
+    if n >= INT_MAX then
+        return INT_MAX
+    end
+    if not (n > INT_MIN) then
+        return INT_MIN
+    end
+    return n >= 0 and floor(n) or -floor(-n)
+end
+
+
+-- An optional index or count argument as the native function reads it:
+-- nil, to_int's value, or the value itself when it is not a number (for
+-- the native function's error).
+local function opt_int(v)
+    if v == nil then
+        return nil
+    end
+    return to_int(v) or v
+end
+
+
+-- LuaJIT's start position for find/match, 1-based, from init as opt_int
+-- read it; nil when init is not a number.
 local function start_pos(n, init)
-    local start = 1
-    if init ~= nil then
-        start = tonumber(init)
-        if start == nil then
-            return nil
-        end
-        start = start >= 0 and floor(start) or -floor(-start)
+    local start = init or 1
+    if type(start) ~= "number" then
+        return nil
     end
     if start < 0 then
         start = n + start
@@ -73,8 +105,19 @@ local function start_pos(n, init)
 end
 
 
+-- The characters that make a pattern more than a plain string (LuaJIT's
+-- lj_str_haspattern).  One plain find per character, each a memchr:
+-- a [set] pattern would test every byte against the set, about 1 s for a
+-- 16 MiB pattern, in one uncharged C call.
+local SPECIALS = { "^", "$", "*", "+", "?", ".", "(", "[", "%", "-" }
+
 local function has_specials(p)
-    return str_find(p, "[%^%$%*%+%?%.%(%[%%%-]") ~= nil
+    for i = 1, #SPECIALS do
+        if str_find(p, SPECIALS[i], 1, true) then
+            return true
+        end
+    end
+    return false
 end
 
 
@@ -96,7 +139,7 @@ local function find_aux(find, s, p, init, plain)
         return true, pattern.plain_find(st, ss, ps, start,
                                         limit * PLAIN_PER_STEP)
     end
-    local work = pattern.cost(ps, n)
+    local work = pattern.cost(ps, n, true)
     if work <= limit then
         cost(st, work * NATIVE_STEP_BYTES)
         return nil
@@ -124,11 +167,13 @@ end
 
 
 local function safe_find(s, p, init, plain)
+    init = opt_int(init)
     return finish_find(s, p, init, plain, find_aux(true, s, p, init, plain))
 end
 
 
 local function safe_match(s, p, init)
+    init = opt_int(init)
     return finish_match(s, p, init, find_aux(false, s, p, init))
 end
 
@@ -140,7 +185,8 @@ local function safe_gmatch(s, p)
         return str_gmatch(s, p)
     end
     local n = #ss
-    local work = pattern.cost(ps, n, 1, n + 1)
+    -- gmatch reads a leading ^ as a literal, and tries every position
+    local work = pattern.cost(ps, n, false)
     if work <= st.pattern_steps then
         cost(st, work * NATIVE_STEP_BYTES)
         return str_gmatch(s, p)
@@ -200,12 +246,14 @@ local function safe_gsub(s, p, repl, max_n)
     local st = budget.current
     local ss, ps, kind = as_string(s), as_string(p), gsub_kind(repl)
     local n = ss and #ss
-    local maxn = max_n == nil and (n and n + 1) or tonumber(max_n)
-    if st == nil or not ss or not ps or not kind or not maxn then
+    max_n = opt_int(max_n)
+    local maxn = max_n == nil and (n and n + 1) or max_n
+    if st == nil or not ss or not ps or not kind
+       or type(maxn) ~= "number"
+    then
         return str_gsub(s, p, repl, max_n)
     end
-    maxn = maxn >= 0 and floor(maxn) or -floor(-maxn)
-    local work = pattern.cost(ps, n)
+    local work = pattern.cost(ps, n, true)
     if kind == "string" then
         repl = as_string(repl)
     end
@@ -215,7 +263,10 @@ local function safe_gsub(s, p, repl, max_n)
     cost(st, work * NATIVE_STEP_BYTES + n)
     if kind == "string" then
         local lit, refs = repl_shape(repl)
-        local matches = maxn < n + 1 and maxn or n + 1
+            local matches = maxn < n + 1 and maxn or n + 1
+        if matches < 0 then
+            matches = 0
+        end
         need(st, n + matches * (lit + 11 * refs) + refs * n)
         return str_gsub(s, p, repl, max_n)
     end
@@ -226,14 +277,17 @@ end
 
 local function safe_rep(s, n, sep)
     local st = budget.current
-    local ss, count = as_string(s), tonumber(n)
-    if st and ss and count and count > 0 then
-        local lsep = sep ~= nil and #(as_string(sep) or "") or 0
+    local ss, count = as_string(s), to_int(n)
+    if count == nil then
+        return str_rep(s, n, sep)
+    end
+    local lsep = sep ~= nil and #(as_string(sep) or "") or 0
+    if st and ss and count > 0 and #ss + lsep > 0 then
         local bytes = count * #ss + (count - 1) * lsep
         need(st, bytes)
-        cost(st, bytes)
+        cost(st, bytes + count)     -- and one copy call per repetition
     end
-    return str_rep(s, n, sep)
+    return str_rep(s, count, sep)
 end
 
 
@@ -294,9 +348,12 @@ end
 
 local function safe_sub(s, i, j)
     local st = budget.current
-    if st and type(s) == "string" and #s > 4096 then
+    i, j = opt_int(i), opt_int(j)
+    if st and type(s) == "string" and #s > 4096
+       and type(i) == "number" and type(j or -1) == "number"
+    then
         local l = #s
-        local a, b = tonumber(i) or 1, tonumber(j) or -1
+        local a, b = i, j or -1
         if a < 0 then
             a = a + l + 1
         end
@@ -317,6 +374,8 @@ end
 
 return {
     as_string = as_string,
+    to_int = to_int,
+    opt_int = opt_int,
     -- the library itself
     lib = {
         byte = string.byte, char = string.char, find = safe_find,
