@@ -18,15 +18,22 @@ package HotffiLangs;
 #   echo              a Lua expression loading an echo runtime (rt:echo)
 #   ctl               the ctl runtime's library name; it answers
 #                     echo:S, fail:RC:MSG, error:MSG, nonsense (rc 3),
-#                     null, empty, abi, panic:MSG, sleep:MS, cancelled,
-#                     cfg, and fails libffi_init() for cfg "fail-init"
+#                     null, empty, sleep:MS, cancelled, cfg
+#   ctl_load, ctl_key subs of a ctl cfg (or undef): the Lua expression
+#                     that loads that ctl runtime, and the runtime's key
+#                     (default: load(ctl, cfg), "ctl&cfg")
+#   ctl_abi           its ctl answers abi (hotffi_abi_version())
 #   ctl_one           a ctl cfg with one handler at a time
 #   errors            [Lua statement, expected line] for the language's
 #                     own error cases, after the common ones
-#   panic_cfg         the ctl cfg for the panic case (undef: none)
+#   panic_cfg         the ctl cfg for the panic case (undef: none); the
+#                     ctl fails a call with rc 2 and "panic: MSG" for
+#                     panic:MSG
 #   panic_more        as errors, right after the first panic
 #   panic_log         what error.log says about a panic
-#   cfg_shown         a cfg the ctl accepts and answers "cfg" with
+#   cfg_shown         a cfg the ctl accepts and answers "cfg" with; the
+#                     ctl answers "cfg" with nil when loaded without one,
+#                     and fails libffi_init() with rc 7 for "fail-init"
 #   cfg_more, cfg_log as errors and panic_log, for the configuration case
 
 use strict;
@@ -34,9 +41,10 @@ use warnings;
 use Exporter 'import';
 use HotffiTest;
 
-our @EXPORT_OK = qw(languages has);
+our @EXPORT_OK = qw(languages has ctl_load ctl_key);
 
 my $BUILD = "$HotffiTest::REPO/build/lib";
+my $PYTHON_CTL = "$HotffiTest::REPO/tests/lib/python/hotffi_ctl,init";
 
 sub _no_valgrind {
     my ($label) = @_;
@@ -61,6 +69,7 @@ our @LANGUAGES = (
         skip => _no_valgrind('Go'),
         echo => 'require("resty.hotffi").load("go_echo")',
         ctl  => 'go_ctl',
+        ctl_abi => 1,
         ctl_one => 'max=1',
         errors => [
             [ 'ngx.say(rt:q("wrap:6:deep"))', 'false6wrapped: deep' ],
@@ -85,6 +94,7 @@ our @LANGUAGES = (
                                                      ? undef : _no_cargo()) },
         echo => 'require("resty.hotffi").load("rust_echo")',
         ctl  => 'rust_ctl',
+        ctl_abi => 1,
         ctl_one => 'threads=1',
         errors => [
             [ 'ngx.say(rt:q("fail:x:y"))',
@@ -113,14 +123,22 @@ our @LANGUAGES = (
         cfg_log => 'asked to panic',
     },
     {
-        # the Python loader runs modules, not a ctl runtime (yet): the
-        # echo example joins the cases that need an echo only
+        # the echo example, and the ctl of tests/lib/python/hotffi_ctl.py
+        # (no panics: an exception is a traceback, 500-python.t; its
+        # configuration is the loader's, 500-python.t too)
         name => 'python', label => 'Python',
         libs => [qw(hotffi_python)],
         skip => sub { undef },
         valgrind_supp => "$HotffiTest::REPO/loaders/python/valgrind.supp",
         echo => 'require("resty.hotffi").load("hotffi_python", "'
                 . "$HotffiTest::REPO/examples/python/echo,init,2" . '")',
+        ctl  => 'hotffi_python',
+        ctl_load => sub {
+            'require("resty.hotffi").load("hotffi_python", "'
+            . "$PYTHON_CTL," . ($_[0] // '') . '")';
+        },
+        ctl_key => sub { "hotffi_python&$PYTHON_CTL," . ($_[0] // '') },
+        ctl_one => '1',
     },
 );
 
@@ -141,6 +159,21 @@ sub languages {
         push @out, { %$lang, skip_reason => $reason };
     }
     return @out;
+}
+
+# The Lua expression that loads $lang's ctl runtime with $cfg (or none).
+sub ctl_load {
+    my ($lang, $cfg) = @_;
+    return $lang->{ctl_load}->($cfg) if $lang->{ctl_load};
+    return "require(\"resty.hotffi\").load(\"$lang->{ctl}\""
+           . (defined $cfg ? ", \"$cfg\"" : '') . ')';
+}
+
+# The key of $lang's ctl runtime loaded with $cfg (or none).
+sub ctl_key {
+    my ($lang, $cfg) = @_;
+    return $lang->{ctl_key}->($cfg) if $lang->{ctl_key};
+    return defined $cfg ? "$lang->{ctl}&$cfg" : $lang->{ctl};
 }
 
 # Whether $lang has every key a case needs.
