@@ -21,7 +21,7 @@ use utf8;
 use Cwd qw(abs_path);
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use BenchUtil qw(median wrk_command wrk_parse);
+use BenchUtil qw(median wrk_command wrk_parse relative_paths);
 use File::Basename qw(dirname);
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
@@ -1267,7 +1267,9 @@ printf "\n  whole run: %.0f s\n", $R{seconds};
 make_path($RESULTS);
 {
     open my $fh, '>', "$RESULTS/$STEM.json" or die "bench: $RESULTS: $!\n";
-    print $fh JSON::PP->new->canonical->pretty->encode(\%R);
+    # paths relative to the checkout, not this machine's
+    print $fh JSON::PP->new->canonical->pretty
+                      ->encode(relative_paths(\%R, $ROOT));
     close $fh;
 }
 my $png = "$RESULTS/$STEM.png";

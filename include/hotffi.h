@@ -67,10 +67,11 @@ extern "C" {
  *         poll returned NULL (for ever while a thread could still poll it).
  *         A reload gives the next version another tq over the same queue.
  *
- * Without libffi_fini(), a library loaded with unpin = true is closed once
- * it is unloaded and the kernel shows gone every thread its libffi_init()
- * started and every thread that polled tq (HOTFFI_UNPIN_GRACE_MS, 10 s by
- * default, at most; else it stays mapped, with one warning).  Threads that
+ * Without libffi_fini() and libffi_retire(), a library loaded with
+ * unpin = true is closed once it is unloaded and the kernel shows gone
+ * every thread its libffi_init() started and every thread that polled tq
+ * (HOTFFI_UNPIN_GRACE_MS, 10 s by default, at most; else it stays mapped,
+ * with one warning).  Threads that
  * never poll and were started later are not seen: such a library must
  * export libffi_fini().
  */
@@ -84,8 +85,8 @@ int libffi_init(char *cfg, void *tq);
  * joined before the library can go): hotffi_tq_data() may then be NULL.
  * When it returns, no code of the library may run any more; only then does
  * hotffi dlclose() a library loaded with unpin = true and free tq.  A
- * library without libffi_fini() (or libffi_retire()) is never dlclose()'d:
- * hotffi cannot know when its threads have left the library's code.
+ * library without libffi_fini() (or libffi_retire()) is dlclose()'d only
+ * once the kernel shows its threads gone (see libffi_init()).
  *
  * thread: a hotffi reaper thread.
  * tq:     borrowed; it is freed after libffi_fini() returns.

@@ -1,6 +1,8 @@
 #!/bin/sh
-# The checks a tool can make of the house style (../shared/STYLE.md) and
-# cppcheck's warnings, over the C and Lua this project writes.
+# The checks a tool can make of the house style -- 80 columns, no tabs, no
+# trailing white space, a purpose comment atop every C file, the core's
+# layers pointing down -- and cppcheck's warnings, over the C and Lua this
+# project writes.
 set -eu
 cd "$(dirname "$0")/.."
 

@@ -1,14 +1,14 @@
 package BenchUtil;
 
-# What the bench scripts share: the median of repetitions, and running
-# wrk and reading its report (bench/run.pl, bench/reload/run.pl,
-# bench/code_reload/run.pl).
+# What the bench scripts share: the median of repetitions, running wrk
+# and reading its report, and results free of this machine's paths
+# (bench/run.pl, bench/reload/run.pl, bench/code_reload/run.pl).
 
 use strict;
 use warnings;
 use Exporter 'import';
 
-our @EXPORT_OK = qw(median wrk_command wrk_parse);
+our @EXPORT_OK = qw(median wrk_command wrk_parse relative_paths);
 
 
 # The median of the defined values, or undef when there are none.
@@ -16,6 +16,27 @@ sub median {
     my @v = sort { $a <=> $b } grep { defined } @_;
     return undef unless @v;
     return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+
+# A copy of $data (nested hashes, arrays and strings) with every
+# "$root/" in its strings removed: results name files relative to the
+# checkout, so that they compare across machines and say nothing about
+# where the checkout lived.
+sub relative_paths {
+    my ($data, $root) = @_;
+    my $prefix = $root =~ s{/*\z}{/}r;
+    my $walk;
+    $walk = sub {
+        my ($v) = @_;
+        return { map { $_ => $walk->($v->{$_}) } keys %$v } if ref $v eq 'HASH';
+        return [ map { $walk->($_) } @$v ] if ref $v eq 'ARRAY';
+        return $v if ref $v || !defined $v;
+        return $v =~ s{\Q$prefix\E}{}gr;
+    };
+    my $copy = $walk->($data);
+    undef $walk;   # the closure refers to itself
+    return $copy;
 }
 
 

@@ -26,7 +26,7 @@ use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use HotffiTest ();
-use BenchUtil qw(median wrk_command wrk_parse);
+use BenchUtil qw(median wrk_command wrk_parse relative_paths);
 
 my %opt = (seconds => 4, reps => 3, every => 0.1, connections => 16);
 GetOptions(\%opt, 'seconds=f', 'reps=i', 'every=f', 'connections=i')
@@ -166,11 +166,12 @@ if (-d $results) {
     # a quick run's figures mean nothing: keep them apart
     my $file = $ENV{BENCH_QUICK} ? 'reload-quick.json' : 'reload.json';
     open my $fh, '>', "$results/$file" or die "cannot write: $!";
-    print {$fh} $json->encode({ options => \%opt, outside => \@outside,
-                                during => \@during, summary => \%sum,
-                                p99_ratio => $ratio, reloads => $reloads,
-                                reload_seconds => \@reload_s,
-                                errors => \@errors });
+    # paths (in error messages) relative to the checkout
+    print {$fh} $json->encode(relative_paths({
+        options => \%opt, outside => \@outside, during => \@during,
+        summary => \%sum, p99_ratio => $ratio, reloads => $reloads,
+        reload_seconds => \@reload_s, errors => \@errors,
+    }, $HotffiTest::REPO));
     close $fh;
 }
 

@@ -19,7 +19,8 @@
  * The ring grows on demand up to max, so a runtime loaded with the default
  * max_queue of 65536 does not cost 512 KiB until it is that busy.
  *
- * locks: mtx guards every field but the two atomics.  Pollers wait on
+ * locks: mtx guards every field but the three atomics (ready, spinners,
+ * spin_wait) and the event loop's own (owed, wake_link).  Pollers wait on
  * cond, signalled on push and broadcast on stop; a drain waiter waits on
  * drained, so that a push's single signal can never be taken by it instead
  * of a poller.

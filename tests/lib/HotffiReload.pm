@@ -15,7 +15,8 @@ use Time::HiRes ();
 use HotffiTest;
 
 our @EXPORT = qw(reload_locations body stats deploy_dir deploy_file
-                 deploy_text exported_functions reload_under_load);
+                 deploy_text exported_functions reload_story
+                 reload_under_load);
 
 # How many answers a failure shows.
 my $DIAG_MAX = 5;
@@ -151,6 +152,44 @@ sub exported_functions {
     my $syms = `nm -D --defined-only $so`;
     die "nm -D $so failed\n" if $?;
     return sort map { (split)[2] } grep { / T / } split /\n/, $syms;
+}
+
+
+# The story every in-place reload test tells first, whatever the
+# language, on a fresh nginx whose /count answers "<tag> <count>" (version
+# 1 serving, tag $opt{tags}[0]): the count goes up; a reload into the
+# second build (tag $opt{tags}[1]; $opt{switch}->() deploys it and returns
+# its reload path) hands the count over; a reload without state restarts
+# it; a reload into a version whose init fails ($opt{fail}->() prepares
+# it and returns its path and a regex of init's message) rolls back to
+# version 3 with its count.  $opt{after_handover}->(): the language's own
+# checks right after the hand-over.  Ends with version 3 serving, version
+# 4 failed, the count at 3.
+sub reload_story {
+    my ($nginx, %opt) = @_;
+    my ($first, $second) = @{ $opt{tags} };
+    is_deeply([ body($nginx, '/count') ], [ 200, "$first 1" ],
+              "first call: $first");
+    is_deeply([ body($nginx, '/count') ], [ 200, "$first 2" ],
+              'the count goes up');
+    is_deeply([ body($nginx, $opt{switch}->()) ], [ 200, 'ok 1 2' ],
+              "reload into $second");
+    is_deeply([ body($nginx, '/count') ], [ 200, "$second 3" ],
+              "$second answers, with the count $first handed over");
+    $opt{after_handover}->() if $opt{after_handover};
+    is_deeply([ body($nginx, '/reload?state=0') ], [ 200, 'ok 2 3' ],
+              'reload without hand-over');
+    is_deeply([ body($nginx, '/count') ], [ 200, "$second 1" ],
+              'the count restarted');
+    is_deeply([ body($nginx, '/count') ], [ 200, "$second 2" ],
+              'and goes up');
+    my ($path, $error) = $opt{fail}->();
+    my ($status, $text) = body($nginx, $path);
+    is($status, 500, 'a new version whose init fails fails the reload');
+    like($text, qr/$error; version 3 serves again$/s,
+         'with init\'s own message; version 3 serves again');
+    is_deeply([ body($nginx, '/count') ], [ 200, "$second 3" ],
+              'the old version serves again, its count handed back');
 }
 
 

@@ -32,7 +32,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 our @ISA    = ('Exporter');
-our @EXPORT = qw(run_tests wait_until concurrent_requests start_clients
+our @EXPORT = qw(run_tests run_blocks wait_until concurrent_requests start_clients
                  clients_answered stop_clients);
 
 # The repository root, found from this file's location (tests/lib/..).
@@ -300,7 +300,16 @@ sub _collect_statuses {
 # Declarative blocks
 
 sub run_tests {
-    my @blocks = _parse_blocks(_read_data(scalar caller));
+    run_blocks(_read_data(scalar caller));
+    done_testing();
+}
+
+# Runs the blocks of $text (the __DATA__ format) as run_tests() does,
+# without ending the plan: for blocks made from a table of cases (one set
+# of cases run for each runtime language, tests/lib/HotffiLangs.pm).
+sub run_blocks {
+    my ($text) = @_;
+    my @blocks = _parse_blocks($text);
     my $config_text = join "\n", map { @{$_}{qw(main_config http_config config)} } @blocks;
     my $missing = _missing_hotffi_message($config_text);
     BAIL_OUT($missing) if $missing;
@@ -310,7 +319,6 @@ sub run_tests {
         @blocks = @only;
     }
     _run_block($_) for @blocks;
-    done_testing();
 }
 
 sub _read_data {

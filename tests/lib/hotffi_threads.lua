@@ -1,5 +1,7 @@
 -- hotffi_threads.lua -- for the tests' nginx (tests/lib/HotffiTest.pm puts
--- this folder on lua_package_path): many calls at once from light threads.
+-- this folder on lua_package_path): many calls at once from light threads,
+-- and a bounded wait for a condition, so that no test relies on a thread
+-- having been scheduled within a bare sleep.
 
 local spawn = ngx.thread.spawn
 local wait = ngx.thread.wait
@@ -22,6 +24,26 @@ function _M.count_true(n, fn)
         end
     end
     return good
+end
+
+
+-- Polls cond() every 10 ms until it returns true (then true) or seconds
+-- (default 5) have passed (then false).  For states another thread must
+-- reach first: e.g. a runtime thread has taken a call, when
+-- rt:__stats().queued is 0 (wait_for(function() return
+-- rt:__stats().queued == 0 end)).
+function _M.wait_for(cond, seconds)
+    local deadline = ngx.now() + (seconds or 5)
+    while true do
+        if cond() then
+            return true
+        end
+        ngx.update_time()
+        if ngx.now() >= deadline then
+            return false
+        end
+        ngx.sleep(0.01)
+    end
 end
 
 

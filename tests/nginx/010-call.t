@@ -186,6 +186,8 @@ location = /fast {
 location = /t {
     content_by_lua_block {
         local port = ngx.var.server_port
+        -- the same runtime object as /slow's: one worker, one cache
+        local rt = require("resty.hotffi").load("ctl")
         local slow = ngx.thread.spawn(function()
             local sock = ngx.socket.tcp()
             assert(sock:connect("127.0.0.1", port))
@@ -194,7 +196,11 @@ location = /t {
             local res = sock:receive("*a")
             return res
         end)
-        ngx.sleep(0.05)
+        -- /fast is asked while /slow's call is in flight, not after a
+        -- sleep that hopes so
+        ngx.say("in flight ", require("hotffi_threads").wait_for(function()
+            return rt:__stats().inflight == 1
+        end))
         local sock = ngx.socket.tcp()
         assert(sock:connect("127.0.0.1", port))
         sock:send("GET /fast HTTP/1.0\r\n\r\n")
@@ -206,6 +212,7 @@ location = /t {
 --- request
 GET /t
 --- response_body
+in flight true
 true true
 
 

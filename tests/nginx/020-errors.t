@@ -116,7 +116,10 @@ location = /t {
                                                 { max_queue = 2 })
         -- the only thread sleeps, two calls fill the queue, one more fails
         local busy = ngx.thread.spawn(function() return rt:q("sleep:300") end)
-        ngx.sleep(0.05)
+        -- not a sleep: the thread took the call once the queue is empty
+        ngx.say("taken ", require("hotffi_threads").wait_for(function()
+            return rt:__stats().queued == 0
+        end))
         local queued = {}
         for i = 1, 2 do
             queued[i] = ngx.thread.spawn(function() return rt:q("echo:q" .. i) end)
@@ -133,6 +136,7 @@ location = /t {
 --- request
 GET /t
 --- response_body
+taken true
 falsenilqueue full
 trueq1
 trueq2

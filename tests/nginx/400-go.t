@@ -1,7 +1,10 @@
 # Go runtimes built with the Go SDK (sdk/go/hotffi): the echo and fetch
 # examples and the ctl runtime the tests steer (sdk/go/internal/ctl).
-# Round trips, concurrency, errors and panics, cancellation, unload, and
-# what a Go library can and cannot do about being unloaded.
+# What only Go runtimes do: the exported symbols, what a Go library can and
+# cannot do about being unloaded, goroutines per call and MaxConcurrency,
+# fetch, several Go libraries in a worker, BorrowRequest.  What every
+# language does (round trips, errors, panics, cancellation, configuration,
+# unload, load, nginx reload) is 450-languages.t, for Go too.
 use strict;
 use warnings;
 use FindBin;
@@ -35,12 +38,6 @@ for my $name (qw(go_echo go_fetch go_ctl)) {
     like(`readelf -d $lib/libgo_echo.so`, qr/\(FLAGS_1\).*NODELETE/,
          'go_echo is linked -z nodelete');
 }
-
-# Many callers at once; reload and quit under load (tests/lib).
-HotffiScenarios::concurrent_echo('go',
-    'require("resty.hotffi").load("go_echo")');
-HotffiScenarios::reload_and_quit('go',
-    'require("resty.hotffi").load("go_ctl")');
 
 # With unpin = true the runtime retires (libffi_fini returns once every
 # call was answered, so its queue is freed), but the library stays mapped:
@@ -85,112 +82,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: echo: strings, NUL bytes, empty, 1 MiB
---- http_config eval
-$HotffiScenarios::LUA
---- config
-location = /t {
-    content_by_lua_block {
-        echo_round_trips(assert(require("resty.hotffi").load("go_echo")))
-    }
-}
---- request
-GET /t
---- response_body
-truehello
-true true 7
-true []
-true 1048576 true
-true [] true []
-
-
-
-=== TEST 2: a binary request body round-trips through the Go echo
---- config
-location = /t {
-    content_by_lua_block {
-        ngx.req.read_body()
-        local rt = assert(require("resty.hotffi").load("go_echo"))
-        local ok, res = rt:echo(ngx.req.get_body_data())
-        ngx.print(res)
-    }
-}
---- request
-POST /t
---- request_body eval
-join '', map { chr($_ % 256) } 0 .. 300000
---- response_body eval
-join '', map { chr($_ % 256) } 0 .. 300000
-
-
-
-=== TEST 3: errors fail the call with their rc and message
---- config
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("go_ctl"))
-        ngx.say(rt:q("fail:5:bad input"))
-        ngx.say(rt:q("wrap:6:deep"))
-        ngx.say(rt:q("error:plain"))
-        ngx.say(rt:q("nonsense"))
-        ngx.say(rt:q("null"))
-        local ok, res = rt:q("empty")
-        ngx.say(ok, " [", res, "]")
-        ngx.say(rt:q("abi"))
-    }
-}
---- request
-GET /t
---- response_body
-false5bad input
-false6wrapped: deep
-false1plain
-false3unknown command
-truenil
-true []
-true2
-
-
-
-=== TEST 4: a panicking handler fails its call; the runtime goes on serving
---- config
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("go_ctl"))
-        ngx.say(rt:q("panic:boom"))
-        ngx.say(rt:q("nilptr"))
-        local threads = {}
-        for i = 1, 20 do
-            threads[i] = ngx.thread.spawn(function()
-                return rt:q(i % 2 == 0 and "panic:again" or "echo:" .. i)
-            end)
-        end
-        local panics, echoes = 0, 0
-        for i = 1, 20 do
-            local _, ok, res, err = ngx.thread.wait(threads[i])
-            if not ok and res == 2 and err == "panic: again" then
-                panics = panics + 1
-            elseif ok and res == tostring(i) then
-                echoes = echoes + 1
-            end
-        end
-        ngx.say(panics, " ", echoes)
-        ngx.say(rt:q("echo:still here"))
-    }
-}
---- request
-GET /t
---- response_body
-false2panic: boom
-false2panic: runtime error: invalid memory address or nil pointer dereference
-10 10
-truestill here
---- error_log
-hotffi: handler panic: boom
-
-
-
-=== TEST 5: slow calls run on goroutines of their own: 200 sleeps overlap
+=== TEST 1: slow calls run on goroutines of their own: 200 sleeps overlap
 --- config
 location = /t {
     content_by_lua_block {
@@ -213,7 +105,7 @@ true
 
 
 
-=== TEST 6: MaxConcurrency bounds the handlers running at once
+=== TEST 2: MaxConcurrency bounds the handlers running at once
 --- config
 location = /t {
     content_by_lua_block {
@@ -236,66 +128,7 @@ GET /t
 
 
 
-=== TEST 7: a caller that gives up cancels the handler's context
---- http_config eval
-$HotffiScenarios::LUA
---- config
-location = /t {
-    content_by_lua_block {
-        gives_up(assert(require("resty.hotffi").load("go_ctl")))
-    }
-}
---- request
-GET /t
---- response_body
-falseniltimeout
-cancelled 1
-
-
-
-=== TEST 8: configuration, and a failing libffi_init with its reason
---- config
-location = /t {
-    content_by_lua_block {
-        local hotffi = require "resty.hotffi"
-        ngx.say(select(2, assert(hotffi.load("go_ctl")):q("cfg")))
-        ngx.say(select(2, assert(hotffi.load("go_ctl", "a b\tc")):q("cfg")))
-        ngx.say(hotffi.load("go_ctl", "fail-init"))
-        ngx.say(hotffi.load("go_ctl", "max=zero"))
-    }
-}
---- request
-GET /t
---- response_body
-<nil>
-a b	c
-nillibffi_init() of runtime "go_ctl&fail-init" failed: 7: asked to fail by its configuration
-nillibffi_init() of runtime "go_ctl&max=zero" failed: 3: max= needs a positive number
-
-
-
-=== TEST 9: unload: queued calls are answered, later ones refused, the runtime retires
---- http_config eval
-$HotffiScenarios::LUA
---- config
-location = /t {
-    content_by_lua_block {
-        unload_answers(function()
-            return require("resty.hotffi").load("go_ctl", "max=1")
-        end)
-    }
-}
---- request
-GET /t
---- response_body
-5
-falsenilruntime "go_ctl&max=1" is unloaded
-runtimes 0
-trueagain
-
-
-
-=== TEST 10: fetch: concurrent HTTP GETs from the standard library
+=== TEST 3: fetch: concurrent HTTP GETs from the standard library
 --- http_config
 lua_shared_dict flags 1m;
 --- config
@@ -369,7 +202,7 @@ use Digest::SHA qw(sha256_hex);
 
 
 
-=== TEST 11: fetch refuses a configuration without an http(s) base
+=== TEST 4: fetch refuses a configuration without an http(s) base
 --- config
 location = /t {
     content_by_lua_block {
@@ -387,7 +220,7 @@ $
 
 
 
-=== TEST 12: several Go libraries in one worker (works with Go 1.19 on Linux, unsupported by Go)
+=== TEST 5: several Go libraries in one worker (works with Go 1.19 on Linux, unsupported by Go)
 --- config
 location = /t {
     content_by_lua_block {
@@ -417,7 +250,7 @@ GET /t
 
 
 
-=== TEST 13: BorrowRequest: the handler reads the caller's bytes, not a copy; 300 calls in flight each get their own
+=== TEST 6: BorrowRequest: the handler reads the caller's bytes, not a copy; 300 calls in flight each get their own
 --- config
 location = /t {
     content_by_lua_block {
@@ -453,12 +286,12 @@ copied: true
 
 
 
-=== TEST 14: a slow call does not hold up the calls polled with or after it
+=== TEST 7: a slow call does not hold up the calls polled with or after it
 --- config
 location = /t {
     content_by_lua_block {
         -- quick handlers are answered on the polling goroutine: one that
-        -- turns out slow must hand the polling on (TEST 5 covers a batch
+        -- turns out slow must hand the polling on (TEST 1 covers a batch
         -- split while it runs)
         local rt = assert(require("resty.hotffi").load("go_ctl"))
         local order = {}

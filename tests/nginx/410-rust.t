@@ -1,7 +1,10 @@
 # Rust runtimes built with the Rust SDK (sdk/rust/hotffi): the echo and
 # words examples and the ctl runtime the tests steer (sdk/rust/ctl).
-# Round trips, concurrency, errors and panics, cancellation, unload, and a
-# reload of the library's code with unpin = true, without restarting nginx.
+# What only Rust runtimes do: the exported symbols, a reload of the
+# library's code with unpin = true without restarting nginx, answers in C
+# memory (CBuf), threads=N, the words example.  What every language does
+# (round trips, errors, panics, cancellation, configuration, unload, load,
+# nginx reload) is 450-languages.t, for Rust too.
 use strict;
 use warnings;
 use FindBin;
@@ -36,12 +39,6 @@ for my $name (qw(rust_echo rust_words rust_ctl rust_reload_a rust_reload_b)) {
          'the respond function is left to the dynamic linker');
     unlike($undef, qr/hotffi_/, 'no hotffi-only symbol is linked');
 }
-
-# Many callers at once; reload and quit under load (tests/lib).
-HotffiScenarios::concurrent_echo('rust',
-    'require("resty.hotffi").load("rust_echo", "4")');
-HotffiScenarios::reload_and_quit('rust',
-    'require("resty.hotffi").load("rust_ctl")');
 
 # The code reload: version A of a library is loaded with unpin = true and
 # answers; it is unloaded and retires (libffi_fini joins its thread, hotffi
@@ -123,112 +120,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: echo: strings, NUL bytes, empty, 1 MiB
---- http_config eval
-$HotffiScenarios::LUA
---- config
-location = /t {
-    content_by_lua_block {
-        echo_round_trips(assert(require("resty.hotffi").load("rust_echo")))
-    }
-}
---- request
-GET /t
---- response_body
-truehello
-true true 7
-true []
-true 1048576 true
-true [] true []
-
-
-
-=== TEST 2: a binary request body round-trips through the Rust echo
---- config
-location = /t {
-    content_by_lua_block {
-        ngx.req.read_body()
-        local rt = assert(require("resty.hotffi").load("rust_echo"))
-        local ok, res = rt:echo(ngx.req.get_body_data())
-        ngx.print(res)
-    }
-}
---- request
-POST /t
---- request_body eval
-join '', map { chr($_ % 256) } 0 .. 300000
---- response_body eval
-join '', map { chr($_ % 256) } 0 .. 300000
-
-
-
-=== TEST 3: errors fail the call with their rc and message; a dropped task answers itself
---- config
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("rust_ctl"))
-        ngx.say(rt:q("fail:5:bad input"))
-        ngx.say(rt:q("fail:x:y"))
-        ngx.say(rt:q("error:plain"))
-        ngx.say(rt:q("nonsense"))
-        ngx.say(rt:q("drop"))
-        ngx.say(rt:q("null"))
-        local ok, res = rt:q("empty")
-        ngx.say(ok, " [", res, "]")
-        ngx.say(rt:q("abi"))
-    }
-}
---- request
-GET /t
---- response_body
-false5bad input
-false1invalid digit found in string
-false1plain
-false3unknown command
-false3hotffi: task dropped without an answer
-truenil
-true []
-true2
-
-
-
-=== TEST 4: a panicking handler fails its call; the runtime goes on serving
---- config
-location = /t {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("rust_ctl", "threads=2"))
-        ngx.say(rt:q("panic:boom"))
-        local threads = {}
-        for i = 1, 20 do
-            threads[i] = ngx.thread.spawn(function()
-                return rt:q(i % 2 == 0 and "panic:again" or "echo:" .. i)
-            end)
-        end
-        local panics, echoes = 0, 0
-        for i = 1, 20 do
-            local _, ok, res, err = ngx.thread.wait(threads[i])
-            if not ok and res == 2 and err == "panic: again" then
-                panics = panics + 1
-            elseif ok and res == tostring(i) then
-                echoes = echoes + 1
-            end
-        end
-        ngx.say(panics, " ", echoes)
-        ngx.say(rt:q("echo:still here"))
-    }
-}
---- request
-GET /t
---- response_body
-false2panic: boom
-10 10
-truestill here
---- error_log
-panicked at
-
-
-
-=== TEST 5: answers built in C memory (CBuf), up to 16 MiB
+=== TEST 1: answers built in C memory (CBuf), up to 16 MiB
 --- config
 location = /t {
     content_by_lua_block {
@@ -251,7 +143,7 @@ GET /t
 
 
 
-=== TEST 6: the threads serve calls in parallel
+=== TEST 2: the threads serve calls in parallel
 --- config
 location = /t {
     content_by_lua_block {
@@ -274,75 +166,7 @@ GET /t
 
 
 
-=== TEST 7: a long handler sees its caller give up
---- http_config eval
-$HotffiScenarios::LUA
---- config
-location = /t {
-    content_by_lua_block {
-        gives_up(assert(require("resty.hotffi").load("rust_ctl")))
-    }
-}
---- request
-GET /t
---- response_body
-falseniltimeout
-cancelled 1
-
-
-
-=== TEST 8: configuration; libffi_init failing or panicking gives its reason
---- config
-location = /t {
-    content_by_lua_block {
-        local hotffi = require "resty.hotffi"
-        ngx.say(select(2, assert(hotffi.load("rust_ctl")):q("cfg")))
-        ngx.say(select(2, assert(hotffi.load("rust_ctl", "threads=1")):q("cfg")))
-        ngx.say(hotffi.load("rust_ctl", "fail-init"))
-        ngx.say(hotffi.load("rust_ctl", "panic-init"))
-        ngx.say(hotffi.load("rust_ctl", "threads=many"))
-        local rt, err = hotffi.load("rust_ctl", "\255")
-        ngx.say(rt, (err:gsub("\255", "<255>")))
-        ngx.say(hotffi.load("rust_echo", "-1"))
-    }
-}
---- request
-GET /t
---- response_body
-<nil>
-threads=1
-nillibffi_init() of runtime "rust_ctl&fail-init" failed: 7: asked to fail by its configuration
-nillibffi_init() of runtime "rust_ctl&panic-init" failed: 2: panic: asked to panic by its configuration
-nillibffi_init() of runtime "rust_ctl&threads=many" failed: 1: invalid digit found in string
-nillibffi_init() of runtime "rust_ctl&<255>" failed: 1: configuration is not UTF-8
-nillibffi_init() of runtime "rust_echo&-1" failed: 1: bad thread count "-1"
---- error_log
-asked to panic
-
-
-
-=== TEST 9: unload: queued calls are answered, later ones refused, the runtime retires
---- http_config eval
-$HotffiScenarios::LUA
---- config
-location = /t {
-    content_by_lua_block {
-        unload_answers(function()
-            return require("resty.hotffi").load("rust_ctl", "threads=1")
-        end)
-    }
-}
---- request
-GET /t
---- response_body
-5
-falsenilruntime "rust_ctl&threads=1" is unloaded
-runtimes 0
-trueagain
-
-
-
-=== TEST 10: words: the most frequent words of a text, on the runtime's threads
+=== TEST 3: words: the most frequent words of a text, on the runtime's threads
 --- config
 location = /t {
     content_by_lua_block {

@@ -46,24 +46,17 @@ my $nginx = HotffiTest::Nginx->new(name => 'rust inplace', config => $config,
                                    env => { COUNTER_LIB => $lib });
 $nginx->start;
 
-is_deeply([ body($nginx, '/count') ], [ 200, 'A 1' ], 'first call: build A');
-is_deeply([ body($nginx, '/count') ], [ 200, 'A 2' ], 'the count goes up');
-deploy('b');
-is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 1 2' ], 'reload into B');
-is_deeply([ body($nginx, '/count') ], [ 200, 'B 3' ],
-          'build B answers, with the count A handed over');
-is((body($nginx, '/maps'))[1], 1, 'unpin: build A was unmapped');
-
-is_deeply([ body($nginx, '/reload?state=0') ], [ 200, 'ok 2 3' ],
-          'reload without hand-over');
-is_deeply([ body($nginx, '/count') ], [ 200, 'B 1' ], 'the count restarted');
-
-my ($status, $text) = body($nginx, '/reload?cfg=fail');
-is($status, 500, 'a new version whose init fails fails the reload');
-like($text, qr/failed: 7: told to fail by its configuration; version 3 serves again$/,
-     'with init\'s own message');
-is_deeply([ body($nginx, '/count') ], [ 200, 'B 2' ],
-          'the old version serves again, its count handed back');
+# the story every language tells (tests/lib/HotffiReload.pm), by file
+reload_story($nginx, tags => [qw(A B)],
+             switch => sub { deploy('b'); return '/reload' },
+             after_handover => sub {
+                 is((body($nginx, '/maps'))[1], 1,
+                    'unpin: build A was unmapped');
+             },
+             fail => sub {
+                 return ('/reload?cfg=fail',
+                         qr/failed: 7: told to fail by its configuration/);
+             });
 
 # ---- 20 reloads under load, alternating the two builds on disk
 # (version 4 failed: the first goes from 3 to 5)

@@ -32,34 +32,29 @@ my $config = reload_locations(
 my $nginx = HotffiTest::Nginx->new(name => 'go inplace', config => $config);
 $nginx->start;
 
-is_deeply([ body($nginx, '/count') ], [ 200, 'a 1' ], 'first call');
-is_deeply([ body($nginx, '/count') ], [ 200, 'a 2' ], 'the count goes up');
-is_deeply([ body($nginx, '/reload?cfg=b') ], [ 200, 'ok 1 2' ],
-          'reload into a new instance with cfg b');
-is_deeply([ body($nginx, '/count') ], [ 200, 'b 3' ],
-          'cfg b answers, with the count handed over');
-is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 2 3' ],
+# the story every language tells (tests/lib/HotffiReload.pm), by cfg
+reload_story($nginx, tags => [qw(a b)],
+             switch => sub { return '/reload?cfg=b' },
+             fail => sub {
+                 return ('/reload?cfg=fail-init',
+                         qr/failed: 7: asked to fail by its configuration/);
+             });
+
+# (version 4 failed: the next reload goes from 3 to 5)
+is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 3 5' ],
           'reload keeping the cfg');
 is_deeply([ body($nginx, '/count') ], [ 200, 'b 4' ], 'count kept again');
 
 # without hand-over hotffi calls libffi_fini: the new instance starts at 0
-is_deeply([ body($nginx, '/reload?state=0&cfg=a') ], [ 200, 'ok 3 4' ],
-          'reload without hand-over');
-is_deeply([ body($nginx, '/count') ], [ 200, 'a 1' ], 'the count restarted');
-is_deeply([ body($nginx, '/count') ], [ 200, 'a 2' ], 'and goes up');
-
-my ($status, $text) = body($nginx, '/reload?cfg=fail-init');
-is($status, 500, 'a cfg whose init fails fails the reload');
-like($text, qr/failed: 7: asked to fail by its configuration; version 4 serves again$/,
-     'with init\'s own message; the old version serves again');
-is_deeply([ body($nginx, '/count') ], [ 200, 'a 3' ],
-          'the old cfg again, its count handed back');
-like((body($nginx, '/stats'))[1], qr/^version=4 reloads=3 failures=1 /,
-     'version 4 serves: three reloads, one failure');
+is_deeply([ body($nginx, '/reload?state=0&cfg=a') ], [ 200, 'ok 5 6' ],
+          'reload without hand-over into another cfg');
+is_deeply([ body($nginx, '/count') ], [ 200, 'a 1' ],
+          'the count restarted, in cfg a');
+like((body($nginx, '/stats'))[1], qr/^version=6 reloads=4 failures=1 /,
+     'version 6 serves: four reloads, one failure');
 
 # ---- 20 reloads under load, alternating cfgs, a refused one among them
-# (version 5 failed: the first goes from 4 to 6)
-reload_under_load($nginx, reloads => 20, failed_before => 1,
+reload_under_load($nginx, reloads => 20,
                   before_each => sub {
                       my $cfg = $_[0] % 2 ? 'b' : 'a';
                       return ($cfg, "/reload?cfg=$cfg");

@@ -98,29 +98,17 @@ my $nginx = HotffiTest::Nginx->new(name => 'python inplace', config => $config,
                                             COUNTER_LIB => "$HotffiTest::REPO/build/lib/libcounter.so" });
 $nginx->start;
 
-# ---- the count goes on into the code edited on disk
-is_deeply([ body($nginx, '/count') ], [ 200, 'v1 1' ], 'first call: v1');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v1 2' ], 'the count goes up');
-write_file(counter('v2'));
-is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 1 2' ],
-          'reload with the same cfg re-reads the "?" module');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v2 3' ],
-          'v2 answers, with the count v1 handed over');
-
-# ---- without state the new version starts from nothing
-is_deeply([ body($nginx, '/reload?state=0') ], [ 200, 'ok 2 3' ],
-          'reload without hand-over');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v2 1' ], 'the count restarted');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v2 2' ], 'and goes up');
-
-# ---- a new version that does not compile: the old module again, count kept
-write_file("import hotffi\n\ndef init(cfg, tq)\n    return 0\n");
-my ($status, $text) = body($nginx, '/reload');
-is($status, 500, 'a syntax error fails the reload');
-like($text, qr/failed: 3: Traceback .*counter\.py", line 3\n.*SyntaxError: expected ':'; version 3 serves again$/s,
-     'with the traceback, and says version 3 serves again');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v2 3' ],
-          'v2 serves again (not the broken file), its count handed back');
+# ---- the story every language tells (tests/lib/HotffiReload.pm): the
+# count goes on into the code edited on disk (a reload with the same cfg
+# re-reads the "?" module); a new version that does not compile rolls
+# back to the old module, not to the broken file
+reload_story($nginx, tags => [qw(v1 v2)],
+             switch => sub { write_file(counter('v2')); return '/reload' },
+             fail => sub {
+                 write_file("import hotffi\n\ndef init(cfg, tq)\n    return 0\n");
+                 return ('/reload', qr/failed: 3: Traceback .*counter\.py", line 3\n.*SyntaxError: expected ':'/s);
+             });
+my ($status, $text);
 
 # ---- a new version whose init raises: the same
 write_file(counter('bad', <<'PY'));

@@ -24,12 +24,12 @@ import (
 const DefaultMaxConcurrency = 1024
 
 // A task a Server takes is handed to a goroutine of its own, which wakes
-// another OS thread: about 40-60 us per call on a 2-CPU VM, far more than a
-// small handler costs.  So while the handlers of recent calls took less
-// than inlineLimit on average, a batch of tasks is answered on the polling
-// goroutine itself, one after the other, and the queue is polled again
-// after it: callers then cost no hand-off at all (8 callers of a 128-byte
-// echo made 3x the calls/s of a goroutine per task).  A batch that runs
+// another OS thread: that costs far more than a small handler does (figures
+// in bench/README.md, "Figures behind design choices").  So while the
+// handlers of recent calls took less than inlineLimit on average, a batch
+// of tasks is answered on the polling goroutine itself, one after the
+// other, and the queue is polled again after it: callers then cost no
+// hand-off at all.  A batch that runs
 // longer than inlineLimit is split: a timer hands the polling to a new
 // goroutine and each task not yet begun to a goroutine of its own, so no
 // call waits behind others for much longer than that.  A slow call also
