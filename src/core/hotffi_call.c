@@ -177,8 +177,9 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
  * resumed): the loop has its work to do, and the answers will come in
  * batches anyway.  No runtime thread was spinning on the queue (the push
  * had to wake one): the answer comes after a wake-up, which the loop had
- * better spend on other work (under HTTP load that is most calls: measured
- * 0.67-0.74 of the ceiling spinning, 0.73-0.85 not).  A runtime that missed
+ * better spend on other work (under HTTP load that is most calls, and not
+ * spinning for them measured better: bench/README.md, "Figures behind
+ * design choices").  A runtime that missed
  * recent spins is given a rest (hotffi_spin_want()).
  */
 static uint64_t

@@ -30,13 +30,12 @@
  *
  * A call that moves many bytes cannot be answered before the runtime has
  * read them, nor the next one posted before the caller has read the
- * answer, and bytes that cross CPUs take time: a 1 MiB echo's copy took
- * about 150 us on the reference VM, far past a 20 us window, so both sides
- * parked and woke each other for every call (0.77 of the bare two-thread
- * echo; 0.99 with both windows at 400 us).  So a window grows with the
- * bytes the other side must read first (hotffi_spin_for()): the event
- * loop's with the request, a runtime thread's with the answer it gave
- * last, up to HOTFFI_SPIN_BYTES_MAX_NS.
+ * answer, and bytes that cross CPUs take time: a 1 MiB echo's copy takes
+ * far longer than the default window, so both sides parked and woke each
+ * other for every call (bench/README.md, "Large payloads").  So a window
+ * grows with the bytes the other side must read first (hotffi_spin_for()):
+ * the event loop's with the request, a runtime thread's with the answer it
+ * gave last, up to HOTFFI_SPIN_BYTES_MAX_NS.
  */
 
 #ifndef HOTFFI_SPIN_H
@@ -68,9 +67,9 @@
  * After twice the usual wait of a hit, but at least this long, a spin
  * yields instead of pausing: an answer that comes later is less likely than
  * a thread waiting for this CPU (wrk, or the very runtime thread that is to
- * answer), which gets it that way.  (A 100 KiB echo's answer takes 3-5 us:
- * yielding at 3 us doubled its cost; a fixed 1 ms made every call 10-40 us
- * once other processes loaded both CPUs.)
+ * answer), which gets it that way.  Neither a fixed early yield nor a fixed
+ * late one served both small and large answers (bench/README.md, "Figures
+ * behind design choices").
  */
 #define HOTFFI_SPIN_YIELD_NS         3000
 
