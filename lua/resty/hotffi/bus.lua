@@ -29,6 +29,7 @@ local now = ngx.now
 local pcall = pcall
 local setmetatable = setmetatable
 local sleep = ngx.sleep
+local sub = string.sub
 local timer_every = ngx.timer.every
 local tostring = tostring
 local update_time = ngx.update_time
@@ -79,6 +80,25 @@ end
 -- The JSON record under `key`, or nil.
 function bus:get(key)
     return decode(self.dict:get(key))
+end
+
+
+-- Removes the record under `key`.
+function bus:delete(key)
+    self.dict:delete(key)
+end
+
+
+-- The JSON records whose keys start with `prefix` (an array; the dict's
+-- keys are walked: for a few records, not for many).
+function bus:records(prefix)
+    local out = {}
+    for _, key in ipairs(self.dict:get_keys(0)) do
+        if sub(key, 1, #prefix) == prefix then
+            out[#out + 1] = self:get(key)
+        end
+    end
+    return out
 end
 
 
