@@ -160,7 +160,7 @@ end
 --   GET            every worker's runtimes
 --   POST ?runtime=NAME[&lib=PATH][&cfg=CFG][&state=0][&timeout=S]
 --        [&retire_timeout=S]
---                  reload NAME in every worker, answer each one's result
+--                  reload NAME in every worker, answer each one's report
 -- opts.token (required): requests need "Authorization: Bearer <token>";
 -- false serves without authentication; nil (a token os.getenv() did not
 -- find) answers 503 and says what to add (see resty.hotffi.control).

@@ -83,7 +83,7 @@ function _M.init_worker(opts)
     status.init(conf)
     leader.init(conf)
     if conf.dir then
-        leader.check(false)      -- files can be read here
+        leader.look(false)      -- files can be read here
     end
     worker.start(conf)
     if (worker_id() or 0) == 0 then
@@ -101,7 +101,7 @@ local function current(name, level)
               .. " init_worker_by_lua*", level + 1)
     end
     if conf.dev then
-        leader.check(false)
+        leader.look(false)
     end
     local m = worker.module(name, level + 1)  -- not a tail call: levels
     return m
@@ -188,7 +188,7 @@ function _M.check()
     if not started then
         return nil, "not started"
     end
-    leader.check_now()
+    leader.look_again()
     worker.sync()
     return true
 end

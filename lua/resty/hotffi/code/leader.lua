@@ -42,7 +42,7 @@ local src_checked_at
 local src_refused = {}     -- version (dir), record (Redis) -> message;
                            -- not fetched again
 local src_last_refused     -- "version: message"
-local checking, check_pending, check_force
+local looking, look_pending, look_force
 
 
 local function source_name()
@@ -142,7 +142,7 @@ end
 -- only when it is new, valid and not a replay, the bundle it names, whose
 -- size Redis announces before it is read.  A notification costs a record
 -- read, not a bundle read.
-local function check_redis(force)
+local function look_redis(force)
     local rec, refusal
     local res, err = redis_src.fetch(conf.redis, function(record)
         if not force and (record == store.record()
@@ -193,7 +193,7 @@ local function check_redis(force)
 end
 
 
-local function check_dir()
+local function look_dir()
     local text, version = dir_src.read(conf.dir, ngx.time(), conf.max_size)
     if not text then
         return source_down(version)
@@ -211,30 +211,30 @@ end
 -- Looks at the source; `force` also at versions refused before.  One
 -- look at a time per worker; a request for another while one runs makes
 -- it run again.
-function _M.check(force)
-    if checking then
-        check_pending = true
-        check_force = check_force or force
+function _M.look(force)
+    if looking then
+        look_pending = true
+        look_force = look_force or force
         return
     end
-    checking = true
+    looking = true
     repeat
-        check_pending = false
-        local ok, err = pcall(conf.redis and check_redis or check_dir,
+        look_pending = false
+        local ok, err = pcall(conf.redis and look_redis or look_dir,
                               force)
         if not ok then
-            log(ERR, "checking ", source_name(), " failed: ", err)
+            log(ERR, "looking at ", source_name(), " failed: ", err)
         end
-        force, check_force = check_force, false
-    until not check_pending
-    checking = false
+        force, look_force = look_force, false
+    until not look_pending
+    looking = false
 end
 
 
 -- Looks at the source now, also at what it refused before.
-function _M.check_now()
+function _M.look_again()
     src_refused = {}
-    _M.check(true)
+    _M.look(true)
 end
 
 
@@ -242,7 +242,7 @@ local function poll_source(premature)
     if premature then
         return
     end
-    _M.check(false)
+    _M.look(false)
 end
 
 
@@ -256,12 +256,12 @@ local function subscriber(premature)
         up = function()
             backoff = 0.1
             source_up()
-            _M.check(false)       -- whatever was missed while away
+            _M.look(false)       -- whatever was missed while away
         end,
         -- the name it carries is only a hint: the record says what is
         -- current, and an unchanged record costs no bundle read
         message = function()
-            _M.check(false)
+            _M.look(false)
         end,
     }
     while not exiting() do

@@ -66,7 +66,7 @@ local function roll_back_redis(conf)
     end
     log(NOTICE, "code rolled back to version \"", prev, "\" on ",
         conf_mod.source_name(conf), " (sequence ", seq, ")")
-    leader.check(false)     -- the notification may come later
+    leader.look(false)     -- the notification may come later
     worker.sync()
     return prev
 end
