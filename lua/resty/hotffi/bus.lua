@@ -1,8 +1,9 @@
 -- resty.hotffi.bus -- the control plane's command bus: numbered commands
--- in a lua_shared_dict that every nginx worker applies in a timer and
--- reports on, and JSON records (cjson) of what workers report.  Used by
--- resty.hotffi.admin (commands) and resty.hotffi.code (its workers'
--- reports); see docs/reload.md.
+-- in a lua_shared_dict that every nginx worker applies and reports on,
+-- and JSON records (cjson) of what workers report.  Used by
+-- resty.hotffi.admin (commands run in order) and resty.hotffi.code (the
+-- current version, which workers follow, and its workers' reports); see
+-- docs/reload.md and docs/code-reload.md.
 --
 -- How a command travels:
 --
@@ -14,6 +15,11 @@
 -- order, and stores its report; the request waits, bounded, for one
 -- report per worker.  Commands from before a worker started are not for
 -- it.
+--
+-- The current command is the other kind: one numbered command that
+-- replaces the one before; a worker follows it (applies the newest, and
+-- skips those it missed) whenever it looks, which is cheap: one string
+-- compared.
 
 local control = require "resty.hotffi.control"
 
@@ -25,6 +31,7 @@ local exiting = ngx.worker.exiting
 local ipairs = ipairs
 local json = control.json
 local log = ngx.log
+local match = string.match
 local now = ngx.now
 local pcall = pcall
 local setmetatable = setmetatable
@@ -46,6 +53,9 @@ local _M = { version = "0.1.0" }
 local K_SERIAL = "serial"  -- the last command's number
 local K_CMD = "cmd:"       -- cmd:<n>: the command
 local K_RES = "res:"       -- res:<n>:<worker id>: a worker's report
+local K_CURRENT = "current"
+                           -- "<n> <command>": the current command
+local K_CURRENT_SERIAL = "current_serial"
 
 local CMD_TTL = 600        -- seconds a command and its reports are kept
 local WAIT_STEP = 0.01     -- seconds between looks for reports
@@ -99,6 +109,42 @@ function bus:records(prefix)
         end
     end
     return out
+end
+
+
+-- Makes `cmd` (a table) the current command; returns its number.  Call
+-- it under a lock where what it posts depends on what it read.
+function bus:set_current(cmd)
+    local text, err = json(cmd)
+    if not text then
+        return nil, err
+    end
+    local n = self.dict:incr(K_CURRENT_SERIAL, 1, 0)
+    local ok
+    ok, err = self.dict:set(K_CURRENT, n .. " " .. text)
+    if not ok then
+        return nil, "lua_shared_dict: " .. tostring(err)
+    end
+    return n
+end
+
+
+-- The current command as it is stored (a string that changes with every
+-- command: compare it to see whether there is a new one), or nil.
+function bus:current()
+    return self.dict:get(K_CURRENT)
+end
+
+
+-- A stored current command (what current() returned) as a table, or
+-- nil.  The last one read is kept: the same text is read again often.
+local last_text, last_cmd
+function _M.command_of(text)
+    if text ~= last_text then
+        last_cmd = decode(text and match(text, "^%d+ (.*)$"))
+        last_text = text
+    end
+    return last_cmd
 end
 
 

@@ -2,28 +2,28 @@
 -- lua_shared_dict: the stamp of the current version, bundles, history,
 -- refused versions and the Redis source's replay guard.
 --
--- The stamp, "<serial> <version> <ran>", says what every worker runs; a
--- new serial tells workers that something changed, and <ran> is the
--- version workers ran when it was made current (what a worker that
--- skipped versions compares the new one against; see
--- resty.hotffi.code.worker).  Changes that read before they write are
--- made under resty.hotffi.code.lock.
+-- The stamp says what every worker runs: the current command of
+-- resty.hotffi.bus, {op = "apply", version = V, ran = R}, numbered; R is
+-- the version workers ran when V was made current (what a worker that
+-- skipped versions compares V against; see resty.hotffi.code.worker).
+-- Workers follow it: a new number is a new stamp, also for a version
+-- made current again.  Changes that read before they write are made
+-- under resty.hotffi.code.lock.
 
+local bus = require "resty.hotffi.bus"
 local bundle = require "resty.hotffi.code.bundle"
 local lock = require "resty.hotffi.code.lock"
 
 local concat = table.concat
 local format = string.format
 local ipairs = ipairs
-local match = string.match
+local command_of = bus.command_of
 local remove = table.remove
 
 local _M = { version = "0.1.0" }
 
 -- lua_shared_dict keys
-local K_STAMP = "v"        -- the stamp (see above)
 local K_RAN = "ran"        -- the version a worker applied last
-local K_SERIAL = "stamps"     -- the last stamp's serial
 local K_BUNDLE = "b:"      -- b:<version>: the bundle's text
 local K_HISTORY = "h"      -- versions published, oldest first
 local K_ROLLED_BACK_FROM = "rolled_back_from"
@@ -37,34 +37,40 @@ local K_RECORD = "rec"     -- Redis source: the record accepted last
 local REFUSED_TTL = 86400
 
 local conf, dict, pid
+local commands             -- the bus over the dict: the stamp
 
 
 -- Starts the store over ngx.shared[c.dict] for configuration c.
 function _M.init(c)
     conf, dict, pid = c, ngx.shared[c.dict], ngx.worker.pid()
+    commands = bus.new(dict, "resty.hotffi.code")
 end
 
 
--- The stamp, or nil before a first version.
+-- The stamp as stored (a string: compare it to see a new one), or nil
+-- before a first version.
 function _M.stamp()
-    return dict:get(K_STAMP)
+    return commands:current()
 end
 
 
+-- The version of stamp `stamp`, and the version workers ran when it was
+-- made current (nil if none).
 function _M.stamp_version(stamp)
-    return stamp and match(stamp, "^%d+ (%S+)")
+    local cmd = command_of(stamp)
+    return cmd and cmd.version
 end
 
 
 function _M.stamp_ran(stamp)
-    local ran = stamp and match(stamp, "^%d+ %S+ (%S+)$")
-    return ran ~= "-" and ran or nil
+    local cmd = command_of(stamp)
+    return cmd and cmd.ran
 end
 
 
 -- The current version's name, or nil.
 function _M.current()
-    return _M.stamp_version(dict:get(K_STAMP))
+    return _M.stamp_version(commands:current())
 end
 
 
@@ -132,9 +138,8 @@ end
 
 
 local function set_stamp(version)
-    local serial = dict:incr(K_SERIAL, 1, 0)
-    dict:set(K_STAMP, format("%d %s %s", serial, version,
-                             dict:get(K_RAN) or "-"))
+    return commands:set_current{ op = "apply", version = version,
+                                 ran = dict:get(K_RAN) }
 end
 
 
@@ -196,7 +201,10 @@ local function publish_locked(version, text, rec, record)
         end
         dict:set(K_HISTORY, concat(kept, " "))
         dict:delete(K_ROLLED_BACK_FROM)
-        set_stamp(version)
+        local serial, err2 = set_stamp(version)
+        if not serial then
+            return nil, err2
+        end
     end
     if rec then
         dict:set(K_SEQ, rec.sequence)
@@ -250,7 +258,10 @@ local function roll_back_locked()
     end
     dict:set(K_HISTORY, concat(hist, " "))
     dict:set(K_ROLLED_BACK_FROM, from)
-    set_stamp(v)
+    local serial, err = set_stamp(v)
+    if not serial then
+        return nil, err
+    end
     return v
 end
 
