@@ -646,3 +646,31 @@ POST /admin?action=check&action=rollback
 [alert]
 [crit]
 code rolled back
+
+=== TEST 13: errors have one shape, and an empty list is a JSON array
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
+}
+--- request
+PUT /admin
+--- error_code: 405
+--- response_body
+{"ok":false,"error":"GET, or POST with ?action="}
+--- response_headers
+Content-Type: application/json
+Cache-Control: no-store
+
+=== TEST 14: a worker without FFI modules reports "pinned":[]
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
+}
+--- request
+GET /admin
+--- response_body_like
+"pinned":\[\]
