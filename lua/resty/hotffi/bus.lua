@@ -1,9 +1,10 @@
--- resty.hotffi.bus -- the control plane's command bus: numbered commands
--- in a lua_shared_dict that every nginx worker applies and reports on,
--- and JSON records (cjson) of what workers report.  Used by
--- resty.hotffi.admin (commands run in order) and resty.hotffi.code (the
--- current version, which workers follow, and its workers' reports); see
--- docs/reload.md and docs/code-reload.md.
+-- resty.hotffi.bus -- the control plane's one command bus.
+--
+-- The control plane's command bus: numbered commands in a lua_shared_dict
+-- that every nginx worker applies and reports on, and JSON records (cjson)
+-- of what workers report.  Used by resty.hotffi.admin (commands run in
+-- order) and resty.hotffi.code (the current version, which workers follow,
+-- and its workers' reports); see docs/reload.md and docs/code-reload.md.
 --
 -- How a command travels:
 --

@@ -1,7 +1,8 @@
--- resty.hotffi.code -- hot reload of Lua code in running nginx workers,
--- from a directory or, for a whole fleet, from Redis.  See
--- docs/code-reload.md.  This is the public entry point; the work is done
--- by one module per idea under resty.hotffi.code.*:
+-- resty.hotffi.code -- hot reload of Lua code: the public entry point.
+--
+-- Hot reload of Lua code in running nginx workers, from a directory or,
+-- for a whole fleet, from Redis.  See docs/code-reload.md.  The work is
+-- done by one module per idea under resty.hotffi.code.*:
 --
 --   conf      the options, checked once
 --   dir, redis  the two sources (reading, Redis protocol)

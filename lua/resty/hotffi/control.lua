@@ -1,5 +1,6 @@
--- resty.hotffi.control -- what the control plane's HTTP handlers share:
--- who may ask (one bearer-token scheme), how their query arguments are
+-- resty.hotffi.control -- what the control plane's HTTP handlers share.
+--
+-- Who may ask (one bearer-token scheme), how their query arguments are
 -- read (numbers checked before they reach anything) and how they answer
 -- (JSON by cjson; an error is its status code and {"ok":false,
 -- "error":"..."}).  Used by resty.hotffi.admin's handler and

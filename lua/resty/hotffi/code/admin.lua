@@ -1,6 +1,8 @@
--- resty.hotffi.code.admin -- the code-reload admin handler's requests:
--- the status, rollback and check actions, answered by
--- resty.hotffi.control (see docs/code-reload.md, "The admin handler").
+-- resty.hotffi.code.admin -- the code admin handler's requests.
+--
+-- The code-reload admin handler's requests: the status, rollback and check
+-- actions, answered by resty.hotffi.control (see docs/code-reload.md, "The
+-- admin handler").
 
 local control = require "resty.hotffi.control"
 

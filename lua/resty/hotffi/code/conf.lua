@@ -1,5 +1,7 @@
--- resty.hotffi.code.conf -- the options of resty.hotffi.code, checked
--- once (see docs/code-reload.md), and the source's name for messages.
+-- resty.hotffi.code.conf -- resty.hotffi.code's options, checked once.
+--
+-- The options of resty.hotffi.code, checked once (see docs/code-reload.md),
+-- and the source's name for messages.
 
 local bundle = require "resty.hotffi.code.bundle"
 local redis_src = require "resty.hotffi.code.redis"

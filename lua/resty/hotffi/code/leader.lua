@@ -1,8 +1,10 @@
--- resty.hotffi.code.leader -- the leader (worker 0 of an instance) looks
--- at the source (dir or Redis: polls it, and listens on Redis pub/sub),
--- checks each new version (signature, syntax, FFI rules) and publishes
--- it to the workers through resty.hotffi.code.store; it reports the
--- source's state to resty.hotffi.code.status.
+-- resty.hotffi.code.leader -- worker 0 watches the source, publishes versions.
+--
+-- The leader (worker 0 of an instance) looks at the source (dir or Redis:
+-- polls it, and listens on Redis pub/sub), checks each new version
+-- (signature, syntax, FFI rules) and publishes it to the workers through
+-- resty.hotffi.code.store; it reports the source's state to
+-- resty.hotffi.code.status.
 
 local bundle = require "resty.hotffi.code.bundle"
 local conf_mod = require "resty.hotffi.code.conf"

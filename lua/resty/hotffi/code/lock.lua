@@ -1,6 +1,8 @@
--- resty.hotffi.code.lock -- a critical section across nginx workers: a
--- spin lock on one key of a lua_shared_dict.  Sections are short and
--- never yield, so waiting spins instead of sleeping.
+-- resty.hotffi.code.lock -- a spin lock across workers on a shared dict.
+--
+-- A critical section across nginx workers: a spin lock on one key of a
+-- lua_shared_dict.  Sections are short and never yield, so waiting spins
+-- instead of sleeping.
 
 local error = error
 local format = string.format

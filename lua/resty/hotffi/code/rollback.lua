@@ -1,6 +1,7 @@
--- resty.hotffi.code.rollback -- makes the previous version current: in
--- this instance (dir source), or for every server of the fleet with a
--- current-version record signed into Redis.
+-- resty.hotffi.code.rollback -- make the previous code version current.
+--
+-- Makes the previous version current: in this instance (dir source), or for
+-- every server of the fleet with a current-version record signed into Redis.
 
 local bundle = require "resty.hotffi.code.bundle"
 local conf_mod = require "resty.hotffi.code.conf"

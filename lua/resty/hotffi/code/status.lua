@@ -1,7 +1,8 @@
--- resty.hotffi.code.status -- what each worker and the leader report in
--- the lua_shared_dict (JSON records on resty.hotffi.bus), and the
--- instance's status made of them: what code.status() and the admin
--- handler show.
+-- resty.hotffi.code.status -- workers' reports and the instance's status.
+--
+-- What each worker and the leader report in the lua_shared_dict (JSON
+-- records on resty.hotffi.bus), and the instance's status made of them: what
+-- code.status() and the admin handler show.
 
 local bus = require "resty.hotffi.bus"
 local control = require "resty.hotffi.control"

@@ -1,6 +1,8 @@
--- resty.hotffi.code.store -- the versions of one nginx instance in its
--- lua_shared_dict: the stamp of the current version, bundles, history,
--- refused versions and the Redis source's replay guard.
+-- resty.hotffi.code.store -- the code versions held in the shared dict.
+--
+-- The versions of one nginx instance in its lua_shared_dict: the stamp of
+-- the current version, bundles, history, refused versions and the Redis
+-- source's replay guard.
 --
 -- The stamp says what every worker runs: the current command of
 -- resty.hotffi.bus, {op = "apply", version = V, ran = R}, numbered; R is

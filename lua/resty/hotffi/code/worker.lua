@@ -1,8 +1,10 @@
--- resty.hotffi.code.worker -- this worker's code version: brings it to
--- the stamp of the shared dict (resty.hotffi.code.store) with
--- resty.hotffi.code.loader, remembers why a version was refused, reports
--- to resty.hotffi.code.status, and finds the current module for
--- require() and handler().  Workers never talk to the source.
+-- resty.hotffi.code.worker -- this worker's code version, kept current.
+--
+-- This worker's code version: brings it to the stamp of the shared dict
+-- (resty.hotffi.code.store) with resty.hotffi.code.loader, remembers why a
+-- version was refused, reports to resty.hotffi.code.status, and finds the
+-- current module for require() and handler().  Workers never talk to the
+-- source.
 
 local loader = require "resty.hotffi.code.loader"
 local status = require "resty.hotffi.code.status"
