@@ -548,7 +548,7 @@ location = /admin {
 POST /admin?action=rollback
 --- error_code: 503
 --- response_body_like
-^\{"error":"resty.hotffi.code.admin: no token configured, so it serves nobody: .*add \\"env NAME;\\" to the main context of nginx.conf.*token = false serves without authentication"\}$
+^\{"ok":false,"error":"resty.hotffi.code.admin: no token configured, so it serves nobody: .*add \\"env NAME;\\" to the main context of nginx.conf.*token = false serves without authentication"\}$
 --- error_log
 resty.hotffi.code.admin: no token configured, so it serves nobody
 --- no_error_log
@@ -569,7 +569,7 @@ POST /admin?action=rollback
 --- response_headers
 WWW-Authenticate: Bearer
 --- response_body
-{"error":"a valid bearer token is required"}
+{"ok":false,"error":"a valid bearer token is required"}
 --- no_error_log
 code rolled back
 
@@ -586,7 +586,7 @@ GET /admin
 Authorization: Bearer t0ken-from-env2
 --- error_code: 401
 --- response_body
-{"error":"a valid bearer token is required"}
+{"ok":false,"error":"a valid bearer token is required"}
 
 === TEST 9: the admin handler with a token: the right one is served
 --- http_config eval
@@ -641,8 +641,36 @@ location = /admin {
 POST /admin?action=check&action=rollback
 --- error_code: 400
 --- response_body
-{"error":"action must be given once, with a value"}
+{"ok":false,"error":"action must be given once, with a value"}
 --- no_error_log
 [alert]
 [crit]
 code rolled back
+
+=== TEST 13: errors have one shape, and an empty list is a JSON array
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
+}
+--- request
+PUT /admin
+--- error_code: 405
+--- response_body
+{"ok":false,"error":"GET, or POST with ?action="}
+--- response_headers
+Content-Type: application/json
+Cache-Control: no-store
+
+=== TEST 14: a worker without FFI modules reports "pinned":[]
+--- http_config eval
+main::http_config()
+--- config
+location = /admin {
+    content_by_lua_block { require("resty.hotffi.code").admin{ token = false } }
+}
+--- request
+GET /admin
+--- response_body_like
+"pinned":\[\]

@@ -172,6 +172,7 @@ is($st, 400, 'no runtime named: 400');
 is($st, 400, 'a bad retire_timeout: 400');
 is($body->{error}, 'retire_timeout must be a number of seconds greater than 0 and at most 3600 (given "soon")',
    'and says why');
+ok(defined $body->{ok} && !$body->{ok}, 'an error says "ok":false');
 # numbers are checked before anything reaches a worker: no reload happens
 for my $case (['timeout', 'nan'], ['timeout', 'NaN'], ['timeout', 'inf'],
               ['timeout', '-inf'], ['timeout', '-1'], ['timeout', '0'],

@@ -1,73 +1,45 @@
 -- resty.hotffi.admin -- reload a runtime in every nginx worker with one
 -- HTTP request, and see every worker's runtimes.  See docs/reload.md.
 --
--- How a command travels:
---
---   admin request --cmd:<n>--> lua_shared_dict --each worker's timer-->
---   rt:__reload() --res:<n>:<worker id>--> lua_shared_dict --> the reply
---
--- The request that asks stores a numbered command; every worker looks for
--- new commands every `poll` seconds, runs them one at a time and stores
--- its result; the request waits for one result per worker and answers
--- with all of them.  A reload that every worker applied is remembered
--- (rt:<name>), so that a worker started later -- respawned after a crash,
--- or by nginx -s reload -- loads what the others run.
+-- Commands travel on resty.hotffi.bus: the request that asks posts a
+-- numbered command, every worker runs it in a timer and reports, and the
+-- request answers with every worker's report.  A reload that every
+-- worker applied is remembered (rt:<name>), so that a worker started
+-- later -- respawned after a crash, or by nginx -s reload -- loads what
+-- the others run.
 
-local cjson = require "cjson.safe"
+local bus = require "resty.hotffi.bus"
 local control = require "resty.hotffi.control"
 local hotffi = require "resty.hotffi"
 
 local ngx = ngx
-local concat = table.concat
 local error = error
-local exiting = ngx.worker.exiting
 local get_phase = ngx.get_phase
 local huge = math.huge
 local ipairs = ipairs
-local log = ngx.log
 local now = ngx.now
-local pcall = pcall
-local sleep = ngx.sleep
-local timer_every = ngx.timer.every
 local tostring = tostring
 local type = type
 local update_time = ngx.update_time
-local worker_count = ngx.worker.count
-local worker_id = ngx.worker.id
-local worker_pid = ngx.worker.pid
-
-local ERR = ngx.ERR
 
 
 local _M = { version = "0.1.0" }
 
--- lua_shared_dict keys
-local K_SERIAL = "serial"  -- the last command's number
-local K_CMD = "cmd:"       -- cmd:<n>: the command, JSON
-local K_RES = "res:"       -- res:<n>:<worker id>: a worker's result, JSON
+-- lua_shared_dict keys, besides the bus's
 local K_RT = "rt:"         -- rt:<name>: the lib and cfg every worker runs
 
-local CMD_TTL = 600        -- seconds a command and its results are kept
-local WAIT_STEP = 0.01     -- seconds between looks for results
 local DEFAULT_POLL = 0.1
 local DEFAULT_TIMEOUT = 30
 local MAX_TIMEOUT = 3600   -- seconds a reload may be given; the request
                            -- that asks waits that long at most
 
-local dict                 -- ngx.shared[opts.dict]
-local seen = 0             -- the last command this worker ran
-local busy = false         -- a command runs in this worker
-
-
-local function decode(text)
-    return text and cjson.decode(text)
-end
+local commands             -- the bus, over ngx.shared[opts.dict]
 
 
 -- What a load of name should open instead of what it was given: what the
 -- last reload applied to every worker chose.
 local function resolve(name)
-    local rec = decode(dict:get(K_RT .. name))
+    local rec = commands:get(K_RT .. name)
     if rec then
         return rec.lib, rec.cfg
     end
@@ -118,41 +90,6 @@ function ops.reload(cmd)
 end
 
 
-local function run(n)
-    local cmd = decode(dict:get(K_CMD .. n))
-    local res
-    if not cmd or not ops[cmd.op] then
-        res = { ok = false, error = "no such command (expired?)" }
-    else
-        local ok, r = pcall(ops[cmd.op], cmd)
-        res = ok and r or { ok = false, error = tostring(r) }
-    end
-
-    res.id = worker_id()
-    res.pid = worker_pid()
-    local ok, err = dict:set(K_RES .. n .. ":" .. res.id, cjson.encode(res),
-                             CMD_TTL)
-    if not ok then
-        log(ERR, "resty.hotffi.admin: cannot store a result: ", err)
-    end
-end
-
-
-local function tick(premature)
-    if premature or busy or exiting() then
-        return
-    end
-
-    busy = true
-    local last = dict:get(K_SERIAL) or 0
-    while seen < last do
-        seen = seen + 1
-        run(seen)
-    end
-    busy = false
-end
-
-
 -- Starts this worker's part.  Context: init_worker_by_lua*.
 --   opts.dict  the lua_shared_dict's name (required; 1m is plenty)
 --   opts.poll  seconds between looks for commands (default 0.1)
@@ -174,73 +111,18 @@ function _M.init_worker(opts)
               .. "of seconds expected", 2)
     end
 
-    dict = ngx.shared[opts.dict]
-
+    commands = bus.new(ngx.shared[opts.dict], "resty.hotffi.admin")
     -- commands from before this worker started are not for it: what they
     -- changed for good, it loads through resolve()
-    seen = dict:get(K_SERIAL) or 0
     hotffi.set_resolver(resolve)
-
-    local ok, err = timer_every(poll, tick)
-    if not ok then
-        error("resty.hotffi.admin.init_worker: " .. tostring(err), 2)
-    end
-end
-
-
--- Stores a command; returns its number.
-local function post(cmd)
-    local n, err = dict:incr(K_SERIAL, 1, 0)
-    if not n then
-        return nil, err
-    end
-    local ok
-    ok, err = dict:set(K_CMD .. n, cjson.encode(cmd), CMD_TTL)
-    if not ok then
-        return nil, err
-    end
-    return n
-end
-
-
--- Waits for every worker's result of command n, at most wait seconds.
-local function collect(n, wait)
-    local count = worker_count()
-    local results = {}
-    local deadline = now() + wait
-    local missing = count
-
-    while true do
-        missing = 0
-        for id = 0, count - 1 do
-            if not results[id + 1] then
-                results[id + 1] = decode(dict:get(K_RES .. n .. ":" .. id))
-                if not results[id + 1] then
-                    missing = missing + 1
-                end
-            end
+    commands:listen(poll, function(cmd)
+        local op = ops[cmd.op]
+        if not op then
+            return { ok = false, error = "no such command: "
+                                         .. tostring(cmd.op) }
         end
-        if missing == 0 or now() >= deadline then
-            break
-        end
-        sleep(WAIT_STEP)
-        update_time()
-    end
-
-    for id = 0, count - 1 do
-        results[id + 1] = results[id + 1]
-            or { id = id, ok = false,
-                 error = "no answer within " .. wait .. " s" }
-    end
-    return results
-end
-
-
-local function reply(status, body)
-    ngx.status = status
-    ngx.header["Content-Type"] = "application/json"
-    ngx.say(cjson.encode(body))
-    return ngx.exit(status)
+        return op(cmd)
+    end)
 end
 
 
@@ -278,20 +160,18 @@ end
 --   GET            every worker's runtimes
 --   POST ?runtime=NAME[&lib=PATH][&cfg=CFG][&state=0][&timeout=S]
 --        [&retire_timeout=S]
---                  reload NAME in every worker, answer each one's result
+--                  reload NAME in every worker, answer each one's report
 -- opts.token (required): requests need "Authorization: Bearer <token>";
 -- false serves without authentication; nil (a token os.getenv() did not
 -- find) answers 503 and says what to add (see resty.hotffi.control).
 -- Mount it where only operators reach it (allow 127.0.0.1; deny all;).
 function _M.handler(opts)
-    local ok, status, why = control.authorize(opts,
-                                              "resty.hotffi.admin.handler")
-    if not ok then
-        return reply(status, { error = why })
+    if not control.guard(opts, "resty.hotffi.admin.handler") then
+        return
     end
-    if not dict then
-        return reply(500, { error = "resty.hotffi.admin.init_worker() was "
-                                    .. "not called" })
+    if not commands then
+        return control.fail(500, "resty.hotffi.admin.init_worker() was"
+                                 .. " not called")
     end
 
     local method = ngx.req.get_method()
@@ -301,45 +181,30 @@ function _M.handler(opts)
     elseif method == "POST" then
         cmd, err = reload_command(ngx.req.get_uri_args())
         if not cmd then
-            return reply(400, { error = err })
+            return control.fail(400, err)
         end
     else
-        return reply(405, { error = "GET or POST" })
+        return control.fail(405, "GET or POST")
     end
 
-    local n
-    n, err = post(cmd)
-    if not n then
-        return reply(500, { error = "lua_shared_dict: " .. tostring(err) })
+    local body
+    body, err = commands:ask(cmd, (cmd.timeout or 2) + 1)
+    if not body then
+        return control.fail(500, err)
     end
-
-    local results = collect(n, (cmd.timeout or 2) + 1)
-    local all_ok = true
-    local failed = {}
-    for _, r in ipairs(results) do
-        if not r.ok then
-            all_ok = false
-            failed[#failed + 1] = tostring(r.id)
-        end
-    end
-
-    local body = { op = cmd.op, ok = all_ok, workers = results }
 
     if cmd.op == "reload" then
         body.runtime = cmd.runtime
         -- workers started later run it too, unless it failed somewhere
-        if all_ok and (cmd.lib or cmd.cfg) then
-            local rec = decode(dict:get(K_RT .. cmd.runtime)) or {}
+        if body.ok and (cmd.lib or cmd.cfg) then
+            local rec = commands:get(K_RT .. cmd.runtime) or {}
             rec.lib = cmd.lib or rec.lib
             rec.cfg = cmd.cfg or rec.cfg
-            dict:set(K_RT .. cmd.runtime, cjson.encode(rec))
-        end
-        if not all_ok then
-            body.error = "failed in worker(s) " .. concat(failed, ", ")
+            commands:put(K_RT .. cmd.runtime, rec)
         end
     end
 
-    return reply(all_ok and 200 or 500, body)
+    return control.answer(body.ok and 200 or 500, body)
 end
 
 
