@@ -8,7 +8,7 @@ PACKAGES="
     nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
     golang-go python3 libpython3-dev python3-cffi
-    redis-server lua-nginx-redis
+    redis-server
     wrk gnuplot-nox
 "
 
