@@ -323,10 +323,6 @@ PyObject *hotffi_py_error_bytes(size_t *len);
 /* GIL: held.  The current exception's text into buf (its end if long). */
 void hotffi_py_error_format(char *buf, size_t size);
 
-/* GIL: any.  Copies the last size - 1 bytes of text, cut on a UTF-8 start. */
-void hotffi_py_error_tail(char *buf, size_t size, const char *text,
-    size_t len);
-
 /*
  * thread: inside libffi_init() (the event loop) or libffi_retire().
  * GIL: any.  Hands msg (borrowed) to hotffi_init_error() when the host has

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* last: the core's headers declare what follows them hidden */
+#include "hotffi_err.h"
+
 
 /*
  * thread: any.  GIL: held.
@@ -125,31 +128,6 @@ hotffi_py_error_bytes(size_t *len)
 }
 
 
-/* thread: any.  GIL: any. */
-void
-hotffi_py_error_tail(char *buf, size_t size, const char *text, size_t len)
-{
-    size_t             skip;
-    static const char  cut[] = "...\n";
-
-    if (len < size) {
-        memcpy(buf, text, len);
-        buf[len] = '\0';
-        return;
-    }
-
-    /* the end of a traceback says what went wrong: keep that */
-    skip = len - (size - sizeof(cut));
-
-    while (skip < len && ((unsigned char) text[skip] & 0xc0) == 0x80) {
-        skip++;
-    }
-
-    (void) snprintf(buf, size, "%s%.*s", cut, (int) (len - skip),
-                    text + skip);
-}
-
-
 /* thread: any.  GIL: held. */
 void
 hotffi_py_error_format(char *buf, size_t size)
@@ -164,7 +142,7 @@ hotffi_py_error_format(char *buf, size_t size)
         return;
     }
 
-    hotffi_py_error_tail(buf, size, PyBytes_AS_STRING(bytes), len);
+    hotffi_err_tail(buf, size, PyBytes_AS_STRING(bytes), len);
     Py_DECREF(bytes);
 }
 

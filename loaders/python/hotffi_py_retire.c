@@ -41,6 +41,9 @@
 
 #include "hotffi.h"
 
+/* last: the core's headers declare what follows them hidden */
+#include "hotffi_err.h"
+
 
 /*
  * hotffi keeps the first 400 bytes of a retire error in the reload's
@@ -226,7 +229,7 @@ failed:
     (void) fprintf(stderr, "hotffi_python: runtime \"%s\" failed to "
                    "retire, the reload rolls back: %s\n", rt->cfg, err);
 
-    hotffi_py_error_tail(why, sizeof(why), err, strlen(err));
+    hotffi_err_tail(why, sizeof(why), err, strlen(err));
     hotffi_py_error_pass(rt->tq, why);
 
     return HOTFFI_PY_ERETIRE;

@@ -8,8 +8,11 @@
 
 HOTFFI_PYTHON   ?= /usr/bin/python3
 HOTFFI_PY_LIB   := $(BUILD)/lib/libhotffi_python.so
-HOTFFI_PY_SRCS  := $(wildcard loaders/python/*.c)
-HOTFFI_PY_HDRS  := $(wildcard loaders/python/*.h) include/hotffi.h
+# the core's error-text rule is compiled in, not reached in the module:
+# the module hides it, and the loader must work on lua-resty-ffi too
+HOTFFI_PY_SRCS  := $(wildcard loaders/python/*.c) src/core/hotffi_err.c
+HOTFFI_PY_HDRS  := $(wildcard loaders/python/*.h) include/hotffi.h \
+                   src/core/hotffi_err.h src/core/hotffi_core.h
 
 # include directory, LDVERSION, LIBDIR, prefix, executable: asked once,
 # and only when a recipe needs them (make lint need not start Python)
@@ -20,7 +23,7 @@ HOTFFI_PY_ASK    = $(HOTFFI_PYTHON) -c '$(HOTFFI_PY_QUERY)'
 HOTFFI_PY_VARS   = $(eval HOTFFI_PY_VARS := $$(shell $(HOTFFI_PY_ASK))) \
                    $(HOTFFI_PY_VARS)
 
-HOTFFI_PY_CFLAGS = $(RT_CFLAGS) -fvisibility=hidden \
+HOTFFI_PY_CFLAGS = $(RT_CFLAGS) -fvisibility=hidden -Isrc/core \
                    -I$(word 1,$(HOTFFI_PY_VARS)) \
                    -DHOTFFI_PY_HOME='"$(word 4,$(HOTFFI_PY_VARS))"' \
                    -DHOTFFI_PY_EXECUTABLE='"$(word 5,$(HOTFFI_PY_VARS))"'
