@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "hotffi_spin.h"
+#include "hotffi_env.h"
 
 
 #define HOTFFI_SPIN_US_MAX  1000000    /* a knob above 1 s is a typo */
@@ -39,35 +40,14 @@ hotffi_spin_now(void)
 }
 
 
-/* thread: any */
-static uint64_t
-hotffi_spin_env(const char *name, uint64_t dflt)
-{
-    char           *v, *end;
-    unsigned long   us;
-
-    v = getenv(name);
-    if (v == NULL || *v == '\0') {
-        return dflt;
-    }
-
-    us = strtoul(v, &end, 10);
-    if (*end != '\0' || us > HOTFFI_SPIN_US_MAX) {
-        return dflt;
-    }
-
-    return (uint64_t) us * 1000;
-}
-
-
-/* thread: any */
 static void
 hotffi_spin_init(void)
 {
-    hotffi_spin_ns = hotffi_spin_env("HOTFFI_SPIN_US",
-                                     HOTFFI_SPIN_NS_DEFAULT);
-    hotffi_poll_spin_ns = hotffi_spin_env("HOTFFI_POLL_SPIN_US",
-                                          HOTFFI_POLL_SPIN_NS_DEFAULT);
+    hotffi_spin_ns = hotffi_env_ns("HOTFFI_SPIN_US", HOTFFI_SPIN_US_MAX,
+                                   1000, HOTFFI_SPIN_NS_DEFAULT);
+    hotffi_poll_spin_ns = hotffi_env_ns("HOTFFI_POLL_SPIN_US",
+                                        HOTFFI_SPIN_US_MAX, 1000,
+                                        HOTFFI_POLL_SPIN_NS_DEFAULT);
 }
 
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hotffi_version.h"
+#include "hotffi_env.h"
 #include "hotffi_err.h"
 #include "hotffi_hub.h"
 #include "hotffi_poller.h"
@@ -17,7 +18,8 @@
 
 
 /* how long an unloaded unpin runtime's threads may take to end, by default */
-#define HOTFFI_VERSION_GRACE_MS  10000
+#define HOTFFI_VERSION_GRACE_MS      10000
+#define HOTFFI_VERSION_GRACE_MAX_MS  3600000   /* above an hour: a typo */
 
 
 /* thread: event loop.  Blocks every signal, keeping the old mask. */
@@ -276,30 +278,13 @@ hotffi_version_reapable(hotffi_version_t *v)
 }
 
 
-/* thread: reaper.  HOTFFI_UNPIN_GRACE_MS, or the default, in ns. */
-static uint64_t
-hotffi_version_grace(void)
-{
-    char           *s, *end;
-    unsigned long   ms;
-
-    s = getenv("HOTFFI_UNPIN_GRACE_MS");
-    ms = s ? strtoul(s, &end, 10) : 0;
-
-    if (s == NULL || *s == '\0' || *end != '\0' || ms > 3600000) {
-        ms = HOTFFI_VERSION_GRACE_MS;
-    }
-
-    return (uint64_t) ms * 1000000;
-}
-
-
 /* thread: reaper */
 static void *
 hotffi_version_reap_thread(void *data)
 {
     int                len;
     char              *state;
+    uint64_t           grace;
     hotffi_version_t  *v = data;
 
     /*
@@ -328,8 +313,10 @@ hotffi_version_reap_thread(void *data)
         (void) v->lib.fini(&v->port);
 
     } else {
-        v->retire_rc = hotffi_pollers_wait_gone(&v->port.pollers,
-                                                hotffi_version_grace());
+        grace = hotffi_env_ns("HOTFFI_UNPIN_GRACE_MS",
+                              HOTFFI_VERSION_GRACE_MAX_MS, 1000000,
+                              (uint64_t) HOTFFI_VERSION_GRACE_MS * 1000000);
+        v->retire_rc = hotffi_pollers_wait_gone(&v->port.pollers, grace);
     }
 
     hotffi_hub_complete(v->owner.hub, v->retire);
