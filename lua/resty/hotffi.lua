@@ -197,6 +197,7 @@ end
 
 -- Lets the event loop run once (see src/nginx/ngx_http_hotffi_yield.c).
 local function yield_once()
+    -- sem: the C module's, kept for the worker's life; borrowed here
     local sem = C.ngx_http_hotffi_ffi_yield()
     if sem ~= nil then
         waiter.sem = sem
@@ -599,6 +600,8 @@ function _M.faces(fail, fields)
 
         local face = made[rt]
         if not face then
+            -- the face holds rt's own cdata, whose finaliser drops Lua's
+            -- reference on the C runtime: it lives while either is held
             face = setmetatable({ [PTR] = rt[PTR], [KEY] = rt[KEY],
                                   [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME] },
                                 face_mt)

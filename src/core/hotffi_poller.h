@@ -44,6 +44,9 @@ typedef struct {
     uint64_t      serial;      /* set once, before any thread polls */
     unsigned      noting:1;    /* set once: this port's threads are noted */
     atomic_uint   n;           /* slots claimed; past the max: unprovable */
+
+    /* the port's, as the port is its version's: written by the noted
+       thread (or the event loop, for init's threads), read by the reaper */
     atomic_int    tids[HOTFFI_POLLER_MAX];
     atomic_uint   stops;       /* polls that returned NULL; see below */
 } hotffi_pollers_t;

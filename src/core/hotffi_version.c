@@ -187,6 +187,8 @@ hotffi_version_init(hotffi_version_t *v, char *cfg, int own_thread)
         in.cfg = cfg;
         in.rc = 0;
 
+        /* &in (and v, cfg through it): this frame's, borrowed by the init
+           thread, which is joined before the frame ends */
         if (pthread_create(&tid, NULL, hotffi_version_init_thread, &in)
             == 0)
         {
