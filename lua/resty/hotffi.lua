@@ -500,9 +500,7 @@ local function load(level, lib, cfg, opts)
               level)
     end
 
-    if opts == nil then
-        opts = {}
-    elseif type(opts) ~= "table" then
+    if opts ~= nil and type(opts) ~= "table" then
         error("bad options: table or nil expected, got " .. type(opts), level)
     end
 
@@ -512,16 +510,20 @@ local function load(level, lib, cfg, opts)
                     .. "(init_worker_by_lua* or later), not in init_by_lua*"
     end
 
-    -- checked even when the runtime is cached: misuse fails every time
-    local timeout = DEFAULT_TIMEOUT
-    if opts.timeout ~= nil then
-        timeout = check_timeout(opts.timeout, "option timeout", level)
-    end
+    -- checked even when the runtime is cached: misuse fails every time;
+    -- a load given none (the usual per-request one) pays nothing for it
+    local timeout, max_queue, global, unpin, name =
+        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, 0, 0, nil
 
-    local max_queue = opt_max_queue(opts, level)
-    local global = opt_flag(opts, "is_global", level)
-    local unpin = opt_flag(opts, "unpin", level)
-    local name = opt_string(opts, "name", level)
+    if opts then
+        if opts.timeout ~= nil then
+            timeout = check_timeout(opts.timeout, "option timeout", level)
+        end
+        max_queue = opt_max_queue(opts, level)
+        global = opt_flag(opts, "is_global", level)
+        unpin = opt_flag(opts, "unpin", level)
+        name = opt_string(opts, "name", level)
+    end
 
     local key = cfg and lib .. "&" .. cfg or lib
     local rt = runtimes[key]
