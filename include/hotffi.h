@@ -247,6 +247,70 @@ const char *hotffi_state(void *tq, int *len);
 int hotffi_rollback(void *tq);
 
 
+
+/*
+ * Shared dicts: the lua_shared_dict zones of nginx.conf, read and written
+ * from runtime threads with the meaning ngx.shared.DICT gives them in Lua
+ * (the same code does the work: lua-nginx-module's), so a value one side
+ * writes is what the other reads, in every worker.  Optional host
+ * functions, like the ones above: resolve them at run time.
+ *
+ * thread: any; thread-safe.  Each call takes the zone's lock for one
+ * operation, as a Lua call does (docs/api.md, "Shared dicts").
+ */
+
+#define HOTFFI_SHDICT_NIL      0     /* no such key (or expired) */
+#define HOTFFI_SHDICT_BOOLEAN  1     /* number is 0 or 1 */
+#define HOTFFI_SHDICT_NUMBER   3     /* a Lua number: a double */
+#define HOTFFI_SHDICT_STRING   4     /* bytes: str, len */
+
+#define HOTFFI_SHDICT_SET       0    /* ngx.shared.DICT:set() */
+#define HOTFFI_SHDICT_SAFE_SET  1    /* :safe_set(): never evicts */
+#define HOTFFI_SHDICT_ADD       2    /* :add(): only if absent */
+#define HOTFFI_SHDICT_SAFE_ADD  3    /* :safe_add() */
+#define HOTFFI_SHDICT_REPLACE   4    /* :replace(): only if present */
+
+#define HOTFFI_SHDICT_OK         0
+#define HOTFFI_SHDICT_ERROR     -1   /* err says why ("no memory", ...) */
+#define HOTFFI_SHDICT_DECLINED  -5   /* add: "exists"; replace and incr
+                                        without init: "not found" */
+
+typedef struct {
+    int            type;     /* HOTFFI_SHDICT_NIL ... _STRING */
+    double         number;   /* NUMBER, and BOOLEAN as 0 or 1 */
+    char          *str;      /* STRING; from get: malloc()'ed, NUL after
+                                len bytes, the caller's to free() */
+    size_t         len;      /* STRING: its length in bytes */
+    unsigned int   flags;    /* the user flags of set()/get() */
+    int            stale;    /* get with stale: 1 if it had expired */
+} hotffi_shdict_value_t;
+
+/* The zone `name` (lua_shared_dict name ...;), or NULL if there is none.
+ * The handle is good for the worker's life. */
+void *hotffi_shdict(const char *name);
+
+/* DICT:get(key) (or :get_stale(key) when stale is 1) into *value. */
+int hotffi_shdict_get(void *dict, const char *key, size_t key_len,
+    int stale, hotffi_shdict_value_t *value, char *err, size_t err_len);
+
+/* DICT:set/safe_set/add/safe_add/replace(key, value, exptime, flags),
+ * exptime in seconds (0: never); value NULL or of type NIL deletes the
+ * key (DICT:delete()).  *forcible (may be NULL) is 1 when other items
+ * were evicted to make room. */
+int hotffi_shdict_store(void *dict, int op, const char *key,
+    size_t key_len, const hotffi_shdict_value_t *value, double exptime,
+    int *forcible, char *err, size_t err_len);
+
+/* DICT:incr(key, by[, init[, init_ttl]]): the new value in *value. */
+int hotffi_shdict_incr(void *dict, const char *key, size_t key_len,
+    double by, double *value, int has_init, double init, double init_ttl,
+    int *forcible, char *err, size_t err_len);
+
+/* DICT:ttl(key): seconds left, 0 for a key that never expires, -1 for no
+ * such key. */
+double hotffi_shdict_ttl(void *dict, const char *key, size_t key_len);
+
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif
