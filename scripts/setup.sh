@@ -10,6 +10,7 @@ PACKAGES="
     golang-go python3 libpython3-dev python3-cffi
     redis-server
     wrk gnuplot-nox
+    debhelper dpkg-dev lintian pkgconf luarocks lua5.1
 "
 
 if [ "$(id -u)" -ne 0 ]; then
