@@ -235,6 +235,16 @@ http {
             }
         }
 
+        # in place: template.c's libffi_retire() hands its count over
+        location = /c-reload {
+            content_by_lua_block {
+                local rt = assert(require("resty.hotffi").load(
+                    "$tmp/libtemplate.so", "2"))
+                local res, err = rt:__reload()
+                ngx.say(res and tostring(res.ok) or "nil", " ", tostring(err))
+            }
+        }
+
         location = /go {
             content_by_lua_block {
                 local rt = assert(require("resty.hotffi").load(
@@ -290,6 +300,12 @@ body=$(get '/c?msg=hello') || fail "GET /c"
 body=$(get '/c?msg=again') || fail "GET /c"
 [ "$body" = "true 2 again nil" ] || fail "GET /c answered \"$body\""
 ok "the C runtime answers"
+
+body=$(get '/c-reload') || fail "GET /c-reload"
+[ "$body" = "true nil" ] || fail "GET /c-reload answered \"$body\""
+body=$(get '/c?msg=after') || fail "GET /c"
+[ "$body" = "true 3 after nil" ] || fail "after the reload /c answered \"$body\""
+ok "the C runtime reloads in place, its count handed over"
 
 body=$(get '/go?msg=hello') || fail "GET /go"
 [ "$body" = "true go hello nil" ] || fail "GET /go answered \"$body\""
