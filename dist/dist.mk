@@ -33,7 +33,8 @@ RUST_SDK_VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' \
 RUST_SDK_DIR := $(CARGO_REGISTRY_DIR)/hotffi-$(RUST_SDK_VERSION)
 
 .PHONY: install install-module install-lua install-dev install-python \
-        python-loader deb dist-lua test-pkg test-dist test-deb
+        uninstall python-loader deb dist-lua test-pkg test-dist test-deb \
+        test-install
 
 install: install-module install-lua install-dev install-python
 
@@ -46,16 +47,15 @@ install-lua:
 	    $(INSTALL) -D -m 644 lua/$$f $(DESTDIR)$(LUA_DIR)/$$f || exit 1; \
 	done
 
-$(BUILD)/hotffi.pc: dist/hotffi.pc.in VERSION
-	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' dist/hotffi.pc.in > $@
-
-# the header, the .pc, and the SDKs' sources (not their test runtimes)
-install-dev: $(BUILD)/hotffi.pc
+# the header, the .pc (written for this PREFIX), and the SDKs' sources
+# (not their test runtimes).  A cargo directory registry wants a checksum
+# file; no .crate was made, so it names no package checksum and no files.
+install-dev:
 	$(INSTALL) -D -m 644 include/hotffi.h $(DESTDIR)$(INCLUDEDIR)/hotffi.h
-	$(INSTALL) -D -m 644 $(BUILD)/hotffi.pc \
-	    $(DESTDIR)$(PKGCONFIG_DIR)/hotffi.pc
+	$(INSTALL) -d $(DESTDIR)$(PKGCONFIG_DIR)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' dist/hotffi.pc.in \
+	    > $(DESTDIR)$(PKGCONFIG_DIR)/hotffi.pc
 	for f in $(GO_SDK_FILES); do \
 	    src=sdk/go/hotffi/$$f; [ $$f = go.mod ] && src=sdk/go/go.mod; \
 	    dst=$(DESTDIR)$(GOCODE_DIR)/hotffi/sdk/go; \
@@ -67,8 +67,6 @@ install-dev: $(BUILD)/hotffi.pc
 	    $(INSTALL) -D -m 644 sdk/rust/hotffi/$$f \
 	        $(DESTDIR)$(RUST_SDK_DIR)/$$f || exit 1; \
 	done
-	# a directory registry wants a checksum file; no .crate was made, so
-	# it names no package checksum and no files to check
 	printf '{"files":{}}\n' > $(DESTDIR)$(RUST_SDK_DIR)/.cargo-checksum.json
 
 python-loader: $(HOTFFI_PY_LIB) $(HOTFFI_PY_ALIAS)
@@ -79,6 +77,17 @@ install-python: python-loader
 	$(INSTALL) -D -m 644 $(HOTFFI_PY_LIB) \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_LIB))
 	ln -sf $(notdir $(HOTFFI_PY_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_ALIAS))
+
+# what install put there; the directories that are hotffi's alone go too,
+# the shared ones (lib/nginx/modules, share/lua/5.1/resty...) stay
+uninstall:
+	rm -f $(DESTDIR)$(NGINX_MODULES_DIR)/$(notdir $(MODULE))
+	for f in $(LUA_FILES); do rm -f $(DESTDIR)$(LUA_DIR)/$$f; done
+	rm -rf $(DESTDIR)$(LUA_DIR)/resty/hotffi
+	rm -f $(DESTDIR)$(INCLUDEDIR)/hotffi.h $(DESTDIR)$(PKGCONFIG_DIR)/hotffi.pc
+	rm -rf $(DESTDIR)$(GOCODE_DIR)/hotffi $(DESTDIR)$(RUST_SDK_DIR)
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_LIB)) \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_ALIAS))
 
 
@@ -141,6 +150,10 @@ test-dist: dist-lua
 test-deb: deb
 	sh tests/pkg/install.sh $(DEB_DIR)
 
-test-pkg: test-dist test-deb
+# builds what install copies, then installs into a DESTDIR only
+test-install: $(MODULE) python-loader
+	sh tests/pkg/make-install.sh
+
+test-pkg: test-dist test-install test-deb
 
 test: test-pkg
