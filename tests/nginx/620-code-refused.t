@@ -149,7 +149,7 @@ sub refused_at_source {
     ok(wait_until(sub { (admin()->{source}{last_refused} // '') =~ /^\Q$v\E: $re/ },
                   5, "$what refused"), "$what: refused with the reason");
     like($n->error_log_text,
-         qr/\[error\].*code version "\Q$v\E" from redis 127\.0\.0\.1:\d+ "hotffi:code" refused, still serving "v1": $re/,
+         qr/\[error\].*code version "\Q$v\E" refused at the source: redis 127\.0\.0\.1:\d+ "hotffi:code", worker \d+, "v1" -> "\Q$v\E" not made, still serving "v1": $re/,
          "$what: logged");
     serves('v1', $what);
 }
@@ -175,7 +175,7 @@ ok(wait_until(sub {
     @w == 2 && !grep { ($_->{error} // '') !~ /module "app\.util": error at load: app\.util\@v3:1: not today/
                        || $_->{version} ne 'v1' || $_->{wanted} ne 'v3' } @w;
 }, 5, 'both workers refuse v3'), 'error at load: refused by every worker with the reason');
-like($n->error_log_text, qr/\[error\].*code version "v3" refused, still serving "v1": module "app\.util": error at load/,
+like($n->error_log_text, qr/\[error\].*code version "v3" refused: redis 127\.0\.0\.1:\d+ "hotffi:code", worker \d+, "v1" -> "v3" not made, still serving "v1": module "app\.util": error at load/,
      'error at load: logged');
 serves('v1', 'error at load');
 

@@ -126,7 +126,7 @@ replay('v1', $record1);
 refused('v1', qr/replayed record: sequence \d+ is older than \d+, the newest this instance accepted .*only a rollback signed with the secret goes back/,
         'v1 replayed');
 like($n->error_log_text,
-     qr/\[error\].*code version "v1" from redis .* refused, still serving "v2": replayed record/,
+     qr/\[error\].*code version "v1" refused at the source: redis .* still serving "v2": replayed record/,
      'v1 replayed: logged');
 serves('v2', 'v1 replayed');
 

@@ -1,6 +1,7 @@
 -- resty.hotffi.code.redis -- the Redis code source: a small RESP client
--- that fetches the current bundle, publishes, rolls back and listens for
--- notifications.  See docs/code-reload.md for the keys.
+-- that fetches the current bundle, publishes, rolls back, listens for
+-- notifications and carries the fleet's verdicts.  See docs/code-reload.md
+-- for the keys.
 --
 -- The one implementation of the Redis side, used by nginx (cosockets) and
 -- by bin/hotffi-bundle (LuaSocket): the host's services come from
@@ -34,6 +35,10 @@ local SMALL = 4096          -- bytes: the most a reply other than a
 local MAX_ITEMS = 16        -- elements of an array reply (a subscription
                             -- message has 3), unless a command says more
 local MAX_HISTORY = 1000    -- versions of the history list read at most
+local MAX_FLEET = 256       -- instances whose verdicts are kept at most
+local FLEET_TTL = 60        -- seconds an instance's verdict outlives its
+                            -- last report
+local MAX_VERDICT = 16384   -- bytes of one instance's verdict at most
 local POOL_SIZE = 4
 local POOL_IDLE = 60000     -- ms
 
@@ -77,8 +82,14 @@ function _M.keys(prefix)
         history = prefix .. ":history",
         channel = prefix .. ":notify",
         bundle = prefix .. ":bundle:",
+        fleet = prefix .. ":fleet",         -- a sorted set: instance ->
+                                            -- time of its last verdict
+        verdict = prefix .. ":fleet:",      -- <id>: its verdict (JSON)
     }
 end
+
+_M.MAX_VERDICT = MAX_VERDICT
+_M.FLEET_TTL = FLEET_TTL
 
 
 local function encode(args)
@@ -486,6 +497,68 @@ end
 -- message.
 function _M.history(conf)
     return with_connection(conf, history)
+end
+
+
+-- Stores one instance's verdict (`json`, at most MAX_VERDICT bytes) as
+-- `id`, for FLEET_TTL seconds, and drops instances whose verdicts expired,
+-- keeping MAX_FLEET at most.  Runs in nginx's leader.  Returns true, or
+-- nil and a message.
+function _M.put_verdict(conf, id, json)
+    local sock, err = connect(conf)
+    if not sock then
+        return nil, err
+    end
+    local keys = _M.keys(conf.prefix)
+    local t = host.now()
+    local cmds = {
+        { "SET", keys.verdict .. id, json, "EX", FLEET_TTL },
+        { "ZADD", keys.fleet, format("%.3f", t), id },
+        { "ZREMRANGEBYSCORE", keys.fleet, "-inf",
+          format("(%.3f", t - FLEET_TTL) },
+        { "ZREMRANGEBYRANK", keys.fleet, 0, -(MAX_FLEET + 1) },
+        { "EXPIRE", keys.fleet, FLEET_TTL },
+    }
+    for _, c in ipairs(cmds) do
+        local res
+        res, err = command(sock, SMALL, unpack(c))
+        if not res then
+            sock:close()
+            return nil, c[1] .. " failed: " .. (err or "?")
+        end
+    end
+    keepalive(sock)
+    return true
+end
+
+
+-- The verdicts of the instances that reported in the last FLEET_TTL
+-- seconds: a list of their JSON texts (newest report first), each read
+-- only if at most MAX_VERDICT bytes; or nil and a message.
+function _M.verdicts(conf)
+    return with_connection(conf, function(sock, keys)
+        local ids, err = need("ZREVRANGEBYSCORE", command_items(sock,
+            SMALL, MAX_FLEET, "ZREVRANGEBYSCORE", keys.fleet, "+inf",
+            format("%.3f", host.now() - FLEET_TTL)))
+        if not ids then
+            return nil, err
+        end
+        local out = {}
+        for _, id in ipairs(ids ~= null and ids or {}) do
+            local text, size
+            text, err, size = command(sock, MAX_VERDICT, "GET",
+                                      keys.verdict .. id)
+            if size then
+                return nil, format("the verdict of %s: %s", id, err)
+            end
+            if type(text) == "string" then
+                out[#out + 1] = text
+            elseif not text then
+                return nil, "GET failed: " .. (err or "?")
+            end
+        end
+        return out
+    end)
 end
 
 
