@@ -20,6 +20,7 @@ use strict;
 use warnings;
 
 use Cwd qw(abs_path);
+use JSON::PP ();
 use File::Basename qw(dirname);
 
 our $REPO = abs_path(dirname(__FILE__) . '/../..');
@@ -118,6 +119,21 @@ location = /admin {
     }
 }
 CONF
+}
+
+# The admin handler's status of nginx $n (decoded; {} unless it answered
+# 200), asked with the request options %$opt (headers).
+sub admin_status {
+    my ($n, $opt) = @_;
+    my $res = $n->request('GET', '/admin', $opt // {});
+    return $res->{status} == 200 ? JSON::PP::decode_json($res->{content}) : {};
+}
+
+# True when $n reports $count workers, all running version $v.
+sub all_at {
+    my ($n, $v, $count, $opt) = @_;
+    my @w = @{ admin_status($n, $opt)->{workers} || [] };
+    return @w == $count && !grep { ($_->{version} // '') ne $v } @w;
 }
 
 # Writes $root/$rel readable by the workers (they may run as nobody), by

@@ -67,16 +67,8 @@ my $n = HotffiTest::Nginx->new(
 
 my %auth = (headers => { Authorization => "Bearer $TOKEN" });
 
-sub admin {
-    my $res = $n->request('GET', '/admin', {%auth});
-    return $res->{status} == 200 ? decode_json($res->{content}) : {};
-}
-
-sub all_at {
-    my ($v) = @_;
-    my @w = @{ admin()->{workers} || [] };
-    return @w == 2 && !grep { ($_->{version} // '') ne $v } @w;
-}
+sub admin  { HotffiCode::admin_status($n, {%auth}) }
+sub all_at { HotffiCode::all_at($n, $_[0], 2, {%auth}) }
 
 sub serves {
     my ($v, $what) = @_;

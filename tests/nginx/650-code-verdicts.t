@@ -17,7 +17,6 @@ use HotffiRedis;
 use HotffiCode;
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
-use JSON::PP qw(decode_json);
 
 plan(skip_all => 'needs worker processes: not under HOTFFI_TEST_VALGRIND')
     if $ENV{HOTFFI_TEST_VALGRIND};
@@ -55,16 +54,8 @@ my $n = HotffiTest::Nginx->new(
     config      => HotffiCode::locations(),
 );
 
-sub admin {
-    my $res = $n->get('/admin');
-    return $res->{status} == 200 ? decode_json($res->{content}) : {};
-}
-
-sub all_at {
-    my ($v) = @_;
-    my @w = @{ admin()->{workers} || [] };
-    return @w == 2 && !grep { ($_->{version} // '') ne $v } @w;
-}
+sub admin  { HotffiCode::admin_status($n) }
+sub all_at { HotffiCode::all_at($n, $_[0], 2) }
 
 # The audit lines of version $v in error.log: { pid => [ lines ] }.
 sub audit {
