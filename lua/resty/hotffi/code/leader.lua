@@ -331,7 +331,6 @@ local function verdict_json()
     return json{
         instance = instance_id, source = source_name(),
         version = store.current(), nothing_published = src_empty or false,
-        source_error = cut(src_error),
         refused = src_refused_version and {
             version = src_refused_version, reason = cut(src_refused_reason),
             at = src_refused_at,
@@ -342,9 +341,11 @@ end
 
 
 -- Writes the verdicts to Redis when they changed, or every
--- VERDICT_REFRESH seconds.  The time of the report goes with them.
+-- VERDICT_REFRESH seconds.  The time of the report goes with them.  Not
+-- while Redis cannot be reached: each failed connect() is a line in
+-- error.log, and the looks at the source say it already.
 local function send_verdict(premature)
-    if premature then
+    if premature or src_error then
         return
     end
     local text = verdict_json()
