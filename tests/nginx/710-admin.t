@@ -152,8 +152,9 @@ my $by = builds(40);
 is_deeply([ sort map { keys %$_ } values %$by ], [ ('b') x keys %$by ],
           'every answer comes from build b') or diag(explain($by));
 
-# ---- a failing new version: rolled back everywhere, reported per worker
-($st, $body, $raw) = admin('POST', '?runtime=counter&cfg=fail');
+# ---- a failing new version, everywhere at once (canary=0): rolled back
+# everywhere, reported per worker (the canary's way: 715-admin-canary.t)
+($st, $body, $raw) = admin('POST', '?runtime=counter&cfg=fail&canary=0');
 is($st, 500, 'a reload failing in the workers: 500');
 ok(!$body->{ok}, 'reported not ok');
 is(scalar(grep { !$_->{ok} && $_->{error} =~ /told to fail.*serves again/ }

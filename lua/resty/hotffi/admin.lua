@@ -13,11 +13,14 @@ local control = require "resty.hotffi.control"
 local hotffi = require "resty.hotffi"
 
 local ngx = ngx
+local concat = table.concat
 local error = error
 local get_phase = ngx.get_phase
 local huge = math.huge
+local insert = table.insert
 local ipairs = ipairs
 local now = ngx.now
+local sleep = ngx.sleep
 local tostring = tostring
 local type = type
 local update_time = ngx.update_time
@@ -30,6 +33,9 @@ local K_RT = "rt:"         -- rt:<name>: the lib and cfg every worker runs
 
 local DEFAULT_POLL = 0.1
 local DEFAULT_TIMEOUT = 30
+local DEFAULT_SETTLE = 0.5 -- seconds the canary must stay up after its
+                           -- reload before the others follow
+local MAX_SETTLE = 60
 local MAX_TIMEOUT = 3600   -- seconds a reload may be given; the request
                            -- that asks waits that long at most
 
@@ -85,8 +91,18 @@ function ops.reload(cmd)
                  to = rt:__stats().version, error = err,
                  seconds = now() - started }
     end
-    return { ok = true, loaded = true, from = res.from, to = res.to,
-             seconds = res.seconds, overdue = res.overdue }
+    local report = { ok = true, loaded = true, from = res.from, to = res.to,
+                     seconds = res.seconds, overdue = res.overdue }
+    if cmd.probe then
+        local ok, rc, answer = rt[cmd.probe](rt, cmd.probe_req)
+        if not ok then
+            report.ok = false
+            report.error = "the probe rt:" .. cmd.probe .. "() failed "
+                           .. "after the reload: " .. tostring(rc)
+                           .. (answer and ": " .. answer or "")
+        end
+    end
+    return report
 end
 
 
@@ -131,7 +147,8 @@ local function reload_command(args)
     if type(name) ~= "string" or name == "" then
         return nil, "runtime=<name> is required"
     end
-    for _, k in ipairs{ "lib", "cfg", "state", "timeout", "retire_timeout" } do
+    for _, k in ipairs{ "lib", "cfg", "state", "timeout", "retire_timeout",
+                        "canary", "probe", "probe_req", "settle" } do
         if args[k] ~= nil and type(args[k]) ~= "string" then
             return nil, k .. " must be given once, with a value"
         end
@@ -149,18 +166,103 @@ local function reload_command(args)
     if err then
         return nil, err
     end
+    local settle
+    settle, err = control.seconds_arg(args, "settle", DEFAULT_SETTLE,
+                                      MAX_SETTLE)
+    if not settle then
+        return nil, err
+    end
+    if args.canary ~= nil and args.canary ~= "0" and args.canary ~= "1" then
+        return nil, "canary must be 1 (the default) or 0"
+    end
+    if args.probe == "" or args.probe and args.probe:sub(1, 2) == "__" then
+        return nil, "probe must name a method of the runtime"
+    end
     return { op = "reload", runtime = name, lib = args.lib, cfg = args.cfg,
              state = args.state ~= "0",
              timeout = retire_timeout or timeout,
-             retire_timeout = retire_timeout }
+             retire_timeout = retire_timeout,
+             canary = args.canary ~= "0", settle = settle,
+             probe = args.probe, probe_req = args.probe_req }
+end
+
+
+-- Whether the worker that serves id `id` is still pid `pid` after
+-- `settle` seconds.
+local function stays_up(id, pid, settle)
+    local deadline = now() + settle
+    repeat
+        sleep(0.05)
+        update_time()
+        if commands:pids()[id] ~= pid then
+            return false
+        end
+    until now() >= deadline
+    return true
+end
+
+
+-- Reloads in one worker first -- the canary: the lowest id but the
+-- asking worker's own, which must live to answer -- and in the others
+-- only once the canary's reload succeeded (its probe too, when one is
+-- named) and the canary is still up `settle` seconds later.  A failing
+-- canary stops the rollout: the others keep what they run.
+local function rollout(cmd, wait)
+    local count = ngx.worker.count()
+    if not cmd.canary or count == 1 then
+        return commands:ask(cmd, wait)
+    end
+
+    local canary = ngx.worker.id() == 0 and 1 or 0
+    local others = {}
+    for id = 0, count - 1 do
+        if id ~= canary then
+            others[#others + 1] = id
+        end
+    end
+    cmd.workers = { canary }
+    local first, err = commands:ask(cmd, wait)
+    if not first then
+        return nil, err
+    end
+    first.canary = canary
+    local report = first.workers[1]
+    if first.ok and report.loaded ~= false
+       and not stays_up(canary, report.pid, cmd.settle)
+    then
+        first.ok = false
+        report.ok = false
+        report.error = "the worker (pid " .. tostring(report.pid)
+                       .. ") exited within " .. cmd.settle
+                       .. " s of its reload"
+    end
+    if not first.ok then
+        first.error = "the canary, worker " .. canary .. ", failed: "
+                      .. tostring(report.error) .. "; the rollout "
+                      .. "stopped: worker(s) " .. concat(others, ", ")
+                      .. " kept what they run"
+        return first
+    end
+
+    cmd.workers = others
+    local rest
+    rest, err = commands:ask(cmd, wait)
+    if not rest then
+        return nil, err
+    end
+    insert(rest.workers, 1, report)
+    rest.canary = canary
+    return rest
 end
 
 
 -- The HTTP handler.  Context: content_by_lua*.
 --   GET            every worker's runtimes
 --   POST ?runtime=NAME[&lib=PATH][&cfg=CFG][&state=0][&timeout=S]
---        [&retire_timeout=S]
---                  reload NAME in every worker, answer each one's report
+--        [&retire_timeout=S][&probe=METHOD][&probe_req=REQ][&settle=S]
+--        [&canary=0]
+--                  reload NAME in a canary worker, then (if it passed) in
+--                  every other, and answer each one's report
 -- opts.token (required): requests need "Authorization: Bearer <token>";
 -- false serves without authentication; nil (a token os.getenv() did not
 -- find) answers 503 and says what to add (see resty.hotffi.control).
@@ -188,7 +290,11 @@ function _M.handler(opts)
     end
 
     local body
-    body, err = commands:ask(cmd, (cmd.timeout or 2) + 1)
+    if cmd.op == "reload" then
+        body, err = rollout(cmd, cmd.timeout + 1)
+    else
+        body, err = commands:ask(cmd, 2 + 1)
+    end
     if not body then
         return control.fail(500, err)
     end

@@ -1,0 +1,18 @@
+/*
+ * initcrash.c -- a runtime whose libffi_init() dies of SIGSEGV, as a new
+ * version with a fatal bug at start would: what a canary reload must stop
+ * at its first worker (tests/nginx/715-admin-canary.t).
+ */
+
+#include <signal.h>
+
+#include "hotffi.h"
+
+
+int
+libffi_init(char *cfg, void *tq)
+{
+
+    raise(SIGSEGV);
+    return 1;
+}
