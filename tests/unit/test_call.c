@@ -46,7 +46,7 @@ setup(void **state)
     memset(&opts, 0, sizeof(opts));
     opts.max_queue = CALL_MAX_QUEUE;
 
-    f->rt = hotffi_runtime_load(f->hub, unit_lib(path, sizeof(path), "rt_idle"),
+    f->rt = unit_load(f->hub, unit_lib(path, sizeof(path), "rt_idle"),
                                 NULL, 0, &opts, NULL, err, sizeof(err));
     if (f->rt == NULL) {
         fail_msg("load: %s", err);

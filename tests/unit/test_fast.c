@@ -50,7 +50,7 @@ setup(void **state)
     memset(&opts, 0, sizeof(opts));
     opts.max_queue = FAST_MAX_QUEUE;
 
-    f->rt = hotffi_runtime_load(f->hub, unit_lib(path, sizeof(path),
+    f->rt = unit_load(f->hub, unit_lib(path, sizeof(path),
                                 "rt_idle"), NULL, 0, &opts, NULL, err,
                                 sizeof(err));
     if (f->rt == NULL) {
