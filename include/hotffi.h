@@ -54,11 +54,13 @@ extern "C" {
  * discarded (its queue is stopped, so threads it already started get NULL
  * from poll).
  *
- * thread: the nginx worker's event loop -- do not block here.  For a
- *         library loaded with unpin = true that exports neither
- *         libffi_fini() nor libffi_retire(), a short-lived thread of
- *         hotffi's instead, joined before the load goes on: its
- *         thread-locals end with it rather than keep the library mapped.
+ * thread: a short-lived thread of hotffi's (the init thread), never the
+ *         event loop: it may take its time (connect, import, warm up)
+ *         while nginx serves other requests; calls made meanwhile wait
+ *         in the queue, and fail with this init's error if it fails.  The
+ *         thread ends once it returns, and its thread-locals with it
+ *         rather than keep the library mapped.  Every signal is blocked
+ *         on it, and so on the threads it starts.
  * cfg:    borrowed NUL-terminated string, or NULL when Lua passed nil;
  *         hotffi frees it after libffi_init() returns, so copy what you keep.
  * tq:     borrowed; this version's handle on the runtime's queue, valid
@@ -206,7 +208,7 @@ int hotffi_task_cancelled(void *task);
  * 4095 bytes keeps its end (where a traceback's exception line is), after
  * a leading "...".
  *
- * thread: inside libffi_init() (the event loop) or libffi_retire() only.
+ * thread: inside libffi_init() (the init thread) or libffi_retire() only.
  * tq:     the queue libffi_init() or libffi_retire() was given.
  * msg:    borrowed NUL-terminated string; hotffi copies it.
  */
@@ -230,7 +232,7 @@ void *hotffi_tq_data(void *tq);
  * (and 0) on a first load, a reload without hand-over, or a previous
  * version without libffi_retire().
  *
- * thread: the event loop, inside libffi_init() only.
+ * thread: the init thread, inside libffi_init() only.
  * tq:     the queue libffi_init() was given.
  * returns memory borrowed until libffi_init() returns: copy what you keep.
  */
@@ -242,7 +244,7 @@ const char *hotffi_state(void *tq, int *len);
  * 0.  A runtime that reads its code anew on every init (Python's "module?")
  * restarts the code that ran before instead.
  *
- * thread: the event loop, inside libffi_init() only.
+ * thread: the init thread, inside libffi_init() only.
  */
 int hotffi_rollback(void *tq);
 

@@ -118,8 +118,12 @@ extern hotffi_py_host_t  hotffi_py_host;
  */
 int hotffi_py_interp_start(char *err, size_t errlen);
 
-/* thread: any.  1 on the thread that runs libffi_init(): nginx's loop. */
-int hotffi_py_interp_on_loop(void);
+/*
+ * thread: init.  on: this thread now runs libffi_init() (1) or has left it
+ * (0); hotffi_py_interp_in_init() says so, on any thread.
+ */
+void hotffi_py_interp_init_enter(int on);
+int hotffi_py_interp_in_init(void);
 
 
 /* ---- hotffi_py_runtime.c: the registry and the poll gate ---------------- */

@@ -69,10 +69,11 @@ hotffi_py_mod_poll(PyObject *mod, PyObject *arg)
         return NULL;
     }
 
-    if (hotffi_py_interp_on_loop()) {
-        /* the task would be posted by the very thread that waits for it */
-        PyErr_SetString(PyExc_RuntimeError, "hotffi.poll() would block "
-                        "nginx's event loop: call it from a thread");
+    if (hotffi_py_interp_in_init()) {
+        /* no task is handed out before init has returned */
+        PyErr_SetString(PyExc_RuntimeError, "hotffi.poll() inside init "
+                        "would wait for init to return: call it from a "
+                        "thread");
         return NULL;
     }
 

@@ -10,6 +10,7 @@ local ffi_gc = ffi.gc
 local ffi_new = ffi.new
 local ffi_str = ffi.string
 local get_phase = ngx.get_phase
+local timer_at = ngx.timer.at
 local get_request = base.get_request
 local get_string_buf = base.get_string_buf
 local get_size_ptr = base.get_size_ptr
@@ -17,6 +18,7 @@ local sema_wait = semaphore.wait
 local error = error
 local floor = math.floor
 local pairs = pairs
+local rawget = rawget
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
@@ -31,6 +33,10 @@ typedef struct {
     uint64_t  failed;
     uint64_t  abandoned;
     uint64_t  rejected;
+    uint64_t  full;
+    uint64_t  inflight_full;
+    uint64_t  timeouts;
+    uint64_t  dropped;
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
@@ -61,8 +67,12 @@ typedef struct {
 
 int ngx_http_hotffi_ffi_version(void);
 void *ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
-    unsigned char *err, size_t *errlen);
+    size_t cfg_len, uint32_t max_queue, uint32_t max_inflight, int global,
+    int unpin, ngx_http_lua_sema_t **psema, unsigned char *err,
+    size_t *errlen);
+int ngx_http_hotffi_ffi_runtime_started(void *rt, ngx_http_lua_sema_t *sema,
+    int *init_rc, unsigned char *err, size_t *errlen);
+int ngx_http_hotffi_ffi_runtime_wait(void *rt, double timeout);
 void ngx_http_hotffi_ffi_runtime_unload(void *rt);
 void ngx_http_hotffi_ffi_runtime_release(void *rt);
 void ngx_http_hotffi_ffi_runtime_stats(void *rt, hotffi_ffi_stats_t *out);
@@ -83,15 +93,18 @@ int ngx_http_hotffi_ffi_call_result(void *task, const char **rsp,
     size_t *len);
 void ngx_http_hotffi_ffi_call_finish(void *task);
 void ngx_http_hotffi_ffi_call_abandon(void *task);
+void ngx_http_hotffi_ffi_call_timeout(void *task);
 ngx_http_lua_sema_t *ngx_http_hotffi_ffi_yield(void);
+void ngx_http_hotffi_ffi_exiting(void);
 ]]
 
 
-local FFI_VERSION = 6
+local FFI_VERSION = 7
 local ERR_BUF_SIZE = 1024
 -- HOTFFI_ERR_MAX (src/core/hotffi_err.h): an init error may be a traceback
 local LOAD_ERR_BUF_SIZE = 4096
 local DEFAULT_MAX_QUEUE = 65536
+local DEFAULT_MAX_INFLIGHT = 65536
 local DEFAULT_TIMEOUT = 60
 -- ngx.semaphore waits in whole milliseconds held in a C int: a longer
 -- timeout would wrap around and fail at once, so it waits this long
@@ -119,6 +132,9 @@ local _M = { version = "0.1.0" }
 -- A runtime object is a table whose every string key is a call, so its own
 -- state lives under integer keys that no method name can shadow.
 local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
+-- while libffi_init() runs: the ngx.semaphore other loads wait on (read
+-- with rawget: a missing key reads as a call)
+local STARTING = 5
 
 -- per worker: "lib&cfg" -> runtime object, and name -> runtime object
 local runtimes = {}
@@ -206,6 +222,38 @@ local function yield_once()
 end
 
 
+-- Waits for a runtime's start or reload to end: on sem (the C side's)
+-- where a coroutine can wait, otherwise (init_worker_by_lua*, where loads
+-- are common) by blocking the event loop, which serves nothing yet there.
+-- true, or false and the reason.
+local function wait_runtime(ptr, sem, timeout)
+    if wait_phases[get_phase()] then
+        waiter.sem = sem
+        return sema_wait(waiter, timeout)
+    end
+    if C.ngx_http_hotffi_ffi_runtime_wait(ptr, timeout) == NGX_OK then
+        return true
+    end
+    return false, "timeout"
+end
+
+
+-- A worker that exits (HUP, quit) runs its pending timers at once, with
+-- premature set: then the C module gives the calls still waiting a grace
+-- (HOTFFI_SHUTDOWN_GRACE_MS) before they fail, rather than their whole
+-- timeout.  One timer per worker, armed by its first load.
+local EXIT_WATCH = 3600
+local exit_watched
+
+local function exit_watch(premature)
+    if premature then
+        C.ngx_http_hotffi_ffi_exiting()
+        return
+    end
+    exit_watched = timer_at(EXIT_WATCH, exit_watch)
+end
+
+
 -- The calls of both APIs: fail(message, why) shapes the failures of the
 -- bridge itself (not the runtime's, which are always false, rc, payload);
 -- why is "unloaded", "full" or nil.
@@ -260,7 +308,7 @@ local function caller(fail)
 
             if state ~= WAIT then
                 if state == SPUN_OUT then
-                    C.ngx_http_hotffi_ffi_call_abandon(task)
+                    C.ngx_http_hotffi_ffi_call_timeout(task)
                     return fail("timeout")
                 end
                 -- no semaphore: the C side gave the call up already
@@ -272,7 +320,11 @@ local function caller(fail)
             waiter.sem = psema[0]
             local ok, werr = sema_wait(waiter, timeout)
             if not ok then
-                C.ngx_http_hotffi_ffi_call_abandon(task)
+                if werr == "timeout" then
+                    C.ngx_http_hotffi_ffi_call_timeout(task)
+                else
+                    C.ngx_http_hotffi_ffi_call_abandon(task)
+                end
                 return fail(werr)
             end
         end
@@ -392,19 +444,20 @@ local function reload(self, opts)
     if rc == NGX_AGAIN then
         -- psema is shared: another reload may overwrite it while we wait
         local sem = psema[0]
-        waiter.sem = sem
-        local ok, werr = sema_wait(waiter, timeout)
+        local ok, werr = wait_runtime(self[PTR], sem, timeout)
         if not ok and retire_timeout then
-            -- the next version starts now (unless the reload just ended);
-            -- the old one retires later
+            -- the next version starts now (unless it is starting already,
+            -- or the reload just ended): its libffi_init() is waited for
+            -- as long again; the old one retires later
             C.ngx_http_hotffi_ffi_runtime_reload_overdue(self[PTR])
-            ok = true
+            ok, werr = wait_runtime(self[PTR], sem, timeout)
         end
         C.ngx_http_hotffi_ffi_runtime_reload_forget(self[PTR], sem)
         if not ok then
             return nil, "reload still in progress after " .. timeout
                         .. " s (" .. tostring(werr) .. "): the old version "
-                        .. "has not retired yet"
+                        .. "has not retired yet, or the new one's "
+                        .. "libffi_init() has not returned"
         end
     end
 
@@ -437,6 +490,10 @@ local function stats(self)
         failed = tonumber(s.failed),
         abandoned = tonumber(s.abandoned),
         rejected = tonumber(s.rejected),
+        full = tonumber(s.full),
+        inflight_full = tonumber(s.inflight_full),
+        timeouts = tonumber(s.timeouts),
+        dropped = tonumber(s.dropped),
         inflight = tonumber(s.inflight),
         queued = tonumber(s.queued),
         unloaded = s.unloaded ~= 0,
@@ -469,18 +526,52 @@ local function opt_flag(opts, name, level)
 end
 
 
-local function opt_max_queue(opts, level)
-    local n = opts.max_queue
+local function opt_limit(opts, name, default, level)
+    local n = opts[name]
     if n == nil then
-        return DEFAULT_MAX_QUEUE
+        return default
     end
     if type(n) ~= "number" or n < 1 or n > MAX_QUEUE_LIMIT
        or floor(n) ~= n
     then
-        error("bad option max_queue: integer from 1 to " .. MAX_QUEUE_LIMIT
-              .. " expected, got " .. tostring(n), level + 1)
+        error("bad option " .. name .. ": integer from 1 to "
+              .. MAX_QUEUE_LIMIT .. " expected, got " .. tostring(n),
+              level + 1)
     end
     return n
+end
+
+
+-- rt if its start ended well; nil, the error and libffi_init()'s rc if it
+-- failed; nil when it still runs.  sem: the load's semaphore, released.
+local function start_result(rt, sem)
+    local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
+    local rc = C.ngx_http_hotffi_ffi_runtime_started(rt[PTR], sem, pinit_rc,
+                                                     err, errlen)
+    if rc == NGX_OK then
+        return rt
+    end
+    if rc == NGX_ERROR then
+        return nil, ffi_str(err, errlen[0]), pinit_rc[0]
+    end
+    return nil
+end
+
+
+-- A load of a runtime whose start another load waits for: waits with it
+-- where a coroutine can wait, and takes the same outcome; elsewhere the
+-- runtime comes at once, its calls queued until libffi_init() returns.
+local function await_other_start(rt, timeout)
+    if not wait_phases[get_phase()] then
+        return rt
+    end
+    rawget(rt, STARTING):wait(timeout)
+    local res, err, init_rc = start_result(rt, nil)
+    if res or err then
+        return res, err, init_rc
+    end
+    return nil, "libffi_init() of runtime \"" .. rt[NAME] .. "\" still "
+                .. "running after " .. timeout .. " s"
 end
 
 
@@ -512,14 +603,16 @@ local function load(level, lib, cfg, opts)
 
     -- checked even when the runtime is cached: misuse fails every time;
     -- a load given none (the usual per-request one) pays nothing for it
-    local timeout, max_queue, global, unpin, name =
-        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, 0, 0, nil
+    local timeout, max_queue, max_inflight, global, unpin, name =
+        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_MAX_INFLIGHT, 0, 0, nil
 
     if opts then
         if opts.timeout ~= nil then
             timeout = check_timeout(opts.timeout, "option timeout", level)
         end
-        max_queue = opt_max_queue(opts, level)
+        max_queue = opt_limit(opts, "max_queue", DEFAULT_MAX_QUEUE, level)
+        max_inflight = opt_limit(opts, "max_inflight", DEFAULT_MAX_INFLIGHT,
+                                 level)
         global = opt_flag(opts, "is_global", level)
         unpin = opt_flag(opts, "unpin", level)
         name = opt_string(opts, "name", level)
@@ -528,6 +621,9 @@ local function load(level, lib, cfg, opts)
     local key = cfg and lib .. "&" .. cfg or lib
     local rt = runtimes[key]
     if rt then
+        if rawget(rt, STARTING) then
+            return await_other_start(rt, timeout)
+        end
         return rt
     end
 
@@ -545,22 +641,52 @@ local function load(level, lib, cfg, opts)
         lib, cfg = rlib or lib, rcfg or cfg
     end
 
+    if not exit_watched then
+        exit_watch()
+    end
+
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
-                                                   max_queue, global, unpin,
-                                                   pinit_rc, err, errlen)
+                                                   max_queue, max_inflight,
+                                                   global, unpin, psema, err,
+                                                   errlen)
     if ptr == nil then
-        return nil, ffi_str(err, errlen[0]), pinit_rc[0]
+        return nil, ffi_str(err, errlen[0]), 0
     end
+    local sem = psema[0]
 
     ffi_gc(ptr, C.ngx_http_hotffi_ffi_runtime_release)
 
+    -- listed at once: a load of the same runtime meanwhile waits for this
+    -- start on rt[STARTING] rather than starting another
+    local starting = semaphore.new()
     rt = setmetatable({ [PTR] = ptr, [KEY] = key, [TIMEOUT] = timeout,
-                        [NAME] = name }, mt)
+                        [NAME] = name, [STARTING] = starting }, mt)
     runtimes[key] = rt
     named[name] = rt
-    return rt
+
+    -- libffi_init() runs on a thread of its own: the event loop serves
+    -- other requests meanwhile, this one waits
+    local ok = wait_runtime(ptr, sem, timeout)
+    rt[STARTING] = nil
+    local res, rerr, init_rc = start_result(rt, sem)
+    if not res and ok then
+        forget(rt)
+    elseif not res then
+        -- given up: the runtime goes once its libffi_init() returns
+        C.ngx_http_hotffi_ffi_runtime_unload(ptr)
+        forget(rt)
+        rerr = "libffi_init() of runtime \"" .. name .. "\" still running "
+               .. "after " .. timeout .. " s: the load fails, and the "
+               .. "runtime is unloaded once it returns"
+    end
+
+    local waiting = -starting:count()
+    if waiting > 0 then
+        starting:post(waiting)
+    end
+    return res, rerr, init_rc
 end
 
 

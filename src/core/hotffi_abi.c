@@ -154,7 +154,7 @@ hotffi_task_cancelled(void *tsk)
 }
 
 
-/* thread: inside libffi_init() (event loop) or libffi_retire() (reaper) */
+/* thread: inside libffi_init() (init) or libffi_retire() (reaper) */
 HOTFFI_EXPORT void
 hotffi_init_error(void *tq, const char *msg)
 {
@@ -191,7 +191,7 @@ hotffi_tq_data(void *tq)
 }
 
 
-/* thread: event loop, inside libffi_init() */
+/* thread: init, inside libffi_init() */
 HOTFFI_EXPORT const char *
 hotffi_state(void *tq, int *len)
 {
@@ -205,7 +205,7 @@ hotffi_state(void *tq, int *len)
 }
 
 
-/* thread: event loop, inside libffi_init() */
+/* thread: init, inside libffi_init() */
 HOTFFI_EXPORT int
 hotffi_rollback(void *tq)
 {

@@ -122,12 +122,21 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         rt->stats.rejected++;
         hotffi_call_free(task);
 
+        /* counted, and logged once a second at most (hotffi_runtime.h) */
         if (rc == HOTFFI_BUSY) {
-            hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" queue "
-                           "overflow: %u tasks waiting", rt->name,
-                           rt->queue->max);
+            rt->stats.full++;
+            hotffi_runtime_warn(rt);
             return hotffi_call_refuse(why, HOTFFI_BUSY, err, errlen,
                                       "queue full");
+        }
+
+        if (rc == HOTFFI_QUEUE_INFLIGHT) {
+            rt->stats.inflight_full++;
+            hotffi_runtime_warn(rt);
+            return hotffi_call_refuse(why, HOTFFI_BUSY, err, errlen,
+                                      "queue full: %u calls taken and not "
+                                      "answered (max_inflight)",
+                                      rt->queue->max_inflight);
         }
 
         if (rc == HOTFFI_DECLINED) {
@@ -144,6 +153,8 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     if (group) {
         hotffi_list_insert_head(&group->tasks, &task->glink);
     }
+
+    hotffi_list_insert_head(&rt->hub->calls, &task->clink);
 
     if (rc == HOTFFI_QUEUE_OWED) {
         /* before callers counts this call: alone, it wakes at once */
@@ -312,6 +323,13 @@ hotffi_call_wait(hotffi_task_t *task, void *waiter)
 int
 hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 {
+    if (task->gone) {
+        /* given up by the host, answered since or not: the same outcome */
+        *rsp = HOTFFI_CALL_GONE;
+        *len = sizeof(HOTFFI_CALL_GONE) - 1;
+        return HOTFFI_TASK_UNSERVED;
+    }
+
     *rsp = task->rsp;
     *len = task->rsp_len;
 
@@ -323,8 +341,14 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
+    if (!task->done) {
+        hotffi_call_abandon(task);
+        return;
+    }
+
     task->hub->callers--;
     hotffi_group_remove(task);
+    hotffi_list_remove(&task->clink);
     hotffi_call_free(task);
 }
 
@@ -333,16 +357,26 @@ hotffi_call_finish(hotffi_task_t *task)
 void
 hotffi_call_abandon(hotffi_task_t *task)
 {
+    hotffi_runtime_t  *rt = task->rt;
+
     task->hub->callers--;
     hotffi_group_remove(task);
+    hotffi_list_remove(&task->clink);
 
     if (task->done) {
         hotffi_call_free(task);
         return;
     }
 
-    task->rt->stats.abandoned++;
+    rt->stats.abandoned++;
     atomic_store_explicit(&task->cancelled, 1, memory_order_release);
+
+    /* not taken yet: out of the queue, its slot free at once */
+    if (rt->queue && hotffi_queue_cancel(rt->queue, task) == HOTFFI_OK) {
+        rt->stats.inflight--;
+        hotffi_call_free(task);
+        return;
+    }
 
     /*
      * Nobody waits any more: the waiter goes now rather than with the
@@ -350,6 +384,49 @@ hotffi_call_abandon(hotffi_task_t *task)
      * host may have to account for every waiter when the process exits).
      */
     hotffi_hub_waiter_release(task->hub, &task->waiter);
+}
+
+
+/* thread: event loop */
+uint64_t
+hotffi_call_give_up_all(hotffi_hub_t *hub)
+{
+    uint64_t        n;
+    hotffi_list_t  *link;
+    hotffi_task_t  *task;
+
+    n = 0;
+
+    for (link = hotffi_list_first(&hub->calls); link != &hub->calls;
+         link = link->next)
+    {
+        task = hotffi_list_data(link, hotffi_task_t, clink);
+
+        if (task->done || task->gone) {
+            continue;
+        }
+
+        /* its caller finishes it, which gives it up; it stays listed */
+        task->gone = 1;
+        task->rt->stats.dropped++;
+        hotffi_runtime_warn(task->rt);
+        hotffi_hub_waiter_wake(hub, task->waiter);
+        n++;
+    }
+
+    return n;
+}
+
+
+/* thread: event loop */
+void
+hotffi_call_timeout(hotffi_task_t *task)
+{
+    hotffi_runtime_t  *rt = task->rt;
+
+    rt->stats.timeouts++;
+    hotffi_runtime_warn(rt);
+    hotffi_call_abandon(task);
 }
 
 
@@ -363,6 +440,11 @@ hotffi_call_complete(hotffi_task_t *task)
     hotffi_runtime_t  *rt = task->rt;
 
     rt->stats.inflight--;
+
+    /* a queue retired already had every task of its own back */
+    if (rt->queue) {
+        hotffi_queue_answered(rt->queue);
+    }
 
     if (atomic_load_explicit(&task->cancelled, memory_order_relaxed)) {
         hotffi_call_free(task);

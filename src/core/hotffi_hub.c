@@ -29,6 +29,7 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
     hub->host = *host;
     hotffi_list_init(&hub->done);
     hotffi_list_init(&hub->runtimes);
+    hotffi_list_init(&hub->calls);
     hotffi_list_init(&hub->wakes);
     hotffi_task_pool_init(&hub->tasks);
 

@@ -86,6 +86,8 @@ struct hotffi_hub_s {
     hotffi_hub_stats_t   stats;      /* statistics only: never read here */
     uint64_t             callers;    /* calls posted, not yet finished or
                                         given up (the call layer's) */
+    hotffi_list_t        calls;      /* those calls, by task->clink (the
+                                        call layer's) */
     uint32_t             spin_streak;  /* calls in a row answered while
                                           the loop spun: hotffi_call_spin() */
     hotffi_task_pool_t   tasks;

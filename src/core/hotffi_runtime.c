@@ -3,6 +3,8 @@
  * (see hotffi_runtime.h).
  */
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +13,15 @@
 #include "hotffi_runtime.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
+#include "hotffi_spin.h"
 #include "hotffi_task.h"
 #include "hotffi_version.h"
 #include "hotffi.h"
 
 
-#define HOTFFI_DEFAULT_MAX_QUEUE  65536
+#define HOTFFI_DEFAULT_MAX_QUEUE     65536
+#define HOTFFI_DEFAULT_MAX_INFLIGHT  65536
+#define HOTFFI_WARN_EVERY_NS         1000000000
 #define HOTFFI_NAME_MAX           256
 
 
@@ -25,6 +30,7 @@ static void hotffi_runtime_reap_final(hotffi_runtime_t *rt,
 static int hotffi_runtime_end_version(hotffi_runtime_t *rt,
     hotffi_version_t *v);
 static void hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v);
+static void hotffi_runtime_started_handler(hotffi_task_t *start);
 static void hotffi_runtime_reaped(hotffi_task_t *retire);
 static void hotffi_runtime_forget(hotffi_list_t *link);
 
@@ -81,6 +87,7 @@ hotffi_runtime_owner(hotffi_runtime_t *rt, hotffi_version_owner_t *owner)
     owner->queue = rt->queue;
     owner->name = rt->name;
     owner->rt = rt;
+    owner->started = hotffi_runtime_started_handler;
     owner->reaped = hotffi_runtime_reaped;
     owner->global = rt->global;
     owner->unpin = rt->unpin;
@@ -100,18 +107,14 @@ hotffi_runtime_free(hotffi_runtime_t *rt)
 
 /* thread: event loop */
 hotffi_runtime_t *
-hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
-    size_t cfg_len, const hotffi_runtime_opts_t *opts, int *init_rc,
-    char *err, size_t errlen)
+hotffi_runtime_load_start(hotffi_hub_t *hub, const char *lib,
+    const char *cfg, size_t cfg_len, const hotffi_runtime_opts_t *opts,
+    void *waiter, char *err, size_t errlen)
 {
     uint32_t                 max;
     hotffi_version_t        *v;
     hotffi_runtime_t        *rt;
     hotffi_version_owner_t   owner;
-
-    if (init_rc) {
-        *init_rc = 0;
-    }
 
     rt = calloc(1, sizeof(hotffi_runtime_t));
     if (rt == NULL) {
@@ -123,6 +126,7 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     rt->global = opts->global;
     rt->unpin = opts->unpin;
     rt->refs = 1;
+    rt->start_rc = HOTFFI_AGAIN;
     hotffi_list_init(&rt->link);
     hotffi_list_init(&rt->kept);
 
@@ -136,6 +140,10 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
         goto failed;
     }
 
+    /* before any thread sees the queue */
+    rt->queue->max_inflight = opts->max_inflight ? opts->max_inflight
+                                                 : HOTFFI_DEFAULT_MAX_INFLIGHT;
+
     hotffi_runtime_owner(rt, &owner);
 
     v = hotffi_version_open(&owner, lib, cfg, cfg_len, err, errlen);
@@ -143,23 +151,21 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
         goto failed;
     }
 
+    if (hotffi_version_start(v, NULL, 0, err, errlen) != HOTFFI_OK) {
+        /* never started: nothing of it runs */
+        hotffi_version_close(v, 0);
+        hotffi_version_free(v);
+        goto failed;
+    }
+
     v->number = ++rt->versions;
-    rt->current = v;
+    rt->starting = v;
+    rt->waiter = waiter;
 
     hotffi_runtime_link(rt);
 
     /* the reference that retiring drops */
     rt->refs++;
-
-    if (hotffi_version_start(v, NULL, 0, err, errlen) != HOTFFI_OK) {
-        if (init_rc) {
-            *init_rc = v->init_rc;
-        }
-
-        hotffi_runtime_unload(rt);
-        hotffi_runtime_unref(rt);
-        return NULL;
-    }
 
     return rt;
 
@@ -175,6 +181,59 @@ failed:
 }
 
 
+/* thread: event loop */
+int
+hotffi_runtime_started(hotffi_runtime_t *rt, int *init_rc, char *err,
+    size_t errlen)
+{
+    if (init_rc) {
+        *init_rc = rt->start_rc == HOTFFI_ERROR ? rt->init_rc : 0;
+    }
+
+    if (rt->start_rc == HOTFFI_ERROR) {
+        (void) snprintf(err, errlen, "%s", rt->start_error);
+    }
+
+    return rt->start_rc;
+}
+
+
+/* thread: event loop */
+int
+hotffi_runtime_wait(hotffi_runtime_t *rt, uint64_t timeout_ns)
+{
+    int            ms;
+    uint64_t       now, end;
+    struct pollfd  pfd;
+
+    end = timeout_ns ? hotffi_spin_now() + timeout_ns : UINT64_MAX;
+
+    pfd.fd = hotffi_hub_fd(rt->hub);
+    pfd.events = POLLIN;
+
+    /* the caller's reference keeps rt while the drains run */
+    while (rt->starting || rt->old) {
+        now = hotffi_spin_now();
+
+        if (now >= end) {
+            return HOTFFI_AGAIN;
+        }
+
+        /* whole milliseconds, rounded up, a second at most at a time */
+        ms = end - now > 1000000000 ? 1000
+             : (int) ((end - now + 999999) / 1000000);
+
+        if (poll(&pfd, 1, ms) == -1 && errno != EINTR) {
+            return HOTFFI_AGAIN;
+        }
+
+        (void) hotffi_hub_drain(rt->hub);
+    }
+
+    return HOTFFI_OK;
+}
+
+
 /*
  * thread: event loop.  Fails every queued task: no version is left to take
  * them.  Each goes back through the hub, to its own handler.
@@ -186,6 +245,9 @@ hotffi_runtime_fail_queued(hotffi_runtime_t *rt, const char *why)
     hotffi_task_t  *tasks[64];
 
     while ((n = hotffi_queue_take(rt->queue, tasks, 64)) != 0) {
+        rt->stats.dropped += n;
+        hotffi_runtime_warn(rt);
+
         for (i = 0; i < n; i++) {
             tasks[i]->rc = HOTFFI_TASK_UNSERVED;
             tasks[i]->rsp = strdup(why);
@@ -206,7 +268,7 @@ static void
 hotffi_runtime_try_retire(hotffi_runtime_t *rt)
 {
     if (!rt->unloaded || rt->retired || !hotffi_list_empty(&rt->kept)
-        || rt->reapers || rt->current || rt->old)
+        || rt->reapers || rt->current || rt->old || rt->starting)
     {
         return;
     }
@@ -230,8 +292,11 @@ hotffi_runtime_unload(hotffi_runtime_t *rt)
     rt->unloaded = 1;
     hotffi_queue_stop(rt->queue);
 
-    /* a reload in progress goes on, and its end reaps what it started */
-    if (rt->old == NULL) {
+    /*
+     * A reload in progress goes on, and its end reaps what it started; so
+     * does a load's start (hotffi_runtime_started_handler()).
+     */
+    if (rt->old == NULL && rt->starting == NULL) {
         hotffi_runtime_reap_final(rt, rt->current);
     }
 }
@@ -293,8 +358,7 @@ hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
 
 /* thread: event loop */
 static void
-hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
-    const char *error)
+hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, const char *error)
 {
     hotffi_reload_result_t  *last = &rt->last_reload;
 
@@ -309,7 +373,7 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
 
     rt->reloaded = 1;
     last->ok = ok;
-    last->from = from;
+    last->from = rt->old->number;
     last->to = hotffi_runtime_version(rt);
     last->started = rt->reload_wall;
     last->seconds = hotffi_clock(CLOCK_MONOTONIC) - rt->reload_started;
@@ -325,13 +389,14 @@ hotffi_runtime_shared(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
     int                i;
     hotffi_list_t     *link;
-    hotffi_version_t  *other, *live[3];
+    hotffi_version_t  *other, *live[4];
 
     live[0] = rt->current;
     live[1] = rt->old;
     live[2] = rt->next_version;
+    live[3] = rt->starting;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         if (live[i] && live[i] != v && live[i]->lib.handle == v->lib.handle) {
             return 1;
         }
@@ -361,87 +426,19 @@ hotffi_runtime_drop_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 
 
 /*
- * thread: event loop.
- * The old version is proved gone (or, without the means to prove it, was
- * only stopped): start the next one with its state, or roll back.
- * overdue: it is still being reaped (hotffi_runtime_reload_overdue()), so
- * the next one starts without state.
+ * thread: event loop.  The reload has ended, well or not: the old version
+ * goes (an overdue one is closed when its RETIRE comes, as any other's).
  */
 static void
-hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
+hotffi_runtime_reload_end(hotffi_runtime_t *rt)
 {
-    char               err[HOTFFI_ERR_MAX], why[HOTFFI_ERR_MAX];
-    char               msg[HOTFFI_ERR_MAX];
-    char              *state;
-    size_t             state_len;
-    uint64_t           from;
-    hotffi_version_t  *old, *next, *back;
+    hotffi_version_t  *old = rt->old;
 
     /*
-     * rt->old and rt->next_version stay set until the end, so that closing
+     * rt->old and rt->next_version stay set until here, so that closing
      * one version's library knows the others still share it.
      */
-    old = rt->old;
-    next = rt->next_version;
-    from = old->number;
-
-    /* an overdue old version's reaper may still write them */
-    state = overdue ? NULL : old->state;
-    state_len = overdue ? 0 : old->state_len;
-    rt->last_reload.overdue = overdue;
-
-    if (!overdue && old->retire_rc != 0) {
-        hotffi_err_format(why, sizeof(why), "libffi_retire() of version %llu "
-                          "failed: %d%s%s", (unsigned long long) from,
-                          old->retire_rc, old->port.init_error ? ": " : "",
-                          old->port.init_error ? old->port.init_error : "");
-        hotffi_runtime_drop_version(rt, next);
-        rt->next_version = NULL;
-        goto rollback;
-    }
-
-    if (hotffi_version_start(next, state, state_len, why, sizeof(why))
-        == HOTFFI_OK)
-    {
-        rt->current = next;
-        hotffi_runtime_reload_done(rt, 1, from, "");
-        goto done;
-    }
-
-    /* threads the failed version started see its port stopped */
-    hotffi_runtime_end_version(rt, next);
-
-rollback:
-
-    back = hotffi_version_clone(old, err, sizeof(err));
-
-    if (back
-        && hotffi_version_start(back, state, state_len, err, sizeof(err))
-           == HOTFFI_OK)
-    {
-        rt->current = back;
-        hotffi_err_format(msg, sizeof(msg), "%s; version %llu serves again",
-                          why, (unsigned long long) from);
-        hotffi_runtime_reload_done(rt, 0, from, msg);
-
-    } else {
-        if (back) {
-            hotffi_runtime_end_version(rt, back);
-        }
-
-        /* no version can serve: the runtime is unloaded */
-        hotffi_err_format(msg, sizeof(msg), "%s; rolling back: %s; the "
-                          "runtime is unloaded", why, err);
-        rt->unloaded = 1;
-        hotffi_queue_stop(rt->queue);
-        hotffi_runtime_fail_queued(rt, msg);
-        hotffi_runtime_reload_done(rt, 0, from, msg);
-    }
-
-done:
-
-    /* an overdue one is closed when its RETIRE comes, as any other's */
-    if (old->proved) {
+    if (old->proved && !old->kept) {
         hotffi_runtime_drop_version(rt, old);
     }
 
@@ -451,6 +448,166 @@ done:
     if (rt->unloaded) {
         hotffi_runtime_reap_final(rt, rt->current);
     }
+}
+
+
+/* thread: event loop.  Neither the next version nor the old one serves. */
+static void
+hotffi_runtime_reload_unload(hotffi_runtime_t *rt, const char *err)
+{
+    char  msg[HOTFFI_ERR_MAX];
+
+    hotffi_err_format(msg, sizeof(msg), "%s; rolling back: %s; the runtime "
+                      "is unloaded", rt->why, err);
+    rt->unloaded = 1;
+    hotffi_queue_stop(rt->queue);
+    hotffi_runtime_fail_queued(rt, msg);
+    hotffi_runtime_reload_done(rt, 0, msg);
+    hotffi_runtime_reload_end(rt);
+}
+
+
+/* thread: event loop.  The state the reload's versions start with. */
+static const char *
+hotffi_runtime_reload_state(hotffi_runtime_t *rt, size_t *len)
+{
+    /* an overdue old version's reaper may still write it */
+    if (rt->last_reload.overdue) {
+        *len = 0;
+        return NULL;
+    }
+
+    *len = rt->old->state_len;
+    return rt->old->state;
+}
+
+
+static void hotffi_runtime_reload_started(hotffi_runtime_t *rt,
+    hotffi_version_t *v, int rc, int ran, const char *err);
+
+
+/*
+ * thread: event loop.  Starts v, the reload's next version or its
+ * rollback; its START comes back to hotffi_runtime_reload_started().
+ */
+static void
+hotffi_runtime_reload_start(hotffi_runtime_t *rt, hotffi_version_t *v)
+{
+    char         err[HOTFFI_ERR_MAX];
+    size_t       len;
+    const char  *state;
+
+    state = hotffi_runtime_reload_state(rt, &len);
+
+    if (hotffi_version_start(v, state, len, err, sizeof(err)) == HOTFFI_OK) {
+        rt->starting = v;
+        return;
+    }
+
+    hotffi_runtime_reload_started(rt, v, HOTFFI_ERROR, 0, err);
+}
+
+
+/* thread: event loop.  The next version failed: the old one serves again. */
+static void
+hotffi_runtime_rollback(hotffi_runtime_t *rt)
+{
+    char               err[HOTFFI_ERR_MAX];
+    hotffi_version_t  *back;
+
+    /* same mapping, same configuration, same state */
+    back = hotffi_version_clone(rt->old, err, sizeof(err));
+    if (back == NULL) {
+        hotffi_runtime_reload_unload(rt, err);
+        return;
+    }
+
+    hotffi_runtime_reload_start(rt, back);
+}
+
+
+/*
+ * thread: event loop.  v (the reload's next version, or its rollback) has
+ * started (rc HOTFFI_OK), or not: its libffi_init() failed (ran), or it
+ * could not be started at all.
+ */
+static void
+hotffi_runtime_reload_started(hotffi_runtime_t *rt, hotffi_version_t *v,
+    int rc, int ran, const char *err)
+{
+    int   is_next;
+    char  msg[HOTFFI_ERR_MAX];
+
+    is_next = v == rt->next_version;
+
+    if (rc == HOTFFI_OK) {
+        rt->current = v;
+
+        if (is_next) {
+            hotffi_runtime_reload_done(rt, 1, "");
+
+        } else {
+            hotffi_err_format(msg, sizeof(msg), "%s; version %llu serves "
+                              "again", rt->why,
+                              (unsigned long long) rt->old->number);
+            hotffi_runtime_reload_done(rt, 0, msg);
+        }
+
+        hotffi_runtime_reload_end(rt);
+        return;
+    }
+
+    /* threads the failed version started see its port stopped */
+    if (ran) {
+        hotffi_runtime_end_version(rt, v);
+
+    } else {
+        hotffi_runtime_drop_version(rt, v);
+
+        if (is_next) {
+            rt->next_version = NULL;
+        }
+    }
+
+    if (is_next) {
+        hotffi_err_tail(rt->why, sizeof(rt->why), err, strlen(err));
+        hotffi_runtime_rollback(rt);
+        return;
+    }
+
+    hotffi_runtime_reload_unload(rt, err);
+}
+
+
+/*
+ * thread: event loop.
+ * The old version is proved gone (or, without the means to prove it, was
+ * only stopped): start the next one with its state, or roll back.
+ * overdue: it is still being reaped (hotffi_runtime_reload_overdue()), so
+ * the next one starts without state.
+ */
+static void
+hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
+{
+    hotffi_version_t  *old;
+
+    old = rt->old;
+    rt->why[0] = '\0';
+    rt->last_reload.overdue = overdue;
+
+    if (!overdue && old->retire_rc != 0) {
+        hotffi_err_format(rt->why, sizeof(rt->why), "libffi_retire() of "
+                          "version %llu failed: %d%s%s",
+                          (unsigned long long) old->number, old->retire_rc,
+                          old->port.init_error ? ": " : "",
+                          old->port.init_error ? old->port.init_error : "");
+        hotffi_runtime_drop_version(rt, rt->next_version);
+        rt->next_version = NULL;
+        hotffi_runtime_rollback(rt);
+        return;
+    }
+
+    hotffi_runtime_reload_start(rt, rt->next_version);
 }
 
 
@@ -471,6 +628,12 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
     if (rt->old) {
         (void) snprintf(err, errlen, "runtime \"%s\": a reload is in "
                         "progress", rt->name);
+        return HOTFFI_BUSY;
+    }
+
+    if (rt->starting) {
+        (void) snprintf(err, errlen, "runtime \"%s\" is starting: its "
+                        "libffi_init() has not returned yet", rt->name);
         return HOTFFI_BUSY;
     }
 
@@ -512,7 +675,13 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
     /* nothing to wait for: its threads see the stop and end on their own */
     hotffi_runtime_reload_finish(rt, 0);
 
-    return HOTFFI_OK;
+    if (rt->old == NULL) {
+        /* it ended already: the next version could not even start */
+        return HOTFFI_OK;
+    }
+
+    rt->waiter = waiter;
+    return HOTFFI_AGAIN;
 }
 
 
@@ -520,7 +689,8 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 int
 hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
 {
-    if (rt->old == NULL) {
+    /* starting: the old version is gone, the next one's init runs */
+    if (rt->old == NULL || rt->starting) {
         return HOTFFI_DECLINED;
     }
 
@@ -546,10 +716,86 @@ hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter)
 
 
 /* thread: event loop */
+void
+hotffi_runtime_warn(hotffi_runtime_t *rt)
+{
+    uint64_t                 now;
+    hotffi_runtime_stats_t  *s = &rt->stats, *w = &rt->warned;
+
+    now = hotffi_spin_now();
+
+    if (rt->warned_at && now - rt->warned_at < HOTFFI_WARN_EVERY_NS) {
+        return;
+    }
+
+    hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\": %llu calls "
+                   "refused (queue full: %llu, max_inflight: %llu), %llu "
+                   "timed out, %llu dropped since the last such line "
+                   "(max_queue %u, max_inflight %u)", rt->name,
+                   (unsigned long long) (s->full + s->inflight_full
+                                         - w->full - w->inflight_full),
+                   (unsigned long long) (s->full - w->full),
+                   (unsigned long long) (s->inflight_full - w->inflight_full),
+                   (unsigned long long) (s->timeouts - w->timeouts),
+                   (unsigned long long) (s->dropped - w->dropped),
+                   rt->queue ? rt->queue->max : 0,
+                   rt->queue ? rt->queue->max_inflight : 0);
+
+    rt->warned_at = now;
+    *w = *s;
+}
+
+
+/* thread: event loop */
 uint64_t
 hotffi_runtime_version(hotffi_runtime_t *rt)
 {
     return rt->current ? rt->current->number : 0;
+}
+
+
+/*
+ * thread: event loop.  The handler of every version's START task (set by
+ * hotffi_runtime_owner()): v's libffi_init() has returned.
+ */
+static void
+hotffi_runtime_started_handler(hotffi_task_t *start)
+{
+    int                rc;
+    char               err[HOTFFI_ERR_MAX];
+    hotffi_version_t  *v = start->data;
+    hotffi_runtime_t  *rt = v->owner.rt;
+
+    rc = hotffi_version_started(v, err, sizeof(err));
+    rt->starting = NULL;
+
+    if (rt->old) {
+        hotffi_runtime_reload_started(rt, v, rc, 1, err);
+        return;
+    }
+
+    /* a load's */
+    rt->start_rc = rc;
+
+    if (rc != HOTFFI_OK) {
+        rt->init_rc = v->init_rc;
+        hotffi_err_tail(rt->start_error, sizeof(rt->start_error), err,
+                        strlen(err));
+
+        /* no version serves: what was queued meanwhile fails as init did */
+        rt->unloaded = 1;
+        hotffi_queue_stop(rt->queue);
+        hotffi_runtime_fail_queued(rt, err);
+    }
+
+    /* the unloaded (the load failed, or its caller gave up) are reaped */
+    rt->current = v;
+
+    if (rt->unloaded) {
+        hotffi_runtime_reap_final(rt, v);
+    }
+
+    hotffi_hub_waiter_wake(rt->hub, rt->waiter);
 }
 
 
@@ -566,8 +812,15 @@ hotffi_runtime_reaped(hotffi_task_t *retire)
     hotffi_version_reaped(v);
     rt->reapers--;
 
-    if (v == rt->old) {
+    if (v == rt->old && rt->starting == NULL) {
         hotffi_runtime_reload_finish(rt, 0);
+
+    } else if (v == rt->old) {
+        /* overdue: the next version is starting; the reload's end drops
+           v, if proved */
+        if (!v->proved) {
+            hotffi_runtime_keep(rt, v);
+        }
 
     } else {
         if (v == rt->current) {
@@ -622,13 +875,14 @@ hotffi_runtime_forget(hotffi_list_t *link)
     int                i;
     hotffi_list_t     *kept;
     hotffi_runtime_t  *rt = hotffi_runtime_of(link);
-    hotffi_version_t  *v[3];
+    hotffi_version_t  *v[4];
 
     v[0] = rt->current;
     v[1] = rt->old;
     v[2] = rt->next_version;
+    v[3] = rt->starting == rt->next_version ? NULL : rt->starting;
 
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         if (v[i] && !v[i]->kept) {
             hotffi_version_free(v[i]);
         }

@@ -69,8 +69,11 @@ struct hotffi_task_s {
 
     /* event loop only */
     hotffi_list_t        glink;      /* its group's list; unlinked in none */
+    hotffi_list_t        clink;      /* hub->calls while a caller waits */
     void                *waiter;     /* host's wake-up object, hub frees it */
     unsigned             done:1;     /* answered and drained */
+    unsigned             gone:1;     /* given up by the host for its
+                                        caller (hotffi_call_give_up_all()) */
     unsigned             woke:1;     /* its push owed a parked runtime
                                         thread a wake-up (HOTFFI_QUEUE_OWED):
                                         the answer comes late, see

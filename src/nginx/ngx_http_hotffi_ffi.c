@@ -30,6 +30,10 @@ typedef struct {
     uint64_t  failed;
     uint64_t  abandoned;
     uint64_t  rejected;
+    uint64_t  full;
+    uint64_t  inflight_full;
+    uint64_t  timeouts;
+    uint64_t  dropped;
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
@@ -80,21 +84,23 @@ ngx_http_hotffi_ffi_version(void)
 
 /*
  * lib: borrowed, NUL-terminated.  cfg: borrowed, cfg_len bytes, or NULL for
- * nil.  Returns the runtime with a reference that Lua drops with
- * ngx_http_hotffi_ffi_runtime_release(), or NULL with err set and, in
- * *init_rc, libffi_init()'s result (0: it was not called).
+ * nil.  Starts the runtime (hotffi_runtime_load_start()): returns it with
+ * a reference that Lua drops with ngx_http_hotffi_ffi_runtime_release(),
+ * and in *psema the semaphore (the hub's) woken when libffi_init() has
+ * returned; then call runtime_started().  NULL with err set when the
+ * library could not be opened.
  */
 NGX_HTTP_HOTFFI_EXPORT void *
 ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
-    u_char *err, size_t *errlen)
+    size_t cfg_len, uint32_t max_queue, uint32_t max_inflight, int global,
+    int unpin, void **psema, u_char *err, size_t *errlen)
 {
     char                    msg[HOTFFI_ERR_MAX];   /* a traceback's end */
+    char                   *serr;
+    void                   *sema;
     hotffi_hub_t           *hub;
     hotffi_runtime_t       *rt;
     hotffi_runtime_opts_t   opts;
-
-    *init_rc = 0;
 
     hub = ngx_http_hotffi_hub_get();
     if (hub == NULL) {
@@ -102,18 +108,73 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
         return NULL;
     }
 
+    serr = NULL;
+
+    if (ngx_http_hotffi_sema.create(&sema, 0, &serr) != NGX_OK) {
+        ngx_http_hotffi_set_err(err, errlen, serr ? serr : "no semaphore");
+        return NULL;
+    }
+
     opts.max_queue = max_queue;
+    opts.max_inflight = max_inflight;
     opts.global = global ? 1 : 0;
     opts.unpin = unpin ? 1 : 0;
 
-    rt = hotffi_runtime_load(hub, lib, cfg, cfg_len, &opts, init_rc,
-                             msg, sizeof(msg));
+    rt = hotffi_runtime_load_start(hub, lib, cfg, cfg_len, &opts, sema, msg,
+                                   sizeof(msg));
     if (rt == NULL) {
+        ngx_http_hotffi_sema.gc(sema);
         ngx_http_hotffi_set_err(err, errlen, msg);
         return NULL;
     }
 
+    *psema = sema;
     return rt;
+}
+
+
+/*
+ * The outcome of a load's start, once its caller stopped waiting on sema
+ * (NULL: it did not wait on one), which is then released: NGX_OK when the
+ * runtime serves, NGX_AGAIN while libffi_init() runs, NGX_ERROR when it
+ * failed, with err set and its rc in *init_rc.
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_started(void *rt, void *sema, int *init_rc,
+    u_char *err, size_t *errlen)
+{
+    int   rc;
+    char  msg[HOTFFI_ERR_MAX];
+
+    if (sema) {
+        hotffi_runtime_reload_forget(rt, sema);
+    }
+
+    rc = hotffi_runtime_started(rt, init_rc, msg, sizeof(msg));
+
+    if (rc == HOTFFI_ERROR) {
+        ngx_http_hotffi_set_err(err, errlen, msg);
+        return NGX_ERROR;
+    }
+
+    return rc == HOTFFI_OK ? NGX_OK : NGX_AGAIN;
+}
+
+
+/*
+ * Blocks the event loop until the runtime's start or reload has ended, for
+ * timeout seconds at most: where Lua cannot wait on a semaphore
+ * (init_worker_by_lua*).  NGX_OK when it has ended, NGX_AGAIN otherwise.
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_wait(void *rt, double timeout)
+{
+    uint64_t  ns;
+
+    ns = timeout < 9.2e9 ? (uint64_t) (timeout * 1e9) : 0;
+
+    return hotffi_runtime_wait(rt, ns ? ns : 1) == HOTFFI_OK ? NGX_OK
+                                                             : NGX_AGAIN;
 }
 
 
@@ -142,6 +203,10 @@ ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
     out->failed = rt->stats.failed;
     out->abandoned = rt->stats.abandoned;
     out->rejected = rt->stats.rejected;
+    out->full = rt->stats.full;
+    out->inflight_full = rt->stats.inflight_full;
+    out->timeouts = rt->stats.timeouts;
+    out->dropped = rt->stats.dropped;
     out->inflight = rt->stats.inflight;
     out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
     out->unloaded = rt->unloaded;
@@ -416,4 +481,12 @@ NGX_HTTP_HOTFFI_EXPORT void
 ngx_http_hotffi_ffi_call_abandon(void *task)
 {
     hotffi_call_abandon(task);
+}
+
+
+/* the caller gives up because its timeout passed: counted as such */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_call_timeout(void *task)
+{
+    hotffi_call_timeout(task);
 }

@@ -143,7 +143,7 @@ trueq2
 trueslept
 3 1 3
 --- error_log
-runtime "ctl&threads=1" queue overflow: 2 tasks waiting
+runtime "ctl&threads=1": 1 calls refused (queue full: 1, max_inflight: 0), 0 timed out, 0 dropped since the last such line (max_queue 2, max_inflight 65536)
 --- no_error_log
 [error]
 
@@ -281,4 +281,4 @@ location = /t {
 GET /t
 --- response_body
 0.1.0
-6
+7

@@ -647,7 +647,7 @@ location = /t {
         ngx.say(t.fails(m .. "init_big",
                         "OverflowError: t_init.init_big() returned an int out of C int range"))
         ngx.say(t.fails(m .. "init_poll",
-                        "RuntimeError: hotffi.poll() would block nginx's event loop"))
+                        "RuntimeError: hotffi.poll() inside init would wait for init to return"))
         ngx.say(t.fails(m .. "init_serve_bad",
                         "TypeError: hotffi.serve(): handler must be callable, not str"))
         ngx.say(t.fails(m .. "init_serve_zero",

@@ -17,7 +17,9 @@
  *
  * cfg "fail-init" makes libffi_init() return 7 and say why through
  * hotffi_init_error(); cfg "fail-init-silent" returns 7 only; cfg
- * "threads=N" sets the number of polling threads (default 4).
+ * "threads=N" sets the number of polling threads (default 4); cfg
+ * "init-sleep=MS" makes libffi_init() sleep MS ms first (a slow start),
+ * and "init-sleep=MS,fail-init" then fail as "fail-init" does.
  */
 
 #include <pthread.h>
@@ -241,6 +243,15 @@ libffi_init(char *cfg, void *tq)
 {
     int     i;
     ctl_t  *c;
+
+    if (cfg && strncmp(cfg, "init-sleep=", 11) == 0) {
+        ctl_sleep_ms(strtol(cfg + 11, NULL, 10));
+
+        if (strstr(cfg, ",fail-init")) {
+            hotffi_init_error(tq, "asked to fail after its sleep");
+            return 7;
+        }
+    }
 
     if (cfg && strcmp(cfg, "fail-init") == 0) {
         hotffi_init_error(tq, "asked to fail\nby its configuration");

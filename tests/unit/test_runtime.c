@@ -139,7 +139,7 @@ load(fixture_t *f, const char *lib, const char *cfg, size_t cfg_len,
 
     f->err[0] = '\0';
 
-    return hotffi_runtime_load(f->hub, lib, cfg, cfg_len, &opts, NULL, f->err,
+    return unit_load(f->hub, lib, cfg, cfg_len, &opts, NULL, f->err,
                                sizeof(f->err));
 }
 
@@ -551,7 +551,7 @@ short_name_child(void)
             return 1;
         }
 
-        rt = hotffi_runtime_load(hub, names[i], NULL, 0, &opts, NULL, err,
+        rt = unit_load(hub, names[i], NULL, 0, &opts, NULL, err,
                                  sizeof(err));
         if (rt == NULL) {
             fprintf(stderr, "child: %s: %s\n", names[i], err);

@@ -351,7 +351,7 @@ test_stress(void **state)
     opts.max_queue = STRESS_SLOTS;
     opts.unpin = 1;
 
-    rt = hotffi_runtime_load(hub, unit_lib(path, sizeof(path), "rt_echo"),
+    rt = unit_load(hub, unit_lib(path, sizeof(path), "rt_echo"),
                              STRESS_CFG, strlen(STRESS_CFG), &opts, NULL, err,
                              sizeof(err));
     if (rt == NULL) {

@@ -416,6 +416,39 @@ unit_retire(hotffi_hub_t *hub, hotffi_runtime_t *rt)
 }
 
 
+/*
+ * A load whose start is waited for: the runtime, serving, or NULL with the
+ * reason in err and libffi_init()'s rc in *init_rc (when not NULL; 0 when
+ * the failure came before it).
+ */
+static inline hotffi_runtime_t * UNIT_UNUSED
+unit_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
+    size_t cfg_len, const hotffi_runtime_opts_t *opts, int *init_rc,
+    char *err, size_t errlen)
+{
+    hotffi_runtime_t  *rt;
+
+    if (init_rc) {
+        *init_rc = 0;
+    }
+
+    rt = hotffi_runtime_load_start(hub, lib, cfg, cfg_len, opts, NULL, err,
+                                   errlen);
+    if (rt == NULL) {
+        return NULL;
+    }
+
+    assert_int_equal(hotffi_runtime_wait(rt, 0), HOTFFI_OK);
+
+    if (hotffi_runtime_started(rt, init_rc, err, errlen) != HOTFFI_OK) {
+        hotffi_runtime_unref(rt);
+        return NULL;
+    }
+
+    return rt;
+}
+
+
 /* ---- hooks the test runtimes call (see unit_rt.h) */
 
 UNIT_EXPORT void unit_rt_init_hook(const char *rt, char *cfg, void *tq);
