@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "hotffi_runtime.h"
+#include "hotffi_audit.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_task.h"
@@ -42,7 +43,8 @@ hotffi_clock(clockid_t id)
 
 /* thread: event loop */
 static char *
-hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
+hotffi_runtime_name(const char *given, const char *lib, const char *cfg,
+    size_t cfg_len)
 {
     char    *name;
     size_t   n;
@@ -50,6 +52,11 @@ hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
     name = malloc(HOTFFI_NAME_MAX);
     if (name == NULL) {
         return NULL;
+    }
+
+    if (given) {
+        (void) snprintf(name, HOTFFI_NAME_MAX, "%s", given);
+        return name;
     }
 
     /* the key resty.hotffi caches the runtime under */
@@ -87,6 +94,37 @@ hotffi_runtime_owner(hotffi_runtime_t *rt, hotffi_version_owner_t *owner)
 }
 
 
+/*
+ * thread: event loop.  The audit line of an event of rt about version v
+ * (hotffi_audit.h): "ok" at level notice, "refused" (nothing changed) a
+ * warning, "failed" an error, "overdue" (ok, but both versions run for a
+ * while) a warning.
+ */
+static void
+hotffi_runtime_audit(hotffi_runtime_t *rt, const char *event,
+    const char *result, uint64_t from, uint64_t to, const hotffi_version_t *v,
+    double seconds, const char *error)
+{
+    int              level;
+    hotffi_audit_t   a;
+
+    memset(&a, 0, sizeof(a));
+    a.event = event;
+    a.result = result;
+    a.name = rt->name;
+    a.from = from;
+    a.to = to;
+    a.v = v;
+    a.seconds = seconds;
+    a.error = error;
+
+    level = result[0] == 'o' && result[1] == 'k' ? HOTFFI_LOG_NOTICE
+            : result[0] == 'f' ? HOTFFI_LOG_ERR : HOTFFI_LOG_WARN;
+
+    hotffi_audit_log(rt->hub, level, &a);
+}
+
+
 /* thread: event loop */
 static void
 hotffi_runtime_free(hotffi_runtime_t *rt)
@@ -104,7 +142,9 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     size_t cfg_len, const hotffi_runtime_opts_t *opts, int *init_rc,
     char *err, size_t errlen)
 {
+    double                   started;
     uint32_t                 max;
+    hotffi_audit_t           a;
     hotffi_version_t        *v;
     hotffi_runtime_t        *rt;
     hotffi_version_owner_t   owner;
@@ -112,6 +152,8 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
     if (init_rc) {
         *init_rc = 0;
     }
+
+    started = hotffi_clock(CLOCK_MONOTONIC);
 
     rt = calloc(1, sizeof(hotffi_runtime_t));
     if (rt == NULL) {
@@ -128,7 +170,7 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
 
     max = opts->max_queue ? opts->max_queue : HOTFFI_DEFAULT_MAX_QUEUE;
 
-    rt->name = hotffi_runtime_name(lib, cfg, cfg_len);
+    rt->name = hotffi_runtime_name(opts->name, lib, cfg, cfg_len);
     rt->queue = hotffi_queue_create(max);
 
     if (rt->name == NULL || rt->queue == NULL) {
@@ -156,14 +198,33 @@ hotffi_runtime_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
             *init_rc = v->init_rc;
         }
 
+        hotffi_runtime_audit(rt, "load", "refused", 0, 1, v,
+                             hotffi_clock(CLOCK_MONOTONIC) - started, err);
         hotffi_runtime_unload(rt);
         hotffi_runtime_unref(rt);
         return NULL;
     }
 
+    v->since = hotffi_clock(CLOCK_REALTIME);
+    hotffi_runtime_audit(rt, "load", "ok", 0, 1, v,
+                         hotffi_clock(CLOCK_MONOTONIC) - started, NULL);
+
     return rt;
 
 failed:
+
+    /* no version was made: the line says what was asked for */
+    memset(&a, 0, sizeof(a));
+    a.event = "load";
+    a.result = "refused";
+    a.name = rt->name ? rt->name : (opts->name ? opts->name : lib);
+    a.to = 1;
+    a.lib = lib;
+    a.cfg = cfg;
+    a.cfg_len = cfg_len;
+    a.seconds = hotffi_clock(CLOCK_MONOTONIC) - started;
+    a.error = err;
+    hotffi_audit_log(hub, HOTFFI_LOG_WARN, &a);
 
     if (rt->queue) {
         hotffi_queue_destroy(rt->queue);
@@ -223,12 +284,21 @@ hotffi_runtime_try_retire(hotffi_runtime_t *rt)
 void
 hotffi_runtime_unload(hotffi_runtime_t *rt)
 {
+    hotffi_version_t  *v;
+
     if (rt->unloaded) {
         return;
     }
 
     rt->unloaded = 1;
     hotffi_queue_stop(rt->queue);
+
+    /* a load whose version never served was reported as refused */
+    v = rt->current ? rt->current : rt->old;
+
+    if (v && v->since != 0) {
+        hotffi_runtime_audit(rt, "unload", "ok", v->number, 0, v, -1, NULL);
+    }
 
     /* a reload in progress goes on, and its end reaps what it started */
     if (rt->old == NULL) {
@@ -291,29 +361,35 @@ hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
 }
 
 
-/* thread: event loop */
+/*
+ * thread: event loop.  The reload from version from ended; tried is the
+ * version it started, or tried to start (borrowed, still allocated).
+ */
 static void
 hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, uint64_t from,
-    const char *error)
+    hotffi_version_t *tried, const char *error)
 {
     hotffi_reload_result_t  *last = &rt->last_reload;
 
     if (ok) {
         rt->stats.reloads++;
+        tried->since = hotffi_clock(CLOCK_REALTIME);
 
     } else {
         rt->stats.reload_failures++;
-        hotffi_hub_log(rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" reload "
-                       "failed: %s", rt->name, error);
     }
 
     rt->reloaded = 1;
     last->ok = ok;
     last->from = from;
-    last->to = hotffi_runtime_version(rt);
+    last->to = tried->number;
     last->started = rt->reload_wall;
     last->seconds = hotffi_clock(CLOCK_MONOTONIC) - rt->reload_started;
     hotffi_err_tail(last->error, sizeof(last->error), error, strlen(error));
+
+    hotffi_runtime_audit(rt, "reload", !ok ? "failed"
+                                       : last->overdue ? "overdue" : "ok",
+                         from, tried->number, tried, last->seconds, error);
 
     hotffi_hub_waiter_wake(rt->hub, rt->waiter);
 }
@@ -375,7 +451,7 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
     char              *state;
     size_t             state_len;
     uint64_t           from;
-    hotffi_version_t  *old, *next, *back;
+    hotffi_version_t  *old, *next, *back, *unstarted;
 
     /*
      * rt->old and rt->next_version stay set until the end, so that closing
@@ -384,6 +460,7 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
     old = rt->old;
     next = rt->next_version;
     from = old->number;
+    unstarted = NULL;
 
     /* an overdue old version's reaper may still write them */
     state = overdue ? NULL : old->state;
@@ -395,8 +472,8 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
                           "failed: %d%s%s", (unsigned long long) from,
                           old->retire_rc, old->port.init_error ? ": " : "",
                           old->port.init_error ? old->port.init_error : "");
-        hotffi_runtime_drop_version(rt, next);
-        rt->next_version = NULL;
+        /* dropped once the reload is reported, which names it */
+        unstarted = next;
         goto rollback;
     }
 
@@ -404,7 +481,7 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
         == HOTFFI_OK)
     {
         rt->current = next;
-        hotffi_runtime_reload_done(rt, 1, from, "");
+        hotffi_runtime_reload_done(rt, 1, from, next, "");
         goto done;
     }
 
@@ -420,9 +497,10 @@ rollback:
            == HOTFFI_OK)
     {
         rt->current = back;
+        back->since = hotffi_clock(CLOCK_REALTIME);
         hotffi_err_format(msg, sizeof(msg), "%s; version %llu serves again",
                           why, (unsigned long long) from);
-        hotffi_runtime_reload_done(rt, 0, from, msg);
+        hotffi_runtime_reload_done(rt, 0, from, next, msg);
 
     } else {
         if (back) {
@@ -435,7 +513,11 @@ rollback:
         rt->unloaded = 1;
         hotffi_queue_stop(rt->queue);
         hotffi_runtime_fail_queued(rt, msg);
-        hotffi_runtime_reload_done(rt, 0, from, msg);
+        hotffi_runtime_reload_done(rt, 0, from, next, msg);
+    }
+
+    if (unstarted) {
+        hotffi_runtime_drop_version(rt, unstarted);
     }
 
 done:
@@ -454,6 +536,30 @@ done:
 }
 
 
+/*
+ * thread: event loop.  The audit line of a reload refused before a version
+ * was made: lib and cfg say what it asked for.
+ */
+static void
+hotffi_runtime_reload_refused(hotffi_runtime_t *rt, const char *lib,
+    const char *cfg, size_t cfg_len, const char *error)
+{
+    hotffi_audit_t  a;
+
+    memset(&a, 0, sizeof(a));
+    a.event = "reload";
+    a.result = "refused";
+    a.name = rt->name;
+    a.from = rt->current->number;
+    a.lib = lib;
+    a.cfg = cfg;
+    a.cfg_len = cfg_len;
+    a.seconds = -1;
+    a.error = error;
+    hotffi_audit_log(rt->hub, HOTFFI_LOG_WARN, &a);
+}
+
+
 /* thread: event loop */
 int
 hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
@@ -465,12 +571,16 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 
     if (rt->unloaded) {
         (void) snprintf(err, errlen, "runtime \"%s\" is unloaded", rt->name);
+        hotffi_runtime_audit(rt, "reload", "refused", 0, 0, NULL, -1, err);
         return HOTFFI_DECLINED;
     }
 
     if (rt->old) {
         (void) snprintf(err, errlen, "runtime \"%s\": a reload is in "
                         "progress", rt->name);
+        hotffi_runtime_audit(rt, "reload", "refused", rt->old->number,
+                             rt->next_version->number, rt->next_version, -1,
+                             err);
         return HOTFFI_BUSY;
     }
 
@@ -483,9 +593,15 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 
     hotffi_runtime_owner(rt, &owner);
 
-    next = hotffi_version_open(&owner, lib ? lib : cur->lib_name, cfg,
-                               cfg_len, err, errlen);
+    lib = lib ? lib : cur->lib_name;
+    next = NULL;
+
+    if (hotffi_library_replaceable(&cur->lib, lib, err, errlen) == HOTFFI_OK) {
+        next = hotffi_version_open(&owner, lib, cfg, cfg_len, err, errlen);
+    }
+
     if (next == NULL) {
+        hotffi_runtime_reload_refused(rt, lib, cfg, cfg_len, err);
         return HOTFFI_ERROR;
     }
 
@@ -524,11 +640,7 @@ hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
         return HOTFFI_DECLINED;
     }
 
-    hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\": version %llu "
-                   "has not retired yet: version %llu starts without its "
-                   "state", rt->name, (unsigned long long) rt->old->number,
-                   (unsigned long long) rt->next_version->number);
-
+    /* the reload's audit line says "overdue" */
     hotffi_runtime_reload_finish(rt, 1);
 
     return HOTFFI_OK;

@@ -35,6 +35,7 @@
 
 
 typedef struct {
+    const char *name;          /* for messages, borrowed; NULL: "lib&cfg" */
     uint32_t   max_queue;      /* tasks waiting at most; 0 means 65536 */
     unsigned   global:1;       /* RTLD_GLOBAL */
     unsigned   unpin:1;        /* dlclose() once retired */
@@ -57,7 +58,8 @@ typedef struct {
 typedef struct {
     int        ok;
     uint64_t   from;           /* version numbers */
-    uint64_t   to;             /* the version serving after it */
+    uint64_t   to;             /* the version it started, or tried to:
+                                  when it failed, from serves again */
     double     started;        /* wall clock, seconds since the epoch */
     double     seconds;        /* how long it took */
     int        overdue;        /* the old version had not retired */
@@ -68,7 +70,8 @@ typedef struct {
 struct hotffi_runtime_s {
     hotffi_hub_t            *hub;
     hotffi_list_t            link;      /* on hub->runtimes */
-    char                    *name;      /* "lib&cfg" or "lib", for messages */
+    char                    *name;      /* the host's name for it, or
+                                           "lib&cfg" or "lib": messages */
     hotffi_queue_t          *queue;     /* NULL once retired */
     hotffi_version_t        *current;   /* serving; NULL while reloading */
     hotffi_list_t            kept;      /* versions that proved nothing,
@@ -98,6 +101,9 @@ struct hotffi_runtime_s {
 
 
 /*
+ * Every load, reload and unload, and every refusal of one, writes one
+ * line to the audit trail (hotffi_audit.h).
+ *
  * thread: event loop.  Opens lib, makes a queue and calls libffi_init() with
  * a NUL-terminated copy of cfg (NULL when cfg is NULL).  Returns the runtime
  * with one reference for the caller, or NULL with the reason in err and, in

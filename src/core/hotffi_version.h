@@ -55,6 +55,8 @@ struct hotffi_version_s {
     char               *cfg;         /* NUL-terminated copy; NULL for nil */
     size_t              cfg_len;
     uint64_t            number;      /* 1 for the first load, then counts */
+    double              since;       /* when it began to serve, wall clock
+                                        seconds; 0: it has not */
     hotffi_task_t      *retire;      /* v's; in the hub's list from the
                                         reaper's complete() to the drain */
     pthread_t           reaper;      /* joined when RETIRE arrives */
