@@ -11,18 +11,22 @@ local ffi_new = ffi.new
 local ffi_str = ffi.string
 local get_phase = ngx.get_phase
 local timer_at = ngx.timer.at
+local log = ngx.log
 local get_request = base.get_request
 local get_string_buf = base.get_string_buf
 local get_size_ptr = base.get_size_ptr
 local sema_wait = semaphore.wait
 local error = error
 local floor = math.floor
+local format = string.format
 local pairs = pairs
 local rawget = rawget
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
 local type = type
+
+local ERR = ngx.ERR
 
 
 -- ngx.semaphore's cdef comes first: it declares ngx_http_lua_sema_t
@@ -57,6 +61,19 @@ typedef struct {
 } hotffi_ffi_reload_t;
 
 typedef struct {
+    uint64_t     version;
+    const char  *lib;
+    const char  *cfg;
+    size_t       cfg_len;
+    uint32_t     cfg_crc32;
+    uint64_t     dev_major;
+    uint64_t     dev_minor;
+    uint64_t     ino;
+    int64_t      mtime;
+    double       since;
+} hotffi_ffi_serving_t;
+
+typedef struct {
     uint64_t  tasks_live;
     uint64_t  wakeups;
     uint64_t  completions;
@@ -67,9 +84,9 @@ typedef struct {
 
 int ngx_http_hotffi_ffi_version(void);
 void *ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, uint32_t max_inflight, int global,
-    int unpin, ngx_http_lua_sema_t **psema, unsigned char *err,
-    size_t *errlen);
+    size_t cfg_len, const char *name, uint32_t max_queue,
+    uint32_t max_inflight, int global, int unpin, ngx_http_lua_sema_t **psema,
+    unsigned char *err, size_t *errlen);
 int ngx_http_hotffi_ffi_runtime_started(void *rt, ngx_http_lua_sema_t *sema,
     int *init_rc, unsigned char *err, size_t *errlen);
 int ngx_http_hotffi_ffi_runtime_wait(void *rt, double timeout);
@@ -77,6 +94,7 @@ void ngx_http_hotffi_ffi_runtime_unload(void *rt);
 void ngx_http_hotffi_ffi_runtime_release(void *rt);
 void ngx_http_hotffi_ffi_runtime_stats(void *rt, hotffi_ffi_stats_t *out);
 int ngx_http_hotffi_ffi_hub_stats(hotffi_ffi_hub_stats_t *out);
+int ngx_http_hotffi_ffi_runtime_serving(void *rt, hotffi_ffi_serving_t *out);
 int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     const char *cfg, size_t cfg_len, int keep_cfg, int handover,
     ngx_http_lua_sema_t **psema, unsigned char *err, size_t *errlen);
@@ -136,9 +154,13 @@ local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
 -- with rawget: a missing key reads as a call)
 local STARTING = 5
 
--- per worker: "lib&cfg" -> runtime object, and name -> runtime object
+-- per worker: "lib&cfg" -> runtime object, and name -> runtime object;
+-- name -> the error of its last load, while that load failed
 local runtimes = {}
 local named = {}
+local failed = {}
+local nfailed = 0
+local MAX_FAILED = 256     -- names whose failure is remembered, at most
 local resolver
 
 local NGX_OK, NGX_ERROR, NGX_AGAIN = 0, -1, -2
@@ -152,6 +174,7 @@ local plen = ffi_new("size_t[1]")
 local stats_buf = ffi_new("hotffi_ffi_stats_t")
 local hub_stats_buf = ffi_new("hotffi_ffi_hub_stats_t")
 local reload_buf = ffi_new("hotffi_ffi_reload_t")
+local serving_buf = ffi_new("hotffi_ffi_serving_t")
 
 -- semaphore.wait() reads .sem before it yields and never after, and the
 -- semaphore itself belongs to the C side, so one table serves every call.
@@ -502,10 +525,35 @@ local function stats(self)
 end
 
 
+-- What serves now: the version, its library and the file mapped, its
+-- cfg (and the CRC-32 the audit lines give), since when; nil when no
+-- version serves (unloaded, or in the midst of a reload).
+local function serving(self)
+    local v = serving_buf
+    if C.ngx_http_hotffi_ffi_runtime_serving(self[PTR], v) ~= NGX_OK then
+        return nil
+    end
+    local known = v.ino ~= 0
+    return {
+        version = tonumber(v.version),
+        lib = ffi_str(v.lib),
+        cfg = v.cfg ~= nil and ffi_str(v.cfg, v.cfg_len) or nil,
+        cfg_len = tonumber(v.cfg_len),
+        cfg_crc32 = v.cfg ~= nil and format("%08x", v.cfg_crc32) or nil,
+        dev = known and format("%d:%d", tonumber(v.dev_major),
+                               tonumber(v.dev_minor)) or nil,
+        ino = known and tonumber(v.ino) or nil,
+        mtime = v.mtime ~= 0 and tonumber(v.mtime) or nil,
+        since = v.since,
+    }
+end
+
+
 local specials = {
     __unload = unload,
     __reload = reload,
     __stats = stats,
+    __serving = serving,
 }
 
 local mt = {
@@ -578,6 +626,29 @@ end
 -- _M.load() below, misuse raised at the given level; on failure nil, the
 -- reason and what libffi_init() returned (0: it was not called, nil: the
 -- C module was not reached).
+-- Remembers why the load of name failed, for get(name), says so in
+-- error.log where no request would, and returns nil, msg, init_rc.
+local function load_failed(name, msg, init_rc)
+    -- names made per request must not grow the table for ever
+    if not failed[name] then
+        if nfailed >= MAX_FAILED then
+            failed, nfailed = {}, 0
+        end
+        nfailed = nfailed + 1
+    end
+    failed[name] = msg
+    if get_phase() == "init_worker" then
+        -- else only the first request using it would find out
+        log(ERR, "hotffi: loading runtime \"", name, "\" in ",
+                "init_worker_by_lua* failed: ", msg, "; hotffi.get(\"",
+                name, "\") returns nil and this error until a load ",
+                "succeeds: fix the cause, then nginx -s reload (or load ",
+                "it again)")
+    end
+    return nil, msg, init_rc
+end
+
+
 local function load(level, lib, cfg, opts)
     if type(lib) ~= "string" or lib == "" then
         error("bad library: non-empty string expected, got "
@@ -648,11 +719,11 @@ local function load(level, lib, cfg, opts)
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
-                                                   max_queue, max_inflight,
-                                                   global, unpin, psema, err,
-                                                   errlen)
+                                                   name, max_queue,
+                                                   max_inflight, global,
+                                                   unpin, psema, err, errlen)
     if ptr == nil then
-        return nil, ffi_str(err, errlen[0]), 0
+        return load_failed(name, ffi_str(err, errlen[0]), 0)
     end
     local sem = psema[0]
 
@@ -685,6 +756,13 @@ local function load(level, lib, cfg, opts)
     local waiting = -starting:count()
     if waiting > 0 then
         starting:post(waiting)
+    end
+    if not res then
+        return load_failed(name, rerr, init_rc)
+    end
+    if failed[name] then
+        failed[name] = nil
+        nfailed = nfailed - 1
     end
     return res, rerr, init_rc
 end
@@ -741,9 +819,13 @@ end
 
 
 -- The runtime loaded in this worker under name (opts.name, or "lib&cfg"),
--- or nil.
+-- or nil and, when its last load failed, that load's error.
 function _M.get(name)
-    return named[name]
+    local rt = named[name]
+    if rt then
+        return rt
+    end
+    return nil, failed[name]
 end
 
 

@@ -12,6 +12,8 @@
  *    |
  *   runtime    load, reload, unload, retire; task handler of RETIRE
  *    |
+ *   audit      one log line per load, reload, unload (the audit trail)
+ *    |
  *   version    one library + cfg + port: start it, reap it
  *    |
  *   hub        completion list, eventfd, deferred wakes, waiters
@@ -26,7 +28,9 @@
  *    |
  *   spin       bounded, adaptive busy-waiting
  *    |
- *   library    dlopen() and the entry points
+ *   library    dlopen() and the entry points; the file mapped
+ *    |
+ *   elf        a library file's ELF marks (Go), read before dlopen()
  *    |
  *   list, core the list primitive; this file
  *

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "hotffi_runtime.h"
+#include "hotffi_audit.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_spin.h"
@@ -48,7 +49,8 @@ hotffi_clock(clockid_t id)
 
 /* thread: event loop */
 static char *
-hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
+hotffi_runtime_name(const char *given, const char *lib, const char *cfg,
+    size_t cfg_len)
 {
     char    *name;
     size_t   n;
@@ -56,6 +58,11 @@ hotffi_runtime_name(const char *lib, const char *cfg, size_t cfg_len)
     name = malloc(HOTFFI_NAME_MAX);
     if (name == NULL) {
         return NULL;
+    }
+
+    if (given) {
+        (void) snprintf(name, HOTFFI_NAME_MAX, "%s", given);
+        return name;
     }
 
     /* the key resty.hotffi caches the runtime under */
@@ -94,12 +101,69 @@ hotffi_runtime_owner(hotffi_runtime_t *rt, hotffi_version_owner_t *owner)
 }
 
 
+/*
+ * thread: event loop.  The audit line of an event of rt about version v
+ * (hotffi_audit.h): "ok" at level notice, "refused" (nothing changed) a
+ * warning, "failed" an error, "overdue" (ok, but both versions run for a
+ * while) a warning.  Without v, the reload's tried lib and cfg are named.
+ */
+static void
+hotffi_runtime_audit(hotffi_runtime_t *rt, const char *event,
+    const char *result, uint64_t from, uint64_t to, const hotffi_version_t *v,
+    double seconds, const char *error)
+{
+    int              level;
+    hotffi_audit_t   a;
+
+    memset(&a, 0, sizeof(a));
+    a.event = event;
+    a.result = result;
+    a.name = rt->name;
+    a.from = from;
+    a.to = to;
+    a.v = v;
+    a.lib = rt->tried_lib;
+    a.cfg = rt->tried_cfg;
+    a.cfg_len = rt->tried_cfg_len;
+    a.seconds = seconds;
+    a.error = error;
+
+    level = result[0] == 'o' && result[1] == 'k' ? HOTFFI_LOG_NOTICE
+            : result[0] == 'f' ? HOTFFI_LOG_ERR : HOTFFI_LOG_WARN;
+
+    hotffi_audit_log(rt->hub, level, &a);
+}
+
+
+/*
+ * thread: event loop.  Notes what a reload tries (for its audit line and
+ * report, which may come after the tried version was freed).
+ */
+static void
+hotffi_runtime_note_tried(hotffi_runtime_t *rt, const hotffi_version_t *v)
+{
+    free(rt->tried_lib);
+    free(rt->tried_cfg);
+    rt->tried_number = v->number;
+    rt->tried_lib = strdup(v->lib_name);
+    rt->tried_cfg = v->cfg ? malloc(v->cfg_len + 1) : NULL;
+    rt->tried_cfg_len = rt->tried_cfg ? v->cfg_len : 0;
+
+    if (rt->tried_cfg) {
+        memcpy(rt->tried_cfg, v->cfg, v->cfg_len);
+        rt->tried_cfg[v->cfg_len] = '\0';
+    }
+}
+
+
 /* thread: event loop */
 static void
 hotffi_runtime_free(hotffi_runtime_t *rt)
 {
     hotffi_list_remove(&rt->link);
     hotffi_hub_waiter_release(rt->hub, &rt->waiter);
+    free(rt->tried_lib);
+    free(rt->tried_cfg);
     free(rt->name);
     free(rt);
 }
@@ -112,6 +176,7 @@ hotffi_runtime_load_start(hotffi_hub_t *hub, const char *lib,
     void *waiter, char *err, size_t errlen)
 {
     uint32_t                 max;
+    hotffi_audit_t           a;
     hotffi_version_t        *v;
     hotffi_runtime_t        *rt;
     hotffi_version_owner_t   owner;
@@ -127,12 +192,13 @@ hotffi_runtime_load_start(hotffi_hub_t *hub, const char *lib,
     rt->unpin = opts->unpin;
     rt->refs = 1;
     rt->start_rc = HOTFFI_AGAIN;
+    rt->load_started = hotffi_clock(CLOCK_MONOTONIC);
     hotffi_list_init(&rt->link);
     hotffi_list_init(&rt->kept);
 
     max = opts->max_queue ? opts->max_queue : HOTFFI_DEFAULT_MAX_QUEUE;
 
-    rt->name = hotffi_runtime_name(lib, cfg, cfg_len);
+    rt->name = hotffi_runtime_name(opts->name, lib, cfg, cfg_len);
     rt->queue = hotffi_queue_create(max);
 
     if (rt->name == NULL || rt->queue == NULL) {
@@ -170,6 +236,19 @@ hotffi_runtime_load_start(hotffi_hub_t *hub, const char *lib,
     return rt;
 
 failed:
+
+    /* no version was made: the line says what was asked for */
+    memset(&a, 0, sizeof(a));
+    a.event = "load";
+    a.result = "refused";
+    a.name = rt->name ? rt->name : (opts->name ? opts->name : lib);
+    a.to = 1;
+    a.lib = lib;
+    a.cfg = cfg;
+    a.cfg_len = cfg_len;
+    a.seconds = hotffi_clock(CLOCK_MONOTONIC) - rt->load_started;
+    a.error = err;
+    hotffi_audit_log(hub, HOTFFI_LOG_WARN, &a);
 
     if (rt->queue) {
         hotffi_queue_destroy(rt->queue);
@@ -285,12 +364,21 @@ hotffi_runtime_try_retire(hotffi_runtime_t *rt)
 void
 hotffi_runtime_unload(hotffi_runtime_t *rt)
 {
+    hotffi_version_t  *v;
+
     if (rt->unloaded) {
         return;
     }
 
     rt->unloaded = 1;
     hotffi_queue_stop(rt->queue);
+
+    /* a load whose version never served was reported as refused */
+    v = rt->current ? rt->current : rt->old;
+
+    if (v && v->since != 0) {
+        hotffi_runtime_audit(rt, "unload", "ok", v->number, 0, v, -1, NULL);
+    }
 
     /*
      * A reload in progress goes on, and its end reaps what it started; so
@@ -356,7 +444,10 @@ hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v)
 }
 
 
-/* thread: event loop */
+/*
+ * thread: event loop.  The reload from rt->old ended; it tried the version
+ * hotffi_runtime_note_tried() noted (serving now if ok).
+ */
 static void
 hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, const char *error)
 {
@@ -364,20 +455,29 @@ hotffi_runtime_reload_done(hotffi_runtime_t *rt, int ok, const char *error)
 
     if (ok) {
         rt->stats.reloads++;
+        rt->current->since = hotffi_clock(CLOCK_REALTIME);
 
     } else {
         rt->stats.reload_failures++;
-        hotffi_hub_log(rt->hub, HOTFFI_LOG_ERR, "runtime \"%s\" reload "
-                       "failed: %s", rt->name, error);
+
+        if (rt->current) {
+            /* the rollback serves from now */
+            rt->current->since = hotffi_clock(CLOCK_REALTIME);
+        }
     }
 
     rt->reloaded = 1;
     last->ok = ok;
     last->from = rt->old->number;
-    last->to = hotffi_runtime_version(rt);
+    last->to = rt->tried_number;
     last->started = rt->reload_wall;
     last->seconds = hotffi_clock(CLOCK_MONOTONIC) - rt->reload_started;
     hotffi_err_tail(last->error, sizeof(last->error), error, strlen(error));
+
+    hotffi_runtime_audit(rt, "reload", !ok ? "failed"
+                                       : last->overdue ? "overdue" : "ok",
+                         last->from, last->to, ok ? rt->current : NULL,
+                         last->seconds, error);
 
     hotffi_hub_waiter_wake(rt->hub, rt->waiter);
 }
@@ -611,6 +711,30 @@ hotffi_runtime_reload_finish(hotffi_runtime_t *rt, int overdue)
 }
 
 
+/*
+ * thread: event loop.  The audit line of a reload refused before a version
+ * was made: lib and cfg say what it asked for.
+ */
+static void
+hotffi_runtime_reload_refused(hotffi_runtime_t *rt, const char *lib,
+    const char *cfg, size_t cfg_len, const char *error)
+{
+    hotffi_audit_t  a;
+
+    memset(&a, 0, sizeof(a));
+    a.event = "reload";
+    a.result = "refused";
+    a.name = rt->name;
+    a.from = rt->current->number;
+    a.lib = lib;
+    a.cfg = cfg;
+    a.cfg_len = cfg_len;
+    a.seconds = -1;
+    a.error = error;
+    hotffi_audit_log(rt->hub, HOTFFI_LOG_WARN, &a);
+}
+
+
 /* thread: event loop */
 int
 hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
@@ -622,18 +746,23 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 
     if (rt->unloaded) {
         (void) snprintf(err, errlen, "runtime \"%s\" is unloaded", rt->name);
+        hotffi_runtime_audit(rt, "reload", "refused", 0, 0, NULL, -1, err);
         return HOTFFI_DECLINED;
     }
 
     if (rt->old) {
         (void) snprintf(err, errlen, "runtime \"%s\": a reload is in "
                         "progress", rt->name);
+        hotffi_runtime_audit(rt, "reload", "refused", rt->old->number,
+                             rt->tried_number, NULL, -1, err);
         return HOTFFI_BUSY;
     }
 
     if (rt->starting) {
         (void) snprintf(err, errlen, "runtime \"%s\" is starting: its "
                         "libffi_init() has not returned yet", rt->name);
+        hotffi_runtime_audit(rt, "reload", "refused", 0, 0, rt->starting, -1,
+                             err);
         return HOTFFI_BUSY;
     }
 
@@ -646,13 +775,20 @@ hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
 
     hotffi_runtime_owner(rt, &owner);
 
-    next = hotffi_version_open(&owner, lib ? lib : cur->lib_name, cfg,
-                               cfg_len, err, errlen);
+    lib = lib ? lib : cur->lib_name;
+    next = NULL;
+
+    if (hotffi_library_replaceable(&cur->lib, lib, err, errlen) == HOTFFI_OK) {
+        next = hotffi_version_open(&owner, lib, cfg, cfg_len, err, errlen);
+    }
+
     if (next == NULL) {
+        hotffi_runtime_reload_refused(rt, lib, cfg, cfg_len, err);
         return HOTFFI_ERROR;
     }
 
     next->number = ++rt->versions;
+    hotffi_runtime_note_tried(rt, next);
 
     hotffi_hub_waiter_release(rt->hub, &rt->waiter);
     rt->reload_started = hotffi_clock(CLOCK_MONOTONIC);
@@ -694,11 +830,7 @@ hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
         return HOTFFI_DECLINED;
     }
 
-    hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\": version %llu "
-                   "has not retired yet: version %llu starts without its "
-                   "state", rt->name, (unsigned long long) rt->old->number,
-                   (unsigned long long) rt->next_version->number);
-
+    /* the reload's audit line says "overdue" */
     hotffi_runtime_reload_finish(rt, 1);
 
     return HOTFFI_OK;
@@ -777,7 +909,16 @@ hotffi_runtime_started_handler(hotffi_task_t *start)
     /* a load's */
     rt->start_rc = rc;
 
-    if (rc != HOTFFI_OK) {
+    if (rc == HOTFFI_OK) {
+        v->since = hotffi_clock(CLOCK_REALTIME);
+        hotffi_runtime_audit(rt, "load", "ok", 0, v->number, v,
+                             hotffi_clock(CLOCK_MONOTONIC) - rt->load_started,
+                             NULL);
+
+    } else {
+        hotffi_runtime_audit(rt, "load", "refused", 0, v->number, v,
+                             hotffi_clock(CLOCK_MONOTONIC) - rt->load_started,
+                             err);
         rt->init_rc = v->init_rc;
         hotffi_err_tail(rt->start_error, sizeof(rt->start_error), err,
                         strlen(err));

@@ -42,6 +42,7 @@
 
 
 typedef struct {
+    const char *name;          /* for messages, borrowed; NULL: "lib&cfg" */
     uint32_t   max_queue;      /* tasks waiting at most; 0 means 65536 */
     uint32_t   max_inflight;   /* tasks taken by the runtime and not yet
                                   answered, at most; 0 means 65536 */
@@ -73,7 +74,8 @@ typedef struct {
 typedef struct {
     int        ok;
     uint64_t   from;           /* version numbers */
-    uint64_t   to;             /* the version serving after it */
+    uint64_t   to;             /* the version it started, or tried to:
+                                  when it failed, from serves again */
     double     started;        /* wall clock, seconds since the epoch */
     double     seconds;        /* how long it took */
     int        overdue;        /* the old version had not retired */
@@ -84,7 +86,8 @@ typedef struct {
 struct hotffi_runtime_s {
     hotffi_hub_t            *hub;
     hotffi_list_t            link;      /* on hub->runtimes */
-    char                    *name;      /* "lib&cfg" or "lib", for messages */
+    char                    *name;      /* the host's name for it, or
+                                           "lib&cfg" or "lib": messages */
     hotffi_queue_t          *queue;     /* NULL once retired */
     hotffi_version_t        *current;   /* serving; NULL while starting or
                                            reloading */
@@ -102,6 +105,13 @@ struct hotffi_runtime_s {
                                            the load's start) ends */
     double                   reload_started;   /* monotonic seconds */
     double                   reload_wall;
+    double                   load_started;     /* monotonic seconds */
+
+    /* what the last reload tried, for its report and audit line */
+    uint64_t                 tried_number;
+    char                    *tried_lib;
+    char                    *tried_cfg;       /* NUL-terminated; NULL: nil */
+    size_t                   tried_cfg_len;
 
     uint64_t                 versions;  /* numbers handed out */
     unsigned                 reapers;   /* versions being reaped */
@@ -131,6 +141,9 @@ struct hotffi_runtime_s {
 
 
 /*
+ * Every load, reload and unload, and every refusal of one, writes one
+ * line to the audit trail (hotffi_audit.h).
+ *
  * thread: event loop.  Opens lib, makes a queue and starts libffi_init() on
  * the init thread with a NUL-terminated copy of cfg (NULL when cfg is
  * NULL).  Returns the runtime with one reference for the caller, starting:

@@ -20,6 +20,7 @@
 /* how long an unloaded unpin runtime's threads may take to end, by default */
 #define HOTFFI_VERSION_GRACE_MS      10000
 #define HOTFFI_VERSION_GRACE_MAX_MS  3600000   /* above an hour: a typo */
+#define HOTFFI_VERSION_NAME_MAX      256       /* "lib&cfg" in messages */
 
 
 /* thread: event loop.  Blocks every signal, keeping the old mask. */
@@ -242,6 +243,8 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
 int
 hotffi_version_started(hotffi_version_t *v, char *err, size_t errlen)
 {
+    char  name[HOTFFI_VERSION_NAME_MAX];
+
     /* it only has to return from hotffi_hub_complete(): a short wait */
     (void) pthread_join(v->starter, NULL);
 
@@ -258,8 +261,14 @@ hotffi_version_started(hotffi_version_t *v, char *err, size_t errlen)
     /* threads libffi_init() may have started see the stop */
     hotffi_queue_stop_port(v->port.queue, &v->port);
 
+    /* named by what it tried, "lib&cfg": a reload's new ones, not the old */
+    (void) snprintf(name, sizeof(name), "%s%s%.*s", v->lib_name,
+                    v->cfg ? "&" : "",
+                    v->cfg ? (int) (v->cfg_len < sizeof(name)
+                                    ? v->cfg_len : sizeof(name)) : 0,
+                    v->cfg ? v->cfg : "");
     hotffi_err_format(err, errlen, "libffi_init() of runtime \"%s\" failed: "
-                      "%d%s%s", v->owner.name, v->init_rc,
+                      "%d%s%s", name, v->init_rc,
                       v->port.init_error ? ": " : "",
                       v->port.init_error ? v->port.init_error : "");
     return HOTFFI_ERROR;

@@ -71,6 +71,8 @@ struct hotffi_version_s {
                                         drain */
     pthread_t           starter;     /* joined when START arrives */
     char               *init_cfg;    /* the copy init gets; freed then */
+    double              since;       /* when it began to serve, wall clock
+                                        seconds; 0: it has not */
     hotffi_task_t      *retire;      /* v's; in the hub's list from the
                                         reaper's complete() to the drain */
     pthread_t           reaper;      /* joined when RETIRE arrives */

@@ -8,12 +8,14 @@
  */
 
 #include "ngx_http_hotffi_module.h"
+#include "hotffi_audit.h"
 #include "hotffi_call.h"
 #include "hotffi_err.h"
 #include "hotffi_hub.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 #include "hotffi_task.h"
+#include "hotffi_version.h"
 
 
 
@@ -56,6 +58,24 @@ typedef struct {
 } ngx_http_hotffi_ffi_reload_t;
 
 
+/*
+ * mirrors hotffi_ffi_serving_t in lua/resty/hotffi.lua: the serving
+ * version; the strings are borrowed until the runtime's next reload
+ */
+typedef struct {
+    uint64_t     version;
+    const char  *lib;
+    const char  *cfg;           /* NULL for nil */
+    size_t       cfg_len;
+    uint32_t     cfg_crc32;
+    uint64_t     dev_major;
+    uint64_t     dev_minor;
+    uint64_t     ino;           /* 0: unknown */
+    int64_t      mtime;         /* 0: unknown */
+    double       since;
+} ngx_http_hotffi_ffi_serving_t;
+
+
 /* mirrors hotffi_ffi_hub_stats_t in lua/resty/hotffi.lua */
 typedef struct {
     uint64_t  tasks_live;
@@ -84,16 +104,18 @@ ngx_http_hotffi_ffi_version(void)
 
 /*
  * lib: borrowed, NUL-terminated.  cfg: borrowed, cfg_len bytes, or NULL for
- * nil.  Starts the runtime (hotffi_runtime_load_start()): returns it with
- * a reference that Lua drops with ngx_http_hotffi_ffi_runtime_release(),
- * and in *psema the semaphore (the hub's) woken when libffi_init() has
+ * nil.  name: borrowed, the runtime's name in messages, NULL for "lib&cfg".
+ * Starts the runtime (hotffi_runtime_load_start()): returns it with a
+ * reference that Lua drops with ngx_http_hotffi_ffi_runtime_release(), and
+ * in *psema the semaphore (the hub's) woken when libffi_init() has
  * returned; then call runtime_started().  NULL with err set when the
  * library could not be opened.
  */
 NGX_HTTP_HOTFFI_EXPORT void *
 ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, uint32_t max_inflight, int global,
-    int unpin, void **psema, u_char *err, size_t *errlen)
+    size_t cfg_len, const char *name, uint32_t max_queue,
+    uint32_t max_inflight, int global, int unpin, void **psema, u_char *err,
+    size_t *errlen)
 {
     char                    msg[HOTFFI_ERR_MAX];   /* a traceback's end */
     char                   *serr;
@@ -115,6 +137,7 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
         return NULL;
     }
 
+    opts.name = name;
     opts.max_queue = max_queue;
     opts.max_inflight = max_inflight;
     opts.global = global ? 1 : 0;
@@ -215,6 +238,36 @@ ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
     out->reloads = rt->stats.reloads;
     out->reload_failures = rt->stats.reload_failures;
     out->reloading = rt->old != NULL;
+}
+
+
+/*
+ * The version serving the runtime: NGX_OK, or NGX_DECLINED when none does
+ * (unloaded, or between two versions of a reload).
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_serving(void *p,
+    ngx_http_hotffi_ffi_serving_t *out)
+{
+    hotffi_runtime_t  *rt = p;
+    hotffi_version_t  *v = rt->current;
+
+    if (v == NULL || rt->unloaded) {
+        return NGX_DECLINED;
+    }
+
+    out->version = v->number;
+    out->lib = v->lib_name;
+    out->cfg = v->cfg;
+    out->cfg_len = v->cfg_len;
+    out->cfg_crc32 = v->cfg ? hotffi_audit_crc32(v->cfg, v->cfg_len) : 0;
+    out->dev_major = v->lib.dev_major;
+    out->dev_minor = v->lib.dev_minor;
+    out->ino = v->lib.ino;
+    out->mtime = v->lib.mtime;
+    out->since = v->since;
+
+    return NGX_OK;
 }
 
 

@@ -194,9 +194,11 @@ typedef struct {
 typedef struct {
     unsigned   wakes;
     unsigned   releases;
-    unsigned   logs;
+    unsigned   logs;              /* lines, but the audit trail's */
     int        log_level;
-    char       log[512];          /* the last line */
+    char       log[512];          /* the last of them */
+    unsigned   audits;            /* the audit trail's lines */
+    char       audit[512];        /* the last of them */
 } unit_host_state_t;
 
 
@@ -226,6 +228,14 @@ unit_host_release(void *waiter)
 static void
 unit_host_log(void *ctx, int level, const char *msg)
 {
+    /* one per load, reload and unload (hotffi_audit.h): counted apart */
+    if (strncmp(msg, "audit: ", 7) == 0) {
+        unit_host_state.audits++;
+        (void) snprintf(unit_host_state.audit, sizeof(unit_host_state.audit),
+                        "%s", msg);
+        return;
+    }
+
     unit_host_state.logs++;
     unit_host_state.log_level = level;
     (void) snprintf(unit_host_state.log, sizeof(unit_host_state.log), "%s",

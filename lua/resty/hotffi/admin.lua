@@ -38,6 +38,9 @@ local DEFAULT_SETTLE = 0.5 -- seconds the canary must stay up after its
 local MAX_SETTLE = 60
 local MAX_TIMEOUT = 3600   -- seconds a reload may be given; the request
                            -- that asks waits that long at most
+local MAX_CFG_SHOWN = 128  -- bytes of a cfg GET shows; a longer one is
+                           -- shown by its CRC-32 and length only
+local MAX_NAMES_SHOWN = 20 -- names a 404 lists
 
 local commands             -- the bus, over ngx.shared[opts.dict]
 
@@ -52,9 +55,19 @@ local function resolve(name)
 end
 
 
+-- __stats(), and what serves: the library and the file mapped (device,
+-- inode, modification time), the cfg and since when (see docs/reload.md).
 local function runtime_status(rt)
     local s = rt:__stats()
     s.key = nil
+    local v = rt:__serving()
+    if v then
+        s.lib, s.dev, s.ino, s.mtime = v.lib, v.dev, v.ino, v.mtime
+        s.cfg_len, s.cfg_crc32, s.since = v.cfg_len, v.cfg_crc32, v.since
+        if v.cfg and #v.cfg <= MAX_CFG_SHOWN then
+            s.cfg = v.cfg
+        end
+    end
     return s
 end
 
@@ -72,24 +85,28 @@ end
 
 
 function ops.reload(cmd)
-    local rt = hotffi.get(cmd.runtime)
+    local rt, load_err = hotffi.get(cmd.runtime)
     if not rt then
-        -- it loads what the reload chose when it is first used
-        return { ok = true, loaded = false }
+        -- the names it has: a name sent without URL-encoding its "&"
+        -- arrives cut short, and the list shows what was meant
+        return { ok = true, loaded = false, load_error = load_err,
+                 runtimes = control.array(hotffi.names()) }
     end
 
     local from = rt:__stats().version
     local started = now()
-    local res, err = rt:__reload{ lib = cmd.lib, cfg = cmd.cfg,
-                                  state = cmd.state,
-                                  timeout = cmd.timeout,
-                                  retire_timeout = cmd.retire_timeout }
+    local res, err, last = rt:__reload{ lib = cmd.lib, cfg = cmd.cfg,
+                                        state = cmd.state,
+                                        timeout = cmd.timeout,
+                                        retire_timeout = cmd.retire_timeout }
     update_time()
 
     if not res then
-        return { ok = false, loaded = true, from = from,
-                 to = rt:__stats().version, error = err,
-                 seconds = now() - started }
+        -- to: the version the attempt started, or none when it was
+        -- refused before; version: the one serving now
+        return { ok = false, loaded = true, from = last and last.from or from,
+                 to = last and last.to, version = rt:__stats().version,
+                 error = err, seconds = now() - started }
     end
     local report = { ok = true, loaded = true, from = res.from, to = res.to,
                      seconds = res.seconds, overdue = res.overdue }
@@ -139,6 +156,38 @@ function _M.init_worker(opts)
         end
         return op(cmd)
     end)
+end
+
+
+-- When no worker has loaded runtime `name` (every report says so), the
+-- 404's message: what the workers do have, and why a name may not match.
+local function not_loaded(reports, name)
+    local names, seen = {}, {}
+    for _, r in ipairs(reports) do
+        if r.loaded ~= false then
+            return nil
+        end
+        for _, n in ipairs(r.runtimes or {}) do
+            if not seen[n] and #names < MAX_NAMES_SHOWN then
+                seen[n] = true
+                names[#names + 1] = n
+            end
+        end
+    end
+    table.sort(names)
+    local msg = "no worker has loaded runtime \"" .. name .. "\": nothing "
+                .. "was reloaded; loaded: "
+                .. (names[1] and "\"" .. concat(names, "\", \"") .. "\""
+                    or "none")
+                .. " (URL-encode the name: \"&\" is %26, \"+\" is %2B, "
+                .. "\"=\" is %3D)"
+    for _, r in ipairs(reports) do
+        if r.load_error then
+            return msg .. "; worker " .. tostring(r.id) .. " failed to "
+                       .. "load it: " .. r.load_error
+        end
+    end
+    return msg
 end
 
 
@@ -301,6 +350,10 @@ function _M.handler(opts)
 
     if cmd.op == "reload" then
         body.runtime = cmd.runtime
+        local missing = not_loaded(body.workers, cmd.runtime)
+        if missing then
+            return control.fail(404, missing)
+        end
         -- workers started later run it too, unless it failed somewhere
         if body.ok and (cmd.lib or cmd.cfg) then
             local rec = commands:get(K_RT .. cmd.runtime) or {}
