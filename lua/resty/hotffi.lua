@@ -51,6 +51,21 @@ typedef struct {
 } hotffi_ffi_reload_t;
 
 typedef struct {
+    uint64_t  ok;
+    uint64_t  error;
+    uint64_t  timeout;
+    uint64_t  queue_full;
+    uint64_t  unloaded;
+    uint64_t  abandoned;
+    uint64_t  bytes_in;
+    uint64_t  bytes_out;
+    uint64_t  latency_sum_ns;
+    uint64_t  latency[20];
+    uint64_t  inflight;
+    uint64_t  queued;
+} hotffi_ffi_metrics_t;
+
+typedef struct {
     uint64_t  tasks_live;
     uint64_t  wakeups;
     uint64_t  completions;
@@ -66,6 +81,7 @@ void *ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
 void ngx_http_hotffi_ffi_runtime_unload(void *rt);
 void ngx_http_hotffi_ffi_runtime_release(void *rt);
 void ngx_http_hotffi_ffi_runtime_stats(void *rt, hotffi_ffi_stats_t *out);
+void ngx_http_hotffi_ffi_runtime_metrics(void *rt, hotffi_ffi_metrics_t *out);
 int ngx_http_hotffi_ffi_hub_stats(hotffi_ffi_hub_stats_t *out);
 int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     const char *cfg, size_t cfg_len, int keep_cfg, int handover,
@@ -83,11 +99,12 @@ int ngx_http_hotffi_ffi_call_result(void *task, const char **rsp,
     size_t *len);
 void ngx_http_hotffi_ffi_call_finish(void *task);
 void ngx_http_hotffi_ffi_call_abandon(void *task);
+void ngx_http_hotffi_ffi_call_expire(void *task);
 ngx_http_lua_sema_t *ngx_http_hotffi_ffi_yield(void);
 ]]
 
 
-local FFI_VERSION = 6
+local FFI_VERSION = 7
 local ERR_BUF_SIZE = 1024
 -- HOTFFI_ERR_MAX (src/core/hotffi_err.h): an init error may be a traceback
 local LOAD_ERR_BUF_SIZE = 4096
@@ -123,6 +140,9 @@ local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
 -- per worker: "lib&cfg" -> runtime object, and name -> runtime object
 local runtimes = {}
 local named = {}
+-- every runtime object still referenced, loaded or unloaded (weak keys:
+-- for resty.hotffi.metrics, which counts calls refused as unloaded too)
+local every = setmetatable({}, { __mode = "k" })
 local resolver
 
 local NGX_OK, NGX_ERROR, NGX_AGAIN = 0, -1, -2
@@ -134,6 +154,7 @@ local pinit_rc = ffi_new("int[1]")
 local prsp = ffi_new("const char *[1]")
 local plen = ffi_new("size_t[1]")
 local stats_buf = ffi_new("hotffi_ffi_stats_t")
+local metrics_buf = ffi_new("hotffi_ffi_metrics_t")
 local hub_stats_buf = ffi_new("hotffi_ffi_hub_stats_t")
 local reload_buf = ffi_new("hotffi_ffi_reload_t")
 
@@ -260,7 +281,7 @@ local function caller(fail)
 
             if state ~= WAIT then
                 if state == SPUN_OUT then
-                    C.ngx_http_hotffi_ffi_call_abandon(task)
+                    C.ngx_http_hotffi_ffi_call_expire(task)
                     return fail("timeout")
                 end
                 -- no semaphore: the C side gave the call up already
@@ -272,7 +293,11 @@ local function caller(fail)
             waiter.sem = psema[0]
             local ok, werr = sema_wait(waiter, timeout)
             if not ok then
-                C.ngx_http_hotffi_ffi_call_abandon(task)
+                if werr == "timeout" then
+                    C.ngx_http_hotffi_ffi_call_expire(task)
+                else
+                    C.ngx_http_hotffi_ffi_call_abandon(task)
+                end
                 return fail(werr)
             end
         end
@@ -445,10 +470,45 @@ local function stats(self)
 end
 
 
+-- The upper bounds of the latency buckets, seconds (HOTFFI_METRICS_BUCKETS_NS
+-- in src/core/hotffi_metrics.h); the last bucket is +Inf.
+_M.LATENCY_BUCKETS = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+local NBUCKETS = #_M.LATENCY_BUCKETS + 1
+
+
+-- What resty.hotffi.metrics reads of a runtime (see docs/api.md).
+local function metrics(self)
+    C.ngx_http_hotffi_ffi_runtime_metrics(self[PTR], metrics_buf)
+    local m = metrics_buf
+    local latency = {}
+    for i = 1, NBUCKETS do
+        latency[i] = tonumber(m.latency[i - 1])
+    end
+    return {
+        ok = tonumber(m.ok),
+        error = tonumber(m.error),
+        timeout = tonumber(m.timeout),
+        queue_full = tonumber(m.queue_full),
+        unloaded = tonumber(m.unloaded),
+        abandoned = tonumber(m.abandoned),
+        bytes_in = tonumber(m.bytes_in),
+        bytes_out = tonumber(m.bytes_out),
+        latency = latency,
+        latency_sum = tonumber(m.latency_sum_ns) / 1e9,
+        inflight = tonumber(m.inflight),
+        queued = tonumber(m.queued),
+    }
+end
+
+
 local specials = {
     __unload = unload,
     __reload = reload,
     __stats = stats,
+    __metrics = metrics,
 }
 
 local mt = {
@@ -560,6 +620,7 @@ local function load(level, lib, cfg, opts)
                         [NAME] = name }, mt)
     runtimes[key] = rt
     named[name] = rt
+    every[rt] = true
     return rt
 end
 
@@ -628,6 +689,17 @@ function _M.names()
         list[#list + 1] = name
     end
     table.sort(list)
+    return list
+end
+
+
+-- Every runtime object of this worker that Lua still references, loaded
+-- or not (an array; its name is rt:__stats().name).
+function _M.runtimes()
+    local list = {}
+    for rt in pairs(every) do
+        list[#list + 1] = rt
+    end
     return list
 end
 

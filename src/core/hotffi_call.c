@@ -8,6 +8,7 @@
 
 #include "hotffi_call.h"
 #include "hotffi_hub.h"
+#include "hotffi_metrics.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 #include "hotffi_spin.h"
@@ -16,6 +17,7 @@
 
 
 static void hotffi_call_complete(hotffi_task_t *task);
+static void hotffi_call_give_up(hotffi_task_t *task);
 
 
 /* thread: event loop */
@@ -96,6 +98,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     if (rt->unloaded) {
         rt->stats.rejected++;
+        rt->metrics.unloaded++;
         return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
                                   "runtime \"%s\" is unloaded", rt->name);
     }
@@ -116,6 +119,13 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     /* the task's reference, dropped by hotffi_call_free() */
     hotffi_runtime_ref(rt);
 
+    /*
+     * The latency's start (hotffi_metrics.h), and see
+     * hotffi_call_complete(); before the push: the answer may come at once
+     */
+    task->posted = hotffi_spin_now();
+    task->resting = rt->spin.skip != 0;
+
     rc = hotffi_queue_push(rt->queue, task);
 
     if (rc != HOTFFI_OK && rc != HOTFFI_QUEUE_OWED) {
@@ -123,6 +133,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         hotffi_call_free(task);
 
         if (rc == HOTFFI_BUSY) {
+            rt->metrics.queue_full++;
             hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" queue "
                            "overflow: %u tasks waiting", rt->name,
                            rt->queue->max);
@@ -131,6 +142,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         }
 
         if (rc == HOTFFI_DECLINED) {
+            rt->metrics.unloaded++;
             return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
                                       "runtime \"%s\" is unloaded", rt->name);
         }
@@ -153,12 +165,8 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     rt->stats.calls++;
     rt->stats.inflight++;
+    rt->metrics.bytes_in += len;
     rt->hub->callers++;
-
-    if (rt->spin.skip) {
-        /* see hotffi_call_complete() */
-        task->posted = hotffi_spin_now();
-    }
 
     return task;
 }
@@ -323,6 +331,22 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
+    hotffi_metrics_t  *m = &task->rt->metrics;
+
+    if (task->rc == 0) {
+        m->ok++;
+
+    } else {
+        m->error++;
+    }
+
+    m->bytes_out += task->rsp_len;
+
+    /* a task the runtime never saw (no version could serve) has no time */
+    if (task->answered >= task->posted && task->answered != 0) {
+        hotffi_metrics_observe(m, task->answered - task->posted);
+    }
+
     task->hub->callers--;
     hotffi_group_remove(task);
     hotffi_call_free(task);
@@ -332,6 +356,27 @@ hotffi_call_finish(hotffi_task_t *task)
 /* thread: event loop */
 void
 hotffi_call_abandon(hotffi_task_t *task)
+{
+    task->rt->metrics.abandoned++;
+    hotffi_call_give_up(task);
+}
+
+
+/* thread: event loop */
+void
+hotffi_call_expire(hotffi_task_t *task)
+{
+    task->rt->metrics.timeout++;
+    hotffi_call_give_up(task);
+}
+
+
+/*
+ * thread: event loop.  The caller stops waiting for task, answered or not
+ * (hotffi_call_abandon(), hotffi_call_expire()).
+ */
+static void
+hotffi_call_give_up(hotffi_task_t *task)
 {
     task->hub->callers--;
     hotffi_group_remove(task);
@@ -374,7 +419,7 @@ hotffi_call_complete(hotffi_task_t *task)
      * within the window is fast again: spin for the next call already,
      * rather than after up to HOTFFI_SPIN_BACKOFF_MAX calls.
      */
-    if (task->posted && rt->spin.skip
+    if (task->resting && rt->spin.skip
         && task->answered - task->posted
            < hotffi_spin_for(hotffi_spin_window(), task->req_len))
     {

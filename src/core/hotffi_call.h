@@ -100,8 +100,12 @@ int hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len);
 /* thread: event loop.  The caller has read a done task: free it. */
 void hotffi_call_finish(hotffi_task_t *task);
 
-/* thread: event loop.  The caller gives up; the task may be done or not. */
+/*
+ * thread: event loop.  The caller gives up; the task may be done or not.
+ * expire: because its timeout passed (the two differ in rt->metrics only).
+ */
 void hotffi_call_abandon(hotffi_task_t *task);
+void hotffi_call_expire(hotffi_task_t *task);
 
 
 #endif /* HOTFFI_CALL_H */

@@ -28,6 +28,8 @@
  *    |
  *   library    dlopen() and the entry points
  *    |
+ *   metrics    the counters a scrape reads: data and one inline
+ *    |
  *   list, core the list primitive; this file
  *
  * Where a lower layer must reach a higher one, the higher one left a

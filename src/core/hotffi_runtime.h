@@ -31,6 +31,7 @@
 #include "hotffi_core.h"
 #include "hotffi_err.h"
 #include "hotffi_list.h"
+#include "hotffi_metrics.h"
 #include "hotffi_spin.h"
 
 
@@ -92,6 +93,7 @@ struct hotffi_runtime_s {
     unsigned                 reloaded:1;   /* a reload ended: last_reload
                                               is valid */
     hotffi_runtime_stats_t   stats;
+    hotffi_metrics_t         metrics;  /* the call layer's, for scrapes */
     hotffi_reload_result_t   last_reload;  /* valid once reloaded */
     hotffi_spin_t            spin;     /* the event loop's, for its calls */
 };
