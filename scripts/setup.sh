@@ -7,7 +7,7 @@ PACKAGES="
     build-essential ca-certificates curl perl valgrind
     nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
-    golang-go python3 libpython3-dev python3-cffi
+    golang-go python3 libpython3-dev python3-cffi python3-prometheus-client
     redis-server
     wrk gnuplot-nox
 "

@@ -90,6 +90,12 @@ function ops.reload(cmd)
 end
 
 
+-- resty.hotffi.metrics's scrape: this worker's counters and gauges.
+function ops.metrics()
+    return require("resty.hotffi.metrics").report(commands.dict)
+end
+
+
 -- Starts this worker's part.  Context: init_worker_by_lua*.
 --   opts.dict  the lua_shared_dict's name (required; 1m is plenty)
 --   opts.poll  seconds between looks for commands (default 0.1)
@@ -153,6 +159,12 @@ local function reload_command(args)
              state = args.state ~= "0",
              timeout = retire_timeout or timeout,
              retire_timeout = retire_timeout }
+end
+
+
+-- The bus, for resty.hotffi.metrics; nil before init_worker().
+function _M.bus()
+    return commands
 end
 
 
