@@ -12,7 +12,7 @@ PACKAGES="
     nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
     luajit2 lua-socket
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
-    golang-go python3 libpython3-dev python3-cffi
+    golang-go python3 libpython3-dev python3-cffi python3-prometheus-client
     redis-server
     wrk gnuplot-nox
     debhelper dpkg-dev lintian pkgconf luarocks lua5.1

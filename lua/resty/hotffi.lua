@@ -74,6 +74,21 @@ typedef struct {
 } hotffi_ffi_serving_t;
 
 typedef struct {
+    uint64_t  ok;
+    uint64_t  error;
+    uint64_t  timeout;
+    uint64_t  queue_full;
+    uint64_t  unloaded;
+    uint64_t  abandoned;
+    uint64_t  bytes_in;
+    uint64_t  bytes_out;
+    uint64_t  latency_sum_ns;
+    uint64_t  latency[20];
+    uint64_t  inflight;
+    uint64_t  queued;
+} hotffi_ffi_metrics_t;
+
+typedef struct {
     uint64_t  tasks_live;
     uint64_t  wakeups;
     uint64_t  completions;
@@ -93,6 +108,7 @@ int ngx_http_hotffi_ffi_runtime_wait(void *rt, double timeout);
 void ngx_http_hotffi_ffi_runtime_unload(void *rt);
 void ngx_http_hotffi_ffi_runtime_release(void *rt);
 void ngx_http_hotffi_ffi_runtime_stats(void *rt, hotffi_ffi_stats_t *out);
+void ngx_http_hotffi_ffi_runtime_metrics(void *rt, hotffi_ffi_metrics_t *out);
 int ngx_http_hotffi_ffi_hub_stats(hotffi_ffi_hub_stats_t *out);
 int ngx_http_hotffi_ffi_runtime_serving(void *rt, hotffi_ffi_serving_t *out);
 int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
@@ -161,6 +177,10 @@ local named = {}
 local failed = {}
 local nfailed = 0
 local MAX_FAILED = 256     -- names whose failure is remembered, at most
+
+-- every runtime object still referenced, loaded or unloaded (weak keys:
+-- for resty.hotffi.metrics, which counts calls refused as unloaded too)
+local every = setmetatable({}, { __mode = "k" })
 local resolver
 
 local NGX_OK, NGX_ERROR, NGX_AGAIN = 0, -1, -2
@@ -172,6 +192,7 @@ local pinit_rc = ffi_new("int[1]")
 local prsp = ffi_new("const char *[1]")
 local plen = ffi_new("size_t[1]")
 local stats_buf = ffi_new("hotffi_ffi_stats_t")
+local metrics_buf = ffi_new("hotffi_ffi_metrics_t")
 local hub_stats_buf = ffi_new("hotffi_ffi_hub_stats_t")
 local reload_buf = ffi_new("hotffi_ffi_reload_t")
 local serving_buf = ffi_new("hotffi_ffi_serving_t")
@@ -549,11 +570,46 @@ local function serving(self)
 end
 
 
+-- The upper bounds of the latency buckets, seconds (HOTFFI_METRICS_BUCKETS_NS
+-- in src/core/hotffi_metrics.h); the last bucket is +Inf.
+_M.LATENCY_BUCKETS = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+local NBUCKETS = #_M.LATENCY_BUCKETS + 1
+
+
+-- What resty.hotffi.metrics reads of a runtime (see docs/api.md).
+local function metrics(self)
+    C.ngx_http_hotffi_ffi_runtime_metrics(self[PTR], metrics_buf)
+    local m = metrics_buf
+    local latency = {}
+    for i = 1, NBUCKETS do
+        latency[i] = tonumber(m.latency[i - 1])
+    end
+    return {
+        ok = tonumber(m.ok),
+        error = tonumber(m.error),
+        timeout = tonumber(m.timeout),
+        queue_full = tonumber(m.queue_full),
+        unloaded = tonumber(m.unloaded),
+        abandoned = tonumber(m.abandoned),
+        bytes_in = tonumber(m.bytes_in),
+        bytes_out = tonumber(m.bytes_out),
+        latency = latency,
+        latency_sum = tonumber(m.latency_sum_ns) / 1e9,
+        inflight = tonumber(m.inflight),
+        queued = tonumber(m.queued),
+    }
+end
+
+
 local specials = {
     __unload = unload,
     __reload = reload,
     __stats = stats,
     __serving = serving,
+    __metrics = metrics,
 }
 
 local mt = {
@@ -736,6 +792,7 @@ local function load(level, lib, cfg, opts)
                         [NAME] = name, [STARTING] = starting }, mt)
     runtimes[key] = rt
     named[name] = rt
+    every[rt] = true
 
     -- libffi_init() runs on a thread of its own: the event loop serves
     -- other requests meanwhile, this one waits
@@ -836,6 +893,17 @@ function _M.names()
         list[#list + 1] = name
     end
     table.sort(list)
+    return list
+end
+
+
+-- Every runtime object of this worker that Lua still references, loaded
+-- or not (an array; its name is rt:__stats().name).
+function _M.runtimes()
+    local list = {}
+    for rt in pairs(every) do
+        list[#list + 1] = rt
+    end
     return list
 end
 

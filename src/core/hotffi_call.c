@@ -8,6 +8,7 @@
 
 #include "hotffi_call.h"
 #include "hotffi_hub.h"
+#include "hotffi_metrics.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 #include "hotffi_spin.h"
@@ -16,6 +17,7 @@
 
 
 static void hotffi_call_complete(hotffi_task_t *task);
+static void hotffi_call_give_up(hotffi_task_t *task);
 
 
 /* thread: event loop */
@@ -96,6 +98,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     if (rt->unloaded) {
         rt->stats.rejected++;
+        rt->metrics.unloaded++;
         return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
                                   "runtime \"%s\" is unloaded", rt->name);
     }
@@ -116,6 +119,13 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     /* the task's reference, dropped by hotffi_call_free() */
     hotffi_runtime_ref(rt);
 
+    /*
+     * The latency's start (hotffi_metrics.h), and see
+     * hotffi_call_complete(); before the push: the answer may come at once
+     */
+    task->posted = hotffi_spin_now();
+    task->resting = rt->spin.skip != 0;
+
     rc = hotffi_queue_push(rt->queue, task);
 
     if (rc != HOTFFI_OK && rc != HOTFFI_QUEUE_OWED) {
@@ -125,6 +135,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         /* counted, and logged once a second at most (hotffi_runtime.h) */
         if (rc == HOTFFI_BUSY) {
             rt->stats.full++;
+            rt->metrics.queue_full++;
             hotffi_runtime_warn(rt);
             return hotffi_call_refuse(why, HOTFFI_BUSY, err, errlen,
                                       "queue full");
@@ -140,6 +151,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         }
 
         if (rc == HOTFFI_DECLINED) {
+            rt->metrics.unloaded++;
             return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
                                       "runtime \"%s\" is unloaded", rt->name);
         }
@@ -164,12 +176,8 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     rt->stats.calls++;
     rt->stats.inflight++;
+    rt->metrics.bytes_in += len;
     rt->hub->callers++;
-
-    if (rt->spin.skip) {
-        /* see hotffi_call_complete() */
-        task->posted = hotffi_spin_now();
-    }
 
     return task;
 }
@@ -341,9 +349,26 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
+    hotffi_metrics_t  *m = &task->rt->metrics;
+
+    /* given up by the host (the worker exits): its caller finishes it */
     if (!task->done) {
         hotffi_call_abandon(task);
         return;
+    }
+
+    if (task->rc == 0) {
+        m->ok++;
+
+    } else {
+        m->error++;
+    }
+
+    m->bytes_out += task->rsp_len;
+
+    /* a task the runtime never saw (no version could serve) has no time */
+    if (task->answered >= task->posted && task->answered != 0) {
+        hotffi_metrics_observe(m, task->answered - task->posted);
     }
 
     task->hub->callers--;
@@ -356,6 +381,18 @@ hotffi_call_finish(hotffi_task_t *task)
 /* thread: event loop */
 void
 hotffi_call_abandon(hotffi_task_t *task)
+{
+    task->rt->metrics.abandoned++;
+    hotffi_call_give_up(task);
+}
+
+
+/*
+ * thread: event loop.  The caller stops waiting for task, answered or not
+ * (hotffi_call_abandon(), hotffi_call_timeout()).
+ */
+static void
+hotffi_call_give_up(hotffi_task_t *task)
 {
     hotffi_runtime_t  *rt = task->rt;
 
@@ -425,8 +462,9 @@ hotffi_call_timeout(hotffi_task_t *task)
     hotffi_runtime_t  *rt = task->rt;
 
     rt->stats.timeouts++;
+    rt->metrics.timeout++;
     hotffi_runtime_warn(rt);
-    hotffi_call_abandon(task);
+    hotffi_call_give_up(task);
 }
 
 
@@ -456,7 +494,7 @@ hotffi_call_complete(hotffi_task_t *task)
      * within the window is fast again: spin for the next call already,
      * rather than after up to HOTFFI_SPIN_BACKOFF_MAX calls.
      */
-    if (task->posted && rt->spin.skip
+    if (task->resting && rt->spin.skip
         && task->answered - task->posted
            < hotffi_spin_for(hotffi_spin_window(), task->req_len))
     {

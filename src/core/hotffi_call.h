@@ -110,7 +110,10 @@ void hotffi_call_finish(hotffi_task_t *task);
  */
 void hotffi_call_abandon(hotffi_task_t *task);
 
-/* thread: event loop.  The same, because the caller's timeout passed. */
+/*
+ * thread: event loop.  The same, because the caller's timeout passed:
+ * counted as a timeout (rt->stats, rt->metrics), not as abandoned.
+ */
 void hotffi_call_timeout(hotffi_task_t *task);
 
 /*

@@ -32,6 +32,8 @@
  *    |
  *   elf        a library file's ELF marks (Go), read before dlopen()
  *    |
+ *   metrics    the counters a scrape reads: data and one inline
+ *    |
  *   list, core the list primitive; this file
  *
  * Where a lower layer must reach a higher one, the higher one left a

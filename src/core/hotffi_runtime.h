@@ -38,6 +38,7 @@
 #include "hotffi_core.h"
 #include "hotffi_err.h"
 #include "hotffi_list.h"
+#include "hotffi_metrics.h"
 #include "hotffi_spin.h"
 
 
@@ -123,6 +124,7 @@ struct hotffi_runtime_s {
     unsigned                 reloaded:1;   /* a reload ended: last_reload
                                               is valid */
     hotffi_runtime_stats_t   stats;
+    hotffi_metrics_t         metrics;  /* the call layer's, for scrapes */
     hotffi_reload_result_t   last_reload;  /* valid once reloaded */
     char                     why[HOTFFI_ERR_MAX];  /* a reload's failure
                                                       while it rolls back */

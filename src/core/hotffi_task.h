@@ -78,10 +78,13 @@ struct hotffi_task_s {
                                         thread a wake-up (HOTFFI_QUEUE_OWED):
                                         the answer comes late, see
                                         hotffi_call_spin() */
+    unsigned             resting:1;  /* posted while its runtime rested
+                                        from missed spins */
 
     atomic_int           cancelled;  /* event loop writes, runtime reads */
 
-    uint64_t             posted;     /* hotffi_spin_now(), event loop */
+    uint64_t             posted;     /* hotffi_spin_now(), event loop:
+                                        the start of its latency */
 
     /* written by the runtime before respond() */
     uint64_t             answered;   /* hotffi_spin_now(), in respond() */

@@ -12,6 +12,7 @@
 #include "hotffi_call.h"
 #include "hotffi_err.h"
 #include "hotffi_hub.h"
+#include "hotffi_metrics.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 #include "hotffi_task.h"
@@ -74,6 +75,17 @@ typedef struct {
     int64_t      mtime;         /* 0: unknown */
     double       since;
 } ngx_http_hotffi_ffi_serving_t;
+
+
+/*
+ * mirrors hotffi_ffi_metrics_t in lua/resty/hotffi.lua: hotffi_metrics_t,
+ * then the gauges a scrape reads with them
+ */
+typedef struct {
+    hotffi_metrics_t  m;
+    uint64_t          inflight;
+    uint64_t          queued;
+} ngx_http_hotffi_ffi_metrics_t;
 
 
 /* mirrors hotffi_ffi_hub_stats_t in lua/resty/hotffi.lua */
@@ -238,6 +250,19 @@ ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
     out->reloads = rt->stats.reloads;
     out->reload_failures = rt->stats.reload_failures;
     out->reloading = rt->old != NULL;
+}
+
+
+/* what a metrics scrape reads of a runtime (resty.hotffi.metrics) */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_runtime_metrics(void *p,
+    ngx_http_hotffi_ffi_metrics_t *out)
+{
+    hotffi_runtime_t  *rt = p;
+
+    out->m = rt->metrics;
+    out->inflight = rt->stats.inflight;
+    out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
 }
 
 

@@ -123,6 +123,12 @@ function ops.reload(cmd)
 end
 
 
+-- resty.hotffi.metrics's scrape: this worker's counters and gauges.
+function ops.metrics()
+    return require("resty.hotffi.metrics").report(commands.dict)
+end
+
+
 -- Starts this worker's part.  Context: init_worker_by_lua*.
 --   opts.dict  the lua_shared_dict's name (required; 1m is plenty)
 --   opts.poll  seconds between looks for commands (default 0.1)
@@ -302,6 +308,12 @@ local function rollout(cmd, wait)
     insert(rest.workers, 1, report)
     rest.canary = canary
     return rest
+end
+
+
+-- The bus, for resty.hotffi.metrics; nil before init_worker().
+function _M.bus()
+    return commands
 end
 
 
