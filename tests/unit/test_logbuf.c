@@ -2,7 +2,8 @@
  * test_logbuf.c -- runtimes' log lines: kept in order at their level, cut
  * with a marker, bounded in lines and bytes with the drops counted, and,
  * from many threads at once, every line either written intact or counted
- * as dropped: lines + dropped = sent.
+ * as dropped: lines + dropped = sent; and the same through the ABI, the
+ * hub's eventfd and its drain.
  */
 
 #define _GNU_SOURCE
@@ -318,6 +319,171 @@ test_logbuf_threads(void **state)
 }
 
 
+/* ---- through the ABI: hotffi_log(), the hub's eventfd and drain */
+
+#define ABI_THREADS  4
+#define ABI_PER      5000
+
+
+/* the host's side: what its line hook saw; the event loop's only */
+typedef struct {
+    uint64_t   named;       /* `runtime "rt&cfg" v3: t<i> <n>` at warn */
+    uint64_t   nameless;    /* tq NULL: "nobody <n>", at emerg */
+    uint64_t   dropped;
+    uint64_t   bad;
+} abi_tally_t;
+
+
+static abi_tally_t  abi_tally;
+
+
+static void
+abi_line(void *ctx, int level, const char *line, size_t len)
+{
+    int                 id;
+    long                seq;
+    char                buf[256];
+    unsigned long long  n;
+
+    assert_true(len < sizeof(buf));
+    memcpy(buf, line, len);
+    buf[len] = '\0';
+
+    if (sscanf(buf, "%llu runtime log lines dropped", &n) == 1) {
+        abi_tally.dropped += n;
+
+    } else if (sscanf(buf, "runtime \"rt&cfg\" v3: t%d %ld", &id, &seq) == 2
+               && level == HOTFFI_LEVEL_WARN)
+    {
+        abi_tally.named++;
+
+    } else if (sscanf(buf, "nobody %ld", &seq) == 1
+               && level == HOTFFI_LEVEL_EMERG)
+    {
+        abi_tally.nameless++;
+
+    } else {
+        abi_tally.bad++;
+    }
+}
+
+
+static void *
+abi_writer(void *tq)
+{
+    int   i, n;
+    char  msg[64];
+
+    for (i = 0; i < ABI_PER; i++) {
+        n = snprintf(msg, sizeof(msg), "t%d %d", (int) (i % 7), i);
+
+        /* kept: warn; filtered before the copy: info, and 99 (debug) */
+        hotffi_log(tq, HOTFFI_LEVEL_WARN, msg, n);
+        hotffi_log(tq, HOTFFI_LEVEL_INFO, msg, n);
+        hotffi_log(tq, 99, msg, 0);
+
+        /* a line of no runtime, level below 1 counted as emerg */
+        if (i % 100 == 0) {
+            n = snprintf(msg, sizeof(msg), "nobody %d", i);
+            hotffi_log(NULL, 0, msg, 0);
+        }
+    }
+
+    hotffi_log(tq, HOTFFI_LEVEL_ERR, NULL, 5);   /* writes nothing */
+
+    return NULL;
+}
+
+
+static int
+abi_all_seen(void *data)
+{
+    return abi_tally.named + abi_tally.nameless + abi_tally.dropped
+           == (uint64_t) ABI_THREADS * (ABI_PER + ABI_PER / 100);
+}
+
+
+/*
+ * Runtime threads log through the ABI while this thread is the event loop:
+ * lines arrive with the runtime's name and version, at their level, those
+ * below the host's level never, and every line is written or counted.
+ */
+static void
+test_logbuf_abi(void **state)
+{
+    int                i;
+    const char        *err;
+    pthread_t          tids[ABI_THREADS];
+    hotffi_hub_t      *hub;
+    hotffi_host_t      host;
+    hotffi_version_t  *v;
+
+    memset(&host, 0, sizeof(host));
+    memset(&abi_tally, 0, sizeof(abi_tally));
+    host.line = abi_line;
+    host.line_level = HOTFFI_LEVEL_WARN;
+
+    hub = hotffi_hub_create(&host, &err);
+    assert_non_null(hub);
+    assert_ptr_equal(hotffi_hub_process(), hub);
+
+    /* the fields hotffi_log() reads of a version: its tq is the port */
+    v = calloc(1, sizeof(hotffi_version_t));
+    assert_non_null(v);
+    v->owner.hub = hub;
+    v->owner.name = "rt&cfg";
+    v->number = 3;
+
+    for (i = 0; i < ABI_THREADS; i++) {
+        assert_int_equal(pthread_create(&tids[i], NULL, abi_writer,
+                                        &v->port), 0);
+    }
+
+    /* drained only when the eventfd says so: a lost wake-up fails */
+    while (!abi_all_seen(NULL)) {
+        if (!unit_readable(hotffi_hub_fd(hub), UNIT_WAIT_MS)) {
+            fail_msg("no wake-up, %llu lines seen",
+                     (unsigned long long) (abi_tally.named
+                                           + abi_tally.nameless));
+        }
+
+        (void) hotffi_hub_drain(hub);
+    }
+
+    for (i = 0; i < ABI_THREADS; i++) {
+        (void) unit_join(tids[i], UNIT_WAIT_MS);
+    }
+
+    (void) hotffi_hub_drain(hub);
+    assert_int_equal(abi_tally.bad, 0);
+    assert_true(abi_all_seen(NULL));
+
+    free(v);
+    hotffi_hub_destroy(hub);
+    assert_null(hotffi_hub_process());
+}
+
+
+/* a host without a line hook keeps nothing, and nothing is copied */
+static void
+test_logbuf_abi_off(void **state)
+{
+    const char     *err;
+    hotffi_hub_t   *hub;
+    hotffi_host_t   host;
+
+    memset(&host, 0, sizeof(host));
+    hub = hotffi_hub_create(&host, &err);
+    assert_non_null(hub);
+
+    hotffi_log(NULL, HOTFFI_LEVEL_EMERG, "lost", 4);
+    assert_false(atomic_load(&hub->log.ready));
+    assert_null(hub->log.fill);
+
+    hotffi_hub_destroy(hub);
+}
+
+
 int
 main(void)
 {
@@ -327,6 +493,8 @@ main(void)
         cmocka_unit_test(test_logbuf_cut),
         cmocka_unit_test(test_logbuf_full),
         cmocka_unit_test(test_logbuf_threads),
+        cmocka_unit_test(test_logbuf_abi),
+        cmocka_unit_test(test_logbuf_abi_off),
     };
 
     unit_init();
