@@ -54,6 +54,10 @@ impl LogTarget for Option<Queue> {
     }
 }
 
+// "" for an empty line: a byte array rather than a C string literal,
+// which needs a newer Rust than Debian 12's
+static EMPTY: [u8; 1] = [0];
+
 /// Writes `msg` as one line of nginx's error log at `level`.  Any bytes;
 /// a line longer than hotffi keeps (about 1900 bytes) is cut with a
 /// marker.  Never blocks.
@@ -61,7 +65,7 @@ pub fn log<T: LogTarget, M: AsRef<[u8]>>(target: T, level: Level, msg: M) {
     let msg = msg.as_ref();
     // len 0 means NUL-terminated to hotffi_log(): pass "" for an empty line
     let (p, len): (*const c_char, usize) = if msg.is_empty() {
-        (c"".as_ptr(), 0)
+        (EMPTY.as_ptr().cast(), 0)
     } else {
         (msg.as_ptr().cast(), msg.len().min(c_int::MAX as usize))
     };
