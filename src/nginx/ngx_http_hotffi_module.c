@@ -245,6 +245,10 @@ ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
         hotffi_runtime_unload(hotffi_runtime_of(link));
     }
 
+    /* the runtimes' last lines, while the log is there to take them */
+    (void) hotffi_logbuf_drain(&ngx_http_hotffi_hub->log,
+                               ngx_http_hotffi_line, NULL);
+
     /*
      * The eventfd stays open: a runtime thread may still answer and write to
      * it until the process is gone, and a closed descriptor could be reused.
