@@ -249,6 +249,43 @@ const char *hotffi_state(void *tq, int *len);
 int hotffi_rollback(void *tq);
 
 
+/* hotffi_log()'s levels: nginx's own, as error_log names them */
+#define HOTFFI_LEVEL_EMERG   1
+#define HOTFFI_LEVEL_ALERT   2
+#define HOTFFI_LEVEL_CRIT    3
+#define HOTFFI_LEVEL_ERR     4
+#define HOTFFI_LEVEL_WARN    5
+#define HOTFFI_LEVEL_NOTICE  6
+#define HOTFFI_LEVEL_INFO    7
+#define HOTFFI_LEVEL_DEBUG   8
+
+/*
+ * Writes a line to nginx's error log, from any thread, without blocking.
+ * The line is copied into a bounded buffer of the worker's and written by
+ * its event loop with nginx's own logger (the main error_log, as
+ * `hotffi: runtime "NAME" vN: msg`), so the error_log level filters it,
+ * `nginx -s reopen` moves it to the new file, and nothing is written from
+ * the runtime's thread.  A line more verbose than the error_log level costs
+ * one load and is not copied.  A line longer than 1900 bytes (name
+ * included) keeps its start and ends with " [... N bytes cut]".  When the
+ * buffer is full (512 lines or 64 KiB waiting for the event loop), the line
+ * is dropped, and the next drain writes one warning saying how many were.
+ * Optional: resolve it at run time (a weak symbol, dlsym()), as a runtime
+ * for lua-resty-ffi too must, where it does not exist.
+ *
+ * thread: any.  thread-safe, non-blocking (a short lock, no I/O).
+ * tq:     borrowed, a queue libffi_init() was given, valid as for poll();
+ *         or NULL for a line of no runtime: it is written without a
+ *         runtime's name, and lost when the worker has loaded no runtime.
+ * level:  HOTFFI_LEVEL_EMERG (1) .. HOTFFI_LEVEL_DEBUG (8); below 1 counts
+ *         as 1, above 8 as 8.
+ * msg:    borrowed, copied before the call returns; NULL writes nothing.
+ * len:    bytes of msg, which may hold any byte (a newline stays one);
+ *         0 or less means msg is NUL-terminated, as for respond().
+ */
+void hotffi_log(void *tq, int level, const char *msg, int len);
+
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -42,6 +42,7 @@ hotffi_py_host_lookup(void)
     *(void **) &hotffi_py_host.state = dlsym(RTLD_DEFAULT, "hotffi_state");
     *(void **) &hotffi_py_host.rollback = dlsym(RTLD_DEFAULT,
                                                 "hotffi_rollback");
+    *(void **) &hotffi_py_host.log = dlsym(RTLD_DEFAULT, "hotffi_log");
 }
 
 

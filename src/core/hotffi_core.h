@@ -18,6 +18,8 @@
  *    |
  *   hub        completion list, eventfd, deferred wakes, waiters
  *    |
+ *   logbuf     runtimes' log lines on their way to the event loop
+ *    |
  *   task       one call in flight, its handler; the task pool
  *    |
  *   queue      the bounded request ring a runtime polls

@@ -121,6 +121,19 @@ ngx_http_hotffi_log(void *ctx, int level, const char *msg)
 }
 
 
+/*
+ * thread: event loop.  hub host hook: a runtime's line (hotffi_log()), at
+ * its own level, through the cycle's log: the main error_log, reopened by
+ * nginx itself on USR1.
+ */
+static void
+ngx_http_hotffi_line(void *ctx, int level, const char *line, size_t len)
+{
+    ngx_log_error((ngx_uint_t) level, ngx_cycle->log, 0, "hotffi: %*s",
+                  len, line);
+}
+
+
 /* thread: event loop */
 static void
 ngx_http_hotffi_notify_handler(ngx_event_t *ev)
@@ -171,6 +184,11 @@ ngx_http_hotffi_hub_get(void)
     host.defer = ngx_http_hotffi_defer;
     host.log = ngx_http_hotffi_log;
     host.log_ctx = NULL;
+    host.line = ngx_http_hotffi_line;
+
+    /* lines more verbose than the main error_log are never copied */
+    host.line_level = (int) ngx_min(ngx_cycle->log->log_level,
+                                    NGX_LOG_DEBUG);
 
     ngx_http_hotffi_hub = hotffi_hub_create(&host, &err);
     if (ngx_http_hotffi_hub == NULL) {
@@ -296,6 +314,10 @@ ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
 
     /* runtimes get the stop, so that their threads end with the process */
     ngx_http_hotffi_stop_runtimes();
+
+    /* the runtimes' last lines, while the log is there to take them */
+    (void) hotffi_logbuf_drain(&ngx_http_hotffi_hub->log,
+                               ngx_http_hotffi_line, NULL);
 
     /*
      * The eventfd stays open: a runtime thread may still answer and write to
