@@ -4,6 +4,7 @@
 local ffi = require "ffi"
 local base = require "resty.core.base"
 local semaphore = require "ngx.semaphore"
+local isolation = require "resty.hotffi.isolate"
 
 local C = ffi.C
 local ffi_gc = ffi.gc
@@ -119,6 +120,9 @@ local _M = { version = "0.1.0" }
 -- A runtime object is a table whose every string key is a call, so its own
 -- state lives under integer keys that no method name can shadow.
 local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
+
+-- an isolated runtime's { lib =, cfg =, opt = } (resty.hotffi.isolate)
+local ISOLATE = 5
 
 -- per worker: "lib&cfg" -> runtime object, and name -> runtime object
 local runtimes = {}
@@ -378,13 +382,23 @@ local function reload(self, opts)
         timeout = check_timeout(retire_timeout, "option retire_timeout", 2)
     end
 
+    -- an isolated runtime reloads its helper's library and cfg: the
+    -- isolation library itself is given them anew
+    local iso = self[ISOLATE]
+    local keep_cfg = cfg == nil and 1 or 0
+    if iso then
+        lib, cfg = lib or iso.lib, cfg or iso.cfg
+        iso.next_lib, iso.next_cfg = lib, cfg
+        lib, cfg = isolation.wrap(lib, cfg, self[NAME], iso.opt, 2)
+        keep_cfg = 0
+    end
+
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local rc = C.ngx_http_hotffi_ffi_runtime_reload(self[PTR], lib, cfg,
                                                     cfg and #cfg or 0,
-                                                    cfg == nil and 1 or 0,
-                                                    handover, psema, err,
-                                                    errlen)
+                                                    keep_cfg, handover,
+                                                    psema, err, errlen)
     if rc == NGX_ERROR then
         return nil, ffi_str(err, errlen[0])
     end
@@ -409,6 +423,9 @@ local function reload(self, opts)
     end
 
     local res = last_reload(self)
+    if iso and res.ok then
+        iso.lib, iso.cfg = iso.next_lib, iso.next_cfg
+    end
     if not res.ok then
         -- a failed rollback unloads the runtime: the next load starts anew
         C.ngx_http_hotffi_ffi_runtime_stats(self[PTR], stats_buf)
@@ -512,8 +529,8 @@ local function load(level, lib, cfg, opts)
 
     -- checked even when the runtime is cached: misuse fails every time;
     -- a load given none (the usual per-request one) pays nothing for it
-    local timeout, max_queue, global, unpin, name =
-        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, 0, 0, nil
+    local timeout, max_queue, global, unpin, name, iso =
+        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, 0, 0, nil, nil
 
     if opts then
         if opts.timeout ~= nil then
@@ -523,11 +540,16 @@ local function load(level, lib, cfg, opts)
         global = opt_flag(opts, "is_global", level)
         unpin = opt_flag(opts, "unpin", level)
         name = opt_string(opts, "name", level)
+        iso = isolation.check(opts.isolate, level)
     end
 
     local key = cfg and lib .. "&" .. cfg or lib
     local rt = runtimes[key]
     if rt then
+        if opts and opts.isolate ~= nil and not iso ~= not rt[ISOLATE] then
+            return nil, "runtime \"" .. key .. "\" is loaded already, "
+                        .. (iso and "not " or "") .. "isolated"
+        end
         return rt
     end
 
@@ -545,19 +567,28 @@ local function load(level, lib, cfg, opts)
         lib, cfg = rlib or lib, rcfg or cfg
     end
 
+    if iso then
+        iso = { lib = lib, cfg = cfg, opt = iso }
+        lib, cfg = isolation.wrap(lib, cfg, name, iso.opt, level)
+    end
+
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
                                                    max_queue, global, unpin,
                                                    pinit_rc, err, errlen)
     if ptr == nil then
-        return nil, ffi_str(err, errlen[0]), pinit_rc[0]
+        local msg = ffi_str(err, errlen[0])
+        if iso then
+            msg = isolation.unwrap_error(msg, lib .. "&" .. cfg, key)
+        end
+        return nil, msg, pinit_rc[0]
     end
 
     ffi_gc(ptr, C.ngx_http_hotffi_ffi_runtime_release)
 
     rt = setmetatable({ [PTR] = ptr, [KEY] = key, [TIMEOUT] = timeout,
-                        [NAME] = name }, mt)
+                        [NAME] = name, [ISOLATE] = iso }, mt)
     runtimes[key] = rt
     named[name] = rt
     return rt
@@ -605,7 +636,8 @@ function _M.faces(fail, fields)
             -- the face holds rt's own cdata, whose finaliser drops Lua's
             -- reference on the C runtime: it lives while either is held
             face = setmetatable({ [PTR] = rt[PTR], [KEY] = rt[KEY],
-                                  [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME] },
+                                  [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME],
+                                  [ISOLATE] = rt[ISOLATE] },
                                 face_mt)
             made[rt] = face
         end
