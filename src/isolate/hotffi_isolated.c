@@ -47,8 +47,9 @@
 #include "hotffi_library.h"
 
 
-/* how long a poller spins on an empty ring before it sleeps */
-#define HOTFFI_ISOLATED_SPIN_NS    20000
+/* how long a poller spins on an empty ring before it sleeps: not at all,
+ * as the worker's receiver (see hotffi_isolate.c) */
+#define HOTFFI_ISOLATED_SPIN_NS    0
 
 /* a library without libffi_fini(): wait this long for its answers */
 #define HOTFFI_ISOLATED_DRAIN_MS   5000
@@ -369,6 +370,9 @@ hotffi_isolated_limits(const hotffi_iso_shm_t *shm)
 
 
 /* thread: main.  Says why the start failed, for the worker, and exits. */
+static void hotffi_isolated_fail(hotffi_iso_shm_t *shm, const char *why)
+    __attribute__((noreturn));
+
 static void
 hotffi_isolated_fail(hotffi_iso_shm_t *shm, const char *why)
 {
