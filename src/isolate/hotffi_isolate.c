@@ -52,8 +52,12 @@
 #include "hotffi_iso_proc.h"
 
 
-/* how long the receiver spins on an empty answer ring before it sleeps */
-#define HOTFFI_ISO_SPIN_NS     20000
+/*
+ * how long the receiver spins on an empty answer ring before it sleeps:
+ * not at all, measured on a loaded two-CPU machine (docs/isolation.md),
+ * where a spinning receiver takes the CPU the helper needs
+ */
+#define HOTFFI_ISO_SPIN_NS     0
 
 /* the first restart's delay; doubled per recent death, up to the max */
 #define HOTFFI_ISO_BACKOFF_MS  100
@@ -433,7 +437,7 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
             stuck = 1;
         }
 
-        used = hotffi_iso_sweep(iso, gen, 1, NULL);
+        used = hotffi_iso_sweep(iso, gen, 1, "");
 
         /* progress: requests taken and answers written, by the helper */
         progress = hotffi_ring_tail(&p->req) + hotffi_ring_head(&p->ans);
