@@ -18,6 +18,7 @@ local sema_wait = semaphore.wait
 local error = error
 local floor = math.floor
 local pairs = pairs
+local rawget = rawget
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
@@ -121,7 +122,8 @@ local _M = { version = "0.1.0" }
 -- state lives under integer keys that no method name can shadow.
 local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
 
--- an isolated runtime's { lib =, cfg =, opt = } (resty.hotffi.isolate)
+-- an isolated runtime's { lib =, cfg =, opt = } (resty.hotffi.isolate);
+-- read with rawget: a missing key of a runtime object is a call
 local ISOLATE = 5
 
 -- per worker: "lib&cfg" -> runtime object, and name -> runtime object
@@ -384,7 +386,7 @@ local function reload(self, opts)
 
     -- an isolated runtime reloads its helper's library and cfg: the
     -- isolation library itself is given them anew
-    local iso = self[ISOLATE]
+    local iso = rawget(self, ISOLATE)
     local keep_cfg = cfg == nil and 1 or 0
     if iso then
         lib, cfg = lib or iso.lib, cfg or iso.cfg
@@ -546,7 +548,9 @@ local function load(level, lib, cfg, opts)
     local key = cfg and lib .. "&" .. cfg or lib
     local rt = runtimes[key]
     if rt then
-        if opts and opts.isolate ~= nil and not iso ~= not rt[ISOLATE] then
+        if opts and opts.isolate ~= nil
+           and not iso ~= not rawget(rt, ISOLATE)
+        then
             return nil, "runtime \"" .. key .. "\" is loaded already, "
                         .. (iso and "not " or "") .. "isolated"
         end
@@ -637,7 +641,7 @@ function _M.faces(fail, fields)
             -- reference on the C runtime: it lives while either is held
             face = setmetatable({ [PTR] = rt[PTR], [KEY] = rt[KEY],
                                   [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME],
-                                  [ISOLATE] = rt[ISOLATE] },
+                                  [ISOLATE] = rawget(rt, ISOLATE) },
                                 face_mt)
             made[rt] = face
         end
