@@ -48,6 +48,9 @@ hotffi_iso_proc_nanny(int fd, pid_t worker, char **argv, char *const *envp,
         _exit(1);
     }
 
+    /* ps shows the worker's command line still, its name is ours */
+    (void) prctl(PR_SET_NAME, "hotffi-nanny");
+
     if (fd == HOTFFI_ISO_FD) {
         (void) fcntl(fd, F_SETFD, 0);
     } else if (dup2(fd, HOTFFI_ISO_FD) == -1) {

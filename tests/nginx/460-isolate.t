@@ -328,3 +328,33 @@ GET /t
 ^true[SR]
 true
 $
+
+
+
+=== TEST 11: the open-files and CPU-time limits apply to the helper
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil,
+                                      { isolate = { files = 16, cpu = 1,
+                                                    stuck_timeout = 60 } }))
+        local ok, n = rt:q("files")
+        ngx.say(ok, " ", tonumber(n) > 0 and tonumber(n) < 16)
+        ngx.say(rt:q("spin"))
+        ngx.say(rt:q("serving again"))
+    }
+}
+--- request
+GET /t
+--- timeout: 30
+--- response_body_like
+^true true
+false-102runtime "misbehave" process died: signal (24|9); restarting
+trueserving again
+$
+--- error_log
+runtime "misbehave" process died
+--- no_error_log
+[alert]
+[crit]

@@ -12,9 +12,12 @@
  *   "leak"      mallocs and touches 1 MiB at a time until malloc fails,
  *               then abort()s
  *   "pid"       answers its process id
+ *   "files"     opens /dev/null until it cannot, answers how many it got
+ *   "spin"      burns CPU for ever
  *   anything else is echoed.
  */
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -76,6 +79,22 @@ misbehave_loop(void *tq)
                 }
                 memset(leak, 1, 1024 * 1024);
             }
+
+        } else if (strcmp(req, "spin") == 0) {
+            for (volatile unsigned long i = 0; ; i++) { /* void */ }
+
+        } else if (strcmp(req, "files") == 0) {
+            /* the descriptors stay open: the process is a test's */
+            for (n = 0; open("/dev/null", O_RDONLY) != -1; n++) { /* void */ }
+
+            rsp = malloc(32);
+            if (rsp == NULL) {
+                ngx_http_lua_ffi_respond(task, 1, NULL, 0);
+                continue;
+            }
+            n = snprintf(rsp, 32, "%d", n);
+            ngx_http_lua_ffi_respond(task, 0, rsp, n);
+            continue;
 
         } else if (strcmp(req, "pid") == 0) {
             rsp = malloc(32);
