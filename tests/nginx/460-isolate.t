@@ -44,13 +44,17 @@ nilruntime "misbehave" is loaded already, isolated
 
 
 
-=== TEST 2: the unmodified C, Go and Rust echo runtimes, isolated
+=== TEST 2: the unmodified C, Go and Rust echo runtimes and the Python loader, isolated
 --- config
 location = /t {
     content_by_lua_block {
         local hotffi = require "resty.hotffi"
-        for _, lib in ipairs({ "echo", "go_echo", "rust_echo" }) do
-            local rt, err = hotffi.load(lib, nil, { isolate = true })
+        local repo = package.path:match("([^;]+)/lua/%?%.lua")
+        local py = repo .. "/examples/python/echo,init"
+        for _, lib in ipairs({ "echo", "go_echo", "rust_echo",
+                               "hotffi_python" }) do
+            local cfg = lib == "hotffi_python" and py or nil
+            local rt, err = hotffi.load(lib, cfg, { isolate = true })
             if not rt then
                 ngx.say(lib, ": ", err)
             else
@@ -67,6 +71,7 @@ GET /t
 true echo isolated
 true go_echo isolated
 true rust_echo isolated
+true hotffi_python isolated
 
 
 
