@@ -81,7 +81,7 @@ $(COUNTER_B): examples/c/counter.c include/hotffi.h
 # Each language's part (loaders/LANG, sdk/LANG, examples/LANG, tests/compat)
 # has its own .mk that adds its outputs to `all` and its tests to `test`.
 include $(wildcard loaders/*/*.mk sdk/*/*.mk examples/*/*.mk tests/compat/*.mk \
-                   bench/*.mk)
+                   bench/*.mk src/isolate/*.mk)
 # install, Debian packages, LuaRocks/opm (docs/packaging.md)
 include dist/dist.mk
 

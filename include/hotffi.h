@@ -45,6 +45,13 @@ extern "C" {
 /* no version of the runtime was left to take the task: see rt:__reload() */
 #define HOTFFI_TASK_UNSERVED   -101
 
+/*
+ * an isolated runtime (docs/isolation.md) could not answer: its process
+ * died or was stuck, it is marked failed, or a payload exceeds its ring;
+ * the answer says which
+ */
+#define HOTFFI_TASK_ISOLATION  -102
+
 
 /* ---- exported by the runtime library ---------------------------------- */
 

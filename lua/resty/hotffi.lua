@@ -4,6 +4,7 @@
 local ffi = require "ffi"
 local base = require "resty.core.base"
 local semaphore = require "ngx.semaphore"
+local isolation = require "resty.hotffi.isolate"
 
 local C = ffi.C
 local ffi_gc = ffi.gc
@@ -169,6 +170,10 @@ local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
 -- while libffi_init() runs: the ngx.semaphore other loads wait on (read
 -- with rawget: a missing key reads as a call)
 local STARTING = 5
+
+-- an isolated runtime's { lib =, cfg =, opt = } (resty.hotffi.isolate);
+-- read with rawget: a missing key of a runtime object is a call
+local ISOLATE = 6
 
 -- per worker: "lib&cfg" -> runtime object, and name -> runtime object;
 -- name -> the error of its last load, while that load failed
@@ -474,13 +479,23 @@ local function reload(self, opts)
         timeout = check_timeout(retire_timeout, "option retire_timeout", 2)
     end
 
+    -- an isolated runtime reloads its helper's library and cfg: the
+    -- isolation library itself is given them anew
+    local iso = rawget(self, ISOLATE)
+    local keep_cfg = cfg == nil and 1 or 0
+    if iso then
+        lib, cfg = lib or iso.lib, cfg or iso.cfg
+        iso.next_lib, iso.next_cfg = lib, cfg
+        lib, cfg = isolation.wrap(lib, cfg, self[NAME], iso.opt, 2)
+        keep_cfg = 0
+    end
+
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local rc = C.ngx_http_hotffi_ffi_runtime_reload(self[PTR], lib, cfg,
                                                     cfg and #cfg or 0,
-                                                    cfg == nil and 1 or 0,
-                                                    handover, psema, err,
-                                                    errlen)
+                                                    keep_cfg, handover,
+                                                    psema, err, errlen)
     if rc == NGX_ERROR then
         return nil, ffi_str(err, errlen[0])
     end
@@ -506,6 +521,9 @@ local function reload(self, opts)
     end
 
     local res = last_reload(self)
+    if iso and res.ok then
+        iso.lib, iso.cfg = iso.next_lib, iso.next_cfg
+    end
     if not res.ok then
         -- a failed rollback unloads the runtime: the next load starts anew
         C.ngx_http_hotffi_ffi_runtime_stats(self[PTR], stats_buf)
@@ -730,8 +748,9 @@ local function load(level, lib, cfg, opts)
 
     -- checked even when the runtime is cached: misuse fails every time;
     -- a load given none (the usual per-request one) pays nothing for it
-    local timeout, max_queue, max_inflight, global, unpin, name =
-        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_MAX_INFLIGHT, 0, 0, nil
+    local timeout, max_queue, max_inflight, global, unpin, name, iso =
+        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_MAX_INFLIGHT, 0, 0, nil,
+        nil
 
     if opts then
         if opts.timeout ~= nil then
@@ -743,11 +762,18 @@ local function load(level, lib, cfg, opts)
         global = opt_flag(opts, "is_global", level)
         unpin = opt_flag(opts, "unpin", level)
         name = opt_string(opts, "name", level)
+        iso = isolation.check(opts.isolate, level)
     end
 
     local key = cfg and lib .. "&" .. cfg or lib
     local rt = runtimes[key]
     if rt then
+        if opts and opts.isolate ~= nil
+           and not iso ~= not rawget(rt, ISOLATE)
+        then
+            return nil, "runtime \"" .. key .. "\" is loaded already, "
+                        .. (iso and "not " or "") .. "isolated"
+        end
         if rawget(rt, STARTING) then
             return await_other_start(rt, timeout)
         end
@@ -772,6 +798,11 @@ local function load(level, lib, cfg, opts)
         exit_watch()
     end
 
+    if iso then
+        iso = { lib = lib, cfg = cfg, opt = iso }
+        lib, cfg = isolation.wrap(lib, cfg, name, iso.opt, level)
+    end
+
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
@@ -779,7 +810,11 @@ local function load(level, lib, cfg, opts)
                                                    max_inflight, global,
                                                    unpin, psema, err, errlen)
     if ptr == nil then
-        return load_failed(name, ffi_str(err, errlen[0]), 0)
+        local msg = ffi_str(err, errlen[0])
+        if iso then
+            msg = isolation.unwrap_error(msg, lib .. "&" .. cfg, key)
+        end
+        return load_failed(name, msg, 0)
     end
     local sem = psema[0]
 
@@ -789,7 +824,8 @@ local function load(level, lib, cfg, opts)
     -- start on rt[STARTING] rather than starting another
     local starting = semaphore.new()
     rt = setmetatable({ [PTR] = ptr, [KEY] = key, [TIMEOUT] = timeout,
-                        [NAME] = name, [STARTING] = starting }, mt)
+                        [NAME] = name, [STARTING] = starting,
+                        [ISOLATE] = iso }, mt)
     runtimes[key] = rt
     named[name] = rt
     every[rt] = true
@@ -815,6 +851,9 @@ local function load(level, lib, cfg, opts)
         starting:post(waiting)
     end
     if not res then
+        if iso then
+            rerr = isolation.unwrap_error(rerr, lib .. "&" .. cfg, key)
+        end
         return load_failed(name, rerr, init_rc)
     end
     if failed[name] then
@@ -866,7 +905,8 @@ function _M.faces(fail, fields)
             -- the face holds rt's own cdata, whose finaliser drops Lua's
             -- reference on the C runtime: it lives while either is held
             face = setmetatable({ [PTR] = rt[PTR], [KEY] = rt[KEY],
-                                  [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME] },
+                                  [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME],
+                                  [ISOLATE] = rawget(rt, ISOLATE) },
                                 face_mt)
             made[rt] = face
         end
