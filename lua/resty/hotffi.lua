@@ -45,7 +45,7 @@ typedef struct {
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
-    uint64_t  retired;
+    uint64_t  closed;
     uint64_t  version;
     uint64_t  reloads;
     uint64_t  reload_failures;
@@ -115,7 +115,7 @@ int ngx_http_hotffi_ffi_runtime_serving(void *rt, hotffi_ffi_serving_t *out);
 int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     const char *cfg, size_t cfg_len, int keep_cfg, int handover,
     ngx_http_lua_sema_t **psema, unsigned char *err, size_t *errlen);
-void ngx_http_hotffi_ffi_runtime_reload_forget(void *rt,
+void ngx_http_hotffi_ffi_runtime_reload_release(void *rt,
     ngx_http_lua_sema_t *sema);
 int ngx_http_hotffi_ffi_runtime_reload_overdue(void *rt);
 int ngx_http_hotffi_ffi_runtime_last_reload(void *rt,
@@ -511,7 +511,7 @@ local function reload(self, opts)
             C.ngx_http_hotffi_ffi_runtime_reload_overdue(self[PTR])
             ok, werr = wait_runtime(self[PTR], sem, timeout)
         end
-        C.ngx_http_hotffi_ffi_runtime_reload_forget(self[PTR], sem)
+        C.ngx_http_hotffi_ffi_runtime_reload_release(self[PTR], sem)
         if not ok then
             return nil, "reload still in progress after " .. timeout
                         .. " s (" .. tostring(werr) .. "): the old version "
@@ -559,7 +559,7 @@ local function stats(self)
         inflight = tonumber(s.inflight),
         queued = tonumber(s.queued),
         unloaded = s.unloaded ~= 0,
-        retired = s.retired ~= 0,
+        closed = s.closed ~= 0,
     }
 end
 

@@ -479,7 +479,7 @@ hotffi_call_complete(hotffi_task_t *task)
 
     rt->stats.inflight--;
 
-    /* a queue retired already had every task of its own back */
+    /* a queue freed already (its runtime closed) had every task back */
     if (rt->queue) {
         hotffi_queue_answered(rt->queue);
     }

@@ -81,7 +81,7 @@ hotffi_hub_destroy(hotffi_hub_t *hub)
     (void) hotffi_hub_drain(hub);
 
     while (!hotffi_list_empty(&hub->runtimes)) {
-        hub->forget_runtime(hotffi_list_first(&hub->runtimes));
+        hub->free_runtime(hotffi_list_first(&hub->runtimes));
     }
 
     hotffi_task_pool_free(&hub->tasks);

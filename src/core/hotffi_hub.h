@@ -27,7 +27,7 @@
  *
  * The hub knows nothing above it: a drained task goes to its own handler
  * (hotffi_task.h), and the runtimes the hub lists for its host are freed at
- * teardown through forget_runtime, which the runtime layer sets.
+ * teardown through free_runtime, which the runtime layer sets.
  *
  * Runtimes' log lines (hotffi_log(), hotffi_logbuf.h) ride the same
  * eventfd: the push that makes hub->log non-empty writes it, and the drain
@@ -108,7 +108,7 @@ struct hotffi_hub_s {
     hotffi_list_t        runtimes;   /* every runtime not yet freed, by
                                         the runtime layer's link */
     /* set by the runtime layer: frees the runtime of link (teardown) */
-    void               (*forget_runtime)(hotffi_list_t *link);
+    void               (*free_runtime)(hotffi_list_t *link);
     hotffi_list_t        wakes;      /* queues owed a wake-up, by
                                         q->wake_link */
 };

@@ -32,8 +32,8 @@ static int hotffi_runtime_end_version(hotffi_runtime_t *rt,
     hotffi_version_t *v);
 static void hotffi_runtime_keep(hotffi_runtime_t *rt, hotffi_version_t *v);
 static void hotffi_runtime_started_handler(hotffi_task_t *start);
-static void hotffi_runtime_reaped(hotffi_task_t *retire);
-static void hotffi_runtime_forget(hotffi_list_t *link);
+static void hotffi_runtime_reaped(hotffi_task_t *reaped);
+static void hotffi_runtime_free_listed(hotffi_list_t *link);
 
 
 /* thread: any */
@@ -81,7 +81,7 @@ hotffi_runtime_name(const char *given, const char *lib, const char *cfg,
 static void
 hotffi_runtime_link(hotffi_runtime_t *rt)
 {
-    rt->hub->forget_runtime = hotffi_runtime_forget;
+    rt->hub->free_runtime = hotffi_runtime_free_listed;
     hotffi_list_insert_head(&rt->hub->runtimes, &rt->link);
 }
 
@@ -344,15 +344,15 @@ hotffi_runtime_fail_queued(hotffi_runtime_t *rt, const char *why)
  * the queue stays, and so does rt.
  */
 static void
-hotffi_runtime_try_retire(hotffi_runtime_t *rt)
+hotffi_runtime_try_close(hotffi_runtime_t *rt)
 {
-    if (!rt->unloaded || rt->retired || !hotffi_list_empty(&rt->kept)
+    if (!rt->unloaded || rt->closed || !hotffi_list_empty(&rt->kept)
         || rt->reapers || rt->current || rt->old || rt->starting)
     {
         return;
     }
 
-    rt->retired = 1;
+    rt->closed = 1;
     hotffi_hub_forget_queue(rt->hub, rt->queue);
     hotffi_queue_destroy(rt->queue);
     rt->queue = NULL;
@@ -399,7 +399,7 @@ hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 {
     if (v == NULL) {
         hotffi_runtime_fail_queued(rt, "runtime unloaded");
-        hotffi_runtime_try_retire(rt);
+        hotffi_runtime_try_close(rt);
         return;
     }
 
@@ -411,7 +411,7 @@ hotffi_runtime_reap_final(hotffi_runtime_t *rt, hotffi_version_t *v)
 /*
  * thread: event loop.
  * A version that stopped serving: reap it, or keep it for ever when its
- * threads cannot be proved gone.  1 when a reaper runs (its RETIRE comes
+ * threads cannot be proved gone.  1 when a reaper runs (its REAPED comes
  * back through the hub), 0 when v was kept.
  */
 static int
@@ -527,7 +527,7 @@ hotffi_runtime_drop_version(hotffi_runtime_t *rt, hotffi_version_t *v)
 
 /*
  * thread: event loop.  The reload has ended, well or not: the old version
- * goes (an overdue one is closed when its RETIRE comes, as any other's).
+ * goes (an overdue one is closed when its REAPED comes, as any other's).
  */
 static void
 hotffi_runtime_reload_end(hotffi_runtime_t *rt)
@@ -839,7 +839,7 @@ hotffi_runtime_reload_overdue(hotffi_runtime_t *rt)
 
 /* thread: event loop */
 void
-hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter)
+hotffi_runtime_reload_release(hotffi_runtime_t *rt, void *waiter)
 {
     if (rt->waiter == waiter) {
         hotffi_hub_waiter_release(rt->hub, &rt->waiter);
@@ -941,13 +941,13 @@ hotffi_runtime_started_handler(hotffi_task_t *start)
 
 
 /*
- * thread: event loop.  The handler of every version's RETIRE task (set by
+ * thread: event loop.  The handler of every version's REAPED task (set by
  * hotffi_runtime_owner()): v's reaper is done.
  */
 static void
-hotffi_runtime_reaped(hotffi_task_t *retire)
+hotffi_runtime_reaped(hotffi_task_t *reaped)
 {
-    hotffi_version_t  *v = retire->data;
+    hotffi_version_t  *v = reaped->data;
     hotffi_runtime_t  *rt = v->owner.rt;
 
     hotffi_version_reaped(v);
@@ -983,7 +983,7 @@ hotffi_runtime_reaped(hotffi_task_t *retire)
         }
     }
 
-    hotffi_runtime_try_retire(rt);
+    hotffi_runtime_try_close(rt);
 }
 
 
@@ -1006,12 +1006,12 @@ hotffi_runtime_unref(hotffi_runtime_t *rt)
 
 
 /*
- * thread: event loop.  hub->forget_runtime: frees the runtime of link
+ * thread: event loop.  hub->free_runtime: frees the runtime of link
  * whatever its state, when its hub is torn down once no runtime thread can
  * run (tests).
  */
 static void
-hotffi_runtime_forget(hotffi_list_t *link)
+hotffi_runtime_free_listed(hotffi_list_t *link)
 {
     int                i;
     hotffi_list_t     *kept;

@@ -28,7 +28,7 @@
  * retires, and its queue stays allocated (small once empty) for threads
  * that may still poll it.
  *
- * Everything here runs on the event loop; reapers only send RETIRE tasks.
+ * Everything here runs on the event loop; reapers only send REAPED tasks.
  */
 
 #ifndef HOTFFI_RUNTIME_H
@@ -48,7 +48,7 @@ typedef struct {
     uint32_t   max_inflight;   /* tasks taken by the runtime and not yet
                                   answered, at most; 0 means 65536 */
     unsigned   global:1;       /* RTLD_GLOBAL */
-    unsigned   unpin:1;        /* dlclose() once retired */
+    unsigned   unpin:1;        /* dlclose() once reaped */
 } hotffi_runtime_opts_t;
 
 
@@ -89,7 +89,7 @@ struct hotffi_runtime_s {
     hotffi_list_t            link;      /* on hub->runtimes */
     char                    *name;      /* the host's name for it, or
                                            "lib&cfg" or "lib": messages */
-    hotffi_queue_t          *queue;     /* NULL once retired */
+    hotffi_queue_t          *queue;     /* NULL once closed */
     hotffi_version_t        *current;   /* serving; NULL while starting or
                                            reloading */
     hotffi_version_t        *starting;  /* whose init thread runs: the
@@ -120,7 +120,7 @@ struct hotffi_runtime_s {
     unsigned                 global:1;
     unsigned                 unpin:1;
     unsigned                 unloaded:1;
-    unsigned                 retired:1;
+    unsigned                 closed:1;
     unsigned                 reloaded:1;   /* a reload ended: last_reload
                                               is valid */
     hotffi_runtime_stats_t   stats;
@@ -150,7 +150,7 @@ struct hotffi_runtime_s {
  * the init thread with a NUL-terminated copy of cfg (NULL when cfg is
  * NULL).  Returns the runtime with one reference for the caller, starting:
  * calls queue until init returns, and waiter (may be NULL; the hub owns it
- * from now on, see hotffi_runtime_reload_forget()) is woken then; read
+ * from now on, see hotffi_runtime_reload_release()) is woken then; read
  * the outcome with hotffi_runtime_started().  NULL with the reason in err
  * when the library could not be opened or no thread made: the caller
  * keeps waiter.
@@ -205,7 +205,7 @@ int hotffi_runtime_reload(hotffi_runtime_t *rt, const char *lib,
  * waiting: frees waiter, unless a later reload already replaced (and
  * released) it.
  */
-void hotffi_runtime_reload_forget(hotffi_runtime_t *rt, void *waiter);
+void hotffi_runtime_reload_release(hotffi_runtime_t *rt, void *waiter);
 
 /*
  * thread: event loop.  The old version of the reload in progress took too

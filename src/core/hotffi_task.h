@@ -19,7 +19,7 @@
  * other fields belong to the event loop.
  *
  * A finished task carries its own completion handler, set by whoever made
- * it (the call layer for a call, the runtime layer for a version's RETIRE
+ * it (the call layer for a call, the runtime layer for a version's REAPED
  * task), as nginx's thread pool tasks carry task->event.handler: the hub
  * drains the completion list and calls task->handler, and so depends on
  * nothing above it.
@@ -62,7 +62,7 @@ struct hotffi_task_s {
        (event loop only): never both at once */
     hotffi_list_t        link;
     hotffi_task_handler_pt  handler; /* set by the task's maker */
-    void                *data;       /* the handler's: RETIRE's version */
+    void                *data;       /* the handler's: REAPED's version */
     hotffi_hub_t        *hub;        /* outlives the task */
     hotffi_runtime_t    *rt;         /* a call's: the call layer holds a
                                         reference on it */

@@ -67,14 +67,14 @@ hotffi_version_alloc(const hotffi_version_owner_t *owner, const char *lib,
     hotffi_list_init(&v->kept_link);
     v->lib_name = strdup(lib);
     v->start = calloc(1, sizeof(hotffi_task_t));
-    v->retire = calloc(1, sizeof(hotffi_task_t));
+    v->reaped_task = calloc(1, sizeof(hotffi_task_t));
     v->cfg_len = cfg_len;
 
     if (cfg) {
         v->cfg = hotffi_copy(cfg, cfg_len);
     }
 
-    if (v->lib_name == NULL || v->start == NULL || v->retire == NULL
+    if (v->lib_name == NULL || v->start == NULL || v->reaped_task == NULL
         || (cfg && v->cfg == NULL))
     {
         hotffi_version_free(v);
@@ -88,11 +88,11 @@ hotffi_version_alloc(const hotffi_version_owner_t *owner, const char *lib,
     v->start->handler = owner->started;
     v->start->data = v;
 
-    hotffi_list_init(&v->retire->link);
-    hotffi_list_init(&v->retire->glink);
-    v->retire->hub = owner->hub;
-    v->retire->handler = owner->reaped;
-    v->retire->data = v;
+    hotffi_list_init(&v->reaped_task->link);
+    hotffi_list_init(&v->reaped_task->glink);
+    v->reaped_task->hub = owner->hub;
+    v->reaped_task->handler = owner->reaped;
+    v->reaped_task->data = v;
 
     return v;
 }
@@ -295,7 +295,7 @@ hotffi_version_reap_thread(void *data)
     hotffi_version_t  *v = data;
 
     /*
-     * The event loop leaves v alone until RETIRE comes back: only the
+     * The event loop leaves v alone until REAPED comes back: only the
      * reaper writes retire_rc and state, and the hub's mutex orders those
      * writes before the event loop reads them.
      */
@@ -326,7 +326,7 @@ hotffi_version_reap_thread(void *data)
         v->retire_rc = hotffi_pollers_wait_gone(&v->port.pollers, grace);
     }
 
-    hotffi_hub_complete(v->owner.hub, v->retire);
+    hotffi_hub_complete(v->owner.hub, v->reaped_task);
 
     return NULL;
 }
@@ -400,7 +400,7 @@ hotffi_version_free(hotffi_version_t *v)
     free(v->state);
     free(v->init_cfg);
     free(v->start);
-    free(v->retire);
+    free(v->reaped_task);
     free(v->cfg);
     free(v->lib_name);
     free(v);

@@ -40,7 +40,7 @@ typedef struct {
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
-    uint64_t  retired;
+    uint64_t  closed;
     uint64_t  version;
     uint64_t  reloads;
     uint64_t  reload_failures;
@@ -182,7 +182,7 @@ ngx_http_hotffi_ffi_runtime_started(void *rt, void *sema, int *init_rc,
     char  msg[HOTFFI_ERR_MAX];
 
     if (sema) {
-        hotffi_runtime_reload_forget(rt, sema);
+        hotffi_runtime_reload_release(rt, sema);
     }
 
     rc = hotffi_runtime_started(rt, init_rc, msg, sizeof(msg));
@@ -245,7 +245,7 @@ ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
     out->inflight = rt->stats.inflight;
     out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
     out->unloaded = rt->unloaded;
-    out->retired = rt->retired;
+    out->closed = rt->closed;
     out->version = hotffi_runtime_version(rt);
     out->reloads = rt->stats.reloads;
     out->reload_failures = rt->stats.reload_failures;
@@ -345,9 +345,9 @@ ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
  * reload may have released sema already: the core knows.
  */
 NGX_HTTP_HOTFFI_EXPORT void
-ngx_http_hotffi_ffi_runtime_reload_forget(void *rt, void *sema)
+ngx_http_hotffi_ffi_runtime_reload_release(void *rt, void *sema)
 {
-    hotffi_runtime_reload_forget(rt, sema);
+    hotffi_runtime_reload_release(rt, sema);
 }
 
 

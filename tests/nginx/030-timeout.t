@@ -76,14 +76,14 @@ location = /t {
             ngx.sleep(0.01)
         end
         ngx.say("freed: ", freed)
-        -- ctl exports libffi_fini: once it joined the threads, it retired
-        local retired
+        -- ctl exports libffi_fini: once it joined the threads, it closed
+        local closed
         for _ = 1, 300 do
-            retired = rt:__stats().retired
-            if retired then break end
+            closed = rt:__stats().closed
+            if closed then break end
             ngx.sleep(0.01)
         end
-        ngx.say("retired: ", retired)
+        ngx.say("closed: ", closed)
     }
 }
 --- request
@@ -94,7 +94,7 @@ falseniltimeout
 falseniltimeout
 3
 freed: true
-retired: true
+closed: true
 
 
 

@@ -69,7 +69,7 @@ teardown(void **state)
     fixture_t  *f = *state;
 
     if (f->rt) {
-        unit_retire(f->hub, f->rt);
+        unit_close(f->hub, f->rt);
     }
 
     assert_int_equal(f->hub->tasks.live, 0);
@@ -438,8 +438,8 @@ test_abandon_queued_then_stop(void **state)
 
     assert_null(ngx_http_lua_ffi_task_poll(f->tq));
 
-    /* the RETIRE task may come back in the same drain: drain until then */
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    /* the REAPED task may come back in the same drain: drain until then */
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     assert_int_equal(w.woken, 0);
     assert_int_equal(w.released, 1);
     assert_int_equal(f->hub->tasks.live, 0);
@@ -790,11 +790,11 @@ test_call_after_unload(void **state)
     assert_null(ngx_http_lua_ffi_task_poll(f->tq));
 
     /*
-     * The answer is delivered even if it comes back after the RETIRE task:
+     * The answer is delivered even if it comes back after the REAPED task:
      * the task's reference keeps the runtime.  (Here the runtime thread is
      * this one, which libffi_fini() does not join, so either order occurs.)
      */
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     assert_int_equal(w1.woken, 1);
     hotffi_call_finish(t1);
 }
@@ -905,7 +905,7 @@ test_task_holds_runtime(void **state)
     answer(take(f, t), 0, "y", 2, 0);
 
     hotffi_runtime_unload(f->rt);
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     assert_int_equal(w.woken, 1);
 
     /* retired and the caller's reference gone: only the task holds it */

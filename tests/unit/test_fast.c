@@ -107,7 +107,7 @@ teardown(void **state)
         assert_int_equal(unit_join(f->answerer, UNIT_WAIT_MS), 0);
     }
 
-    if (f->rt->retired) {
+    if (f->rt->closed) {
         /* the test saw it retire: its queue is gone */
         hotffi_runtime_unref(f->rt);
 
@@ -116,7 +116,7 @@ teardown(void **state)
             ngx_http_lua_ffi_respond(task, 0, NULL, 0);
         }
 
-        unit_retire(f->hub, f->rt);
+        unit_close(f->hub, f->rt);
     }
 
     assert_int_equal(f->hub->tasks.live, 0);
@@ -807,7 +807,7 @@ test_batch_sees_stop(void **state)
 
     ngx_http_lua_ffi_respond(t1, 0, NULL, 0);
     ngx_http_lua_ffi_respond(t2, 0, NULL, 0);
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     hotffi_call_finish(t1);
     hotffi_call_finish(t2);
 }

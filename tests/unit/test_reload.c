@@ -84,7 +84,7 @@ unit_rt_init_hook(const char *rt, char *cfg, void *tq)
 }
 
 
-/* thread: reaper; read after the RETIRE task, ordered by the hub's mutex */
+/* thread: reaper; read after the REAPED task, ordered by the hub's mutex */
 UNIT_EXPORT void
 unit_rt_fini_hook(const char *rt, void *tq)
 {
@@ -363,10 +363,10 @@ reload_wait(fixture_t *f, hotffi_runtime_t *rt, const char *cfg,
 
 /* A test's end: the reload's waiter forgotten, the runtime retired. */
 static void
-forget_and_retire(fixture_t *f, hotffi_runtime_t *rt, unit_waiter_t *w)
+release_and_close(fixture_t *f, hotffi_runtime_t *rt, unit_waiter_t *w)
 {
-    hotffi_runtime_reload_forget(rt, w);
-    unit_retire(f->hub, rt);
+    hotffi_runtime_reload_release(rt, w);
+    unit_close(f->hub, rt);
 }
 
 
@@ -537,11 +537,11 @@ test_handover(void **state)
 
     calls(f, rt, NULL, 4, 2);
 
-    hotffi_runtime_reload_forget(rt, &w);
+    hotffi_runtime_reload_release(rt, &w);
     assert_int_equal(w.released, 1);
 
     /* unload: no hand-over asked, so the last version gets libffi_fini() */
-    unit_retire(f->hub, rt);
+    unit_close(f->hub, rt);
     assert_int_equal(atomic_load(&hooks.finis), 1);
     assert_ptr_equal(hooks.fini_tq[0], tq2);
     assert_int_equal(atomic_load(&hooks.retires), 1);
@@ -575,7 +575,7 @@ test_no_handover(void **state)
 
     call(f, rt, "c", "1");
 
-    forget_and_retire(f, rt, &w);
+    release_and_close(f, rt, &w);
 }
 
 
@@ -646,7 +646,7 @@ test_calls_during_reload(void **state)
 
     call(f, rt, "c", "v2:12");
 
-    forget_and_retire(f, rt, &w);
+    release_and_close(f, rt, &w);
 }
 
 
@@ -712,7 +712,7 @@ test_held_task(void **state)
     let_go();
     unit_drain_until(f->hub, woken, &h.w);
 
-    /* the held answer came back before the RETIRE that ended the reload */
+    /* the held answer came back before the REAPED that ended the reload */
     assert_int_equal(h.wh.woken, 1);
     expect(h.th, "v1:2");
 
@@ -723,7 +723,7 @@ test_held_task(void **state)
     assert_ptr_equal(hooks.retire_tq[0], h.tq1);
     assert_string_equal(hooks.init_state[1], "2");
 
-    forget_and_retire(f, h.rt, &h.w);
+    release_and_close(f, h.rt, &h.w);
 }
 
 
@@ -771,7 +771,7 @@ test_overdue(void **state)
 
     call(f, h.rt, "y", "v2:2");
 
-    forget_and_retire(f, h.rt, &h.w);
+    release_and_close(f, h.rt, &h.w);
 }
 
 
@@ -836,10 +836,10 @@ test_rollback_init_fails(void **state)
 
     call(f, rt, "c", "v1:3");
 
-    hotffi_runtime_reload_forget(rt, &w);
+    hotffi_runtime_reload_release(rt, &w);
     assert_int_equal(w.released, 1);
 
-    unit_retire(f->hub, rt);
+    unit_close(f->hub, rt);
     assert_int_equal(atomic_load(&hooks.finis), 2);
 }
 
@@ -881,7 +881,7 @@ test_rollback_retire_fails(void **state)
 
     call(f, rt, "d", "v1:1");
 
-    forget_and_retire(f, rt, &w);
+    release_and_close(f, rt, &w);
     assert_int_equal(atomic_load(&hooks.finis), 1);
 }
 
@@ -913,7 +913,7 @@ test_no_fini_reload(void **state)
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &w), HOTFFI_AGAIN);
     unit_drain_until(f->hub, woken, &w);
     assert_int_equal(w.released, 0);
-    hotffi_runtime_reload_forget(rt, &w);
+    hotffi_runtime_reload_release(rt, &w);
     assert_int_equal(w.released, 1);
     assert_int_equal(rt->stats.reloads, 1);
     assert_true(rt->last_reload.ok);
@@ -941,7 +941,7 @@ test_no_fini_reload(void **state)
 
     hotffi_runtime_unload(rt);
     unit_wait_threads(f->threads);
-    assert_false(rt->retired);
+    assert_false(rt->closed);
 
     /*
      * Through the queue's mutex, the last thing the detached thread took:
@@ -998,14 +998,14 @@ test_refusals(void **state)
     assert_int_equal(rt->stats.reloads, 1);
     call(f, rt, "c", "3");
 
-    hotffi_runtime_reload_forget(rt, &w1);
+    hotffi_runtime_reload_release(rt, &w1);
 
     /* unloaded, retiring or retired: refused */
     hotffi_runtime_unload(rt);
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &w), HOTFFI_DECLINED);
     assert_non_null(strstr(f->err, "is unloaded"));
 
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    unit_drain_until(f->hub, unit_is_closed, rt);
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &w), HOTFFI_DECLINED);
     assert_int_equal(rt->versions, 2);
     assert_int_equal(w.woken + w.released, 0);
@@ -1053,7 +1053,7 @@ test_unload_during_reload(void **state)
     assert_non_null(strstr(err, "unloaded"));
     assert_int_equal(late.woken + late.released, 0);
 
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    unit_drain_until(f->hub, unit_is_closed, rt);
 
     assert_int_equal(w.woken, 1);
     assert_true(rt->last_reload.ok);
@@ -1094,7 +1094,7 @@ test_unload_during_failing_reload(void **state)
     reload_begin(f, rt, "fail", 1, &w);
     hotffi_runtime_unload(rt);
 
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    unit_drain_until(f->hub, unit_is_closed, rt);
 
     assert_int_equal(w.woken, 1);
     assert_false(rt->last_reload.ok);
@@ -1245,7 +1245,7 @@ test_replaced_file(void **state)
     assert_false(file_mapped(&st_fail));
     assert_true(file_mapped(&st_count2));
 
-    forget_and_retire(f, rt, &w);
+    release_and_close(f, rt, &w);
     assert_false(file_mapped(&st_count2));
 
     assert_int_equal(unlink(path), 0);
@@ -1272,13 +1272,13 @@ test_waiter_released_once(void **state)
 
     /* forgotten before the end: released now, never woken */
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &w1), HOTFFI_AGAIN);
-    hotffi_runtime_reload_forget(rt, &w1);
+    hotffi_runtime_reload_release(rt, &w1);
     assert_int_equal(w1.released, 1);
     assert_int_equal(w1.woken, 0);
 
     unit_drain_until(f->hub, reload_ended, rt);
     assert_true(rt->last_reload.ok);
-    hotffi_runtime_reload_forget(rt, &w1);
+    hotffi_runtime_reload_release(rt, &w1);
     assert_int_equal(w1.released, 1);
     assert_int_equal(w1.woken, 0);
 
@@ -1292,7 +1292,7 @@ test_waiter_released_once(void **state)
     assert_int_equal(w3.woken + w3.released, 0);
 
     unit_drain_until(f->hub, woken, &w3);
-    hotffi_runtime_reload_forget(rt, &w3);
+    hotffi_runtime_reload_release(rt, &w3);
     assert_int_equal(w3.released, 1);
     assert_int_equal(w3.woken, 1);
 
@@ -1300,7 +1300,7 @@ test_waiter_released_once(void **state)
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &w4), HOTFFI_AGAIN);
     unit_drain_until(f->hub, woken, &w4);
     assert_int_equal(hotffi_runtime_version(rt), 5);
-    unit_retire(f->hub, rt);
+    unit_close(f->hub, rt);
     assert_true(hotffi_list_empty(&f->hub->runtimes));
 
     assert_int_equal(w1.woken, 0);
@@ -1313,7 +1313,7 @@ test_waiter_released_once(void **state)
     assert_int_equal(w4.released, 1);
 
     call(f, load(f, f->count, NULL, 1), "x", "1");
-    unit_retire(f->hub, unit_first_runtime(f->hub));
+    unit_close(f->hub, unit_first_runtime(f->hub));
 }
 
 
@@ -1351,12 +1351,12 @@ test_fixed_stale_forget_releases_next_waiter(void **state)
     assert_int_equal(a.released, 1);
 
     /* A resumes now and forgets, as lua/resty/hotffi.lua's reload() does */
-    hotffi_runtime_reload_forget(rt, &a);
+    hotffi_runtime_reload_release(rt, &a);
     assert_int_equal(a.released, 1);
 
     unit_drain_until(f->hub, reload_ended, rt);
-    hotffi_runtime_reload_forget(rt, &b);
-    unit_retire(f->hub, rt);
+    hotffi_runtime_reload_release(rt, &b);
+    unit_close(f->hub, rt);
 
     /* checked once everything is cleaned up, so that a failure is clean */
     assert_int_equal(a.woken, 1);
@@ -1393,7 +1393,7 @@ test_fixed_spurious_stays_mapped_warning(void **state)
     (void) wait_held(1);
     assert_int_equal(reload(f, rt, NULL, NULL, 1, &b), HOTFFI_AGAIN);
 
-    /* the failed version's RETIRE arrives while rt->current is NULL */
+    /* the failed version's REAPED arrives while rt->current is NULL */
     unit_drain_until(f->hub, one_reaper, rt);
     assert_int_equal(atomic_load(&hooks.finis), 1);
 
@@ -1405,8 +1405,8 @@ test_fixed_spurious_stays_mapped_warning(void **state)
     logs = unit_host_state.logs;
     (void) snprintf(last, sizeof(last), "%s", unit_host_state.log);
 
-    hotffi_runtime_reload_forget(rt, &b);
-    unit_retire(f->hub, rt);
+    hotffi_runtime_reload_release(rt, &b);
+    unit_close(f->hub, rt);
 
     /* no line but the audit trail's: no warning that a library stays */
     if (logs != 0) {
@@ -1459,7 +1459,7 @@ test_fixed_failed_version_answers_calls(void **state)
         hotffi_call_finish(t[i]);
     }
 
-    forget_and_retire(f, rt, &w);
+    release_and_close(f, rt, &w);
 
     if (bad) {
         fail_msg("%d of 40 calls answered by the version that failed", bad);

@@ -214,11 +214,11 @@ test_serves_meanwhile(void **state)
     assert_memory_equal(rsp, "queued", 6);
     hotffi_call_finish(t1);
 
-    hotffi_runtime_reload_forget(slow, &ws);
+    hotffi_runtime_reload_release(slow, &ws);
     assert_int_equal(ws.released, 1);
 
-    unit_retire(f->hub, slow);
-    unit_retire(f->hub, fast);
+    unit_close(f->hub, slow);
+    unit_close(f->hub, fast);
 }
 
 
@@ -256,8 +256,8 @@ test_init_fails(void **state)
     assert_null(hotffi_call_post(rt, NULL, "x", 1, NULL, NULL, f->err,
                                  sizeof(f->err)));
 
-    hotffi_runtime_reload_forget(rt, &ws);
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    hotffi_runtime_reload_release(rt, &ws);
+    unit_drain_until(f->hub, unit_is_closed, rt);
     hotffi_runtime_unref(rt);
 }
 
@@ -279,7 +279,7 @@ test_wait_limit(void **state)
                      HOTFFI_AGAIN);
     assert_int_equal(hotffi_runtime_started(rt, NULL, f->err,
                                             sizeof(f->err)), HOTFFI_AGAIN);
-    hotffi_runtime_reload_forget(rt, &ws);
+    hotffi_runtime_reload_release(rt, &ws);
     hotffi_runtime_unload(rt);
     hotffi_runtime_unref(rt);
     assert_false(hotffi_list_empty(&f->hub->runtimes));

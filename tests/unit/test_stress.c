@@ -447,7 +447,7 @@ test_stress(void **state)
     assert_int_equal(rt->stats.abandoned, st.given_up);
     assert_int_equal(rt->stats.ok, st.wakes);
 
-    unit_retire(hub, rt);
+    unit_close(hub, rt);
     assert_true(hotffi_list_empty(&hub->runtimes));
 
     unit_wait_threads(threads);

@@ -387,11 +387,11 @@ unit_drain_until(hotffi_hub_t *hub, int (*done)(void *data), void *data)
 
 
 static int UNIT_UNUSED
-unit_is_retired(void *data)
+unit_is_closed(void *data)
 {
     hotffi_runtime_t  *rt = data;
 
-    return rt->retired;
+    return rt->closed;
 }
 
 
@@ -413,14 +413,14 @@ unit_no_runtimes(void *data)
 
 
 /*
- * Unloads rt, runs the event loop until its RETIRE task was drained and
+ * Unloads rt, runs the event loop until its REAPED task was drained and
  * drops the caller's reference.  rt must have a libffi_fini().
  */
 static inline void UNIT_UNUSED
-unit_retire(hotffi_hub_t *hub, hotffi_runtime_t *rt)
+unit_close(hotffi_hub_t *hub, hotffi_runtime_t *rt)
 {
     hotffi_runtime_unload(rt);
-    unit_drain_until(hub, unit_is_retired, rt);
+    unit_drain_until(hub, unit_is_closed, rt);
     assert_null(rt->queue);
     hotffi_runtime_unref(rt);
 }
