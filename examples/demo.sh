@@ -75,6 +75,14 @@ case $after in
        exit 1 ;;
 esac
 
+# the audit trail: one line per worker for the reload, in error.log
+printf '$ %s\n' "grep 'hotffi: audit: reload' logs/error.log"
+if ! grep 'hotffi: audit: reload ok runtime="counter"' \
+        "$prefix/logs/error.log"; then
+    echo "demo: no audit line for the reload in error.log" >&2
+    exit 1
+fi
+
 # the metrics endpoint, for Prometheus: a few of its lines
 printf '$ %s\n' "curl -H 'Authorization: Bearer ...' $url/metrics | grep ..."
 metrics=$(curl -s --max-time 10 \
