@@ -29,6 +29,10 @@ help:
 	@echo "make test       unit tests (ASan+UBSan, TSan) and nginx tests"
 	@echo "make bench      benchmarks (bench/README.md)"
 	@echo "make lint       format and static checks"
+	@echo "make install    module, Lua, header, SDKs, Python loader (PREFIX, DESTDIR)"
+	@echo "make deb        Debian packages into build/deb/"
+	@echo "make dist-lua   LuaRocks rockspec and opm tarball into build/dist-lua/"
+	@echo "make test-pkg   the packages built, checked, installed and purged (root)"
 
 setup:
 	sh scripts/setup.sh
@@ -77,7 +81,9 @@ $(COUNTER_B): examples/c/counter.c include/hotffi.h
 # Each language's part (loaders/LANG, sdk/LANG, examples/LANG, tests/compat)
 # has its own .mk that adds its outputs to `all` and its tests to `test`.
 include $(wildcard loaders/*/*.mk sdk/*/*.mk examples/*/*.mk tests/compat/*.mk \
-                   bench/*.mk)
+                   bench/*.mk src/isolate/*.mk)
+# install, Debian packages, LuaRocks/opm (docs/packaging.md)
+include dist/dist.mk
 
 demo: all
 	sh examples/demo.sh

@@ -56,6 +56,7 @@ function _M.init_worker()
     for _, d in ipairs(conf.runtimes) do
         local rt, err = hotffi.load(d.lib, d.cfg,
                                     { is_global = d.global,
+                                      isolate = d.isolate,
                                       timeout = CALL_TIMEOUT })
         if rt then
             runtimes[d.name] = rt

@@ -81,6 +81,7 @@ my %TARGET = (
     http       => 0.90,   # one call per request / no call
     memcpy     => 0.25,   # echo GB/s / memcpy GB/s, >= 100 KiB
     batch      => 8,      # completions per wake-up, 64+ callers ("many")
+    isolated   => 0.35,   # isolated C echo / unix socket, 16 B .. 10 KiB
 );
 
 my $RESULTS = $ENV{BENCH_RESULTS} || "$ROOT/bench/results";
@@ -229,6 +230,10 @@ sub add_runtime {
 }
 
 add_runtime(name => 'c', label => 'C echo', lib => "$BUILD/lib/libecho.so");
+# the same library in a helper process (docs/isolation.md)
+add_runtime(name => 'c_iso', label => 'C echo, isolated',
+            lib => "$BUILD/lib/libecho.so", cfg => 'isolated', isolate => 1)
+    if -e "$BUILD/lib/hotffi-isolated";
 add_runtime(name => 'go', label => 'Go echo',
             lib => "$BUILD/lib/libgo_echo.so");
 add_runtime(name => 'rust', label => 'Rust echo',
@@ -296,9 +301,11 @@ my $SOCK = "$prefix/echo.sock";
     open my $fh, '>', "$prefix/conf/hotffi_bench_conf.lua" or die $!;
     print $fh "return {\n    sock = ", lua_str($SOCK), ",\n    runtimes = {\n";
     for my $rt (@RUNTIMES) {
-        printf $fh "        { name = %s, lib = %s, cfg = %s, global = %s },\n",
+        printf $fh "        { name = %s, lib = %s, cfg = %s, global = %s, "
+            . "isolate = %s },\n",
             lua_str($rt->{name}), lua_str($rt->{lib}), lua_str($rt->{cfg}),
-            $rt->{global} ? 'true' : 'false';
+            $rt->{global} ? 'true' : 'false',
+            $rt->{isolate} ? 'true' : 'false';
     }
     print $fh "    },\n}\n";
     close $fh;
@@ -958,6 +965,11 @@ sub report {
                max_or_undef(@$small), max_or_undef(@$small_bare));
         target('sequential echo 100 KiB, unpinned: hotffi / unix socket', '<=',
                $TARGET{seq_large}, $big, $big_bare);
+        my @iso = map { $_->{c_iso} && $_->{c_iso}{ratio} }
+                  grep { $_->{size} <= 10240 } @{ $R{cases}{seq}{rows} };
+        target('sequential echo 16 B..10 KiB, isolated C echo / unix socket '
+               . '(worst size)', '<=', $TARGET{isolated}, max_or_undef(@iso),
+               undef) if grep { $_ eq 'c_iso' } @{ $R{cases}{seq}{runtimes} };
     }
     my ($psmall, $psmall_bare) = print_seq('pinned',
         "1b. The same with nginx (and the echo server) pinned to CPU 0 "

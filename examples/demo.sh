@@ -75,6 +75,27 @@ case $after in
        exit 1 ;;
 esac
 
+# the audit trail: one line per worker for the reload, in error.log
+printf '$ %s\n' "grep 'hotffi: audit: reload' logs/error.log"
+if ! grep 'hotffi: audit: reload ok runtime="counter"' \
+        "$prefix/logs/error.log"; then
+    echo "demo: no audit line for the reload in error.log" >&2
+    exit 1
+fi
+
+# the metrics endpoint, for Prometheus: a few of its lines
+printf '$ %s\n' "curl -H 'Authorization: Bearer ...' $url/metrics | grep ..."
+metrics=$(curl -s --max-time 10 \
+    -H "Authorization: Bearer $HOTFFI_ADMIN_TOKEN" "$url/metrics")
+printf '%s\n' "$metrics" |
+    grep -E '^hotffi_(calls_total\{.*outcome="ok"|reloads_total|runtime_version)\{?' |
+    grep 'runtime="counter"'
+case $metrics in
+    *'hotffi_reloads_total{runtime="counter",worker="0",result="ok"} 1'*) ;;
+    *) echo "demo: /metrics does not count the counter's reload" >&2
+       exit 1 ;;
+esac
+
 if grep -E '\[(alert|crit|emerg|error)\]' "$prefix/logs/error.log"; then
     echo "demo: errors in the nginx log (above)" >&2
     exit 1

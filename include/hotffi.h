@@ -45,6 +45,13 @@ extern "C" {
 /* no version of the runtime was left to take the task: see rt:__reload() */
 #define HOTFFI_TASK_UNSERVED   -101
 
+/*
+ * an isolated runtime (docs/isolation.md) could not answer: its process
+ * died or was stuck, it is marked failed, or a payload exceeds its ring;
+ * the answer says which
+ */
+#define HOTFFI_TASK_ISOLATION  -102
+
 
 /* ---- exported by the runtime library ---------------------------------- */
 
@@ -54,11 +61,13 @@ extern "C" {
  * discarded (its queue is stopped, so threads it already started get NULL
  * from poll).
  *
- * thread: the nginx worker's event loop -- do not block here.  For a
- *         library loaded with unpin = true that exports neither
- *         libffi_fini() nor libffi_retire(), a short-lived thread of
- *         hotffi's instead, joined before the load goes on: its
- *         thread-locals end with it rather than keep the library mapped.
+ * thread: a short-lived thread of hotffi's (the init thread), never the
+ *         event loop: it may take its time (connect, import, warm up)
+ *         while nginx serves other requests; calls made meanwhile wait
+ *         in the queue, and fail with this init's error if it fails.  The
+ *         thread ends once it returns, and its thread-locals with it
+ *         rather than keep the library mapped.  Every signal is blocked
+ *         on it, and so on the threads it starts.
  * cfg:    borrowed NUL-terminated string, or NULL when Lua passed nil;
  *         hotffi frees it after libffi_init() returns, so copy what you keep.
  * tq:     borrowed; this version's handle on the runtime's queue, valid
@@ -206,7 +215,7 @@ int hotffi_task_cancelled(void *task);
  * 4095 bytes keeps its end (where a traceback's exception line is), after
  * a leading "...".
  *
- * thread: inside libffi_init() (the event loop) or libffi_retire() only.
+ * thread: inside libffi_init() (the init thread) or libffi_retire() only.
  * tq:     the queue libffi_init() or libffi_retire() was given.
  * msg:    borrowed NUL-terminated string; hotffi copies it.
  */
@@ -230,7 +239,7 @@ void *hotffi_tq_data(void *tq);
  * (and 0) on a first load, a reload without hand-over, or a previous
  * version without libffi_retire().
  *
- * thread: the event loop, inside libffi_init() only.
+ * thread: the init thread, inside libffi_init() only.
  * tq:     the queue libffi_init() was given.
  * returns memory borrowed until libffi_init() returns: copy what you keep.
  */
@@ -242,11 +251,46 @@ const char *hotffi_state(void *tq, int *len);
  * 0.  A runtime that reads its code anew on every init (Python's "module?")
  * restarts the code that ran before instead.
  *
- * thread: the event loop, inside libffi_init() only.
+ * thread: the init thread, inside libffi_init() only.
  */
 int hotffi_rollback(void *tq);
 
 
+/* hotffi_log()'s levels: nginx's own, as error_log names them */
+#define HOTFFI_LEVEL_EMERG   1
+#define HOTFFI_LEVEL_ALERT   2
+#define HOTFFI_LEVEL_CRIT    3
+#define HOTFFI_LEVEL_ERR     4
+#define HOTFFI_LEVEL_WARN    5
+#define HOTFFI_LEVEL_NOTICE  6
+#define HOTFFI_LEVEL_INFO    7
+#define HOTFFI_LEVEL_DEBUG   8
+
+/*
+ * Writes a line to nginx's error log, from any thread, without blocking.
+ * The line is copied into a bounded buffer of the worker's and written by
+ * its event loop with nginx's own logger (the main error_log, as
+ * `hotffi: runtime "NAME" vN: msg`), so the error_log level filters it,
+ * `nginx -s reopen` moves it to the new file, and nothing is written from
+ * the runtime's thread.  A line more verbose than the error_log level costs
+ * one load and is not copied.  A line longer than 1900 bytes (name
+ * included) keeps its start and ends with " [... N bytes cut]".  When the
+ * buffer is full (512 lines or 64 KiB waiting for the event loop), the line
+ * is dropped, and the next drain writes one warning saying how many were.
+ * Optional: resolve it at run time (a weak symbol, dlsym()), as a runtime
+ * for lua-resty-ffi too must, where it does not exist.
+ *
+ * thread: any.  thread-safe, non-blocking (a short lock, no I/O).
+ * tq:     borrowed, a queue libffi_init() was given, valid as for poll();
+ *         or NULL for a line of no runtime: it is written without a
+ *         runtime's name, and lost when the worker has loaded no runtime.
+ * level:  HOTFFI_LEVEL_EMERG (1) .. HOTFFI_LEVEL_DEBUG (8); below 1 counts
+ *         as 1, above 8 as 8.
+ * msg:    borrowed, copied before the call returns; NULL writes nothing.
+ * len:    bytes of msg, which may hold any byte (a newline stays one);
+ *         0 or less means msg is NUL-terminated, as for respond().
+ */
+void hotffi_log(void *tq, int level, const char *msg, int len);
 
 /*
  * Shared dicts: the lua_shared_dict zones of nginx.conf, read and written

@@ -30,8 +30,8 @@ done
 # Layers point down (the DESIGN block of src/core/hotffi_core.h): a core
 # file includes its own header and those of the layers below its own only.
 # The order, bottom first, is written here once.
-core_layers="core list err env library spin poller port queue task hub version \
-runtime call abi"
+core_layers="core list metrics err env elf library spin poller port queue \
+task logbuf hub version audit runtime call abi"
 
 # shellcheck disable=SC2086
 perl -e '

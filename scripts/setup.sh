@@ -1,15 +1,21 @@
 #!/bin/sh
 # Installs the Debian packages hotffi builds, tests and runs with.  Run as
 # root (or with sudo available).  Safe to run again.
+#
+# luajit2 is the OpenResty branch of LuaJIT that libnginx-mod-http-lua
+# links: bin/hotffi-bundle runs on it the very Lua modules nginx runs, with
+# lua-socket for TCP (nginx's cosockets do not exist outside nginx).
 set -eu
 
 PACKAGES="
     build-essential ca-certificates curl perl valgrind
     nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
+    luajit2 lua-socket
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
-    golang-go python3 libpython3-dev python3-cffi
+    golang-go python3 libpython3-dev python3-cffi python3-prometheus-client
     redis-server
     wrk gnuplot-nox
+    debhelper dpkg-dev lintian pkgconf luarocks lua5.1
 "
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -3,9 +3,9 @@
 # every worker of a fleet (resty.hotffi.code with the Redis source).
 #
 # Starts one Redis and two nginx instances of two workers each on
-# 127.0.0.1, keeps them busy with a few clients, publishes N versions (the
-# publish of bin/hotffi-bundle, called in-process so that Perl's start-up
-# is not counted) and, for each, takes the time from the start of the
+# 127.0.0.1, keeps them busy with a few clients, publishes N versions
+# (bin/hotffi-bundle publish of a bundle packed beforehand; LuaJIT's
+# start-up, a few ms, is counted) and, for each, takes the time from the start of the
 # publish to the moment the last of the 4 workers applied it (each worker
 # records when it did, in its status).  Prints the median and the maximum;
 # the target is under one second.  Everything is stopped at the end.
@@ -26,12 +26,11 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use HotffiTest ();
 use HotffiRedis;
+use HotffiCode ();
 use BenchUtil qw(median);
 
 my %opt = (versions => 20, clients => 1);
 GetOptions(\%opt, 'versions=i', 'clients=i') or die "usage: $0 [--versions N] [--clients N]\n";
-
-require "$HotffiTest::REPO/bin/hotffi-bundle";
 
 my $SECRET = "bench-secret-$$";
 my $TIMEOUT = 10;
@@ -61,8 +60,16 @@ sub pack_version {
         put("app/helper$i.lua", "local _M = { n = $i }\n"
             . "function _M.f(x) return x * $i end\nreturn _M\n");
     }
-    return HotffiBundle::pack_modules(modules => HotffiBundle::read_dir($src),
-                                      version => $v, secret => $SECRET);
+    my ($out, $rc) = HotffiCode::cli('pack', $src, '-v', $v, '-o', "$src/$v.bundle");
+    die "hotffi-bundle pack $v failed: $out" if $rc;
+    return "$src/$v.bundle";
+}
+
+# Publishes a bundle file with bin/hotffi-bundle.
+sub publish {
+    my ($file) = @_;
+    my ($out, $rc) = HotffiCode::cli('publish', $file, '--redis', $redis->addr);
+    die "hotffi-bundle publish failed: $out" if $rc;
 }
 
 my %nginx_args = (
@@ -113,8 +120,8 @@ sub wait_all {
     return;
 }
 
-HotffiBundle::publish_text(text => pack_version('v0'), secret => $SECRET,
-                           redis => $redis->addr);
+$ENV{HOTFFI_CODE_SECRET} = $SECRET;
+publish(pack_version('v0'));
 my @servers = map { HotffiTest::Nginx->new(name => "server $_", %nginx_args) } 1, 2;
 $_->start for @servers;
 wait_all(\@servers, 'v0') or die "the servers did not load v0\n";
@@ -134,13 +141,12 @@ for my $n (@servers) {
     }
 }
 
-my $conn = HotffiBundle::redis_connect(redis => $redis->addr);
 my (@latency, $missed);
 for my $i (1 .. $opt{versions}) {
     my $v = "v$i";
-    my $text = pack_version($v);
+    my $file = pack_version($v);
     my $t0 = time;
-    HotffiBundle::publish_text(text => $text, secret => $SECRET, conn => $conn);
+    publish($file);
     my $last = wait_all(\@servers, $v);
     if (defined $last) {
         push @latency, $last - $t0;

@@ -104,6 +104,7 @@ typedef struct {
     void         (*init_error)(void *tq, const char *msg);
     const char  *(*state)(void *tq, int *len);
     int          (*rollback)(void *tq);
+    void         (*log)(void *tq, int level, const char *msg, int len);
 } hotffi_py_host_t;
 
 extern hotffi_py_host_t  hotffi_py_host;
@@ -118,8 +119,12 @@ extern hotffi_py_host_t  hotffi_py_host;
  */
 int hotffi_py_interp_start(char *err, size_t errlen);
 
-/* thread: any.  1 on the thread that runs libffi_init(): nginx's loop. */
-int hotffi_py_interp_on_loop(void);
+/*
+ * thread: init.  on: this thread now runs libffi_init() (1) or has left it
+ * (0); hotffi_py_interp_in_init() says so, on any thread.
+ */
+void hotffi_py_interp_init_enter(int on);
+int hotffi_py_interp_in_init(void);
 
 
 /* ---- hotffi_py_runtime.c: the registry and the poll gate ---------------- */
@@ -161,6 +166,15 @@ hotffi_py_rt_t *hotffi_py_rt_create(void *tq, const char *cfg);
  * runtime; NULL, without touching tq, once the runtime stopped or is gone.
  */
 void *hotffi_py_rt_poll(void *tq);
+
+/*
+ * thread: any.  GIL: any.  hotffi_log() for tq -- NULL: the runtime this
+ * thread polls or serves, if any -- with the registry's lock held, so that
+ * tq cannot end meanwhile; a tq no longer (or never) registered logs a
+ * line of no runtime.  msg: borrowed, len bytes.  Nothing on a host
+ * without hotffi_log().
+ */
+void hotffi_py_rt_log(void *tq, int level, const char *msg, size_t len);
 
 /*
  * thread: any.  GIL: any.  s: ownership passes to the runtime when
@@ -305,7 +319,9 @@ void hotffi_py_answer_text(void *task, int rc, const char *text, size_t len);
 
 /*
  * thread: any.  GIL: held.  Starts a thread that polls tq and answers each
- * task with handler(req).  HOTFFI_PY_ERROR with a Python exception set.
+ * task with handler(req); an exception the handler did not mean (not a
+ * hotffi.Error) is also logged, traceback and all, at level error.
+ * HOTFFI_PY_ERROR with a Python exception set.
  */
 int hotffi_py_serve_start(void *tq, PyObject *handler);
 

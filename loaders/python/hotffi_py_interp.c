@@ -32,7 +32,9 @@
 static int        hotffi_py_started;
 static int        hotffi_py_failed;
 static char       hotffi_py_failure[256];
-static pthread_t  hotffi_py_loop;
+
+/* set while this thread runs libffi_init() (hotffi's init thread) */
+static __thread int  hotffi_py_in_init;
 
 
 /*
@@ -128,7 +130,6 @@ hotffi_py_interp_start(char *err, size_t errlen)
         return HOTFFI_PY_ERROR;
     }
 
-    hotffi_py_loop = pthread_self();
     hotffi_py_interp_promote();
 
     if (Py_IsInitialized()) {
@@ -212,9 +213,17 @@ hotffi_py_interp_start(char *err, size_t errlen)
 }
 
 
+/* thread: init */
+void
+hotffi_py_interp_init_enter(int on)
+{
+    hotffi_py_in_init = on;
+}
+
+
 /* thread: any */
 int
-hotffi_py_interp_on_loop(void)
+hotffi_py_interp_in_init(void)
 {
-    return hotffi_py_started && pthread_equal(pthread_self(), hotffi_py_loop);
+    return hotffi_py_in_init;
 }

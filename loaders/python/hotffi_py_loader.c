@@ -22,6 +22,13 @@ hotffi_py_host_t  hotffi_py_host;
 
 static pthread_once_t  hotffi_py_host_once = PTHREAD_ONCE_INIT;
 
+/*
+ * hotffi runs each libffi_init() on an init thread of its own, so two
+ * loads may start at once: the interpreter is started under this lock,
+ * by the first of them (after that the GIL orders the rest).
+ */
+static pthread_mutex_t  hotffi_py_start_mtx = PTHREAD_MUTEX_INITIALIZER;
+
 
 /* thread: event loop, once. */
 static void
@@ -35,11 +42,12 @@ hotffi_py_host_lookup(void)
     *(void **) &hotffi_py_host.state = dlsym(RTLD_DEFAULT, "hotffi_state");
     *(void **) &hotffi_py_host.rollback = dlsym(RTLD_DEFAULT,
                                                 "hotffi_rollback");
+    *(void **) &hotffi_py_host.log = dlsym(RTLD_DEFAULT, "hotffi_log");
 }
 
 
 /*
- * thread: event loop.  GIL: released, taken while Python runs.
+ * thread: hotffi's init thread.  GIL: released, taken while Python runs.
  * cfg: borrowed, "[dir/]module[?][,function[,cfg]]".
  * tq:  borrowed, until libffi_fini() or libffi_retire().
  */
@@ -68,8 +76,13 @@ libffi_init(char *cfg, void *tq)
      */
     (void) sigfillset(&all);
     (void) pthread_sigmask(SIG_SETMASK, &all, &old);
+    hotffi_py_interp_init_enter(1);
 
-    if (hotffi_py_interp_start(err, sizeof(err)) != HOTFFI_PY_OK) {
+    (void) pthread_mutex_lock(&hotffi_py_start_mtx);
+    rc = hotffi_py_interp_start(err, sizeof(err));
+    (void) pthread_mutex_unlock(&hotffi_py_start_mtx);
+
+    if (rc != HOTFFI_PY_OK) {
         rc = HOTFFI_PY_EPYTHON;
         goto done;
     }
@@ -101,6 +114,7 @@ libffi_init(char *cfg, void *tq)
 
 done:
 
+    hotffi_py_interp_init_enter(0);
     (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     /* a failure: hotffi stops tq and calls libffi_fini(), which cleans up */

@@ -1,6 +1,7 @@
 /*
  * hotffi_py_module.c -- the `hotffi` Python module, built into the loader:
- * poll(), serve(), state(), Task, Config and the loader's rc values.
+ * poll(), serve(), state(), log(), Task, Config, LogHandler and the
+ * loader's rc values.
  */
 
 /* first: it includes Python.h, which must precede system headers */
@@ -8,6 +9,8 @@
 
 #include <limits.h>
 #include <string.h>
+
+#include "hotffi.h"
 
 
 
@@ -37,7 +40,36 @@ static const char  hotffi_py_module_src[] =
     "    def __init__(self, rc, data=None):\n"
     "        super().__init__(rc, data)\n"
     "        self.rc = rc\n"
-    "        self.data = data\n";
+    "        self.data = data\n"
+    "\n"
+    "import logging as _logging\n"
+    "\n"
+    "def nginx_level(levelno):\n"
+    "    '''The nginx level of a logging level: CRITICAL and above crit,\n"
+    "    ERROR error, WARNING warn, 25 (between INFO and WARNING) notice,\n"
+    "    INFO info, below it debug; levels in between count as the level\n"
+    "    below them.'''\n"
+    "    for at, level in ((50, LOG_CRIT), (40, LOG_ERR), (30, LOG_WARN),\n"
+    "                      (25, LOG_NOTICE), (20, LOG_INFO)):\n"
+    "        if levelno >= at:\n"
+    "            return level\n"
+    "    return LOG_DEBUG\n"
+    "\n"
+    "class LogHandler(_logging.Handler):\n"
+    "    '''A logging.Handler writing each record as one line of nginx's\n"
+    "    error log, through hotffi.log(): from any thread, never blocking,\n"
+    "    at the record's nginx level (nginx_level()), filtered by error_log.\n"
+    "    tq None: the runtime of the thread that logs (one that polls or\n"
+    "    serves), else a line of no runtime.'''\n"
+    "    def __init__(self, tq=None, level=_logging.NOTSET):\n"
+    "        super().__init__(level)\n"
+    "        self.tq = tq\n"
+    "    def emit(self, record):\n"
+    "        try:\n"
+    "            log(self.tq, nginx_level(record.levelno),\n"
+    "                self.format(record))\n"
+    "        except Exception:\n"
+    "            self.handleError(record)\n";
 
 
 /* thread: any.  GIL: held.  The tq argument as the pointer hotffi gave init. */
@@ -69,10 +101,11 @@ hotffi_py_mod_poll(PyObject *mod, PyObject *arg)
         return NULL;
     }
 
-    if (hotffi_py_interp_on_loop()) {
-        /* the task would be posted by the very thread that waits for it */
-        PyErr_SetString(PyExc_RuntimeError, "hotffi.poll() would block "
-                        "nginx's event loop: call it from a thread");
+    if (hotffi_py_interp_in_init()) {
+        /* no task is handed out before init has returned */
+        PyErr_SetString(PyExc_RuntimeError, "hotffi.poll() inside init "
+                        "would wait for init to return: call it from a "
+                        "thread");
         return NULL;
     }
 
@@ -146,6 +179,50 @@ hotffi_py_mod_state(PyObject *mod, PyObject *arg)
 }
 
 
+/* thread: any.  GIL: held. */
+static PyObject *
+hotffi_py_mod_log(PyObject *mod, PyObject *args)
+{
+    int         level;
+    void       *tq;
+    PyObject   *arg, *msg, *bytes;
+    Py_buffer   view;
+
+    if (!PyArg_ParseTuple(args, "OiO:log", &arg, &level, &msg)) {
+        return NULL;
+    }
+
+    tq = NULL;
+
+    if (arg != Py_None && hotffi_py_tq(arg, &tq) != HOTFFI_PY_OK) {
+        return NULL;
+    }
+
+    if (PyUnicode_Check(msg)) {
+        /* lone surrogates (undecodable bytes) must not fail a log line */
+        bytes = PyUnicode_AsEncodedString(msg, "utf-8", "backslashreplace");
+        if (bytes == NULL) {
+            return NULL;
+        }
+
+        hotffi_py_rt_log(tq, level, PyBytes_AS_STRING(bytes),
+                         (size_t) PyBytes_GET_SIZE(bytes));
+        Py_DECREF(bytes);
+
+        return Py_NewRef(Py_None);
+    }
+
+    if (PyObject_GetBuffer(msg, &view, PyBUF_SIMPLE) != 0) {
+        return NULL;
+    }
+
+    hotffi_py_rt_log(tq, level, view.buf, (size_t) view.len);
+    PyBuffer_Release(&view);
+
+    return Py_NewRef(Py_None);
+}
+
+
 static PyMethodDef  hotffi_py_mod_methods[] = {
     { "poll", hotffi_py_mod_poll, METH_O,
       "poll(tq)\n--\n\n"
@@ -164,6 +241,14 @@ static PyMethodDef  hotffi_py_mod_methods[] = {
       "Inside init: the bytes the previous version's retire(tq) returned "
       "when rt:__reload() replaced it, or None (a first load, a reload "
       "without state, nothing handed over).  RuntimeError elsewhere." },
+    { "log", hotffi_py_mod_log, METH_VARARGS,
+      "log(tq, level, msg)\n--\n\n"
+      "Writes msg (str or bytes) as one line of nginx's error log at level "
+      "(LOG_EMERG .. LOG_DEBUG, nginx's), marked with the runtime's name "
+      "and version, from any thread, without blocking: the worker's event "
+      "loop writes it.  tq None: the runtime of this thread (one that "
+      "polls or serves), else a line of no runtime.  Nothing on a host "
+      "without hotffi_log() (lua-resty-ffi)." },
     { NULL, NULL, 0, NULL }
 };
 
@@ -195,6 +280,14 @@ hotffi_py_module_init(void)
 
     if (PyModule_AddIntConstant(m, "RC_EXCEPTION", HOTFFI_PY_RC_EXCEPTION)
         || PyModule_AddIntConstant(m, "RC_DROPPED", HOTFFI_PY_RC_DROPPED)
+        || PyModule_AddIntConstant(m, "LOG_EMERG", HOTFFI_LEVEL_EMERG)
+        || PyModule_AddIntConstant(m, "LOG_ALERT", HOTFFI_LEVEL_ALERT)
+        || PyModule_AddIntConstant(m, "LOG_CRIT", HOTFFI_LEVEL_CRIT)
+        || PyModule_AddIntConstant(m, "LOG_ERR", HOTFFI_LEVEL_ERR)
+        || PyModule_AddIntConstant(m, "LOG_WARN", HOTFFI_LEVEL_WARN)
+        || PyModule_AddIntConstant(m, "LOG_NOTICE", HOTFFI_LEVEL_NOTICE)
+        || PyModule_AddIntConstant(m, "LOG_INFO", HOTFFI_LEVEL_INFO)
+        || PyModule_AddIntConstant(m, "LOG_DEBUG", HOTFFI_LEVEL_DEBUG)
         || PyModule_AddType(m, &hotffi_py_task_type))
     {
         goto failed;

@@ -11,14 +11,21 @@
  * joins the serve threads and the Python threads init started (which may
  * poll tq directly, lua-resty-ffi style, bypassing the gate).
  *
+ * A thread that polls (serve threads too) remembers its tq while it
+ * polls, so that hotffi.log() without a tq (hotffi.LogHandler()) names the
+ * runtime it works for.  A line is handed to hotffi_log() under the
+ * registry's lock, for a tq found in the registry only: libffi_fini()
+ * unregisters its runtime before hotffi can free tq.
+ *
  * locks: hotffi_py_rt_mtx guards the list and every runtime's pollers,
  * stopped and servers; hotffi_py_rt_idle is signalled when a runtime's
- * pollers drop to 0 after its stop.
+ * pollers drop to 0 after its stop.  hotffi_py_rt_mine is the thread's.
  */
 
 /* first: it includes Python.h, which must precede system headers */
 #include "hotffi_py.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +35,9 @@
 static pthread_mutex_t  hotffi_py_rt_mtx = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t   hotffi_py_rt_idle = PTHREAD_COND_INITIALIZER;
 static hotffi_py_rt_t  *hotffi_py_rts;
+
+/* the tq this thread last polled, until its poll returned NULL */
+static __thread void   *hotffi_py_rt_mine;
 
 
 /* locks: hotffi_py_rt_mtx held */
@@ -96,7 +106,12 @@ hotffi_py_rt_poll(void *tq)
 
     (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
 
+    hotffi_py_rt_mine = tq;
     task = ngx_http_lua_ffi_task_poll(tq);
+
+    if (task == NULL) {
+        hotffi_py_rt_mine = NULL;
+    }
 
     (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
 
@@ -139,6 +154,33 @@ hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s)
     (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
 
     return rc;
+}
+
+
+/* thread: any.  GIL: any. */
+void
+hotffi_py_rt_log(void *tq, int level, const char *msg, size_t len)
+{
+    if (hotffi_py_host.log == NULL) {
+        return;
+    }
+
+    if (tq == NULL) {
+        tq = hotffi_py_rt_mine;
+    }
+
+    /* hotffi copies the line at once: a short lock */
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+
+    if (tq != NULL && hotffi_py_rt_find(tq) == NULL) {
+        tq = NULL;
+    }
+
+    /* len 0 would mean NUL-terminated */
+    hotffi_py_host.log(tq, level, len ? msg : "",
+                       len > INT_MAX ? INT_MAX : (int) len);
+
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
 }
 
 

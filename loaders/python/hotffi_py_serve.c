@@ -8,7 +8,9 @@
  * handler that raises, or returns something that is not bytes, str or
  * None, answers the call with rc 1 and the traceback: a call never hangs on
  * a Python error; hotffi.Error(rc, data) is the way to fail on purpose.
- * The threads end at the stop and libffi_fini() joins them.
+ * Such an unmeant exception is also logged with its traceback (the end of
+ * a long one), at level error: a caller that drops the payload must not
+ * hide it.  The threads end at the stop and libffi_fini() joins them.
  */
 
 /* first: it includes Python.h, which must precede system headers */
@@ -16,15 +18,43 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hotffi.h"
 
+/* last: the core's headers declare what follows them hidden */
+#include "hotffi_err.h"
+
+
+/*
+ * A logged traceback keeps its end within this much: hotffi keeps 1900
+ * bytes of a line, the runtime's name included.
+ */
+#define HOTFFI_PY_LOG_MAX  1536
+
+
+/*
+ * thread: serve.  GIL: any.  Logs an exception's text (borrowed), keeping
+ * its end -- where the exception line is -- when the line is too long for
+ * nginx's log.
+ */
+static void
+hotffi_py_serve_log(void *tq, const char *text, size_t len)
+{
+    int   n;
+    char  line[HOTFFI_PY_LOG_MAX];
+
+    n = snprintf(line, sizeof(line), "serve() handler raised: ");
+    hotffi_err_tail(line + n, sizeof(line) - (size_t) n, text, len);
+    hotffi_py_rt_log(tq, HOTFFI_LEVEL_ERR, line, strlen(line));
+}
+
 
 /* thread: serve.  GIL: held.  Answers one task, whatever handler does. */
 static void
-hotffi_py_serve_one(PyObject *handler, void *task)
+hotffi_py_serve_one(void *tq, PyObject *handler, void *task)
 {
     int                len;
     char              *req;
@@ -54,11 +84,14 @@ hotffi_py_serve_one(PyObject *handler, void *task)
     bytes = hotffi_py_error_bytes(&n);
 
     if (bytes == NULL) {
+        hotffi_py_serve_log(tq, unknown, sizeof(unknown) - 1);
         hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION, unknown,
                               sizeof(unknown) - 1);
         return;
     }
 
+    /* the error log gets the traceback too: the caller may not show it */
+    hotffi_py_serve_log(tq, PyBytes_AS_STRING(bytes), n);
     hotffi_py_answer_text(task, HOTFFI_PY_RC_EXCEPTION,
                           PyBytes_AS_STRING(bytes), n);
     Py_DECREF(bytes);
@@ -85,7 +118,7 @@ hotffi_py_serve_loop(void *data)
             break;
         }
 
-        hotffi_py_serve_one(s->handler, task);
+        hotffi_py_serve_one(s->tq, s->handler, task);
     }
 
     /* s itself is freed by libffi_fini() after the join */

@@ -50,4 +50,5 @@ $(HOTFFI_PY_LIB): $(HOTFFI_PY_SRCS) $(HOTFFI_PY_HDRS) loaders/python/python.mk
 	@test -f $(word 1,$(HOTFFI_PY_VARS))/Python.h || \
 	    { echo "no Python.h: install libpython3-dev ('make setup')"; exit 1; }
 	@mkdir -p $(@D)
-	$(CC) $(HOTFFI_PY_CFLAGS) -o $@ $(HOTFFI_PY_SRCS) $(HOTFFI_PY_LDFLAGS)
+	$(CC) $(CPPFLAGS) $(HOTFFI_PY_CFLAGS) -o $@ $(HOTFFI_PY_SRCS) \
+	    $(LDFLAGS) $(HOTFFI_PY_LDFLAGS)

@@ -4,23 +4,30 @@
 local ffi = require "ffi"
 local base = require "resty.core.base"
 local semaphore = require "ngx.semaphore"
+local isolation = require "resty.hotffi.isolate"
 
 local C = ffi.C
 local ffi_gc = ffi.gc
 local ffi_new = ffi.new
 local ffi_str = ffi.string
 local get_phase = ngx.get_phase
+local timer_at = ngx.timer.at
+local log = ngx.log
 local get_request = base.get_request
 local get_string_buf = base.get_string_buf
 local get_size_ptr = base.get_size_ptr
 local sema_wait = semaphore.wait
 local error = error
 local floor = math.floor
+local format = string.format
 local pairs = pairs
+local rawget = rawget
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
 local type = type
+
+local ERR = ngx.ERR
 
 
 -- ngx.semaphore's cdef comes first: it declares ngx_http_lua_sema_t
@@ -31,10 +38,14 @@ typedef struct {
     uint64_t  failed;
     uint64_t  abandoned;
     uint64_t  rejected;
+    uint64_t  full;
+    uint64_t  inflight_full;
+    uint64_t  timeouts;
+    uint64_t  dropped;
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
-    uint64_t  retired;
+    uint64_t  closed;
     uint64_t  version;
     uint64_t  reloads;
     uint64_t  reload_failures;
@@ -51,6 +62,34 @@ typedef struct {
 } hotffi_ffi_reload_t;
 
 typedef struct {
+    uint64_t     version;
+    const char  *lib;
+    const char  *cfg;
+    size_t       cfg_len;
+    uint32_t     cfg_crc32;
+    uint64_t     dev_major;
+    uint64_t     dev_minor;
+    uint64_t     ino;
+    int64_t      mtime;
+    double       since;
+} hotffi_ffi_serving_t;
+
+typedef struct {
+    uint64_t  ok;
+    uint64_t  error;
+    uint64_t  timeout;
+    uint64_t  queue_full;
+    uint64_t  unloaded;
+    uint64_t  abandoned;
+    uint64_t  bytes_in;
+    uint64_t  bytes_out;
+    uint64_t  latency_sum_ns;
+    uint64_t  latency[20];
+    uint64_t  inflight;
+    uint64_t  queued;
+} hotffi_ffi_metrics_t;
+
+typedef struct {
     uint64_t  tasks_live;
     uint64_t  wakeups;
     uint64_t  completions;
@@ -61,16 +100,22 @@ typedef struct {
 
 int ngx_http_hotffi_ffi_version(void);
 void *ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
+    size_t cfg_len, const char *name, uint32_t max_queue,
+    uint32_t max_inflight, int global, int unpin, ngx_http_lua_sema_t **psema,
     unsigned char *err, size_t *errlen);
+int ngx_http_hotffi_ffi_runtime_started(void *rt, ngx_http_lua_sema_t *sema,
+    int *init_rc, unsigned char *err, size_t *errlen);
+int ngx_http_hotffi_ffi_runtime_wait(void *rt, double timeout);
 void ngx_http_hotffi_ffi_runtime_unload(void *rt);
 void ngx_http_hotffi_ffi_runtime_release(void *rt);
 void ngx_http_hotffi_ffi_runtime_stats(void *rt, hotffi_ffi_stats_t *out);
+void ngx_http_hotffi_ffi_runtime_metrics(void *rt, hotffi_ffi_metrics_t *out);
 int ngx_http_hotffi_ffi_hub_stats(hotffi_ffi_hub_stats_t *out);
+int ngx_http_hotffi_ffi_runtime_serving(void *rt, hotffi_ffi_serving_t *out);
 int ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
     const char *cfg, size_t cfg_len, int keep_cfg, int handover,
     ngx_http_lua_sema_t **psema, unsigned char *err, size_t *errlen);
-void ngx_http_hotffi_ffi_runtime_reload_forget(void *rt,
+void ngx_http_hotffi_ffi_runtime_reload_release(void *rt,
     ngx_http_lua_sema_t *sema);
 int ngx_http_hotffi_ffi_runtime_reload_overdue(void *rt);
 int ngx_http_hotffi_ffi_runtime_last_reload(void *rt,
@@ -83,15 +128,18 @@ int ngx_http_hotffi_ffi_call_result(void *task, const char **rsp,
     size_t *len);
 void ngx_http_hotffi_ffi_call_finish(void *task);
 void ngx_http_hotffi_ffi_call_abandon(void *task);
+void ngx_http_hotffi_ffi_call_timeout(void *task);
 ngx_http_lua_sema_t *ngx_http_hotffi_ffi_yield(void);
+void ngx_http_hotffi_ffi_exiting(void);
 ]]
 
 
-local FFI_VERSION = 6
+local FFI_VERSION = 7
 local ERR_BUF_SIZE = 1024
 -- HOTFFI_ERR_MAX (src/core/hotffi_err.h): an init error may be a traceback
 local LOAD_ERR_BUF_SIZE = 4096
 local DEFAULT_MAX_QUEUE = 65536
+local DEFAULT_MAX_INFLIGHT = 65536
 local DEFAULT_TIMEOUT = 60
 -- ngx.semaphore waits in whole milliseconds held in a C int: a longer
 -- timeout would wrap around and fail at once, so it waits this long
@@ -119,10 +167,25 @@ local _M = { version = "0.1.0" }
 -- A runtime object is a table whose every string key is a call, so its own
 -- state lives under integer keys that no method name can shadow.
 local PTR, KEY, TIMEOUT, NAME = 1, 2, 3, 4
+-- while libffi_init() runs: the ngx.semaphore other loads wait on (read
+-- with rawget: a missing key reads as a call)
+local STARTING = 5
 
--- per worker: "lib&cfg" -> runtime object, and name -> runtime object
+-- an isolated runtime's { lib =, cfg =, opt = } (resty.hotffi.isolate);
+-- read with rawget: a missing key of a runtime object is a call
+local ISOLATE = 6
+
+-- per worker: "lib&cfg" -> runtime object, and name -> runtime object;
+-- name -> the error of its last load, while that load failed
 local runtimes = {}
 local named = {}
+local failed = {}
+local nfailed = 0
+local MAX_FAILED = 256     -- names whose failure is remembered, at most
+
+-- every runtime object still referenced, loaded or unloaded (weak keys:
+-- for resty.hotffi.metrics, which counts calls refused as unloaded too)
+local every = setmetatable({}, { __mode = "k" })
 local resolver
 
 local NGX_OK, NGX_ERROR, NGX_AGAIN = 0, -1, -2
@@ -134,8 +197,10 @@ local pinit_rc = ffi_new("int[1]")
 local prsp = ffi_new("const char *[1]")
 local plen = ffi_new("size_t[1]")
 local stats_buf = ffi_new("hotffi_ffi_stats_t")
+local metrics_buf = ffi_new("hotffi_ffi_metrics_t")
 local hub_stats_buf = ffi_new("hotffi_ffi_hub_stats_t")
 local reload_buf = ffi_new("hotffi_ffi_reload_t")
+local serving_buf = ffi_new("hotffi_ffi_serving_t")
 
 -- semaphore.wait() reads .sem before it yields and never after, and the
 -- semaphore itself belongs to the C side, so one table serves every call.
@@ -206,6 +271,38 @@ local function yield_once()
 end
 
 
+-- Waits for a runtime's start or reload to end: on sem (the C side's)
+-- where a coroutine can wait, otherwise (init_worker_by_lua*, where loads
+-- are common) by blocking the event loop, which serves nothing yet there.
+-- true, or false and the reason.
+local function wait_runtime(ptr, sem, timeout)
+    if wait_phases[get_phase()] then
+        waiter.sem = sem
+        return sema_wait(waiter, timeout)
+    end
+    if C.ngx_http_hotffi_ffi_runtime_wait(ptr, timeout) == NGX_OK then
+        return true
+    end
+    return false, "timeout"
+end
+
+
+-- A worker that exits (HUP, quit) runs its pending timers at once, with
+-- premature set: then the C module gives the calls still waiting a grace
+-- (HOTFFI_SHUTDOWN_GRACE_MS) before they fail, rather than their whole
+-- timeout.  One timer per worker, armed by its first load.
+local EXIT_WATCH = 3600
+local exit_watched
+
+local function exit_watch(premature)
+    if premature then
+        C.ngx_http_hotffi_ffi_exiting()
+        return
+    end
+    exit_watched = timer_at(EXIT_WATCH, exit_watch)
+end
+
+
 -- The calls of both APIs: fail(message, why) shapes the failures of the
 -- bridge itself (not the runtime's, which are always false, rc, payload);
 -- why is "unloaded", "full" or nil.
@@ -260,7 +357,7 @@ local function caller(fail)
 
             if state ~= WAIT then
                 if state == SPUN_OUT then
-                    C.ngx_http_hotffi_ffi_call_abandon(task)
+                    C.ngx_http_hotffi_ffi_call_timeout(task)
                     return fail("timeout")
                 end
                 -- no semaphore: the C side gave the call up already
@@ -272,7 +369,11 @@ local function caller(fail)
             waiter.sem = psema[0]
             local ok, werr = sema_wait(waiter, timeout)
             if not ok then
-                C.ngx_http_hotffi_ffi_call_abandon(task)
+                if werr == "timeout" then
+                    C.ngx_http_hotffi_ffi_call_timeout(task)
+                else
+                    C.ngx_http_hotffi_ffi_call_abandon(task)
+                end
                 return fail(werr)
             end
         end
@@ -378,13 +479,23 @@ local function reload(self, opts)
         timeout = check_timeout(retire_timeout, "option retire_timeout", 2)
     end
 
+    -- an isolated runtime reloads its helper's library and cfg: the
+    -- isolation library itself is given them anew
+    local iso = rawget(self, ISOLATE)
+    local keep_cfg = cfg == nil and 1 or 0
+    if iso then
+        lib, cfg = lib or iso.lib, cfg or iso.cfg
+        iso.next_lib, iso.next_cfg = lib, cfg
+        lib, cfg = isolation.wrap(lib, cfg, self[NAME], iso.opt, 2)
+        keep_cfg = 0
+    end
+
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local rc = C.ngx_http_hotffi_ffi_runtime_reload(self[PTR], lib, cfg,
                                                     cfg and #cfg or 0,
-                                                    cfg == nil and 1 or 0,
-                                                    handover, psema, err,
-                                                    errlen)
+                                                    keep_cfg, handover,
+                                                    psema, err, errlen)
     if rc == NGX_ERROR then
         return nil, ffi_str(err, errlen[0])
     end
@@ -392,23 +503,27 @@ local function reload(self, opts)
     if rc == NGX_AGAIN then
         -- psema is shared: another reload may overwrite it while we wait
         local sem = psema[0]
-        waiter.sem = sem
-        local ok, werr = sema_wait(waiter, timeout)
+        local ok, werr = wait_runtime(self[PTR], sem, timeout)
         if not ok and retire_timeout then
-            -- the next version starts now (unless the reload just ended);
-            -- the old one retires later
+            -- the next version starts now (unless it is starting already,
+            -- or the reload just ended): its libffi_init() is waited for
+            -- as long again; the old one retires later
             C.ngx_http_hotffi_ffi_runtime_reload_overdue(self[PTR])
-            ok = true
+            ok, werr = wait_runtime(self[PTR], sem, timeout)
         end
-        C.ngx_http_hotffi_ffi_runtime_reload_forget(self[PTR], sem)
+        C.ngx_http_hotffi_ffi_runtime_reload_release(self[PTR], sem)
         if not ok then
             return nil, "reload still in progress after " .. timeout
                         .. " s (" .. tostring(werr) .. "): the old version "
-                        .. "has not retired yet"
+                        .. "has not retired yet, or the new one's "
+                        .. "libffi_init() has not returned"
         end
     end
 
     local res = last_reload(self)
+    if iso and res.ok then
+        iso.lib, iso.cfg = iso.next_lib, iso.next_cfg
+    end
     if not res.ok then
         -- a failed rollback unloads the runtime: the next load starts anew
         C.ngx_http_hotffi_ffi_runtime_stats(self[PTR], stats_buf)
@@ -437,10 +552,72 @@ local function stats(self)
         failed = tonumber(s.failed),
         abandoned = tonumber(s.abandoned),
         rejected = tonumber(s.rejected),
+        full = tonumber(s.full),
+        inflight_full = tonumber(s.inflight_full),
+        timeouts = tonumber(s.timeouts),
+        dropped = tonumber(s.dropped),
         inflight = tonumber(s.inflight),
         queued = tonumber(s.queued),
         unloaded = s.unloaded ~= 0,
-        retired = s.retired ~= 0,
+        closed = s.closed ~= 0,
+    }
+end
+
+
+-- What serves now: the version, its library and the file mapped, its
+-- cfg (and the CRC-32 the audit lines give), since when; nil when no
+-- version serves (unloaded, or in the midst of a reload).
+local function serving(self)
+    local v = serving_buf
+    if C.ngx_http_hotffi_ffi_runtime_serving(self[PTR], v) ~= NGX_OK then
+        return nil
+    end
+    local known = v.ino ~= 0
+    return {
+        version = tonumber(v.version),
+        lib = ffi_str(v.lib),
+        cfg = v.cfg ~= nil and ffi_str(v.cfg, v.cfg_len) or nil,
+        cfg_len = tonumber(v.cfg_len),
+        cfg_crc32 = v.cfg ~= nil and format("%08x", v.cfg_crc32) or nil,
+        dev = known and format("%d:%d", tonumber(v.dev_major),
+                               tonumber(v.dev_minor)) or nil,
+        ino = known and tonumber(v.ino) or nil,
+        mtime = v.mtime ~= 0 and tonumber(v.mtime) or nil,
+        since = v.since,
+    }
+end
+
+
+-- The upper bounds of the latency buckets, seconds (HOTFFI_METRICS_BUCKETS_NS
+-- in src/core/hotffi_metrics.h); the last bucket is +Inf.
+_M.LATENCY_BUCKETS = {
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+local NBUCKETS = #_M.LATENCY_BUCKETS + 1
+
+
+-- What resty.hotffi.metrics reads of a runtime (see docs/api.md).
+local function metrics(self)
+    C.ngx_http_hotffi_ffi_runtime_metrics(self[PTR], metrics_buf)
+    local m = metrics_buf
+    local latency = {}
+    for i = 1, NBUCKETS do
+        latency[i] = tonumber(m.latency[i - 1])
+    end
+    return {
+        ok = tonumber(m.ok),
+        error = tonumber(m.error),
+        timeout = tonumber(m.timeout),
+        queue_full = tonumber(m.queue_full),
+        unloaded = tonumber(m.unloaded),
+        abandoned = tonumber(m.abandoned),
+        bytes_in = tonumber(m.bytes_in),
+        bytes_out = tonumber(m.bytes_out),
+        latency = latency,
+        latency_sum = tonumber(m.latency_sum_ns) / 1e9,
+        inflight = tonumber(m.inflight),
+        queued = tonumber(m.queued),
     }
 end
 
@@ -449,6 +626,8 @@ local specials = {
     __unload = unload,
     __reload = reload,
     __stats = stats,
+    __serving = serving,
+    __metrics = metrics,
 }
 
 local mt = {
@@ -469,24 +648,81 @@ local function opt_flag(opts, name, level)
 end
 
 
-local function opt_max_queue(opts, level)
-    local n = opts.max_queue
+local function opt_limit(opts, name, default, level)
+    local n = opts[name]
     if n == nil then
-        return DEFAULT_MAX_QUEUE
+        return default
     end
     if type(n) ~= "number" or n < 1 or n > MAX_QUEUE_LIMIT
        or floor(n) ~= n
     then
-        error("bad option max_queue: integer from 1 to " .. MAX_QUEUE_LIMIT
-              .. " expected, got " .. tostring(n), level + 1)
+        error("bad option " .. name .. ": integer from 1 to "
+              .. MAX_QUEUE_LIMIT .. " expected, got " .. tostring(n),
+              level + 1)
     end
     return n
+end
+
+
+-- rt if its start ended well; nil, the error and libffi_init()'s rc if it
+-- failed; nil when it still runs.  sem: the load's semaphore, released.
+local function start_result(rt, sem)
+    local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
+    local rc = C.ngx_http_hotffi_ffi_runtime_started(rt[PTR], sem, pinit_rc,
+                                                     err, errlen)
+    if rc == NGX_OK then
+        return rt
+    end
+    if rc == NGX_ERROR then
+        return nil, ffi_str(err, errlen[0]), pinit_rc[0]
+    end
+    return nil
+end
+
+
+-- A load of a runtime whose start another load waits for: waits with it
+-- where a coroutine can wait, and takes the same outcome; elsewhere the
+-- runtime comes at once, its calls queued until libffi_init() returns.
+local function await_other_start(rt, timeout)
+    if not wait_phases[get_phase()] then
+        return rt
+    end
+    rawget(rt, STARTING):wait(timeout)
+    local res, err, init_rc = start_result(rt, nil)
+    if res or err then
+        return res, err, init_rc
+    end
+    return nil, "libffi_init() of runtime \"" .. rt[NAME] .. "\" still "
+                .. "running after " .. timeout .. " s"
 end
 
 
 -- _M.load() below, misuse raised at the given level; on failure nil, the
 -- reason and what libffi_init() returned (0: it was not called, nil: the
 -- C module was not reached).
+-- Remembers why the load of name failed, for get(name), says so in
+-- error.log where no request would, and returns nil, msg, init_rc.
+local function load_failed(name, msg, init_rc)
+    -- names made per request must not grow the table for ever
+    if not failed[name] then
+        if nfailed >= MAX_FAILED then
+            failed, nfailed = {}, 0
+        end
+        nfailed = nfailed + 1
+    end
+    failed[name] = msg
+    if get_phase() == "init_worker" then
+        -- else only the first request using it would find out
+        log(ERR, "hotffi: loading runtime \"", name, "\" in ",
+                "init_worker_by_lua* failed: ", msg, "; hotffi.get(\"",
+                name, "\") returns nil and this error until a load ",
+                "succeeds: fix the cause, then nginx -s reload (or load ",
+                "it again)")
+    end
+    return nil, msg, init_rc
+end
+
+
 local function load(level, lib, cfg, opts)
     if type(lib) ~= "string" or lib == "" then
         error("bad library: non-empty string expected, got "
@@ -512,22 +748,35 @@ local function load(level, lib, cfg, opts)
 
     -- checked even when the runtime is cached: misuse fails every time;
     -- a load given none (the usual per-request one) pays nothing for it
-    local timeout, max_queue, global, unpin, name =
-        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, 0, 0, nil
+    local timeout, max_queue, max_inflight, global, unpin, name, iso =
+        DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_MAX_INFLIGHT, 0, 0, nil,
+        nil
 
     if opts then
         if opts.timeout ~= nil then
             timeout = check_timeout(opts.timeout, "option timeout", level)
         end
-        max_queue = opt_max_queue(opts, level)
+        max_queue = opt_limit(opts, "max_queue", DEFAULT_MAX_QUEUE, level)
+        max_inflight = opt_limit(opts, "max_inflight", DEFAULT_MAX_INFLIGHT,
+                                 level)
         global = opt_flag(opts, "is_global", level)
         unpin = opt_flag(opts, "unpin", level)
         name = opt_string(opts, "name", level)
+        iso = isolation.check(opts.isolate, level)
     end
 
     local key = cfg and lib .. "&" .. cfg or lib
     local rt = runtimes[key]
     if rt then
+        if opts and opts.isolate ~= nil
+           and not iso ~= not rawget(rt, ISOLATE)
+        then
+            return nil, "runtime \"" .. key .. "\" is loaded already, "
+                        .. (iso and "not " or "") .. "isolated"
+        end
+        if rawget(rt, STARTING) then
+            return await_other_start(rt, timeout)
+        end
         return rt
     end
 
@@ -545,22 +794,73 @@ local function load(level, lib, cfg, opts)
         lib, cfg = rlib or lib, rcfg or cfg
     end
 
+    if not exit_watched then
+        exit_watch()
+    end
+
+    if iso then
+        iso = { lib = lib, cfg = cfg, opt = iso }
+        lib, cfg = isolation.wrap(lib, cfg, name, iso.opt, level)
+    end
+
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)
 
     local ptr = C.ngx_http_hotffi_ffi_runtime_load(lib, cfg, cfg and #cfg or 0,
-                                                   max_queue, global, unpin,
-                                                   pinit_rc, err, errlen)
+                                                   name, max_queue,
+                                                   max_inflight, global,
+                                                   unpin, psema, err, errlen)
     if ptr == nil then
-        return nil, ffi_str(err, errlen[0]), pinit_rc[0]
+        local msg = ffi_str(err, errlen[0])
+        if iso then
+            msg = isolation.unwrap_error(msg, lib .. "&" .. cfg, key)
+        end
+        return load_failed(name, msg, 0)
     end
+    local sem = psema[0]
 
     ffi_gc(ptr, C.ngx_http_hotffi_ffi_runtime_release)
 
+    -- listed at once: a load of the same runtime meanwhile waits for this
+    -- start on rt[STARTING] rather than starting another
+    local starting = semaphore.new()
     rt = setmetatable({ [PTR] = ptr, [KEY] = key, [TIMEOUT] = timeout,
-                        [NAME] = name }, mt)
+                        [NAME] = name, [STARTING] = starting,
+                        [ISOLATE] = iso }, mt)
     runtimes[key] = rt
     named[name] = rt
-    return rt
+    every[rt] = true
+
+    -- libffi_init() runs on a thread of its own: the event loop serves
+    -- other requests meanwhile, this one waits
+    local ok = wait_runtime(ptr, sem, timeout)
+    rt[STARTING] = nil
+    local res, rerr, init_rc = start_result(rt, sem)
+    if not res and ok then
+        forget(rt)
+    elseif not res then
+        -- given up: the runtime goes once its libffi_init() returns
+        C.ngx_http_hotffi_ffi_runtime_unload(ptr)
+        forget(rt)
+        rerr = "libffi_init() of runtime \"" .. name .. "\" still running "
+               .. "after " .. timeout .. " s: the load fails, and the "
+               .. "runtime is unloaded once it returns"
+    end
+
+    local waiting = -starting:count()
+    if waiting > 0 then
+        starting:post(waiting)
+    end
+    if not res then
+        if iso then
+            rerr = isolation.unwrap_error(rerr, lib .. "&" .. cfg, key)
+        end
+        return load_failed(name, rerr, init_rc)
+    end
+    if failed[name] then
+        failed[name] = nil
+        nfailed = nfailed - 1
+    end
+    return res, rerr, init_rc
 end
 
 
@@ -605,7 +905,8 @@ function _M.faces(fail, fields)
             -- the face holds rt's own cdata, whose finaliser drops Lua's
             -- reference on the C runtime: it lives while either is held
             face = setmetatable({ [PTR] = rt[PTR], [KEY] = rt[KEY],
-                                  [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME] },
+                                  [TIMEOUT] = rt[TIMEOUT], [NAME] = rt[NAME],
+                                  [ISOLATE] = rawget(rt, ISOLATE) },
                                 face_mt)
             made[rt] = face
         end
@@ -615,9 +916,13 @@ end
 
 
 -- The runtime loaded in this worker under name (opts.name, or "lib&cfg"),
--- or nil.
+-- or nil and, when its last load failed, that load's error.
 function _M.get(name)
-    return named[name]
+    local rt = named[name]
+    if rt then
+        return rt
+    end
+    return nil, failed[name]
 end
 
 
@@ -628,6 +933,17 @@ function _M.names()
         list[#list + 1] = name
     end
     table.sort(list)
+    return list
+end
+
+
+-- Every runtime object of this worker that Lua still references, loaded
+-- or not (an array; its name is rt:__stats().name).
+function _M.runtimes()
+    local list = {}
+    for rt in pairs(every) do
+        list[#list + 1] = rt
+    end
     return list
 end
 

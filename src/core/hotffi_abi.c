@@ -3,6 +3,7 @@
  * are the only core symbols exported to the libraries hotffi loads.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,12 @@
 #include "hotffi_queue.h"
 #include "hotffi_spin.h"
 #include "hotffi_task.h"
+#include "hotffi_version.h"
 #include "hotffi.h"
+
+
+/* `runtime "NAME" vN: `, NAME at most HOTFFI_NAME_MAX (hotffi_runtime.c) */
+#define HOTFFI_LOG_PREFIX_MAX  320
 
 
 /* thread: runtime */
@@ -154,7 +160,7 @@ hotffi_task_cancelled(void *tsk)
 }
 
 
-/* thread: inside libffi_init() (event loop) or libffi_retire() (reaper) */
+/* thread: inside libffi_init() (init) or libffi_retire() (reaper) */
 HOTFFI_EXPORT void
 hotffi_init_error(void *tq, const char *msg)
 {
@@ -191,7 +197,7 @@ hotffi_tq_data(void *tq)
 }
 
 
-/* thread: event loop, inside libffi_init() */
+/* thread: init, inside libffi_init() */
 HOTFFI_EXPORT const char *
 hotffi_state(void *tq, int *len)
 {
@@ -205,11 +211,77 @@ hotffi_state(void *tq, int *len)
 }
 
 
-/* thread: event loop, inside libffi_init() */
+/* thread: init, inside libffi_init() */
 HOTFFI_EXPORT int
 hotffi_rollback(void *tq)
 {
     hotffi_port_t  *port = tq;
 
     return port->rollback;
+}
+
+
+/*
+ * thread: any.  tq is a version's port (the only ports runtimes are given):
+ * its name and number were written before libffi_init() and never change,
+ * and the runtime's name outlives every tq of it.
+ */
+HOTFFI_EXPORT void
+hotffi_log(void *tq, int level, const char *msg, int len)
+{
+    int                n;
+    char               prefix[HOTFFI_LOG_PREFIX_MAX];
+    hotffi_hub_t      *hub;
+    hotffi_version_t  *v;
+
+    if (msg == NULL) {
+        return;
+    }
+
+    if (level < HOTFFI_LEVEL_EMERG) {
+        level = HOTFFI_LEVEL_EMERG;
+
+    } else if (level > HOTFFI_LEVEL_DEBUG) {
+        level = HOTFFI_LEVEL_DEBUG;
+    }
+
+    v = NULL;
+
+    if (tq) {
+        v = (hotffi_version_t *) ((char *) tq
+                                  - offsetof(hotffi_version_t, port));
+        hub = v->owner.hub;
+
+    } else {
+        hub = hotffi_hub_process();
+
+        if (hub == NULL) {
+            return;
+        }
+    }
+
+    /* filtered before anything is copied: a debug line costs a load */
+    if (!hotffi_logbuf_wants(&hub->log, level)) {
+        return;
+    }
+
+    n = 0;
+
+    if (v) {
+        n = snprintf(prefix, sizeof(prefix), "runtime \"%s\" v%llu: ",
+                     v->owner.name, (unsigned long long) v->number);
+
+        if (n < 0) {
+            n = 0;
+
+        } else if (n >= (int) sizeof(prefix)) {
+            n = (int) sizeof(prefix) - 1;
+        }
+    }
+
+    if (hotffi_logbuf_push(&hub->log, level, prefix, (size_t) n, msg,
+                           len > 0 ? (size_t) len : strlen(msg)))
+    {
+        hotffi_hub_notify(hub);
+    }
 }

@@ -8,6 +8,7 @@
 
 #include "hotffi_call.h"
 #include "hotffi_hub.h"
+#include "hotffi_metrics.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 #include "hotffi_spin.h"
@@ -16,6 +17,7 @@
 
 
 static void hotffi_call_complete(hotffi_task_t *task);
+static void hotffi_call_give_up(hotffi_task_t *task);
 
 
 /* thread: event loop */
@@ -96,6 +98,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     if (rt->unloaded) {
         rt->stats.rejected++;
+        rt->metrics.unloaded++;
         return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
                                   "runtime \"%s\" is unloaded", rt->name);
     }
@@ -116,21 +119,39 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
     /* the task's reference, dropped by hotffi_call_free() */
     hotffi_runtime_ref(rt);
 
+    /*
+     * The latency's start (hotffi_metrics.h), and see
+     * hotffi_call_complete(); before the push: the answer may come at once
+     */
+    task->posted = hotffi_spin_now();
+    task->resting = rt->spin.skip != 0;
+
     rc = hotffi_queue_push(rt->queue, task);
 
     if (rc != HOTFFI_OK && rc != HOTFFI_QUEUE_OWED) {
         rt->stats.rejected++;
         hotffi_call_free(task);
 
+        /* counted, and logged once a second at most (hotffi_runtime.h) */
         if (rc == HOTFFI_BUSY) {
-            hotffi_hub_log(rt->hub, HOTFFI_LOG_WARN, "runtime \"%s\" queue "
-                           "overflow: %u tasks waiting", rt->name,
-                           rt->queue->max);
+            rt->stats.full++;
+            rt->metrics.queue_full++;
+            hotffi_runtime_warn(rt);
             return hotffi_call_refuse(why, HOTFFI_BUSY, err, errlen,
                                       "queue full");
         }
 
+        if (rc == HOTFFI_QUEUE_INFLIGHT) {
+            rt->stats.inflight_full++;
+            hotffi_runtime_warn(rt);
+            return hotffi_call_refuse(why, HOTFFI_BUSY, err, errlen,
+                                      "queue full: %u calls taken and not "
+                                      "answered (max_inflight)",
+                                      rt->queue->max_inflight);
+        }
+
         if (rc == HOTFFI_DECLINED) {
+            rt->metrics.unloaded++;
             return hotffi_call_refuse(why, HOTFFI_DECLINED, err, errlen,
                                       "runtime \"%s\" is unloaded", rt->name);
         }
@@ -145,6 +166,8 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         hotffi_list_insert_head(&group->tasks, &task->glink);
     }
 
+    hotffi_list_insert_head(&rt->hub->calls, &task->clink);
+
     if (rc == HOTFFI_QUEUE_OWED) {
         /* before callers counts this call: alone, it wakes at once */
         task->woke = 1;
@@ -153,12 +176,8 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
     rt->stats.calls++;
     rt->stats.inflight++;
+    rt->metrics.bytes_in += len;
     rt->hub->callers++;
-
-    if (rt->spin.skip) {
-        /* see hotffi_call_complete() */
-        task->posted = hotffi_spin_now();
-    }
 
     return task;
 }
@@ -312,6 +331,13 @@ hotffi_call_wait(hotffi_task_t *task, void *waiter)
 int
 hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 {
+    if (task->gone) {
+        /* given up by the host, answered since or not: the same outcome */
+        *rsp = HOTFFI_CALL_GONE;
+        *len = sizeof(HOTFFI_CALL_GONE) - 1;
+        return HOTFFI_TASK_UNSERVED;
+    }
+
     *rsp = task->rsp;
     *len = task->rsp_len;
 
@@ -323,8 +349,31 @@ hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len)
 void
 hotffi_call_finish(hotffi_task_t *task)
 {
+    hotffi_metrics_t  *m = &task->rt->metrics;
+
+    /* given up by the host (the worker exits): its caller finishes it */
+    if (!task->done) {
+        hotffi_call_abandon(task);
+        return;
+    }
+
+    if (task->rc == 0) {
+        m->ok++;
+
+    } else {
+        m->error++;
+    }
+
+    m->bytes_out += task->rsp_len;
+
+    /* a task the runtime never saw (no version could serve) has no time */
+    if (task->answered >= task->posted && task->answered != 0) {
+        hotffi_metrics_observe(m, task->answered - task->posted);
+    }
+
     task->hub->callers--;
     hotffi_group_remove(task);
+    hotffi_list_remove(&task->clink);
     hotffi_call_free(task);
 }
 
@@ -333,16 +382,38 @@ hotffi_call_finish(hotffi_task_t *task)
 void
 hotffi_call_abandon(hotffi_task_t *task)
 {
+    task->rt->metrics.abandoned++;
+    hotffi_call_give_up(task);
+}
+
+
+/*
+ * thread: event loop.  The caller stops waiting for task, answered or not
+ * (hotffi_call_abandon(), hotffi_call_timeout()).
+ */
+static void
+hotffi_call_give_up(hotffi_task_t *task)
+{
+    hotffi_runtime_t  *rt = task->rt;
+
     task->hub->callers--;
     hotffi_group_remove(task);
+    hotffi_list_remove(&task->clink);
 
     if (task->done) {
         hotffi_call_free(task);
         return;
     }
 
-    task->rt->stats.abandoned++;
+    rt->stats.abandoned++;
     atomic_store_explicit(&task->cancelled, 1, memory_order_release);
+
+    /* not taken yet: out of the queue, its slot free at once */
+    if (rt->queue && hotffi_queue_cancel(rt->queue, task) == HOTFFI_OK) {
+        rt->stats.inflight--;
+        hotffi_call_free(task);
+        return;
+    }
 
     /*
      * Nobody waits any more: the waiter goes now rather than with the
@@ -350,6 +421,50 @@ hotffi_call_abandon(hotffi_task_t *task)
      * host may have to account for every waiter when the process exits).
      */
     hotffi_hub_waiter_release(task->hub, &task->waiter);
+}
+
+
+/* thread: event loop */
+uint64_t
+hotffi_call_give_up_all(hotffi_hub_t *hub)
+{
+    uint64_t        n;
+    hotffi_list_t  *link;
+    hotffi_task_t  *task;
+
+    n = 0;
+
+    for (link = hotffi_list_first(&hub->calls); link != &hub->calls;
+         link = link->next)
+    {
+        task = hotffi_list_data(link, hotffi_task_t, clink);
+
+        if (task->done || task->gone) {
+            continue;
+        }
+
+        /* its caller finishes it, which gives it up; it stays listed */
+        task->gone = 1;
+        task->rt->stats.dropped++;
+        hotffi_runtime_warn(task->rt);
+        hotffi_hub_waiter_wake(hub, task->waiter);
+        n++;
+    }
+
+    return n;
+}
+
+
+/* thread: event loop */
+void
+hotffi_call_timeout(hotffi_task_t *task)
+{
+    hotffi_runtime_t  *rt = task->rt;
+
+    rt->stats.timeouts++;
+    rt->metrics.timeout++;
+    hotffi_runtime_warn(rt);
+    hotffi_call_give_up(task);
 }
 
 
@@ -364,6 +479,11 @@ hotffi_call_complete(hotffi_task_t *task)
 
     rt->stats.inflight--;
 
+    /* a queue freed already (its runtime closed) had every task back */
+    if (rt->queue) {
+        hotffi_queue_answered(rt->queue);
+    }
+
     if (atomic_load_explicit(&task->cancelled, memory_order_relaxed)) {
         hotffi_call_free(task);
         return;
@@ -374,7 +494,7 @@ hotffi_call_complete(hotffi_task_t *task)
      * within the window is fast again: spin for the next call already,
      * rather than after up to HOTFFI_SPIN_BACKOFF_MAX calls.
      */
-    if (task->posted && rt->spin.skip
+    if (task->resting && rt->spin.skip
         && task->answered - task->posted
            < hotffi_spin_for(hotffi_spin_window(), task->req_len))
     {

@@ -93,15 +93,40 @@ void hotffi_call_wait(hotffi_task_t *task, void *waiter);
 
 /*
  * thread: event loop.  The answer of a done task: returns rc and sets *rsp
- * (borrowed from the task, may be NULL) and *len.
+ * (borrowed from the task, may be NULL) and *len; of a task the host gave
+ * up, HOTFFI_TASK_UNSERVED and HOTFFI_CALL_GONE.
  */
 int hotffi_call_result(hotffi_task_t *task, const char **rsp, size_t *len);
 
-/* thread: event loop.  The caller has read a done task: free it. */
+/*
+ * thread: event loop.  The caller has read a done task: free it (a task
+ * the host gave up is given up, see hotffi_call_abandon()).
+ */
 void hotffi_call_finish(hotffi_task_t *task);
 
-/* thread: event loop.  The caller gives up; the task may be done or not. */
+/*
+ * thread: event loop.  The caller gives up; the task may be done or not.
+ * One not taken by the runtime yet leaves its queue and is freed at once.
+ */
 void hotffi_call_abandon(hotffi_task_t *task);
+
+/*
+ * thread: event loop.  The same, because the caller's timeout passed:
+ * counted as a timeout (rt->stats, rt->metrics), not as abandoned.
+ */
+void hotffi_call_timeout(hotffi_task_t *task);
+
+/*
+ * thread: event loop.  The host gives up every call still waiting for its
+ * answer (a worker that exits must not wait for calls that hang): each
+ * caller is woken, reads HOTFFI_TASK_UNSERVED with HOTFFI_CALL_GONE as its
+ * answer, and its finish gives the task up; each call counts as dropped.
+ * Returns how many.
+ */
+uint64_t hotffi_call_give_up_all(hotffi_hub_t *hub);
+
+#define HOTFFI_CALL_GONE  "call given up: the worker is exiting"
+
 
 
 #endif /* HOTFFI_CALL_H */

@@ -10,11 +10,15 @@
  *    |
  *   call       post, spin, wait, finish, give up; task handler of a call
  *    |
- *   runtime    load, reload, unload, retire; task handler of RETIRE
+ *   runtime    load, reload, unload, close; task handler of REAPED
+ *    |
+ *   audit      one log line per load, reload, unload (the audit trail)
  *    |
  *   version    one library + cfg + port: start it, reap it
  *    |
  *   hub        completion list, eventfd, deferred wakes, waiters
+ *    |
+ *   logbuf     runtimes' log lines on their way to the event loop
  *    |
  *   task       one call in flight, its handler; the task pool
  *    |
@@ -26,16 +30,20 @@
  *    |
  *   spin       bounded, adaptive busy-waiting
  *    |
- *   library    dlopen() and the entry points
+ *   library    dlopen() and the entry points; the file mapped
+ *    |
+ *   elf        a library file's ELF marks (Go), read before dlopen()
+ *    |
+ *   metrics    the counters a scrape reads: data and one inline
  *    |
  *   list, core the list primitive; this file
  *
  * Where a lower layer must reach a higher one, the higher one left a
  * function pointer there: a finished task carries its own handler (set by
- * call for a call, by runtime for a version's RETIRE), which the hub's
- * drain calls; a version's RETIRE handler comes from its runtime
+ * call for a call, by runtime for a version's REAPED), which the hub's
+ * drain calls; a version's REAPED handler comes from its runtime
  * (hotffi_version_owner_t); the hub frees its listed runtimes through
- * forget_runtime, set by the runtime layer.  No reference drop below call
+ * free_runtime, set by the runtime layer.  No reference drop below call
  * reaches a reload's end or a library's close.
  *
  * docs/internals.md follows one call, one reload and one unload through

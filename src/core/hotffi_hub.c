@@ -14,11 +14,15 @@
 #include "hotffi_queue.h"
 
 
+/* hotffi_hub_process(): set by the first hub made, cleared at its end */
+static _Atomic(hotffi_hub_t *)  hotffi_hub_first;
+
+
 /* thread: event loop */
 hotffi_hub_t *
 hotffi_hub_create(const hotffi_host_t *host, const char **err)
 {
-    hotffi_hub_t  *hub;
+    hotffi_hub_t  *hub, *first;
 
     hub = calloc(1, sizeof(hotffi_hub_t));
     if (hub == NULL) {
@@ -29,6 +33,7 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
     hub->host = *host;
     hotffi_list_init(&hub->done);
     hotffi_list_init(&hub->runtimes);
+    hotffi_list_init(&hub->calls);
     hotffi_list_init(&hub->wakes);
     hotffi_task_pool_init(&hub->tasks);
 
@@ -46,6 +51,19 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
         return NULL;
     }
 
+    if (hotffi_logbuf_init(&hub->log, host->line ? host->line_level : 0)
+        != HOTFFI_OK)
+    {
+        *err = "out of memory";
+        (void) pthread_mutex_destroy(&hub->mtx);
+        (void) close(hub->efd);
+        free(hub);
+        return NULL;
+    }
+
+    first = NULL;
+    (void) atomic_compare_exchange_strong(&hotffi_hub_first, &first, hub);
+
     return hub;
 }
 
@@ -54,14 +72,20 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
 void
 hotffi_hub_destroy(hotffi_hub_t *hub)
 {
+    hotffi_hub_t  *self;
+
+    self = hub;
+    (void) atomic_compare_exchange_strong(&hotffi_hub_first, &self, NULL);
+
     hotffi_hub_flush_wakes(hub);
     (void) hotffi_hub_drain(hub);
 
     while (!hotffi_list_empty(&hub->runtimes)) {
-        hub->forget_runtime(hotffi_list_first(&hub->runtimes));
+        hub->free_runtime(hotffi_list_first(&hub->runtimes));
     }
 
     hotffi_task_pool_free(&hub->tasks);
+    hotffi_logbuf_free(&hub->log);
 
     (void) pthread_mutex_destroy(&hub->mtx);
     (void) close(hub->efd);
@@ -126,9 +150,7 @@ hotffi_hub_forget_queue(hotffi_hub_t *hub, hotffi_queue_t *q)
 void
 hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
 {
-    int       notify;
-    uint64_t  one;
-    ssize_t   n;
+    int  notify;
 
     (void) pthread_mutex_lock(&hub->mtx);
 
@@ -142,14 +164,33 @@ hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
     (void) pthread_mutex_unlock(&hub->mtx);
 
     if (notify) {
-        one = 1;
-
-        do {
-            n = write(hub->efd, &one, sizeof(one));
-        } while (n == -1 && errno == EINTR);
-
-        /* EAGAIN means the counter is saturated: a wake-up is pending */
+        hotffi_hub_notify(hub);
     }
+}
+
+
+/* thread: any */
+void
+hotffi_hub_notify(hotffi_hub_t *hub)
+{
+    uint64_t  one;
+    ssize_t   n;
+
+    one = 1;
+
+    do {
+        n = write(hub->efd, &one, sizeof(one));
+    } while (n == -1 && errno == EINTR);
+
+    /* EAGAIN means the counter is saturated: a wake-up is pending */
+}
+
+
+/* thread: any */
+hotffi_hub_t *
+hotffi_hub_process(void)
+{
+    return atomic_load_explicit(&hotffi_hub_first, memory_order_acquire);
 }
 
 
@@ -209,6 +250,12 @@ hotffi_hub_drain(hotffi_hub_t *hub)
 
     /* read first: see the DESIGN note in hotffi_hub.h */
     (void) read(hub->efd, &count, sizeof(count));
+
+    /* runtimes' lines, announced through the same eventfd */
+    if (hub->host.line) {
+        (void) hotffi_logbuf_drain(&hub->log, hub->host.line,
+                                   hub->host.log_ctx);
+    }
 
     return hotffi_hub_take_list(hub);
 }

@@ -27,7 +27,11 @@
  *
  * The hub knows nothing above it: a drained task goes to its own handler
  * (hotffi_task.h), and the runtimes the hub lists for its host are freed at
- * teardown through forget_runtime, which the runtime layer sets.
+ * teardown through free_runtime, which the runtime layer sets.
+ *
+ * Runtimes' log lines (hotffi_log(), hotffi_logbuf.h) ride the same
+ * eventfd: the push that makes hub->log non-empty writes it, and the drain
+ * hands the lines to the host's logger before it takes the answers.
  *
  * The host injects how a waiting caller is woken and freed, how a wake-up
  * is deferred, and a logger, so the core needs no nginx or Lua header.
@@ -45,6 +49,7 @@
 
 #include "hotffi_core.h"
 #include "hotffi_list.h"
+#include "hotffi_logbuf.h"
 #include "hotffi_task.h"
 
 
@@ -62,6 +67,13 @@ typedef struct {
     /* thread: event loop.  msg is borrowed. */
     void   (*log)(void *log_ctx, int level, const char *msg);
     void    *log_ctx;
+    /*
+     * thread: event loop.  A runtime's line (hotffi_log()), level nginx's
+     * (1 emerg .. 8 debug), line borrowed, len bytes, no NUL.  NULL: the
+     * host keeps no runtime lines.
+     */
+    void   (*line)(void *log_ctx, int level, const char *line, size_t len);
+    int      line_level;     /* the most verbose level line writes */
 } hotffi_host_t;
 
 
@@ -80,19 +92,23 @@ struct hotffi_hub_s {
     int                  efd;
     atomic_int           spinning;   /* written by the event loop */
     atomic_int           ready;      /* done is not empty */
+    hotffi_logbuf_t      log;        /* runtimes' lines, drained with the
+                                        answers; its own lock */
 
     /* event loop only */
     hotffi_host_t        host;
     hotffi_hub_stats_t   stats;      /* statistics only: never read here */
     uint64_t             callers;    /* calls posted, not yet finished or
                                         given up (the call layer's) */
+    hotffi_list_t        calls;      /* those calls, by task->clink (the
+                                        call layer's) */
     uint32_t             spin_streak;  /* calls in a row answered while
                                           the loop spun: hotffi_call_spin() */
     hotffi_task_pool_t   tasks;
     hotffi_list_t        runtimes;   /* every runtime not yet freed, by
                                         the runtime layer's link */
     /* set by the runtime layer: frees the runtime of link (teardown) */
-    void               (*forget_runtime)(hotffi_list_t *link);
+    void               (*free_runtime)(hotffi_list_t *link);
     hotffi_list_t        wakes;      /* queues owed a wake-up, by
                                         q->wake_link */
 };
@@ -115,6 +131,18 @@ int hotffi_hub_fd(hotffi_hub_t *hub);
 
 /* thread: any.  task: ownership passes to the hub. */
 void hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task);
+
+/*
+ * thread: any.  Wakes the event loop to drain (a log line was pushed on an
+ * empty hub->log); wake-ups pending coalesce.
+ */
+void hotffi_hub_notify(hotffi_hub_t *hub);
+
+/*
+ * thread: any.  The process's hub -- the first made and not yet destroyed,
+ * the nginx worker's -- or NULL: where lines that name no runtime go.
+ */
+hotffi_hub_t *hotffi_hub_process(void);
 
 /* thread: event loop.  Handles every answer waiting; returns how many. */
 unsigned hotffi_hub_drain(hotffi_hub_t *hub);

@@ -14,6 +14,7 @@
 #include <sys/sysmacros.h>
 
 #include "hotffi_library.h"
+#include "hotffi_elf.h"
 
 
 /* how many spellings of one path may be mapped at once */
@@ -212,18 +213,60 @@ hotffi_library_searched(const char *file, char *err, size_t errlen)
 }
 
 
+/*
+ * thread: event loop.
+ * Fills lib's file identity, and lib->single, from the file its dynamic
+ * section was mapped from; a path whose file was replaced since leaves the
+ * modification time and the language unknown.
+ */
+static void
+hotffi_library_identify(hotffi_library_t *lib)
+{
+    struct stat       st;
+    struct link_map  *lm;
+
+    if (dlinfo(lib->handle, RTLD_DI_LINKMAP, &lm) != 0
+        || hotffi_library_file_at((uintptr_t) lm->l_ld, &lib->dev_major,
+                                  &lib->dev_minor, &lib->ino) != HOTFFI_OK)
+    {
+        lib->dev_major = 0;
+        lib->dev_minor = 0;
+        lib->ino = 0;
+        return;
+    }
+
+    if (stat(lm->l_name, &st) == 0 && st.st_ino == lib->ino
+        && major(st.st_dev) == lib->dev_major
+        && minor(st.st_dev) == lib->dev_minor)
+    {
+        lib->mtime = (int64_t) st.st_mtime;
+        lib->single = hotffi_elf_single(lm->l_name);
+    }
+}
+
+
 /* thread: event loop */
 int
 hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
     char *err, size_t errlen)
 {
     char        buf[512], spelled[4096];
-    const char  *file, *reason;
+    const char  *file, *reason, *single, *plain;
 
     memset(lib, 0, sizeof(hotffi_library_t));
 
-    file = hotffi_library_file(name, buf, sizeof(buf));
-    file = hotffi_library_spelling(file, spelled, sizeof(spelled));
+    plain = hotffi_library_file(name, buf, sizeof(buf));
+    file = hotffi_library_spelling(plain, spelled, sizeof(spelled));
+
+    /* a second mapping of a replaced file: its constructors would run */
+    if (file != plain && (single = hotffi_elf_single(plain)) != NULL) {
+        (void) snprintf(err, errlen, "\"%s\" is a %s library whose older "
+                        "file is still loaded in this process, and %s runs "
+                        "one runtime per process, never unloaded: its new "
+                        "code starts with nginx -s reload", plain, single,
+                        single);
+        return HOTFFI_ERROR;
+    }
 
     lib->handle = dlopen(file, RTLD_NOW | (global ? RTLD_GLOBAL : RTLD_LOCAL));
     if (lib->handle == NULL) {
@@ -256,7 +299,51 @@ hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
     *(void **) &lib->fini = dlsym(lib->handle, "libffi_fini");
     *(void **) &lib->retire = dlsym(lib->handle, "libffi_retire");
 
+    hotffi_library_identify(lib);
+
     return HOTFFI_OK;
+}
+
+
+/* thread: event loop */
+int
+hotffi_library_replaceable(const hotffi_library_t *lib, const char *name,
+    char *err, size_t errlen)
+{
+    int          same, ours;
+    char         buf[512];
+    void        *mapped;
+    const char  *file;
+
+    if (lib->single == NULL) {
+        return HOTFFI_OK;
+    }
+
+    file = hotffi_library_file(name, buf, sizeof(buf));
+
+    /* lib's mapping, and, for a path, still its file */
+    mapped = dlopen(file, RTLD_NOW | RTLD_NOLOAD);
+    ours = mapped != NULL && mapped == lib->handle;
+    same = ours && (strchr(file, '/') == NULL
+                    || hotffi_library_is_file(mapped, file));
+
+    if (mapped) {
+        (void) dlclose(mapped);
+    }
+
+    if (same) {
+        return HOTFFI_OK;
+    }
+
+    (void) snprintf(err, errlen, "cannot replace a %s library in place: %s "
+                    "runs one runtime per process and never unloads it, and "
+                    "\"%s\" is %s; reload with the same library (a new "
+                    "cfg) in place, and start new %s code with nginx -s "
+                    "reload", lib->single, lib->single, file,
+                    ours ? "a new file since it was loaded"
+                         : "another library",
+                    lib->single);
+    return HOTFFI_DECLINED;
 }
 
 

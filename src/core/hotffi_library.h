@@ -20,6 +20,16 @@ struct hotffi_library_s {
     hotffi_init_pt     init;     /* libffi_init, required */
     hotffi_fini_pt     fini;     /* libffi_fini, optional */
     hotffi_retire_pt   retire;   /* libffi_retire, optional */
+
+    /* the file mapped, for operators (ino 0: unknown) */
+    unsigned long      dev_major;
+    unsigned long      dev_minor;
+    unsigned long      ino;
+    int64_t            mtime;    /* seconds since the epoch; 0: unknown */
+
+    /* the language whose runtime exists once per process (hotffi_elf.h),
+       a static string, or NULL */
+    const char        *single;
 };
 
 
@@ -35,9 +45,25 @@ struct hotffi_library_s {
  * would hand back the old mapping for the same path, so the path is spelled
  * differently ("dir/./lib.so").  That is how a reload runs new code while
  * the old code stays mapped for a rollback.  The same file opened twice
- * shares one mapping.
+ * shares one mapping.  A library whose runtime can exist only once in a
+ * process (Go, see hotffi_elf.h) is refused such a second mapping, before
+ * it is mapped.
+ *
+ * lib's file identity fields say which file was mapped, whatever happens
+ * to the path later.
  */
 int hotffi_library_open(hotffi_library_t *lib, const char *name, int global,
+    char *err, size_t errlen);
+
+/*
+ * thread: event loop.  Whether name may replace lib's code in place: yes,
+ * unless lib's runtime exists once per process (lib->single) and name
+ * would not open lib's very mapping -- another file, or lib's path holding
+ * a new file since -- for that library can never leave the process and a
+ * second one must not join it.  HOTFFI_OK, or HOTFFI_DECLINED with what
+ * works instead in err.  Maps nothing.
+ */
+int hotffi_library_replaceable(const hotffi_library_t *lib, const char *name,
     char *err, size_t errlen);
 
 /*

@@ -89,7 +89,7 @@ hotffi_pollers_cmp(const void *a, const void *b)
 }
 
 
-/* thread: event loop */
+/* thread: init */
 void
 hotffi_pollers_list(hotffi_threads_t *t)
 {
@@ -147,7 +147,7 @@ failed:
 }
 
 
-/* thread: event loop */
+/* thread: init */
 void
 hotffi_pollers_note_new(hotffi_pollers_t *p, const hotffi_threads_t *before)
 {

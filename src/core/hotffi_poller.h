@@ -46,7 +46,8 @@ typedef struct {
     atomic_uint   n;           /* slots claimed; past the max: unprovable */
 
     /* the port's, as the port is its version's: written by the noted
-       thread (or the event loop, for init's threads), read by the reaper */
+       thread (or the init thread, for init's threads), read by the
+       reaper */
     atomic_int    tids[HOTFFI_POLLER_MAX];
     atomic_uint   stops;       /* polls that returned NULL; see below */
 } hotffi_pollers_t;
@@ -75,13 +76,13 @@ int hotffi_pollers_note_self(hotffi_pollers_t *p);
 void hotffi_pollers_note_stop(hotffi_pollers_t *p);
 
 /*
- * thread: event loop.  Lists the process's threads into t; t->tids stays
- * NULL when /proc cannot be read.  The caller frees t->tids.
+ * thread: init (hotffi_version.h).  Lists the process's threads into t;
+ * t->tids stays NULL when /proc cannot be read.  The caller frees t->tids.
  */
 void hotffi_pollers_list(hotffi_threads_t *t);
 
 /*
- * thread: event loop.  Notes the threads that exist now and were not in
+ * thread: init.  Notes the threads that exist now and were not in
  * before (a NULL before.tids: the port cannot be proved).
  */
 void hotffi_pollers_note_new(hotffi_pollers_t *p,

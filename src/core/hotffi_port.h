@@ -33,8 +33,8 @@ struct hotffi_port_s {
     unsigned         open;
 
     /* hotffi_init_error()'s copy, HOTFFI_ERR_MAX bytes, read after init,
-       or after retire (the hub's mutex orders the reaper's write before
-       the event loop reads) */
+       or after retire (the hub's mutex orders the init thread's or the
+       reaper's write before the event loop reads) */
     char            *init_error;
 
     /* the runtime's, through hotffi_tq_set_data(); set before its threads */

@@ -118,6 +118,11 @@ hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task)
         goto done;
     }
 
+    if (q->max_inflight && q->outstanding - q->count >= q->max_inflight) {
+        rc = HOTFFI_QUEUE_INFLIGHT;
+        goto done;
+    }
+
     if (q->count == q->cap && hotffi_queue_grow(q) != HOTFFI_OK) {
         rc = HOTFFI_ERROR;
         goto done;
@@ -125,6 +130,7 @@ hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task)
 
     q->ring[(q->head + q->count) % q->cap] = task;
     q->count++;
+    q->outstanding++;
     atomic_store_explicit(&q->ready, q->count, memory_order_release);
     rc = HOTFFI_OK;
 
@@ -142,6 +148,55 @@ done:
     (void) pthread_mutex_unlock(&q->mtx);
 
     return rc == HOTFFI_OK && wake ? HOTFFI_QUEUE_OWED : rc;
+}
+
+
+/* thread: event loop */
+void
+hotffi_queue_answered(hotffi_queue_t *q)
+{
+    q->outstanding--;
+}
+
+
+/* thread: event loop */
+int
+hotffi_queue_cancel(hotffi_queue_t *q, hotffi_task_t *task)
+{
+    uint32_t  i;
+
+    (void) pthread_mutex_lock(&q->mtx);
+
+    for (i = 0; i < q->count; i++) {
+        if (q->ring[(q->head + i) % q->cap] == task) {
+            break;
+        }
+    }
+
+    if (i == q->count) {
+        (void) pthread_mutex_unlock(&q->mtx);
+        return HOTFFI_DECLINED;
+    }
+
+    /* the tasks before it move up one slot: FIFO order stays */
+    for ( /* void */ ; i > 0; i--) {
+        q->ring[(q->head + i) % q->cap] = q->ring[(q->head + i - 1) % q->cap];
+    }
+
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+    q->outstanding--;
+
+    atomic_store_explicit(&q->ready, q->count + q->stopped,
+                          memory_order_release);
+
+    if (q->stopped && q->count == 0) {
+        (void) pthread_cond_broadcast(&q->drained);
+    }
+
+    (void) pthread_mutex_unlock(&q->mtx);
+
+    return HOTFFI_OK;
 }
 
 

@@ -19,6 +19,15 @@
  * The ring grows on demand up to max, so a runtime loaded with the default
  * max_queue of 65536 does not cost 512 KiB until it is that busy.
  *
+ * max bounds the tasks waiting; max_inflight bounds those taken by the
+ * runtime and not yet handed back to the event loop (outstanding - count):
+ * a runtime that takes calls and never answers holds at most that many.
+ * A task whose caller gave up leaves the ring at once
+ * (hotffi_queue_cancel()), so its slot is free at the timeout, not when
+ * the runtime polls again; callers mostly give up in the order they
+ * posted (one timeout for all), so the task is found near the head, and
+ * the ring closes the gap by moving the few before it.
+ *
  * locks: mtx guards every field but the three atomics (ready, spinners,
  * spin_wait) and the event loop's own (owed, wake_link).  Pollers wait on
  * cond, signalled on push and broadcast on stop; a drain waiter waits on
@@ -57,6 +66,8 @@ struct hotffi_queue_s {
     hotffi_task_t   **ring;
     uint32_t          cap;        /* slots allocated */
     uint32_t          max;        /* slots allowed */
+    uint32_t          max_inflight;  /* outstanding - count allowed; set
+                                        before any thread sees q */
     uint32_t          head;       /* oldest task */
     uint32_t          count;
     uint32_t          pollers;    /* threads parked in poll */
@@ -67,13 +78,17 @@ struct hotffi_queue_s {
     atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
 
     /* event loop only */
+    uint32_t          outstanding;  /* pushed, not yet answered (or
+                                       cancelled out of the ring) */
     uint32_t          owed;       /* wake-ups owed to parked pollers */
     hotffi_list_t     wake_link;  /* on hub->wakes: a wake-up deferred */
 };
 
 
 /* hotffi_queue_push(): queued, and a parked poller is owed a wake-up */
-#define HOTFFI_QUEUE_OWED  1
+#define HOTFFI_QUEUE_OWED      1
+/* hotffi_queue_push(): refused, the runtime holds max_inflight tasks */
+#define HOTFFI_QUEUE_INFLIGHT  -10
 
 
 /* thread: any.  max >= 1.  Returns NULL when out of memory. */
@@ -86,11 +101,23 @@ void hotffi_queue_destroy(hotffi_queue_t *q);
  * thread: event loop.  Never blocks.  Queued: HOTFFI_OK when a spinning
  * poller (or none at all) will see the task, HOTFFI_QUEUE_OWED when a
  * parked poller is owed a wake-up, which is not paid yet (see
- * hotffi_queue_wake()).  Refused: HOTFFI_BUSY when full, HOTFFI_DECLINED
- * when stopped, HOTFFI_ERROR when the ring could not grow.  task:
- * ownership passes to the queue when queued only.
+ * hotffi_queue_wake()).  Refused: HOTFFI_BUSY when full,
+ * HOTFFI_QUEUE_INFLIGHT when the runtime holds max_inflight tasks,
+ * HOTFFI_DECLINED when stopped, HOTFFI_ERROR when the ring could not grow.
+ * task: ownership passes to the queue when queued only; each queued task
+ * must come back through hotffi_queue_answered() or hotffi_queue_cancel().
  */
 int hotffi_queue_push(hotffi_queue_t *q, hotffi_task_t *task);
+
+/* thread: event loop.  A pushed task is back (answered, skipped, failed). */
+void hotffi_queue_answered(hotffi_queue_t *q);
+
+/*
+ * thread: event loop.  Takes task out of the ring if no poll took it yet:
+ * HOTFFI_OK, and task is the caller's again (it counts as back); otherwise
+ * HOTFFI_DECLINED, and task stays where it is.
+ */
+int hotffi_queue_cancel(hotffi_queue_t *q, hotffi_task_t *task);
 
 /* thread: event loop.  Wakes the parked pollers that pushes owe a wake-up. */
 void hotffi_queue_wake(hotffi_queue_t *q);

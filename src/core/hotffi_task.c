@@ -48,6 +48,7 @@ hotffi_task_create(hotffi_task_pool_t *pool, hotffi_hub_t *hub,
     atomic_init(&task->cancelled, 0);
     hotffi_list_init(&task->link);
     hotffi_list_init(&task->glink);
+    hotffi_list_init(&task->clink);
 
     task->handler = handler;
     task->hub = hub;

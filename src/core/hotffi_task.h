@@ -19,7 +19,7 @@
  * other fields belong to the event loop.
  *
  * A finished task carries its own completion handler, set by whoever made
- * it (the call layer for a call, the runtime layer for a version's RETIRE
+ * it (the call layer for a call, the runtime layer for a version's REAPED
  * task), as nginx's thread pool tasks carry task->event.handler: the hub
  * drains the completion list and calls task->handler, and so depends on
  * nothing above it.
@@ -62,23 +62,29 @@ struct hotffi_task_s {
        (event loop only): never both at once */
     hotffi_list_t        link;
     hotffi_task_handler_pt  handler; /* set by the task's maker */
-    void                *data;       /* the handler's: RETIRE's version */
+    void                *data;       /* the handler's: REAPED's version */
     hotffi_hub_t        *hub;        /* outlives the task */
     hotffi_runtime_t    *rt;         /* a call's: the call layer holds a
                                         reference on it */
 
     /* event loop only */
     hotffi_list_t        glink;      /* its group's list; unlinked in none */
+    hotffi_list_t        clink;      /* hub->calls while a caller waits */
     void                *waiter;     /* host's wake-up object, hub frees it */
     unsigned             done:1;     /* answered and drained */
+    unsigned             gone:1;     /* given up by the host for its
+                                        caller (hotffi_call_give_up_all()) */
     unsigned             woke:1;     /* its push owed a parked runtime
                                         thread a wake-up (HOTFFI_QUEUE_OWED):
                                         the answer comes late, see
                                         hotffi_call_spin() */
+    unsigned             resting:1;  /* posted while its runtime rested
+                                        from missed spins */
 
     atomic_int           cancelled;  /* event loop writes, runtime reads */
 
-    uint64_t             posted;     /* hotffi_spin_now(), event loop */
+    uint64_t             posted;     /* hotffi_spin_now(), event loop:
+                                        the start of its latency */
 
     /* written by the runtime before respond() */
     uint64_t             answered;   /* hotffi_spin_now(), in respond() */

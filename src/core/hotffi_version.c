@@ -20,6 +20,7 @@
 /* how long an unloaded unpin runtime's threads may take to end, by default */
 #define HOTFFI_VERSION_GRACE_MS      10000
 #define HOTFFI_VERSION_GRACE_MAX_MS  3600000   /* above an hour: a typo */
+#define HOTFFI_VERSION_NAME_MAX      256       /* "lib&cfg" in messages */
 
 
 /* thread: event loop.  Blocks every signal, keeping the old mask. */
@@ -65,24 +66,33 @@ hotffi_version_alloc(const hotffi_version_owner_t *owner, const char *lib,
     v->port.queue = owner->queue;
     hotffi_list_init(&v->kept_link);
     v->lib_name = strdup(lib);
-    v->retire = calloc(1, sizeof(hotffi_task_t));
+    v->start = calloc(1, sizeof(hotffi_task_t));
+    v->reaped_task = calloc(1, sizeof(hotffi_task_t));
     v->cfg_len = cfg_len;
 
     if (cfg) {
         v->cfg = hotffi_copy(cfg, cfg_len);
     }
 
-    if (v->lib_name == NULL || v->retire == NULL || (cfg && v->cfg == NULL)) {
+    if (v->lib_name == NULL || v->start == NULL || v->reaped_task == NULL
+        || (cfg && v->cfg == NULL))
+    {
         hotffi_version_free(v);
         return NULL;
     }
 
-    /* not a pool's: it lives and dies with v */
-    hotffi_list_init(&v->retire->link);
-    hotffi_list_init(&v->retire->glink);
-    v->retire->hub = owner->hub;
-    v->retire->handler = owner->reaped;
-    v->retire->data = v;
+    /* not a pool's: they live and die with v */
+    hotffi_list_init(&v->start->link);
+    hotffi_list_init(&v->start->glink);
+    v->start->hub = owner->hub;
+    v->start->handler = owner->started;
+    v->start->data = v;
+
+    hotffi_list_init(&v->reaped_task->link);
+    hotffi_list_init(&v->reaped_task->glink);
+    v->reaped_task->hub = owner->hub;
+    v->reaped_task->handler = owner->reaped;
+    v->reaped_task->data = v;
 
     return v;
 }
@@ -137,7 +147,7 @@ hotffi_version_clone(hotffi_version_t *v, char *err, size_t errlen)
 
 
 /*
- * thread: event loop.
+ * thread: any (it reads what open set).
  * Whether v's threads are proved gone by the kernel (hotffi_poller.h): its
  * library cannot say so itself, and unpin wants it closed.
  */
@@ -148,58 +158,38 @@ hotffi_version_by_threads(hotffi_version_t *v)
 }
 
 
-/* libffi_init() on a thread of its own (see hotffi_version_init()) */
-typedef struct {
-    hotffi_version_t  *v;
-    char              *cfg;
-    int                rc;
-} hotffi_version_init_t;
-
-
-/* thread: init, joined by the event loop */
+/*
+ * thread: init.  libffi_init() with every signal blocked (inherited from the
+ * event loop, see hotffi_version_start()), noting the threads it starts
+ * where they must be proved gone; then START goes back through the hub,
+ * whose mutex orders this thread's writes (init_rc, the port's init_error)
+ * before the event loop reads them.
+ */
 static void *
 hotffi_version_init_thread(void *data)
 {
-    hotffi_version_init_t  *in = data;
+    int                noting;
+    hotffi_version_t  *v = data;
+    hotffi_threads_t   before;
 
-    in->rc = in->v->lib.init(in->cfg, &in->v->port);
+    noting = hotffi_version_by_threads(v);
 
-    return NULL;
-}
-
-
-/*
- * thread: event loop.  Calls libffi_init().  A version whose threads the
- * kernel must prove gone runs it on a thread of its own, joined at once:
- * thread-local destructors its code registers there (Rust's std does, in
- * thread::spawn) then run as that thread ends, and do not keep the library
- * mapped for ever as they would on the event loop's thread, which never
- * ends.
- */
-static int
-hotffi_version_init(hotffi_version_t *v, char *cfg, int own_thread)
-{
-    pthread_t               tid;
-    hotffi_version_init_t   in;
-
-    if (own_thread) {
-        in.v = v;
-        in.cfg = cfg;
-        in.rc = 0;
-
-        /* &in (and v, cfg through it): this frame's, borrowed by the init
-           thread, which is joined before the frame ends */
-        if (pthread_create(&tid, NULL, hotffi_version_init_thread, &in)
-            == 0)
-        {
-            (void) pthread_join(tid, NULL);
-            return in.rc;
-        }
-
-        /* no thread to be had: the library may stay mapped, no worse */
+    /* listed from here, this thread is not one init started */
+    if (noting) {
+        hotffi_pollers_list(&before);
     }
 
-    return v->lib.init(cfg, &v->port);
+    v->init_rc = v->lib.init(v->init_cfg, &v->port);
+
+    if (noting) {
+        /* the threads it started, polling yet or not */
+        hotffi_pollers_note_new(&v->port.pollers, &before);
+        free(before.tids);
+    }
+
+    hotffi_hub_complete(v->owner.hub, v->start);
+
+    return NULL;
 }
 
 
@@ -208,17 +198,13 @@ int
 hotffi_version_start(hotffi_version_t *v, const char *state,
     size_t state_len, char *err, size_t errlen)
 {
-    int               rc, noting;
-    char             *copy;
-    sigset_t          saved;
-    hotffi_threads_t  before;
+    int       rc;
+    sigset_t  saved;
 
     /* the runtime may keep or change its cfg only until init returns */
-    copy = NULL;
-
     if (v->cfg) {
-        copy = hotffi_copy(v->cfg, v->cfg_len);
-        if (copy == NULL) {
+        v->init_cfg = hotffi_copy(v->cfg, v->cfg_len);
+        if (v->init_cfg == NULL) {
             (void) snprintf(err, errlen, "out of memory");
             return HOTFFI_ERROR;
         }
@@ -226,44 +212,63 @@ hotffi_version_start(hotffi_version_t *v, const char *state,
 
     v->port.state = state;
     v->port.state_len = state ? state_len : 0;
-
-    noting = hotffi_version_by_threads(v);
-    hotffi_pollers_init(&v->port.pollers, noting);
-
-    if (noting) {
-        hotffi_pollers_list(&before);
-    }
+    hotffi_pollers_init(&v->port.pollers, hotffi_version_by_threads(v));
 
     /*
      * Threads inherit their creator's signal mask: with every signal blocked
-     * here, the threads libffi_init() starts never take the host's signals
-     * (a SIGQUIT taken by a runtime thread would not wake nginx's loop).
+     * here, the init thread and the threads libffi_init() starts never take
+     * the host's signals (a SIGQUIT taken by a runtime thread would not wake
+     * nginx's loop).  v: the init thread's until START arrives, the event
+     * loop leaves it alone meanwhile.
      */
     hotffi_signals_block(&saved);
-    rc = hotffi_version_init(v, copy, noting);
+    rc = pthread_create(&v->starter, NULL, hotffi_version_init_thread, v);
     (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
 
-    if (noting) {
-        /* the threads it started, polling yet or not */
-        hotffi_pollers_note_new(&v->port.pollers, &before);
-        free(before.tids);
+    if (rc != 0) {
+        free(v->init_cfg);
+        v->init_cfg = NULL;
+        v->port.state = NULL;
+        v->port.state_len = 0;
+        (void) snprintf(err, errlen, "runtime \"%s\" not started: "
+                        "pthread_create() failed", v->owner.name);
+        return HOTFFI_ERROR;
     }
 
-    free(copy);
+    return HOTFFI_OK;
+}
+
+
+/* thread: event loop */
+int
+hotffi_version_started(hotffi_version_t *v, char *err, size_t errlen)
+{
+    char  name[HOTFFI_VERSION_NAME_MAX];
+
+    /* it only has to return from hotffi_hub_complete(): a short wait */
+    (void) pthread_join(v->starter, NULL);
+
+    free(v->init_cfg);
+    v->init_cfg = NULL;
     v->port.state = NULL;
     v->port.state_len = 0;
 
-    if (rc == 0) {
+    if (v->init_rc == 0) {
         hotffi_queue_open_port(v->port.queue, &v->port);
         return HOTFFI_OK;
     }
 
     /* threads libffi_init() may have started see the stop */
     hotffi_queue_stop_port(v->port.queue, &v->port);
-    v->init_rc = rc;
 
+    /* named by what it tried, "lib&cfg": a reload's new ones, not the old */
+    (void) snprintf(name, sizeof(name), "%s%s%.*s", v->lib_name,
+                    v->cfg ? "&" : "",
+                    v->cfg ? (int) (v->cfg_len < sizeof(name)
+                                    ? v->cfg_len : sizeof(name)) : 0,
+                    v->cfg ? v->cfg : "");
     hotffi_err_format(err, errlen, "libffi_init() of runtime \"%s\" failed: "
-                      "%d%s%s", v->owner.name, rc,
+                      "%d%s%s", name, v->init_rc,
                       v->port.init_error ? ": " : "",
                       v->port.init_error ? v->port.init_error : "");
     return HOTFFI_ERROR;
@@ -290,7 +295,7 @@ hotffi_version_reap_thread(void *data)
     hotffi_version_t  *v = data;
 
     /*
-     * The event loop leaves v alone until RETIRE comes back: only the
+     * The event loop leaves v alone until REAPED comes back: only the
      * reaper writes retire_rc and state, and the hub's mutex orders those
      * writes before the event loop reads them.
      */
@@ -321,7 +326,7 @@ hotffi_version_reap_thread(void *data)
         v->retire_rc = hotffi_pollers_wait_gone(&v->port.pollers, grace);
     }
 
-    hotffi_hub_complete(v->owner.hub, v->retire);
+    hotffi_hub_complete(v->owner.hub, v->reaped_task);
 
     return NULL;
 }
@@ -393,7 +398,9 @@ hotffi_version_free(hotffi_version_t *v)
 {
     free(v->port.init_error);
     free(v->state);
-    free(v->retire);
+    free(v->init_cfg);
+    free(v->start);
+    free(v->reaped_task);
     free(v->cfg);
     free(v->lib_name);
     free(v);

@@ -6,10 +6,20 @@
  * DESIGN
  * A runtime (hotffi_runtime.h) keeps its queue and its handle for life; a
  * load starts its first version and every reload starts another.  A
- * version ends by being reaped: its port is stopped (or, on unload, the
+ * version starts on a thread of its own (the init thread): libffi_init()
+ * may take seconds (a Python import, a connection pool), and the event
+ * loop serves meanwhile; calls queue, as the port opens only once init
+ * returned 0.  The init thread then sends the version's START task through
+ * the hub, and the runtime goes on from the event loop, as for REAPED
+ * below.  Being a thread that ends, it also lets thread-local destructors
+ * that init's code registers run (Rust's std does, in thread::spawn):
+ * on the event loop's thread, which never ends, they would keep the
+ * library mapped for ever.
+ *
+ * A version ends by being reaped: its port is stopped (or, on unload, the
  * queue drains), then a reaper thread of its own calls libffi_retire() --
  * which may hand back state -- or libffi_fini(), and sends the version's
- * RETIRE task through the hub, so that the runtime goes on from the event
+ * REAPED task through the hub, so that the runtime goes on from the event
  * loop.  A library that exports neither cannot prove its threads gone: its
  * version is never reaped, its port stays allocated for threads that may
  * still poll it, and its library stays open -- unless the runtime was
@@ -18,7 +28,7 @@
  * HOTFFI_UNPIN_GRACE_MS at most, and the version is proved, or kept.
  *
  * A version knows its runtime only through what the runtime lent it at
- * open (hotffi_version_owner_t): the RETIRE task's handler, set by the
+ * open (hotffi_version_owner_t): the REAPED task's handler, set by the
  * runtime layer, carries the end of a reaping back up.
  */
 
@@ -41,7 +51,8 @@ typedef struct {
     hotffi_queue_t          *queue;
     const char              *name;      /* the runtime's, for messages */
     hotffi_runtime_t        *rt;        /* opaque here: for reaped */
-    hotffi_task_handler_pt   reaped;    /* RETIRE's handler (event loop) */
+    hotffi_task_handler_pt   started;   /* START's handler (event loop) */
+    hotffi_task_handler_pt   reaped;    /* REAPED's handler (event loop) */
     unsigned                 global:1;  /* RTLD_GLOBAL */
     unsigned                 unpin:1;   /* dlclose() once proved gone */
 } hotffi_version_owner_t;
@@ -55,9 +66,16 @@ struct hotffi_version_s {
     char               *cfg;         /* NUL-terminated copy; NULL for nil */
     size_t              cfg_len;
     uint64_t            number;      /* 1 for the first load, then counts */
-    hotffi_task_t      *retire;      /* v's; in the hub's list from the
+    hotffi_task_t      *start;       /* v's; in the hub's list from the
+                                        init thread's complete() to the
+                                        drain */
+    pthread_t           starter;     /* joined when START arrives */
+    char               *init_cfg;    /* the copy init gets; freed then */
+    double              since;       /* when it began to serve, wall clock
+                                        seconds; 0: it has not */
+    hotffi_task_t      *reaped_task; /* v's; in the hub's list from the
                                         reaper's complete() to the drain */
-    pthread_t           reaper;      /* joined when RETIRE arrives */
+    pthread_t           reaper;      /* joined when REAPED arrives */
     hotffi_list_t       kept_link;   /* on the runtime's kept list */
     /*
      * The bits share a word: the event loop writes them only before v's
@@ -69,9 +87,10 @@ struct hotffi_version_s {
     unsigned            final:1;     /* unload: wait for the queue to drain */
     unsigned            handover:1;  /* ask libffi_retire() for state */
 
-    int                 init_rc;     /* libffi_init()'s, when it failed */
+    /* written by the init thread, read once START has arrived */
+    int                 init_rc;     /* libffi_init()'s */
 
-    /* written by the reaper, read once RETIRE has arrived */
+    /* written by the reaper, read once REAPED has arrived */
     int                 retire_rc;   /* libffi_retire()'s, or the proof's */
     char               *state;       /* malloc()'ed by the runtime, ours */
     size_t              state_len;
@@ -95,12 +114,21 @@ hotffi_version_t *hotffi_version_clone(hotffi_version_t *v, char *err,
     size_t errlen);
 
 /*
- * thread: event loop.  Calls libffi_init() on a fresh port; state (borrowed,
- * may be NULL) is what hotffi_state() gives it.  On failure the port is
- * stopped, so threads libffi_init() started end, and err says why.
+ * thread: event loop.  Starts v's init thread, which calls libffi_init() on
+ * a fresh port and sends v's START task; state (borrowed until START has
+ * arrived, may be NULL) is what hotffi_state() gives it.  HOTFFI_ERROR
+ * with err set when no thread could be made: nothing was started.
  */
 int hotffi_version_start(hotffi_version_t *v, const char *state,
     size_t state_len, char *err, size_t errlen);
+
+/*
+ * thread: event loop, in owner.started.  v's START task arrived: its init
+ * thread is joined, and its port opened (HOTFFI_OK) or, when libffi_init()
+ * failed, stopped, so that threads it started end (HOTFFI_ERROR, err says
+ * why, v->init_rc what it returned).
+ */
+int hotffi_version_started(hotffi_version_t *v, char *err, size_t errlen);
 
 /* Whether v's library can prove its threads gone (fini or retire). */
 int hotffi_version_reapable(hotffi_version_t *v);
@@ -113,7 +141,7 @@ int hotffi_version_reapable(hotffi_version_t *v);
 int hotffi_version_reap(hotffi_version_t *v);
 
 /*
- * thread: event loop, in owner.reaped.  v's RETIRE task arrived: its reaper
+ * thread: event loop, in owner.reaped.  v's REAPED task arrived: its reaper
  * is joined.
  */
 void hotffi_version_reaped(hotffi_version_t *v);

@@ -8,12 +8,15 @@
  */
 
 #include "ngx_http_hotffi_module.h"
+#include "hotffi_audit.h"
 #include "hotffi_call.h"
 #include "hotffi_err.h"
 #include "hotffi_hub.h"
+#include "hotffi_metrics.h"
 #include "hotffi_queue.h"
 #include "hotffi_runtime.h"
 #include "hotffi_task.h"
+#include "hotffi_version.h"
 
 
 
@@ -30,10 +33,14 @@ typedef struct {
     uint64_t  failed;
     uint64_t  abandoned;
     uint64_t  rejected;
+    uint64_t  full;
+    uint64_t  inflight_full;
+    uint64_t  timeouts;
+    uint64_t  dropped;
     uint64_t  inflight;
     uint64_t  queued;
     uint64_t  unloaded;
-    uint64_t  retired;
+    uint64_t  closed;
     uint64_t  version;
     uint64_t  reloads;
     uint64_t  reload_failures;
@@ -50,6 +57,35 @@ typedef struct {
     double    seconds;
     int       overdue;
 } ngx_http_hotffi_ffi_reload_t;
+
+
+/*
+ * mirrors hotffi_ffi_serving_t in lua/resty/hotffi.lua: the serving
+ * version; the strings are borrowed until the runtime's next reload
+ */
+typedef struct {
+    uint64_t     version;
+    const char  *lib;
+    const char  *cfg;           /* NULL for nil */
+    size_t       cfg_len;
+    uint32_t     cfg_crc32;
+    uint64_t     dev_major;
+    uint64_t     dev_minor;
+    uint64_t     ino;           /* 0: unknown */
+    int64_t      mtime;         /* 0: unknown */
+    double       since;
+} ngx_http_hotffi_ffi_serving_t;
+
+
+/*
+ * mirrors hotffi_ffi_metrics_t in lua/resty/hotffi.lua: hotffi_metrics_t,
+ * then the gauges a scrape reads with them
+ */
+typedef struct {
+    hotffi_metrics_t  m;
+    uint64_t          inflight;
+    uint64_t          queued;
+} ngx_http_hotffi_ffi_metrics_t;
 
 
 /* mirrors hotffi_ffi_hub_stats_t in lua/resty/hotffi.lua */
@@ -80,21 +116,25 @@ ngx_http_hotffi_ffi_version(void)
 
 /*
  * lib: borrowed, NUL-terminated.  cfg: borrowed, cfg_len bytes, or NULL for
- * nil.  Returns the runtime with a reference that Lua drops with
- * ngx_http_hotffi_ffi_runtime_release(), or NULL with err set and, in
- * *init_rc, libffi_init()'s result (0: it was not called).
+ * nil.  name: borrowed, the runtime's name in messages, NULL for "lib&cfg".
+ * Starts the runtime (hotffi_runtime_load_start()): returns it with a
+ * reference that Lua drops with ngx_http_hotffi_ffi_runtime_release(), and
+ * in *psema the semaphore (the hub's) woken when libffi_init() has
+ * returned; then call runtime_started().  NULL with err set when the
+ * library could not be opened.
  */
 NGX_HTTP_HOTFFI_EXPORT void *
 ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
-    size_t cfg_len, uint32_t max_queue, int global, int unpin, int *init_rc,
-    u_char *err, size_t *errlen)
+    size_t cfg_len, const char *name, uint32_t max_queue,
+    uint32_t max_inflight, int global, int unpin, void **psema, u_char *err,
+    size_t *errlen)
 {
     char                    msg[HOTFFI_ERR_MAX];   /* a traceback's end */
+    char                   *serr;
+    void                   *sema;
     hotffi_hub_t           *hub;
     hotffi_runtime_t       *rt;
     hotffi_runtime_opts_t   opts;
-
-    *init_rc = 0;
 
     hub = ngx_http_hotffi_hub_get();
     if (hub == NULL) {
@@ -102,18 +142,74 @@ ngx_http_hotffi_ffi_runtime_load(const char *lib, const char *cfg,
         return NULL;
     }
 
+    serr = NULL;
+
+    if (ngx_http_hotffi_sema.create(&sema, 0, &serr) != NGX_OK) {
+        ngx_http_hotffi_set_err(err, errlen, serr ? serr : "no semaphore");
+        return NULL;
+    }
+
+    opts.name = name;
     opts.max_queue = max_queue;
+    opts.max_inflight = max_inflight;
     opts.global = global ? 1 : 0;
     opts.unpin = unpin ? 1 : 0;
 
-    rt = hotffi_runtime_load(hub, lib, cfg, cfg_len, &opts, init_rc,
-                             msg, sizeof(msg));
+    rt = hotffi_runtime_load_start(hub, lib, cfg, cfg_len, &opts, sema, msg,
+                                   sizeof(msg));
     if (rt == NULL) {
+        ngx_http_hotffi_sema.gc(sema);
         ngx_http_hotffi_set_err(err, errlen, msg);
         return NULL;
     }
 
+    *psema = sema;
     return rt;
+}
+
+
+/*
+ * The outcome of a load's start, once its caller stopped waiting on sema
+ * (NULL: it did not wait on one), which is then released: NGX_OK when the
+ * runtime serves, NGX_AGAIN while libffi_init() runs, NGX_ERROR when it
+ * failed, with err set and its rc in *init_rc.
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_started(void *rt, void *sema, int *init_rc,
+    u_char *err, size_t *errlen)
+{
+    int   rc;
+    char  msg[HOTFFI_ERR_MAX];
+
+    if (sema) {
+        hotffi_runtime_reload_release(rt, sema);
+    }
+
+    rc = hotffi_runtime_started(rt, init_rc, msg, sizeof(msg));
+
+    if (rc == HOTFFI_ERROR) {
+        ngx_http_hotffi_set_err(err, errlen, msg);
+        return NGX_ERROR;
+    }
+
+    return rc == HOTFFI_OK ? NGX_OK : NGX_AGAIN;
+}
+
+
+/*
+ * Blocks the event loop until the runtime's start or reload has ended, for
+ * timeout seconds at most: where Lua cannot wait on a semaphore
+ * (init_worker_by_lua*).  NGX_OK when it has ended, NGX_AGAIN otherwise.
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_wait(void *rt, double timeout)
+{
+    uint64_t  ns;
+
+    ns = timeout < 9.2e9 ? (uint64_t) (timeout * 1e9) : 0;
+
+    return hotffi_runtime_wait(rt, ns ? ns : 1) == HOTFFI_OK ? NGX_OK
+                                                             : NGX_AGAIN;
 }
 
 
@@ -142,14 +238,61 @@ ngx_http_hotffi_ffi_runtime_stats(void *p, ngx_http_hotffi_ffi_stats_t *out)
     out->failed = rt->stats.failed;
     out->abandoned = rt->stats.abandoned;
     out->rejected = rt->stats.rejected;
+    out->full = rt->stats.full;
+    out->inflight_full = rt->stats.inflight_full;
+    out->timeouts = rt->stats.timeouts;
+    out->dropped = rt->stats.dropped;
     out->inflight = rt->stats.inflight;
     out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
     out->unloaded = rt->unloaded;
-    out->retired = rt->retired;
+    out->closed = rt->closed;
     out->version = hotffi_runtime_version(rt);
     out->reloads = rt->stats.reloads;
     out->reload_failures = rt->stats.reload_failures;
     out->reloading = rt->old != NULL;
+}
+
+
+/* what a metrics scrape reads of a runtime (resty.hotffi.metrics) */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_runtime_metrics(void *p,
+    ngx_http_hotffi_ffi_metrics_t *out)
+{
+    hotffi_runtime_t  *rt = p;
+
+    out->m = rt->metrics;
+    out->inflight = rt->stats.inflight;
+    out->queued = rt->queue ? hotffi_queue_depth(rt->queue) : 0;
+}
+
+
+/*
+ * The version serving the runtime: NGX_OK, or NGX_DECLINED when none does
+ * (unloaded, or between two versions of a reload).
+ */
+NGX_HTTP_HOTFFI_EXPORT int
+ngx_http_hotffi_ffi_runtime_serving(void *p,
+    ngx_http_hotffi_ffi_serving_t *out)
+{
+    hotffi_runtime_t  *rt = p;
+    hotffi_version_t  *v = rt->current;
+
+    if (v == NULL || rt->unloaded) {
+        return NGX_DECLINED;
+    }
+
+    out->version = v->number;
+    out->lib = v->lib_name;
+    out->cfg = v->cfg;
+    out->cfg_len = v->cfg_len;
+    out->cfg_crc32 = v->cfg ? hotffi_audit_crc32(v->cfg, v->cfg_len) : 0;
+    out->dev_major = v->lib.dev_major;
+    out->dev_minor = v->lib.dev_minor;
+    out->ino = v->lib.ino;
+    out->mtime = v->lib.mtime;
+    out->since = v->since;
+
+    return NGX_OK;
 }
 
 
@@ -202,9 +345,9 @@ ngx_http_hotffi_ffi_runtime_reload(void *rt, const char *lib,
  * reload may have released sema already: the core knows.
  */
 NGX_HTTP_HOTFFI_EXPORT void
-ngx_http_hotffi_ffi_runtime_reload_forget(void *rt, void *sema)
+ngx_http_hotffi_ffi_runtime_reload_release(void *rt, void *sema)
 {
-    hotffi_runtime_reload_forget(rt, sema);
+    hotffi_runtime_reload_release(rt, sema);
 }
 
 
@@ -416,4 +559,12 @@ NGX_HTTP_HOTFFI_EXPORT void
 ngx_http_hotffi_ffi_call_abandon(void *task)
 {
     hotffi_call_abandon(task);
+}
+
+
+/* the caller gives up because its timeout passed: counted as such */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_call_timeout(void *task)
+{
+    hotffi_call_timeout(task);
 }

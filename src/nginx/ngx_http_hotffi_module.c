@@ -7,8 +7,15 @@
 #include <dlfcn.h>
 
 #include "ngx_http_hotffi_module.h"
+#include "hotffi_call.h"
+#include "hotffi_env.h"
 #include "hotffi_hub.h"
 #include "hotffi_runtime.h"
+
+
+/* how long an exiting worker's calls may still wait for their answers */
+#define NGX_HTTP_HOTFFI_GRACE_MS      3000
+#define NGX_HTTP_HOTFFI_GRACE_MAX_MS  3600000   /* above an hour: a typo */
 
 
 static ngx_int_t ngx_http_hotffi_init_module(ngx_cycle_t *cycle);
@@ -20,6 +27,7 @@ ngx_http_hotffi_sema_api_t   ngx_http_hotffi_sema;
 
 static ngx_connection_t     *ngx_http_hotffi_notify;
 static ngx_event_t           ngx_http_hotffi_wakes;
+static ngx_event_t           ngx_http_hotffi_grace;
 
 
 static ngx_http_module_t  ngx_http_hotffi_module_ctx = {
@@ -113,6 +121,19 @@ ngx_http_hotffi_log(void *ctx, int level, const char *msg)
 }
 
 
+/*
+ * thread: event loop.  hub host hook: a runtime's line (hotffi_log()), at
+ * its own level, through the cycle's log: the main error_log, reopened by
+ * nginx itself on USR1.
+ */
+static void
+ngx_http_hotffi_line(void *ctx, int level, const char *line, size_t len)
+{
+    ngx_log_error((ngx_uint_t) level, ngx_cycle->log, 0, "hotffi: %*s",
+                  len, line);
+}
+
+
 /* thread: event loop */
 static void
 ngx_http_hotffi_notify_handler(ngx_event_t *ev)
@@ -163,6 +184,11 @@ ngx_http_hotffi_hub_get(void)
     host.defer = ngx_http_hotffi_defer;
     host.log = ngx_http_hotffi_log;
     host.log_ctx = NULL;
+    host.line = ngx_http_hotffi_line;
+
+    /* lines more verbose than the main error_log are never copied */
+    host.line_level = (int) ngx_min(ngx_cycle->log->log_level,
+                                    NGX_LOG_DEBUG);
 
     ngx_http_hotffi_hub = hotffi_hub_create(&host, &err);
     if (ngx_http_hotffi_hub == NULL) {
@@ -201,12 +227,75 @@ failed:
 }
 
 
+/* thread: event loop.  Every runtime gets the stop. */
+static void
+ngx_http_hotffi_stop_runtimes(void)
+{
+    hotffi_list_t  *link, *next, *runtimes;
+
+    runtimes = &ngx_http_hotffi_hub->runtimes;
+
+    for (link = hotffi_list_first(runtimes); link != runtimes; link = next) {
+        next = link->next;
+        hotffi_runtime_unload(hotffi_runtime_of(link));
+    }
+}
+
+
+/*
+ * thread: event loop.  The exiting worker's grace is over: the calls still
+ * waiting fail, so that their requests end and the worker can go, and the
+ * runtimes are stopped.
+ */
+static void
+ngx_http_hotffi_grace_handler(ngx_event_t *ev)
+{
+    uint64_t  n;
+
+    n = hotffi_call_give_up_all(ngx_http_hotffi_hub);
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "hotffi: worker "
+                      "exiting: %uL calls still waiting given up",
+                      (uint64_t) n);
+    }
+
+    ngx_http_hotffi_stop_runtimes();
+}
+
+
+/*
+ * thread: event loop.  Called by resty.hotffi when the worker starts to
+ * exit (a premature timer: HUP, quit): calls still waiting after the grace
+ * (HOTFFI_SHUTDOWN_GRACE_MS, by default 3000) fail.  The timer is
+ * cancelable: a worker with nothing left to do exits without waiting
+ * for it.
+ */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_exiting(void)
+{
+    uint64_t  ns;
+
+    if (ngx_http_hotffi_hub == NULL || ngx_http_hotffi_grace.timer_set) {
+        return;
+    }
+
+    ns = hotffi_env_ns("HOTFFI_SHUTDOWN_GRACE_MS", NGX_HTTP_HOTFFI_GRACE_MAX_MS,
+                       1000000,
+                       (uint64_t) NGX_HTTP_HOTFFI_GRACE_MS * 1000000);
+
+    ngx_http_hotffi_grace.handler = ngx_http_hotffi_grace_handler;
+    ngx_http_hotffi_grace.log = ngx_cycle->log;
+    ngx_http_hotffi_grace.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_hotffi_grace, (ngx_msec_t) (ns / 1000000));
+}
+
+
 /* thread: event loop */
 static void
 ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
 {
-    hotffi_list_t  *link, *next, *runtimes;
-
     ngx_http_hotffi_yield_exit();
 
     if (ngx_http_hotffi_notify == NULL) {
@@ -217,15 +306,18 @@ ngx_http_hotffi_exit_process(ngx_cycle_t *cycle)
         ngx_delete_posted_event(&ngx_http_hotffi_wakes);
     }
 
+    if (ngx_http_hotffi_grace.timer_set) {
+        ngx_del_timer(&ngx_http_hotffi_grace);
+    }
+
     hotffi_hub_flush_wakes(ngx_http_hotffi_hub);
 
     /* runtimes get the stop, so that their threads end with the process */
-    runtimes = &ngx_http_hotffi_hub->runtimes;
+    ngx_http_hotffi_stop_runtimes();
 
-    for (link = hotffi_list_first(runtimes); link != runtimes; link = next) {
-        next = link->next;
-        hotffi_runtime_unload(hotffi_runtime_of(link));
-    }
+    /* the runtimes' last lines, while the log is there to take them */
+    (void) hotffi_logbuf_drain(&ngx_http_hotffi_hub->log,
+                               ngx_http_hotffi_line, NULL);
 
     /*
      * The eventfd stays open: a runtime thread may still answer and write to

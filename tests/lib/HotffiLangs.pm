@@ -18,7 +18,8 @@ package HotffiLangs;
 #   echo              a Lua expression loading an echo runtime (rt:echo)
 #   ctl               the ctl runtime's library name; it answers
 #                     echo:S, fail:RC:MSG, error:MSG, nonsense (rc 3),
-#                     null, empty, sleep:MS, cancelled, cfg
+#                     null, empty, sleep:MS, cancelled, cfg, and
+#                     log:LEVEL:N:TEXT (tests/nginx/460-log.t)
 #   ctl_load, ctl_key subs of a ctl cfg (or undef): the Lua expression
 #                     that loads that ctl runtime, and the runtime's key
 #                     (default: load(ctl, cfg), "ctl&cfg")

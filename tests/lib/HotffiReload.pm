@@ -16,7 +16,7 @@ use HotffiTest;
 
 our @EXPORT = qw(reload_locations body stats deploy_dir deploy_file
                  deploy_text exported_functions reload_story
-                 reload_under_load);
+                 reload_under_load audit_lines file_id);
 
 # How many answers a failure shows.
 my $DIAG_MAX = 5;
@@ -116,6 +116,36 @@ sub stats {
     my ($status, $text) = body($nginx, '/stats');
     return () unless $status == 200;
     return map { split /=/, $_, 2 } split / /, $text;
+}
+
+
+# The audit lines of $nginx's error.log (docs/reload.md#the-audit-trail)
+# written since byte $from, as [level, event, result, {field => value},
+# pid of the line's prefix].
+sub audit_lines {
+    my ($nginx, $from) = @_;
+    my @lines;
+    for (split /\n/, substr($nginx->error_log_text, $from // 0)) {
+        my ($level, $pid, $event, $result, $rest) =
+            /\[(\w+)\] (\d+)#\d+: (?:\*\d+ )?hotffi: audit: (\S+) (\S+) (.*?)(?:, client: .*)?$/
+            or next;
+        # error="..." is last and runs to the end: it may quote names
+        my $error = $rest =~ s/ error="(.*)"$//s ? $1 : undef;
+        my %f = $rest =~ /(\w+)=("[^"]*"|\S+)/g;
+        s/^"(.*)"$/$1/s for values %f;
+        $f{error} = $error if defined $error;
+        push @lines, [ $level, $event, $result, \%f, $pid ];
+    }
+    return @lines;
+}
+
+
+# dev=major:minor ino=N of a file, as the audit line writes them
+sub file_id {
+    my @st = stat $_[0] or die "stat $_[0]: $!";
+    my $d = $st[0];
+    return (sprintf('%d:%d', ($d >> 8 & 0xfff) | ($d >> 32 & ~0xfff),
+                    ($d & 0xff) | ($d >> 12 & ~0xff)), $st[1]);
 }
 
 

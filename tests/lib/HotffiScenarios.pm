@@ -21,7 +21,7 @@ my $CLEAN_LOG = qr/\[(alert|crit|emerg|error)\]/;
 #                         handler gets an empty one); says what came back
 #   gives_up(rt)          a call that times out, then waits until the
 #                         ctl runtime counted the cancellation it saw
-#   retired(want)         after rt:__unload() and dropping rt: whether
+#   closed(want)          after rt:__unload() and dropping rt: whether
 #                         the runtimes came down to want (default 0)
 #                         within 5 s
 #   unload_answers(load)  load() a ctl runtime with one handler thread,
@@ -56,7 +56,7 @@ init_by_lua_block {
         ngx.say("cancelled ", n)
     end
 
-    function retired(want)
+    function closed(want)
         local hotffi = require "resty.hotffi"
         for _ = 1, 500 do
             collectgarbage()
@@ -85,7 +85,7 @@ init_by_lua_block {
         ngx.say(slept)
         ngx.say(rt:q("echo:late"))
         rt = nil
-        retired()
+        closed()
         ngx.say("runtimes ", require("resty.hotffi").stats().runtimes)
         -- the key is free again: a fresh runtime of the same library
         ngx.say(assert(load()):q("echo:again"))

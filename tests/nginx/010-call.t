@@ -261,7 +261,7 @@ path file
 
 
 
-=== TEST 10: the worker's counters are zero before the first load
+=== TEST 10: the worker's counters are zero before the first load (which drains its START: one wake-up, then the answer's)
 --- config
 location = /t {
     content_by_lua_block {
@@ -279,4 +279,4 @@ location = /t {
 GET /t
 --- response_body
 0 0 0 0
-0 1 1 1
+0 2 2 1

@@ -143,7 +143,7 @@ trueq2
 trueslept
 3 1 3
 --- error_log
-runtime "ctl&threads=1" queue overflow: 2 tasks waiting
+runtime "ctl&threads=1": 1 calls refused (queue full: 1, max_inflight: 0), 0 timed out, 0 dropped since the last such line (max_queue 2, max_inflight 65536)
 --- no_error_log
 [error]
 
@@ -281,4 +281,36 @@ location = /t {
 GET /t
 --- response_body
 0.1.0
-6
+7
+
+
+
+=== TEST 11: a load that failed in init_worker_by_lua: an error line that says what to do, a warning in the audit trail, and hotffi.get() answers nil and the load's error until a load succeeds
+--- http_config
+init_worker_by_lua_block {
+    require("resty.hotffi").load("ctl", "fail-init", { name = "broken" })
+}
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        ngx.say(hotffi.get("broken"))
+        ngx.say(hotffi.get("never loaded"))
+        assert(hotffi.load("ctl", "threads=1", { name = "broken" }))
+        ngx.say(hotffi.get("broken") ~= nil, select("#", hotffi.get("broken")))
+    }
+}
+--- request
+GET /t
+--- response_body
+nillibffi_init() of runtime "ctl&fail-init" failed: 7: asked to fail
+by its configuration
+nilnil
+true1
+--- error_log
+qr/\[error\] \d+#\d+: (?:\*\d+ )?\[lua\] hotffi\.lua:\d+: load\(\): hotffi: loading runtime "broken" in init_worker_by_lua\* failed: libffi_init\(\) of runtime "ctl&fail-init" failed: 7: asked to fail\nby its configuration; hotffi\.get\("broken"\) returns nil and this error until a load succeeds: fix the cause, then nginx -s reload \(or load it again\)/
+qr/\[warn\] \d+#\d+: hotffi: audit: load refused runtime="broken" pid=\d+ version=0->1 lib="ctl" dev=\S+ ino=\S+ mtime=\S+ cfg=[0-9a-f]{8}\/9 seconds=[\d.]+ error="libffi_init\(\) of runtime "ctl&fail-init" failed: 7/
+qr/\[notice\] \d+#\d+: hotffi: audit: load ok runtime="broken" pid=\d+ version=0->1 lib="ctl"/
+--- no_error_log
+[alert]
+[crit]

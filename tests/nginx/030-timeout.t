@@ -76,14 +76,14 @@ location = /t {
             ngx.sleep(0.01)
         end
         ngx.say("freed: ", freed)
-        -- ctl exports libffi_fini: once it joined the threads, it retired
-        local retired
+        -- ctl exports libffi_fini: once it joined the threads, it closed
+        local closed
         for _ = 1, 300 do
-            retired = rt:__stats().retired
-            if retired then break end
+            closed = rt:__stats().closed
+            if closed then break end
             ngx.sleep(0.01)
         end
-        ngx.say("retired: ", retired)
+        ngx.say("closed: ", closed)
     }
 }
 --- request
@@ -94,7 +94,7 @@ falseniltimeout
 falseniltimeout
 3
 freed: true
-retired: true
+closed: true
 
 
 
@@ -146,3 +146,31 @@ GET /t
 false bad timeout: positive number of seconds expected, got 0
 false bad timeout: positive number of seconds expected, got -1
 false bad timeout: positive number of seconds expected, got soon
+
+
+
+=== TEST 6: rt:__metrics(): a timeout is its own outcome, not abandoned, not an answer
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = hotffi.load("ctl", "metrics")
+        rt:q("echo:abc")
+        rt:q("fail:2:no")
+        rt:q("sleep:300", 0.05)
+        local m = rt:__metrics()
+        ngx.say(m.ok, " ", m.error, " ", m.timeout, " ", m.abandoned, " ",
+                m.queue_full, " ", m.unloaded)
+        ngx.say(m.bytes_in, " ", m.bytes_out)
+        local n = 0
+        for _, c in ipairs(m.latency) do n = n + c end
+        ngx.say(#m.latency, " buckets, ", n, " answers, ",
+                #hotffi.LATENCY_BUCKETS, " bounds")
+    }
+}
+--- request
+GET /t
+--- response_body
+1 1 1 0 0 0
+26 5
+20 buckets, 2 answers, 19 bounds

@@ -162,7 +162,7 @@ held: true released
 queued: true queued
 $
 --- error_log
-queue overflow
+calls refused (queue full: 1,
 
 
 

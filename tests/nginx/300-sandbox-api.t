@@ -496,3 +496,35 @@ GET /t
 X-Sandboxed: header
 --- response_body
 ii instructions w1 S BODY
+
+
+
+=== TEST 17: runs counted per tenant class (sandbox.stats(), for resty.hotffi.metrics)
+--- config
+location = /t {
+    content_by_lua_block {
+        local sandbox = require "resty.hotffi.sandbox"
+        local free = sandbox.new{ class = "free",
+                                  limits = { instructions = 10000,
+                                             memory = 1024 * 1024 } }
+        local plain = sandbox.new()
+        for _, src in ipairs{ "return 1", "while true do end",
+                              "return ('x'):rep(4 * 1024 * 1024)",
+                              "error('x')" } do
+            free:compile(src):run()
+        end
+        plain:compile("return 1"):run()
+        local s = sandbox.stats()
+        local f, d = s.free, s.default
+        ngx.say(f.ok, " ", f.instructions, " ", f.memory, " ", f.error, " ",
+                f.time, " ", f.seconds > 0)
+        ngx.say(d.ok, " ", d.error)
+        ngx.say(pcall(sandbox.new, { class = 1 }))
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^1 1 1 1 0 true
+1 0
+false.*option "class" must be a string

@@ -58,14 +58,14 @@ location = /unload {
         local rt = assert(hotffi.load("go_echo", "x", { unpin = true }))
         rt:__unload()
         rt = nil
-        ngx.say(retired() and "retired" or "still " .. hotffi.stats().runtimes)
+        ngx.say(closed() and "closed" or "still " .. hotffi.stats().runtimes)
     }
 }
 CONF
     $nginx->start;
     is($nginx->get('/load')->{content}, "loaded\n", 'loaded with unpin');
-    is($nginx->get('/unload')->{content}, "retired\n",
-       'unloaded: the runtime retired');
+    is($nginx->get('/unload')->{content}, "closed\n",
+       'unloaded: the runtime closed');
     my ($worker) = $nginx->worker_pids;
     ok($worker, "the worker's pid") or BAIL_OUT('no worker process found');
     like(HotffiTest::_slurp("/proc/$worker/maps"), qr/libgo_echo\.so/,

@@ -66,9 +66,9 @@ location = /unload {
         local path = ngx.config.prefix() .. "rt/libreload.so"
         local rt = assert(hotffi.load(path, nil, { unpin = true }))
         rt:__unload()
-        -- retired and freed once its Lua object is gone too
+        -- closed and freed once its Lua object is gone too
         rt = nil
-        ngx.say(retired() and "retired" or "still " .. hotffi.stats().runtimes)
+        ngx.say(closed() and "closed" or "still " .. hotffi.stats().runtimes)
     }
 }
 CONF
@@ -101,13 +101,13 @@ CONF
     is($nginx->get('/call')->{content}, "A 3\n",
        'a new file changes nothing while the runtime is loaded');
     is($mapped->(), 'an unlinked file mapped', 'A runs from its old file');
-    is($nginx->get('/unload')->{content}, "retired\n", 'A unloaded and retired');
+    is($nginx->get('/unload')->{content}, "closed\n", 'A unloaded and closed');
     is($mapped->(), 'not mapped', 'the old library is no longer mapped');
     is($nginx->get('/call')->{content}, "B 1\n",
        'loaded again: version B answers, with fresh state');
     is($mapped->(), 'mapped', 'the new file is mapped');
 
-    is($nginx->get('/unload')->{content}, "retired\n", 'B unloaded and retired');
+    is($nginx->get('/unload')->{content}, "closed\n", 'B unloaded and closed');
     $install->('a');
     is($nginx->get('/call')->{content}, "A 1\n", 'and back to version A');
     is($worker, ($nginx->worker_pids)[0], 'all in the same worker process');

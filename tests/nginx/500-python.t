@@ -370,7 +370,7 @@ trueunknown
 
 
 
-=== TEST 4: a handler's exception fails the call with its traceback; the runtime goes on
+=== TEST 4: a handler's exception fails the call with its traceback, which the error log gets too; the runtime goes on
 --- http_config eval
 $::HTTP_CONFIG
 --- config
@@ -402,10 +402,19 @@ truestill serving
 false 1 SystemExit: 3
 false 1 TypeError: an answer must be bytes, str or None, not int
 trueand still
+--- error_log
+qr/\[error\] \d+#\d+: hotffi: runtime "hotffi_python&[^"]*t_serve[^"]*" v1: serve\(\) handler raised: Traceback \(most recent call last\):\n/
+qr/t_serve.py", line \d+, in handle\n(.*\n)*ValueError: boom: bad input$/m
+qr/\[error\] .*serve\(\) handler raised: (.*\n)*SystemExit: 3$/m
+qr/\[error\] .*serve\(\) handler raised: (.*\n)*TypeError: an answer must be bytes, str or None, not int$/m
+--- no_error_log
+[alert]
+[crit]
+[emerg]
 
 
 
-=== TEST 5: hotffi.Error fails a call on purpose with rc and payload
+=== TEST 5: hotffi.Error fails a call on purpose with rc and payload, unlogged; an Error with a bad rc is an unmeant failure, logged
 --- http_config eval
 $::HTTP_CONFIG
 --- config
@@ -427,6 +436,13 @@ false22not valid
 false9nil
 false 1 TypeError: 'str' object cannot be interpreted as an integer
 true
+--- error_log
+qr/\[error\] .*serve\(\) handler raised: (.*\n)*TypeError: 'str' object cannot be interpreted as an integer$/m
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+not valid
 
 
 
@@ -647,7 +663,7 @@ location = /t {
         ngx.say(t.fails(m .. "init_big",
                         "OverflowError: t_init.init_big() returned an int out of C int range"))
         ngx.say(t.fails(m .. "init_poll",
-                        "RuntimeError: hotffi.poll() would block nginx's event loop"))
+                        "RuntimeError: hotffi.poll() inside init would wait for init to return"))
         ngx.say(t.fails(m .. "init_serve_bad",
                         "TypeError: hotffi.serve(): handler must be callable, not str"))
         ngx.say(t.fails(m .. "init_serve_zero",

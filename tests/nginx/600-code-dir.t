@@ -198,7 +198,7 @@ SKIP: {
     my $errors = join "\n", map { $_->{error} // '' } @{ admin($n)->{workers} };
     like($errors, qr/module "app\.util": error at load: app\.util\@dir-\w+:\d+: boom at load/,
          'error at load: a worker reports it');
-    like($n->error_log_text, qr/\[error\].*code version "dir-\w+" refused, still serving "dir-\w+": module "app\.util": error at load/,
+    like($n->error_log_text, qr/\[error\].*code version "dir-\w+" refused: dir "[^"]+", worker \d+, "dir-\w+" -> "dir-\w+" not made, still serving "dir-\w+": module "app\.util": error at load/,
          'error at load: logged');
 
     # Fixed: served again.

@@ -59,7 +59,7 @@ sub publish {
     my ($v) = @_;
     write_version($v);
     local $ENV{HOTFFI_CODE_SECRET} = $SECRET;
-    my $out = qx{$^X $CLI publish $src --redis ${\ $redis->addr } --version $v 2>&1};
+    my $out = qx{$CLI publish $src --redis ${\ $redis->addr } --version $v 2>&1};
     die "hotffi-bundle publish $v failed: $out" if $?;
     return $out;
 }
@@ -182,7 +182,7 @@ cmp_ok(scalar keys %seen, '>=', 5, 'the clients saw ' . scalar(keys %seen)
 
 @latency = sort { $a <=> $b } @latency;
 if (@latency) {
-    diag(sprintf 'push (hotffi-bundle publish, incl. perl start-up) to all'
+    diag(sprintf 'push (hotffi-bundle publish, incl. luajit start-up) to all'
          . ' 4 workers applied: median %.0f ms, max %.0f ms',
          1000 * $latency[$#latency / 2], 1000 * $latency[-1]);
 }
@@ -200,7 +200,7 @@ is($servers[0]->get('/t')->{content}, "v$VERSIONS ok\n", 'and serve it');
 # hotffi-bundle rollback: every server goes back to the previous version.
 {
     local $ENV{HOTFFI_CODE_SECRET} = $SECRET;
-    my $out = qx{$^X $CLI rollback --redis ${\ $redis->addr } 2>&1};
+    my $out = qx{$CLI rollback --redis ${\ $redis->addr } 2>&1};
     is($out, 'rolled back to version v' . ($VERSIONS - 1) . "\n", 'hotffi-bundle rollback');
 }
 my $prev = 'v' . ($VERSIONS - 1);

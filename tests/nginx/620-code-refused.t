@@ -10,6 +10,7 @@ use FindBin;
 use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 use HotffiRedis;
+use HotffiCode;
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use JSON::PP qw(decode_json);
@@ -19,8 +20,7 @@ plan(skip_all => 'needs worker processes: not under HOTFFI_TEST_VALGRIND')
     if $ENV{HOTFFI_TEST_VALGRIND};
 
 my $SECRET = "refused-secret-$$";
-my $CLI    = "$HotffiTest::REPO/bin/hotffi-bundle";
-require $CLI;    # HotffiBundle::pack_modules etc., to forge bad bundles
+my $CLI    = $HotffiCode::CLI;
 
 my $redis = HotffiRedis->new;
 $redis->start;
@@ -65,7 +65,7 @@ sub publish {
     my ($v, %o) = @_;
     write_version($v, %o);
     local $ENV{HOTFFI_CODE_SECRET} = $o{secret} // $SECRET;
-    my $out = qx{$^X $CLI publish $src --redis ${\ $redis->addr } --version $v 2>&1};
+    my $out = qx{$CLI publish $src --redis ${\ $redis->addr } --version $v 2>&1};
     die "hotffi-bundle publish $v failed: $out" if $?;
 }
 
@@ -79,11 +79,20 @@ sub publish_raw {
     my ($mac) = $text =~ /^signature hmac-sha256 ([0-9a-f]{64})$/m;
     my $current = $redis->command('GET', 'hotffi:code:current');
     $redis->command('SET', 'hotffi:code:current',
-                    HotffiBundle::sign_record($SECRET, $v,
-                        HotffiBundle::next_sequence($current, $SECRET),
+                    HotffiCode::sign_record($SECRET, $v,
+                        HotffiCode::next_sequence($current, $SECRET),
                         $mac // '0' x 64));
     $redis->command('RPUSH', 'hotffi:code:history', $v);
     $redis->command('PUBLISH', 'hotffi:code:notify', $v);
+}
+
+# The bundle the tool packs of $src as version $v, signed with the secret.
+sub packed {
+    my ($v) = @_;
+    local $ENV{HOTFFI_CODE_SECRET} = $SECRET;
+    my ($out, $rc) = HotffiCode::cli('pack', $src, '-v', $v);
+    die "hotffi-bundle pack $v failed: $out" if $rc;
+    return $out;
 }
 
 my $n = HotffiTest::Nginx->new(
@@ -140,7 +149,7 @@ sub refused_at_source {
     ok(wait_until(sub { (admin()->{source}{last_refused} // '') =~ /^\Q$v\E: $re/ },
                   5, "$what refused"), "$what: refused with the reason");
     like($n->error_log_text,
-         qr/\[error\].*code version "\Q$v\E" from redis 127\.0\.0\.1:\d+ "hotffi:code" refused, still serving "v1": $re/,
+         qr/\[error\].*code version "\Q$v\E" refused at the source: redis 127\.0\.0\.1:\d+ "hotffi:code", worker \d+, "v1" -> "\Q$v\E" not made, still serving "v1": $re/,
          "$what: logged");
     serves('v1', $what);
 }
@@ -166,7 +175,7 @@ ok(wait_until(sub {
     @w == 2 && !grep { ($_->{error} // '') !~ /module "app\.util": error at load: app\.util\@v3:1: not today/
                        || $_->{version} ne 'v1' || $_->{wanted} ne 'v3' } @w;
 }, 5, 'both workers refuse v3'), 'error at load: refused by every worker with the reason');
-like($n->error_log_text, qr/\[error\].*code version "v3" refused, still serving "v1": module "app\.util": error at load/,
+like($n->error_log_text, qr/\[error\].*code version "v3" refused: redis 127\.0\.0\.1:\d+ "hotffi:code", worker \d+, "v1" -> "v3" not made, still serving "v1": module "app\.util": error at load/,
      'error at load: logged');
 serves('v1', 'error at load');
 
@@ -174,15 +183,13 @@ publish('v4', secret => 'not-the-secret');
 refused_at_source('v4', qr/bad signature/, 'wrong secret');
 
 write_version('v5');
-my $signed = HotffiBundle::pack_modules(modules => HotffiBundle::read_dir($src),
-                                        version => 'v5', secret => $SECRET);
+my $signed = packed('v5');
 (my $unsigned = $signed) =~ s/^signature hmac-sha256 \w+$/signature none/m;
 publish_raw('v5', $unsigned);
 refused_at_source('v5', qr/unsigned bundle/, 'unsigned bundle');
 
 write_version('v6');
-$signed = HotffiBundle::pack_modules(modules => HotffiBundle::read_dir($src),
-                                     version => 'v6', secret => $SECRET);
+$signed = packed('v6');
 (my $corrupted = $signed) =~ s/ok/OK/;
 publish_raw('v6', $corrupted);
 refused_at_source('v6', qr/bad signature/, 'corrupted bundle');
@@ -194,8 +201,7 @@ publish_raw('v8', '', no_bundle => 1);
 refused_at_source('v8', qr/its bundle is missing from redis/, 'missing bundle');
 
 write_version('v9');
-$signed = HotffiBundle::pack_modules(modules => HotffiBundle::read_dir($src),
-                                     version => 'v9', secret => $SECRET);
+$signed = packed('v9');
 publish_raw('v10', $signed);
 refused_at_source('v10', qr/the bundle says version "v9", the source names it "v10"/,
                   'a bundle stored under another name');

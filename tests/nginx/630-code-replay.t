@@ -5,7 +5,8 @@
 # (a replay), also of a version whose keys were deleted and restored, is
 # refused with the reason, also after a HUP reload and on action=check; a
 # rollback signed by the tool, naming its target, is accepted; a legacy
-# unsigned name and a forged record are refused.
+# unsigned name and a forged record are refused.  What nginx signs on a
+# rollback, the tool reads (status, verify) and publishes after.
 use strict;
 use warnings;
 use FindBin;
@@ -22,8 +23,7 @@ plan(skip_all => 'needs worker processes: not under HOTFFI_TEST_VALGRIND')
 
 my $SECRET = "replay-secret-$$";
 my $TOKEN  = "replay-token-$$";
-my $CLI    = "$HotffiTest::REPO/bin/hotffi-bundle";
-require $CLI;    # HotffiBundle::sign_record, to forge a record
+my $CLI    = $HotffiCode::CLI;
 
 my $redis = HotffiRedis->new;
 $redis->start;
@@ -46,7 +46,7 @@ sub cli {
     my ($args, $secret) = @_;
     local $ENV{HOTFFI_CODE_SECRET} = $secret // $SECRET;
     delete $ENV{HOTFFI_CODE_SECRET} if defined $secret && $secret eq '';
-    my $out = qx{$^X $CLI $args --redis $addr 2>&1};
+    my $out = qx{$CLI $args --redis $addr 2>&1};
     return ($out, $? >> 8);
 }
 
@@ -67,16 +67,8 @@ my $n = HotffiTest::Nginx->new(
 
 my %auth = (headers => { Authorization => "Bearer $TOKEN" });
 
-sub admin {
-    my $res = $n->request('GET', '/admin', {%auth});
-    return $res->{status} == 200 ? decode_json($res->{content}) : {};
-}
-
-sub all_at {
-    my ($v) = @_;
-    my @w = @{ admin()->{workers} || [] };
-    return @w == 2 && !grep { ($_->{version} // '') ne $v } @w;
-}
+sub admin  { HotffiCode::admin_status($n, {%auth}) }
+sub all_at { HotffiCode::all_at($n, $_[0], 2, {%auth}) }
 
 sub serves {
     my ($v, $what) = @_;
@@ -126,7 +118,7 @@ replay('v1', $record1);
 refused('v1', qr/replayed record: sequence \d+ is older than \d+, the newest this instance accepted .*only a rollback signed with the secret goes back/,
         'v1 replayed');
 like($n->error_log_text,
-     qr/\[error\].*code version "v1" from redis .* refused, still serving "v2": replayed record/,
+     qr/\[error\].*code version "v1" refused at the source: redis .* still serving "v2": replayed record/,
      'v1 replayed: logged');
 serves('v2', 'v1 replayed');
 
@@ -149,7 +141,7 @@ replay('v2', 'v2');
 refused('v2', qr/the current version is named without a signed record \(published by an older bin\/hotffi-bundle\?\): publish it again with this one/,
         'a bare version name');
 my ($mac2) = $record2 =~ / ([0-9a-f]{64}) [0-9a-f]{64}$/;
-replay('v2', HotffiBundle::sign_record('not-the-secret', 'v2', 9e14, $mac2));
+replay('v2', HotffiCode::sign_record('not-the-secret', 'v2', 9e14, $mac2));
 refused('v2', qr/bad signature of the current-version record/, 'a forged record');
 serves('v3', 'forged');
 
@@ -185,10 +177,26 @@ ok(wait_until(sub { all_at('v1') }, 5, 'v1 applied'), 'every worker back at v1')
 like($redis->command('GET', 'hotffi:code:current'), qr/^HOTFFI-CURRENT 1 v1 \d+ /,
      'redis names v1 current');
 
+# ---- what nginx signed and stored, the tool reads: status and verify
+my ($seq_admin) = $redis->command('GET', 'hotffi:code:current') =~ /^HOTFFI-CURRENT 1 v1 (\d+) /;
+($out, $rc) = cli('status');
+is($rc, 0, 'hotffi-bundle status after the admin rollback') or diag($out);
+like($out, qr/^current: v1 \(sequence $seq_admin\)$/m, 'the tool reads the record nginx signed');
+my $stored = "$src/../stored.bundle";
+open my $fh, '>', $stored or die "cannot write $stored: $!";
+print {$fh} $redis->command('GET', 'hotffi:code:bundle:v1');
+close $fh;
+($out, $rc) = cli("verify $stored");
+is($rc, 0, 'hotffi-bundle verify of the bundle nginx stored again') or diag($out);
+like($out, qr/^version v1, created .* UTC\n  app\.api +\d+ bytes$/m, 'and lists its module');
+publish('v5');
+ok(wait_until(sub { all_at('v5') }, 5, 'v5 applied'),
+   'a publish of the tool after the admin rollback is accepted');
+
 $n->quit;
 ok(!$n->killed, 'nginx quit by itself');
 my @errors = grep { /\[(?:error|alert|crit|emerg)\]/ } split /^/m, $n->error_log_text;
-my @unexpected = grep { !/refused, still serving/ } @errors;
+my @unexpected = grep { !/refused.*still serving/ } @errors;
 is(scalar @unexpected, 0, 'no error but the refusals') or diag @unexpected;
 $n->stop;
 $redis->stop;

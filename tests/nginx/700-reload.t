@@ -3,6 +3,7 @@
 # answered by the new version, a new version that fails to start rolled
 # back, and under load: 50 reloads alternating two builds of a library
 # replaced on disk, with unpin, lose no call and never reset the count.
+# Every load, reload and unload leaves one audit line in error.log.
 use strict;
 use warnings;
 use FindBin;
@@ -39,9 +40,26 @@ $nginx->start;
 # ---- the count goes on across a reload into new code
 is_deeply([ body($nginx, '/count') ], [ 200, 'a 1' ], 'first call: build a');
 is_deeply([ body($nginx, '/count') ], [ 200, 'a 2' ], 'the count goes up');
+my @audit = audit_lines($nginx);
+is_deeply([ map { "@$_[0..2]" } @audit ], [ 'notice load ok' ],
+          'audit: the first load, one notice line');
+my ($dev, $ino) = file_id($lib);
+is_deeply([ @{ $audit[0][3] }{qw(runtime version lib dev ino cfg)} ],
+          [ 'counter', '0->1', $lib, $dev, $ino, 'nil' ],
+          'its runtime name, versions, lib and the file mapped')
+    or diag(explain(\@audit));
+like($audit[0][3]{mtime}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'its mtime');
+is($audit[0][3]{pid}, $audit[0][4], 'the worker pid');
+like($audit[0][3]{seconds}, qr/^\d+\.\d{6}$/, 'the seconds it took');
+my $mark = length $nginx->error_log_text;
 deploy('b');
 is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 1 2' ],
           'reload from version 1 to 2');
+@audit = audit_lines($nginx, $mark);
+($dev, $ino) = file_id($lib);
+is_deeply([ map { [ "@$_[0..2]", @{ $_->[3] }{qw(version lib ino)} ] } @audit ],
+          [ [ 'notice reload ok', '1->2', $lib, $ino ] ],
+          'audit: one line, naming the new file');
 is_deeply([ body($nginx, '/count') ], [ 200, 'b 3' ],
           'build b answers, with the count build a handed over');
 like((body($nginx, '/stats'))[1], qr/^version=2 reloads=1 failures=0 .* last_ok=true$/,
@@ -54,19 +72,33 @@ is_deeply([ body($nginx, '/reload?state=0') ], [ 200, 'ok 2 3' ],
 is_deeply([ body($nginx, '/count') ], [ 200, 'b 1' ], 'the count restarted');
 
 # ---- a new version whose init fails: rolled back, with the state
+$mark = length $nginx->error_log_text;
 my ($status, $text) = body($nginx, '/reload?cfg=fail');
 is($status, 500, 'a failing new version fails the reload');
-like($text, qr/libffi_init\(\) of runtime ".*libcounter\.so" failed: 1: told to fail by its configuration; version 3 serves again/,
-     'the error names the init failure and the rollback');
+like($text, qr/libffi_init\(\) of runtime "\Q$lib\E&fail" failed: 1: told to fail by its configuration; version 3 serves again/,
+     'the error names the init failure, the cfg it tried and the rollback');
+@audit = audit_lines($nginx, $mark);
+is_deeply([ map { [ "@$_[0..2]", @{ $_->[3] }{qw(version cfg)} ] } @audit ],
+          [ [ 'error reload failed', '3->4', '86272b49/4' ] ],
+          'audit: one error line, with the version and the cfg tried')
+    or diag(explain(\@audit));
+like($audit[0][3]{error} // '', qr/told to fail.*version 3 serves again/,
+     'and why');
 is_deeply([ body($nginx, '/count') ], [ 200, 'b 2' ],
           'the old code serves again, its count handed back');
 like((body($nginx, '/stats'))[1], qr/^version=3 reloads=2 failures=1 .* last_ok=false$/,
      'stats: still version 3, one failure');
 
 # ---- a library that does not exist: refused before anything stops
+$mark = length $nginx->error_log_text;
 ($status, $text) = body($nginx, '/reload?lib=/nonexistent/libnope.so');
 is($status, 500, 'a missing library fails the reload');
 like($text, qr/dlopen\(\) "\/nonexistent\/libnope\.so" failed/, 'with dlopen\'s reason');
+@audit = audit_lines($nginx, $mark);
+is_deeply([ map { [ "@$_[0..2]", @{ $_->[3] }{qw(version lib dev)} ] } @audit ],
+          [ [ 'warn reload refused', '3->0', '/nonexistent/libnope.so', '-' ] ],
+          'audit: a warning, naming the library asked for')
+    or diag(explain(\@audit));
 is_deeply([ body($nginx, '/count') ], [ 200, 'b 3' ], 'nothing changed');
 
 # ---- a task the old version holds is finished by it; calls arriving
@@ -139,7 +171,16 @@ is_deeply([ body($nginx, '/count') ], [ 200, 'b 3' ], 'nothing changed');
               'still the one failed reload of before, and no failed call');
 }
 
+# one line per reload: 50 under load, and the others above
+is(scalar(grep { $_->[1] eq 'reload' } audit_lines($nginx)),
+   +{ stats($nginx) }->{reloads} + 1 + 2,
+   'audit: a line for every reload: ok, failed, refused (missing, busy)');
+
 unlike($nginx->error_log_text, qr/\[(alert|crit|emerg)\]/, 'no alert in the error log');
+$mark = length $nginx->error_log_text;
+$nginx->quit;
+is_deeply([ map { "@$_[0..2]" } audit_lines($nginx, $mark) ],
+          [ 'notice unload ok' ], 'audit: nginx -s quit unloads, one line');
 $nginx->stop;
 
 done_testing;

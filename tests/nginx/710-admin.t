@@ -2,7 +2,8 @@
 # worker and answers with each worker's result; a worker started later
 # (respawned after a crash, or by nginx -s reload) loads what the others
 # run; the token is enforced; a failing new version is rolled back
-# everywhere and reported per worker.
+# everywhere and reported per worker; a runtime no worker has is a 404;
+# GET says which file and cfg serve, since when.
 use strict;
 use warnings;
 use FindBin;
@@ -12,6 +13,7 @@ use Test::More;
 use File::Copy qw(copy);
 use File::Temp qw(tempdir);
 use JSON::PP;
+use HotffiReload qw(file_id);
 
 my $build = "$HotffiTest::REPO/build/lib";
 BAIL_OUT("build first: make ($build/libcounter_b.so does not exist)")
@@ -28,6 +30,9 @@ init_worker_by_lua_block {
                                                poll = 0.05 }
     assert(require("resty.hotffi").load(os.getenv("COUNTER_LIB"), nil,
                                         { unpin = true, name = "counter" }))
+    -- unnamed: its name is "<lib>&threads=1", which a URL must encode
+    assert(require("resty.hotffi").load(os.getenv("COUNTER_LIB"),
+                                        "threads=1"))
 }
 CONF
 
@@ -134,6 +139,22 @@ is_deeply([ sort map { $_->{pid} } @{ $body->{workers} } ], \@pids,
           'one entry per worker, with its pid');
 is_deeply([ map { $_->{runtimes}{counter}{version} } @{ $body->{workers} } ],
           [ 1, 1 ], 'each runs version 1 of the counter');
+my ($dev, $ino) = file_id("$dir/libcounter.so");
+my $mtime = (stat "$dir/libcounter.so")[9];
+is_deeply([ map { [ @{ $_->{runtimes}{counter} }{qw(lib dev ino mtime cfg)} ] }
+            @{ $body->{workers} } ],
+          [ ([ "$dir/libcounter.so", $dev, $ino, $mtime, undef ]) x 2 ],
+          'GET: the lib, the file mapped and its mtime; no cfg (nil)')
+    or diag($raw);
+my @since = map { $_->{runtimes}{counter}{since} } @{ $body->{workers} };
+ok(!grep({ !defined $_ || $_ < $^T - 60 || $_ > time + 1 } @since),
+   'and since when it serves') or diag(explain(\@since));
+my %threads1 = %{ $body->{workers}[0]{runtimes}{"$dir/libcounter.so&threads=1"}
+                  // {} };
+is_deeply([ @threads1{qw(cfg cfg_len cfg_crc32)} ],
+          [ 'threads=1', 9, '1611c2b6' ],
+          'a cfg is shown, with its length and the CRC-32 the audit uses')
+    or diag($raw);
 
 # ---- one request reloads every worker, into a new file at the same path
 copy("$build/libcounter_b.so", "$dir/libcounter.so.new") or die "copy: $!";
@@ -148,19 +169,28 @@ is_deeply([ map { [ $_->{ok}, $_->{from}, $_->{to} ] } @{ $body->{workers} } ],
           'each went from version 1 to 2');
 ok(!grep({ !defined $_->{seconds} } @{ $body->{workers} }),
    'each says how long it took');
+($st, $body, $raw) = admin('GET', '');
+my ($dev2, $ino2) = file_id("$dir/libcounter.so");
+is_deeply([ map { $_->{runtimes}{counter}{ino} } @{ $body->{workers} } ],
+          [ $ino2, $ino2 ], 'GET: the new file serves, by its inode');
+ok(!grep({ $_->{runtimes}{counter}{since} < $since[0] } @{ $body->{workers} }),
+   'since the reload');
 my $by = builds(40);
 is_deeply([ sort map { keys %$_ } values %$by ], [ ('b') x keys %$by ],
           'every answer comes from build b') or diag(explain($by));
 
-# ---- a failing new version: rolled back everywhere, reported per worker
-($st, $body, $raw) = admin('POST', '?runtime=counter&cfg=fail');
+# ---- a failing new version, everywhere at once (canary=0): rolled back
+# everywhere, reported per worker (the canary's way: 715-admin-canary.t)
+($st, $body, $raw) = admin('POST', '?runtime=counter&cfg=fail&canary=0');
 is($st, 500, 'a reload failing in the workers: 500');
 ok(!$body->{ok}, 'reported not ok');
-is(scalar(grep { !$_->{ok} && $_->{error} =~ /told to fail.*serves again/ }
-          @{ $body->{workers} }), 2, 'both workers failed and rolled back')
+is(scalar(grep { !$_->{ok} && $_->{error} =~ /"\Q$dir\E\/libcounter\.so&fail" failed: 1: told to fail.*version 2 serves again/ }
+          @{ $body->{workers} }), 2,
+   'both workers failed and rolled back, and name the cfg tried')
     or diag($raw);
-is_deeply([ map { $_->{to} } @{ $body->{workers} } ], [ 2, 2 ],
-          'both still run version 2');
+is_deeply([ map { [ $_->{from}, $_->{to}, $_->{version} ] } @{ $body->{workers} } ],
+          [ [ 2, 3, 2 ], [ 2, 3, 2 ] ],
+          'each reports the version it tried (3), and that 2 still serves');
 $by = builds(20);
 is_deeply([ sort map { keys %$_ } values %$by ], [ ('b') x keys %$by ],
           'calls still succeed, on build b') or diag(explain($by));
@@ -193,12 +223,25 @@ is_deeply([ map { $_->{runtimes}{counter}{version} } @{ $body->{workers} } ],
           [ 2, 2 ], 'none of them reloaded anything');
 ($st, $body, $raw) = admin('POST', '?runtime=counter&timeout=5&retire_timeout=0.5');
 is($st, 200, 'good numbers: the reload happens') or diag($raw);
-is_deeply([ map { $_->{from} } @{ $body->{workers} } ], [ 2, 2 ],
-          'from version 2 in each worker');
-($st, $body) = admin('POST', '?runtime=nope');
-is($st, 200, 'a runtime no worker loaded: nothing to do');
-is_deeply([ map { $_->{loaded} } @{ $body->{workers} } ],
-          [ JSON::PP::false, JSON::PP::false ], 'each says it is not loaded');
+is_deeply([ map { [ $_->{from}, $_->{to} ] } @{ $body->{workers} } ],
+          [ [ 2, 4 ], [ 2, 4 ] ],
+          'from version 2 in each worker, to 4: 3 was the failed one');
+
+# ---- a runtime no worker has: 404, and what they have
+($st, $body, $raw) = admin('POST', '?runtime=nope');
+is($st, 404, 'a runtime no worker loaded: 404') or diag($raw);
+ok(defined $body->{ok} && !$body->{ok}, 'not ok');
+like($body->{error} // '', qr/^no worker has loaded runtime "nope": nothing was reloaded; loaded: "\Q$dir\E\/libcounter\.so&threads=1", "counter" \(URL-encode the name: "&" is %26/,
+     'it says so, lists the names loaded, and how to encode one')
+    or diag($raw);
+# "&" unencoded cuts the name short: the 404 shows the name meant
+($st, $body, $raw) = admin('POST', "?runtime=$dir/libcounter.so&threads=1");
+is($st, 404, 'a name with "&" not URL-encoded: 404');
+(my $encoded = "$dir/libcounter.so&threads=1") =~ s/([&=+\/])/sprintf('%%%02X', ord $1)/ge;
+($st, $body, $raw) = admin('POST', "?runtime=$encoded");
+is($st, 200, 'URL-encoded: reloaded') or diag($raw);
+is_deeply([ map { $_->{to} } @{ $body->{workers} } ], [ 2, 2 ],
+          'in every worker');
 
 # ---- a reload that changes the library is remembered for new workers
 ($st, $body, $raw) = admin('POST', "?runtime=counter&lib=$build/libcounter.so");

@@ -14,10 +14,16 @@
  *                   read in place, even after the caller gave up)
  *   verified        answers "OK BAD": how many verify requests were intact
  *   cfg             answers the configuration it was loaded with, or <nil>
+ *   log:LEVEL:N:TEXT  writes N lines "TEXT I" (I = 1..N) to nginx's error
+ *                   log at LEVEL (nginx's) through hotffi_log(), answers
+ *                   "logged N"
+ *   lognull:TEXT    writes TEXT with tq NULL: a line of no runtime
  *
  * cfg "fail-init" makes libffi_init() return 7 and say why through
  * hotffi_init_error(); cfg "fail-init-silent" returns 7 only; cfg
- * "threads=N" sets the number of polling threads (default 4).
+ * "threads=N" sets the number of polling threads (default 4); cfg
+ * "init-sleep=MS" makes libffi_init() sleep MS ms first (a slow start),
+ * and "init-sleep=MS,fail-init" then fail as "fail-init" does.
  */
 
 #include <pthread.h>
@@ -144,6 +150,26 @@ ctl_hold(ctl_t *c, void *task)
 
 
 static void
+ctl_log(ctl_t *c, void *task, const char *req)
+{
+    int    i, level, n, len;
+    char  *end, line[256];
+
+    level = (int) strtol(req, &end, 10);
+    n = *end == ':' ? (int) strtol(end + 1, &end, 10) : 0;
+    req = *end == ':' ? end + 1 : "";
+
+    for (i = 1; i <= n; i++) {
+        len = snprintf(line, sizeof(line), "%s %d", req, i);
+        hotffi_log(c->tq, level, line, len);
+    }
+
+    len = snprintf(line, sizeof(line), "logged %d", n);
+    ctl_answer(task, 0, line, (size_t) len);
+}
+
+
+static void
 ctl_handle(ctl_t *c, void *task)
 {
     int    len, n;
@@ -189,6 +215,14 @@ ctl_handle(ctl_t *c, void *task)
                      c->verified[1]);
         (void) pthread_mutex_unlock(&c->mtx);
         ctl_answer(task, 0, buf, n);
+
+    } else if (len > 4 && memcmp(req, "log:", 4) == 0) {
+        ctl_log(c, task, req + 4);
+
+    } else if (len > 8 && memcmp(req, "lognull:", 8) == 0) {
+        /* NUL-terminated: the request has a NUL after it */
+        hotffi_log(NULL, HOTFFI_LEVEL_WARN, req + 8, 0);
+        ctl_answer(task, 0, "logged 1", 8);
 
     } else if (strcmp(req, "cfg") == 0) {
         ctl_answer(task, 0, c->cfg ? c->cfg : "<nil>",
@@ -241,6 +275,15 @@ libffi_init(char *cfg, void *tq)
 {
     int     i;
     ctl_t  *c;
+
+    if (cfg && strncmp(cfg, "init-sleep=", 11) == 0) {
+        ctl_sleep_ms(strtol(cfg + 11, NULL, 10));
+
+        if (strstr(cfg, ",fail-init")) {
+            hotffi_init_error(tq, "asked to fail after its sleep");
+            return 7;
+        }
+    }
 
     if (cfg && strcmp(cfg, "fail-init") == 0) {
         hotffi_init_error(tq, "asked to fail\nby its configuration");

@@ -46,7 +46,7 @@ setup(void **state)
     memset(&opts, 0, sizeof(opts));
     opts.max_queue = CALL_MAX_QUEUE;
 
-    f->rt = hotffi_runtime_load(f->hub, unit_lib(path, sizeof(path), "rt_idle"),
+    f->rt = unit_load(f->hub, unit_lib(path, sizeof(path), "rt_idle"),
                                 NULL, 0, &opts, NULL, err, sizeof(err));
     if (f->rt == NULL) {
         fail_msg("load: %s", err);
@@ -69,7 +69,7 @@ teardown(void **state)
     fixture_t  *f = *state;
 
     if (f->rt) {
-        unit_retire(f->hub, f->rt);
+        unit_close(f->hub, f->rt);
     }
 
     assert_int_equal(f->hub->tasks.live, 0);
@@ -384,7 +384,10 @@ test_abandon_before_answer(void **state)
 }
 
 
-/* Given up while still queued: the runtime never sees it. */
+/*
+ * Given up while still queued: it leaves the queue at once, its slot free
+ * before any poll, and the runtime never sees it.
+ */
 static void
 test_abandon_queued(void **state)
 {
@@ -398,17 +401,15 @@ test_abandon_queued(void **state)
 
     hotffi_call_abandon(t1);
     assert_int_equal(w1.released, 1);
-
-    /* poll skips it and hands out the next one */
-    task = take(f, t2);
-
-    /* skipping sent the abandoned one back, unanswered, to be freed */
-    assert_true(readable_now(f));
-    assert_int_equal(hotffi_hub_drain(f->hub), 1);
-    assert_int_equal(w1.woken, 0);
-    assert_int_equal(w1.released, 1);
-    assert_int_equal(unit_host_state.releases, 1);
+    assert_int_equal(hotffi_queue_depth(f->rt->queue), 1);
     assert_int_equal(f->hub->tasks.live, 1);
+    assert_int_equal(f->rt->stats.inflight, 1);
+
+    /* poll hands out the next one; nothing comes back for the first */
+    task = take(f, t2);
+    assert_false(readable_now(f));
+    assert_int_equal(w1.woken, 0);
+    assert_int_equal(unit_host_state.releases, 1);
 
     answer(task, 0, "2", 2, 0);
     assert_int_equal(hotffi_hub_drain(f->hub), 1);
@@ -437,8 +438,8 @@ test_abandon_queued_then_stop(void **state)
 
     assert_null(ngx_http_lua_ffi_task_poll(f->tq));
 
-    /* the RETIRE task may come back in the same drain: drain until then */
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    /* the REAPED task may come back in the same drain: drain until then */
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     assert_int_equal(w.woken, 0);
     assert_int_equal(w.released, 1);
     assert_int_equal(f->hub->tasks.live, 0);
@@ -505,8 +506,9 @@ test_group_abandon(void **state)
     hotffi_group_abandon(&g);
 
     assert_true(hotffi_list_empty(&g.tasks));
-    /* t1 was done: freed at once; t2, t3 wait for their way back */
-    assert_int_equal(f->hub->tasks.live, 3);
+    /* t1 was done, t3 still queued: freed at once; t2 waits for its
+       answer */
+    assert_int_equal(f->hub->tasks.live, 2);
     assert_int_equal(w[1].released, 1);
     assert_int_equal(hotffi_task_cancelled(t2_task), 1);
     assert_int_equal(w[2].released, 1);        /* the runtime has it */
@@ -514,14 +516,14 @@ test_group_abandon(void **state)
     assert_int_equal(w[4].released, 0);
     assert_int_equal(f->rt->stats.abandoned, 2);
 
-    /* poll skips t3, then hands out t4 */
+    /* t3 left the queue: poll hands out t4 */
     t4_task = take(f, t[4]);
     assert_int_equal(hotffi_task_cancelled(t4_task), 0);
 
     answer(t2_task, 0, "r2", 3, 0);
     answer(t4_task, 0, "r4", 3, 0);
 
-    assert_int_equal(hotffi_hub_drain(f->hub), 3);
+    assert_int_equal(hotffi_hub_drain(f->hub), 2);
 
     for (i = 0; i < 4; i++) {
         assert_int_equal(w[i].released, 1);
@@ -610,10 +612,18 @@ test_queue_full(void **state)
     assert_int_equal(f->rt->stats.calls, CALL_MAX_QUEUE);
     assert_int_equal(f->hub->tasks.live, CALL_MAX_QUEUE);
 
-    /* operators must see it: one warning */
+    /* operators must see it: one warning, counted */
+    assert_int_equal(f->rt->stats.full, 1);
     assert_int_equal(unit_host_state.logs, 1);
     assert_int_equal(unit_host_state.log_level, HOTFFI_LOG_WARN);
-    assert_non_null(strstr(unit_host_state.log, "queue overflow"));
+    assert_non_null(strstr(unit_host_state.log, "1 calls refused (queue "
+                                                "full: 1,"));
+
+    /* another at once is counted, not logged: a line a second at most */
+    assert_null(hotffi_call_post(f->rt, NULL, "x", 1, NULL, &why, err,
+                                 sizeof(err)));
+    assert_int_equal(f->rt->stats.full, 2);
+    assert_int_equal(unit_host_state.logs, 1);
 
     /* the waiter stays the caller's on failure: the hub never saw it */
     assert_int_equal(w[CALL_MAX_QUEUE].released, 0);
@@ -634,6 +644,115 @@ test_queue_full(void **state)
     answer(take(f, t[0]), 0, "y", 2, 0);
     assert_int_equal(hotffi_hub_drain(f->hub), 1);
     hotffi_call_finish(t[0]);
+}
+
+
+/*
+ * max_inflight: calls the runtime took and has not answered, whether their
+ * callers wait or not, refuse the next call like a full queue; an answer
+ * makes room.
+ */
+static void
+test_inflight_limit(void **state)
+{
+    fixture_t      *f = *state;
+    int             why;
+    char            err[256];
+    void           *task1, *task2;
+    unit_waiter_t   w1 = { 0, 0 }, w2 = { 0, 0 }, w3 = { 0, 0 };
+    hotffi_task_t  *t1, *t2, *t3;
+
+    /* no runtime thread sees the queue: rt_idle has none */
+    f->rt->queue->max_inflight = 2;
+
+    t1 = post(f, NULL, "1", 1, &w1);
+    t2 = post(f, NULL, "2", 1, &w2);
+
+    /* queued, not taken: the limit is on what the runtime holds */
+    t3 = post(f, NULL, "3", 1, &w3);
+    task1 = take(f, t1);
+    task2 = take(f, t2);
+
+    /* t3 still queued, two taken: a fourth is refused */
+    why = 0;
+    assert_null(hotffi_call_post(f->rt, NULL, "4", 1, NULL, &why, err,
+                                 sizeof(err)));
+    assert_int_equal(why, HOTFFI_BUSY);
+    assert_non_null(strstr(err, "queue full: 2 calls taken and not "
+                                "answered (max_inflight)"));
+    assert_int_equal(f->rt->stats.inflight_full, 1);
+    assert_int_equal(f->rt->stats.rejected, 1);
+
+    /* a caller that gives up does not free what the runtime holds */
+    hotffi_call_timeout(t1);
+    assert_int_equal(f->rt->stats.timeouts, 1);
+    assert_int_equal(f->rt->stats.abandoned, 1);
+    assert_null(hotffi_call_post(f->rt, NULL, "4", 1, NULL, &why, err,
+                                 sizeof(err)));
+
+    /* its answer does */
+    answer(task1, 0, "1", 1, 1);
+    assert_int_equal(hotffi_hub_drain(f->hub), 1);
+    answer(take(f, t3), 0, "3", 1, 1);
+    answer(task2, 0, "2", 1, 1);
+    assert_int_equal(hotffi_hub_drain(f->hub), 2);
+    hotffi_call_finish(t2);
+    hotffi_call_finish(t3);
+
+    t1 = post(f, NULL, "5", 1, &w1);
+    answer(take(f, t1), 0, "5", 1, 1);
+    assert_int_equal(hotffi_hub_drain(f->hub), 1);
+    hotffi_call_finish(t1);
+    assert_int_equal(f->rt->queue->outstanding, 0);
+}
+
+
+/*
+ * The host gives every waiting call up (a worker's exit): each caller is
+ * woken and reads the reason, even when the answer comes meanwhile, and
+ * finishing gives the task up; each counts as dropped.
+ */
+static void
+test_give_up_all(void **state)
+{
+    fixture_t      *f = *state;
+    void           *task;
+    size_t          len;
+    const char     *rsp;
+    unit_waiter_t   w1 = { 0, 0 }, w2 = { 0, 0 };
+    hotffi_task_t  *t1, *t2;
+
+    t1 = post(f, NULL, "taken", 5, &w1);
+    t2 = post(f, NULL, "queued", 6, &w2);
+    task = take(f, t1);
+
+    assert_int_equal(hotffi_call_give_up_all(f->hub), 2);
+    assert_int_equal(w1.woken, 1);
+    assert_int_equal(w2.woken, 1);
+    assert_int_equal(f->rt->stats.dropped, 2);
+
+    /* once is enough */
+    assert_int_equal(hotffi_call_give_up_all(f->hub), 0);
+
+    /* the taken one is answered before its caller resumes */
+    answer(task, 0, "late", 4, 4);
+    assert_int_equal(hotffi_hub_drain(f->hub), 1);
+
+    assert_int_equal(hotffi_call_result(t1, &rsp, &len),
+                     HOTFFI_TASK_UNSERVED);
+    assert_string_equal(rsp, HOTFFI_CALL_GONE);
+    hotffi_call_finish(t1);
+
+    assert_int_equal(hotffi_call_result(t2, &rsp, &len),
+                     HOTFFI_TASK_UNSERVED);
+    assert_int_equal(len, strlen(HOTFFI_CALL_GONE));
+    hotffi_call_finish(t2);
+
+    /* the queued one left the queue with its caller */
+    assert_int_equal(hotffi_queue_depth(f->rt->queue), 0);
+    assert_int_equal(f->hub->tasks.live, 0);
+    assert_int_equal(f->hub->callers, 0);
+    assert_true(hotffi_list_empty(&f->hub->calls));
 }
 
 
@@ -671,11 +790,11 @@ test_call_after_unload(void **state)
     assert_null(ngx_http_lua_ffi_task_poll(f->tq));
 
     /*
-     * The answer is delivered even if it comes back after the RETIRE task:
+     * The answer is delivered even if it comes back after the REAPED task:
      * the task's reference keeps the runtime.  (Here the runtime thread is
      * this one, which libffi_fini() does not join, so either order occurs.)
      */
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     assert_int_equal(w1.woken, 1);
     hotffi_call_finish(t1);
 }
@@ -786,7 +905,7 @@ test_task_holds_runtime(void **state)
     answer(take(f, t), 0, "y", 2, 0);
 
     hotffi_runtime_unload(f->rt);
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     assert_int_equal(w.woken, 1);
 
     /* retired and the caller's reference gone: only the task holds it */
@@ -823,6 +942,8 @@ main(void)
         CALL_TEST(test_group_abandon),
         CALL_TEST(test_group_finish_order),
         CALL_TEST(test_queue_full),
+        CALL_TEST(test_inflight_limit),
+        CALL_TEST(test_give_up_all),
         CALL_TEST(test_call_after_unload),
         CALL_TEST(test_request_too_large),
         CALL_TEST(test_eventfd_burst),

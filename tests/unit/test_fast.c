@@ -50,7 +50,7 @@ setup(void **state)
     memset(&opts, 0, sizeof(opts));
     opts.max_queue = FAST_MAX_QUEUE;
 
-    f->rt = hotffi_runtime_load(f->hub, unit_lib(path, sizeof(path),
+    f->rt = unit_load(f->hub, unit_lib(path, sizeof(path),
                                 "rt_idle"), NULL, 0, &opts, NULL, err,
                                 sizeof(err));
     if (f->rt == NULL) {
@@ -107,7 +107,7 @@ teardown(void **state)
         assert_int_equal(unit_join(f->answerer, UNIT_WAIT_MS), 0);
     }
 
-    if (f->rt->retired) {
+    if (f->rt->closed) {
         /* the test saw it retire: its queue is gone */
         hotffi_runtime_unref(f->rt);
 
@@ -116,7 +116,7 @@ teardown(void **state)
             ngx_http_lua_ffi_respond(task, 0, NULL, 0);
         }
 
-        unit_retire(f->hub, f->rt);
+        unit_close(f->hub, f->rt);
     }
 
     assert_int_equal(f->hub->tasks.live, 0);
@@ -238,10 +238,11 @@ test_free_list_lifo(void **state)
     assert_int_not_equal(t3->slot, t4->slot);
     assert_int_equal(f->hub->tasks.slots, 2);
 
-    /* given up while queued: the slot stays taken until the task is freed */
+    /* given up while queued: it leaves the queue, its slot free at once */
     hotffi_call_abandon(t3);
+    assert_int_equal(f->hub->tasks.live, 1);
     answer_next(f, t4);
-    drain(f, 2);
+    drain(f, 1);
     assert_int_equal(f->hub->tasks.live, 1);
     hotffi_call_finish(t4);
     assert_int_equal(f->hub->tasks.live, 0);
@@ -777,8 +778,8 @@ test_batch_skips_cancelled(void **state)
     ngx_http_lua_ffi_respond(got[0], 0, NULL, 0);
     ngx_http_lua_ffi_respond(got[1], 0, NULL, 0);
 
-    /* the two given up came back unanswered, with the two answers */
-    drain(f, 4);
+    /* the two given up left the queue at once: only the answers come */
+    drain(f, 2);
     hotffi_call_finish(t[0]);
     hotffi_call_finish(t[3]);
 }
@@ -806,7 +807,7 @@ test_batch_sees_stop(void **state)
 
     ngx_http_lua_ffi_respond(t1, 0, NULL, 0);
     ngx_http_lua_ffi_respond(t2, 0, NULL, 0);
-    unit_drain_until(f->hub, unit_is_retired, f->rt);
+    unit_drain_until(f->hub, unit_is_closed, f->rt);
     hotffi_call_finish(t1);
     hotffi_call_finish(t2);
 }

@@ -2,7 +2,7 @@
  * test_runtime.c -- runtimes loaded the real way, through dlopen(): the
  * ways a load fails, the configuration libffi_init() gets, the names a
  * library is found by, and a runtime's end: unload, the reaper, libffi_fini(),
- * the RETIRE task, dlclose(), and the references that keep it until then.
+ * the REAPED task, dlclose(), and the references that keep it until then.
  *
  * The test runtimes (rt_*.c) report libffi_init() and libffi_fini() through
  * the hooks below.  Libraries are checked for being mapped with
@@ -68,7 +68,7 @@ unit_rt_init_hook(const char *rt, char *cfg, void *tq)
 }
 
 
-/* thread: reaper; read by the event loop after the RETIRE task, which the
+/* thread: reaper; read by the event loop after the REAPED task, which the
  * hub's mutex orders after this */
 UNIT_EXPORT void
 unit_rt_fini_hook(const char *rt, void *tq)
@@ -139,7 +139,7 @@ load(fixture_t *f, const char *lib, const char *cfg, size_t cfg_len,
 
     f->err[0] = '\0';
 
-    return hotffi_runtime_load(f->hub, lib, cfg, cfg_len, &opts, NULL, f->err,
+    return unit_load(f->hub, lib, cfg, cfg_len, &opts, NULL, f->err,
                                sizeof(f->err));
 }
 
@@ -237,7 +237,7 @@ test_echo_lifecycle(void **state)
     assert_string_equal(a->name, name);
     assert_int_equal(a->refs, 2);
     assert_false(a->unloaded);
-    assert_false(a->retired);
+    assert_false(a->closed);
 
     echo_call(f, a, "ping", 4);
     echo_call(f, b, "p\0ng", 4);
@@ -248,9 +248,9 @@ test_echo_lifecycle(void **state)
 
     hotffi_runtime_unload(a);
     hotffi_runtime_unload(a);
-    unit_drain_until(f->hub, unit_is_retired, a);
+    unit_drain_until(f->hub, unit_is_closed, a);
 
-    /* libffi_fini() ran once, with a's queue, before the RETIRE came back */
+    /* libffi_fini() ran once, with a's queue, before the REAPED came back */
     assert_int_equal(atomic_load(&hooks.finis), 1);
     assert_ptr_equal(hooks.fini_tq[0], tq_a);
     assert_string_equal(hooks.fini_rt[0], "rt_echo");
@@ -263,7 +263,7 @@ test_echo_lifecycle(void **state)
     hotffi_runtime_unref(a);
     assert_ptr_equal(unit_first_runtime(f->hub), b);
 
-    unit_retire(f->hub, b);
+    unit_close(f->hub, b);
     assert_int_equal(atomic_load(&hooks.finis), 2);
     assert_ptr_equal(hooks.fini_tq[1], tq_b);
     assert_true(hotffi_list_empty(&f->hub->runtimes));
@@ -295,7 +295,7 @@ test_unpin_closes_library(void **state)
     echo_call(f, rt, "x", 1);
 
     hotffi_runtime_unload(rt);
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    unit_drain_until(f->hub, unit_is_closed, rt);
 
     assert_int_equal(atomic_load(&hooks.finis), 1);
     assert_null(rt->current);
@@ -322,7 +322,7 @@ test_pinned_library_stays(void **state)
         fail_msg("load: %s", f->err);
     }
 
-    unit_retire(f->hub, rt);
+    unit_close(f->hub, rt);
 
     assert_int_equal(atomic_load(&hooks.finis), 1);
     assert_string_equal(hooks.fini_rt[0], "rt_pin");
@@ -466,7 +466,7 @@ check_cfg(fixture_t *f, const char *cfg, size_t cfg_len, const char *name_cfg)
 
     assert_string_equal(rt->name, name);
 
-    unit_retire(f->hub, rt);
+    unit_close(f->hub, rt);
     assert_true(hotffi_list_empty(&f->hub->runtimes));
 }
 
@@ -551,7 +551,7 @@ short_name_child(void)
             return 1;
         }
 
-        rt = hotffi_runtime_load(hub, names[i], NULL, 0, &opts, NULL, err,
+        rt = unit_load(hub, names[i], NULL, 0, &opts, NULL, err,
                                  sizeof(err));
         if (rt == NULL) {
             fprintf(stderr, "child: %s: %s\n", names[i], err);
@@ -571,7 +571,7 @@ short_name_child(void)
         hotffi_runtime_unload(rt);
         end = unit_now_ms() + UNIT_WAIT_MS;
 
-        while (!rt->retired) {
+        while (!rt->closed) {
             if (unit_now_ms() > end) {
                 fprintf(stderr, "child: %s did not retire\n", names[i]);
                 return 1;
@@ -679,7 +679,7 @@ test_retired_then_released(void **state)
     unit_drain_until(f->hub, woken, &w);
 
     hotffi_runtime_unload(rt);
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    unit_drain_until(f->hub, unit_is_closed, rt);
     assert_int_equal(rt->refs, 2);
 
     hotffi_runtime_unref(rt);
@@ -693,7 +693,7 @@ test_retired_then_released(void **state)
 
 
 /* The caller's reference goes first, while a task is in flight: the runtime
- * stays until the task is finished and the RETIRE has come back. */
+ * stays until the task is finished and the REAPED has come back. */
 static void
 test_released_then_retired(void **state)
 {
@@ -717,14 +717,14 @@ test_released_then_retired(void **state)
     unit_drain_until(f->hub, woken, &w);
     hotffi_call_finish(t);
 
-    /* what is left is the RETIRE's reference: it frees the runtime */
+    /* what is left is the REAPED's reference: it frees the runtime */
     unit_drain_until(f->hub, unit_no_runtimes, f->hub);
     assert_int_equal(atomic_load(&hooks.finis), 1);
 }
 
 
 /* Tasks queued before the unload are answered before the runtime retires:
- * the RETIRE comes back after the last of them. */
+ * the REAPED comes back after the last of them. */
 static void
 test_unload_with_queued_tasks(void **state)
 {
@@ -749,7 +749,7 @@ test_unload_with_queued_tasks(void **state)
     }
 
     hotffi_runtime_unload(rt);
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    unit_drain_until(f->hub, unit_is_closed, rt);
 
     for (i = 0; i < 32; i++) {
         const char  *rsp;
@@ -796,7 +796,7 @@ test_no_fini_never_retires(void **state)
     /* its thread gets the stop and ends */
     unit_wait_threads(f->threads);
 
-    /* and the event loop runs for a while: no RETIRE comes */
+    /* and the event loop runs for a while: no REAPED comes */
     end = unit_now_ms() + 100;
 
     while (unit_now_ms() < end) {
@@ -804,7 +804,7 @@ test_no_fini_never_retires(void **state)
         assert_int_equal(hotffi_hub_drain(f->hub), 0);
     }
 
-    assert_false(rt->retired);
+    assert_false(rt->closed);
     assert_non_null(rt->queue);
     assert_int_equal(hotffi_queue_depth(rt->queue), 0);
     assert_true(mapped(path));
@@ -838,7 +838,7 @@ test_no_fini_unpin_proved_gone(void **state)
     echo_call(f, rt, "hello", 5);
 
     hotffi_runtime_unload(rt);
-    unit_drain_until(f->hub, unit_is_retired, rt);
+    unit_drain_until(f->hub, unit_is_closed, rt);
 
     assert_null(rt->current);
     assert_true(hotffi_list_empty(&rt->kept));
@@ -877,7 +877,7 @@ test_no_fini_unpin_thread_lingers(void **state)
     hotffi_runtime_unload(rt);
     unit_drain_until(f->hub, unit_has_kept, rt);
 
-    assert_false(rt->retired);
+    assert_false(rt->closed);
     assert_true(mapped(path));
     assert_int_equal(unit_host_state.logs, 1);
     assert_int_equal(unit_host_state.log_level, HOTFFI_LOG_WARN);

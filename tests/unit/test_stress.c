@@ -351,7 +351,7 @@ test_stress(void **state)
     opts.max_queue = STRESS_SLOTS;
     opts.unpin = 1;
 
-    rt = hotffi_runtime_load(hub, unit_lib(path, sizeof(path), "rt_echo"),
+    rt = unit_load(hub, unit_lib(path, sizeof(path), "rt_echo"),
                              STRESS_CFG, strlen(STRESS_CFG), &opts, NULL, err,
                              sizeof(err));
     if (rt == NULL) {
@@ -447,7 +447,7 @@ test_stress(void **state)
     assert_int_equal(rt->stats.abandoned, st.given_up);
     assert_int_equal(rt->stats.ok, st.wakes);
 
-    unit_retire(hub, rt);
+    unit_close(hub, rt);
     assert_true(hotffi_list_empty(&hub->runtimes));
 
     unit_wait_threads(threads);

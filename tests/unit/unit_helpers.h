@@ -194,9 +194,11 @@ typedef struct {
 typedef struct {
     unsigned   wakes;
     unsigned   releases;
-    unsigned   logs;
+    unsigned   logs;              /* lines, but the audit trail's */
     int        log_level;
-    char       log[512];          /* the last line */
+    char       log[512];          /* the last of them */
+    unsigned   audits;            /* the audit trail's lines */
+    char       audit[512];        /* the last of them */
 } unit_host_state_t;
 
 
@@ -226,6 +228,14 @@ unit_host_release(void *waiter)
 static void
 unit_host_log(void *ctx, int level, const char *msg)
 {
+    /* one per load, reload and unload (hotffi_audit.h): counted apart */
+    if (strncmp(msg, "audit: ", 7) == 0) {
+        unit_host_state.audits++;
+        (void) snprintf(unit_host_state.audit, sizeof(unit_host_state.audit),
+                        "%s", msg);
+        return;
+    }
+
     unit_host_state.logs++;
     unit_host_state.log_level = level;
     (void) snprintf(unit_host_state.log, sizeof(unit_host_state.log), "%s",
@@ -377,11 +387,11 @@ unit_drain_until(hotffi_hub_t *hub, int (*done)(void *data), void *data)
 
 
 static int UNIT_UNUSED
-unit_is_retired(void *data)
+unit_is_closed(void *data)
 {
     hotffi_runtime_t  *rt = data;
 
-    return rt->retired;
+    return rt->closed;
 }
 
 
@@ -403,16 +413,49 @@ unit_no_runtimes(void *data)
 
 
 /*
- * Unloads rt, runs the event loop until its RETIRE task was drained and
+ * Unloads rt, runs the event loop until its REAPED task was drained and
  * drops the caller's reference.  rt must have a libffi_fini().
  */
 static inline void UNIT_UNUSED
-unit_retire(hotffi_hub_t *hub, hotffi_runtime_t *rt)
+unit_close(hotffi_hub_t *hub, hotffi_runtime_t *rt)
 {
     hotffi_runtime_unload(rt);
-    unit_drain_until(hub, unit_is_retired, rt);
+    unit_drain_until(hub, unit_is_closed, rt);
     assert_null(rt->queue);
     hotffi_runtime_unref(rt);
+}
+
+
+/*
+ * A load whose start is waited for: the runtime, serving, or NULL with the
+ * reason in err and libffi_init()'s rc in *init_rc (when not NULL; 0 when
+ * the failure came before it).
+ */
+static inline hotffi_runtime_t * UNIT_UNUSED
+unit_load(hotffi_hub_t *hub, const char *lib, const char *cfg,
+    size_t cfg_len, const hotffi_runtime_opts_t *opts, int *init_rc,
+    char *err, size_t errlen)
+{
+    hotffi_runtime_t  *rt;
+
+    if (init_rc) {
+        *init_rc = 0;
+    }
+
+    rt = hotffi_runtime_load_start(hub, lib, cfg, cfg_len, opts, NULL, err,
+                                   errlen);
+    if (rt == NULL) {
+        return NULL;
+    }
+
+    assert_int_equal(hotffi_runtime_wait(rt, 0), HOTFFI_OK);
+
+    if (hotffi_runtime_started(rt, init_rc, err, errlen) != HOTFFI_OK) {
+        hotffi_runtime_unref(rt);
+        return NULL;
+    }
+
+    return rt;
 }
 
 

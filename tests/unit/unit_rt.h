@@ -12,7 +12,7 @@
 #define UNIT_RT_H
 
 
-/* thread: event loop.  First thing libffi_init() does; cfg as it got it. */
+/* thread: init.  First thing libffi_init() does; cfg as it got it. */
 void unit_rt_init_hook(const char *rt, char *cfg, void *tq)
     __attribute__((weak));
 

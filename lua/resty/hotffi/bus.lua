@@ -57,6 +57,7 @@ local K_RES = "res:"       -- res:<n>:<worker id>: a worker's report
 local K_CURRENT = "current"
                            -- "<n> <command>": the current command
 local K_CURRENT_SERIAL = "current_serial"
+local K_PID = "pid:"       -- pid:<worker id>: the pid serving that id now
 
 local CMD_TTL = 600        -- seconds a command and its reports are kept
 local WAIT_STEP = 0.01     -- seconds between looks for reports
@@ -164,12 +165,29 @@ function bus:post(cmd)
 end
 
 
+-- Whether command `cmd` is for the worker with id `id`: a command that
+-- names its workers (cmd.workers, an array of ids) is for those only.
+local function addressed(cmd, id)
+    if not cmd.workers then
+        return true
+    end
+    for _, w in ipairs(cmd.workers) do
+        if w == id then
+            return true
+        end
+    end
+    return false
+end
+
+
 -- Runs command n in this worker and stores the report; false when the
 -- command is not stored yet (posted a moment ago by another worker).
 function bus:run(n, apply)
     local cmd = self:get(K_CMD .. n)
     local res
-    if not cmd then
+    if cmd and not addressed(cmd, worker_id()) then
+        return true
+    elseif not cmd then
         self.missing_since = self.missing_since or now()
         if now() - self.missing_since < LATE then
             return false
@@ -198,6 +216,8 @@ function bus:listen(poll, apply)
     local dict = self.dict
     -- commands from before this worker started are not for it
     self.seen = dict:get(K_SERIAL) or 0
+    -- a worker that waits for this one's report sees it was replaced
+    dict:set(K_PID .. worker_id(), worker_pid())
     local function tick(premature)
         if premature or self.busy or exiting() then
             return
@@ -216,20 +236,42 @@ function bus:listen(poll, apply)
 end
 
 
--- Every worker's report of command n, waited for at most `wait`
--- seconds: an array, by worker id; a worker that did not report within
--- the time is reported as {id = id, ok = false, error = "no answer ..."}.
-function bus:collect(n, wait)
-    local count = worker_count()
+-- The pid serving each worker id now, by id.
+function bus:pids()
+    local pids = {}
+    for id = 0, worker_count() - 1 do
+        pids[id] = self.dict:get(K_PID .. id)
+    end
+    return pids
+end
+
+
+-- The reports of command n by the workers `ids` (an array), waited for
+-- at most `wait` seconds: an array, in the order of `ids`.  A worker
+-- that did not report within the time is reported as {id = id, ok =
+-- false, error = "no answer ..."}; one whose pid is no longer the one in
+-- `pids` (as bus:pids() gave it before the command was posted) died
+-- meanwhile, and is reported as such at once.
+function bus:collect(n, wait, ids, pids)
     local reports = {}
     local deadline = now() + wait
 
     while true do
         local missing = 0
-        for id = 0, count - 1 do
-            if not reports[id + 1] then
-                reports[id + 1] = self:get(K_RES .. n .. ":" .. id)
-                if not reports[id + 1] then
+        for i, id in ipairs(ids) do
+            if not reports[i] then
+                reports[i] = self:get(K_RES .. n .. ":" .. id)
+                local pid = self.dict:get(K_PID .. id)
+                if not reports[i] and pid ~= pids[id] then
+                    reports[i] = { id = id, ok = false, pid = pids[id],
+                                   error = "worker " .. id .. " (pid "
+                                           .. tostring(pids[id])
+                                           .. ") exited before it "
+                                           .. "answered; pid "
+                                           .. tostring(pid)
+                                           .. " serves in its place" }
+                end
+                if not reports[i] then
                     missing = missing + 1
                 end
             end
@@ -241,8 +283,8 @@ function bus:collect(n, wait)
         update_time()
     end
 
-    for id = 0, count - 1 do
-        reports[id + 1] = reports[id + 1]
+    for i, id in ipairs(ids) do
+        reports[i] = reports[i]
             or { id = id, ok = false,
                  error = "no answer within " .. wait .. " s" }
     end
@@ -250,16 +292,25 @@ function bus:collect(n, wait)
 end
 
 
--- Posts command `cmd` and waits, at most `wait` seconds, for every
--- worker's report.  Returns {op = cmd.op, ok = <all ok>, workers =
+-- Posts command `cmd` and waits, at most `wait` seconds, for the report
+-- of every worker it is for (cmd.workers, an array of worker ids; every
+-- worker when nil).  Returns {op = cmd.op, ok = <all ok>, workers =
 -- reports, error = "failed in worker(s) 1, 3" when one was not ok}, or
 -- nil and a message when the command could not be posted.
 function bus:ask(cmd, wait)
+    local ids = cmd.workers
+    if not ids then
+        ids = {}
+        for id = 0, worker_count() - 1 do
+            ids[#ids + 1] = id
+        end
+    end
+    local pids = self:pids()
     local n, err = self:post(cmd)
     if not n then
         return nil, err
     end
-    local reports = self:collect(n, wait)
+    local reports = self:collect(n, wait, ids, pids)
     local failed = {}
     for _, r in ipairs(reports) do
         if not r.ok then

@@ -83,10 +83,11 @@ function _M.init_worker(opts)
     store.init(conf)
     status.init(conf)
     leader.init(conf)
+    worker.init(conf)
     if conf.dir then
         leader.look(false)      -- files can be read here
     end
-    worker.start(conf)
+    worker.start()
     if (worker_id() or 0) == 0 then
         leader.start()
     end

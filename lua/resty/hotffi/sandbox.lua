@@ -199,10 +199,34 @@ local function new_state(script, limits)
 end
 
 
+-- Runs and time per tenant class of this worker, for
+-- resty.hotffi.metrics: class -> { ok = n, instructions = n, time = n,
+-- memory = n, error = n, seconds = s }, counted as runs end.
+local tallies = {}
+
+
+-- Counts a run of sandbox sb that started at `started` and ended with
+-- ok, ... (script:run()'s results); returns them.
+local function tally(sb, started, ok, ...)
+    local t = tallies[sb.class]
+    if not t then
+        t = { ok = 0, instructions = 0, time = 0, memory = 0, error = 0,
+              seconds = 0 }
+        tallies[sb.class] = t
+    end
+    local kind = ok and "ok" or select(2, ...)
+    t[kind] = t[kind] + 1
+    t.seconds = t.seconds + (now() - started)
+    return ok, ...
+end
+
+
 local function run(script, limits, ...)
     if script.running then
         return false, "script is already running", "error"
     end
+    local sb = script.sandbox
+    local started = now()
     local st = new_state(script, limits)
     local n = select("#", ...)
     local args, seen = { n = n, ... }, {}
@@ -217,7 +241,8 @@ local function run(script, limits, ...)
     if script.step_growth > st.max_mem then
         -- one table constructor of the script allocates more than the
         -- whole budget, in one instruction that no check can interrupt
-        return false, budget.message(st, "memory"), "memory"
+        return tally(sb, started, false, budget.message(st, "memory"),
+                     "memory")
     end
     st.k = budget.interval(st, 0)
     local env = setmetatable({}, script.sandbox.env_mt)
@@ -227,7 +252,7 @@ local function run(script, limits, ...)
     run_protected(st)
     script.running = false
     setfenv(script.fn, IDLE_ENV)
-    return outcome(st)
+    return tally(sb, started, outcome(st))
 end
 
 
@@ -391,6 +416,7 @@ end
 local OPTIONS = {
     env = "table", limits = "table", pcall = "boolean",
     coroutine = "boolean", max_source = "number", pattern_steps = "number",
+    class = "string",
 }
 
 
@@ -417,8 +443,23 @@ function _M.new(opts)
         limits = check_limits(opts.limits, DEFAULT_LIMITS, 2),
         max_source = opts.max_source or DEFAULT_MAX_SOURCE,
         pattern_steps = opts.pattern_steps or DEFAULT_PATTERN_STEPS,
+        class = opts.class or "default",
         env_mt = { __index = g, __metatable = false },
     }, sandbox_mt)
+end
+
+
+-- This worker's runs per tenant class (a copy of `tallies` above).
+function _M.stats()
+    local out = {}
+    for class, t in pairs(tallies) do
+        local c = {}
+        for k, v in pairs(t) do
+            c[k] = v
+        end
+        out[class] = c
+    end
+    return out
 end
 
 

@@ -15,6 +15,9 @@
 //! cancelled       how many sleeps saw their caller give up
 //! cfg             the configuration, or <nil>
 //! abi             the host's ABI version
+//! log:LEVEL:N:TEXT  writes N lines "TEXT I" (I = 1..N) to nginx's error
+//!                 log at LEVEL, through hotffi::log! and its siblings;
+//!                 answers "logged N"
 //! ```
 //!
 //! cfg "threads=N" sets the number of threads (default 4); "fail-init"
@@ -27,9 +30,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hotffi::{CBuf, Error, Request, Runtime, Task};
+use hotffi::{CBuf, Error, Level, Queue, Request, Runtime, Task};
 
 struct Ctl {
+    queue: Queue,
     cfg: Option<String>,
     cancelled: AtomicUsize,
 }
@@ -46,6 +50,7 @@ fn init(cfg: Option<&str>, rt: &mut Runtime) -> Result<(), Error> {
     }
 
     let ctl = Arc::new(Ctl {
+        queue: rt.queue(),
         cfg: cfg.map(String::from),
         cancelled: AtomicUsize::new(0),
     });
@@ -84,6 +89,31 @@ impl Ctl {
         }
     }
 
+    // log:LEVEL:N:TEXT, through each of the SDK's ways in turn
+    fn log(&self, arg: &str) -> Result<Vec<u8>, Error> {
+        let mut parts = arg.splitn(3, ':');
+        let level = match parts.next().unwrap_or("").parse::<i32>()? {
+            4 => Level::Error,
+            5 => Level::Warn,
+            6 => Level::Notice,
+            7 => Level::Info,
+            8 => Level::Debug,
+            _ => return Err("levels 4..8 only".into()),
+        };
+        let n: usize = parts.next().unwrap_or("").parse()?;
+        let text = parts.next().unwrap_or("");
+        let q = self.queue;
+        for i in 1..=n {
+            match (i % 3, level) {
+                (0, _) => q.log(level, format!("{} {}", text, i)),
+                (1, Level::Warn) => hotffi::warn!(q, "{} {}", text, i),
+                (1, Level::Error) => hotffi::error!(&q, "{} {}", text, i),
+                _ => hotffi::log!(q, level, "{} {}", text, i),
+            }
+        }
+        Ok(format!("logged {}", n).into_bytes())
+    }
+
     fn handle(&self, req: &Request) -> Result<Vec<u8>, Error> {
         let (cmd, arg) = match req.iter().position(|&b| b == b':') {
             Some(i) => (&req[..i], &req[i + 1..]),
@@ -117,6 +147,7 @@ impl Ctl {
                 .load(Ordering::Relaxed)
                 .to_string()
                 .into_bytes()),
+            b"log" => self.log(str::from_utf8(arg)?),
             b"cfg" => Ok(self.cfg.as_deref().unwrap_or("<nil>").as_bytes().to_vec()),
             b"abi" => Ok(match hotffi::host_abi_version() {
                 Some(v) => v.to_string().into_bytes(),

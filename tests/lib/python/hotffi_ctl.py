@@ -12,16 +12,32 @@ them, on the loader's low-level API (hotffi.poll, task.respond):
                     its caller gave up
     cancelled       how many sleeps saw their caller give up
     cfg             the configuration
+    log:LEVEL:N:TEXT  writes N lines "TEXT I" (I = 1..N) at LEVEL (nginx's)
+                    through the logging module and hotffi.LogHandler;
+                    answers "logged N"
     anything else   fails with rc 3, "unknown command"
 
 The configuration is the number of threads serving calls (default 4):
 "/path/to/tests/lib/python/hotffi_ctl,init,1".
 """
 
+import logging
 import threading
 import time
 
 import hotffi
+
+# One handler for every runtime of this module: LogHandler() with no tq
+# names the runtime of the thread that logs.
+log = logging.getLogger("hotffi_ctl")
+if not log.handlers:
+    log.addHandler(hotffi.LogHandler())
+log.setLevel(logging.DEBUG)
+log.propagate = False
+
+# nginx's levels (the log command's) as logging's
+LEVELS = {4: logging.ERROR, 5: logging.WARNING, 6: 25, 7: logging.INFO,
+          8: logging.DEBUG}
 
 
 def init(cfg, tq):
@@ -64,6 +80,12 @@ def init(cfg, tq):
                     task.respond(0, str(seen["cancelled"]))
             elif cmd == b"cfg":
                 task.respond(0, cfg)
+            elif cmd == b"log":
+                level, _, rest = arg.partition(b":")
+                n, _, text = rest.partition(b":")
+                for i in range(1, int(n) + 1):
+                    log.log(LEVELS[int(level)], "%s %d", text.decode(), i)
+                task.respond(0, "logged %d" % int(n))
             else:
                 task.respond(3, b"unknown command")
 

@@ -74,8 +74,9 @@ local RESERVED = {
 }
 
 
--- HMAC-SHA256 from OpenSSL's libcrypto.  nginx links it already, so the
--- symbols are usually in the process; otherwise the library is loaded.
+-- HMAC-SHA256 and SHA-256 from OpenSSL's libcrypto.  nginx links it
+-- already, so the symbols are usually in the process; otherwise (and in
+-- bin/hotffi-bundle, a LuaJIT script) the library is loaded.
 -- The declarations carry private names (redirected with __asm__) so that
 -- they cannot clash with another module's cdef of the same functions.
 local crypto
@@ -86,6 +87,8 @@ do
         .. " int key_len, const unsigned char *d, size_t n,"
         .. " unsigned char *out, unsigned int *out_len)"
         .. " __asm__(\"HMAC\");",
+        "unsigned char *hotffi_code_sha256(const unsigned char *d, size_t n,"
+        .. " unsigned char *md) __asm__(\"SHA256\");",
     }
     for _, decl in ipairs(decls) do
         pcall(ffi.cdef, decl)   -- already declared by an earlier load
@@ -93,6 +96,7 @@ do
     local function usable(lib)
         return pcall(function()
             return lib.hotffi_code_hmac and lib.hotffi_code_evp_sha256
+                   and lib.hotffi_code_sha256
         end)
     end
     if usable(ffi.C) then
@@ -164,6 +168,16 @@ function _M.hmac_hex(key, data)
 end
 
 
+-- The SHA-256 of `data`, in hex, or nil and a message.
+function _M.sha256_hex(data)
+    if not crypto then
+        return nil, "libcrypto (SHA256) is not available"
+    end
+    crypto.hotffi_code_sha256(data, #data, mac_buf)
+    return to_hex(ffi_str(mac_buf, 32))
+end
+
+
 function _M.valid_version(v)
     return type(v) == "string" and #v <= MAX_VERSION_LEN
            and find(v, "^[%w][%w%.%-_+:]*$") ~= nil
@@ -201,19 +215,32 @@ function _M.encode_modules(list)
 end
 
 
--- An unsigned bundle (the directory source's form in the shared dict).
-function _M.build(version, list, created)
+-- A bundle of the modules `list` ({ name, source }, sorted here by name):
+-- signed with `secret` (what bin/hotffi-bundle packs), or unsigned without
+-- one (the directory source's form in the shared dict).  Returns the text,
+-- or nil and a message.
+function _M.build(version, list, created, secret)
     if not _M.valid_version(version) then
         error("bad version: " .. tostring(version), 2)
     end
+    if secret ~= nil and (type(secret) ~= "string" or secret == "") then
+        error("bad secret", 2)
+    end
     sort(list, function(a, b) return a[1] < b[1] end)
-    return concat({
-        MAGIC, UNSIGNED, "\n",
+    local payload = concat({
         "version ", version, "\n",
         "created ", format("%d", created or 0), "\n",
         _M.encode_modules(list),
         "end\n",
     })
+    if not secret then
+        return MAGIC .. UNSIGNED .. "\n" .. payload
+    end
+    local mac, err = _M.hmac_hex(secret, payload)
+    if not mac then
+        return nil, err
+    end
+    return MAGIC .. SIG_PREFIX .. mac .. "\n" .. payload
 end
 
 
@@ -346,6 +373,24 @@ function _M.sign_record(secret, version, sequence, bundle_mac)
         return nil, err
     end
     return text .. " " .. mac
+end
+
+
+-- A sequence for a new record: above `high` (the highest this caller knows
+-- of, or nil), above the sequence of the record `current` when it verifies
+-- with `secret`, and at least `now_ms`, the time in ms, so that an older
+-- record written back to Redis cannot hold it below what the fleet
+-- accepted.  What publish and rollback sign, in nginx and in the tool.
+function _M.next_sequence(now_ms, current, secret, high)
+    local seq = floor(now_ms)
+    local rec = current and _M.parse_record(current, secret)
+    if rec and (not high or rec.sequence > high) then
+        high = rec.sequence
+    end
+    if high and seq <= high then
+        seq = high + 1
+    end
+    return seq
 end
 
 

@@ -138,4 +138,14 @@ function _M.source_name(c)
 end
 
 
+-- The command that publishes a directory to the Redis source of `c`.
+function _M.publish_command(c)
+    local r = c.redis
+    return format("HOTFFI_CODE_SECRET=<the secret> bin/hotffi-bundle"
+                  .. " publish DIR --redis %s --prefix %s%s",
+                  redis_src.where(r), r.prefix,
+                  r.db and " --db " .. r.db or "")
+end
+
+
 return _M

@@ -5,6 +5,7 @@
 
 local ffi = require "ffi"
 local bundle = require "resty.hotffi.code.bundle"
+local host = require "resty.hotffi.code.host"
 
 local C = ffi.C
 local byte = string.byte
@@ -14,7 +15,6 @@ local format = string.format
 local gsub = string.gsub
 local io_open = io.open
 local ipairs = ipairs
-local md5 = ngx.md5
 local pcall = pcall
 local sort = table.sort
 local sub = string.sub
@@ -190,11 +190,10 @@ local function walk(root, rel, depth, found, where, budget)
 end
 
 
--- Reads DIR.  Returns the bundle's text (unsigned), its version ("dir-"
--- and 12 hex digits of the content's MD5) and the number of modules; or
--- nil and a message.  A file that would make the bundle larger than
--- max_size bytes is refused before it is read.
-function _M.read(root, created, max_size)
+-- The modules under DIR: { { name, source }, ... } sorted by name, or nil
+-- and a message.  A file that would make the bundle larger than max_size
+-- bytes is refused before it is read.  Also what bin/hotffi-bundle packs.
+function _M.modules(root, max_size)
     local found, where = {}, {}
     local budget = { used = HEADER, max = max_size or bundle.DEFAULT_MAX_SIZE }
     local ok, err = walk(root, "", 1, found, where, budget)
@@ -205,7 +204,20 @@ function _M.read(root, created, max_size)
         return nil, format("no .lua files under \"%s\"", root)
     end
     sort(found, function(a, b) return a[1] < b[1] end)
-    local version = "dir-" .. sub(md5(bundle.encode_modules(found)), 1, 12)
+    return found
+end
+
+
+-- Reads DIR (nginx).  Returns the bundle's text (unsigned), its version
+-- ("dir-" and 12 hex digits of the content's MD5) and the number of
+-- modules; or nil and a message.
+function _M.read(root, created, max_size)
+    local found, err = _M.modules(root, max_size)
+    if not found then
+        return nil, err
+    end
+    local version = "dir-" .. sub(host.md5(bundle.encode_modules(found)), 1,
+                                  12)
     return bundle.build(version, found, created), version, #found
 end
 

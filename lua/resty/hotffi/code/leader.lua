@@ -4,28 +4,38 @@
 -- polls it, and listens on Redis pub/sub), checks each new version
 -- (signature, syntax, FFI rules) and publishes it to the workers through
 -- resty.hotffi.code.store; it reports the source's state to
--- resty.hotffi.code.status.
+-- resty.hotffi.code.status.  With Redis it also writes the instance's
+-- verdicts (what each worker runs, and the versions refused, and why) to
+-- Redis, where bin/hotffi-bundle reads them (publish --wait, status
+-- --fleet).
 
 local bundle = require "resty.hotffi.code.bundle"
 local conf_mod = require "resty.hotffi.code.conf"
+local control = require "resty.hotffi.control"
 local dir_src = require "resty.hotffi.code.dir"
 local loader = require "resty.hotffi.code.loader"
 local redis_src = require "resty.hotffi.code.redis"
 local status = require "resty.hotffi.code.status"
 local store = require "resty.hotffi.code.store"
 local worker = require "resty.hotffi.code.worker"
+local process = require "ngx.process"
 
 local error = error
 local exiting = ngx.worker.exiting
 local format = string.format
+local io_open = io.open
+local ipairs = ipairs
+local json = control.json
 local log = ngx.log
 local lower = string.lower
 local min = math.min
 local now = ngx.now
 local pcall = pcall
 local sleep = ngx.sleep
+local sub = string.sub
 local timer_at = ngx.timer.at
 local timer_every = ngx.timer.every
+local type = type
 
 local ERR = ngx.ERR
 local NOTICE = ngx.NOTICE
@@ -34,6 +44,12 @@ local _M = { version = "0.1.0" }
 
 local LOG_AGAIN = 60       -- seconds between error lines of one outage
 local MAX_BACKOFF = 1      -- seconds between Redis reconnections at most
+local VERDICT_EVERY = 0.5  -- seconds between looks at the workers' reports
+local VERDICT_REFRESH = 5  -- seconds: an unchanged verdict is written
+                           -- again this often (bin/hotffi-bundle takes an
+                           -- instance silent for 15 s as gone)
+local MAX_REASON = 512     -- bytes of a refusal's reason in a verdict
+local MAX_WORKERS = 64     -- workers listed in a verdict
 
 local conf
 local pid
@@ -44,7 +60,11 @@ local src_checked_at
 local src_refused = {}     -- version (dir), record (Redis) -> message;
                            -- not fetched again
 local src_last_refused     -- "version: message"
+local src_refused_version, src_refused_reason, src_refused_at
+local src_empty            -- Redis: nothing is published under the prefix
 local looking, look_pending, look_force
+local instance_id          -- <hostname>:<master pid>, in verdicts
+local verdict_sent, verdict_sent_at = nil, 0
 
 
 local function source_name()
@@ -57,6 +77,7 @@ local function report()
         kind = conf.redis and "redis" or "dir", name = source_name(),
         checked_by = pid, error = src_error, error_since = src_since,
         checked_at = src_checked_at, last_refused = src_last_refused,
+        nothing_published = src_empty,
     }
 end
 
@@ -97,10 +118,10 @@ end
 local function refuse_at_source(version, err, key)
     src_refused[key or version] = err
     src_last_refused = version .. ": " .. err
+    src_refused_version, src_refused_reason, src_refused_at =
+        version, err, now()
     worker.record_error(version, err)
-    log(ERR, "code version \"", version, "\" from ", source_name(),
-        " refused, still serving \"", worker.version() or "none", "\": ",
-        err)
+    worker.log_refused(version, err, "at the source")
     report()
     worker.report()
 end
@@ -174,6 +195,10 @@ local function look_redis(force)
             refuse_at_source("?", res.refused, res.refused)
         end
         return
+    end
+    if src_empty ~= not res.current then
+        src_empty = not res.current
+        report()
     end
     if not res.current then
         return
@@ -278,14 +303,96 @@ local function subscriber(premature)
 end
 
 
--- Starts the leader's timers: the subscription (Redis) and a look at the
--- source every conf.interval seconds.  Context: init_worker_by_lua*.
+-- Cuts `s` to MAX_REASON bytes.
+local function cut(s)
+    if type(s) == "string" and #s > MAX_REASON then
+        return sub(s, 1, MAX_REASON - 3) .. "..."
+    end
+    return s
+end
+
+
+-- The instance's verdicts as JSON: what the workers run, what they
+-- refused and why (from their reports in the shared dict), and the last
+-- version refused at the source.  Bounded: MAX_WORKERS workers, reasons
+-- cut to MAX_REASON bytes.  No time that changes by itself, so that an
+-- unchanged text means nothing happened.
+local function verdict_json()
+    local workers = {}
+    for _, w in ipairs(status.instance().workers) do
+        if #workers >= MAX_WORKERS then
+            break
+        end
+        workers[#workers + 1] = {
+            pid = w.pid, id = w.id, version = w.version, wanted = w.wanted,
+            error = cut(w.error), applied_at = w.applied_at,
+        }
+    end
+    return json{
+        instance = instance_id, source = source_name(),
+        version = store.current(), nothing_published = src_empty or false,
+        refused = src_refused_version and {
+            version = src_refused_version, reason = cut(src_refused_reason),
+            at = src_refused_at,
+        } or nil,
+        workers = control.array(workers),
+    }
+end
+
+
+-- Writes the verdicts to Redis when they changed, or every
+-- VERDICT_REFRESH seconds.  The time of the report goes with them.  Not
+-- while Redis cannot be reached: each failed connect() is a line in
+-- error.log, and the looks at the source say it already.
+local function send_verdict(premature)
+    if premature or src_error then
+        return
+    end
+    local text = verdict_json()
+    local t = now()
+    if text == verdict_sent and t - verdict_sent_at < VERDICT_REFRESH then
+        return
+    end
+    -- "at" is added to the text outside the comparison
+    local full = sub(text, 1, -2) .. format(',"at":%.3f}', t)
+    if #full > redis_src.MAX_VERDICT then
+        log(ERR, "code verdict of ", #full, " bytes not written to ",
+            source_name())
+        return
+    end
+    local ok = redis_src.put_verdict(conf.redis, instance_id, full)
+    if ok then
+        verdict_sent, verdict_sent_at = text, t
+    end
+    -- a failure shows as the source's error at the next look
+end
+
+
+-- <hostname>:<pid of the master>: one nginx instance, the same across
+-- nginx -s reload.
+local function instance_name()
+    local f = io_open("/proc/sys/kernel/hostname", "rb")
+    local name = f and f:read("*l") or "localhost"
+    if f then
+        f:close()
+    end
+    return name .. ":" .. (process.get_master_pid() or ngx.worker.pid())
+end
+
+
+-- Starts the leader's timers: the subscription (Redis), a look at the
+-- source every conf.interval seconds, and the verdicts (Redis).  Context:
+-- init_worker_by_lua*.
 function _M.start()
     local ok, err = true, nil
     if conf.redis then
+        instance_id = instance_name()
         ok, err = timer_at(0, subscriber)
         if ok then
             ok, err = timer_at(0, poll_source)
+        end
+        if ok then
+            ok, err = timer_every(VERDICT_EVERY, send_verdict)
         end
     end
     if ok then

@@ -1,19 +1,26 @@
--- resty.hotffi.code.redis -- the Redis code source: a small RESP client on
--- ngx.socket.tcp that fetches the current bundle, rolls back and listens
--- for notifications.  See docs/code-reload.md for the keys.
+-- resty.hotffi.code.redis -- the Redis code source: a small RESP client
+-- that fetches the current bundle, publishes, rolls back, listens for
+-- notifications and carries the fleet's verdicts.  See docs/code-reload.md
+-- for the keys.
+--
+-- The one implementation of the Redis side, used by nginx (cosockets) and
+-- by bin/hotffi-bundle (LuaSocket): the host's services come from
+-- resty.hotffi.code.host.  subscribe() is nginx's only (light threads).
+
+local host = require "resty.hotffi.code.host"
 
 local byte = string.byte
 local concat = table.concat
 local format = string.format
 local ipairs = ipairs
-local null = ngx.null
-local sleep = ngx.sleep
-local spawn = ngx.thread.spawn
-local kill = ngx.thread.kill
+local null = host.null
+local sleep = host.sleep
 local sub = string.sub
-local tcp = ngx.socket.tcp
+local tcp = host.tcp
 local tonumber = tonumber
 local tostring = tostring
+local type = type
+local unpack = unpack
 
 
 local _M = { version = "0.1.0" }
@@ -26,7 +33,12 @@ local READ_SLACK = 3000     -- ms a subscriber read waits beyond the pings
 local SMALL = 4096          -- bytes: the most a reply other than a
                             -- bundle may hold (records, names, OK)
 local MAX_ITEMS = 16        -- elements of an array reply (a subscription
-                            -- message has 3)
+                            -- message has 3), unless a command says more
+local MAX_HISTORY = 1000    -- versions of the history list read at most
+local MAX_FLEET = 256       -- instances whose verdicts are kept at most
+local FLEET_TTL = 60        -- seconds an instance's verdict outlives its
+                            -- last report
+local MAX_VERDICT = 16384   -- bytes of one instance's verdict at most
 local POOL_SIZE = 4
 local POOL_IDLE = 60000     -- ms
 
@@ -34,8 +46,8 @@ local POOL_IDLE = 60000     -- ms
 -- record is still ARGV[1] (what the caller decided from; "" for none);
 -- stores its bundle ARGV[4] again (its key may have been deleted); drops
 -- the versions after it in the history and their bundles (or appends it
--- when it is not there); notifies.  The same script as bin/hotffi-bundle's
--- rollback: keep both in step.
+-- when it is not there); notifies.  Run by nginx's rollback and by
+-- bin/hotffi-bundle's.
 -- KEYS: current, history.  ARGV: expected record, new record, version,
 -- bundle, channel, bundle key prefix.
 local ROLLBACK_SCRIPT = [==[
@@ -70,8 +82,14 @@ function _M.keys(prefix)
         history = prefix .. ":history",
         channel = prefix .. ":notify",
         bundle = prefix .. ":bundle:",
+        fleet = prefix .. ":fleet",         -- a sorted set: instance ->
+                                            -- time of its last verdict
+        verdict = prefix .. ":fleet:",      -- <id>: its verdict (JSON)
     }
 end
+
+_M.MAX_VERDICT = MAX_VERDICT
+_M.FLEET_TTL = FLEET_TTL
 
 
 local function encode(args)
@@ -88,13 +106,13 @@ local function encode(args)
 end
 
 
--- A reply: a string, a number, ngx.null, an array; false and the message
--- for an error reply; nil and the socket's error.  A bulk string longer
--- than `max` bytes, or an array of more than MAX_ITEMS, is not read: nil,
--- a message and its size, and the connection must be closed (the rest of
--- the reply is still in it).  So nothing Redis holds is read before its
--- size was checked.
-local function read_reply(sock, max)
+-- A reply: a string, a number, null, an array; false and the message for
+-- an error reply; nil and the socket's error.  A bulk string longer than
+-- `max` bytes, or an array of more than `items` (default MAX_ITEMS), is
+-- not read: nil, a message and its size, and the connection must be
+-- closed (the rest of the reply is still in it).  So nothing Redis holds
+-- is read before its size was checked.
+local function read_reply(sock, max, items)
     local line, err = sock:receive()
     if not line then
         return nil, err
@@ -132,14 +150,15 @@ local function read_reply(sock, max)
         if n < 0 then
             return null
         end
-        if n > MAX_ITEMS then
+        items = items or MAX_ITEMS
+        if n > items then
             return nil, format("an array of %d items, more than %d: not"
-                               .. " read", n, MAX_ITEMS), n
+                               .. " read", n, items), n
         end
         local arr = {}
         for i = 1, n do
             local v, size
-            v, err, size = read_reply(sock, max)
+            v, err, size = read_reply(sock, max, items)
             if v == nil then
                 return nil, err, size
             end
@@ -158,6 +177,16 @@ local function command(sock, max, ...)
         return nil, err
     end
     return read_reply(sock, max)
+end
+
+
+-- The same, for a reply that may be an array of up to `items` elements.
+local function command_items(sock, max, items, ...)
+    local ok, err = sock:send(encode({ ... }))
+    if not ok then
+        return nil, err
+    end
+    return read_reply(sock, max, items)
 end
 
 
@@ -313,6 +342,226 @@ function _M.rollback(conf, expected, record, version, text)
 end
 
 
+-- Runs f(sock, keys) on a connection of its own to `conf`'s Redis;
+-- returns what f returns (it returns nil and a message on failure), the
+-- connection closed.  For the tool's commands.
+local function with_connection(conf, f)
+    local sock, err = connect(conf, nil, true)
+    if not sock then
+        return nil, err
+    end
+    local r1, r2, r3 = f(sock, _M.keys(conf.prefix))
+    sock:close()
+    return r1, r2, r3
+end
+
+
+-- A reply, or nil and "<what> failed: <why>" for an error reply or a
+-- failed read.
+local function need(what, res, err)
+    if not res then
+        return nil, what .. " failed: " .. (err or "?")
+    end
+    return res
+end
+
+
+-- The history list, oldest first (up to MAX_HISTORY versions), or nil and
+-- a message.
+local function history(sock, keys)
+    local res, err = command_items(sock, SMALL, MAX_HISTORY, "LRANGE",
+                                   keys.history, 0, -1)
+    if res == null then
+        return {}
+    end
+    return need("LRANGE", res, err)
+end
+
+
+-- What bin/hotffi-bundle status shows: { current = the record or nil
+-- (nothing published) or false (too large to read), history = {...} },
+-- or nil and a message.
+function _M.status(conf)
+    return with_connection(conf, function(sock, keys)
+        local cur, err, size = command(sock, SMALL, "GET", keys.current)
+        if size then
+            return { current = false, size = size }
+        end
+        cur, err = need("GET", cur, err)
+        if not cur then
+            return nil, err
+        end
+        local hist
+        hist, err = history(sock, keys)
+        if not hist then
+            return nil, err
+        end
+        return { current = cur ~= null and cur or nil, history = hist }
+    end)
+end
+
+
+-- The bundle of `version`, read only if Redis says it holds at most
+-- `max_size` bytes: the text, false when the key is missing, or nil and a
+-- message.
+function _M.bundle(conf, version, max_size)
+    return with_connection(conf, function(sock, keys)
+        local text, err, size = command(sock, max_size, "GET",
+                                        keys.bundle .. version)
+        if size then
+            return nil, format("the bundle of version %s: %d bytes in"
+                               .. " redis, more than %d: not read",
+                               version, size, max_size)
+        end
+        text, err = need("GET", text, err)
+        if not text then
+            return nil, err
+        end
+        return text ~= null and text
+    end)
+end
+
+
+-- Stores the bundle `text` of `version` and makes it current with the
+-- record sign(record Redis holds now, or nil) returns, and notifies, in
+-- one transaction, WATCHed: a publish or rollback by someone else
+-- meanwhile makes it fail rather than be undone.  Then trims the history
+-- to `keep` versions and deletes the bundles of those that left it.
+-- Returns the number of nginx instances notified, or nil and a message.
+function _M.publish(conf, text, version, sign, keep)
+    return with_connection(conf, function(sock, keys)
+        local res, err = need("WATCH", command(sock, SMALL, "WATCH",
+                                                keys.current))
+        if not res then
+            return nil, err
+        end
+        -- a record is short: a longer value is not one, and the sequence
+        -- then comes from the time alone
+        local cur
+        cur, err = need("GETRANGE", command(sock, SMALL, "GETRANGE",
+                                            keys.current, 0, SMALL - 1))
+        if not cur then
+            return nil, err
+        end
+        local record
+        record, err = sign(cur ~= null and cur ~= "" and cur or nil)
+        if not record then
+            return nil, err
+        end
+        local cmds = {
+            { "MULTI" },
+            { "SET", keys.bundle .. version, text },
+            { "SET", keys.current, record },
+            { "LREM", keys.history, 0, version },
+            { "RPUSH", keys.history, version },
+            { "PUBLISH", keys.channel, version },
+        }
+        for _, c in ipairs(cmds) do
+            res, err = need(c[1], command(sock, SMALL, unpack(c)))
+            if not res then
+                return nil, err
+            end
+        end
+        res, err = need("EXEC", command(sock, SMALL, "EXEC"))
+        if not res then
+            return nil, err
+        end
+        if res == null then
+            return nil, "the current version changed meanwhile: publish"
+                        .. " again"
+        end
+        local listeners = res[5]
+        local old
+        old, err = need("LRANGE", command_items(sock, SMALL, MAX_HISTORY,
+                                                "LRANGE", keys.history, 0,
+                                                -(keep + 1)))
+        if not old then
+            return nil, err
+        end
+        if old ~= null and #old > 0 then
+            res, err = need("LTRIM", command(sock, SMALL, "LTRIM",
+                                             keys.history, -keep, -1))
+            if not res then
+                return nil, err
+            end
+            for _, v in ipairs(old) do
+                command(sock, SMALL, "DEL", keys.bundle .. v)
+            end
+        end
+        return listeners
+    end)
+end
+
+
+-- The history list of the tool's rollback, oldest first, or nil and a
+-- message.
+function _M.history(conf)
+    return with_connection(conf, history)
+end
+
+
+-- Stores one instance's verdict (`json`, at most MAX_VERDICT bytes) as
+-- `id`, for FLEET_TTL seconds, and drops instances whose verdicts expired,
+-- keeping MAX_FLEET at most.  Runs in nginx's leader.  Returns true, or
+-- nil and a message.
+function _M.put_verdict(conf, id, json)
+    local sock, err = connect(conf)
+    if not sock then
+        return nil, err
+    end
+    local keys = _M.keys(conf.prefix)
+    local t = host.now()
+    local cmds = {
+        { "SET", keys.verdict .. id, json, "EX", FLEET_TTL },
+        { "ZADD", keys.fleet, format("%.3f", t), id },
+        { "ZREMRANGEBYSCORE", keys.fleet, "-inf",
+          format("(%.3f", t - FLEET_TTL) },
+        { "ZREMRANGEBYRANK", keys.fleet, 0, -(MAX_FLEET + 1) },
+        { "EXPIRE", keys.fleet, FLEET_TTL },
+    }
+    for _, c in ipairs(cmds) do
+        local res
+        res, err = command(sock, SMALL, unpack(c))
+        if not res then
+            sock:close()
+            return nil, c[1] .. " failed: " .. (err or "?")
+        end
+    end
+    keepalive(sock)
+    return true
+end
+
+
+-- The verdicts of the instances that reported in the last FLEET_TTL
+-- seconds: a list of their JSON texts (newest report first), each read
+-- only if at most MAX_VERDICT bytes; or nil and a message.
+function _M.verdicts(conf)
+    return with_connection(conf, function(sock, keys)
+        local ids, err = need("ZREVRANGEBYSCORE", command_items(sock,
+            SMALL, MAX_FLEET, "ZREVRANGEBYSCORE", keys.fleet, "+inf",
+            format("%.3f", host.now() - FLEET_TTL)))
+        if not ids then
+            return nil, err
+        end
+        local out = {}
+        for _, id in ipairs(ids ~= null and ids or {}) do
+            local text, size
+            text, err, size = command(sock, MAX_VERDICT, "GET",
+                                      keys.verdict .. id)
+            if size then
+                return nil, format("the verdict of %s: %s", id, err)
+            end
+            if type(text) == "string" then
+                out[#out + 1] = text
+            elseif not text then
+                return nil, "GET failed: " .. (err or "?")
+            end
+        end
+        return out
+    end)
+end
+
+
 -- One subscription: connects, subscribes to the channel, calls
 -- handlers.up() and then handlers.message(payload) for each notification,
 -- until the connection fails (returns the message) or handlers.exiting()
@@ -332,6 +581,7 @@ function _M.subscribe(conf, handlers)
         return "SUBSCRIBE failed: " .. (err or "?")
     end
     local exiting = handlers.exiting
+    local spawn, kill = ngx.thread.spawn, ngx.thread.kill
     local pinger = spawn(function()
         while true do
             local waited = 0

@@ -5,16 +5,14 @@
 
 local bundle = require "resty.hotffi.code.bundle"
 local conf_mod = require "resty.hotffi.code.conf"
+local host = require "resty.hotffi.code.host"
 local leader = require "resty.hotffi.code.leader"
 local redis_src = require "resty.hotffi.code.redis"
 local store = require "resty.hotffi.code.store"
 local worker = require "resty.hotffi.code.worker"
 
-local floor = math.floor
 local format = string.format
 local log = ngx.log
-local now = ngx.now
-local update_time = ngx.update_time
 
 local NOTICE = ngx.NOTICE
 
@@ -45,16 +43,8 @@ local function roll_back_redis(conf)
     -- a sequence above everything seen: now in ms (so that a record
     -- replayed into Redis cannot hold it down), the record Redis holds,
     -- and the highest this instance accepted
-    update_time()
-    local seq = floor(now() * 1000)
-    local rec = bundle.parse_record(expected, conf.secret)
-    local high = store.high_sequence() or 0
-    if rec and rec.sequence > high then
-        high = rec.sequence
-    end
-    if seq <= high then
-        seq = high + 1
-    end
+    local seq = bundle.next_sequence(host.now() * 1000, expected,
+                                     conf.secret, store.high_sequence())
     local record
     record, err = bundle.sign_record(conf.secret, v, seq, b.mac)
     if not record then

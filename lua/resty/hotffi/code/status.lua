@@ -51,7 +51,7 @@ local WORKER_FIELDS = {
 
 local SOURCE_FIELDS = {
     "kind", "name", "checked_by", "error", "error_since", "checked_at",
-    "last_refused",
+    "last_refused", "nothing_published",
 }
 
 
@@ -74,6 +74,12 @@ end
 -- Stores the leader's report of the source (fields SOURCE_FIELDS).
 function _M.report_source(rec)
     reports:put(K_SOURCE, fill(rec, SOURCE_FIELDS))
+end
+
+
+-- The leader's report of the source, or nil before its first.
+function _M.source()
+    return reports:get(K_SOURCE)
 end
 
 

@@ -6,6 +6,7 @@
 -- current module for require() and handler().  Workers never talk to the
 -- source.
 
+local conf_mod = require "resty.hotffi.code.conf"
 local loader = require "resty.hotffi.code.loader"
 local status = require "resty.hotffi.code.status"
 local store = require "resty.hotffi.code.store"
@@ -22,13 +23,14 @@ local pairs = pairs
 local pcall = pcall
 local sleep = ngx.sleep
 local sort = table.sort
+local type = type
 local timer_every = ngx.timer.every
 local update_time = ngx.update_time
 local worker_id = ngx.worker.id
+local worker_pid = ngx.worker.pid
 
 local ERR = ngx.ERR
 local NOTICE = ngx.NOTICE
-local WARN = ngx.WARN
 
 local _M = { version = "0.1.0" }
 
@@ -59,6 +61,18 @@ end
 -- Remembers the last error of a version, for the report.
 function _M.record_error(version, err)
     last_error, last_error_version, last_error_at = err, version, now()
+end
+
+
+-- The audit line of a refused version: one per version refused, by the
+-- worker that refused it (`where` says more: "at the source" for the
+-- leader's checks).  Its applied twin is in try_apply.
+function _M.log_refused(version, err, where)
+    log(ERR, "code version \"", version, "\" refused",
+        where and " " .. where or "", ": ", conf_mod.source_name(conf),
+        ", worker ", worker_pid(), ", \"", applied_version or "none",
+        "\" -> \"", version, "\" not made, still serving \"",
+        applied_version or "none", "\": ", err)
 end
 
 
@@ -95,8 +109,9 @@ end
 
 
 -- Applies one version from the dict, made current while version `ran`
--- was what workers ran.  Returns true, or nil and a message.
-local function try_apply(version, ran)
+-- was what workers ran (`instead` of the current one, which this worker
+-- refused).  Returns true, or nil and a message.
+local function try_apply(version, ran, instead)
     local text = store.text(version)
     if not text then
         return nil, format("version \"%s\" is not in lua_shared_dict"
@@ -121,9 +136,12 @@ local function try_apply(version, ran)
     local from = applied_version
     applied_version, applied_at = version, now()
     store.set_ran(version)
-    log(NOTICE, "code version \"", version, "\" applied (was \"",
-        from or "none", "\"): ", info.loaded, " of ", info.modules,
-        " modules loaded in ", format("%.1f", (now() - t0) * 1000), " ms")
+    log(NOTICE, "code version \"", version, "\" applied",
+        instead and " instead of \"" .. instead .. "\"" or "", ": ",
+        conf_mod.source_name(conf), ", worker ", worker_pid(), ", \"",
+        from or "none", "\" -> \"", version, "\", ", info.loaded, " of ",
+        info.modules, " modules loaded in ",
+        format("%.1f", (now() - t0) * 1000), " ms")
     return true
 end
 
@@ -137,8 +155,7 @@ local function apply_stamp(stamp)
         refused_stamp, cur_error = stamp, err
         _M.record_error(version, err)
         store.refuse(version, err)
-        log(ERR, "code version \"", version, "\" refused, still serving \"",
-            applied_version or "none", "\": ", err)
+        _M.log_refused(version, err)
     end
     _M.report()
     return ok, err
@@ -172,11 +189,17 @@ local function tick(premature)
 end
 
 
+-- Configures this worker's part (configuration `c`), before the
+-- leader's first look.
+function _M.init(c)
+    conf = c
+end
+
+
 -- Starts this worker: applies the current version (or, when it cannot,
 -- the newest older one it can), reports, and looks at the stamp every
 -- conf.poll seconds.  Context: init_worker_by_lua*.
-function _M.start(c)
-    conf = c
+function _M.start()
     local stamp = store.stamp()
     if stamp then
         _M.sync()       -- done already when this worker published it
@@ -187,10 +210,12 @@ function _M.start(c)
             if applied_version then
                 break
             end
-            if hist[i] ~= store.stamp_version(stamp)
-               and try_apply(hist[i])
-            then
-                log(WARN, "code version \"", hist[i], "\" served instead")
+            local current = store.stamp_version(stamp)
+            if hist[i] ~= current then
+                local ok, err = try_apply(hist[i], nil, current)
+                if not ok then
+                    _M.log_refused(hist[i], err, "as a fallback")
+                end
             end
         end
     end
@@ -199,6 +224,27 @@ function _M.start(c)
     if not ok then
         error("resty.hotffi.code: ngx.timer.every() failed: " .. err, 3)
     end
+end
+
+
+-- Why there is no version yet, as the leader saw the source: nothing
+-- published under the Redis prefix (and how to publish), or the source's
+-- error; "" when it does not know.
+local function why_none()
+    local src = status.source()
+    if type(src) ~= "table" then
+        return ""
+    end
+    if src.nothing_published == true then
+        return format(": nothing is published under %s (no key"
+                      .. " \"%s:current\"); publish a version with: %s",
+                      conf_mod.source_name(conf), conf.redis.prefix,
+                      conf_mod.publish_command(conf))
+    end
+    if type(src.error) == "string" then
+        return ": " .. src.error
+    end
+    return ""
 end
 
 
@@ -212,7 +258,7 @@ local function wait_first(level)
     end
     if not applied_version then
         error("resty.hotffi.code: no code version loaded yet"
-              .. (cur_error and ": " .. cur_error or ""), level + 1)
+              .. (cur_error and ": " .. cur_error or why_none()), level + 1)
     end
 end
 

@@ -20,6 +20,9 @@
 //	                  over, libffi_init takes it back with hotffi.State)
 //	addr              the address of the request's first byte, in decimal:
 //	                  the caller's own with cfg "borrow", a copy's without
+//	log:LEVEL:N:TEXT  writes N lines "TEXT I" (I = 1..N) to nginx's error
+//	                  log at LEVEL, odd ones with hotffi.Logf, even ones
+//	                  through hotffi.NewLogger; answers "logged N"
 //
 // cfg "max=N" bounds the handlers running at once (Server.MaxConcurrency);
 // cfg "borrow" hands handlers the caller's bytes (Server.BorrowRequest);
@@ -44,6 +47,7 @@ import (
 )
 
 type ctl struct {
+	tq        unsafe.Pointer // hotffi's, never dereferenced here
 	cfg       string
 	hasCfg    bool
 	running   int64
@@ -138,9 +142,35 @@ func (c *ctl) handle(ctx context.Context, req []byte) ([]byte, error) {
 	case "addr":
 		p := uintptr(unsafe.Pointer(&req[0]))
 		return []byte(strconv.FormatUint(uint64(p), 10)), nil
+
+	case "log":
+		return c.log(string(arg))
 	}
 
 	return nil, hotffi.Fail(3, "unknown command")
+}
+
+// log answers log:LEVEL:N:TEXT.
+func (c *ctl) log(arg string) ([]byte, error) {
+	lv, rest, _ := strings.Cut(arg, ":")
+	count, text, _ := strings.Cut(rest, ":")
+	level, err := strconv.Atoi(lv)
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil {
+		return nil, err
+	}
+	logger := hotffi.NewLogger(c.tq, hotffi.Level(level))
+	for i := 1; i <= n; i++ {
+		if i%2 == 1 {
+			hotffi.Logf(c.tq, hotffi.Level(level), "%s %d", text, i)
+		} else {
+			logger.Printf("%s %d", text, i)
+		}
+	}
+	return []byte("logged " + strconv.Itoa(n)), nil
 }
 
 // thread: the nginx event loop; starts the server and returns.
@@ -148,7 +178,7 @@ func (c *ctl) handle(ctx context.Context, req []byte) ([]byte, error) {
 //export libffi_init
 func libffi_init(cfg *C.char, tq unsafe.Pointer) C.int {
 	// cfg: borrowed, freed by hotffi after we return: GoString copies it.
-	c := &ctl{cfg: C.GoString(cfg), hasCfg: cfg != nil}
+	c := &ctl{tq: tq, cfg: C.GoString(cfg), hasCfg: cfg != nil}
 	srv := &hotffi.Server{HandleContext: c.handle}
 
 	srv.BorrowRequest = c.cfg == "borrow"

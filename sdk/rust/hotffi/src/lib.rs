@@ -13,7 +13,9 @@
 //!   the threads, so that `unpin = true` can unload and reload the library;
 //!   `export_runtime!(init, retire)` adds `libffi_retire`, so that
 //!   `rt:__reload()` hands state over: [`Runtime::on_retire`] gives it,
-//!   [`Runtime::state`] receives it.
+//!   [`Runtime::state`] receives it;
+//! - [`log`], [`Queue::log`] and [`warn!`] and its siblings: lines for
+//!   nginx's error log from any thread, at nginx's levels ([`Level`]).
 //!
 //! ```ignore
 //! fn init(_cfg: Option<&str>, rt: &mut hotffi::Runtime) -> Result<(), hotffi::Error> {
@@ -25,10 +27,12 @@
 //! Libraries built with it also load on lua-resty-ffi: the hotffi-only
 //! functions are looked up at run time and do nothing there.
 
+mod logging;
 mod runtime;
 mod sys;
 mod task;
 
+pub use logging::{log, log_fmt, Level, LogTarget};
 pub use runtime::Runtime;
 pub use sys::{ABI_VERSION, TASK_CANCELLED};
 pub use task::{CBuf, Error, Queue, Request, Task, RC_DROPPED, RC_ERROR, RC_PANIC};

@@ -92,6 +92,7 @@ static TASK_CANCELLED_FN: Optional = Optional::new(b"hotffi_task_cancelled\0");
 static INIT_ERROR_FN: Optional = Optional::new(b"hotffi_init_error\0");
 static STATE_FN: Optional = Optional::new(b"hotffi_state\0");
 static POLL_BATCH_FN: Optional = Optional::new(b"hotffi_task_poll_batch\0");
+static LOG_FN: Optional = Optional::new(b"hotffi_log\0");
 
 /// hotffi_abi_version(), or None on a host without it.
 pub fn abi_version() -> Option<i32> {
@@ -166,5 +167,18 @@ pub unsafe fn task_poll_batch(tq: *mut c_void, tasks: *mut *mut c_void, max: c_i
             *tasks = p;
             c_int::from(!p.is_null())
         }
+    }
+}
+
+/// hotffi_log(tq, level, msg, len); nothing on a host without it.
+///
+/// # Safety
+/// tq must be NULL or a live queue.  msg: borrowed for the call (hotffi
+/// copies it), len bytes; len must be > 0, since 0 means NUL-terminated.
+pub unsafe fn log(tq: *mut c_void, level: c_int, msg: *const c_char, len: c_int) {
+    if let Some(addr) = LOG_FN.get() {
+        let f: unsafe extern "C" fn(*mut c_void, c_int, *const c_char, c_int) =
+            std::mem::transmute(addr);
+        f(tq, level, msg, len)
     }
 }

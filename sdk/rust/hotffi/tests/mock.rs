@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::{Condvar, Mutex};
 
-use hotffi::{CBuf, Error, Queue, Runtime, Task, RC_DROPPED, RC_PANIC};
+use hotffi::{CBuf, Error, Level, Queue, Runtime, Task, RC_DROPPED, RC_PANIC};
 
 struct FakeTask {
     req: Vec<u8>,
@@ -149,6 +149,23 @@ fn poll_batch_without_the_host_function_takes_one_at_a_time() {
     assert!(tasks.is_empty());
     assert_eq!(answer_to(b"t5 one"), (0, Some(b"1".to_vec())));
     assert_eq!(answer_to(b"t5 two"), (0, Some(b"2".to_vec())));
+}
+
+#[test]
+fn logging_without_the_host_function_does_nothing() {
+    let q = queue_with(&[], true);
+    let queue = unsafe { Queue::from_raw(raw(q)) }.unwrap();
+    // every form compiles, and none reaches a host that lacks hotffi_log
+    hotffi::log(queue, Level::Notice, "plain");
+    hotffi::log(None, Level::Debug, b"no runtime, \0 bytes");
+    queue.log(Level::Info, String::from("owned"));
+    hotffi::log!(queue, Level::Crit, "{} {}", "formatted", 1);
+    hotffi::error!(&queue, "literal");
+    hotffi::warn!(None, "no runtime {}", 2);
+    hotffi::notice!(queue, "");
+    hotffi::info!(queue, "{:?}", Level::Info);
+    hotffi::debug!(queue, "x");
+    assert!(Level::Error < Level::Warn);
 }
 
 #[test]

@@ -1,0 +1,159 @@
+# dist/dist.mk -- installing hotffi outside its checkout (docs/packaging.md):
+# `make install` (PREFIX, DESTDIR) for any distribution, `make deb` for
+# Debian's packages, `make dist-lua` for LuaRocks and opm, and the tests
+# of all three (`make test-pkg`).  Included by the top Makefile.
+#
+# The version lives in VERSION only; debian/changelog's top entry must say
+# the same, and `make deb` refuses to build when it does not.
+
+VERSION     := $(shell cat VERSION)
+
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+DATADIR     ?= $(PREFIX)/share
+# where nginx looks for `load_module modules/...` is the distribution's
+# choice; Debian's is /usr/lib/nginx/modules
+NGINX_MODULES_DIR ?= $(LIBDIR)/nginx/modules
+# lua-nginx-module's default package.path on Debian is
+# /usr/share/lua/5.1/?.lua; other builds name theirs in lua_package_path
+LUA_DIR     ?= $(DATADIR)/lua/5.1
+# arch-independent: the .pc names a header directory, and no library
+PKGCONFIG_DIR ?= $(DATADIR)/pkgconfig
+# GOPATH-style tree, as Debian's golang-*-dev packages lay it out
+GOCODE_DIR  ?= $(DATADIR)/gocode/src
+# a cargo directory registry, as Debian's librust-*-dev packages lay it out
+CARGO_REGISTRY_DIR ?= $(DATADIR)/cargo/registry
+
+INSTALL     ?= install
+LUA_FILES   := $(shell cd lua && find . -name '*.lua' | sed 's|^\./||' | sort)
+GO_SDK_FILES := go.mod $(notdir $(wildcard sdk/go/hotffi/*.go))
+RUST_SDK_VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' \
+                      sdk/rust/hotffi/Cargo.toml | head -n 1)
+RUST_SDK_DIR := $(CARGO_REGISTRY_DIR)/hotffi-$(RUST_SDK_VERSION)
+
+.PHONY: install install-module install-lua install-dev install-python \
+        uninstall python-loader deb dist-lua test-pkg test-dist test-deb \
+        test-install
+
+install: install-module install-lua install-dev install-python
+
+install-module: $(MODULE)
+	$(INSTALL) -d $(DESTDIR)$(NGINX_MODULES_DIR)
+	$(INSTALL) -m 644 $(MODULE) $(DESTDIR)$(NGINX_MODULES_DIR)/
+
+install-lua:
+	for f in $(LUA_FILES); do \
+	    $(INSTALL) -D -m 644 lua/$$f $(DESTDIR)$(LUA_DIR)/$$f || exit 1; \
+	done
+
+# the header, the .pc (written for this PREFIX), and the SDKs' sources
+# (not their test runtimes).  A cargo directory registry wants a checksum
+# file; no .crate was made, so it names no package checksum and no files.
+install-dev:
+	$(INSTALL) -D -m 644 include/hotffi.h $(DESTDIR)$(INCLUDEDIR)/hotffi.h
+	$(INSTALL) -d $(DESTDIR)$(PKGCONFIG_DIR)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' dist/hotffi.pc.in \
+	    > $(DESTDIR)$(PKGCONFIG_DIR)/hotffi.pc
+	for f in $(GO_SDK_FILES); do \
+	    src=sdk/go/hotffi/$$f; [ $$f = go.mod ] && src=sdk/go/go.mod; \
+	    dst=$(DESTDIR)$(GOCODE_DIR)/hotffi/sdk/go; \
+	    [ $$f = go.mod ] || dst=$$dst/hotffi; \
+	    $(INSTALL) -D -m 644 $$src $$dst/$$f || exit 1; \
+	done
+	for f in Cargo.toml $(patsubst sdk/rust/hotffi/%,%, \
+	                      $(wildcard sdk/rust/hotffi/src/*.rs)); do \
+	    $(INSTALL) -D -m 644 sdk/rust/hotffi/$$f \
+	        $(DESTDIR)$(RUST_SDK_DIR)/$$f || exit 1; \
+	done
+	printf '{"files":{}}\n' > $(DESTDIR)$(RUST_SDK_DIR)/.cargo-checksum.json
+
+python-loader: $(HOTFFI_PY_LIB) $(HOTFFI_PY_ALIAS)
+
+# the loader in the linker's path, so that hotffi.load("hotffi_python")
+# and lua-resty-ffi's ngx.load_ffi("ffi_python3") find it by short name
+install-python: python-loader
+	$(INSTALL) -D -m 644 $(HOTFFI_PY_LIB) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_LIB))
+	ln -sf $(notdir $(HOTFFI_PY_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_ALIAS))
+
+# what install put there; the directories that are hotffi's alone go too,
+# the shared ones (lib/nginx/modules, share/lua/5.1/resty...) stay
+uninstall:
+	rm -f $(DESTDIR)$(NGINX_MODULES_DIR)/$(notdir $(MODULE))
+	for f in $(LUA_FILES); do rm -f $(DESTDIR)$(LUA_DIR)/$$f; done
+	rm -rf $(DESTDIR)$(LUA_DIR)/resty/hotffi
+	rm -f $(DESTDIR)$(INCLUDEDIR)/hotffi.h $(DESTDIR)$(PKGCONFIG_DIR)/hotffi.pc
+	rm -rf $(DESTDIR)$(GOCODE_DIR)/hotffi $(DESTDIR)$(RUST_SDK_DIR)
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_ALIAS))
+
+
+# ---- Debian ---------------------------------------------------------------
+#
+# dpkg-buildpackage writes its results next to the source directory, so the
+# source is copied to build/deb/hotffi-VERSION first: the packages land in
+# build/deb/ and nothing is written outside the checkout.  Checked with
+# lintian; the tags left are explained in debian/*.lintian-overrides.
+
+DEB_DIR     := $(BUILD)/deb
+DEB_SRC     := $(DEB_DIR)/hotffi-$(VERSION)
+
+deb:
+	@v=$$(dpkg-parsechangelog -S Version); [ "$$v" = "$(VERSION)" ] || \
+	    { echo "debian/changelog says $$v, VERSION says $(VERSION)"; exit 1; }
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_SRC)
+	tar -cf - --exclude=./build --exclude=./.git --exclude='./obj-*' \
+	    --exclude=__pycache__ --exclude='*.o' --exclude='*.so' . \
+	    | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b
+	rm -rf $(DEB_SRC)
+	lintian --fail-on error,warning --info $(DEB_DIR)/*.changes
+	@ls -1 $(DEB_DIR)/*.deb
+
+
+# ---- LuaRocks and opm -----------------------------------------------------
+#
+# One tarball for both, in opm's layout (lib/ holds lua/'s files), next to
+# the rockspec whose modules are lua/'s files, listed when it is made.
+
+LUA_DIST    := $(BUILD)/dist-lua
+LUA_PKG     := lua-resty-hotffi-$(VERSION)
+
+dist-lua:
+	rm -rf $(LUA_DIST)
+	mkdir -p $(LUA_DIST)/$(LUA_PKG)/lib
+	cd lua && cp --parents $(LUA_FILES) $(CURDIR)/$(LUA_DIST)/$(LUA_PKG)/lib/
+	cp dist/dist.ini README.md $(LUA_DIST)/$(LUA_PKG)/
+	awk -v v=$(VERSION) -v files="$(LUA_FILES)" \
+	    '/@MODULES@/ { n = split(files, f, " "); \
+	                   for (i = 1; i <= n; i++) { m = f[i]; \
+	                       sub(/\.lua$$/, "", m); gsub("/", ".", m); \
+	                       printf "        [\"%s\"] = \"lib/%s\",\n", \
+	                              m, f[i] } \
+	                   next } \
+	     { gsub(/@VERSION@/, v); print }' \
+	    dist/lua-resty-hotffi.rockspec.in \
+	    > $(LUA_DIST)/$(LUA_PKG)-1.rockspec
+	cd $(LUA_DIST) && tar -czf $(LUA_PKG).tar.gz $(LUA_PKG)
+	@ls -1 $(LUA_DIST)/*.rockspec $(LUA_DIST)/*.tar.gz
+
+
+# ---- tests ----------------------------------------------------------------
+
+test-dist: dist-lua
+	sh tests/pkg/dist.sh $(LUA_DIST)
+
+test-deb: deb
+	sh tests/pkg/install.sh $(DEB_DIR)
+
+# builds what install copies, then installs into a DESTDIR only
+test-install: $(MODULE) python-loader
+	sh tests/pkg/make-install.sh
+
+test-pkg: test-dist test-install test-deb
+
+test: test-pkg

@@ -1,0 +1,90 @@
+/*
+ * hotffi_iso_shm.h -- the layout of the memory an nginx worker shares with
+ * one isolated runtime's helper process.
+ *
+ * One memfd per helper process (a restart makes a new one, so nothing a
+ * dead helper left behind is read by the next): this header, then the
+ * configuration's bytes, then the request ring's data, then the answer
+ * ring's data, each ring on its own pages.  The worker writes everything
+ * but the helper's fields before it starts the helper; the helper checks
+ * the sizes against the file's before it reads anything.  No pointer is
+ * stored: both processes map it at their own addresses.
+ */
+
+#ifndef HOTFFI_ISO_SHM_H
+#define HOTFFI_ISO_SHM_H
+
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hotffi_ring.h"
+
+
+#define HOTFFI_ISO_MAGIC      0x6869736fu    /* "hiso" */
+#define HOTFFI_ISO_VERSION    1
+#define HOTFFI_ISO_PATH_MAX   4096
+#define HOTFFI_ISO_ERR_MAX    4096
+
+/* the helper's state, written by the helper */
+#define HOTFFI_ISO_STARTING   0
+#define HOTFFI_ISO_RUNNING    1     /* libffi_init() returned 0 */
+#define HOTFFI_ISO_INIT_FAILED 2    /* init_err says why */
+
+/* the helper's exit code after a failed start (init_err says why) */
+#define HOTFFI_ISO_EXIT_INIT  3
+
+/* the fd the helper finds its memfd on */
+#define HOTFFI_ISO_FD         3
+
+
+typedef struct {
+    /* written by the worker before the helper starts */
+    uint32_t            magic;
+    uint32_t            version;
+    uint64_t            total;          /* bytes of the whole mapping */
+    uint64_t            ring_size;      /* each ring's data bytes */
+    uint64_t            cfg_len;        /* bytes after the header */
+    uint32_t            has_cfg;        /* 0: libffi_init() gets NULL */
+    uint32_t            pad;
+    uint64_t            memory;         /* RLIMIT_AS bytes, 0: none */
+    uint64_t            cpu;            /* RLIMIT_CPU seconds, 0: none */
+    uint64_t            files;          /* RLIMIT_NOFILE, 0: inherited */
+    char                lib[HOTFFI_ISO_PATH_MAX];
+
+    /* written by the nanny once the helper ended (hotffi_iso_proc.c) */
+    int32_t             helper_status;      /* waitpid()'s */
+    _Atomic uint32_t    helper_ended;
+
+    /* written by the helper */
+    _Atomic uint32_t    state;
+    char                init_err[HOTFFI_ISO_ERR_MAX];
+
+    /* the rings' shared parts, each on cache lines of its own */
+    hotffi_ring_shm_t   req __attribute__((aligned(64)));
+    hotffi_ring_shm_t   ans __attribute__((aligned(64)));
+} hotffi_iso_shm_t;
+
+
+/* Where the configuration's bytes and the rings' data start. */
+#define hotffi_iso_shm_cfg(shm)  ((char *) (shm) + sizeof(hotffi_iso_shm_t))
+
+/* thread: any.  Bytes of a mapping for cfg_len and ring_size. */
+uint64_t hotffi_iso_shm_size(uint64_t cfg_len, uint64_t ring_size);
+
+/*
+ * thread: any.  Points req and ans at the rings of a mapping whose header
+ * is valid (hotffi_iso_shm_check()); reset: the worker, before the helper
+ * exists.
+ */
+void hotffi_iso_shm_rings(hotffi_iso_shm_t *shm, hotffi_ring_t *req,
+    hotffi_ring_t *ans, int reset);
+
+/*
+ * thread: any.  HOTFFI_OK when the header written by the worker agrees
+ * with itself and with the mapping's size.
+ */
+int hotffi_iso_shm_check(const hotffi_iso_shm_t *shm, uint64_t size);
+
+
+#endif /* HOTFFI_ISO_SHM_H */

@@ -1,0 +1,502 @@
+/*
+ * hotffi_isolated.c -- the helper process of an isolated runtime: it loads
+ * the runtime's library and serves it the ABI over the shared rings.
+ *
+ * DESIGN
+ * An nginx worker (src/isolate/hotffi_isolate.c) starts this program with
+ * a memfd on fd 3 (hotffi_iso_shm.h) and its own pid as argv[2].  The
+ * program is linked with -rdynamic: the runtime library, opened with the
+ * core's own rules (hotffi_library_open()), resolves the ABI's functions
+ * (ngx_http_lua_ffi_task_poll(), get_req(), respond() and hotffi's names)
+ * against the ones defined here, so the same unmodified library runs here
+ * or in the worker.
+ *
+ * Threads: main runs libffi_init() (it may block or crash: only this
+ * process is lost), then waits for the stop.  The runtime's threads call
+ * poll (one at a time takes from the request ring, under req_mtx) and
+ * respond (one at a time puts into the answer ring, under ans_mtx).  A
+ * task here is a copy: its request was copied out of the ring, so the ring
+ * space is free at once and answers may come in any order.
+ *
+ * The stop: the worker closes the request ring; once it is empty every
+ * poll returns NULL, main calls libffi_fini() if the library has one (else
+ * waits for the tasks taken to be answered, a few seconds at most) and the
+ * process exits.  PR_SET_PDEATHSIG ends it with the worker thread that
+ * started it, whatever happens to the worker.
+ */
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hotffi.h"
+#include "hotffi_iso_shm.h"
+#include "hotffi_library.h"
+
+
+/* how long a poller spins on an empty ring before it sleeps: not at all,
+ * as the worker's receiver (see hotffi_isolate.c) */
+#define HOTFFI_ISOLATED_SPIN_NS    0
+
+/* a library without libffi_fini(): wait this long for its answers */
+#define HOTFFI_ISOLATED_DRAIN_MS   5000
+
+
+/* the helper's one task queue: the tq its runtime is given */
+typedef struct {
+    hotffi_iso_shm_t  *shm;         /* the mapping, for the process's life */
+    hotffi_ring_t      req;         /* consumed under req_mtx */
+    hotffi_ring_t      ans;         /* produced under ans_mtx */
+    pthread_mutex_t    req_mtx;
+    pthread_mutex_t    ans_mtx;
+    pthread_mutex_t    stop_mtx;
+    pthread_cond_t     stop_cond;
+    int                stopped;     /* under stop_mtx and req_mtx */
+    _Atomic int64_t    taken;       /* tasks handed out, not answered */
+    void              *data;        /* hotffi_tq_set_data(); the runtime's */
+    char               err[HOTFFI_ISO_ERR_MAX];   /* hotffi_init_error() */
+} hotffi_isolated_tq_t;
+
+
+/* one request, from poll() to respond(): the runtime's in between */
+typedef struct {
+    uint64_t   id;
+    char      *req;     /* malloc()'ed by the ring, freed at respond() */
+    int        len;
+} hotffi_isolated_task_t;
+
+
+static hotffi_isolated_tq_t  hotffi_isolated_tq;
+
+
+/* thread: any.  The ring was corrupted: nothing more can be trusted. */
+static void
+hotffi_isolated_corrupt(const char *which)
+{
+    (void) fprintf(stderr, "hotffi-isolated[%d]: the %s ring is corrupt\n",
+                   (int) getpid(), which);
+    _exit(4);
+}
+
+
+/* thread: runtime.  locks: tq->req_mtx held */
+static void
+hotffi_isolated_stop(hotffi_isolated_tq_t *tq)
+{
+    if (tq->stopped) {
+        return;
+    }
+
+    (void) pthread_mutex_lock(&tq->stop_mtx);
+    tq->stopped = 1;
+    (void) pthread_cond_broadcast(&tq->stop_cond);
+    (void) pthread_mutex_unlock(&tq->stop_mtx);
+}
+
+
+/*
+ * thread: runtime.  locks: tq->req_mtx held.  Takes one request; block:
+ * wait for one (or the stop).  Returns a task the caller owns, or NULL.
+ */
+static hotffi_isolated_task_t *
+hotffi_isolated_take(hotffi_isolated_tq_t *tq, int block)
+{
+    int                      rc;
+    char                    *payload;
+    hotffi_ring_rec_t        rec;
+    hotffi_isolated_task_t  *t;
+
+    while (!tq->stopped) {
+        rc = hotffi_ring_take(&tq->req, &rec, &payload);
+
+        if (rc == HOTFFI_OK) {
+            t = malloc(sizeof(hotffi_isolated_task_t));
+            if (t == NULL) {
+                /* the request is lost: answer it as failed */
+                free(payload);
+                (void) pthread_mutex_lock(&tq->ans_mtx);
+                (void) hotffi_ring_put(&tq->ans, rec.id, 1, HOTFFI_RING_NULL,
+                                       NULL, 0);
+                (void) pthread_mutex_unlock(&tq->ans_mtx);
+                continue;
+            }
+
+            t->id = rec.id;
+            t->req = payload;
+            t->len = (int) rec.len;
+            atomic_fetch_add(&tq->taken, 1);
+            return t;
+        }
+
+        if (rc == HOTFFI_ERROR) {
+            hotffi_isolated_corrupt("request");
+        }
+
+        if (rc == HOTFFI_BUSY) {
+            (void) usleep(1000);
+            continue;
+        }
+
+        if (!block) {
+            return NULL;
+        }
+
+        if (hotffi_ring_wait(&tq->req, HOTFFI_ISOLATED_SPIN_NS, 100)
+            == HOTFFI_DONE)
+        {
+            hotffi_isolated_stop(tq);
+        }
+    }
+
+    return NULL;
+}
+
+
+/* ---- the ABI, as the runtime library sees it -------------------------- */
+
+/* thread: runtime */
+void *
+ngx_http_lua_ffi_task_poll(void *p)
+{
+    hotffi_isolated_tq_t    *tq = p;
+    hotffi_isolated_task_t  *t;
+
+    (void) pthread_mutex_lock(&tq->req_mtx);
+    t = hotffi_isolated_take(tq, 1);
+    (void) pthread_mutex_unlock(&tq->req_mtx);
+
+    return t;
+}
+
+
+/* thread: runtime */
+int
+hotffi_task_poll_batch(void *p, void **tasks, int max)
+{
+    int                      n;
+    hotffi_isolated_tq_t    *tq = p;
+    hotffi_isolated_task_t  *t;
+
+    if (max < 1) {
+        return 0;
+    }
+
+    (void) pthread_mutex_lock(&tq->req_mtx);
+
+    for (n = 0; n < max; n++) {
+        t = hotffi_isolated_take(tq, n == 0);
+        if (t == NULL) {
+            break;
+        }
+
+        tasks[n] = t;
+    }
+
+    (void) pthread_mutex_unlock(&tq->req_mtx);
+
+    return n;
+}
+
+
+/* thread: the task's owner */
+char *
+ngx_http_lua_ffi_get_req(void *task, int *len)
+{
+    hotffi_isolated_task_t  *t = task;
+
+    *len = t->len;
+    return t->req;
+}
+
+
+/* thread: the task's owner.  task and rsp: ours from here, freed here. */
+void
+ngx_http_lua_ffi_respond(void *task, int rc, char *rsp, int rsp_len)
+{
+    int                      put;
+    size_t                   len;
+    hotffi_isolated_tq_t    *tq = &hotffi_isolated_tq;
+    hotffi_isolated_task_t  *t = task;
+    char                     msg[128];
+
+    len = 0;
+
+    if (rsp != NULL) {
+        len = rsp_len > 0 ? (size_t) rsp_len : strlen(rsp);
+    }
+
+    (void) pthread_mutex_lock(&tq->ans_mtx);
+
+    if (len > hotffi_ring_max_payload(&tq->ans)) {
+        (void) snprintf(msg, sizeof(msg), "answer of %zu bytes exceeds the "
+                        "isolated runtime's ring (%llu bytes)", len,
+                        (unsigned long long) hotffi_ring_max_payload(&tq->ans));
+        put = hotffi_ring_put(&tq->ans, t->id, HOTFFI_TASK_ISOLATION, 0, msg,
+                              (uint32_t) strlen(msg));
+
+    } else {
+        put = hotffi_ring_put(&tq->ans, t->id, rc,
+                              rsp == NULL ? HOTFFI_RING_NULL : 0, rsp,
+                              (uint32_t) len);
+    }
+
+    (void) pthread_mutex_unlock(&tq->ans_mtx);
+
+    if (put == HOTFFI_ERROR) {
+        hotffi_isolated_corrupt("answer");
+    }
+
+    free(rsp);
+    free(t->req);
+    free(t);
+
+    atomic_fetch_sub(&tq->taken, 1);
+}
+
+
+/* thread: any */
+int
+hotffi_abi_version(void)
+{
+    return HOTFFI_ABI_VERSION;
+}
+
+
+/* thread: any.  Cancellation does not cross to the helper (isolation.md). */
+int
+hotffi_task_cancelled(void *task)
+{
+    return 0;
+}
+
+
+/* thread: main, inside libffi_init() */
+void
+hotffi_init_error(void *p, const char *msg)
+{
+    size_t                 len;
+    hotffi_isolated_tq_t  *tq = p;
+
+    len = strlen(msg);
+
+    if (len < sizeof(tq->err)) {
+        memcpy(tq->err, msg, len + 1);
+        return;
+    }
+
+    /* keep the end, where a traceback's exception line is */
+    memcpy(tq->err, "...", 3);
+    memcpy(tq->err + 3, msg + len - (sizeof(tq->err) - 4),
+           sizeof(tq->err) - 3);
+}
+
+
+void
+hotffi_tq_set_data(void *p, void *data)
+{
+    ((hotffi_isolated_tq_t *) p)->data = data;
+}
+
+
+void *
+hotffi_tq_data(void *p)
+{
+    return ((hotffi_isolated_tq_t *) p)->data;
+}
+
+
+/* an isolated runtime starts without state: see docs/isolation.md */
+const char *
+hotffi_state(void *tq, int *len)
+{
+    *len = 0;
+    return NULL;
+}
+
+
+int
+hotffi_rollback(void *tq)
+{
+    return 0;
+}
+
+
+/* ---- the process ------------------------------------------------------ */
+
+/* thread: main.  The worker's limits, before the library is mapped. */
+static int
+hotffi_isolated_limits(const hotffi_iso_shm_t *shm)
+{
+    struct rlimit  rl;
+
+    if (shm->memory) {
+        rl.rlim_cur = rl.rlim_max = shm->memory;
+        if (setrlimit(RLIMIT_AS, &rl) != 0) {
+            return -1;
+        }
+    }
+
+    if (shm->cpu) {
+        /* SIGXCPU at the limit, SIGKILL a second later */
+        rl.rlim_cur = shm->cpu;
+        rl.rlim_max = shm->cpu + 1;
+        if (setrlimit(RLIMIT_CPU, &rl) != 0) {
+            return -1;
+        }
+    }
+
+    if (shm->files) {
+        rl.rlim_cur = rl.rlim_max = shm->files;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* thread: main.  Says why the start failed, for the worker, and exits. */
+static void hotffi_isolated_fail(hotffi_iso_shm_t *shm, const char *why)
+    __attribute__((noreturn));
+
+static void
+hotffi_isolated_fail(hotffi_iso_shm_t *shm, const char *why)
+{
+    if (why != shm->init_err) {
+        (void) snprintf(shm->init_err, sizeof(shm->init_err), "%s", why);
+    }
+
+    atomic_store(&shm->state, HOTFFI_ISO_INIT_FAILED);
+    _exit(HOTFFI_ISO_EXIT_INIT);
+}
+
+
+/* thread: main.  Waits until the tasks taken are answered, ms at most. */
+static void
+hotffi_isolated_drain(hotffi_isolated_tq_t *tq, int ms)
+{
+    while (atomic_load(&tq->taken) > 0 && ms > 0) {
+        (void) usleep(10000);
+        ms -= 10;
+    }
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int                    rc;
+    char                  *cfg, err[512];
+    sigset_t               all;
+    struct stat            st;
+    hotffi_iso_shm_t      *shm;
+    hotffi_library_t       lib;
+    hotffi_isolated_tq_t  *tq = &hotffi_isolated_tq;
+
+    /* the worker's thread that started us had its signals blocked */
+    (void) sigemptyset(&all);
+    (void) sigprocmask(SIG_SETMASK, &all, NULL);
+
+    if (argc != 3) {
+        (void) fprintf(stderr, "usage: hotffi-isolated FD WORKER_PID "
+                       "(started by hotffi, not by hand)\n");
+        return 2;
+    }
+
+    /* die with the worker; and if it is gone already, do not start */
+    (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != (pid_t) atol(argv[2])) {
+        return 2;
+    }
+
+    if (fstat(HOTFFI_ISO_FD, &st) != 0
+        || (uint64_t) st.st_size < sizeof(hotffi_iso_shm_t))
+    {
+        return 2;
+    }
+
+    shm = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+               HOTFFI_ISO_FD, 0);
+    if (shm == MAP_FAILED) {
+        return 2;
+    }
+
+    (void) close(HOTFFI_ISO_FD);
+
+    if (hotffi_iso_shm_check(shm, (uint64_t) st.st_size) != HOTFFI_OK) {
+        return 2;
+    }
+
+    tq->shm = shm;
+    hotffi_iso_shm_rings(shm, &tq->req, &tq->ans, 0);
+    (void) pthread_mutex_init(&tq->req_mtx, NULL);
+    (void) pthread_mutex_init(&tq->ans_mtx, NULL);
+    (void) pthread_mutex_init(&tq->stop_mtx, NULL);
+    (void) pthread_cond_init(&tq->stop_cond, NULL);
+
+    if (hotffi_isolated_limits(shm) != 0) {
+        (void) snprintf(err, sizeof(err), "setrlimit() failed: %s",
+                        strerror(errno));
+        hotffi_isolated_fail(shm, err);
+    }
+
+    if (hotffi_library_open(&lib, shm->lib, 1, err, sizeof(err))
+        != HOTFFI_OK)
+    {
+        hotffi_isolated_fail(shm, err);
+    }
+
+    cfg = NULL;
+
+    if (shm->has_cfg) {
+        cfg = malloc(shm->cfg_len + 1);
+        if (cfg == NULL) {
+            hotffi_isolated_fail(shm, "out of memory for the cfg");
+        }
+
+        memcpy(cfg, hotffi_iso_shm_cfg(shm), shm->cfg_len);
+        cfg[shm->cfg_len] = '\0';
+    }
+
+    rc = lib.init(cfg, tq);
+    free(cfg);
+
+    if (rc != 0) {
+        (void) snprintf(shm->init_err, sizeof(shm->init_err),
+                        "libffi_init() failed: rc %d%s%.4000s", rc,
+                        tq->err[0] ? ": " : "", tq->err);
+        hotffi_isolated_fail(shm, shm->init_err);
+    }
+
+    atomic_store(&shm->state, HOTFFI_ISO_RUNNING);
+
+    (void) pthread_mutex_lock(&tq->stop_mtx);
+    while (!tq->stopped) {
+        (void) pthread_cond_wait(&tq->stop_cond, &tq->stop_mtx);
+    }
+    (void) pthread_mutex_unlock(&tq->stop_mtx);
+
+    if (lib.fini != NULL) {
+        (void) lib.fini(tq);
+
+    } else {
+        hotffi_isolated_drain(tq, HOTFFI_ISOLATED_DRAIN_MS);
+    }
+
+    /* threads the library left running end with the process */
+    _exit(0);
+}

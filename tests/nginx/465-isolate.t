@@ -1,0 +1,365 @@
+# Isolated runtimes (docs/isolation.md): the runtime's library in a helper
+# process.  A runtime built to misbehave (tests/runtimes/misbehave.c)
+# crashes, exits, hangs or leaks there: only its own calls fail, the worker
+# keeps its pid and serves on, and the runtime serves again after the
+# restart.  The unmodified example runtimes work isolated too.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use HotffiTest;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: an isolated runtime answers from a process of its own; a plain load of the same runtime is another one
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil, { isolate = true }))
+        local ok, pid = rt:q("pid")
+        ngx.say(ok, " ", tonumber(pid) ~= ngx.worker.pid())
+        ngx.say(rt:echo("hello"))
+        ngx.say(rt:echo(""))
+        ngx.say(rt:echo())
+        local big = string.rep("0123456789", 1024)
+        ngx.say(select(2, rt:echo(big)) == big)
+        local again = hotffi.load("misbehave", nil, { isolate = true })
+        ngx.say(again == rt)
+        ngx.say(hotffi.load("misbehave", nil, { isolate = false }))
+    }
+}
+--- request
+GET /t
+--- response_body
+true true
+truehello
+true
+truenil
+true
+true
+nilruntime "misbehave" is loaded already, isolated
+
+
+
+=== TEST 2: the unmodified C, Go and Rust echo runtimes and the Python loader, isolated
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local repo = package.path:match("([^;]+)/lua/%?%.lua")
+        local py = repo .. "/examples/python/echo,init"
+        for _, lib in ipairs({ "echo", "go_echo", "rust_echo",
+                               "hotffi_python" }) do
+            local cfg = lib == "hotffi_python" and py or nil
+            local rt, err = hotffi.load(lib, cfg, { isolate = true })
+            if not rt then
+                ngx.say(lib, ": ", err)
+            else
+                local ok, res = rt:echo(lib .. " isolated")
+                ngx.say(ok, " ", res)
+                rt:__unload()
+            end
+        end
+    }
+}
+--- request
+GET /t
+--- response_body
+true echo isolated
+true go_echo isolated
+true rust_echo isolated
+true hotffi_python isolated
+
+
+
+=== TEST 3: a segfault on a request fails that call only; the worker lives; the runtime serves again
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil, { isolate = true }))
+        local plain = assert(hotffi.load("echo"))
+        local worker = ngx.worker.pid()
+        local _, before = rt:q("pid")
+        ngx.say(rt:q("segv"))
+        local ok, after = rt:q("pid")
+        ngx.say(ok, " ", after ~= before, " ", ngx.worker.pid() == worker)
+        ngx.say(plain:echo("in process, untouched"))
+    }
+}
+--- request
+GET /t
+--- response_body
+false-102runtime "misbehave" process died: signal 11; restarting
+true true true
+truein process, untouched
+--- error_log
+runtime "misbehave" process died: signal 11; restarting
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 4: exit() on a request, and a leak past the memory limit
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil,
+                                      { isolate = { memory = 256 * 2^20 } }))
+        ngx.say(rt:q("exit"))
+        ngx.say(rt:q("leak"))
+        ngx.say(rt:q("still here"))
+    }
+}
+--- request
+GET /t
+--- response_body
+false-102runtime "misbehave" process died: exit code 7; restarting
+false-102runtime "misbehave" process died: signal 6; restarting
+truestill here
+--- error_log
+process died: exit code 7; restarting
+process died: signal 6; restarting
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 5: a helper stuck on a call is killed after stuck_timeout, and restarted
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil,
+                                      { isolate = { stuck_timeout = 0.5 },
+                                        timeout = 30 }))
+        local _, before = rt:q("pid")
+        local t0 = ngx.now()
+        local ok, rc, err = rt:q("hang")
+        ngx.update_time()
+        ngx.say(ok, " ", rc, " ", err)
+        ngx.say("before the call's own timeout: ", ngx.now() - t0 < 20)
+        local ok2, after = rt:q("pid")
+        ngx.say(ok2, " ", after ~= before)
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^false -102 runtime "misbehave" process died: stuck: 1 call\(s\) waiting, none taken or answered for 500 ms, killed; restarting
+before the call's own timeout: true
+true true
+$
+--- error_log
+runtime "misbehave" process
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 6: a call never answered times out alone; the helper serves on, unrestarted
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil,
+                                      { isolate = { stuck_timeout = 1 },
+                                        timeout = 0.3 }))
+        local _, before = rt:q("pid")
+        ngx.say(rt:q("noanswer"))
+        ngx.sleep(1.5)
+        local ok, again = rt:q("pid")
+        ngx.say(ok, " ", again == before)
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^false\s*-?\d*\s*.*timeout.*
+true true
+$
+
+
+
+=== TEST 7: a segfault in libffi_init(): calls fail, a crash loop marks the runtime failed, a reload brings it back
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", "segv",
+                                      { isolate = { restarts = 3 } }))
+        local first = select(3, rt:q("x"))
+        ngx.say(first)
+        local last
+        for _ = 1, 50 do
+            last = select(3, rt:q("x"))
+            if last:find("failed", 1, true) then
+                break
+            end
+        end
+        ngx.say(last)
+        -- failed: the next call fails at once
+        ngx.say(select(3, rt:q("x")) == last)
+        local res, err = rt:__reload{ cfg = "fine" }
+        ngx.say(res and res.ok, " ", err)
+        ngx.say(rt:q("serving again"))
+    }
+}
+--- request
+GET /t
+--- response_body
+runtime "misbehave&segv" process died: signal 11; restarting
+runtime "misbehave&segv" failed: its process died 3 times within 30000 ms (last: signal 11); not restarted
+true
+true nil
+trueserving again
+--- error_log
+runtime "misbehave&segv" failed: its process died 3 times
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: a hang in libffi_init() is killed once calls wait; exit() in init and a failed init say why
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local hang = assert(hotffi.load("misbehave", "hang",
+                                        { isolate = { stuck_timeout = 0.5 } }))
+        ngx.say(select(3, hang:q("x")))
+        local ex = assert(hotffi.load("misbehave", "exit",
+                                      { isolate = true }))
+        ngx.say(select(3, ex:q("x")))
+        local fail = assert(hotffi.load("misbehave", "fail",
+                                        { isolate = true }))
+        ngx.say(select(3, fail:q("x")))
+        local res, err = hang:__reload{ cfg = "fine" }
+        ngx.say(res and res.ok, " ", err)
+        ngx.say(hang:q("serving again"))
+    }
+}
+--- request
+GET /t
+--- response_body
+runtime "misbehave&hang" process died: stuck: 1 call(s) waiting, none taken or answered for 500 ms, killed; restarting
+runtime "misbehave&exit" process died: exit code 3; restarting
+runtime "misbehave&fail" process died: libffi_init() failed: rc 1: misbehave: told to fail; restarting
+true nil
+trueserving again
+--- error_log
+runtime "misbehave&hang" process
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: bad isolate options are refused; a payload over the ring fails with the reason
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        for _, bad in ipairs({ "yes", { memory = -1 }, { bogus = 1 },
+                               { helper = 3 } }) do
+            local ok, err = pcall(hotffi.load, "echo", "bad",
+                                  { isolate = bad })
+            ngx.say(ok, " ", err)
+        end
+        local rt = assert(hotffi.load("echo", nil,
+                                      { isolate = { ring = 4096 } }))
+        ngx.say(rt:echo(string.rep("x", 4000)) )
+        ngx.say(rt:echo(string.rep("x", 5000)))
+        local r2, err = hotffi.load("echo", "x",
+                                    { isolate = { ring = 1000 } })
+        ngx.say(r2, " ", err)
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^false [^\n]*bad option isolate: boolean or table expected, got string
+false [^\n]*bad option isolate.memory: number from 0 expected, got -1
+false [^\n]*bad option isolate.bogus: unknown
+false [^\n]*bad option isolate.helper: non-empty string expected
+truex{4000}
+false-102runtime "echo": request of 5000 bytes exceeds its isolation ring \(4072 bytes; see the ring option\)
+nil [^\n]*isolation option ring: a power of two from 4096 to 2\^31 expected
+$
+
+
+
+=== TEST 10: an unload ends the helper process
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil, { isolate = true }))
+        local _, pid = rt:q("pid")
+        local function alive()
+            local f = io.open("/proc/" .. pid .. "/stat")
+            if not f then
+                return false
+            end
+            local stat = f:read("*a")
+            f:close()
+            -- a zombie is gone too, but not reaped: count it as alive
+            return true, stat:match("^%d+ %b() (%a)")
+        end
+        ngx.say(alive())
+        rt:__unload()
+        local gone
+        for _ = 1, 100 do
+            if not alive() then
+                gone = true
+                break
+            end
+            ngx.sleep(0.05)
+        end
+        ngx.say(gone)
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^true[SR]
+true
+$
+
+
+
+=== TEST 11: the open-files and CPU-time limits apply to the helper
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("misbehave", nil,
+                                      { isolate = { files = 16, cpu = 1,
+                                                    stuck_timeout = 60 } }))
+        local ok, n = rt:q("files")
+        ngx.say(ok, " ", tonumber(n) > 0 and tonumber(n) < 16)
+        ngx.say(rt:q("spin"))
+        ngx.say(rt:q("serving again"))
+    }
+}
+--- request
+GET /t
+--- timeout: 30
+--- response_body_like
+^true true
+false-102runtime "misbehave" process died: signal (24|9); restarting
+trueserving again
+$
+--- error_log
+runtime "misbehave" process died
+--- no_error_log
+[alert]
+[crit]

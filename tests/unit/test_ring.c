@@ -1,0 +1,331 @@
+/*
+ * test_ring.c -- the shared-memory ring of isolated runtimes
+ * (src/isolate/hotffi_ring.c): records in order and intact across the
+ * wrap, a producer and a consumer on two threads and in two processes
+ * waking each other, the close, and a corrupted ring refused.
+ *
+ * Built by src/isolate/isolate.mk with the ring alone (not the core).
+ */
+
+#define _GNU_SOURCE
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "hotffi_ring.h"
+
+
+#define RING_SIZE     4096
+#define RECORDS       20000
+#define MAX_PAYLOAD   1500
+
+
+/* one ring's shared part and data, in a mapping both sides may share */
+typedef struct {
+    hotffi_ring_shm_t  shm;
+    unsigned char      data[RING_SIZE];
+} ring_mem_t;
+
+
+static ring_mem_t *
+ring_map(hotffi_ring_t *r)
+{
+    ring_mem_t  *m;
+
+    m = mmap(NULL, sizeof(ring_mem_t), PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    hotffi_ring_attach(r, &m->shm, m->data, RING_SIZE, 1);
+    return m;
+}
+
+
+/* record i's payload: its size and bytes follow from i alone */
+static uint32_t
+payload_len(uint64_t i)
+{
+    return (uint32_t) ((i * 7919) % MAX_PAYLOAD);
+}
+
+
+static void
+payload_fill(uint64_t i, unsigned char *p, uint32_t len)
+{
+    uint32_t  k;
+
+    for (k = 0; k < len; k++) {
+        p[k] = (unsigned char) (i + k * 31);
+    }
+}
+
+
+static void
+produce(hotffi_ring_t *r, uint64_t n)
+{
+    uint64_t        i;
+    uint32_t        len;
+    unsigned char   buf[MAX_PAYLOAD];
+
+    for (i = 0; i < n; i++) {
+        len = payload_len(i);
+        payload_fill(i, buf, len);
+        assert_int_equal(hotffi_ring_put(r, i, (int32_t) i - 5, 0, buf, len),
+                         HOTFFI_OK);
+    }
+}
+
+
+/* takes n records, checking each; returns how many were bad */
+static uint64_t
+consume(hotffi_ring_t *r, uint64_t n, uint64_t spin_ns)
+{
+    int                rc;
+    char              *p;
+    uint64_t           i, bad;
+    unsigned char      want[MAX_PAYLOAD];
+    hotffi_ring_rec_t  rec;
+
+    bad = 0;
+
+    for (i = 0; i < n; ) {
+        rc = hotffi_ring_take(r, &rec, &p);
+
+        if (rc == HOTFFI_AGAIN) {
+            rc = hotffi_ring_wait(r, spin_ns, 1000);
+            if (rc == HOTFFI_DONE) {
+                return bad + (n - i);
+            }
+            continue;
+        }
+
+        if (rc != HOTFFI_OK) {
+            return bad + (n - i);
+        }
+
+        payload_fill(i, want, payload_len(i));
+        bad += rec.id != i || rec.rc != (int32_t) i - 5
+               || rec.len != payload_len(i)
+               || memcmp(p, want, rec.len) != 0 || p[rec.len] != '\0';
+        free(p);
+        i++;
+    }
+
+    return bad;
+}
+
+
+static void
+test_round_trip_and_wrap(void **state)
+{
+    char               *p;
+    uint64_t            n;
+    ring_mem_t         *m;
+    hotffi_ring_t       r;
+    hotffi_ring_rec_t   rec;
+
+    m = ring_map(&r);
+
+    /* a NULL payload, an empty one, and enough records to wrap often */
+    assert_int_equal(hotffi_ring_put(&r, 1, 0, HOTFFI_RING_NULL, NULL, 0),
+                     HOTFFI_OK);
+    assert_int_equal(hotffi_ring_put(&r, 2, 0, 0, "", 0), HOTFFI_OK);
+    assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_OK);
+    assert_true(p == NULL && rec.id == 1 && (rec.flags & HOTFFI_RING_NULL));
+    assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_OK);
+    assert_true(p != NULL && rec.id == 2 && rec.len == 0 && p[0] == '\0');
+    free(p);
+    assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_AGAIN);
+
+    for (n = 0; n < 200; n++) {
+        produce(&r, 0);
+        assert_int_equal(hotffi_ring_put(&r, n, 0, 0, "abcdefghij",
+                                         (uint32_t) (n % 11)), HOTFFI_OK);
+        assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_OK);
+        assert_true(rec.id == n && rec.len == n % 11
+                    && memcmp(p, "abcdefghij", rec.len) == 0);
+        free(p);
+    }
+
+    /* the largest payload fits an empty ring; one byte more never does */
+    n = hotffi_ring_max_payload(&r);
+    p = calloc(1, n + 1);
+    assert_non_null(p);
+    assert_int_equal(hotffi_ring_put(&r, 9, 0, 0, p, (uint32_t) n + 1),
+                     HOTFFI_DECLINED);
+    assert_int_equal(hotffi_ring_put(&r, 9, 0, 0, p, (uint32_t) n),
+                     HOTFFI_OK);
+    free(p);
+    assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_OK);
+    assert_int_equal(rec.len, n);
+    free(p);
+
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
+static void *
+producer_thread(void *arg)
+{
+    produce(arg, RECORDS);
+    return NULL;
+}
+
+
+/* both sides wait: no spin on the consumer, a ring far smaller than the
+ * traffic, so the producer sleeps on space and the consumer on data */
+static void
+test_two_threads(void **state)
+{
+    pthread_t       t;
+    ring_mem_t     *m;
+    hotffi_ring_t   r;
+
+    m = ring_map(&r);
+    assert_int_equal(pthread_create(&t, NULL, producer_thread, &r), 0);
+    assert_int_equal(consume(&r, RECORDS, 0), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
+/* the same across two processes: futex words in a shared mapping */
+static void
+test_two_processes(void **state)
+{
+    int             status;
+    pid_t           pid;
+    ring_mem_t     *m;
+    hotffi_ring_t   r;
+
+    m = ring_map(&r);
+
+    pid = fork();
+    assert_true(pid >= 0);
+
+    if (pid == 0) {
+        produce(&r, RECORDS);
+        _exit(0);
+    }
+
+    assert_int_equal(consume(&r, RECORDS, 20000), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
+static void *
+closer_thread(void *arg)
+{
+    (void) usleep(50000);
+    hotffi_ring_close(arg);
+    return NULL;
+}
+
+
+/* a close wakes a sleeping consumer (DONE once empty) and a producer
+ * waiting for space (DONE, nothing written) */
+static void
+test_close_wakes_both_sides(void **state)
+{
+    int                 rc, k;
+    char               *p;
+    pthread_t           t;
+    ring_mem_t         *m;
+    hotffi_ring_t       r;
+    hotffi_ring_rec_t   rec;
+    unsigned char       buf[1000];
+
+    m = ring_map(&r);
+    assert_int_equal(pthread_create(&t, NULL, closer_thread, &r), 0);
+
+    do {
+        rc = hotffi_ring_wait(&r, 0, 10000);
+    } while (rc == HOTFFI_AGAIN);
+
+    assert_int_equal(rc, HOTFFI_DONE);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    (void) munmap(m, sizeof(ring_mem_t));
+
+    m = ring_map(&r);
+    memset(buf, 1, sizeof(buf));
+
+    /* four records of 1024 bytes with their headers fill it */
+    for (k = 0; k < 4; k++) {
+        assert_int_equal(hotffi_ring_put(&r, 0, 0, 0, buf, 1000), HOTFFI_OK);
+    }
+    assert_int_equal(hotffi_ring_head(&r), RING_SIZE);
+
+    assert_int_equal(pthread_create(&t, NULL, closer_thread, &r), 0);
+    assert_int_equal(hotffi_ring_put(&r, 0, 0, 0, buf, 1000), HOTFFI_DONE);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    /* what was written before the close is still taken, then DONE */
+    while (hotffi_ring_take(&r, &rec, &p) == HOTFFI_OK) {
+        free(p);
+    }
+    assert_int_equal(hotffi_ring_wait(&r, 0, 10), HOTFFI_DONE);
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
+/* the peer is not trusted: bad counters and lengths are refused */
+static void
+test_corrupt_ring_refused(void **state)
+{
+    char               *p;
+    ring_mem_t         *m;
+    hotffi_ring_t       r;
+    hotffi_ring_rec_t   rec;
+
+    m = ring_map(&r);
+
+    /* head far beyond tail */
+    m->shm.head = RING_SIZE * 3;
+    assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_ERROR);
+
+    /* tail beyond head, as the producer sees it */
+    m->shm.head = 0;
+    m->shm.tail = 64;
+    assert_int_equal(hotffi_ring_put(&r, 1, 0, 0, "x", 1), HOTFFI_ERROR);
+
+    /* a record whose length runs past what was written */
+    m->shm.tail = 0;
+    assert_int_equal(hotffi_ring_put(&r, 1, 0, 0, "abc", 3), HOTFFI_OK);
+    ((hotffi_ring_rec_t *) m->data)->len = 2000;
+    assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_ERROR);
+
+    /* a NULL record with a length */
+    ((hotffi_ring_rec_t *) m->data)->len = 3;
+    ((hotffi_ring_rec_t *) m->data)->flags = HOTFFI_RING_NULL;
+    assert_int_equal(hotffi_ring_take(&r, &rec, &p), HOTFFI_ERROR);
+
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_round_trip_and_wrap),
+        cmocka_unit_test(test_two_threads),
+        cmocka_unit_test(test_two_processes),
+        cmocka_unit_test(test_close_wakes_both_sides),
+        cmocka_unit_test(test_corrupt_ring_refused),
+    };
+
+    /* a deadlock fails the program instead of hanging make */
+    (void) alarm(120);
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
