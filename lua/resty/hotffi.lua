@@ -21,6 +21,7 @@ local error = error
 local floor = math.floor
 local format = string.format
 local pairs = pairs
+local pcall = pcall
 local rawget = rawget
 local setmetatable = setmetatable
 local tonumber = tonumber
@@ -32,6 +33,8 @@ local ERR = ngx.ERR
 
 -- ngx.semaphore's cdef comes first: it declares ngx_http_lua_sema_t
 ffi.cdef[[
+void ngx_http_hotffi_ffi_shdict_add(const char *name, size_t len,
+    void *zone);
 typedef struct {
     uint64_t  calls;
     uint64_t  ok;
@@ -134,7 +137,7 @@ void ngx_http_hotffi_ffi_exiting(void);
 ]]
 
 
-local FFI_VERSION = 7
+local FFI_VERSION = 8
 local ERR_BUF_SIZE = 1024
 -- HOTFFI_ERR_MAX (src/core/hotffi_err.h): an init error may be a traceback
 local LOAD_ERR_BUF_SIZE = 4096
@@ -300,6 +303,22 @@ local function exit_watch(premature)
         return
     end
     exit_watched = timer_at(EXIT_WATCH, exit_watch)
+end
+
+
+-- Hands runtimes every lua_shared_dict (hotffi_shdict() in hotffi.h): the
+-- zones, as lua-nginx-module's own shdict functions take them, by name.
+-- Once per worker, with its first load, before any runtime thread runs.
+local function share_dicts()
+    -- lua-resty-core may have declared it already
+    pcall(ffi.cdef, "void *ngx_http_lua_ffi_shdict_udata_to_zone(void *);")
+    for name, dict in pairs(ngx.shared) do
+        local udata = type(dict) == "table" and dict[1]
+        if type(udata) == "userdata" then
+            C.ngx_http_hotffi_ffi_shdict_add(name, #name,
+                C.ngx_http_lua_ffi_shdict_udata_to_zone(udata))
+        end
+    end
 end
 
 
@@ -796,6 +815,7 @@ local function load(level, lib, cfg, opts)
 
     if not exit_watched then
         exit_watch()
+        share_dicts()
     end
 
     if iso then

@@ -15,7 +15,7 @@
 
 
 /* bumped with every change of the FFI functions lua/resty/hotffi.lua calls */
-#define NGX_HTTP_HOTFFI_FFI_VERSION  7
+#define NGX_HTTP_HOTFFI_FFI_VERSION  8
 
 /* the functions Lua calls: the rest of the module builds hidden */
 #define NGX_HTTP_HOTFFI_EXPORT  __attribute__((visibility("default")))

@@ -29,9 +29,9 @@
  * A runtime thread holding the lock blocks every worker's Lua on that zone
  * for as long as one get or store takes, as another worker's would.
  *
- * Zones are found by name in the worker's cycle, which no thread changes
- * after the worker started; a zone is a lua_shared_dict when its init
- * handler is the lua module's.
+ * Zones are found by name in a table resty.hotffi fills from ngx.shared
+ * (the zone pointers lua-resty-core passes to those functions) before its
+ * first load, under a mutex any thread may take to look one up.
  */
 
 #include <dlfcn.h>
@@ -48,7 +48,6 @@
 
 
 typedef struct {
-    ngx_int_t  (*init_zone)(ngx_shm_zone_t *zone, void *data);
     int        (*get)(void *zone, const u_char *key, size_t key_len,
                       int *value_type, u_char **str_value_buf,
                       size_t *str_value_len, double *num_value,
@@ -66,6 +65,20 @@ typedef struct {
 } ngx_http_hotffi_shdict_api_t;
 
 
+#define NGX_HTTP_HOTFFI_SHDICT_MAX       256
+#define NGX_HTTP_HOTFFI_SHDICT_NAME_MAX  128
+
+
+/* the zones by name, noted by the event loop, read by any thread */
+typedef struct {
+    char   name[NGX_HTTP_HOTFFI_SHDICT_NAME_MAX];
+    void  *zone;
+} ngx_http_hotffi_shdict_t;
+
+static ngx_http_hotffi_shdict_t  shdicts[NGX_HTTP_HOTFFI_SHDICT_MAX];
+static ngx_uint_t                shdict_n;         /* guarded by shdict_mtx */
+static pthread_mutex_t           shdict_mtx = PTHREAD_MUTEX_INITIALIZER;
+
 /* written once under `once`, read-only afterwards */
 static ngx_http_hotffi_shdict_api_t  shdict_api;
 static int                           shdict_api_ok;
@@ -75,8 +88,6 @@ static pthread_once_t                shdict_once = PTHREAD_ONCE_INIT;
 static void
 ngx_http_hotffi_shdict_resolve(void)
 {
-    *(void **) &shdict_api.init_zone = dlsym(RTLD_DEFAULT,
-                                       "ngx_http_lua_shdict_init_zone");
     *(void **) &shdict_api.get = dlsym(RTLD_DEFAULT,
                                        "ngx_http_lua_ffi_shdict_get");
     *(void **) &shdict_api.store = dlsym(RTLD_DEFAULT,
@@ -86,7 +97,7 @@ ngx_http_hotffi_shdict_resolve(void)
     *(void **) &shdict_api.get_ttl = dlsym(RTLD_DEFAULT,
                                            "ngx_http_lua_ffi_shdict_get_ttl");
 
-    shdict_api_ok = shdict_api.init_zone && shdict_api.get
+    shdict_api_ok = shdict_api.get
                     && shdict_api.store && shdict_api.incr
                     && shdict_api.get_ttl;
 }
@@ -106,10 +117,17 @@ ngx_http_hotffi_shdict_fail(int rc, const char *why, char *err,
 }
 
 
+/* Whether the lua module's functions are there, and dict is a zone. */
 static int
-ngx_http_hotffi_shdict_ready(char *err, size_t err_len)
+ngx_http_hotffi_shdict_ready(const void *dict, char *err, size_t err_len)
 {
     pthread_once(&shdict_once, ngx_http_hotffi_shdict_resolve);
+
+    if (dict == NULL) {
+        (void) ngx_http_hotffi_shdict_fail(0, "no such shared dict", err,
+                                           err_len);
+        return 0;
+    }
 
     if (!shdict_api_ok) {
         (void) ngx_http_hotffi_shdict_fail(0, "lua-nginx-module's shared "
@@ -122,40 +140,63 @@ ngx_http_hotffi_shdict_ready(char *err, size_t err_len)
 }
 
 
+/*
+ * thread: event loop.  Notes the zone of lua_shared_dict `name`, as
+ * lua-nginx-module hands it to its own shdict functions (resty.hotffi
+ * registers every ngx.shared dict before its first load).
+ */
+NGX_HTTP_HOTFFI_EXPORT void
+ngx_http_hotffi_ffi_shdict_add(const char *name, size_t len, void *zone)
+{
+    ngx_uint_t  i;
+
+    if (len >= NGX_HTTP_HOTFFI_SHDICT_NAME_MAX || zone == NULL) {
+        return;
+    }
+
+    pthread_mutex_lock(&shdict_mtx);
+
+    for (i = 0; i < shdict_n; i++) {
+        if (ngx_strcmp(shdicts[i].name, name) == 0) {
+            break;
+        }
+    }
+
+    if (i < NGX_HTTP_HOTFFI_SHDICT_MAX) {
+        ngx_memcpy(shdicts[i].name, name, len);
+        shdicts[i].name[len] = '\0';
+        shdicts[i].zone = zone;
+        shdict_n = i == shdict_n ? shdict_n + 1 : shdict_n;
+    }
+
+    pthread_mutex_unlock(&shdict_mtx);
+}
+
+
 /* thread: any */
 NGX_HTTP_HOTFFI_EXPORT void *
 hotffi_shdict(const char *name)
 {
-    size_t            len;
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *zone;
+    void        *zone;
+    ngx_uint_t   i;
 
-    if (name == NULL || !ngx_http_hotffi_shdict_ready(NULL, 0)) {
+    if (name == NULL) {
         return NULL;
     }
 
-    len = ngx_strlen(name);
-    part = &((ngx_cycle_t *) ngx_cycle)->shared_memory.part;
-    zone = part->elts;
+    zone = NULL;
+    pthread_mutex_lock(&shdict_mtx);
 
-    for (i = 0; /* void */; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-            part = part->next;
-            zone = part->elts;
-            i = 0;
-        }
-
-        if (zone[i].init == shdict_api.init_zone
-            && zone[i].shm.name.len == len
-            && ngx_strncmp(zone[i].shm.name.data, name, len) == 0)
-        {
-            return &zone[i];
+    for (i = 0; i < shdict_n; i++) {
+        if (ngx_strcmp(shdicts[i].name, name) == 0) {
+            zone = shdicts[i].zone;
+            break;
         }
     }
+
+    pthread_mutex_unlock(&shdict_mtx);
+
+    return zone;
 }
 
 
@@ -172,7 +213,7 @@ hotffi_shdict_get(void *dict, const char *key, size_t key_len, int stale,
 
     ngx_memzero(value, sizeof(hotffi_shdict_value_t));
 
-    if (!ngx_http_hotffi_shdict_ready(err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -256,7 +297,7 @@ hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
     const char  *str;
     size_t       len;
 
-    if (!ngx_http_hotffi_shdict_ready(err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -296,8 +337,8 @@ hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
     case HOTFFI_SHDICT_NUMBER:
         break;
     default:
-        return ngx_http_hotffi_shdict_fail(HOTFFI_SHDICT_ERROR, "bad value type",
-                                           err, err_len);
+        return ngx_http_hotffi_shdict_fail(HOTFFI_SHDICT_ERROR,
+                                           "bad value type", err, err_len);
     }
 
     errmsg = NULL;
@@ -311,15 +352,13 @@ hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
         return HOTFFI_SHDICT_OK;
     }
 
-    /* "exists" for add, "not found" for replace: not a failure of hotffi */
-    return ngx_http_hotffi_shdict_fail((op == HOTFFI_SHDICT_ADD
-                                        || op == HOTFFI_SHDICT_SAFE_ADD
-                                        || op == HOTFFI_SHDICT_REPLACE)
-                                       && errmsg
-                                       && ngx_strcmp(errmsg, "no memory")
-                                          != 0
-                                       ? HOTFFI_SHDICT_DECLINED : HOTFFI_SHDICT_ERROR,
-                                       errmsg, err, err_len);
+    /* "exists" for add, "not found" for replace: declined, not failed */
+    rc = (op == HOTFFI_SHDICT_ADD || op == HOTFFI_SHDICT_SAFE_ADD
+          || op == HOTFFI_SHDICT_REPLACE)
+         && errmsg && ngx_strcmp(errmsg, "no memory") != 0
+         ? HOTFFI_SHDICT_DECLINED : HOTFFI_SHDICT_ERROR;
+
+    return ngx_http_hotffi_shdict_fail(rc, errmsg, err, err_len);
 }
 
 
@@ -332,7 +371,7 @@ hotffi_shdict_incr(void *dict, const char *key, size_t key_len, double by,
     int    rc, dummy;
     char  *errmsg;
 
-    if (!ngx_http_hotffi_shdict_ready(err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -351,11 +390,10 @@ hotffi_shdict_incr(void *dict, const char *key, size_t key_len, double by,
         return HOTFFI_SHDICT_OK;
     }
 
-    return ngx_http_hotffi_shdict_fail(errmsg
-                                       && ngx_strcmp(errmsg, "not found")
-                                          == 0
-                                       ? HOTFFI_SHDICT_DECLINED : HOTFFI_SHDICT_ERROR,
-                                       errmsg, err, err_len);
+    rc = errmsg && ngx_strcmp(errmsg, "not found") == 0
+         ? HOTFFI_SHDICT_DECLINED : HOTFFI_SHDICT_ERROR;
+
+    return ngx_http_hotffi_shdict_fail(rc, errmsg, err, err_len);
 }
 
 
@@ -365,7 +403,7 @@ hotffi_shdict_ttl(void *dict, const char *key, size_t key_len)
 {
     long  ms;
 
-    if (!ngx_http_hotffi_shdict_ready(NULL, 0)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, NULL, 0)) {
         return -1;
     }
 

@@ -281,7 +281,7 @@ location = /t {
 GET /t
 --- response_body
 0.1.0
-7
+8
 
 
 
