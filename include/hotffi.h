@@ -21,6 +21,9 @@
 #define HOTFFI_H
 
 
+#include <stddef.h>
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -770,10 +770,17 @@ local function load(level, lib, cfg, opts)
     local timeout, max_queue, max_inflight, global, unpin, name, iso =
         DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE, DEFAULT_MAX_INFLIGHT, 0, 0, nil,
         nil
+    -- the calls' timeout is no bound for init: a runtime whose calls must
+    -- answer in 50 ms may well take a second to start
+    local init_timeout = DEFAULT_TIMEOUT
 
     if opts then
         if opts.timeout ~= nil then
             timeout = check_timeout(opts.timeout, "option timeout", level)
+        end
+        if opts.init_timeout ~= nil then
+            init_timeout = check_timeout(opts.init_timeout,
+                                         "option init_timeout", level)
         end
         max_queue = opt_limit(opts, "max_queue", DEFAULT_MAX_QUEUE, level)
         max_inflight = opt_limit(opts, "max_inflight", DEFAULT_MAX_INFLIGHT,
@@ -794,7 +801,7 @@ local function load(level, lib, cfg, opts)
                         .. (iso and "not " or "") .. "isolated"
         end
         if rawget(rt, STARTING) then
-            return await_other_start(rt, timeout)
+            return await_other_start(rt, init_timeout)
         end
         return rt
     end
@@ -852,7 +859,7 @@ local function load(level, lib, cfg, opts)
 
     -- libffi_init() runs on a thread of its own: the event loop serves
     -- other requests meanwhile, this one waits
-    local ok = wait_runtime(ptr, sem, timeout)
+    local ok = wait_runtime(ptr, sem, init_timeout)
     rt[STARTING] = nil
     local res, rerr, init_rc = start_result(rt, sem)
     if not res and ok then
@@ -862,7 +869,7 @@ local function load(level, lib, cfg, opts)
         C.ngx_http_hotffi_ffi_runtime_unload(ptr)
         forget(rt)
         rerr = "libffi_init() of runtime \"" .. name .. "\" still running "
-               .. "after " .. timeout .. " s: the load fails, and the "
+               .. "after " .. init_timeout .. " s: the load fails, and the "
                .. "runtime is unloaded once it returns"
     end
 

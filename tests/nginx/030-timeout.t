@@ -58,6 +58,27 @@ trueslept
 
 
 
+=== TEST 2b: the calls' timeout does not bound the load's wait for init; init_timeout does
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt, err = hotffi.load("ctl", "init-sleep=300",
+                                    { timeout = 0.05 })
+        ngx.say(rt ~= nil, " ", tostring(err))
+        rt, err = hotffi.load("ctl", "init-sleep=2000",
+                              { init_timeout = 0.2 })
+        ngx.say(rt ~= nil, " ", err)
+    }
+}
+--- request
+GET /t
+--- response_body
+true nil
+false libffi_init() of runtime "ctl&init-sleep=2000" still running after 0.2 s: the load fails, and the runtime is unloaded once it returns
+
+
+
 === TEST 3: a runtime that never answers: timeout, then freed at unload
 --- config
 location = /t {
