@@ -40,6 +40,9 @@ if [ ! -e "$policy" ]; then
 fi
 trap '[ -z "$own_policy" ] || rm -f "$policy"' EXIT
 
-apt-get update -q
+# Another apt (an unattended upgrade, a second set-up) may hold dpkg's lock:
+# wait for it rather than fail.
+apt="apt-get -o DPkg::Lock::Timeout=600"
+$apt update -q
 # shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $PACKAGES
+$apt install -y -q --no-install-recommends $PACKAGES
