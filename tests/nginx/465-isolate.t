@@ -363,3 +363,39 @@ runtime "misbehave" process died
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 12: lua-resty-ffi's ngx.load_ffi takes the option: its shapes, isolated
+--- config
+location = /t {
+    content_by_lua_block {
+        require "resty_ffi"
+        local rt = assert(ngx.load_ffi("misbehave", nil, { isolate = true }))
+        local _, before = rt:q("pid")
+        ngx.say(tonumber(before) ~= ngx.worker.pid())
+        ngx.say(rt:echo("hello"))
+        ngx.say(rt:q("segv"))
+        local ok, after = rt:q("pid")
+        ngx.say(ok, " ", after ~= before)
+        ngx.say(pcall(ngx.load_ffi, "echo", "x", { isolate = { bogus = 1 } }))
+        ngx.say(rt.finished)
+        rt:__unload()
+        ngx.say(rt.finished, " ", rt:echo("gone"))
+    }
+}
+--- request
+GET /t
+--- response_body
+true
+truehello
+false-102runtime "misbehave" process died: signal 11; restarting
+true true
+falsebad option isolate.bogus: unknown
+false
+true falsetask queue is finished
+--- error_log
+process died: signal 11; restarting
+--- no_error_log
+[alert]
+[crit]
