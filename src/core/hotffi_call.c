@@ -143,6 +143,7 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
 
         if (rc == HOTFFI_QUEUE_INFLIGHT) {
             rt->stats.inflight_full++;
+            rt->metrics.queue_full++;
             hotffi_runtime_warn(rt);
             return hotffi_call_refuse(why, HOTFFI_BUSY, err, errlen,
                                       "queue full: %u calls taken and not "

@@ -115,6 +115,10 @@ location = /inflight {
         local s = rt:__stats()
         ngx.say("timeouts ", s.timeouts, " inflight_full ", s.inflight_full,
                 " rejected ", s.rejected)
+        -- the caller's view: every call has one outcome, refusals included
+        local m = rt:__metrics()
+        ngx.say("outcomes: timeout ", m.timeout, " queue_full ",
+                m.queue_full, " ok ", m.ok)
         rt:__unload()
     }
 }
@@ -182,6 +186,7 @@ falseniltimeout
 falseniltimeout
 falsenilqueue full: 4 calls taken and not answered (max_inflight)
 timeouts 4 inflight_full 3 rejected 3
+outcomes: timeout 4 queue_full 3 ok 0
 WANT
     is($nginx->get('/gave-up')->{content}, <<'WANT', 'a caller that gave up frees its queue slot at once');
 timeout timeout
