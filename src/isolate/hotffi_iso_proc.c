@@ -115,7 +115,7 @@ hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
     memset(p, 0, sizeof(hotffi_iso_proc_t));
     p->pidfd = -1;
 
-    size = hotffi_iso_shm_size(conf->cfg_len, conf->ring);
+    size = hotffi_iso_shm_size(conf->cfg_len, conf->inflight, conf->ring);
 
     fd = memfd_create("hotffi-isolated", MFD_CLOEXEC);
     if (fd == -1) {
@@ -144,6 +144,7 @@ hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
     shm->total = size;
     shm->ring_size = conf->ring;
     shm->cfg_len = conf->cfg_len;
+    shm->slots = conf->inflight;
     shm->has_cfg = conf->cfg != NULL;
     shm->memory = conf->memory;
     shm->cpu = conf->cpu;

@@ -4,8 +4,14 @@
  *
  * One memfd per helper process (a restart makes a new one, so nothing a
  * dead helper left behind is read by the next): this header, then the
- * configuration's bytes, then the request ring's data, then the answer
- * ring's data, each ring on its own pages.  The worker writes everything
+ * configuration's bytes, then the cancel table, then the request ring's
+ * data, then the answer ring's data, each ring on its own pages.
+ *
+ * The cancel table has one word per slot of the worker's (a call sent and
+ * not answered, hotffi_isolate.c): the worker stores there the id of a call
+ * whose caller gave up, the helper's hotffi_task_cancelled() compares it
+ * with its task's.  A slot used again gets a new id, so a stale entry never
+ * cancels the next call.  The worker writes everything
  * but the helper's fields before it starts the helper; the helper checks
  * the sizes against the file's before it reads anything.  No pointer is
  * stored: both processes map it at their own addresses.
@@ -22,7 +28,7 @@
 
 
 #define HOTFFI_ISO_MAGIC      0x6869736fu    /* "hiso" */
-#define HOTFFI_ISO_VERSION    1
+#define HOTFFI_ISO_VERSION    2
 #define HOTFFI_ISO_PATH_MAX   4096
 #define HOTFFI_ISO_ERR_MAX    4096
 
@@ -33,6 +39,15 @@
 
 /* the helper's exit code after a failed start (init_err says why) */
 #define HOTFFI_ISO_EXIT_INIT  3
+
+/* a call's id: a sequence number above its slot's index (the slots, the
+ * isolation option inflight, are fewer: hotffi_iso_conf.c) */
+#define HOTFFI_ISO_SLOT_BITS  20
+#define HOTFFI_ISO_SLOT_MASK  ((1u << HOTFFI_ISO_SLOT_BITS) - 1)
+
+/* the id of an answer-ring record that is a hotffi_log() line, not an
+ * answer (its rc is the level); no call has it */
+#define HOTFFI_ISO_LOG_ID     0
 
 /* the fd the helper finds its memfd on */
 #define HOTFFI_ISO_FD         3
@@ -45,6 +60,7 @@ typedef struct {
     uint64_t            total;          /* bytes of the whole mapping */
     uint64_t            ring_size;      /* each ring's data bytes */
     uint64_t            cfg_len;        /* bytes after the header */
+    uint64_t            slots;          /* words of the cancel table */
     uint32_t            has_cfg;        /* 0: libffi_init() gets NULL */
     uint32_t            pad;
     uint64_t            memory;         /* RLIMIT_AS bytes, 0: none */
@@ -66,11 +82,18 @@ typedef struct {
 } hotffi_iso_shm_t;
 
 
-/* Where the configuration's bytes and the rings' data start. */
+/* Where the configuration's bytes start. */
 #define hotffi_iso_shm_cfg(shm)  ((char *) (shm) + sizeof(hotffi_iso_shm_t))
 
-/* thread: any.  Bytes of a mapping for cfg_len and ring_size. */
-uint64_t hotffi_iso_shm_size(uint64_t cfg_len, uint64_t ring_size);
+/* thread: any.  Bytes of a mapping for cfg_len, slots and ring_size. */
+uint64_t hotffi_iso_shm_size(uint64_t cfg_len, uint64_t slots,
+    uint64_t ring_size);
+
+/*
+ * thread: any.  The cancel table of a mapping whose header is valid:
+ * written by the worker, read by the helper, both atomically.
+ */
+_Atomic uint64_t *hotffi_iso_shm_cancels(hotffi_iso_shm_t *shm);
 
 /*
  * thread: any.  Points req and ans at the rings of a mapping whose header

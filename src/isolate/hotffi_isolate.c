@@ -63,10 +63,6 @@
 #define HOTFFI_ISO_BACKOFF_MS  100
 #define HOTFFI_ISO_BACKOFF_MAX 5000
 
-/* ids: a sequence number above the slot's index */
-#define HOTFFI_ISO_SLOT_BITS   20
-#define HOTFFI_ISO_SLOT_MASK   ((1u << HOTFFI_ISO_SLOT_BITS) - 1)
-
 /* cancelled calls answered per supervisor tick at most */
 #define HOTFFI_ISO_SWEEP_MAX   256
 
@@ -237,6 +233,12 @@ hotffi_iso_deliver(hotffi_iso_t *iso, const hotffi_ring_rec_t *rec,
     void      *task;
     uint32_t   i;
 
+    if (rec->id == HOTFFI_ISO_LOG_ID) {
+        hotffi_log(iso->tq, rec->rc, payload, (int) rec->len);
+        free(payload);
+        return;
+    }
+
     i = (uint32_t) (rec->id & HOTFFI_ISO_SLOT_MASK);
     task = NULL;
 
@@ -310,11 +312,12 @@ hotffi_iso_receiver(void *a)
 
 /*
  * thread: supervisor.  Answers the calls sent to helper gen with msg (all
- * of them), or, with cancelled_only, at most HOTFFI_ISO_SWEEP_MAX of those
- * whose caller gave up.  Returns how many slots of gen stay in use.
+ * of them), or, given the helper's cancel table, at most
+ * HOTFFI_ISO_SWEEP_MAX of those whose caller gave up, and tells the helper
+ * (hotffi_iso_shm.h).  Returns how many slots of gen stay in use.
  */
 static uint64_t
-hotffi_iso_sweep(hotffi_iso_t *iso, uint64_t gen, int cancelled_only,
+hotffi_iso_sweep(hotffi_iso_t *iso, uint64_t gen, _Atomic uint64_t *cancels,
     const char *msg)
 {
     int        n, k;
@@ -334,11 +337,16 @@ hotffi_iso_sweep(hotffi_iso_t *iso, uint64_t gen, int cancelled_only,
             }
 
             if (n == HOTFFI_ISO_SWEEP_MAX
-                || (cancelled_only
+                || (cancels != NULL
                     && !hotffi_task_cancelled(iso->slots[i].task)))
             {
                 used++;
                 continue;
+            }
+
+            if (cancels != NULL) {
+                atomic_store_explicit(&cancels[i], iso->slots[i].id,
+                                      memory_order_release);
             }
 
             tasks[n++] = iso->slots[i].task;
@@ -348,7 +356,7 @@ hotffi_iso_sweep(hotffi_iso_t *iso, uint64_t gen, int cancelled_only,
         (void) pthread_mutex_unlock(&iso->mtx);
 
         for (k = 0; k < n; k++) {
-            if (cancelled_only) {
+            if (cancels != NULL) {
                 ngx_http_lua_ffi_respond(tasks[k], HOTFFI_TASK_CANCELLED,
                                          NULL, 0);
             } else {
@@ -356,7 +364,7 @@ hotffi_iso_sweep(hotffi_iso_t *iso, uint64_t gen, int cancelled_only,
             }
         }
 
-    } while (!cancelled_only && used > 0);
+    } while (cancels == NULL && used > 0);
 
     return used;
 }
@@ -437,7 +445,7 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
             stuck = 1;
         }
 
-        used = hotffi_iso_sweep(iso, gen, 1, "");
+        used = hotffi_iso_sweep(iso, gen, hotffi_iso_shm_cancels(p->shm), "");
 
         /* progress: requests taken and answers written, by the helper */
         progress = hotffi_ring_tail(&p->req) + hotffi_ring_head(&p->ans);
@@ -609,7 +617,7 @@ hotffi_iso_supervisor(void *arg)
         }
 
         if (started) {
-            (void) hotffi_iso_sweep(iso, gen, 0, msg);
+            (void) hotffi_iso_sweep(iso, gen, NULL, msg);
             hotffi_iso_proc_free(&proc);
         }
 

@@ -66,6 +66,7 @@ typedef struct {
     pthread_cond_t     stop_cond;
     int                stopped;     /* under stop_mtx and req_mtx */
     _Atomic int64_t    taken;       /* tasks handed out, not answered */
+    _Atomic uint64_t   log_dropped; /* hotffi_log() lines the ring refused */
     void              *data;        /* hotffi_tq_set_data(); the runtime's */
     char               err[HOTFFI_ISO_ERR_MAX];   /* hotffi_init_error() */
 } hotffi_isolated_tq_t;
@@ -275,11 +276,23 @@ hotffi_abi_version(void)
 }
 
 
-/* thread: any.  Cancellation does not cross to the helper (isolation.md). */
+/*
+ * thread: the task's owner.  The worker stores the id of a call whose
+ * caller gave up in the call's slot (hotffi_iso_shm.h), within a
+ * supervisor tick of the give-up.
+ */
 int
 hotffi_task_cancelled(void *task)
 {
-    return 0;
+    uint64_t                 slot;
+    hotffi_isolated_tq_t    *tq = &hotffi_isolated_tq;
+    hotffi_isolated_task_t  *t = task;
+
+    slot = t->id & HOTFFI_ISO_SLOT_MASK;
+
+    return slot < tq->shm->slots
+           && atomic_load_explicit(&hotffi_iso_shm_cancels(tq->shm)[slot],
+                                   memory_order_acquire) == t->id;
 }
 
 
@@ -331,6 +344,121 @@ int
 hotffi_rollback(void *tq)
 {
     return 0;
+}
+
+
+/*
+ * thread: any.  The line crosses to the worker in the answer ring
+ * (HOTFFI_ISO_LOG_ID), whose receiver hands it to the worker's own
+ * hotffi_log(): the same levels, filter, rotation and bounds as in
+ * process.  A full ring drops the line rather than wait; the next line
+ * that fits says how many were dropped.
+ */
+void
+hotffi_log(void *p, int level, const char *msg, int len)
+{
+    int                    rc;
+    char                   note[96];
+    size_t                 n;
+    uint64_t               dropped;
+    hotffi_isolated_tq_t  *tq = &hotffi_isolated_tq;
+
+    if (msg == NULL || tq->shm == NULL) {
+        return;
+    }
+
+    n = len > 0 ? (size_t) len : strlen(msg);
+
+    /* the worker's hotffi_log() cuts long lines; the ring must take it */
+    if (n > hotffi_ring_max_payload(&tq->ans)) {
+        n = hotffi_ring_max_payload(&tq->ans);
+    }
+
+    (void) pthread_mutex_lock(&tq->ans_mtx);
+
+    dropped = atomic_exchange(&tq->log_dropped, 0);
+    rc = HOTFFI_OK;
+
+    if (dropped) {
+        (void) snprintf(note, sizeof(note), "%llu log lines of the isolated "
+                        "process dropped: its answer ring was full",
+                        (unsigned long long) dropped);
+        rc = hotffi_ring_try_put(&tq->ans, HOTFFI_ISO_LOG_ID,
+                                 HOTFFI_LEVEL_WARN, 0, note,
+                                 (uint32_t) strlen(note));
+    }
+
+    if (rc == HOTFFI_OK) {
+        rc = hotffi_ring_try_put(&tq->ans, HOTFFI_ISO_LOG_ID, level, 0, msg,
+                                 (uint32_t) n);
+        dropped = 0;
+    }
+
+    (void) pthread_mutex_unlock(&tq->ans_mtx);
+
+    if (rc == HOTFFI_ERROR) {
+        hotffi_isolated_corrupt("answer");
+    }
+
+    if (rc != HOTFFI_OK) {
+        atomic_fetch_add(&tq->log_dropped, dropped + 1);
+    }
+}
+
+
+/*
+ * Shared dicts live in the worker's shared memory, which an exec()'ed
+ * helper does not map: an isolated runtime has none (docs/isolation.md).
+ */
+void *
+hotffi_shdict(const char *name)
+{
+    return NULL;
+}
+
+
+static int
+hotffi_isolated_no_shdict(char *err, size_t err_len)
+{
+    if (err != NULL && err_len > 0) {
+        (void) snprintf(err, err_len, "no shared dicts in an isolated "
+                        "runtime");
+    }
+
+    return HOTFFI_SHDICT_ERROR;
+}
+
+
+int
+hotffi_shdict_get(void *dict, const char *key, size_t key_len, int stale,
+    hotffi_shdict_value_t *value, char *err, size_t err_len)
+{
+    return hotffi_isolated_no_shdict(err, err_len);
+}
+
+
+int
+hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
+    const hotffi_shdict_value_t *value, double exptime, int *forcible,
+    char *err, size_t err_len)
+{
+    return hotffi_isolated_no_shdict(err, err_len);
+}
+
+
+int
+hotffi_shdict_incr(void *dict, const char *key, size_t key_len, double by,
+    double *value, int has_init, double init, double init_ttl, int *forcible,
+    char *err, size_t err_len)
+{
+    return hotffi_isolated_no_shdict(err, err_len);
+}
+
+
+double
+hotffi_shdict_ttl(void *dict, const char *key, size_t key_len)
+{
+    return -1;
 }
 
 

@@ -175,10 +175,10 @@ hotffi_ring_wait_space(hotffi_ring_t *r, uint64_t head, uint64_t need)
 }
 
 
-/* thread: the producer */
-int
-hotffi_ring_put(hotffi_ring_t *r, uint64_t id, int32_t rc, uint32_t flags,
-    const void *payload, uint32_t len)
+/* thread: the producer.  block: wait for space, else HOTFFI_AGAIN. */
+static int
+hotffi_ring_put_rec(hotffi_ring_t *r, uint64_t id, int32_t rc,
+    uint32_t flags, const void *payload, uint32_t len, int block)
 {
     uint64_t           head, tail, need, used, start;
     hotffi_ring_rec_t  rec;
@@ -205,6 +205,10 @@ hotffi_ring_put(hotffi_ring_t *r, uint64_t id, int32_t rc, uint32_t flags,
 
         if (r->size - used >= need) {
             break;
+        }
+
+        if (!block) {
+            return HOTFFI_AGAIN;
         }
 
         /* a full ring usually empties within microseconds: spin first */
@@ -242,6 +246,24 @@ hotffi_ring_put(hotffi_ring_t *r, uint64_t id, int32_t rc, uint32_t flags,
     }
 
     return HOTFFI_OK;
+}
+
+
+/* thread: the producer */
+int
+hotffi_ring_put(hotffi_ring_t *r, uint64_t id, int32_t rc, uint32_t flags,
+    const void *payload, uint32_t len)
+{
+    return hotffi_ring_put_rec(r, id, rc, flags, payload, len, 1);
+}
+
+
+/* thread: the producer */
+int
+hotffi_ring_try_put(hotffi_ring_t *r, uint64_t id, int32_t rc,
+    uint32_t flags, const void *payload, uint32_t len)
+{
+    return hotffi_ring_put_rec(r, id, rc, flags, payload, len, 0);
 }
 
 

@@ -104,6 +104,11 @@ uint64_t hotffi_ring_max_payload(const hotffi_ring_t *r);
 int hotffi_ring_put(hotffi_ring_t *r, uint64_t id, int32_t rc,
     uint32_t flags, const void *payload, uint32_t len);
 
+/* thread: the producer.  As hotffi_ring_put(), but HOTFFI_AGAIN at once
+ * when the record does not fit now. */
+int hotffi_ring_try_put(hotffi_ring_t *r, uint64_t id, int32_t rc,
+    uint32_t flags, const void *payload, uint32_t len);
+
 /*
  * thread: the consumer.  Takes one record if there is one: HOTFFI_OK and
  * *payload malloc()'ed with a NUL after its rec->len bytes (NULL for a

@@ -399,3 +399,67 @@ process died: signal 11; restarting
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 13: a caller that gives up is seen by the helper's hotffi_task_cancelled()
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("ctl", "threads=2",
+                                      { isolate = true, timeout = 0.2 }))
+        -- the call is given up long before the runtime looks (after 3 s)
+        ngx.say(rt:q("sleep:3000"))
+        local seen
+        for _ = 1, 200 do
+            seen = select(2, rt:q("cancelled"))
+            if seen == "1" then break end
+            ngx.sleep(0.05)
+        end
+        ngx.say("cancelled seen: ", seen)
+        ngx.say(rt:q("echo:serves on"))
+    }
+}
+--- request
+GET /t
+--- timeout: 30
+--- response_body
+falseniltimeout
+cancelled seen: 1
+trueserves on
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 14: hotffi_log() from the helper reaches the worker's error.log; shared dicts are refused, not crashed on
+--- http_config
+lua_shared_dict counters 1m;
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local rt = assert(hotffi.load("ctl", "threads=1", { isolate = true }))
+        ngx.say(rt:q("log:5:2:from-the-helper"))
+        ngx.say(rt:q("log:8:1:below-the-level"))
+        local dict = assert(hotffi.load("dictctl", nil, { isolate = true }))
+        ngx.say(dict:q("nodict:counters"))
+        ngx.say(dict:q("incr:counters:k:1"))
+    }
+}
+--- request
+GET /t
+--- response_body
+truelogged 2
+truelogged 1
+truenull
+trueerror: no shared dicts in an isolated runtime
+--- error_log eval
+[qr/\[warn\] .*hotffi: runtime "ctl&threads=1" v1: from-the-helper 1/,
+ qr/\[warn\] .*hotffi: runtime "ctl&threads=1" v1: from-the-helper 2/]
+--- no_error_log
+below-the-level
+[alert]
+[crit]

@@ -1,6 +1,6 @@
 /*
  * dictctl.c -- a runtime the tests steer to use shared dicts from its
- * threads (tests/nginx/740-shdict.t).  Requests, fields split at ':':
+ * threads (tests/nginx/480-shdict.t).  Requests, fields split at ':':
  *
  *   get:DICT:KEY            "<type> <flags> <value>" or "nil"
  *   stale:DICT:KEY          the same, with get_stale, and " stale" if so

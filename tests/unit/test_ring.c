@@ -2,7 +2,8 @@
  * test_ring.c -- the shared-memory ring of isolated runtimes
  * (src/isolate/hotffi_ring.c): records in order and intact across the
  * wrap, a producer and a consumer on two threads and in two processes
- * waking each other, the close, and a corrupted ring refused.
+ * waking each other, a try-put that never waits, the close, and a
+ * corrupted ring refused.
  *
  * Built by src/isolate/isolate.mk with the ring alone (not the core).
  */
@@ -279,6 +280,46 @@ test_close_wakes_both_sides(void **state)
 
 
 /* the peer is not trusted: bad counters and lengths are refused */
+/* a full ring refuses a try-put at once and takes it once there is room */
+static void
+test_try_put_never_waits(void **state)
+{
+    int                 puts;
+    char               *payload;
+    ring_mem_t         *m;
+    hotffi_ring_t       r;
+    hotffi_ring_rec_t   rec;
+    unsigned char       buf[1000];
+
+    (void) state;
+    m = ring_map(&r);
+    memset(buf, 'x', sizeof(buf));
+
+    for (puts = 0; hotffi_ring_try_put(&r, (uint64_t) puts + 1, 0, 0, buf,
+                                       sizeof(buf)) == HOTFFI_OK; puts++)
+    {
+        assert_true(puts < RING_SIZE / (int) sizeof(buf));
+    }
+
+    assert_true(puts >= 1);
+    assert_int_equal(hotffi_ring_try_put(&r, 99, 0, 0, buf, sizeof(buf)),
+                     HOTFFI_AGAIN);
+
+    assert_int_equal(hotffi_ring_take(&r, &rec, &payload), HOTFFI_OK);
+    assert_int_equal(rec.id, 1);
+    free(payload);
+
+    assert_int_equal(hotffi_ring_try_put(&r, 99, 0, 0, buf, sizeof(buf)),
+                     HOTFFI_OK);
+
+    hotffi_ring_close(&r);
+    assert_int_equal(hotffi_ring_try_put(&r, 100, 0, 0, buf, 1),
+                     HOTFFI_DONE);
+
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
 static void
 test_corrupt_ring_refused(void **state)
 {
@@ -321,6 +362,7 @@ main(void)
         cmocka_unit_test(test_two_threads),
         cmocka_unit_test(test_two_processes),
         cmocka_unit_test(test_close_wakes_both_sides),
+        cmocka_unit_test(test_try_put_never_waits),
         cmocka_unit_test(test_corrupt_ring_refused),
     };
 
