@@ -505,7 +505,7 @@ local function reload(self, opts)
     if iso then
         lib, cfg = lib or iso.lib, cfg or iso.cfg
         iso.next_lib, iso.next_cfg = lib, cfg
-        lib, cfg = isolation.wrap(lib, cfg, self[NAME], iso.opt, 2)
+        lib, cfg = isolation.wrap(lib, cfg, self[NAME], iso.opt, timeout, 2)
         keep_cfg = 0
     end
 
@@ -542,6 +542,12 @@ local function reload(self, opts)
     local res = last_reload(self)
     if iso and res.ok then
         iso.lib, iso.cfg = iso.next_lib, iso.next_cfg
+    elseif iso then
+        -- named by what the user asked for, not by the wrapped cfg
+        local tried = iso.next_cfg and iso.next_lib .. "&" .. iso.next_cfg
+                      or iso.next_lib
+        res.error = isolation.unwrap_error(res.error, lib .. "&" .. cfg,
+                                           tried)
     end
     if not res.ok then
         -- a failed rollback unloads the runtime: the next load starts anew
@@ -827,7 +833,8 @@ local function load(level, lib, cfg, opts)
 
     if iso then
         iso = { lib = lib, cfg = cfg, opt = iso }
-        lib, cfg = isolation.wrap(lib, cfg, name, iso.opt, level)
+        lib, cfg = isolation.wrap(lib, cfg, name, iso.opt, init_timeout,
+                                  level)
     end
 
     local err, errlen = err_buf(LOAD_ERR_BUF_SIZE)

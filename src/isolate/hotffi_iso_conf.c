@@ -82,6 +82,7 @@ hotffi_iso_conf_parse(hotffi_iso_conf_t *conf, const char *text, char *err,
     memset(conf, 0, sizeof(hotffi_iso_conf_t));
     conf->ring = 4 * 1024 * 1024;
     conf->stuck_ms = 10000;
+    conf->init_ms = 60000;
     conf->restarts = 5;
     conf->window_ms = 30000;
     conf->inflight = 1024;
@@ -140,6 +141,8 @@ hotffi_iso_conf_parse(hotffi_iso_conf_t *conf, const char *text, char *err,
             num = &conf->ring;
         } else if (HOTFFI_ISO_KEY("stuck_ms")) {
             num = &conf->stuck_ms;
+        } else if (HOTFFI_ISO_KEY("init_ms")) {
+            num = &conf->init_ms;
         } else if (HOTFFI_ISO_KEY("restarts")) {
             num = &conf->restarts;
         } else if (HOTFFI_ISO_KEY("window_ms")) {
@@ -177,10 +180,11 @@ hotffi_iso_conf_parse(hotffi_iso_conf_t *conf, const char *text, char *err,
     }
 
     if (conf->inflight < 1 || conf->inflight > 1000000
-        || conf->restarts < 1 || conf->stuck_ms < 1)
+        || conf->restarts < 1 || conf->stuck_ms < 1 || conf->init_ms < 1)
     {
-        (void) snprintf(err, errlen, "isolation options inflight, restarts "
-                        "and stuck_ms must be positive (inflight <= 1e6)");
+        (void) snprintf(err, errlen, "isolation options inflight, restarts, "
+                        "stuck_ms and init_ms must be positive "
+                        "(inflight <= 1e6)");
         goto failed;
     }
 

@@ -30,6 +30,7 @@ typedef struct {
     uint64_t   files;        /* RLIMIT_NOFILE, 0: the worker's */
     uint64_t   ring;         /* bytes per ring, a power of two */
     uint64_t   stuck_ms;     /* calls waiting, no progress: kill after */
+    uint64_t   init_ms;      /* libffi_init() in the helper: kill after */
     uint64_t   restarts;     /* this many deaths within window_ms: failed */
     uint64_t   window_ms;
     uint64_t   inflight;     /* calls sent to the helper at most */

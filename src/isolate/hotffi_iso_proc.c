@@ -101,7 +101,8 @@ hotffi_iso_proc_nanny(int fd, pid_t worker, char **argv, char *const *envp,
 /* thread: the supervisor */
 int
 hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
-    char *const *envp, char *err, size_t errlen)
+    const hotffi_iso_start_t *start, char *const *envp, char *err,
+    size_t errlen)
 {
     int                 fd, pidfd;
     long                pid;
@@ -115,7 +116,8 @@ hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
     memset(p, 0, sizeof(hotffi_iso_proc_t));
     p->pidfd = -1;
 
-    size = hotffi_iso_shm_size(conf->cfg_len, conf->inflight, conf->ring);
+    size = hotffi_iso_shm_size(conf->cfg_len, start->len, conf->inflight,
+                               conf->ring);
 
     fd = memfd_create("hotffi-isolated", MFD_CLOEXEC);
     if (fd == -1) {
@@ -145,6 +147,9 @@ hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
     shm->ring_size = conf->ring;
     shm->cfg_len = conf->cfg_len;
     shm->slots = conf->inflight;
+    shm->state_len = start->len;
+    shm->has_state = start->state != NULL;
+    shm->rollback = start->rollback != 0;
     shm->has_cfg = conf->cfg != NULL;
     shm->memory = conf->memory;
     shm->cpu = conf->cpu;
@@ -153,6 +158,10 @@ hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
 
     if (conf->cfg != NULL) {
         memcpy(hotffi_iso_shm_cfg(shm), conf->cfg, conf->cfg_len);
+    }
+
+    if (start->len) {
+        memcpy(hotffi_iso_shm_state(shm), start->state, start->len);
     }
 
     p->shm = shm;

@@ -25,6 +25,14 @@ typedef struct {
 } hotffi_iso_proc_t;
 
 
+/* what a helper starts with besides its conf: the version before's state */
+typedef struct {
+    const char        *state;    /* borrowed; NULL: none */
+    size_t             len;
+    int                rollback; /* the version before failed to start */
+} hotffi_iso_start_t;
+
+
 /*
  * thread: the supervisor (PR_SET_PDEATHSIG follows the thread that starts
  * the helper: it must live as long as the helper may).  Maps a new memfd,
@@ -35,10 +43,11 @@ typedef struct {
  * its wait status in the mapping (the helper, being exec()'ed, would
  * signal its parent).
  * HOTFFI_OK, or HOTFFI_ERROR with why in err.
- * envp: borrowed.
+ * start, envp: borrowed; start's state is copied into the mapping.
  */
 int hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
-    char *const *envp, char *err, size_t errlen);
+    const hotffi_iso_start_t *start, char *const *envp, char *err,
+    size_t errlen);
 
 /* thread: any.  SIGKILL to the nanny, and so to the helper (reaped
  * later). */

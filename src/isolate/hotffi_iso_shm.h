@@ -4,8 +4,10 @@
  *
  * One memfd per helper process (a restart makes a new one, so nothing a
  * dead helper left behind is read by the next): this header, then the
- * configuration's bytes, then the cancel table, then the request ring's
- * data, then the answer ring's data, each ring on its own pages.
+ * configuration's bytes, then the state handed over by the version
+ * before (libffi_retire() of the worker's side), then the cancel table,
+ * then the request ring's data, then the answer ring's data, each ring on
+ * its own pages.
  *
  * The cancel table has one word per slot of the worker's (a call sent and
  * not answered, hotffi_isolate.c): the worker stores there the id of a call
@@ -45,9 +47,18 @@
 #define HOTFFI_ISO_SLOT_BITS  20
 #define HOTFFI_ISO_SLOT_MASK  ((1u << HOTFFI_ISO_SLOT_BITS) - 1)
 
-/* the id of an answer-ring record that is a hotffi_log() line, not an
- * answer (its rc is the level); no call has it */
+/*
+ * Ids of answer-ring records that are not answers (no call has them): a
+ * hotffi_log() line (rc: the level), and a piece of the state
+ * libffi_retire() handed over (rc: HOTFFI_ISO_STATE_MORE, _LAST, or
+ * _FAILED with the reason as payload).
+ */
 #define HOTFFI_ISO_LOG_ID     0
+#define HOTFFI_ISO_STATE_ID   1
+
+#define HOTFFI_ISO_STATE_MORE    0
+#define HOTFFI_ISO_STATE_LAST    1
+#define HOTFFI_ISO_STATE_FAILED  2
 
 /* the fd the helper finds its memfd on */
 #define HOTFFI_ISO_FD         3
@@ -60,7 +71,14 @@ typedef struct {
     uint64_t            total;          /* bytes of the whole mapping */
     uint64_t            ring_size;      /* each ring's data bytes */
     uint64_t            cfg_len;        /* bytes after the header */
+    uint64_t            state_len;      /* bytes after the cfg's NUL */
+    uint32_t            has_state;      /* 0: hotffi_state() gives NULL */
+    uint32_t            rollback;       /* hotffi_rollback() */
     uint64_t            slots;          /* words of the cancel table */
+    _Atomic uint32_t    retire;         /* set by the worker before it
+                                           closes the request ring: call
+                                           libffi_retire(), send the state */
+    uint32_t            pad2;
     uint32_t            has_cfg;        /* 0: libffi_init() gets NULL */
     uint32_t            pad;
     uint64_t            memory;         /* RLIMIT_AS bytes, 0: none */
@@ -82,12 +100,14 @@ typedef struct {
 } hotffi_iso_shm_t;
 
 
-/* Where the configuration's bytes start. */
+/* Where the configuration's bytes start, and the state's. */
 #define hotffi_iso_shm_cfg(shm)  ((char *) (shm) + sizeof(hotffi_iso_shm_t))
+#define hotffi_iso_shm_state(shm)                                            \
+    (hotffi_iso_shm_cfg(shm) + (shm)->cfg_len + 1)
 
-/* thread: any.  Bytes of a mapping for cfg_len, slots and ring_size. */
-uint64_t hotffi_iso_shm_size(uint64_t cfg_len, uint64_t slots,
-    uint64_t ring_size);
+/* thread: any.  Bytes of a mapping for a header's sizes. */
+uint64_t hotffi_iso_shm_size(uint64_t cfg_len, uint64_t state_len,
+    uint64_t slots, uint64_t ring_size);
 
 /*
  * thread: any.  The cancel table of a mapping whose header is valid:

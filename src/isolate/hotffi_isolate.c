@@ -29,6 +29,12 @@
  * A helper's mapping and rings (iso->proc) are the supervisor's: it frees
  * them only after the sender stopped using them (iso->sending, under mtx)
  * and the receiver was joined.
+ *
+ * libffi_init() (on the core's init thread) returns only once the first
+ * helper's libffi_init() did, with its result, so that a load fails and a
+ * reload rolls back as in process; the sender starts after that.  The
+ * state handed over crosses in the mapping (to the first helper) and in
+ * the answer ring (from a retiring one: libffi_retire()).
  */
 
 #ifndef _GNU_SOURCE
@@ -36,6 +42,7 @@
 #endif
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -68,6 +75,12 @@
 
 #define HOTFFI_ISO_MSG_MAX     600
 
+/* the state a helper may hand over at a reload, at most */
+#define HOTFFI_ISO_STATE_MAX   (256 << 20)
+
+/* how often the supervisor looks at a helper still in libffi_init() */
+#define HOTFFI_ISO_START_TICK_MS  5
+
 
 typedef struct {
     void      *task;    /* the core's task, or NULL: the slot is free */
@@ -97,6 +110,30 @@ typedef struct {
     uint32_t            *free_slots;
     uint32_t             nfree;
     uint64_t             next_seq;
+
+    /*
+     * The first helper's start, under mtx: 0 while its libffi_init() runs,
+     * 1 once it serves, -1 when it failed (start_err says why).  init
+     * waits for it, so that a load or reload fails when the runtime's
+     * init does, and a reload rolls back.
+     */
+    int                  started;
+    char                 start_err[HOTFFI_ISO_ERR_MAX];
+    hotffi_iso_start_t   start;      /* the first helper's hand-over */
+    char                *start_state; /* ours: start.state's copy */
+
+    /*
+     * libffi_retire(), under mtx: retire asks the helper for the state,
+     * which arrives in pieces (hotffi_iso_deliver()) into state_out (ours,
+     * then the core's); state_end: 0 none yet, 1 all of it, -1 failed.
+     */
+    int                  retire;
+    int                  last_clean; /* the last helper exited cleanly */
+    char                *state_out;
+    size_t               state_len;
+    size_t               state_cap;
+    int                  state_end;
+    char                 state_err[HOTFFI_ISO_ERR_MAX];
 
     int                  stopfd;     /* eventfd: wakes the supervisor */
     pthread_t            sender;
@@ -225,6 +262,73 @@ hotffi_iso_sender(void *arg)
 }
 
 
+/*
+ * thread: receiver.  A piece of the state the helper's libffi_retire()
+ * handed over, appended to state_out, or why it failed.  The helper is
+ * not trusted: pieces that come unasked, after the last, or beyond
+ * HOTFFI_ISO_STATE_MAX fail the retire.  payload: ours, freed here.
+ */
+static void
+hotffi_iso_state_piece(hotffi_iso_t *iso, const hotffi_ring_rec_t *rec,
+    char *payload)
+{
+    char    *p;
+    size_t   cap;
+
+    (void) pthread_mutex_lock(&iso->mtx);
+
+    if (!iso->retire || iso->state_end != 0) {
+        goto done;
+    }
+
+    if (rec->rc == HOTFFI_ISO_STATE_FAILED) {
+        iso->state_end = -1;
+        (void) snprintf(iso->state_err, sizeof(iso->state_err), "%s",
+                        payload ? payload : "libffi_retire() failed");
+        goto done;
+    }
+
+    if ((rec->rc != HOTFFI_ISO_STATE_MORE && rec->rc != HOTFFI_ISO_STATE_LAST)
+        || iso->state_len + rec->len > HOTFFI_ISO_STATE_MAX)
+    {
+        iso->state_end = -1;
+        (void) snprintf(iso->state_err, sizeof(iso->state_err),
+                        "the state handed over is malformed or over %d MiB",
+                        HOTFFI_ISO_STATE_MAX >> 20);
+        goto done;
+    }
+
+    /* a NULL piece: libffi_retire() handed over no state at all */
+    if (!(rec->flags & HOTFFI_RING_NULL)) {
+        if (iso->state_len + rec->len + 1 > iso->state_cap) {
+            cap = (iso->state_len + rec->len + 1) * 2;
+            p = realloc(iso->state_out, cap);
+            if (p == NULL) {
+                iso->state_end = -1;
+                (void) snprintf(iso->state_err, sizeof(iso->state_err),
+                                "out of memory for the state handed over");
+                goto done;
+            }
+
+            iso->state_out = p;
+            iso->state_cap = cap;
+        }
+
+        memcpy(iso->state_out + iso->state_len, payload, rec->len);
+        iso->state_len += rec->len;
+    }
+
+    if (rec->rc == HOTFFI_ISO_STATE_LAST) {
+        iso->state_end = 1;
+    }
+
+done:
+
+    (void) pthread_mutex_unlock(&iso->mtx);
+    free(payload);
+}
+
+
 /* thread: receiver.  payload: ours, then hotffi's with the answer. */
 static void
 hotffi_iso_deliver(hotffi_iso_t *iso, const hotffi_ring_rec_t *rec,
@@ -236,6 +340,11 @@ hotffi_iso_deliver(hotffi_iso_t *iso, const hotffi_ring_rec_t *rec,
     if (rec->id == HOTFFI_ISO_LOG_ID) {
         hotffi_log(iso->tq, rec->rc, payload, (int) rec->len);
         free(payload);
+        return;
+    }
+
+    if (rec->id == HOTFFI_ISO_STATE_ID) {
+        hotffi_iso_state_piece(iso, rec, payload);
         return;
     }
 
@@ -388,9 +497,9 @@ static int
 hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
     char *why, size_t len)
 {
-    int             stuck, closing, clean;
+    int             stuck, closing, clean, started, retire;
     uint64_t        now, last_change, progress, last_progress, used;
-    uint64_t        stop_deadline, tick, buf;
+    uint64_t        stop_deadline, tick, buf, begun;
     struct pollfd   fds[2];
 
     tick = iso->conf.stuck_ms / 4 + 1;
@@ -401,6 +510,7 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
     stop_deadline = 0;
     last_progress = 0;
     last_change = hotffi_iso_ms();
+    begun = last_change;
 
     for ( ;; ) {
         fds[0].fd = p->pidfd;
@@ -408,7 +518,13 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
         fds[1].fd = iso->stopfd;
         fds[1].events = POLLIN;
 
-        if (poll(fds, 2, (int) tick) > 0) {
+        (void) pthread_mutex_lock(&iso->mtx);
+        started = iso->started;
+        (void) pthread_mutex_unlock(&iso->mtx);
+
+        if (poll(fds, 2, started ? (int) tick : HOTFFI_ISO_START_TICK_MS)
+            > 0)
+        {
             if (fds[0].revents) {
                 break;
             }
@@ -422,11 +538,37 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
 
         (void) pthread_mutex_lock(&iso->mtx);
         closing |= iso->stop && iso->sender_done;
+        retire = iso->retire;
+
+        if (iso->started == 0
+            && atomic_load(&p->shm->state) == HOTFFI_ISO_RUNNING)
+        {
+            /* libffi_init() waits for this; restarts start afresh */
+            iso->started = 1;
+            iso->start.state = NULL;
+            iso->start.len = 0;
+            iso->start.rollback = 0;
+            free(iso->start_state);
+            iso->start_state = NULL;
+            (void) pthread_cond_broadcast(&iso->cond);
+        }
+
+        started = iso->started;
         (void) pthread_mutex_unlock(&iso->mtx);
+
+        if (started == 0 && !stuck && now - begun >= iso->conf.init_ms) {
+            (void) snprintf(why, len, "libffi_init() still running after "
+                            "%llu ms: killed",
+                            (unsigned long long) iso->conf.init_ms);
+            hotffi_iso_proc_kill(p);
+            stuck = 2;
+        }
 
         if (closing && stop_deadline == 0) {
             /* the graceful end: the helper's polls drain, then get NULL;
-             * one still in libffi_init() has nothing to finish */
+             * one still in libffi_init() has nothing to finish; a reload
+             * asks for the state first */
+            atomic_store(&p->shm->retire, (uint32_t) retire);
             hotffi_ring_close(&p->req);
             stop_deadline = now + iso->conf.stuck_ms;
 
@@ -530,8 +672,8 @@ hotffi_iso_supervisor(void *arg)
         if (deaths == NULL) {
             (void) snprintf(why, sizeof(why), "out of memory");
 
-        } else if (hotffi_iso_proc_start(&proc, &iso->conf, iso->envp, why,
-                                         sizeof(why))
+        } else if (hotffi_iso_proc_start(&proc, &iso->conf, &iso->start,
+                                         iso->envp, why, sizeof(why))
                    == HOTFFI_OK)
         {
             rarg.iso = iso;
@@ -577,6 +719,35 @@ hotffi_iso_supervisor(void *arg)
 
         (void) pthread_mutex_lock(&iso->mtx);
         stop = iso->stop;
+        iso->last_clean = clean;
+
+        if (iso->started == 0) {
+            /* the first start failed: the load (or reload) fails with it,
+             * nothing is restarted */
+            iso->started = -1;
+
+            if (started
+                && atomic_load(&proc.shm->state) == HOTFFI_ISO_INIT_FAILED)
+            {
+                (void) snprintf(iso->start_err, sizeof(iso->start_err),
+                                "%.*s", (int) sizeof(iso->start_err) - 1,
+                                proc.shm->init_err);
+            } else {
+                (void) snprintf(iso->start_err, sizeof(iso->start_err),
+                                "its process ended in libffi_init(): %s",
+                                why);
+            }
+
+            (void) pthread_cond_broadcast(&iso->cond);
+            (void) pthread_mutex_unlock(&iso->mtx);
+
+            if (started) {
+                hotffi_iso_proc_free(&proc);
+            }
+
+            break;
+        }
+
         (void) pthread_mutex_unlock(&iso->mtx);
 
         now = hotffi_iso_ms();
@@ -657,17 +828,54 @@ hotffi_iso_free(hotffi_iso_t *iso)
     (void) pthread_cond_destroy(&iso->cond);
     free(iso->slots);
     free(iso->free_slots);
+    free(iso->start_state);
+    free(iso->state_out);
     hotffi_iso_conf_free(&iso->conf);
     free(iso);
 }
 
 
-/* thread: event loop.  The runtime's cfg is ours: see hotffi_iso_conf.h. */
+/*
+ * thread: init or a reaper.  Ends the threads libffi_init() started: the
+ * stop, then the sender (if it runs), then the supervisor, which ends the
+ * helper.
+ */
+static void
+hotffi_iso_end(hotffi_iso_t *iso, int sender)
+{
+    /* first the stop: a sender waiting for a helper that will not be
+     * restarted any more fails its call instead, and polls the NULL */
+    (void) pthread_mutex_lock(&iso->mtx);
+    iso->stop = 1;
+    (void) pthread_cond_broadcast(&iso->cond);
+    (void) pthread_mutex_unlock(&iso->mtx);
+    (void) eventfd_write(iso->stopfd, 1);
+
+    if (sender) {
+        (void) pthread_join(iso->sender, NULL);
+    }
+
+    (void) pthread_mutex_lock(&iso->mtx);
+    iso->sender_done = 1;
+    (void) pthread_mutex_unlock(&iso->mtx);
+
+    (void) eventfd_write(iso->stopfd, 1);
+    (void) pthread_join(iso->supervisor, NULL);
+}
+
+
+/*
+ * thread: a hotffi init thread.  The runtime's cfg is ours (see
+ * hotffi_iso_conf.h).  Returns once the helper's libffi_init() returned 0,
+ * or fails with its reason, so that the load or the reload sees the
+ * runtime's own result (and a reload rolls back).
+ */
 int
 libffi_init(char *cfg, void *tq)
 {
-    int                  rc;
+    int                  rc, len;
     uint32_t             i;
+    const char          *state;
     sigset_t             all, old;
     hotffi_iso_t        *iso;
     pthread_condattr_t   ca;
@@ -713,30 +921,56 @@ libffi_init(char *cfg, void *tq)
 
     iso->nfree = (uint32_t) iso->conf.inflight;
 
+    /* the version before's state: borrowed during this call only */
+    state = hotffi_state(tq, &len);
+
+    if (state != NULL) {
+        iso->start_state = malloc(len > 0 ? (size_t) len : 1);
+        if (iso->start_state == NULL) {
+            hotffi_init_error(tq, "out of memory for the state");
+            hotffi_iso_free(iso);
+            return 3;
+        }
+
+        memcpy(iso->start_state, state, len > 0 ? (size_t) len : 0);
+        iso->start.state = iso->start_state;
+        iso->start.len = len > 0 ? (size_t) len : 0;
+    }
+
+    iso->start.rollback = hotffi_rollback(tq);
+
     /* our threads take no signal: nginx's handlers run on the event loop */
     (void) sigfillset(&all);
     (void) pthread_sigmask(SIG_SETMASK, &all, &old);
 
     rc = pthread_create(&iso->supervisor, NULL, hotffi_iso_supervisor, iso);
 
-    if (rc == 0) {
-        rc = pthread_create(&iso->sender, NULL, hotffi_iso_sender, iso);
-
-        if (rc != 0) {
-            /* the supervisor ends at the stop, with no helper sending */
-            (void) pthread_mutex_lock(&iso->mtx);
-            iso->stop = 1;
-            iso->sender_done = 1;
-            (void) pthread_cond_broadcast(&iso->cond);
-            (void) pthread_mutex_unlock(&iso->mtx);
-            (void) eventfd_write(iso->stopfd, 1);
-            (void) pthread_join(iso->supervisor, NULL);
-        }
+    if (rc != 0) {
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        hotffi_init_error(tq, "pthread_create() failed");
+        hotffi_iso_free(iso);
+        return 4;
     }
 
+    (void) pthread_mutex_lock(&iso->mtx);
+    while (iso->started == 0) {
+        (void) pthread_cond_wait(&iso->cond, &iso->mtx);
+    }
+    (void) pthread_mutex_unlock(&iso->mtx);
+
+    if (iso->started < 0) {
+        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        hotffi_iso_end(iso, 0);
+        hotffi_init_error(tq, iso->start_err);
+        hotffi_iso_free(iso);
+        return 5;
+    }
+
+    rc = pthread_create(&iso->sender, NULL, hotffi_iso_sender, iso);
     (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     if (rc != 0) {
+        hotffi_iso_end(iso, 0);
         hotffi_init_error(tq, "pthread_create() failed");
         hotffi_iso_free(iso);
         return 4;
@@ -763,23 +997,55 @@ libffi_fini(void *tq)
         return 0;
     }
 
-    /* first the stop: a sender waiting for a helper that will not be
-     * restarted any more fails its call instead, and polls the NULL */
-    (void) pthread_mutex_lock(&iso->mtx);
-    iso->stop = 1;
-    (void) pthread_cond_broadcast(&iso->cond);
-    (void) pthread_mutex_unlock(&iso->mtx);
-    (void) eventfd_write(iso->stopfd, 1);
-
-    (void) pthread_join(iso->sender, NULL);
-
-    (void) pthread_mutex_lock(&iso->mtx);
-    iso->sender_done = 1;
-    (void) pthread_mutex_unlock(&iso->mtx);
-
-    (void) eventfd_write(iso->stopfd, 1);
-    (void) pthread_join(iso->supervisor, NULL);
-
+    hotffi_iso_end(iso, 1);
     hotffi_iso_free(iso);
     return 0;
+}
+
+
+/*
+ * thread: a hotffi reaper.  As libffi_fini(), but the helper is asked for
+ * the state (its library's libffi_retire(), when it has one), which
+ * crosses in the answer ring and is handed to the core; a helper whose
+ * retire failed, or that died on the way, fails the reload with why.
+ * state: ours (state_out), then the core's.
+ */
+int
+libffi_retire(void *tq, char **state, int *len)
+{
+    int            rc;
+    hotffi_iso_t  *iso = hotffi_tq_data(tq);
+
+    *state = NULL;
+    *len = 0;
+
+    if (iso == NULL) {
+        return 0;
+    }
+
+    (void) pthread_mutex_lock(&iso->mtx);
+    iso->retire = 1;
+    (void) pthread_mutex_unlock(&iso->mtx);
+
+    hotffi_iso_end(iso, 1);
+
+    rc = 0;
+
+    if (iso->state_end < 0) {
+        hotffi_init_error(tq, iso->state_err);
+        rc = 1;
+
+    } else if (iso->state_end == 0 && !iso->last_clean && !iso->failed) {
+        hotffi_init_error(tq, "its process ended before it handed over "
+                              "the state");
+        rc = 2;
+
+    } else if (iso->state_end > 0 && iso->state_len <= INT_MAX) {
+        *state = iso->state_out;
+        *len = (int) iso->state_len;
+        iso->state_out = NULL;
+    }
+
+    hotffi_iso_free(iso);
+    return rc;
 }

@@ -30,6 +30,7 @@
 #endif
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -331,19 +332,32 @@ hotffi_tq_data(void *p)
 }
 
 
-/* an isolated runtime starts without state: see docs/isolation.md */
+/*
+ * thread: main, inside libffi_init().  The state the worker copied into
+ * the mapping: what the version before handed over, for this process's
+ * first start only (a restart after a crash starts without it).
+ */
 const char *
-hotffi_state(void *tq, int *len)
+hotffi_state(void *p, int *len)
 {
-    *len = 0;
-    return NULL;
+    hotffi_iso_shm_t  *shm = hotffi_isolated_tq.shm;
+
+    if (shm == NULL || !shm->has_state || shm->state_len > INT_MAX) {
+        *len = 0;
+        return NULL;
+    }
+
+    *len = (int) shm->state_len;
+    return hotffi_iso_shm_state(shm);
 }
 
 
 int
-hotffi_rollback(void *tq)
+hotffi_rollback(void *p)
 {
-    return 0;
+    hotffi_iso_shm_t  *shm = hotffi_isolated_tq.shm;
+
+    return shm != NULL && shm->rollback;
 }
 
 
@@ -513,6 +527,68 @@ hotffi_isolated_fail(hotffi_iso_shm_t *shm, const char *why)
 }
 
 
+/*
+ * thread: main, after the stop.  The worker asked for the state: the
+ * library's libffi_retire() gives it, and it crosses in the answer ring in
+ * pieces, or the reason it failed does.
+ */
+static void
+hotffi_isolated_retire(hotffi_isolated_tq_t *tq, hotffi_library_t *lib)
+{
+    int        rc, len;
+    char      *state, msg[HOTFFI_ISO_ERR_MAX + 64];
+    uint64_t   off, max, n;
+
+    state = NULL;
+    len = 0;
+    rc = lib->retire(tq, &state, &len);
+
+    /* threads the library left may still log: the ring has one producer */
+    (void) pthread_mutex_lock(&tq->ans_mtx);
+
+    if (rc != 0) {
+        n = (uint64_t) snprintf(msg, sizeof(msg), "libffi_retire() failed: "
+                                "rc %d%s%s", rc, tq->err[0] ? ": " : "",
+                                tq->err);
+        max = hotffi_ring_max_payload(&tq->ans);
+        (void) hotffi_ring_put(&tq->ans, HOTFFI_ISO_STATE_ID,
+                               HOTFFI_ISO_STATE_FAILED, 0, msg,
+                               (uint32_t) (n < max ? n : max));
+        (void) pthread_mutex_unlock(&tq->ans_mtx);
+        free(state);
+        return;
+    }
+
+    if (state == NULL || len < 0) {
+        len = 0;
+    }
+
+    max = hotffi_ring_max_payload(&tq->ans);
+    off = 0;
+
+    /* one piece at least: an empty state is a state, not none */
+    do {
+        n = (uint64_t) len - off < max ? (uint64_t) len - off : max;
+
+        if (hotffi_ring_put(&tq->ans, HOTFFI_ISO_STATE_ID,
+                            off + n == (uint64_t) len ? HOTFFI_ISO_STATE_LAST
+                                                      : HOTFFI_ISO_STATE_MORE,
+                            state == NULL ? HOTFFI_RING_NULL : 0,
+                            state == NULL ? NULL : state + off, (uint32_t) n)
+            != HOTFFI_OK)
+        {
+            break;
+        }
+
+        off += n;
+
+    } while (off < (uint64_t) len);
+
+    (void) pthread_mutex_unlock(&tq->ans_mtx);
+    free(state);
+}
+
+
 /* thread: main.  Waits until the tasks taken are answered, ms at most. */
 static void
 hotffi_isolated_drain(hotffi_isolated_tq_t *tq, int ms)
@@ -618,7 +694,10 @@ main(int argc, char **argv)
     }
     (void) pthread_mutex_unlock(&tq->stop_mtx);
 
-    if (lib.fini != NULL) {
+    if (shm->retire && lib.retire != NULL) {
+        hotffi_isolated_retire(tq, &lib);
+
+    } else if (lib.fini != NULL) {
         (void) lib.fini(tq);
 
     } else {

@@ -188,18 +188,17 @@ $
 
 
 
-=== TEST 7: a segfault in libffi_init(): calls fail, a crash loop marks the runtime failed, a reload brings it back
+=== TEST 7: a segfault in libffi_init() fails the load with why; a crash loop on calls marks the runtime failed; a reload brings it back
 --- config
 location = /t {
     content_by_lua_block {
         local hotffi = require "resty.hotffi"
-        local rt = assert(hotffi.load("misbehave", "segv",
+        ngx.say(hotffi.load("misbehave", "segv", { isolate = true }))
+        local rt = assert(hotffi.load("misbehave", nil,
                                       { isolate = { restarts = 3 } }))
-        local first = select(3, rt:q("x"))
-        ngx.say(first)
         local last
-        for _ = 1, 50 do
-            last = select(3, rt:q("x"))
+        for _ = 1, 10 do
+            last = select(3, rt:q("segv"))
             if last:find("failed", 1, true) then
                 break
             end
@@ -215,48 +214,46 @@ location = /t {
 --- request
 GET /t
 --- response_body
-runtime "misbehave&segv" process died: signal 11; restarting
-runtime "misbehave&segv" failed: its process died 3 times within 30000 ms (last: signal 11); not restarted
+nillibffi_init() of runtime "misbehave&segv" failed: 5: its process ended in libffi_init(): signal 11
+runtime "misbehave" failed: its process died 3 times within 30000 ms (last: signal 11); not restarted
 true
 true nil
 trueserving again
 --- error_log
-runtime "misbehave&segv" failed: its process died 3 times
+runtime "misbehave" failed: its process died 3 times
 --- no_error_log
 [alert]
 [crit]
 
 
 
-=== TEST 8: a hang in libffi_init() is killed once calls wait; exit() in init and a failed init say why
+=== TEST 8: a hang in libffi_init() is killed at init_timeout; exit() in init and a failed init fail the load with why; a reload to one rolls back
 --- config
 location = /t {
     content_by_lua_block {
         local hotffi = require "resty.hotffi"
-        local hang = assert(hotffi.load("misbehave", "hang",
-                                        { isolate = { stuck_timeout = 0.5 } }))
-        ngx.say(select(3, hang:q("x")))
-        local ex = assert(hotffi.load("misbehave", "exit",
+        ngx.say(hotffi.load("misbehave", "hang",
+                            { isolate = true, init_timeout = 0.5 }))
+        ngx.say(hotffi.load("misbehave", "exit", { isolate = true }))
+        ngx.say(hotffi.load("misbehave", "fail", { isolate = true }))
+        local rt = assert(hotffi.load("misbehave", "fine",
                                       { isolate = true }))
-        ngx.say(select(3, ex:q("x")))
-        local fail = assert(hotffi.load("misbehave", "fail",
-                                        { isolate = true }))
-        ngx.say(select(3, fail:q("x")))
-        local res, err = hang:__reload{ cfg = "fine" }
+        local _, before = rt:q("pid")
+        local res, err = rt:__reload{ cfg = "fail" }
         ngx.say(res and res.ok, " ", err)
-        ngx.say(hang:q("serving again"))
+        local ok, after = rt:q("pid")
+        ngx.say(ok, " ", after ~= before)
     }
 }
 --- request
 GET /t
---- response_body
-runtime "misbehave&hang" process died: stuck: 1 call(s) waiting, none taken or answered for 500 ms, killed; restarting
-runtime "misbehave&exit" process died: exit code 3; restarting
-runtime "misbehave&fail" process died: libffi_init() failed: rc 1: misbehave: told to fail; restarting
-true nil
-trueserving again
---- error_log
-runtime "misbehave&hang" process
+--- response_body_like
+^nil[^\n]*still running after[^\n]*
+nillibffi_init\(\) of runtime "misbehave&exit" failed: 5: its process ended in libffi_init\(\): exit code 3
+nillibffi_init\(\) of runtime "misbehave&fail" failed: 5: libffi_init\(\) failed: rc 1: misbehave: told to fail
+nil libffi_init\(\) of runtime "misbehave&fail" failed: 5: libffi_init\(\) failed: rc 1: misbehave: told to fail; version 1 serves again
+true true
+$
 --- no_error_log
 [alert]
 [crit]
@@ -461,5 +458,53 @@ trueerror: no shared dicts in an isolated runtime
  qr/\[warn\] .*hotffi: runtime "ctl&threads=1" v1: from-the-helper 2/]
 --- no_error_log
 below-the-level
+[alert]
+[crit]
+
+
+
+=== TEST 15: in-place reload of an isolated runtime hands its state over; a failed start rolls back with the state; a sleep call in flight is answered
+--- config
+location = /t {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local repo = package.path:match("([^;]+)/lua/%?%.lua")
+        local b = repo .. "/build/lib/libcounter_b.so"
+        local rt = assert(hotffi.load("counter", "threads=2",
+                                      { isolate = true }))
+        for _ = 1, 3 do rt:q("x") end
+        ngx.say(rt:q("x"))
+        -- a call the old version holds while it retires
+        local slow = ngx.thread.spawn(function()
+            return rt:q("sleep:300")
+        end)
+        ngx.sleep(0.05)
+        local res, err = rt:__reload{ lib = b }
+        ngx.say(res and res.ok, " ", err)
+        ngx.say(select(2, ngx.thread.wait(slow)))
+        ngx.say(rt:q("x"))
+        -- a new version that fails to start: the old code again, its state kept
+        res, err = rt:__reload{ cfg = "fail" }
+        ngx.say(res, " ", err ~= nil)
+        ngx.say(rt:q("x"))
+        -- state = false: the next version starts from nothing
+        res, err = rt:__reload{ lib = "counter", state = false }
+        ngx.say(res and res.ok, " ", err)
+        ngx.say(rt:q("x"))
+    }
+}
+--- request
+GET /t
+--- timeout: 30
+--- response_body
+truea 4
+true nil
+truea 5
+trueb 6
+nil true
+trueb 7
+true nil
+truea 1
+--- no_error_log
 [alert]
 [crit]

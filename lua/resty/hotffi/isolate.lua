@@ -3,6 +3,8 @@
 
 local error = error
 local floor = math.floor
+local max = math.max
+local min = math.min
 local find = string.find
 local pairs = pairs
 local tostring = tostring
@@ -77,11 +79,14 @@ end
 
 -- The library and cfg the core loads in place of lib and cfg: the worker's
 -- side of isolation, with lib, cfg and the options opt (from check()) in
--- its cfg.  name: the runtime's, for its messages.
-function _M.wrap(lib, cfg, name, opt, level)
+-- its cfg.  name: the runtime's, for its messages; init_timeout: the
+-- seconds the load (or reload) waits for libffi_init(), after which the
+-- helper still in it is killed too.
+function _M.wrap(lib, cfg, name, opt, init_timeout, level)
     local out = {
         "lib=", line_safe(lib, "library", level), "\n",
         "name=", line_safe(name, "runtime name", level), "\n",
+        "init_ms=", max(1, floor(min(init_timeout, 2 ^ 31) * 1000)), "\n",
     }
 
     for k, v in pairs(opt) do
