@@ -291,7 +291,7 @@ hotffi_py_shdict_store(hotffi_py_shdict_obj_t *self, int op,
     }
 
     if (rc == HOTFFI_SHDICT_DECLINED) {
-        Py_RETURN_FALSE;
+        return Py_NewRef(Py_False);
     }
 
     if (rc != HOTFFI_SHDICT_OK) {
@@ -299,11 +299,8 @@ hotffi_py_shdict_store(hotffi_py_shdict_obj_t *self, int op,
         return NULL;
     }
 
-    if (op == HOTFFI_SHDICT_SET || op == HOTFFI_SHDICT_SAFE_SET) {
-        Py_RETURN_NONE;
-    }
-
-    Py_RETURN_TRUE;
+    return Py_NewRef(op == HOTFFI_SHDICT_SET || op == HOTFFI_SHDICT_SAFE_SET
+                     ? Py_None : Py_True);
 }
 
 
@@ -398,11 +395,7 @@ hotffi_py_shdict_ttl(PyObject *self, PyObject *key)
 
     PyBuffer_Release(&k);
 
-    if (left < 0) {
-        Py_RETURN_NONE;
-    }
-
-    return PyFloat_FromDouble(left);
+    return left < 0 ? Py_NewRef(Py_None) : PyFloat_FromDouble(left);
 }
 
 

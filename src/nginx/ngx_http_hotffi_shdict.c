@@ -29,6 +29,13 @@
  * A runtime thread holding the lock blocks every worker's Lua on that zone
  * for as long as one get or store takes, as another worker's would.
  *
+ * Before the zone's mutex, a runtime thread takes the zone's thread-side
+ * lock (src/core/hotffi_zonelock.h), process-local: of the runtime threads
+ * of one worker, one at a time contends with the event loops, so a worker
+ * whose threads hammer a zone does not starve its own Lua.  The event loop
+ * never takes it, so the order is always that lock, then the zone's mutex,
+ * and no holder of either waits for anything but the end of one operation.
+ *
  * Zones are found by name in a table resty.hotffi fills from ngx.shared
  * (the zone pointers lua-resty-core passes to those functions) before its
  * first load, under a mutex any thread may take to look one up.
@@ -38,6 +45,7 @@
 #include <pthread.h>
 
 #include "hotffi.h"
+#include "hotffi_zonelock.h"
 #include "ngx_http_hotffi_module.h"
 
 
@@ -224,8 +232,10 @@ hotffi_shdict_get(void *dict, const char *key, size_t key_len, int stale,
     is_stale = 0;
     errmsg = NULL;
 
+    hotffi_zonelock_lock(dict);
     rc = shdict_api.get(dict, (const u_char *) key, key_len, &type, &str,
                         &len, &num, &flags, stale, &is_stale, &errmsg);
+    hotffi_zonelock_unlock(dict);
     if (rc != NGX_OK) {
         return ngx_http_hotffi_shdict_fail(HOTFFI_SHDICT_ERROR, errmsg, err,
                                            err_len);
@@ -342,12 +352,14 @@ hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
     }
 
     errmsg = NULL;
+    hotffi_zonelock_lock(dict);
     rc = shdict_api.store(dict, flags, (const u_char *) key, key_len, type,
                           (const u_char *) str, len,
                           value ? value->number : 0,
                           (long) (exptime * 1000),
                           value ? (int) value->flags : 0, &errmsg,
                           forcible ? forcible : &dummy);
+    hotffi_zonelock_unlock(dict);
     if (rc == NGX_OK) {
         return HOTFFI_SHDICT_OK;
     }
@@ -382,10 +394,12 @@ hotffi_shdict_incr(void *dict, const char *key, size_t key_len, double by,
 
     *value = by;
     errmsg = NULL;
+    hotffi_zonelock_lock(dict);
     rc = shdict_api.incr(dict, (const u_char *) key, key_len, value,
                          &errmsg, has_init, init,
                          has_init ? (long) (init_ttl * 1000) : 0,
                          forcible ? forcible : &dummy);
+    hotffi_zonelock_unlock(dict);
     if (rc == NGX_OK) {
         return HOTFFI_SHDICT_OK;
     }
@@ -407,6 +421,8 @@ hotffi_shdict_ttl(void *dict, const char *key, size_t key_len)
         return -1;
     }
 
+    hotffi_zonelock_lock(dict);
     ms = shdict_api.get_ttl(dict, (const u_char *) key, key_len);
+    hotffi_zonelock_unlock(dict);
     return ms == NGX_DECLINED ? -1 : (double) ms / 1000;
 }
