@@ -83,20 +83,23 @@ hotffi_py_shdict_key(PyObject *key, Py_buffer *view)
         }
 
         /* the str owns p: a read-only view with no exporter */
-        return PyBuffer_FillInfo(view, NULL, (void *) p, len, 1,
-                                 PyBUF_SIMPLE) == 0
-               ? HOTFFI_PY_OK : HOTFFI_PY_ERROR;
-    }
+        if (PyBuffer_FillInfo(view, NULL, (void *) p, len, 1, PyBUF_SIMPLE)
+            != 0)
+        {
+            return HOTFFI_PY_ERROR;
+        }
 
-    if (PyObject_GetBuffer(key, view, PyBUF_SIMPLE) != 0) {
+    } else if (PyObject_GetBuffer(key, view, PyBUF_SIMPLE) != 0) {
         PyErr_Format(PyExc_TypeError, "shared dict key must be str or "
                      "bytes, not %.200s", Py_TYPE(key)->tp_name);
         return HOTFFI_PY_ERROR;
     }
 
-    if (view->len == 0) {
+    if (view->len == 0 || view->len > 65535) {
         PyBuffer_Release(view);
-        PyErr_SetString(PyExc_ValueError, "shared dict key is empty");
+        PyErr_SetString(PyExc_ValueError, view->len ? "shared dict key is "
+                        "longer than 65535 bytes" : "shared dict key is "
+                        "empty");
         return HOTFFI_PY_ERROR;
     }
 

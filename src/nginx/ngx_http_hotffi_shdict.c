@@ -149,6 +149,29 @@ ngx_http_hotffi_shdict_ready(const void *dict, char *err, size_t err_len)
 
 
 /*
+ * A key as lua-resty-core lets one through: not empty, and at most 65535
+ * bytes, since the zone's nodes keep a key's length in 16 bits (a longer
+ * one would be stored cut and break the tree).
+ */
+static int
+ngx_http_hotffi_shdict_key_ok(const char *key, size_t key_len, char *err,
+    size_t err_len)
+{
+    if (key == NULL || key_len == 0) {
+        (void) ngx_http_hotffi_shdict_fail(0, "empty key", err, err_len);
+        return 0;
+    }
+
+    if (key_len > 65535) {
+        (void) ngx_http_hotffi_shdict_fail(0, "key too long", err, err_len);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/*
  * thread: event loop.  Notes the zone of lua_shared_dict `name`, as
  * lua-nginx-module hands it to its own shdict functions (resty.hotffi
  * registers every ngx.shared dict before its first load).
@@ -221,7 +244,9 @@ hotffi_shdict_get(void *dict, const char *key, size_t key_len, int stale,
 
     ngx_memzero(value, sizeof(hotffi_shdict_value_t));
 
-    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, err, err_len))
+    {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -307,7 +332,9 @@ hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
     const char  *str;
     size_t       len;
 
-    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, err, err_len))
+    {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -383,7 +410,9 @@ hotffi_shdict_incr(void *dict, const char *key, size_t key_len, double by,
     int    rc, dummy;
     char  *errmsg;
 
-    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, err, err_len))
+    {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -417,7 +446,9 @@ hotffi_shdict_ttl(void *dict, const char *key, size_t key_len)
 {
     long  ms;
 
-    if (!ngx_http_hotffi_shdict_ready(dict, NULL, 0)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, NULL, 0)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, NULL, 0))
+    {
         return -1;
     }
 

@@ -298,7 +298,9 @@ location = /t {
         local d = ngx.shared.d
         local function q(req)
             local ok, res = rt:q(req)
-            ngx.say(req, " -> ", ok and res or "failed " .. tostring(res))
+            ngx.say((req:gsub("k+:s:", function(m)
+                        return #m > 1000 and "KKK:s:" or m
+                    end)), " -> ", ok and res or "failed " .. tostring(res))
         end
         d:set("k", "v")
         q("add:d:k:s:x:0:0")
@@ -317,6 +319,13 @@ location = /t {
         ngx.sleep(0.2)
         q("get:d:e")
         q("stale:d:e")
+        q("get:d:")
+        q("set:d::s:x:0:0")
+        q("incr:d::1:0")
+        q("ttl:d:")
+        q("set:d:" .. string.rep("k", 65536) .. ":s:x:0:0")
+        q("set:d:" .. string.rep("k", 65535) .. ":s:longest:0:0")
+        ngx.say(d:get(string.rep("k", 65535)))
     }
 }
 --- request
@@ -337,6 +346,13 @@ ttl:d:k -> 0
 ttl:d:absent -> -1
 get:d:e -> nil
 stale:d:e -> string 0 gone stale
+get:d: -> error: empty key
+set:d::s:x:0:0 -> error: empty key
+incr:d::1:0 -> error: empty key
+ttl:d: -> -1
+set:d:KKK:s:x:0:0 -> error: key too long
+set:d:KKK:s:longest:0:0 -> ok
+longest
 --- no_error_log
 [error]
 [alert]
