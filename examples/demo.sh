@@ -26,8 +26,8 @@ export HOTFFI_ADMIN_TOKEN
 export LD_LIBRARY_PATH="$root/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 if [ "${1:-}" = "--foreground" ]; then
-    echo "hotffi demo on http://127.0.0.1:$port/ (echo, digest, count," \
-         "hotffi, stats);" \
+    echo "hotffi demo on http://127.0.0.1:$port/ (echo, digest, limit," \
+         "count, hotffi, stats);" \
          "Ctrl-C stops it"
     echo "admin: curl -H 'Authorization: Bearer $HOTFFI_ADMIN_TOKEN'" \
          "http://127.0.0.1:$port/hotffi"
@@ -59,6 +59,19 @@ show "$url/echo?msg=hello"
 show --data-binary 'hello, hotffi' "$url/digest"
 printf '%s' 'hello, hotffi' | sha256sum | sed 's/ .*/  (sha256sum, for comparison)/'
 show "$url/stats"
+
+# a rate limit shared by Lua and a runtime: hits alternate between them,
+# one budget of 5 per key; the sixth, whoever serves it, is refused
+for by in lua runtime lua runtime lua; do
+    show "$url/limit?key=alice&by=$by"
+done
+sixth=$(curl -s --max-time 10 -w ' %{http_code}' "$url/limit?key=alice&by=runtime")
+printf '$ %s\n%s\n' "$url/limit?key=alice&by=runtime" "$sixth"
+case $sixth in
+    "runtime limited 6/5"*" 429") ;;
+    *) echo "demo: the runtime did not see Lua's hits on the shared limit" >&2
+       exit 1 ;;
+esac
 
 # in-place reload: deploy build b over the library, reload every worker
 show "$url/count"

@@ -318,7 +318,9 @@ void hotffi_log(void *tq, int level, const char *msg, int len);
 #define HOTFFI_SHDICT_REPLACE   4    /* :replace(): only if present */
 
 #define HOTFFI_SHDICT_OK         0
-#define HOTFFI_SHDICT_ERROR     -1   /* err says why ("no memory", ...) */
+#define HOTFFI_SHDICT_ERROR     -1   /* err says why ("no memory", "empty
+                                        key", "key too long": keys are 1 to
+                                        65535 bytes, as in Lua, ...) */
 #define HOTFFI_SHDICT_DECLINED  -5   /* add: "exists"; replace and incr
                                         without init: "not found" */
 

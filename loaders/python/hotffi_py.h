@@ -291,6 +291,11 @@ void hotffi_py_config_forget(PyObject *cfg);
 extern PyTypeObject  hotffi_py_task_type;
 int hotffi_py_task_ready(void);
 
+/* GIL: held.  hotffi.SharedDict (hotffi_py_shdict.c), and
+ * hotffi.shared_dict(name): a new one, or NULL with KeyError. */
+extern PyTypeObject  hotffi_py_shdict_type;
+PyObject *hotffi_py_shdict_open(PyObject *mod, PyObject *name);
+
 /* GIL: held.  task: ownership passes to the new Task; NULL on error. */
 PyObject *hotffi_py_task_new(void *task);
 

@@ -1,7 +1,7 @@
 /*
  * hotffi_py_module.c -- the `hotffi` Python module, built into the loader:
- * poll(), serve(), state(), log(), Task, Config, LogHandler and the
- * loader's rc values.
+ * poll(), serve(), state(), log(), shared_dict(), Task, SharedDict,
+ * Config, LogHandler and the loader's rc values.
  */
 
 /* first: it includes Python.h, which must precede system headers */
@@ -249,6 +249,12 @@ static PyMethodDef  hotffi_py_mod_methods[] = {
       "loop writes it.  tq None: the runtime of this thread (one that "
       "polls or serves), else a line of no runtime.  Nothing on a host "
       "without hotffi_log() (lua-resty-ffi)." },
+    { "shared_dict", hotffi_py_shdict_open, METH_O,
+      "shared_dict(name)\n--\n\n"
+      "The lua_shared_dict zone `name` of nginx.conf as a SharedDict: "
+      "get, get_stale, set, safe_set, add, safe_add, replace, delete, "
+      "incr, ttl, with ngx.shared.DICT's meaning, from any thread.  "
+      "KeyError when there is no such zone." },
     { NULL, NULL, 0, NULL }
 };
 
@@ -269,7 +275,9 @@ hotffi_py_module_init(void)
 {
     PyObject  *m, *dict, *r;
 
-    if (hotffi_py_task_ready() != HOTFFI_PY_OK) {
+    if (hotffi_py_task_ready() != HOTFFI_PY_OK
+        || PyType_Ready(&hotffi_py_shdict_type) != 0)
+    {
         return NULL;
     }
 
@@ -288,7 +296,8 @@ hotffi_py_module_init(void)
         || PyModule_AddIntConstant(m, "LOG_NOTICE", HOTFFI_LEVEL_NOTICE)
         || PyModule_AddIntConstant(m, "LOG_INFO", HOTFFI_LEVEL_INFO)
         || PyModule_AddIntConstant(m, "LOG_DEBUG", HOTFFI_LEVEL_DEBUG)
-        || PyModule_AddType(m, &hotffi_py_task_type))
+        || PyModule_AddType(m, &hotffi_py_task_type)
+        || PyModule_AddType(m, &hotffi_py_shdict_type))
     {
         goto failed;
     }

@@ -29,6 +29,13 @@
  * A runtime thread holding the lock blocks every worker's Lua on that zone
  * for as long as one get or store takes, as another worker's would.
  *
+ * Before the zone's mutex, a runtime thread takes the zone's thread-side
+ * lock (src/core/hotffi_zonelock.h), process-local: of the runtime threads
+ * of one worker, one at a time contends with the event loops, so a worker
+ * whose threads hammer a zone does not starve its own Lua.  The event loop
+ * never takes it, so the order is always that lock, then the zone's mutex,
+ * and no holder of either waits for anything but the end of one operation.
+ *
  * Zones are found by name in a table resty.hotffi fills from ngx.shared
  * (the zone pointers lua-resty-core passes to those functions) before its
  * first load, under a mutex any thread may take to look one up.
@@ -38,6 +45,7 @@
 #include <pthread.h>
 
 #include "hotffi.h"
+#include "hotffi_zonelock.h"
 #include "ngx_http_hotffi_module.h"
 
 
@@ -141,6 +149,29 @@ ngx_http_hotffi_shdict_ready(const void *dict, char *err, size_t err_len)
 
 
 /*
+ * A key as lua-resty-core lets one through: not empty, and at most 65535
+ * bytes, since the zone's nodes keep a key's length in 16 bits (a longer
+ * one would be stored cut and break the tree).
+ */
+static int
+ngx_http_hotffi_shdict_key_ok(const char *key, size_t key_len, char *err,
+    size_t err_len)
+{
+    if (key == NULL || key_len == 0) {
+        (void) ngx_http_hotffi_shdict_fail(0, "empty key", err, err_len);
+        return 0;
+    }
+
+    if (key_len > 65535) {
+        (void) ngx_http_hotffi_shdict_fail(0, "key too long", err, err_len);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/*
  * thread: event loop.  Notes the zone of lua_shared_dict `name`, as
  * lua-nginx-module hands it to its own shdict functions (resty.hotffi
  * registers every ngx.shared dict before its first load).
@@ -213,7 +244,9 @@ hotffi_shdict_get(void *dict, const char *key, size_t key_len, int stale,
 
     ngx_memzero(value, sizeof(hotffi_shdict_value_t));
 
-    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, err, err_len))
+    {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -224,8 +257,10 @@ hotffi_shdict_get(void *dict, const char *key, size_t key_len, int stale,
     is_stale = 0;
     errmsg = NULL;
 
+    hotffi_zonelock_lock(dict);
     rc = shdict_api.get(dict, (const u_char *) key, key_len, &type, &str,
                         &len, &num, &flags, stale, &is_stale, &errmsg);
+    hotffi_zonelock_unlock(dict);
     if (rc != NGX_OK) {
         return ngx_http_hotffi_shdict_fail(HOTFFI_SHDICT_ERROR, errmsg, err,
                                            err_len);
@@ -297,7 +332,9 @@ hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
     const char  *str;
     size_t       len;
 
-    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, err, err_len))
+    {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -342,12 +379,14 @@ hotffi_shdict_store(void *dict, int op, const char *key, size_t key_len,
     }
 
     errmsg = NULL;
+    hotffi_zonelock_lock(dict);
     rc = shdict_api.store(dict, flags, (const u_char *) key, key_len, type,
                           (const u_char *) str, len,
                           value ? value->number : 0,
                           (long) (exptime * 1000),
                           value ? (int) value->flags : 0, &errmsg,
                           forcible ? forcible : &dummy);
+    hotffi_zonelock_unlock(dict);
     if (rc == NGX_OK) {
         return HOTFFI_SHDICT_OK;
     }
@@ -371,7 +410,9 @@ hotffi_shdict_incr(void *dict, const char *key, size_t key_len, double by,
     int    rc, dummy;
     char  *errmsg;
 
-    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, err, err_len)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, err, err_len))
+    {
         return HOTFFI_SHDICT_ERROR;
     }
 
@@ -382,10 +423,12 @@ hotffi_shdict_incr(void *dict, const char *key, size_t key_len, double by,
 
     *value = by;
     errmsg = NULL;
+    hotffi_zonelock_lock(dict);
     rc = shdict_api.incr(dict, (const u_char *) key, key_len, value,
                          &errmsg, has_init, init,
                          has_init ? (long) (init_ttl * 1000) : 0,
                          forcible ? forcible : &dummy);
+    hotffi_zonelock_unlock(dict);
     if (rc == NGX_OK) {
         return HOTFFI_SHDICT_OK;
     }
@@ -403,10 +446,14 @@ hotffi_shdict_ttl(void *dict, const char *key, size_t key_len)
 {
     long  ms;
 
-    if (!ngx_http_hotffi_shdict_ready(dict, NULL, 0)) {
+    if (!ngx_http_hotffi_shdict_ready(dict, NULL, 0)
+        || !ngx_http_hotffi_shdict_key_ok(key, key_len, NULL, 0))
+    {
         return -1;
     }
 
+    hotffi_zonelock_lock(dict);
     ms = shdict_api.get_ttl(dict, (const u_char *) key, key_len);
+    hotffi_zonelock_unlock(dict);
     return ms == NGX_DECLINED ? -1 : (double) ms / 1000;
 }

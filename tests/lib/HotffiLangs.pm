@@ -24,6 +24,8 @@ package HotffiLangs;
 #                     that loads that ctl runtime, and the runtime's key
 #                     (default: load(ctl, cfg), "ctl&cfg")
 #   ctl_abi           its ctl answers abi (hotffi_abi_version())
+#   ctl_dict          its ctl answers dict:NAME, the shared dict scenario
+#                     of 450-languages.t, through the SDK's wrapper
 #   ctl_one           a ctl cfg with one handler at a time
 #   errors            [Lua statement, expected line] for the language's
 #                     own error cases, after the common ones
@@ -71,6 +73,7 @@ our @LANGUAGES = (
         echo => 'require("resty.hotffi").load("go_echo")',
         ctl  => 'go_ctl',
         ctl_abi => 1,
+        ctl_dict => 1,
         ctl_one => 'max=1',
         errors => [
             [ 'ngx.say(rt:q("wrap:6:deep"))', 'false6wrapped: deep' ],
@@ -96,6 +99,7 @@ our @LANGUAGES = (
         echo => 'require("resty.hotffi").load("rust_echo")',
         ctl  => 'rust_ctl',
         ctl_abi => 1,
+        ctl_dict => 1,
         ctl_one => 'threads=1',
         errors => [
             [ 'ngx.say(rt:q("fail:x:y"))',
@@ -140,6 +144,7 @@ our @LANGUAGES = (
         },
         ctl_key => sub { "hotffi_python&$PYTHON_CTL," . ($_[0] // '') },
         ctl_one => '1',
+        ctl_dict => 1,
     },
 );
 

@@ -159,6 +159,35 @@ LUA
                 . '" is unloaded',
                 'runtimes 0', 'trueagain'));
     } ],
+    [ [qw(ctl ctl_dict)] => sub {
+        my ($l) = @_;
+        block("$l->{label}: shared dicts: the SDK reads and writes what Lua sees, types, flags, expiry, add/replace/incr/ttl",
+            http_config => 'lua_shared_dict d 1m;',
+            config => location(<<"LUA"),
+        local rt = assert(@{[ ctl($l) ]})
+        local d = ngx.shared.d
+        d:set("s", "hello", 0, 7)
+        d:set("n", 3.25)
+        d:set("t", true)
+        d:set("f", false, 0, 1)
+        d:set("old", "gone", 0.05)
+        ngx.sleep(0.2)
+        local ok, res = rt:q("dict:d")
+        ngx.say(ok, " ", res)
+        ngx.say(d:get("rs"), " ", select(2, d:get("rs")), " ", d:get("rn"),
+                " ", tostring(d:get("rb")), " ", d:get("new"), " ",
+                d:get("c"), " ", tostring(d:get("n")), " ",
+                tostring(d:get("absent")))
+LUA
+            request => 'GET /t',
+            response_body => lines('true nope=missing stale=gone/0/true '
+                . 's=hello/7 n=3.25/0 t=true/0 f=false/1 none=nil/0 '
+                . 'old=nil/0 add-s=false add-new=true '
+                . 'replace-absent=false replace-new=true incr-c=12 '
+                . 'incr-c=11.5 incr-absent=notfound ttl-e=ok ttl-rs=0 '
+                . 'ttl-absent=none',
+                'from-rt 9 -12.5 false y 11.5 nil nil'));
+    } ],
 );
 
 for my $lang (HotffiLangs::languages()) {

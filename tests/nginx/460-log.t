@@ -9,7 +9,8 @@
 #   - lines from many runtime threads at once arrive intact, each once;
 #   - after the log file is moved and `nginx -s reopen` (USR1), later lines
 #     land in the new file and none in the old one;
-#   - a flood is bounded: lines written + the drops reported = lines sent.
+#   - a flood is bounded: lines written + the drops reported = lines sent;
+#   - lines still buffered when a worker exits are written by its exit.
 use strict;
 use warnings;
 use FindBin;
@@ -185,5 +186,47 @@ for my $rt (@RUNTIMES) {
         done_testing();
     };
 }
+
+# Lines still in the buffer when a worker exits are written by its exit
+# (the last drain, in exit_process), not lost: the event loop pushes them
+# itself (hotffi_log() through the FFI, so they are surely buffered: no
+# runtime thread races the exit), then sends its own worker SIGTERM; the
+# worker checks for it before it waits for events again, so nothing but
+# the exit can drain them.
+subtest 'lines buffered at worker exit reach error.log' => sub {
+    my $nginx = HotffiTest::Nginx->new(
+        name => 'log-exit', config => <<'CONF');
+location = /bye {
+    content_by_lua_block {
+        local ffi = require "ffi"
+        pcall(ffi.cdef, [[
+            void hotffi_log(void *tq, int level, const char *msg, int len);
+            int kill(int pid, int sig);
+        ]])
+        assert(require("resty.hotffi").load("ctl"))
+        for i = 1, 50 do
+            ffi.C.hotffi_log(nil, 5, "exit-buffered " .. i, 0)
+        end
+        ngx.say(ngx.worker.pid())
+        ngx.eof()
+        ffi.C.kill(ngx.worker.pid(), 15)
+    }
+}
+CONF
+    $nginx->start;
+    my $pid = $nginx->get('/bye')->{content};
+    chomp $pid;
+    like($pid, qr/^\d+$/, 'the worker answered before it left');
+    my $log = "$nginx->{prefix}/logs/error.log";
+    wait_until(sub { HotffiTest::_slurp($log) =~ /^.* $pid#\d+: exit$/m },
+               10, 'the worker to exit');
+    my $text = HotffiTest::_slurp($log);
+    my @lines = $text =~ /^.* $pid#\d+: hotffi: exit-buffered (\d+)$/mg;
+    is_deeply(\@lines, [1 .. 50], 'all 50 lines, in order');
+    like($text, qr/signal 15 \(SIGTERM\) received.*exiting\n.*exit-buffered 1\n.*exit-buffered 50\n.* $pid#\d+: exit$/ms,
+         'written after the signal, before the worker exited') or diag($text);
+    $nginx->stop;
+    done_testing();
+};
 
 done_testing();

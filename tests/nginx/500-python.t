@@ -209,6 +209,42 @@ def init_serve_zero(cfg, tq):
 not_a_function = 42
 PY
 
+# hotffi.shared_dict()'s bad inputs: each a clear Python exception
+write_module('t_dict', <<'PY');
+import hotffi
+
+
+def init(cfg, tq):
+    def handle(req):
+        out = []
+        def attempt(what, f):
+            try:
+                out.append("%s: %r" % (what, f()))
+            except Exception as e:
+                out.append("%s: %s %s" % (what, type(e).__name__, e))
+        attempt("nodict", lambda: hotffi.shared_dict("nope"))
+        attempt("name", lambda: hotffi.shared_dict(b"d"))
+        d = hotffi.shared_dict("d")
+        attempt("repr", lambda: d)
+        attempt("type", lambda: d.set("k", [1]))
+        attempt("key", lambda: d.get(3))
+        attempt("empty", lambda: d.get(b""))
+        attempt("emptystr", lambda: d.set("", 1))
+        attempt("long", lambda: d.set("k" * 65536, 1))
+        attempt("longest", lambda: (d.set("k" * 65535, 1), d.get("k" * 65535))[1])
+        attempt("exptime", lambda: d.set("k", 1, -1))
+        attempt("nan", lambda: d.set("k", 1, float("nan")))
+        attempt("notnum", lambda: (d.set("s", "x"), d.incr("s", 1))[1])
+        attempt("absent", lambda: d.incr("absent", 1))
+        attempt("init", lambda: d.incr("n", 1.5, init=1, init_ttl=10))
+        attempt("bytes", lambda: (d.set("b", bytearray(b"\0\xff")), d.get("b"))[1])
+        attempt("big", lambda: len(d.get((d.set("big", "x" * 100000), "big")[1])[0]))
+        attempt("full", lambda: d.safe_set("huge", "y" * (2 << 20)))
+        return "\n".join(out)
+    hotffi.serve(tq, handle)
+    return 0
+PY
+
 write_module('t_syntax', <<'PY');
 def init(cfg, tq)
     return 0
@@ -936,3 +972,41 @@ location = /t {
 GET /t
 --- response_body
 1 1 warm
+
+
+
+=== TEST 21: hotffi.shared_dict(): bad names, keys, values and limits raise clear exceptions
+--- http_config eval
+$::HTTP_CONFIG . "lua_shared_dict d 1m;\n"
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "pytest"
+        local ok, res = t.load("/t_dict,init"):q()
+        ngx.say(ok, "\n", res)
+    }
+}
+--- request
+GET /t
+--- response_body
+true
+nodict: KeyError "no lua_shared_dict named 'nope'"
+name: TypeError hotffi.shared_dict(): name must be str, not bytes
+repr: <hotffi.SharedDict 'd'>
+type: TypeError a shared dict holds None, bool, int, float, str or bytes, not list
+key: TypeError shared dict key must be str or bytes, not int
+empty: ValueError shared dict key is empty
+emptystr: ValueError shared dict key is empty
+long: ValueError shared dict key is longer than 65535 bytes
+longest: (1.0, 0)
+exptime: ValueError shared dict set: exptime must be 0 or more seconds
+nan: ValueError shared dict set: exptime must be 0 or more seconds
+notnum: RuntimeError shared dict incr: not a number
+absent: KeyError 'absent'
+init: 2.5
+bytes: (b'\x00\xff', 0)
+big: 100000
+full: RuntimeError shared dict safe_set: no memory
+--- no_error_log
+[error]
+[alert]

@@ -11,6 +11,11 @@
  *   incr:DICT:KEY:BY[:INIT[:TTL]]
  *                           the new value, or "declined: why"
  *   bump:DICT:KEY:N         N increments by 1 (init 0): "done"
+ *   churn:DICT:N:SEED       N rounds on keys c0..c7: each sets a string
+ *                           "LEN:" + LEN copies of one letter (LEN up to
+ *                           3000: slab pages come and go), or reads one
+ *                           and checks it is whole: "done" or "corrupt:
+ *                           KEY VALUE"
  *   ttl:DICT:KEY            the seconds left, 0, or -1
  *   nodict:NAME             "null" when hotffi_shdict(NAME) is NULL
  *
@@ -209,6 +214,97 @@ dictctl_bump(void *task, char **f)
 }
 
 
+/* Whether v is "LEN:" and LEN copies of one letter (or absent). */
+static int
+dictctl_whole(const hotffi_shdict_value_t *v)
+{
+    char    *end;
+    size_t   i, len;
+
+    if (v->type == HOTFFI_SHDICT_NIL) {
+        return 1;
+    }
+    if (v->type != HOTFFI_SHDICT_STRING) {
+        return 0;
+    }
+    len = strtoul(v->str, &end, 10);
+    if (end == v->str || *end != ':'
+        || (size_t) (end + 1 - v->str) + len != v->len)
+    {
+        return 0;
+    }
+    for (i = 1; i < len; i++) {
+        if (end[1 + i] != end[1]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+static void
+dictctl_churn(void *task, char **f)
+{
+    int                    rc;
+    long                   i, rounds = strtol(f[2], NULL, 10);
+    char                   key[4], err[128], *buf;
+    size_t                 len, head;
+    unsigned               seed = (unsigned) strtoul(f[3], NULL, 10), r;
+    void                  *dict = hotffi_shdict(f[1]);
+    hotffi_shdict_value_t  v;
+
+    buf = malloc(3100);
+    if (buf == NULL) {
+        dictctl_answerf(task, "error: no memory");
+        return;
+    }
+
+    for (i = 0; i < rounds; i++) {
+        r = (unsigned) rand_r(&seed);
+        key[0] = 'c';
+        key[1] = (char) ('0' + r % 8);
+        key[2] = '\0';
+
+        if (r & 8) {
+            len = 1 + (r >> 4) % 3000;
+            head = (size_t) snprintf(buf, 16, "%zu:", len);
+            memset(buf + head, 'a' + (int) ((r >> 16) % 26), len);
+            memset(&v, 0, sizeof(v));
+            v.type = HOTFFI_SHDICT_STRING;
+            v.str = buf;
+            v.len = head + len;
+            rc = hotffi_shdict_store(dict, HOTFFI_SHDICT_SET, key, 2, &v, 0,
+                                     NULL, err, sizeof(err));
+            if (rc != HOTFFI_SHDICT_OK) {
+                dictctl_answerf(task, "error: set %s: %s", key, err);
+                free(buf);
+                return;
+            }
+            continue;
+        }
+
+        if (hotffi_shdict_get(dict, key, 2, 0, &v, err, sizeof(err))
+            != HOTFFI_SHDICT_OK)
+        {
+            dictctl_answerf(task, "error: get %s: %s", key, err);
+            free(buf);
+            return;
+        }
+        if (!dictctl_whole(&v)) {
+            dictctl_answerf(task, "corrupt: %s %.40s", key,
+                            v.str ? v.str : "(not a string)");
+            free(v.str);
+            free(buf);
+            return;
+        }
+        free(v.str);
+    }
+
+    free(buf);
+    dictctl_answerf(task, "done");
+}
+
+
 static void
 dictctl_serve(void *task)
 {
@@ -236,6 +332,8 @@ dictctl_serve(void *task)
         dictctl_incr(task, f, n);
     } else if (strcmp(f[0], "bump") == 0 && n >= 4) {
         dictctl_bump(task, f);
+    } else if (strcmp(f[0], "churn") == 0 && n >= 4) {
+        dictctl_churn(task, f);
     } else if (strcmp(f[0], "ttl") == 0) {
         dictctl_answerf(task, "%g",
                         hotffi_shdict_ttl(hotffi_shdict(f[1]), f[2],

@@ -18,6 +18,9 @@
 //! log:LEVEL:N:TEXT  writes N lines "TEXT I" (I = 1..N) to nginx's error
 //!                 log at LEVEL, through hotffi::log! and its siblings;
 //!                 answers "logged N"
+//! dict:NAME       the shared dict scenario of 450-languages.t on the
+//!                 lua_shared_dict NAME (hotffi::Dict); answers its
+//!                 findings, space-separated
 //! ```
 //!
 //! cfg "threads=N" sets the number of threads (default 4); "fail-init"
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hotffi::{CBuf, Error, Level, Queue, Request, Runtime, Task};
+use hotffi::{CBuf, Dict, DictError, Error, Got, Level, Queue, Request, Runtime, Task, Value};
 
 struct Ctl {
     queue: Queue,
@@ -148,6 +151,7 @@ impl Ctl {
                 .to_string()
                 .into_bytes()),
             b"log" => self.log(str::from_utf8(arg)?),
+            b"dict" => dict_scenario(str::from_utf8(arg)?),
             b"cfg" => Ok(self.cfg.as_deref().unwrap_or("<nil>").as_bytes().to_vec()),
             b"abi" => Ok(match hotffi::host_abi_version() {
                 Some(v) => v.to_string().into_bytes(),
@@ -169,6 +173,85 @@ fn big(n: usize) -> Option<CBuf> {
         left -= k;
     }
     Some(buf)
+}
+
+// value/flags[/stale] of a get, values as Lua's tostring() writes them
+fn show(got: &Got, with_stale: bool) -> String {
+    let text = match &got.value {
+        Value::Nil => "nil".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => String::from_utf8_lossy(s).into_owned(),
+    };
+    if with_stale {
+        format!("{}/{}/{}", text, got.flags, got.stale)
+    } else {
+        format!("{}/{}", text, got.flags)
+    }
+}
+
+// answers dict:NAME: the findings of 450-languages.t's shared dict case
+fn dict_scenario(name: &str) -> Result<Vec<u8>, Error> {
+    let mut out = vec![match Dict::open("nope") {
+        Ok(_) => "nope=found".to_string(),
+        Err(_) => "nope=missing".to_string(),
+    }];
+    let d = Dict::open(name)?;
+    // first: a get may evict expired items, as in Lua
+    out.push(format!("stale={}", show(&d.get_stale("old")?, true)));
+    for key in ["s", "n", "t", "f", "none", "old"] {
+        out.push(format!("{}={}", key, show(&d.get(key)?, false)));
+    }
+    let never = Duration::ZERO;
+    d.set("rs", "from-rt", never, 9)?;
+    d.set(b"rn", -12.5, never, 0)?;
+    d.set("rb", false, never, 0)?;
+    let declined = |r: Result<(), DictError>, want: DictError| match r {
+        Ok(()) => "true".to_string(),
+        Err(e) if e == want => "false".to_string(),
+        Err(e) => e.to_string(),
+    };
+    out.push(format!(
+        "add-s={}",
+        declined(d.add("s", "x", never, 0), DictError::Exists)
+    ));
+    out.push(format!(
+        "add-new={}",
+        declined(d.add("new", &b"x"[..], never, 0), DictError::Exists)
+    ));
+    out.push(format!(
+        "replace-absent={}",
+        declined(d.replace("absent", 1, never, 0), DictError::NotFound)
+    ));
+    out.push(format!(
+        "replace-new={}",
+        declined(d.replace("new", "y", never, 0), DictError::NotFound)
+    ));
+    out.push(format!("incr-c={}", d.incr("c", 2.0, Some((10.0, never)))?));
+    out.push(format!("incr-c={}", d.incr("c", -0.5, None)?));
+    out.push(match d.incr("absent", 1.0, None) {
+        Err(DictError::NotFound) => "incr-absent=notfound".to_string(),
+        other => format!("incr-absent={:?}", other),
+    });
+    d.delete("n")?;
+    d.set("e", "x", Duration::from_secs(100), 0)?;
+    out.push(match d.ttl("e") {
+        Some(t) if t > Duration::ZERO && t <= Duration::from_secs(100) => "ttl-e=ok".to_string(),
+        other => format!("ttl-e={:?}", other),
+    });
+    out.push(format!(
+        "ttl-rs={}",
+        d.ttl("rs").map_or(-1.0, |t| t.as_secs_f64())
+    ));
+    out.push(format!(
+        "ttl-absent={}",
+        if d.ttl("absent").is_none() {
+            "none"
+        } else {
+            "some"
+        }
+    ));
+    Ok(out.join(" ").into_bytes())
 }
 
 hotffi::export_runtime!(init);

@@ -15,6 +15,9 @@ them, on the loader's low-level API (hotffi.poll, task.respond):
     log:LEVEL:N:TEXT  writes N lines "TEXT I" (I = 1..N) at LEVEL (nginx's)
                     through the logging module and hotffi.LogHandler;
                     answers "logged N"
+    dict:NAME       the shared dict scenario of 450-languages.t on the
+                    lua_shared_dict NAME, through hotffi.shared_dict();
+                    answers its findings, space-separated
     anything else   fails with rc 3, "unknown command"
 
 The configuration is the number of threads serving calls (default 4):
@@ -38,6 +41,64 @@ log.propagate = False
 # nginx's levels (the log command's) as logging's
 LEVELS = {4: logging.ERROR, 5: logging.WARNING, 6: 25, 7: logging.INFO,
           8: logging.DEBUG}
+
+
+def num(x):
+    """A Lua number as Lua's tostring() writes the ones of the tests."""
+    return "%.14g" % x
+
+
+def show(got):
+    """name=value/flags[/stale] of a get()'s answer, values as Lua's."""
+    value = got[0]
+    if value is None:
+        text = "nil"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = num(value)
+    else:
+        text = value.decode()
+    return "/".join([text, str(got[1])]
+                    + (["true" if got[2] else "false"] if len(got) > 2
+                       else []))
+
+
+def dict_scenario(name):
+    """The findings of 450-languages.t's shared dict case."""
+    out = []
+    try:
+        hotffi.shared_dict("nope")
+        out.append("nope=found")
+    except KeyError:
+        out.append("nope=missing")
+    d = hotffi.shared_dict(name)
+    # first: a get() may evict expired items, as in Lua
+    out.append("stale=" + show(d.get_stale("old")))
+    for key in ("s", "n", "t", "f", "none", "old"):
+        out.append("%s=%s" % (key, show(d.get(key))))
+    d.set("rs", "from-rt", flags=9)
+    d.set(b"rn", -12.5)
+    d.set("rb", False)
+    out.append("add-s=%s" % str(d.add("s", "x")).lower())
+    out.append("add-new=%s" % str(d.add("new", b"x")).lower())
+    out.append("replace-absent=%s" % str(d.replace("absent", 1)).lower())
+    out.append("replace-new=%s" % str(d.replace("new", "y")).lower())
+    out.append("incr-c=" + num(d.incr("c", 2, init=10)))
+    out.append("incr-c=" + num(d.incr("c", -0.5)))
+    try:
+        d.incr("absent", 1)
+        out.append("incr-absent=found")
+    except KeyError:
+        out.append("incr-absent=notfound")
+    d.delete("n")
+    d.set("e", "x", 100)
+    ttl = d.ttl("e")
+    out.append("ttl-e=" + ("ok" if 0 < ttl <= 100 else repr(ttl)))
+    out.append("ttl-rs=" + num(d.ttl("rs")))
+    out.append("ttl-absent=" + ("none" if d.ttl("absent") is None
+                                else "some"))
+    return " ".join(out)
 
 
 def init(cfg, tq):
@@ -86,6 +147,11 @@ def init(cfg, tq):
                 for i in range(1, int(n) + 1):
                     log.log(LEVELS[int(level)], "%s %d", text.decode(), i)
                 task.respond(0, "logged %d" % int(n))
+            elif cmd == b"dict":
+                try:
+                    task.respond(0, dict_scenario(arg.decode()))
+                except Exception as e:
+                    task.respond(1, "%s: %s" % (type(e).__name__, e))
             else:
                 task.respond(3, b"unknown command")
 

@@ -23,6 +23,9 @@
 //	log:LEVEL:N:TEXT  writes N lines "TEXT I" (I = 1..N) to nginx's error
 //	                  log at LEVEL, odd ones with hotffi.Logf, even ones
 //	                  through hotffi.NewLogger; answers "logged N"
+//	dict:NAME         the shared dict scenario of 450-languages.t on the
+//	                  lua_shared_dict NAME (hotffi.OpenDict); answers its
+//	                  findings, space-separated
 //
 // cfg "max=N" bounds the handlers running at once (Server.MaxConcurrency);
 // cfg "borrow" hands handlers the caller's bytes (Server.BorrowRequest);
@@ -145,6 +148,9 @@ func (c *ctl) handle(ctx context.Context, req []byte) ([]byte, error) {
 
 	case "log":
 		return c.log(string(arg))
+
+	case "dict":
+		return dictScenario(string(arg))
 	}
 
 	return nil, hotffi.Fail(3, "unknown command")
@@ -253,3 +259,110 @@ func libffi_retire(tq unsafe.Pointer, state **C.char, n *C.int) C.int {
 }
 
 func main() {}
+
+// num writes a Lua number as Lua's tostring() writes the tests' ones.
+func num(f float64) string { return strconv.FormatFloat(f, 'g', 14, 64) }
+
+// show is value/flags[/stale] of a Get, values as Lua writes them.
+func show(value any, flags uint32, stale ...bool) string {
+	var text string
+	switch v := value.(type) {
+	case nil:
+		text = "nil"
+	case bool:
+		text = strconv.FormatBool(v)
+	case float64:
+		text = num(v)
+	case string:
+		text = v
+	}
+	text += "/" + strconv.FormatUint(uint64(flags), 10)
+	for _, s := range stale {
+		text += "/" + strconv.FormatBool(s)
+	}
+	return text
+}
+
+// dictScenario answers dict:NAME: the findings of 450-languages.t's shared
+// dict case.
+func dictScenario(name string) ([]byte, error) {
+	var out []string
+	if _, err := hotffi.OpenDict("nope"); err != nil {
+		out = append(out, "nope=missing")
+	} else {
+		out = append(out, "nope=found")
+	}
+	d, err := hotffi.OpenDict(name)
+	if err != nil {
+		return nil, err
+	}
+	// first: a Get may evict expired items, as in Lua
+	v, flags, stale, err := d.GetStale("old")
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, "stale="+show(v, flags, stale))
+	for _, key := range []string{"s", "n", "t", "f", "none", "old"} {
+		v, flags, err := d.Get(key)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, key+"="+show(v, flags))
+	}
+	for _, e := range []error{
+		d.Set("rs", "from-rt", 0, 9),
+		d.Set("rn", -12.5, 0, 0),
+		d.Set("rb", false, 0, 0),
+	} {
+		if e != nil {
+			return nil, e
+		}
+	}
+	declined := func(name string, err error, want error) {
+		switch {
+		case err == nil:
+			out = append(out, name+"=true")
+		case errors.Is(err, want):
+			out = append(out, name+"=false")
+		default:
+			out = append(out, name+"="+err.Error())
+		}
+	}
+	declined("add-s", d.Add("s", "x", 0, 0), hotffi.ErrExists)
+	declined("add-new", d.Add("new", []byte("x"), 0, 0), hotffi.ErrExists)
+	declined("replace-absent", d.Replace("absent", 1, 0, 0), hotffi.ErrNotFound)
+	declined("replace-new", d.Replace("new", "y", 0, 0), hotffi.ErrNotFound)
+	c, err := d.IncrInit("c", 2, 10, 0)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, "incr-c="+num(c))
+	if c, err = d.Incr("c", -0.5); err != nil {
+		return nil, err
+	}
+	out = append(out, "incr-c="+num(c))
+	if _, err = d.Incr("absent", 1); errors.Is(err, hotffi.ErrNotFound) {
+		out = append(out, "incr-absent=notfound")
+	} else {
+		out = append(out, fmt.Sprintf("incr-absent=%v", err))
+	}
+	if err = d.Delete("n"); err != nil {
+		return nil, err
+	}
+	if err = d.Set("e", "x", 100*time.Second, 0); err != nil {
+		return nil, err
+	}
+	if ttl, err := d.TTL("e"); err == nil && ttl > 0 && ttl <= 100*time.Second {
+		out = append(out, "ttl-e=ok")
+	} else {
+		out = append(out, fmt.Sprintf("ttl-e=%v %v", ttl, err))
+	}
+	ttl, err := d.TTL("rs")
+	out = append(out, fmt.Sprintf("ttl-rs=%s", num(ttl.Seconds())))
+	if _, err = d.TTL("absent"); errors.Is(err, hotffi.ErrNotFound) {
+		out = append(out, "ttl-absent=none")
+	} else {
+		out = append(out, "ttl-absent=some")
+	}
+	return []byte(strings.Join(out, " ")), nil
+}

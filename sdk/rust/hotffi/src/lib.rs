@@ -29,11 +29,13 @@
 
 mod logging;
 mod runtime;
+mod shdict;
 mod sys;
 mod task;
 
 pub use logging::{log, log_fmt, Level, LogTarget};
 pub use runtime::Runtime;
+pub use shdict::{Dict, DictError, Got, Value};
 pub use sys::{ABI_VERSION, TASK_CANCELLED};
 pub use task::{CBuf, Error, Queue, Request, Task, RC_DROPPED, RC_ERROR, RC_PANIC};
 

@@ -57,20 +57,20 @@ extern "C" {
 const UNRESOLVED: usize = 0;
 const ABSENT: usize = 1;
 
-struct Optional {
+pub(crate) struct Optional {
     name: &'static [u8], // NUL-terminated
     addr: AtomicUsize,   // UNRESOLVED, ABSENT or the function's address
 }
 
 impl Optional {
-    const fn new(name: &'static [u8]) -> Optional {
+    pub(crate) const fn new(name: &'static [u8]) -> Optional {
         Optional {
             name,
             addr: AtomicUsize::new(UNRESOLVED),
         }
     }
 
-    fn get(&self) -> Option<usize> {
+    pub(crate) fn get(&self) -> Option<usize> {
         let mut addr = self.addr.load(Ordering::Acquire);
         if addr == UNRESOLVED {
             // RTLD_DEFAULT is NULL on glibc and musl.  Two threads may race
