@@ -111,6 +111,7 @@ typedef struct hotffi_node_rt_s {
     std::string         init_err;
 
     /* the end: stop_state asks JavaScript for retire()'s state */
+    int                 end_asked;   /* fini/retire came (mtx) */
     int                 stop_asked;  /* JavaScript was told to drain */
     int                 stop_state;
     int                 finished;    /* JavaScript drained: Stop the env */

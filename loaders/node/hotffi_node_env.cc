@@ -484,7 +484,7 @@ hotffi_node_wake_cb(uv_async_t *a)
 
     (void) pthread_mutex_lock(&rt->mtx);
     tasks.swap(rt->inbox);
-    done = rt->poll_done;
+    done = rt->poll_done && rt->end_asked;
     (void) pthread_mutex_unlock(&rt->mtx);
 
     HandleScope      hs(iso);

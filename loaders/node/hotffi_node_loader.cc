@@ -140,7 +140,10 @@ hotffi_node_rt_end(hotffi_node_rt_t *rt, int want_state)
 {
     (void) pthread_mutex_lock(&rt->mtx);
 
+    /* the poller's stop alone does not end the version: hotffi stops tq
+       before it says why (an unload, or a reload that wants the state) */
     rt->stop_state = want_state;
+    rt->end_asked = 1;
 
     if (!rt->polling) {
         /* no poller (a failed init): the end starts now */
