@@ -171,6 +171,53 @@ CONF
     $nginx->stop;
 }
 
+# nginx's signals with a Node.js runtime loaded: USR1 (reopen, the signal
+# Node's inspector would take) reopens the logs and the worker survives,
+# serving on and logging into the new file; HUP replaces the workers,
+# whose new Node starts again; QUIT ends them in the usual time.
+{
+    my $nginx = HotffiTest::Nginx->new(
+        name => 'node and nginx signals', workers => 1,
+        http_config => $HTTP_CONFIG,
+        config => <<'CONF');
+location = /t {
+    content_by_lua_block {
+        local t = require "jstest"
+        local rt = t.load("/t_serve")
+        local ok, res = rt:x("console:" .. (ngx.var.arg_say or ""))
+        ngx.say(ok, " ", res, " ", ngx.worker.pid())
+    }
+}
+CONF
+    $nginx->start;
+    my ($pid) = $nginx->get('/t?say=before')->{content} =~ /^true ok (\d+)$/;
+    ok($pid, 'the Node.js runtime answers');
+    my $log = "$nginx->{prefix}/logs/error.log";
+    rename $log, "$log.1" or die "cannot rename $log: $!";
+    $nginx->signal('USR1');
+    like(HotffiTest::_slurp("$log.1"), qr/console says before/,
+         'the runtime logged into the first file');
+    wait_until(sub { -e $log }, 10, 'nginx reopened its logs on USR1');
+    # the worker reopens its files on its next turn of the loop: ask
+    # until a line of the runtime lands in the new file
+    my $answers = 0;
+    wait_until(sub {
+        $answers++ if $nginx->get('/t?say=after')->{content} eq "true ok $pid\n";
+        $nginx->error_log_text =~ /console says after/;
+    }, 10, 'the runtime logs into the reopened file');
+    ok($answers > 0, 'the same worker answers after USR1');
+    unlike($nginx->error_log_text, qr/exited on signal|\[alert\]/,
+           'no worker died');
+    $nginx->reload;
+    my ($pid2) = $nginx->get('/t?say=reloaded')->{content} =~ /^true ok (\d+)$/;
+    ok($pid2 && $pid2 != $pid, 'after HUP a new worker runs Node.js again');
+    $nginx->quit;
+    ok(!$nginx->killed, 'QUIT: the workers and their Node.js exit');
+    unlike($nginx->error_log_text, qr/\[(alert|crit|emerg)\]/,
+           'no alert in the error log');
+    $nginx->stop;
+}
+
 run_tests();
 
 __DATA__
