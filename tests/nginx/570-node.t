@@ -476,3 +476,49 @@ trueERR_WORKER_UNSUPPORTED_OPERATION
 trueok
 --- error_log
 console says hi
+
+
+
+=== TEST 9: the examples: fetch calls an HTTP server on 127.0.0.1 asynchronously (here nginx itself), many at once; counter reloads in place with its count
+--- http_config eval
+$::HTTP_CONFIG
+--- config eval
+"location = /hello {
+    return 200 'hello from nginx';
+}
+location = /missing {
+    return 404 'not here';
+}
+location = /t {
+    content_by_lua_block {
+        local hotffi = require 'resty.hotffi'
+        local rt = assert(hotffi.load('hotffi_node',
+            '$HotffiTest::REPO/examples/node/fetch,init,http://127.0.0.1:'
+            .. ngx.var.server_port))
+        ngx.say(rt:get('/hello'))
+        ngx.say(rt:get('/missing'))
+        local threads = {}
+        for i = 1, 20 do
+            threads[i] = ngx.thread.spawn(function() return rt:get('/hello') end)
+        end
+        local n = 0
+        for i = 1, 20 do
+            local _, ok, res = ngx.thread.wait(threads[i])
+            if ok and res == 'hello from nginx' then n = n + 1 end
+        end
+        ngx.say(n)
+        local c = assert(hotffi.load('hotffi_node',
+            '$HotffiTest::REPO/examples/node/counter?,init'))
+        c:count()
+        c:count()
+        assert(c:__reload())
+        ngx.say(c:count())
+    }
+}"
+--- request
+GET /t
+--- response_body
+truehello from nginx
+false404not here
+20
+true3
