@@ -41,7 +41,7 @@
 #include <uv.h>
 
 #include "hotffi.h"
-#include "hotffi_node.h"
+#include "hotffi_node.hh"
 #include "hotffi_node_js.h"     /* generated: the boot script and the SDK */
 
 
@@ -383,7 +383,8 @@ hotffi_node_str(Isolate *iso, const std::string &s)
  * the object whose dispatch() and stop() the wake callback calls.
  */
 static MaybeLocal<Value>
-hotffi_node_boot(hotffi_node_env_t *e, const node::StartExecutionCallbackInfo &info)
+hotffi_node_boot(hotffi_node_env_t *e,
+    const node::StartExecutionCallbackInfo &info)
 {
     Isolate           *iso = e->isolate;
     Local<Context>     ctx = iso->GetCurrentContext();
@@ -656,8 +657,8 @@ hotffi_node_env_start(hotffi_node_rt_t *rt, std::string *err)
     int             rc;
 
     (void) pthread_attr_init(&attr);
-    /* V8 wants more than glibc's default of 8 MiB? No: 8 MiB is plenty;
-       nginx may set a small default through RLIMIT_STACK, so be explicit */
+    /* V8 sizes its stack guard from the thread's stack: give it the usual
+       8 MiB whatever RLIMIT_STACK nginx was started with */
     (void) pthread_attr_setstacksize(&attr, 8 * 1024 * 1024);
     rc = pthread_create(&rt->env_tid, &attr, hotffi_node_env_thread, rt);
     (void) pthread_attr_destroy(&attr);

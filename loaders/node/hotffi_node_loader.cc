@@ -5,7 +5,7 @@
  *
  *   hotffi.load("hotffi_node", "/srv/js/handlers?,init,{\"db\":\"x\"}")
  *
- * See docs/node.md.  hotffi_node.h has the threading model.
+ * See docs/node.md.  hotffi_node.hh has the threading model.
  *
  * DESIGN
  * The registry maps each tq to its version (hotffi_node_rt_t), from
@@ -31,7 +31,7 @@
 #include <string>
 
 #include "hotffi.h"
-#include "hotffi_node.h"
+#include "hotffi_node.hh"
 
 
 hotffi_node_host_t  hotffi_node_host;

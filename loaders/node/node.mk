@@ -8,7 +8,7 @@
 HOTFFI_NODE_INC   ?= /usr/include/node
 HOTFFI_NODE_LIB   := $(BUILD)/lib/libhotffi_node.so
 HOTFFI_NODE_SRCS  := $(wildcard loaders/node/*.cc)
-HOTFFI_NODE_HDRS  := $(wildcard loaders/node/*.h) include/hotffi.h
+HOTFFI_NODE_HDRS  := $(wildcard loaders/node/*.hh) include/hotffi.h
 HOTFFI_NODE_JS    := loaders/node/hotffi_node_boot.js sdk/node/hotffi.js
 HOTFFI_NODE_GEN   := $(BUILD)/node/hotffi_node_js.h
 CXX               ?= c++

@@ -1,5 +1,5 @@
 /*
- * hotffi_node.h -- the Node.js loader's internal contract: Debian's libnode
+ * hotffi_node.hh -- the Node.js loader's internal contract: Debian's libnode
  * initialised once per nginx worker, and one Node.js Environment (its own
  * isolate, event loop and thread) per runtime version.
  *
