@@ -242,12 +242,19 @@ hotffi_node_b_respond(const FunctionCallbackInfo<Value> &args)
 
     if (args[2]->IsArrayBufferView()) {
         Local<v8::ArrayBufferView>  view = args[2].As<v8::ArrayBufferView>();
-        std::vector<char>           buf(view->ByteLength());
+        size_t                      len = view->ByteLength();
+        /* owner: hotffi once respond() has it; NUL-terminated, as in
+           hotffi_node_respond(): an empty answer is "", not nil */
+        char                       *p = (char *) malloc(len + 1);
 
-        view->CopyContents(buf.data(), buf.size());
-        /* an empty answer is "", not nil: never a NULL data */
-        hotffi_node_respond(task, rc, buf.empty() ? "" : buf.data(),
-                            buf.size());
+        if (p == nullptr) {
+            hotffi_node_respond(task, HOTFFI_NODE_RC_EXCEPTION, nullptr, 0);
+        } else {
+            /* one copy, out of V8's heap straight into the answer */
+            (void) view->CopyContents(p, len);
+            p[len] = '\0';
+            ngx_http_lua_ffi_respond(task, rc, p, (int) len);
+        }
 
     } else if (args[2]->IsString()) {
         String::Utf8Value  s(iso, args[2]);

@@ -11,6 +11,12 @@ use lib "$FindBin::Bin/../lib";
 use HotffiTest;
 use File::Temp qw(tempdir);
 
+# V8 (its JIT, its platform threads) under valgrind is too slow and noisy
+# to say anything about hotffi
+plan(skip_all => "the Node.js runtimes are not run under valgrind: V8's "
+               . "JIT and platform threads drown it")
+    if $ENV{HOTFFI_TEST_VALGRIND};
+
 BAIL_OUT("build first: make ($HotffiTest::REPO/build/lib/libhotffi_node.so "
          . "does not exist)")
     unless -e "$HotffiTest::REPO/build/lib/libhotffi_node.so";
