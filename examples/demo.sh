@@ -26,7 +26,7 @@ export HOTFFI_ADMIN_TOKEN
 export LD_LIBRARY_PATH="$root/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 if [ "${1:-}" = "--foreground" ]; then
-    echo "hotffi demo on http://127.0.0.1:$port/ (echo, digest, limit," \
+    echo "hotffi demo on http://127.0.0.1:$port/ (echo, js, digest, limit," \
          "count, hotffi, stats);" \
          "Ctrl-C stops it"
     echo "admin: curl -H 'Authorization: Bearer $HOTFFI_ADMIN_TOKEN'" \
@@ -56,6 +56,13 @@ show() {
 }
 
 show "$url/echo?msg=hello"
+# a Node.js runtime (libhotffi_node.so, examples/node/echo.js)
+js=$(curl -s --max-time 15 "$url/js?msg=hello-from-node")
+printf '$ %s\n%s\n' "$url/js?msg=hello-from-node" "$js"
+if [ "$js" != "hello-from-node" ]; then
+    echo "demo: the Node.js runtime did not answer" >&2
+    exit 1
+fi
 show --data-binary 'hello, hotffi' "$url/digest"
 printf '%s' 'hello, hotffi' | sha256sum | sed 's/ .*/  (sha256sum, for comparison)/'
 show "$url/stats"

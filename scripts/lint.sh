@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-c_files=$(git ls-files -- '*.c' '*.h')
+c_files=$(git ls-files -- '*.c' '*.h' '*.cc' '*.hh')
 lua_files=$(git ls-files -- '*.lua')
 status=0
 

@@ -16,6 +16,7 @@ PACKAGES="
     redis-server
     wrk gnuplot-nox
     debhelper dpkg-dev lintian pkgconf luarocks lua5.1
+    libnode-dev
 "
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -44,5 +45,22 @@ trap '[ -z "$own_policy" ] || rm -f "$policy"' EXIT
 # wait for it rather than fail.
 apt="apt-get -o DPkg::Lock::Timeout=600"
 $apt update -q
+
+# libnode-dev (Node 18, N-API 9) depends, through node-acorn and friends, on
+# Debian's `nodejs`.  Where a third-party `nodejs` of another version is
+# installed, apt refuses; Debian 12's nodejs is then named with its version
+# so apt replaces the third-party one, and we say so.
+extra=
+node_have=$(dpkg-query -W -f '${Version}' nodejs 2>/dev/null || true)
+node_deb=$(apt-cache madison nodejs 2>/dev/null |
+           awk -F'|' '$3 ~ /debian/ && $2 ~ /dfsg/ { gsub(/ /, "", $2); print $2; exit }')
+case "$node_have" in
+    ''|*dfsg*) ;;
+    *)  if [ -n "$node_deb" ]; then
+            echo "setup: nodejs $node_have is not Debian's; libnode-dev needs" \
+                 "Debian's: installing nodejs=$node_deb in its place"
+            extra="nodejs=$node_deb"
+        fi ;;
+esac
 # shellcheck disable=SC2086
-$apt install -y -q --no-install-recommends $PACKAGES
+$apt install -y -q --no-install-recommends --allow-downgrades $PACKAGES $extra

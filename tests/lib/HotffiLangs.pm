@@ -48,6 +48,7 @@ our @EXPORT_OK = qw(languages has ctl_load ctl_key);
 
 my $BUILD = "$HotffiTest::REPO/build/lib";
 my $PYTHON_CTL = "$HotffiTest::REPO/tests/lib/python/hotffi_ctl,init";
+my $NODE_CTL = "$HotffiTest::REPO/tests/lib/node/hotffi_ctl,init";
 
 sub _no_valgrind {
     my ($label) = @_;
@@ -145,6 +146,24 @@ our @LANGUAGES = (
         ctl_key => sub { "hotffi_python&$PYTHON_CTL," . ($_[0] // '') },
         ctl_one => '1',
         ctl_dict => 1,
+    },
+    {
+        # the echo example, and the ctl of tests/lib/node/hotffi_ctl.js
+        # (one event loop per version: no threads to count; errors and
+        # process.exit() are 570-node.t's).  libnode is not run under
+        # valgrind: V8's JIT and its platform threads drown it.
+        name => 'node', label => 'Node.js',
+        libs => [qw(hotffi_node)],
+        skip => _no_valgrind('Node.js'),
+        echo => 'require("resty.hotffi").load("hotffi_node", "'
+                . "$HotffiTest::REPO/examples/node/echo,init" . '")',
+        ctl  => 'hotffi_node',
+        ctl_load => sub {
+            'require("resty.hotffi").load("hotffi_node", "'
+            . "$NODE_CTL," . ($_[0] // '') . '")';
+        },
+        ctl_key => sub { "hotffi_node&$NODE_CTL," . ($_[0] // '') },
+        ctl_one => '1',
     },
 );
 
