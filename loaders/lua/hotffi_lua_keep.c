@@ -55,8 +55,7 @@ hotffi_lua_keep_call(lua_State *L)
     lua_getfield(L, 2, "retire");                                /* 3 */
 
     if (lua_isnil(L, 3)) {
-        lua_pushboolean(L, 0);                                   /* none */
-        return 1;
+        return 0;                                                /* none */
     }
 
     if (lua_pcall(L, 0, 1, 1) != 0) {
@@ -64,8 +63,7 @@ hotffi_lua_keep_call(lua_State *L)
     }
 
     if (lua_isnil(L, -1)) {
-        lua_pushboolean(L, 0);
-        return 1;
+        return 0;
     }
 
     /* string.buffer.encode(value) */
@@ -81,7 +79,10 @@ hotffi_lua_keep_call(lua_State *L)
                           "and booleans can)", lua_tostring(L, -1));
     }
 
-    return 1;
+    /* lua_cpcall() drops what its function returns */
+    lua_setfield(L, LUA_REGISTRYINDEX, "hotffi.retired");
+
+    return 0;
 }
 
 
@@ -109,6 +110,9 @@ hotffi_lua_keep_retire(hotffi_lua_svc_t *svc, char **state, int *len,
         lua_settop(L, 0);
         return HOTFFI_LUA_ERROR;
     }
+
+    lua_settop(L, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "hotffi.retired");
 
     if (lua_type(L, -1) != LUA_TSTRING) {
         lua_settop(L, 0);
