@@ -14,6 +14,8 @@
 --   log:LEVEL:N:TEXT  writes N lines "TEXT I" at LEVEL with hotffi.log
 --   anything else   fails with rc 3, "unknown command"
 --
+-- An echo too: "hotffi_ctl,echo,THREADS".
+--
 -- The configuration is the number of threads (VMs) serving calls, default
 -- 1: with more, each VM counts its own cancellations.
 local hotffi = require "hotffi"
@@ -65,6 +67,13 @@ function _M.init(cfg)
         end
         return "unknown command", 3
     end, { threads = tonumber(cfg) or 1 })
+end
+
+-- the echo of the common cases: "hotffi_ctl,echo,THREADS"; no request
+-- answers "", as the other languages' echoes do
+function _M.echo(cfg)
+    hotffi.serve(function(req) return req or "" end,
+                 { threads = tonumber(cfg) or 1 })
 end
 
 return _M
