@@ -135,8 +135,12 @@ libffi_init(char *cfg, void *tq)
         state_len = state ? (size_t) n : 0;
     }
 
-    /* the first VM's serve() says how many there are */
-    svc->vms = calloc(1, sizeof(hotffi_lua_vm_t));
+    /*
+     * the first VM's serve() says how many there are: room for the most,
+     * so that no VM moves once its functions hold its address (a few
+     * dozen bytes each)
+     */
+    svc->vms = calloc(HOTFFI_LUA_MAX_THREADS, sizeof(hotffi_lua_vm_t));
     if (svc->vms == NULL) {
         return hotffi_lua_fail(tq, HOTFFI_LUA_ENOMEM, "out of memory");
     }
@@ -153,36 +157,15 @@ libffi_init(char *cfg, void *tq)
 
     n = svc->vms[0].threads;
 
-    if (n > 1) {
-        hotffi_lua_vm_t  *vms;
+    for (i = 1; i < n; i++) {
+        svc->vms[i].svc = svc;
+        svc->vms[i].index = i + 1;
+        svc->nvms = i + 1;
 
-        vms = realloc(svc->vms, n * sizeof(hotffi_lua_vm_t));
-        if (vms == NULL) {
-            return hotffi_lua_fail(tq, HOTFFI_LUA_ENOMEM, "out of memory");
-        }
-
-        memset(&vms[1], 0, (n - 1) * sizeof(hotffi_lua_vm_t));
-        svc->vms = vms;
-
-        /* the module's own functions point to their VM: fix the first */
-        for (i = 1; i < n; i++) {
-            vms[i].svc = svc;
-            vms[i].index = i + 1;
-        }
-
-        /*
-         * realloc() may have moved the first VM, whose closures hold its
-         * address: start it again at its new place
-         */
-        hotffi_lua_vm_close(&vms[0]);
-        svc->nvms = n;
-
-        for (i = 0; i < n; i++) {
-            rc = hotffi_lua_vm_open(&vms[i], state, state_len, err,
-                                    sizeof(err));
-            if (rc != HOTFFI_LUA_OK) {
-                return hotffi_lua_fail(tq, rc, err);
-            }
+        rc = hotffi_lua_vm_open(&svc->vms[i], state, state_len, err,
+                                sizeof(err));
+        if (rc != HOTFFI_LUA_OK) {
+            return hotffi_lua_fail(tq, rc, err);
         }
     }
 
