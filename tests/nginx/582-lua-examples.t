@@ -14,10 +14,6 @@ use File::Copy qw(copy);
 my $LIB = "$HotffiTest::REPO/build/lib/libhotffi_lua.so";
 BAIL_OUT("build first: make ($LIB does not exist)") unless -e $LIB;
 
-plan(skip_all => 'LuaJIT services are not run under valgrind yet '
-                 . '(docs/lua-services.md)')
-    if $ENV{HOTFFI_TEST_VALGRIND};
-
 my $ex = "$HotffiTest::REPO/examples/lua";
 my $dir = deploy_dir('hotffi-lua-examples', 0777);
 deploy_file("$ex/sessions.lua", "$dir/sessions.lua");
