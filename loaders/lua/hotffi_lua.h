@@ -126,6 +126,9 @@ size_t hotffi_lua_vms_alive(void);
 /* hotffi_lua_module.c: the `hotffi` module a service requires */
 int hotffi_lua_module_open(lua_State *L);
 
+/* hotffi_lua_shdict.c: hotffi.shared(name) */
+int hotffi_lua_shdict_open(lua_State *L);
+
 /* hotffi_lua_serve.c: the serving threads */
 int hotffi_lua_serve_start(hotffi_lua_svc_t *svc, char *err, size_t errlen);
 void hotffi_lua_serve_join(hotffi_lua_svc_t *svc);

@@ -6,6 +6,7 @@
  *   hotffi.log(level, ...)        hotffi.ERR, WARN, NOTICE, INFO, DEBUG
  *   hotffi.sleep(seconds)         blocks this VM's thread only
  *   hotffi.cancelled()            the current call's caller gave up
+ *   hotffi.shared(name)           a lua_shared_dict (hotffi_lua_shdict.c)
  *
  * Every function's upvalue 1 is its VM (a light userdata, borrowed: the
  * VM outlives its state).
@@ -171,6 +172,7 @@ static const struct {
     { "log", hotffi_lua_log },
     { "sleep", hotffi_lua_sleep },
     { "cancelled", hotffi_lua_cancelled },
+    { "shared", hotffi_lua_shdict_open },
 };
 
 

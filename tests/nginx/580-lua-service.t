@@ -1,7 +1,7 @@
 # Lua services (loaders/lua, libhotffi_lua.so): Lua code in VMs of its own
 # on threads of its own.  Binary payloads both ways; 200 concurrent calls
 # over four VMs; errors fail their call with rc and traceback and the
-# service serves on; an instruction budget; every way a load fails; the
+# service serves on; an instruction budget; shared dicts; every way a load fails; the
 # event loop serving other requests while a service burns CPU; unload
 # with every serving thread and VM gone.  Clean under valgrind
 # (HOTFFI_TEST_VALGRIND=1), leaks included.
@@ -62,6 +62,25 @@ return {
     end,
 }
 LUA
+    [ shared => <<'LUA' ],
+local hotffi = require "hotffi"
+return {
+    init = function()
+        local d = assert(hotffi.shared("svc"))
+        hotffi.serve(function(req)
+            if req == "missing" then
+                return select(2, hotffi.shared("nope"))
+            end
+            local n = assert(d:incr("hits", 1, 0))
+            assert(d:set("from_svc", "s\0x", 0, 7))
+            assert(d:add("once", true) or n > 1)
+            local v, flags = d:get("from_worker")
+            return string.format("%d %s %s %s", n, tostring(v),
+                                 tostring(flags), tostring(d:get("gone")))
+        end)
+    end,
+}
+LUA
     [ syntax => "local x = = 1\n" ],
     [ throws => "return { init = function() error('init refuses') end }\n" ],
     [ noserve => "return { init = function() end }\n" ],
@@ -84,6 +103,7 @@ LUA
 # the worker's threads named hotffi-lua/N, read without a fork (a forked
 # child would leave valgrind a log of its own)
 our $THREADS = <<'LUA';
+lua_shared_dict svc 1m;
 init_by_lua_block {
     local ffi = require "ffi"
     ffi.cdef [[
@@ -201,6 +221,21 @@ location = /ffi {
         ngx.say(rt:crc("hello"))
     }
 }
+location = /shared {
+    content_by_lua_block {
+        local rt = assert(require("resty.hotffi").load("hotffi_lua",
+            os.getenv("LUA_DIR") .. "/shared"))
+        local dict = ngx.shared.svc
+        dict:set("from_worker", 42.5, 0, 3)
+        dict:set("gone", "x")
+        dict:delete("gone")
+        ngx.say(select(2, rt:q("")))
+        ngx.say(select(2, rt:q("")))
+        local v, flags = dict:get("from_svc")
+        ngx.say(v == "s\0x", " ", flags, " ", dict:get("once"))
+        ngx.say(select(2, rt:q("missing")))
+    }
+}
 location = /cheap {
     content_by_lua_block { ngx.say("cheap") }
 }
@@ -244,7 +279,7 @@ location = /unload {
             rt:__unload()
         end
         for _, name in ipairs({ "echo,init,2", "echo,init,4", "errors",
-                                "burn", "ffi" }) do
+                                "burn", "ffi", "shared" }) do
             local rt = hotffi.load("hotffi_lua",
                                    os.getenv("LUA_DIR") .. "/" .. name)
             if rt then rt:__unload() end
@@ -307,10 +342,15 @@ is((body($nginx, '/loads'))[1], join("\n",
 like((body($nginx, '/ffi'))[1], qr/^true3610a686 LuaJIT 2\.1/,
      'LuaJIT FFI to a system library (zlib) inside the service');
 
+is((body($nginx, '/shared'))[1], join("\n",
+   '1 42.5 3 nil', '2 42.5 3 nil', 'true 7 true',
+   'no lua_shared_dict "nope"'),
+   'hotffi.shared(): a lua_shared_dict read and written from the service');
+
 is((body($nginx, '/burn'))[1], '20 cheap answers while it burned; true true',
    'the event loop serves other requests while a service burns CPU');
 
-is((body($nginx, '/unload'))[1], "before: threads 10 vms 10\n"
+is((body($nginx, '/unload'))[1], "before: threads 11 vms 11\n"
    . 'after: threads 0 vms 0',
    'unload: every serving thread and every VM gone');
 
