@@ -81,6 +81,10 @@ return {
     end,
 }
 LUA
+    [ tag => <<'LUA' ],
+local hotffi = require "hotffi"
+return { init = function() hotffi.serve(function() return "v1" end) end }
+LUA
     [ syntax => "local x = = 1\n" ],
     [ throws => "return { init = function() error('init refuses') end }\n" ],
     [ noserve => "return { init = function() end }\n" ],
@@ -236,6 +240,27 @@ location = /shared {
         ngx.say(select(2, rt:q("missing")))
     }
 }
+location = /kept {
+    content_by_lua_block {
+        local hotffi = require "resty.hotffi"
+        local d = os.getenv("LUA_DIR")
+        local function once(cfg)
+            local rt = assert(hotffi.load("hotffi_lua", d .. cfg))
+            local _, res = rt:q("")
+            rt:__unload()
+            return res
+        end
+        local out = { once("/tag") }
+        local f = assert(io.open(d .. "/tag.lua.new", "w"))
+        f:write((assert(io.open(d .. "/tag.lua")):read("*a")
+                 :gsub('"v1"', '"v2"')))
+        f:close()
+        assert(os.rename(d .. "/tag.lua.new", d .. "/tag.lua"))
+        out[#out + 1] = once("/tag")        -- no "?": the code read first
+        out[#out + 1] = once("/tag?")       -- "?": the file as it is now
+        ngx.say(table.concat(out, " "))
+    }
+}
 location = /cheap {
     content_by_lua_block { ngx.say("cheap") }
 }
@@ -346,6 +371,9 @@ is((body($nginx, '/shared'))[1], join("\n",
    '1 42.5 3 nil', '2 42.5 3 nil', 'true 7 true',
    'no lua_shared_dict "nope"'),
    'hotffi.shared(): a lua_shared_dict read and written from the service');
+
+is((body($nginx, '/kept'))[1], 'v1 v1 v2',
+   'without "?" the code read first is kept; with "?" the file is read again');
 
 is((body($nginx, '/burn'))[1], '20 cheap answers while it burned; true true',
    'the event loop serves other requests while a service burns CPU');
