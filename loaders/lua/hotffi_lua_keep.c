@@ -6,8 +6,8 @@
  * retire(): the module's function of that name, called in the first VM
  * once every serving thread has answered its call and stopped; what it
  * returns (nil for nothing) is serialised with LuaJIT's string.buffer
- * (tables, strings, numbers, booleans, nil exactly; shared and cyclic
- * tables are copied as trees by string.buffer, so a cycle is an error) and
+ * (tables, strings, numbers, booleans, nil exactly; a table reached twice
+ * arrives as two copies, and a cycle is refused, "too deep") and
  * becomes the next version's init(cfg, state).  A retire() that raises, or
  * returns what cannot cross (a function, a cdata, a userdata, a thread),
  * fails the reload: the service, VMs and all, is kept here under its cfg,
