@@ -178,6 +178,20 @@ location = /concurrent {
         local vms = 0
         vms = lua_threads()
         ngx.say(good, " answered right by ", vms, " serving threads")
+        -- in place, under calls: four fresh VMs take over from the four
+        for i = 1, 50 do
+            threads[i] = ngx.thread.spawn(function()
+                return rt:echo("again " .. i)
+            end)
+        end
+        local res = assert(rt:__reload{})
+        good = 0
+        for i = 1, 50 do
+            local _, ok, r = ngx.thread.wait(threads[i])
+            if ok and r == "again " .. i then good = good + 1 end
+        end
+        ngx.say(good, " answered across reload ", res.from, " -> ", res.to,
+                ", ", lua_threads(), " serving threads")
     }
 }
 location = /errors {
@@ -333,8 +347,10 @@ is((body($nginx, '/payloads'))[1], join("\n",
    'binary payloads cross both ways exactly; "" and no request');
 
 is((body($nginx, '/concurrent'))[1],
-   '200 answered right by 6 serving threads',
-   '200 concurrent calls over four VMs (six with the echo of two), each answered with its own bytes');
+   "200 answered right by 6 serving threads\n"
+   . '50 answered across reload 1 -> 2, 6 serving threads',
+   '200 concurrent calls over four VMs (six with the echo of two), each '
+   . 'answered with its own bytes; 50 more across an in-place reload');
 
 is((body($nginx, '/errors'))[1], join("\n",
    "false 2 ${dir}/errors.lua:3: boom here",
