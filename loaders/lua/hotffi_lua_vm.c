@@ -101,7 +101,7 @@ int
 hotffi_lua_vm_open(hotffi_lua_vm_t *vm, const char *state, size_t state_len,
     char *err, size_t errlen)
 {
-    int                rc, top;
+    int                rc;
     char               chunk[512];
     lua_State         *L;
     hotffi_lua_svc_t  *svc;
@@ -167,8 +167,6 @@ hotffi_lua_vm_open(hotffi_lua_vm_t *vm, const char *state, size_t state_len,
         lua_pushnil(L);
     }
 
-    top = lua_gettop(L);
-
     if (state != NULL && state_len >= HOTFFI_LUA_STATE_MAGIC_LEN
         && memcmp(state, HOTFFI_LUA_STATE_MAGIC, HOTFFI_LUA_STATE_MAGIC_LEN)
            == 0)
@@ -201,8 +199,6 @@ hotffi_lua_vm_open(hotffi_lua_vm_t *vm, const char *state, size_t state_len,
     } else {
         lua_pushnil(L);
     }
-
-    (void) top;
 
     if (lua_pcall(L, 2, 0, 1) != 0) {
         (void) snprintf(err, errlen, "%s", lua_tostring(L, -1));
