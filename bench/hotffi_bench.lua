@@ -430,6 +430,35 @@ function _M.call()
 end
 
 
+-- GET /burn?where=loop|svc: the cpu case's CPU-heavy request, done on
+-- the event loop or by a Lua service (bench/hotffi_burn.lua both ways)
+local BURN_N = 2000000
+local burn_svc
+
+function _M.burn()
+    local burn = require "hotffi_burn"
+    local x
+    if ngx.var.arg_where == "svc" then
+        if burn_svc == nil then
+            local err
+            burn_svc, err = hotffi.load(conf.lua_cpu.lib, conf.lua_cpu.cfg,
+                                        { timeout = CALL_TIMEOUT })
+            if not burn_svc then
+                return fail(err)
+            end
+        end
+        local ok, res = burn_svc:burn(tostring(BURN_N))
+        if not ok then
+            return fail(tostring(res))
+        end
+        x = res
+    else
+        x = tostring(burn.work(BURN_N))
+    end
+    ngx_print(x)
+end
+
+
 -- GET /info: the worker, the runtimes loaded and those that failed
 function _M.info()
     local loaded = {}

@@ -68,7 +68,7 @@ my @THREADS = (1, 8, 64, 512);
 my @LARGE   = (102400, 1048576, 16777216);
 # BENCH_CASES also names the separate benchmarks that bench.mk runs after
 # this one; a list without any case of this driver skips it
-my @OWN     = qw(seq conc http large pinned);
+my @OWN     = qw(seq conc http large pinned cpu);
 my @OTHERS  = qw(sandbox code_reload reload);
 my %CASES   = map { $_ => 1 }
               split /,/, ($ENV{BENCH_CASES} || join ',', @OWN);
@@ -248,6 +248,11 @@ if (-e "$ROOT/examples/node/echo.js") {
                 lib => "$BUILD/lib/libhotffi_node.so",
                 cfg => "$ROOT/examples/node/echo,init");
 }
+if (-e "$ROOT/examples/lua/echo.lua") {
+    add_runtime(name => 'lua', label => 'Lua service echo',
+                lib => "$BUILD/lib/libhotffi_lua.so",
+                cfg => "$ROOT/examples/lua/echo,init,2");
+}
 if ($ENV{BENCH_RUNTIME}) {
     my $lib = $ENV{BENCH_RUNTIME};
     die "bench: BENCH_RUNTIME=$lib: no such file\n"
@@ -312,7 +317,13 @@ my $SOCK = "$prefix/echo.sock";
             $rt->{global} ? 'true' : 'false',
             $rt->{isolate} ? 'true' : 'false';
     }
-    print $fh "    },\n}\n";
+    print $fh "    },\n";
+    # the cpu case's Lua service, when its loader was built
+    printf $fh "    lua_cpu = { lib = %s, cfg = %s },\n",
+        lua_str("$BUILD/lib/libhotffi_lua.so"),
+        lua_str("$ROOT/bench/hotffi_burn,init,1")
+        if -e "$BUILD/lib/libhotffi_lua.so";
+    print $fh "}\n";
     close $fh;
 }
 
@@ -580,6 +591,47 @@ sub case_http {
         $out{$name eq 'none' ? 'ceiling' : $name} = \%e;
     }
     $R{cases}{http} = \%out;
+}
+
+# The cpu case: the cheap /ok location's requests per second while one
+# client keeps asking for CPU-heavy work (bench/hotffi_burn.lua), done on
+# the event loop or by a Lua service; ratio = with the service / on the
+# event loop (how much of the loop the service gives back).
+sub case_cpu {
+    unless (-e "$BUILD/lib/libhotffi_lua.so") {
+        print STDERR "bench: no libhotffi_lua.so: the cpu case is skipped\n";
+        return;
+    }
+    my %raw;
+    run_wrk("/burn?where=$_", 1) for qw(loop svc);
+    for my $rep (1 .. $CFG{reps}) {
+        for my $where (qw(loop svc)) {
+            my $log = "$prefix/logs/burn.out";
+            unlink $log;
+            my $burner = start_proc('wrk burn', $log,
+                wrk_command(1, $CFG{wrk_s} + 2,
+                            "http://127.0.0.1:$nginx{port}/burn?where=$where"));
+            my $r = run_wrk('/ok?rt=none', $CFG{wrk_s});
+            reap($burner, $CFG{wrk_s} + 30) or stop_proc($burner, 'KILL');
+            delete $live{$burner};
+            my $b = wrk_parse(slurp($log));
+            push @{ $raw{$where} }, { rps => $r && $r->{rps},
+                                      burns => $b && $b->{rps} };
+            progress(sprintf "cpu rep %d %-4s %s", $rep, $where,
+                     $r ? sprintf('%.0f req/s', $r->{rps}) : 'failed');
+        }
+    }
+    my %out;
+    for my $where (qw(loop svc)) {
+        $out{$where} = {
+            rps   => median(map { $_->{rps} } @{ $raw{$where} }),
+            burns => median(map { $_->{burns} } @{ $raw{$where} }),
+            runs  => [map { $_->{rps} } @{ $raw{$where} }],
+        };
+    }
+    $out{ratio} = ratio_of([map { [$raw{svc}[$_]{rps}, $raw{loop}[$_]{rps}] }
+                            0 .. $CFG{reps} - 1]);
+    $R{cases}{cpu} = \%out;
 }
 
 # What bench/limits.c measures of $size bytes in $mode (memcpy, echo or
@@ -1026,6 +1078,21 @@ sub report {
                $TARGET{http}, $c->{c} && $c->{c}{ratio});
     }
 
+    if (my $c = $R{cases}{cpu}) {
+        print "\nCPU-heavy work (bench/hotffi_burn.lua) requested by one client "
+              . "while wrk asks a cheap location: its requests/s; ratio = "
+              . "work in a Lua service / on the event loop\n";
+        printf "  %-28s %10s %12s\n", 'the work runs', 'cheap req/s',
+               'work req/s';
+        for my $where (qw(loop svc)) {
+            printf "  %-28s %10s %12s\n",
+                   $where eq 'loop' ? 'on the event loop' : 'in a Lua service',
+                   fmt('%.0f', $c->{$where}{rps}),
+                   fmt('%.1f', $c->{$where}{burns});
+        }
+        printf "  ratio %s\n", fmt('%.2f', $c->{ratio});
+    }
+
     my ($large, $large_bare) = print_large('large',
         "4. Large payloads: echo GB/s (payload bytes / time per call, GB = "
         . "1e9 B); ratio = against one memcpy() of the same size; bare: "
@@ -1068,7 +1135,7 @@ sub report {
 sub colour {
     my %c = (unix => '#7f7f7f', memcpy => '#7f7f7f', bare => '#bfbfbf',
              c => '#0072b2', go => '#009e73', rust => '#d55e00',
-             python => '#e69f00', node => '#56b4e9',
+             python => '#e69f00', node => '#56b4e9', lua => '#7f7f7f',
              custom => '#cc79a7');
     return "lc rgb '" . ($c{ $_[0] } // '#000000') . "'";
 }
@@ -1253,6 +1320,7 @@ if ($PROFILE) {
 case_seq('seq', @names) if $CASES{seq};
 case_conc(@names)      if $CASES{conc};
 case_http(@names)      if $CASES{http};
+case_cpu()             if $CASES{cpu};
 case_large('large', 'echo', @names) if $CASES{large};
 stop_nginx();
 

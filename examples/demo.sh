@@ -79,6 +79,15 @@ case $sixth in
     *) echo "demo: the runtime did not see Lua's hits on the shared limit" >&2
        exit 1 ;;
 esac
+# a Lua service (examples/lua/hash.lua): SHA-256 through LuaJIT's FFI
+lua_hash=$(curl -s --max-time 10 --data-binary 'hello, hotffi' "$url/lua/hash")
+printf '$ %s\n%s\n' "curl --data-binary 'hello, hotffi' $url/lua/hash" \
+    "$lua_hash"
+want=$(printf '%s' 'hello, hotffi' | sha256sum | sed 's/ .*//')
+if [ "$lua_hash" != "sha256 $want" ]; then
+    echo "demo: the Lua service's hash is not sha256sum's" >&2
+    exit 1
+fi
 
 # in-place reload: deploy build b over the library, reload every worker
 show "$url/count"

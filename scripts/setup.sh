@@ -10,7 +10,7 @@ set -eu
 PACKAGES="
     build-essential ca-certificates curl perl valgrind
     nginx-core nginx-dev libnginx-mod-http-lua lua-resty-core lua-cjson
-    luajit2 lua-socket
+    luajit2 libluajit2-5.1-dev lua-socket
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
     golang-go python3 libpython3-dev python3-cffi python3-prometheus-client
     redis-server

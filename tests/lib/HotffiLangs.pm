@@ -49,6 +49,7 @@ our @EXPORT_OK = qw(languages has ctl_load ctl_key);
 my $BUILD = "$HotffiTest::REPO/build/lib";
 my $PYTHON_CTL = "$HotffiTest::REPO/tests/lib/python/hotffi_ctl,init";
 my $NODE_CTL = "$HotffiTest::REPO/tests/lib/node/hotffi_ctl,init";
+my $LUA_CTL = "$HotffiTest::REPO/tests/lib/lua/hotffi_ctl,init";
 
 sub _no_valgrind {
     my ($label) = @_;
@@ -163,6 +164,23 @@ our @LANGUAGES = (
             . "$NODE_CTL," . ($_[0] // '') . '")';
         },
         ctl_key => sub { "hotffi_node&$NODE_CTL," . ($_[0] // '') },
+        ctl_one => '1',
+    },
+    {
+        # Lua services (loaders/lua): the ctl of tests/lib/lua/hotffi_ctl.lua
+        # (no panics: an error is a traceback, 580-lua-service.t; its
+        # configuration is the loader's, 580 too)
+        name => 'lua', label => 'Lua service',
+        libs => [qw(hotffi_lua)],
+        skip => sub { undef },
+        echo => 'require("resty.hotffi").load("hotffi_lua", "'
+                . "$HotffiTest::REPO/tests/lib/lua/hotffi_ctl,echo,2" . '")',
+        ctl  => 'hotffi_lua',
+        ctl_load => sub {
+            'require("resty.hotffi").load("hotffi_lua", "'
+            . "$LUA_CTL," . ($_[0] // '') . '")';
+        },
+        ctl_key => sub { "hotffi_lua&$LUA_CTL," . ($_[0] // '') },
         ctl_one => '1',
     },
 );
