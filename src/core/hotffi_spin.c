@@ -60,8 +60,11 @@ hotffi_spin_init(void)
                                         HOTFFI_SPIN_US_MAX, 1000,
                                         HOTFFI_POLL_SPIN_NS_DEFAULT);
 
-    /* a process without /proc is never busy: spinning as configured */
-    hotffi_spin_load_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    /* a process without /proc, or told so, is never busy: spinning as
+     * configured whatever the load */
+    if (hotffi_env_ns("HOTFFI_SPIN_LOAD", 1, 1, 1)) {
+        hotffi_spin_load_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    }
 
     hotffi_spin_cpus = (unsigned) sysconf(_SC_NPROCESSORS_ONLN) > 0
                        ? (unsigned) sysconf(_SC_NPROCESSORS_ONLN) : 1;

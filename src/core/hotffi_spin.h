@@ -35,7 +35,8 @@
  * finds the sample stale, in a moving average (1/4 per sample).  The
  * machine is busy, and nobody spins, while that average reaches the CPUs
  * plus one: the reader and its partner spinning fit on two CPUs, the same
- * two plus one more thread do not.  Unreadable (no /proc): never busy.
+ * two plus one more thread do not.  Unreadable (no /proc), or
+ * HOTFFI_SPIN_LOAD=0: never busy.
  * The policy's arithmetic is in pure functions (hotffi_spin_load_*), which
  * the unit tests drive with made-up samples.
  *
