@@ -1,9 +1,10 @@
 # bench/bench.mk -- `make bench` (see bench/README.md); not part of `make
-# test`.  The baseline's echo server and the machine's limits (memcpy, the
-# bare two-thread echo) are built from bench/*.c into build/bench/;
-# bench/run.pl drives everything else.
+# test`.  The baseline's echo server, the machine's limits (memcpy, the
+# bare two-thread echo) and the busy case's CPU hog are built from bench/*.c
+# into build/bench/; bench/run.pl drives everything else.
 
-BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/limits
+BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/limits \
+              $(BUILD)/bench/hog
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(@D)

@@ -68,7 +68,7 @@ my @THREADS = (1, 8, 64, 512);
 my @LARGE   = (102400, 1048576, 16777216);
 # BENCH_CASES also names the separate benchmarks that bench.mk runs after
 # this one; a list without any case of this driver skips it
-my @OWN     = qw(seq conc http large pinned cpu);
+my @OWN     = qw(seq conc http large pinned busy cpu);
 my @OTHERS  = qw(sandbox code_reload reload);
 my %CASES   = map { $_ => 1 }
               split /,/, ($ENV{BENCH_CASES} || join ',', @OWN);
@@ -82,6 +82,8 @@ my %TARGET = (
     memcpy     => 0.25,   # echo GB/s / memcpy GB/s, >= 100 KiB
     batch      => 8,      # completions per wake-up, 64+ callers ("many")
     isolated   => 0.35,   # isolated C echo / unix socket, 16 B .. 10 KiB
+    busy_vs_park => 1.0,  # busy machine: hotffi / park-only, every size
+    busy_seq   => 0.5,    # busy machine: hotffi / unix socket, every size
 );
 
 my $RESULTS = $ENV{BENCH_RESULTS} || "$ROOT/bench/results";
@@ -341,20 +343,30 @@ my $server_pid = start_proc('echo server', "$prefix/logs/echo_server.log",
 
 my %nginx;    # the running one: pid, port, worker, loaded
 
+# %opt: cpus (a taskset list), workers (1), tag (tells apart two nginx
+# running at once: conf and pid file) and env (variables for it, e.g. the
+# spin knobs)
 sub start_nginx {
     my (%opt) = @_;
     my $port = free_port();
+    my $workers = $opt{workers} || 1;
+    my $tag = $opt{tag} ? "-$opt{tag}" : '';
     my $conf = slurp("$ROOT/bench/nginx.conf");
     $conf =~ s/\@ROOT\@/$ROOT/g;
     $conf =~ s/\@PREFIX\@/$prefix/g;
     $conf =~ s/\@PORT\@/$port/g;
-    open my $fh, '>', "$prefix/conf/nginx.conf" or die $!;
+    $conf =~ s/\@WORKERS\@/$workers/g;
+    $conf =~ s/\@TAG\@/$tag/g;
+    # several workers: the kernel spreads the connections over them
+    $conf =~ s/\@REUSEPORT\@/$workers > 1 ? ' reuseport' : ''/ge;
+    open my $fh, '>', "$prefix/conf/nginx$tag.conf" or die $!;
     print $fh $conf;
     close $fh;
 
     local $ENV{LD_LIBRARY_PATH} =
         "$BUILD/lib" . ($ENV{LD_LIBRARY_PATH} ? ":$ENV{LD_LIBRARY_PATH}" : '');
-    my @cmd = ($NGINX, '-p', "$prefix/", '-c', 'conf/nginx.conf',
+    local @ENV{ keys %{ $opt{env} || {} } } = values %{ $opt{env} || {} };
+    my @cmd = ($NGINX, '-p', "$prefix/", '-c', "conf/nginx$tag.conf",
                '-e', 'logs/error.log');
     unshift @cmd, 'taskset', '-c', $opt{cpus} if defined $opt{cpus};
     my $pid = start_proc('nginx', "$prefix/logs/nginx.out", @cmd);
@@ -374,8 +386,19 @@ sub start_nginx {
         }
         sleep 0.05;
     }
-    my $start = proc_start($info->{pid});
-    push @orphans, [$info->{pid}, $start] if defined $start;
+    # every worker's PID, to stop any its master leaves behind (with
+    # reuseport, new connections reach them all soon)
+    my %workers = ($info->{pid} => 1);
+    for (1 .. 20 * ($workers - 1)) {
+        last if keys %workers >= $workers;
+        my $r = $http->get("http://127.0.0.1:$port/info");
+        $workers{ decode_json($r->{content})->{pid} } = 1
+            if $r->{status} == 200;
+    }
+    for my $w (keys %workers) {
+        my $start = proc_start($w);
+        push @orphans, [$w, $start] if defined $start;
+    }
     %nginx = (pid => $pid, port => $port, worker => $info->{pid},
               loaded => { map { $_ => 1 } @{ $info->{loaded} } },
               errors => $info->{errors});
@@ -710,6 +733,142 @@ sub case_large {
 }
 
 # ---------------------------------------------------------------------------
+# The busy machine: the sequential and HTTP cases again while a CPU hog
+# (bench/hog.c) keeps one more thread runnable on every CPU, in two nginx
+# with two workers each, one as configured and one with spinning turned off
+# (park-only, HOTFFI_SPIN_US=0 HOTFFI_POLL_SPIN_US=0), measured in turns.
+
+my %NGINX_PARK_ENV = (HOTFFI_SPIN_US => 0, HOTFFI_POLL_SPIN_US => 0);
+
+sub case_busy_seq {
+    my ($spin, $park, @names) = @_;
+    my %raw;   # name (or name/park) -> size -> [per rep]
+    for my $rep (1 .. $CFG{reps}) {
+        for my $size (@SIZES) {
+            push @{ $raw{bare}{$size} }, limits('echo', $size);
+            for my $run (['unix', $spin], (map { [$_, $spin] } @names),
+                         (map { ["$_/park", $park] } @names))
+            {
+                my ($key, $inst) = @$run;
+                (my $name = $key) =~ s{/park$}{};
+                %nginx = %$inst;
+                my $r = bench_get("/seq?rt=$name&size=$size&n=$CFG{n}"
+                                  . "&max_s=$CFG{max_s}");
+                push @{ $raw{$key}{$size} }, $r;
+                progress(sprintf "busy seq rep %d %-12s %8s %s", $rep, $key,
+                         human_size($size),
+                         $r ? sprintf('%.2f us', $r->{us_per_call}) : 'failed');
+            }
+        }
+    }
+    my $us = sub { my ($r) = @_; $r && $r->{us_per_call} };
+    my @rows;
+    for my $size (@SIZES) {
+        my $base = $raw{unix}{$size};
+        my $bare_runs = $raw{bare}{$size};
+        my %row = (size => $size,
+                   unix_us => median(map { $us->($_) } @$base),
+                   unix_runs => [map { $us->($_) } @$base],
+                   bare_us => median(map { $_ && $_->{us} } @$bare_runs),
+                   bare_runs => [map { $_ && $_->{us} } @$bare_runs],
+                   bare_ratio => ratio_of([map {
+                       [$bare_runs->[$_] && $bare_runs->[$_]{us},
+                        $us->($base->[$_])] } 0 .. $#$base]));
+        for my $name (@names) {
+            my ($runs, $parks) = ($raw{$name}{$size}, $raw{"$name/park"}{$size});
+            $row{$name} = {
+                us => median(map { $us->($_) } @$runs),
+                ratio => ratio_of([map { [$us->($runs->[$_]),
+                                          $us->($base->[$_])] } 0 .. $#$runs]),
+                park_us => median(map { $us->($_) } @$parks),
+                park_ratio => ratio_of([map { [$us->($parks->[$_]),
+                                               $us->($base->[$_])] }
+                                        0 .. $#$parks]),
+                # hotffi as configured / park-only, pair by pair
+                vs_park => ratio_of([map { [$us->($runs->[$_]),
+                                            $us->($parks->[$_])] }
+                                     0 .. $#$runs]),
+                runs => [map { $us->($_) } @$runs],
+                park_runs => [map { $us->($_) } @$parks],
+            };
+        }
+        push @rows, \%row;
+    }
+    $R{cases}{busy_seq} = { runtimes => [@names], bare => 'echo',
+                            rows => \@rows };
+}
+
+sub case_busy_http {
+    my ($spin, $park, @names) = @_;
+    my @runs = (['none', $spin], (map { [$_, $spin] } @names),
+                (map { ["$_/park", $park] } @names));
+    my $path = sub { my ($key) = @_; (my $n = $key) =~ s{/park$}{};
+                     $n eq 'none' ? '/ok?rt=none' : "/call?rt=$n" };
+    my %raw;
+    for my $run (@runs) {   # warm-up, not counted
+        %nginx = %{ $run->[1] };
+        run_wrk($path->($run->[0]), 1);
+    }
+    for my $rep (1 .. $CFG{reps}) {
+        for my $run (@runs) {
+            my ($key, $inst) = @$run;
+            %nginx = %$inst;
+            my $r = run_wrk($path->($key), $CFG{wrk_s});
+            push @{ $raw{$key} }, $r;
+            progress(sprintf "busy http rep %d %-12s %s", $rep, $key,
+                     $r ? sprintf('%.0f req/s', $r->{rps}) : 'failed');
+        }
+    }
+    my %out = (runtimes => [@names], duration => $CFG{wrk_s},
+               connections => $CFG{wrk_c}, workers => 2);
+    my $rps = sub { my ($r) = @_; $r && $r->{rps} };
+    for my $key (map { $_->[0] } @runs) {
+        my $rr = $raw{$key};
+        my %e = map { my $k = $_;
+                      ($k => median(map { $_ && $_->{$k} } @$rr)) }
+                qw(rps p50 p99);
+        $e{runs} = [map { $rps->($_) } @$rr];
+        $e{non2xx} = 0;
+        $e{non2xx} += $_ ? $_->{non2xx} : 0 for @$rr;
+        if ($key ne 'none') {
+            my $base = $raw{none};
+            $e{ratio} = ratio_of([map { [$rps->($rr->[$_]),
+                                         $rps->($base->[$_])] } 0 .. $#$rr]);
+        }
+        if ($key !~ m{/park$} && $key ne 'none') {
+            my $pk = $raw{"$key/park"};
+            $e{vs_park} = ratio_of([map { [$rps->($rr->[$_]),
+                                           $rps->($pk->[$_])] } 0 .. $#$rr]);
+        }
+        $out{$key eq 'none' ? 'ceiling' : $key} = \%e;
+    }
+    $R{cases}{busy_http} = \%out;
+}
+
+sub case_busy {
+    my @names = @_;
+    my $hog = start_proc('hog', "$prefix/logs/hog.log", "$BUILD/bench/hog",
+                         $R{machine}{cpus}, 3600);
+    # settled: the hogs run before anything is measured
+    sleep 0.5;
+    $R{machine}{busy_load_start} = loadavg();
+    start_nginx(workers => 2, tag => 'spin');
+    my $spin = { %nginx };
+    start_nginx(workers => 2, tag => 'park', env => \%NGINX_PARK_ENV);
+    my $park = { %nginx };
+    $R{machine}{busy_running} = running_now();
+    case_busy_seq($spin, $park, @names) if $CASES{seq} || !$CASES{http};
+    case_busy_http($spin, $park, @names) if $CASES{http} || !$CASES{seq};
+    for my $inst ($spin, $park) {
+        stop_proc($inst->{pid}, 'QUIT');
+    }
+    stop_orphans();
+    %nginx = ();
+    $R{machine}{busy_load_end} = loadavg();
+    stop_proc($hog);
+}
+
+# ---------------------------------------------------------------------------
 # The profile (--profile): where one sequential call spends its time
 
 sub which {
@@ -995,6 +1154,70 @@ sub min_or_undef {
     return $m;
 }
 
+# Tables 5 and 6: the busy machine (case_busy)
+sub print_busy {
+    my $m = $R{machine};
+    if (my $c = $R{cases}{busy_seq}) {
+        my @names = @{ $c->{runtimes} };
+        print "\n5. Busy machine: sequential echo with a CPU hog on each of "
+              . "the $m->{cpus} CPUs (load average " . fmt('%s',
+              $m->{busy_load_start}) . " with the hogs alone, "
+              . fmt('%s', $m->{busy_running}) . " runnable at the start),\n"
+              . "   nginx with 2 workers; µs per call; ratio = / unix "
+              . "socket; park: spinning off (HOTFFI_SPIN_US=0 "
+              . "HOTFFI_POLL_SPIN_US=0); /park = as configured / park-only\n";
+        printf "  %-9s %10s %9s %7s", 'payload', 'unix µs', 'bare µs',
+               'ratio';
+        printf " %10s %7s %10s %7s %7s", "$_ µs", 'ratio', 'park µs',
+               'ratio', '/park' for @names;
+        print "\n";
+        my (@vs, @r);
+        for my $row (@{ $c->{rows} }) {
+            printf "  %-9s %10s %9s %7s", human_size($row->{size}),
+                   fmt('%.2f', $row->{unix_us}), fmt('%.2f', $row->{bare_us}),
+                   fmt('%.3f', $row->{bare_ratio});
+            for (@names) {
+                my $e = $row->{$_};
+                printf " %10s %7s %10s %7s %7s", fmt('%.2f', $e->{us}),
+                       fmt('%.3f', $e->{ratio}), fmt('%.2f', $e->{park_us}),
+                       fmt('%.3f', $e->{park_ratio}),
+                       fmt('%.3f', $e->{vs_park});
+            }
+            print "\n";
+            push @vs, $row->{c}{vs_park};
+            push @r, $row->{c}{ratio};
+        }
+        target('busy machine, sequential, every size: hotffi / park-only '
+               . '(worst size)', '<=', $TARGET{busy_vs_park},
+               max_or_undef(@vs), undef);
+        target('busy machine, sequential, every size: hotffi / unix socket '
+               . '(worst size)', '<=', $TARGET{busy_seq},
+               max_or_undef(@r), undef);
+    }
+    if (my $c = $R{cases}{busy_http}) {
+        print "\n6. Busy machine: HTTP, wrk -t1 -c$c->{connections} "
+              . "-d$c->{duration}s, nginx with 2 workers, a CPU hog on each "
+              . "CPU: requests/s, latency µs;\n   ratio = / ceiling; "
+              . "/park = requests/s as configured / park-only\n";
+        printf "  %-26s %10s %7s %9s %9s %7s\n", 'location', 'req/s', 'ratio',
+               'p50 µs', 'p99 µs', '/park';
+        for my $key ('ceiling', map { ($_, "$_/park") } @{ $c->{runtimes} }) {
+            my $e = $c->{$key} or next;
+            (my $n = $key) =~ s{/park$}{ call, park-only};
+            printf "  %-26s %10s %7s %9s %9s %7s%s\n",
+                   $key eq 'ceiling' ? 'no call (ceiling)'
+                   : $key =~ /park/ ? "one $n" : "one $key call",
+                   fmt('%.0f', $e->{rps}),
+                   $key eq 'ceiling' ? '1' : fmt('%.3f', $e->{ratio}),
+                   fmt('%.0f', $e->{p50}), fmt('%.0f', $e->{p99}),
+                   defined $e->{vs_park} ? fmt('%.3f', $e->{vs_park}) : '',
+                   $e->{non2xx} ? "  ($e->{non2xx} failed answers)" : '';
+        }
+        target('busy machine, HTTP: hotffi req/s / park-only req/s', '>=',
+               1 / $TARGET{busy_vs_park}, $c->{c} && $c->{c}{vs_park}, undef);
+    }
+}
+
 sub report {
     my $m = $R{machine};
     print "\nhotffi benchmark", ($QUICK ? ' (BENCH_QUICK: smoke run, figures '
@@ -1110,6 +1333,8 @@ sub report {
                $TARGET{memcpy}, min_or_undef(@$plarge),
                min_or_undef(@$plarge_bare));
     }
+
+    print_busy();
 
     print "\nTargets (issue 8; judged on the C echo runtime, reported, never "
           . "asserted; out of reach\nhere: the bare echo misses it too)\n";
@@ -1282,6 +1507,9 @@ sub chart {
 
 sub loadavg { return (split ' ', slurp('/proc/loadavg'))[0] }
 
+# runnable threads right now, ours included (/proc/loadavg's 4th field)
+sub running_now { return (split '/', (split ' ', slurp('/proc/loadavg'))[3])[0] }
+
 # How busy the CPUs are with other work before the run starts, in percent
 # of all of them: these machines are shared, so the figures need it.
 sub cpu_busy {
@@ -1338,6 +1566,13 @@ if ($CASES{pinned}) {
     } else {
         print STDERR "bench: no taskset: the pinned run is skipped\n";
     }
+}
+
+if ($CASES{busy}) {
+    # the pinned run moved the echo server to CPU 0: every CPU again
+    system("taskset -p -c 0-" . ($R{machine}{cpus} - 1)
+           . " $server_pid >/dev/null") if $CASES{pinned} && which('taskset');
+    case_busy(@names);
 }
 
 if (my @bad = grep { /\[(alert|crit|emerg|error)\]/ }

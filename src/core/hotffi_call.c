@@ -199,7 +199,9 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
  * had to wake one): the answer comes after a wake-up, which the loop had
  * better spend on other work (under HTTP load that is most calls, and not
  * spinning for them measured better: bench/README.md, "Figures behind
- * design choices").  A runtime that missed
+ * design choices").  A machine whose CPUs all have other work
+ * (hotffi_spin_busy()): the spin would take CPU time from the runtime
+ * thread itself.  A runtime that missed
  * recent spins is given a rest (hotffi_spin_want()).
  */
 static uint64_t
@@ -210,7 +212,7 @@ hotffi_call_spin_decide(hotffi_runtime_t *rt, size_t len, uint64_t others,
 
     window = hotffi_spin_for(hotffi_spin_window(), len);
 
-    if (window == 0 || others != 0 || woke) {
+    if (window == 0 || others != 0 || woke || hotffi_spin_busy()) {
         return 0;
     }
 

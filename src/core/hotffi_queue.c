@@ -231,7 +231,8 @@ hotffi_queue_spin(hotffi_queue_t *q)
                              hotffi_spin_last_answer());
 
     if (window == 0
-        || atomic_load_explicit(&q->ready, memory_order_acquire) != 0)
+        || atomic_load_explicit(&q->ready, memory_order_acquire) != 0
+        || hotffi_spin_busy())
     {
         return;
     }
@@ -240,6 +241,12 @@ hotffi_queue_spin(hotffi_queue_t *q)
         != 0)
     {
         /* someone else spins: park, and undo the attempt */
+        goto done;
+    }
+
+    /* missed spins: rest a while (the counter's acq_rel orders q->spin
+     * between the spinners that follow each other) */
+    if (!hotffi_spin_want(&q->spin)) {
         goto done;
     }
 
@@ -252,11 +259,14 @@ hotffi_queue_spin(hotffi_queue_t *q)
         now = hotffi_spin_now();
 
         if (now - start >= window) {
+            hotffi_spin_record(&q->spin, 0, now - start);
             goto done;
         }
 
         hotffi_spin_pause(now - start, yield);
     }
+
+    hotffi_spin_record(&q->spin, 1, now - start);
 
     /* only the spinner writes it: a plain load and store suffice */
     atomic_store_explicit(&q->spin_wait,

@@ -57,6 +57,7 @@
 
 #include "hotffi_core.h"
 #include "hotffi_list.h"
+#include "hotffi_spin.h"
 
 
 struct hotffi_queue_s {
@@ -76,6 +77,9 @@ struct hotffi_queue_s {
     atomic_uint       ready;      /* count + stopped, for the spinners */
     atomic_uint       spinners;   /* threads spinning in poll */
     atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
+    hotffi_spin_t     spin;       /* the back-off of missed poll spins:
+                                     only the one thread counted in
+                                     spinners touches it */
 
     /* event loop only */
     uint32_t          outstanding;  /* pushed, not yet answered (or

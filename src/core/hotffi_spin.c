@@ -6,10 +6,13 @@
 #define _GNU_SOURCE
 #endif
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hotffi_spin.h"
 #include "hotffi_env.h"
@@ -21,6 +24,14 @@
 static pthread_once_t  hotffi_spin_once = PTHREAD_ONCE_INIT;
 static uint64_t        hotffi_spin_ns;
 static uint64_t        hotffi_poll_spin_ns;
+
+/* the machine's load (hotffi_spin_busy()); the fd: once, never closed */
+static int             hotffi_spin_load_fd = -1;
+static unsigned        hotffi_spin_cpus;
+static atomic_ullong   hotffi_spin_load_at;      /* ns of the last sample */
+static atomic_uint     hotffi_spin_load_avg;     /* see hotffi_spin.h */
+static atomic_int      hotffi_spin_load_is_busy;
+static atomic_int      hotffi_spin_load_forced = -1;
 
 /* per thread: 1 when it may run on one CPU only, 0 otherwise, -1 unknown */
 static __thread int    hotffi_spin_one_cpu = -1;
@@ -48,6 +59,15 @@ hotffi_spin_init(void)
     hotffi_poll_spin_ns = hotffi_env_ns("HOTFFI_POLL_SPIN_US",
                                         HOTFFI_SPIN_US_MAX, 1000,
                                         HOTFFI_POLL_SPIN_NS_DEFAULT);
+
+    /* a process without /proc, or told so, is never busy: spinning as
+     * configured whatever the load */
+    if (hotffi_env_ns("HOTFFI_SPIN_LOAD", 1, 1, 1)) {
+        hotffi_spin_load_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    }
+
+    hotffi_spin_cpus = (unsigned) sysconf(_SC_NPROCESSORS_ONLN) > 0
+                       ? (unsigned) sysconf(_SC_NPROCESSORS_ONLN) : 1;
 }
 
 
@@ -135,7 +155,7 @@ hotffi_spin_last_answer(void)
 }
 
 
-/* thread: event loop */
+/* thread: owner of s */
 int
 hotffi_spin_want(hotffi_spin_t *s)
 {
@@ -165,7 +185,7 @@ hotffi_spin_average(uint64_t wait, uint64_t ns)
 }
 
 
-/* thread: event loop */
+/* thread: owner of s */
 void
 hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited)
 {
@@ -176,10 +196,10 @@ hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited)
         return;
     }
 
-    /* 1, 2, 4 ... calls without a spin: a slow runtime costs a window
+    /* 1, 4, 16 ... calls without a spin: a slow runtime costs a window
      * now and then, and a fast one that had a hiccup is back soon */
     s->misses++;
-    s->backoff = s->backoff ? s->backoff * 2 : 1;
+    s->backoff = s->backoff ? s->backoff * HOTFFI_SPIN_BACKOFF_FACTOR : 1;
 
     if (s->backoff > HOTFFI_SPIN_BACKOFF_MAX) {
         s->backoff = HOTFFI_SPIN_BACKOFF_MAX;
@@ -189,10 +209,134 @@ hotffi_spin_record(hotffi_spin_t *s, int hit, uint64_t waited)
 }
 
 
-/* thread: event loop */
+/* thread: owner of s */
 void
 hotffi_spin_reset(hotffi_spin_t *s)
 {
+    /* the rest ends; the back-off stays until a spin hits */
     s->skip = 0;
-    s->backoff = 0;
+}
+
+
+/* thread: any */
+int
+hotffi_spin_load_parse(const char *text, size_t len)
+{
+    size_t  i, field = 0;
+    int     n = -1;
+
+    /* the 4th field, "running/total" */
+    for (i = 0; i < len && field < 3; i++) {
+        if (text[i] == ' ' && i + 1 < len && text[i + 1] != ' ') {
+            field++;
+        }
+    }
+
+    for ( /* void */ ; i < len && text[i] >= '0' && text[i] <= '9'; i++) {
+        if (n > 100000) {
+            return -1;
+        }
+
+        n = (n < 0 ? 0 : n * 10) + (text[i] - '0');
+    }
+
+    return field == 3 && i < len && text[i] == '/' ? n : -1;
+}
+
+
+/* thread: any */
+uint32_t
+hotffi_spin_load_average(uint32_t avg, unsigned running)
+{
+    if (running > 65536) {
+        running = 65536;
+    }
+
+    if (avg == 0) {
+        /* the first sample: taken as it is, not averaged with nothing */
+        return running * HOTFFI_SPIN_LOAD_ONE;
+    }
+
+    /* 1/4 of the way: one odd sample moves it little, a change shows
+     * within a few samples (tens of ms) */
+    return avg - avg / 4 + running * HOTFFI_SPIN_LOAD_ONE / 4;
+}
+
+
+/* thread: any */
+int
+hotffi_spin_load_busy(uint32_t avg, unsigned cpus)
+{
+    /* the reader and its partner fit on two CPUs; one more does not */
+    return avg >= (cpus + 1) * HOTFFI_SPIN_LOAD_ONE;
+}
+
+
+/* thread: any */
+int
+hotffi_spin_busy(void)
+{
+    char      buf[128];
+    ssize_t   n;
+    uint64_t  now, at;
+    int       running;
+    uint32_t  avg;
+
+    int       forced;
+
+    forced = atomic_load_explicit(&hotffi_spin_load_forced,
+                                  memory_order_relaxed);
+    if (forced >= 0) {
+        return forced;
+    }
+
+    (void) pthread_once(&hotffi_spin_once, hotffi_spin_init);
+
+    if (hotffi_spin_load_fd == -1) {
+        return 0;
+    }
+
+    now = hotffi_spin_now();
+    at = atomic_load_explicit(&hotffi_spin_load_at, memory_order_relaxed);
+
+    /* one thread samples; the others go on with the last decision */
+    if (now - at < HOTFFI_SPIN_LOAD_EVERY_NS
+        || !atomic_compare_exchange_strong_explicit(&hotffi_spin_load_at,
+                                                    &at, now,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed))
+    {
+        return atomic_load_explicit(&hotffi_spin_load_is_busy,
+                                    memory_order_relaxed);
+    }
+
+    n = pread(hotffi_spin_load_fd, buf, sizeof(buf), 0);
+    running = n > 0 ? hotffi_spin_load_parse(buf, (size_t) n) : -1;
+
+    if (running < 0) {
+        return atomic_load_explicit(&hotffi_spin_load_is_busy,
+                                    memory_order_relaxed);
+    }
+
+    /* only the sampler writes it (the CAS above): load and store suffice */
+    avg = hotffi_spin_load_average(
+              atomic_load_explicit(&hotffi_spin_load_avg,
+                                   memory_order_relaxed),
+              (unsigned) running);
+    atomic_store_explicit(&hotffi_spin_load_avg, avg, memory_order_relaxed);
+    atomic_store_explicit(&hotffi_spin_load_is_busy,
+                          hotffi_spin_load_busy(avg, hotffi_spin_cpus),
+                          memory_order_relaxed);
+
+    return atomic_load_explicit(&hotffi_spin_load_is_busy,
+                                memory_order_relaxed);
+}
+
+
+/* thread: any */
+void
+hotffi_spin_busy_force(int busy)
+{
+    atomic_store_explicit(&hotffi_spin_load_forced, busy < 0 ? -1 : !!busy,
+                          memory_order_relaxed);
 }

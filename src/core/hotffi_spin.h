@@ -24,6 +24,29 @@
  * during the back-off that is answered within the window ends it (the
  * runtime's own answer time, stamped in respond(), not the wake-up's).
  *
+ * Spinning only pays while there is a CPU for each side of the call: on a
+ * machine whose CPUs all have other work, a spinner takes CPU time from
+ * the very thread it waits for (and a sched_yield() hands its CPU to
+ * someone else's thread for a whole time slice), so park-only beats it
+ * 2-9 times there (bench/README.md, "Busy machine").  So both sides first
+ * ask hotffi_spin_busy(): the runnable threads of the whole machine
+ * (/proc/loadavg's running count, which includes the thread reading it),
+ * sampled at most every HOTFFI_SPIN_LOAD_EVERY_NS by whichever thread
+ * finds the sample stale, in a moving average (1/4 per sample).  The
+ * machine is busy, and nobody spins, while that average reaches the CPUs
+ * plus one: the reader and its partner spinning fit on two CPUs, the same
+ * two plus one more thread do not.  Unreadable (no /proc), or
+ * HOTFFI_SPIN_LOAD=0: never busy.
+ * The policy's arithmetic is in pure functions (hotffi_spin_load_*), which
+ * the unit tests drive with made-up samples.
+ *
+ * A miss backs off fast: the next 1, 4, 16, 64, then 256 spins of that
+ * side are skipped (x4 per miss in a row), and only a hit ends the
+ * back-off; a call answered within the window during a rest ends the rest
+ * but not the back-off, so a runtime that misses again rests 4 times
+ * longer.  Runtime threads back off the same way in their poll (one
+ * hotffi_spin_t per queue, used by its one spinner at a time).
+ *
  * The windows are knobs read once per process from the environment
  * (docs/api.md): HOTFFI_SPIN_US for the event loop, HOTFFI_POLL_SPIN_US for
  * runtime threads; 0 turns spinning off.
@@ -51,6 +74,11 @@
 #define HOTFFI_SPIN_NS_DEFAULT       20000     /* event loop: 20 us */
 #define HOTFFI_POLL_SPIN_NS_DEFAULT  20000     /* runtime threads: 20 us */
 #define HOTFFI_SPIN_BACKOFF_MAX      256       /* calls without spinning */
+#define HOTFFI_SPIN_BACKOFF_FACTOR   4         /* per miss in a row */
+
+/* the machine's load: sampled this often at most, and how it is kept */
+#define HOTFFI_SPIN_LOAD_EVERY_NS    5000000   /* 5 ms */
+#define HOTFFI_SPIN_LOAD_ONE         16        /* fixed point: 1 thread */
 
 /* the window's growth with bytes (200 us per MiB), and its bound */
 #define HOTFFI_SPIN_NS_PER_KIB       200
@@ -126,6 +154,31 @@ uint64_t hotffi_spin_average(uint64_t wait, uint64_t ns);
 
 /* thread: owner of s.  A call not spun for was answered within the window. */
 void hotffi_spin_reset(hotffi_spin_t *s);
+
+/*
+ * thread: any.  Whether the machine is too busy to spin now (see above);
+ * samples the load when the last sample is older than
+ * HOTFFI_SPIN_LOAD_EVERY_NS, otherwise reads one atomic.
+ */
+int hotffi_spin_busy(void);
+
+/*
+ * thread: any.  1 or 0: hotffi_spin_busy() answers that from now on
+ * instead of looking at the machine; -1: it looks again.  For the unit
+ * tests, whose decisions must not depend on the machine that runs them.
+ */
+void hotffi_spin_busy_force(int busy);
+
+/*
+ * thread: any.  The policy, as pure functions.  parse: the running count
+ * of /proc/loadavg's text ("0.52 0.58 0.59 3/467 12345"), -1 when it has
+ * none.  average: the moving average (HOTFFI_SPIN_LOAD_ONE per thread)
+ * after one more sample.  busy: whether that average says no spinning on
+ * a machine of cpus CPUs.
+ */
+int hotffi_spin_load_parse(const char *text, size_t len);
+uint32_t hotffi_spin_load_average(uint32_t avg, unsigned running);
+int hotffi_spin_load_busy(uint32_t avg, unsigned cpus);
 
 
 #endif /* HOTFFI_SPIN_H */

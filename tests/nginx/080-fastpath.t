@@ -6,7 +6,9 @@
 # then still spins on its queue when the next call comes (the worker only
 # spins for calls a spinning runtime thread takes), and a call whose answer
 # comes is always answered inside the worker's spin, however loaded this
-# machine is.  What must or must not happen is told by counters, not clocks.
+# machine is; HOTFFI_SPIN_LOAD=0 keeps them spinning on a busy machine too
+# (docs/api.md, "Spinning").  What must or must not happen is told by
+# counters, not clocks.
 use strict;
 use warnings;
 use FindBin;
@@ -58,6 +60,7 @@ __DATA__
 === TEST 1: calls answered while spinning give the same results as ever
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_SPIN_LOAD=0
 HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
@@ -108,6 +111,7 @@ hits true spun true live 0
 === TEST 2: a timeout shorter than the spin ends the call inside the spin
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_SPIN_LOAD=0
 HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
@@ -144,6 +148,7 @@ true1
 === TEST 3: a phase that cannot wait fails the same way, however fast the answer
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_SPIN_LOAD=0
 HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
@@ -170,6 +175,7 @@ qr/log phase call: false nil API disabled in the context of log_by_lua/
 === TEST 4: a request stays intact while the runtime reads it, after its caller gave up inside the spin and the GC ran
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_SPIN_LOAD=0
 HOTFFI_POLL_SPIN_US=1000000
 --- http_config eval
 $::verify_helpers
@@ -201,6 +207,7 @@ $::verify_helpers
 
 --- env
 HOTFFI_SPIN_US=0
+HOTFFI_SPIN_LOAD=0
 --- config
 location = /t {
     content_by_lua_block {
@@ -240,6 +247,7 @@ falseniltimeout
 === TEST 6: a coroutine calling back to back lets the worker run other work, without a [warn]
 --- env
 HOTFFI_SPIN_US=1000000
+HOTFFI_SPIN_LOAD=0
 HOTFFI_POLL_SPIN_US=1000000
 --- config
 location = /t {
@@ -280,6 +288,7 @@ other thread ran within 64 calls: true
 === TEST 7: without spinning, calls go through the semaphore as before
 --- env
 HOTFFI_SPIN_US=0
+HOTFFI_SPIN_LOAD=0
 --- config
 location = /t {
     content_by_lua_block {

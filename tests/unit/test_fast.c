@@ -494,14 +494,15 @@ test_spin_backoff(void **state)
         hotffi_call_abandon(t);
     }
 
-    /* spin, skip 1, spin, skip 2, spin, skip 1 of 4 */
+    /* spin, skip 1, spin, skip 4, spin: backs off x4 per miss */
     assert_int_equal(spun[0], 1);
     assert_int_equal(spun[1], 0);
     assert_int_equal(spun[2], 1);
     assert_int_equal(spun[3], 0);
     assert_int_equal(spun[4], 0);
-    assert_int_equal(spun[5], 1);
+    assert_int_equal(spun[5], 0);
     assert_int_equal(spun[6], 0);
+    assert_int_equal(spun[7], 1);
     assert_int_equal(f->hub->stats.spin_misses, 3);
     assert_int_equal(f->rt->spin.misses, 3);
 
@@ -522,7 +523,7 @@ test_spin_recovers(void **state)
     unit_waiter_t   w = { 0, 0 };
     hotffi_task_t  *t;
 
-    /* miss, skip 1, miss: now 2 calls without a spin are due */
+    /* miss, skip 1, miss: now 4 calls without a spin are due */
     for (i = 0; i < 3; i++) {
         t = post(f, "x", NULL);
         (void) hotffi_call_spin(t, FAST_TIMEOUT);
@@ -530,12 +531,12 @@ test_spin_recovers(void **state)
     }
 
     assert_int_equal(f->rt->spin.misses, 2);
-    assert_int_equal(f->rt->spin.skip, 2);
+    assert_int_equal(f->rt->spin.skip, 4);
 
     /* not spun for, answered at once (well within the 1 s window) */
     t = post(f, "quick", NULL);
     assert_int_equal(hotffi_call_spin(t, UINT64_MAX), HOTFFI_AGAIN);
-    assert_int_equal(f->rt->spin.skip, 1);
+    assert_int_equal(f->rt->spin.skip, 3);
     hotffi_call_wait(t, &w);
 
     /* the three given up first: poll answers them itself */
@@ -543,9 +544,39 @@ test_spin_recovers(void **state)
     ngx_http_lua_ffi_respond(t, 0, NULL, 0);
     unit_drain_until(f->hub, woken, &w);
 
+    /* the rest ends; the back-off stays until a spin hits */
     assert_int_equal(f->rt->spin.skip, 0);
-    assert_int_equal(f->rt->spin.backoff, 0);
+    assert_int_equal(f->rt->spin.backoff, 4);
     hotffi_call_finish(t);
+}
+
+
+/* a busy machine: no spin at all, whatever the history */
+static void
+test_spin_busy_machine(void **state)
+{
+    fixture_t      *f = *state;
+    int             rc;
+    hotffi_task_t  *t;
+
+    hotffi_spin_busy_force(1);
+
+    t = post(f, "x", NULL);
+    rc = hotffi_call_spin(t, FAST_TIMEOUT);
+    hotffi_call_abandon(t);
+
+    hotffi_spin_busy_force(0);
+
+    assert_int_equal(rc, HOTFFI_AGAIN);
+    assert_int_equal(f->hub->stats.spin_misses, 0);
+    assert_int_equal(f->hub->stats.spin_hits, 0);
+    assert_int_equal(f->rt->spin.misses, 0);
+
+    /* quiet again: the next call spins (and misses: nobody answers) */
+    t = post(f, "x", NULL);
+    rc = hotffi_call_spin(t, FAST_TIMEOUT);
+    hotffi_call_abandon(t);
+    assert_int_equal(rc, HOTFFI_DONE);
 }
 
 
@@ -905,6 +936,7 @@ main(void)
         FAST_TEST(test_wake_deferred),
         FAST_TEST(test_spin_backoff),
         FAST_TEST(test_spin_recovers),
+        FAST_TEST(test_spin_busy_machine),
         FAST_TEST(test_spin_streak),
         FAST_TEST(test_spin_for_bytes),
         FAST_TEST(test_spin_notes_answer),
@@ -918,6 +950,9 @@ main(void)
     /* before anything reads them: see the top of this file */
     (void) setenv("HOTFFI_SPIN_US", FAST_SPIN_US, 1);
     (void) setenv("HOTFFI_POLL_SPIN_US", FAST_SPIN_US, 1);
+
+    /* the decisions tested here must not depend on this machine's load */
+    hotffi_spin_busy_force(0);
 
     unit_init();
 
