@@ -46,6 +46,7 @@ our @EXPORT_OK = qw(languages has ctl_load ctl_key);
 
 my $BUILD = "$HotffiTest::REPO/build/lib";
 my $PYTHON_CTL = "$HotffiTest::REPO/tests/lib/python/hotffi_ctl,init";
+my $JAVA_CTL = "classpath=$HotffiTest::REPO/build/java/tests,ctl.Ctl,init";
 
 sub _no_valgrind {
     my ($label) = @_;
@@ -139,6 +140,23 @@ our @LANGUAGES = (
             . "$PYTHON_CTL," . ($_[0] // '') . '")';
         },
         ctl_key => sub { "hotffi_python&$PYTHON_CTL," . ($_[0] // '') },
+        ctl_one => '1',
+    },
+    {
+        # the echo example, and the ctl of tests/lib/java/Ctl.java (no
+        # panics: an exception is a stack trace, 560-java.t)
+        name => 'java', label => 'Java',
+        libs => [qw(hotffi_java)],
+        skip => _no_valgrind('Java'),
+        echo => 'require("resty.hotffi").load("hotffi_java", "'
+                . "classpath=$HotffiTest::REPO/build/java/examples,"
+                . 'demo.Echo,init,2")',
+        ctl  => 'hotffi_java',
+        ctl_load => sub {
+            'require("resty.hotffi").load("hotffi_java", "'
+            . "$JAVA_CTL," . ($_[0] // '') . '")';
+        },
+        ctl_key => sub { "hotffi_java&$JAVA_CTL," . ($_[0] // '') },
         ctl_one => '1',
     },
 );
