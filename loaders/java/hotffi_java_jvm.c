@@ -148,7 +148,7 @@ static void *
 hotffi_java_jvm_main(void *arg)
 {
     int              i, n, rc;
-    char           **words, *classpath, err[256];
+    char           **words, *classpath, err[256], msg[300];
     JNIEnv          *env;
     JavaVM          *vm;
     const char      *jar, *cp, *why;
@@ -178,7 +178,8 @@ hotffi_java_jvm_main(void *arg)
                               sizeof(err));
     if (words == NULL) {
         free(classpath);
-        hotffi_java_jvm_done(HOTFFI_JAVA_FAILED, err);
+        (void) snprintf(msg, sizeof(msg), "HOTFFI_JAVA_OPTS: %s", err);
+        hotffi_java_jvm_done(HOTFFI_JAVA_FAILED, msg);
         return NULL;
     }
 

@@ -287,3 +287,52 @@ nil true
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 8: a JVM that cannot start fails the load with why, and the worker lives on
+--- env
+HOTFFI_JAVA_OPTS=-Xmxbad
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "jtest"
+        for i = 1, 2 do
+            local rt, err = t.load(t.examples .. "demo.Echo,init")
+            ngx.say(rt, " ", err:match("failed: %d+: [^(]*"))
+        end
+        ngx.say(ngx.worker.pid() == tonumber(ngx.var.pid))
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^nil failed: 2: \S.*
+nil failed: 2: \S.*
+true
+$
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 9: an unclosed quote in HOTFFI_JAVA_OPTS fails the load
+--- env
+HOTFFI_JAVA_OPTS=-Dx='a b
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "jtest"
+        local rt, err = t.load(t.examples .. "demo.Echo,init")
+        ngx.say(rt, " ", err:match("failed: .*"))
+    }
+}
+--- request
+GET /t
+--- response_body
+nil failed: 2: HOTFFI_JAVA_OPTS: unclosed ' in "-Dx='a b"
