@@ -60,6 +60,14 @@ show --data-binary 'hello, hotffi' "$url/digest"
 printf '%s' 'hello, hotffi' | sha256sum | sed 's/ .*/  (sha256sum, for comparison)/'
 show "$url/stats"
 
+# a Java runtime (the worker's JVM starts on its first call)
+java=$(curl -s --max-time 60 "$url/java?msg=hello-from-java")
+printf '$ %s\n%s\n' "$url/java?msg=hello-from-java" "$java"
+if [ "$java" != "hello-from-java" ]; then
+    echo "demo: the Java runtime did not answer" >&2
+    exit 1
+fi
+
 # in-place reload: deploy build b over the library, reload every worker
 show "$url/count"
 show "$url/count"
