@@ -243,6 +243,11 @@ if (-e "$ROOT/examples/python/echo.py" || -d "$ROOT/examples/python/echo") {
                 lib => "$BUILD/lib/libhotffi_python.so",
                 cfg => "$ROOT/examples/python/echo,init");
 }
+if (-e "$BUILD/java/examples/demo/Echo.class") {
+    add_runtime(name => 'java', label => 'Java echo',
+                lib => "$BUILD/lib/libhotffi_java.so",
+                cfg => "classpath=$BUILD/java/examples,demo.Echo,init");
+}
 if ($ENV{BENCH_RUNTIME}) {
     my $lib = $ENV{BENCH_RUNTIME};
     die "bench: BENCH_RUNTIME=$lib: no such file\n"
@@ -1063,7 +1068,7 @@ sub report {
 sub colour {
     my %c = (unix => '#7f7f7f', memcpy => '#7f7f7f', bare => '#bfbfbf',
              c => '#0072b2', go => '#009e73', rust => '#d55e00',
-             python => '#e69f00', custom => '#cc79a7');
+             python => '#e69f00', java => '#56b4e9', custom => '#cc79a7');
     return "lc rgb '" . ($c{ $_[0] } // '#000000') . "'";
 }
 
