@@ -163,6 +163,8 @@ struct hotffi_java_rt_s {
                                      or libffi_retire() */
     int                pollers;   /* threads inside the gate's poll */
     unsigned           stopped:1; /* a poll returned NULL: let none in */
+    unsigned           started:1; /* init returned 0: a rollback may
+                                     restart cls */
     jclass             cls;       /* global ref, or NULL: the class init
                                      ran; dropped (or kept for a rollback)
                                      when the version ends */

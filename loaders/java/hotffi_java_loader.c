@@ -29,6 +29,92 @@ hotffi_java_host_t  hotffi_java_host;
 static pthread_once_t  hotffi_java_host_once = PTHREAD_ONCE_INIT;
 
 
+/*
+ * The class each configuration last ran, kept when its version ends so
+ * that a rollback (the reload that replaced it failed) restarts that very
+ * class -- not the file on disk, which a "Class?" would read anew and
+ * which may be what failed.  One per cfg: a later successful init of the
+ * same cfg forgets it, so reload cycles keep at most one old loader.
+ *
+ * locks: hotffi_java_back_mtx guards the list.
+ */
+typedef struct hotffi_java_back_s  hotffi_java_back_t;
+
+struct hotffi_java_back_s {
+    char                *cfg;     /* ours */
+    jclass               cls;     /* global ref, ours */
+    hotffi_java_back_t  *next;
+};
+
+static pthread_mutex_t      hotffi_java_back_mtx = PTHREAD_MUTEX_INITIALIZER;
+static hotffi_java_back_t  *hotffi_java_backs;
+
+
+/*
+ * thread: any attached.  Unlinks the record of cfg and returns its class
+ * (global ref, now the caller's), or NULL.
+ */
+static jclass
+hotffi_java_back_take(const char *cfg)
+{
+    jclass               cls;
+    hotffi_java_back_t  *b, **pp;
+
+    cls = NULL;
+
+    (void) pthread_mutex_lock(&hotffi_java_back_mtx);
+
+    for (pp = &hotffi_java_backs; *pp; pp = &(*pp)->next) {
+        b = *pp;
+
+        if (strcmp(b->cfg, cfg) == 0) {
+            *pp = b->next;
+            cls = b->cls;
+            free(b->cfg);
+            free(b);
+            break;
+        }
+    }
+
+    (void) pthread_mutex_unlock(&hotffi_java_back_mtx);
+
+    return cls;
+}
+
+
+/*
+ * thread: hotffi's reaper, attached.  Keeps cls (a global ref: ownership
+ * passes here) for a rollback of cfg, dropping an older one; drops cls
+ * itself when out of memory.
+ */
+static void
+hotffi_java_back_keep(JNIEnv *env, const char *cfg, jclass cls)
+{
+    jclass               old;
+    hotffi_java_back_t  *b;
+
+    old = hotffi_java_back_take(cfg);
+    if (old != NULL) {
+        (*env)->DeleteGlobalRef(env, old);
+    }
+
+    b = malloc(sizeof(hotffi_java_back_t));
+
+    if (b == NULL || (b->cfg = strdup(cfg)) == NULL) {
+        free(b);
+        (*env)->DeleteGlobalRef(env, cls);
+        return;
+    }
+
+    b->cls = cls;
+
+    (void) pthread_mutex_lock(&hotffi_java_back_mtx);
+    b->next = hotffi_java_backs;
+    hotffi_java_backs = b;
+    (void) pthread_mutex_unlock(&hotffi_java_back_mtx);
+}
+
+
 /* thread: init, once */
 static void
 hotffi_java_host_lookup(void)
@@ -90,8 +176,23 @@ hotffi_java_start(JNIEnv *env, const hotffi_java_cfg_t *c, void *tq,
     hotffi_java_rt_t *rt, char *err, size_t errlen)
 {
     jint        rc;
-    jclass      cls;
+    jclass      cls, back;
     jbyteArray  cp, name, method, cfg;
+
+    /* a rollback restarts the class the replaced version ran */
+    back = NULL;
+
+    if (hotffi_java_host.rollback != NULL
+        && hotffi_java_host.rollback(tq))
+    {
+        back = hotffi_java_back_take(rt->cfg);
+    }
+
+    if (back != NULL) {
+        rt->cls = back;
+        cls = back;
+        goto call;
+    }
 
     cp = hotffi_java_bytes(env, c->classpath);
     name = hotffi_java_bytes(env, c->cls);
@@ -114,6 +215,8 @@ hotffi_java_start(JNIEnv *env, const hotffi_java_cfg_t *c, void *tq,
 
     rt->cls = (*env)->NewGlobalRef(env, cls);
 
+call:
+
     method = hotffi_java_bytes(env, c->method);
     cfg = hotffi_java_bytes(env, c->cfg);
 
@@ -129,9 +232,20 @@ hotffi_java_start(JNIEnv *env, const hotffi_java_cfg_t *c, void *tq,
 
     if (rc != 0) {
         (void) snprintf(err, errlen, "%s returned %d", c->name, (int) rc);
+        return (int) rc;
     }
 
-    return (int) rc;
+    rt->started = 1;
+
+    if (back == NULL) {
+        /* this class, not the last one of cfg, is what to go back to */
+        back = hotffi_java_back_take(rt->cfg);
+        if (back != NULL) {
+            (*env)->DeleteGlobalRef(env, back);
+        }
+    }
+
+    return 0;
 }
 
 
@@ -262,8 +376,15 @@ hotffi_java_end(hotffi_java_rt_t *rt, char **state, int *len)
         }
     }
 
-    /* the class, and with it a "Class?" runtime's loader, can go */
-    (*env)->DeleteGlobalRef(env, rt->cls);
+    /* the class, and with it a "Class?" runtime's loader, can go -- or
+       stays for a rollback, on a host that can roll back */
+    if (hotffi_java_host.rollback != NULL && rt->started) {
+        hotffi_java_back_keep(env, rt->cfg, rt->cls);
+
+    } else {
+        (*env)->DeleteGlobalRef(env, rt->cls);
+    }
+
     rt->cls = NULL;
 
     (void) (*env)->PopLocalFrame(env, NULL);
