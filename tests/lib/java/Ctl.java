@@ -5,7 +5,8 @@
  *
  *   echo:S  fail:RC:MSG  error:MSG  null  empty  sleep:MS  cancelled  cfg
  *   log:LEVEL:N:TEXT, and anything else fails with rc 3.
- * Java's own, for tests/nginx/56x: throw:MSG (an exception), threads (how
+ * Java's own, for tests/nginx/56x: sleeping (how many sleeps run now),
+ * throw:MSG (an exception), threads (how
  * many hotffi-j* threads are alive), buffer:S (the request in place).
  *
  * The configuration is the number of serving threads (default 4), or
@@ -21,6 +22,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 public final class Ctl {
     private static final AtomicInteger CANCELLED = new AtomicInteger();
+    private static final AtomicInteger SLEEPING = new AtomicInteger();
 
     private Ctl() {
     }
@@ -67,17 +69,25 @@ public final class Ctl {
             break;
         case "sleep": {
             long end = System.nanoTime() + Long.parseLong(arg) * 1000000L;
-            while (System.nanoTime() < end) {
-                if (task.cancelled()) {
-                    CANCELLED.incrementAndGet();
-                    task.respond(0, b("cancelled"));
-                    return;
+            SLEEPING.incrementAndGet();
+            try {
+                while (System.nanoTime() < end) {
+                    if (task.cancelled()) {
+                        CANCELLED.incrementAndGet();
+                        task.respond(0, b("cancelled"));
+                        return;
+                    }
+                    Thread.sleep(5);
                 }
-                Thread.sleep(5);
+            } finally {
+                SLEEPING.decrementAndGet();
             }
             task.respond(0, b("slept"));
             break;
         }
+        case "sleeping":
+            task.respond(0, b(Integer.toString(SLEEPING.get())));
+            break;
         case "cancelled":
             task.respond(0, b(Integer.toString(CANCELLED.get())));
             break;
