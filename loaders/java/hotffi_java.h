@@ -183,6 +183,14 @@ hotffi_java_rt_t *hotffi_java_rt_create(void *tq, const char *cfg);
 void *hotffi_java_rt_poll(void *tq);
 
 /*
+ * thread: any.  hotffi_log() for tq with the registry's lock held, so
+ * that tq cannot end meanwhile; a tq no longer registered logs a line of
+ * no runtime.  msg: borrowed, len bytes (0: msg is "").  The host must
+ * have hotffi_log().
+ */
+void hotffi_java_rt_log(void *tq, int level, const char *msg, int len);
+
+/*
  * thread: hotffi's reaper.  Marks the runtime stopped, waits until no
  * thread is inside its poll, unregisters it and returns it (the caller
  * frees it with hotffi_java_rt_free()), or NULL if tq is unknown.

@@ -133,7 +133,10 @@ hotffi_java_cancelled(JNIEnv *env, jclass cls, jlong task)
 }
 
 
-/* thread: any Java thread of the runtime of tq.  Hotffi.log(). */
+/*
+ * thread: any Java thread.  Hotffi.log(): through the registry, so that a
+ * tq that ended meanwhile is never touched (its line has no runtime name).
+ */
 static void JNICALL
 hotffi_java_log(JNIEnv *env, jclass cls, jlong tq, jint level,
     jbyteArray msg)
@@ -149,14 +152,19 @@ hotffi_java_log(JNIEnv *env, jclass cls, jlong tq, jint level,
 
     len = (*env)->GetArrayLength(env, msg);
 
+    if (len == 0) {
+        hotffi_java_rt_log(HOTFFI_JAVA_PTR(tq), level, "", 0);
+        return;
+    }
+
     bytes = (*env)->GetPrimitiveArrayCritical(env, msg, NULL);
     if (bytes == NULL) {
         return;
     }
 
-    /* copies and never blocks: fine inside a critical region */
-    hotffi_java_host.log(HOTFFI_JAVA_PTR(tq), level, (const char *) bytes,
-                         len ? (int) len : 0);
+    /* copies and never blocks (a short lock): fine in a critical region */
+    hotffi_java_rt_log(HOTFFI_JAVA_PTR(tq), level, (const char *) bytes,
+                       (int) len);
 
     (*env)->ReleasePrimitiveArrayCritical(env, msg, bytes, JNI_ABORT);
 }

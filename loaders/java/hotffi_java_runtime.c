@@ -102,6 +102,20 @@ hotffi_java_rt_poll(void *tq)
 }
 
 
+/* thread: any.  locks: takes hotffi_java_rt_mtx. */
+void
+hotffi_java_rt_log(void *tq, int level, const char *msg, int len)
+{
+    (void) pthread_mutex_lock(&hotffi_java_rt_mtx);
+
+    /* len 0: msg is "" and NUL-terminated, as hotffi_log() reads it */
+    hotffi_java_host.log(hotffi_java_rt_find(tq) ? tq : NULL, level, msg,
+                         len);
+
+    (void) pthread_mutex_unlock(&hotffi_java_rt_mtx);
+}
+
+
 /* thread: hotffi's reaper (the stop has been delivered to tq) */
 hotffi_java_rt_t *
 hotffi_java_rt_take(void *tq)
