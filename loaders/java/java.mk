@@ -23,7 +23,15 @@ HOTFFI_JAVA_CFLAGS = $(RT_CFLAGS) -fvisibility=hidden \
 HOTFFI_JAVA_LDFLAGS = -shared -Wl,-z,nodelete -L$(HOTFFI_JAVA_LIBJVM) \
                       -Wl,-rpath,$(HOTFFI_JAVA_LIBJVM) -ljvm -lpthread -ldl
 
-all: $(HOTFFI_JAVA_LIB)
+# lua-resty-ffi's name for its Java loader, so that its users' nginx.conf
+# (ngx.load_ffi("ffi_java", "demo.App?,init,")) finds this one: the same
+# file, which the dynamic linker opens once under either name
+HOTFFI_JAVA_ALIAS := $(BUILD)/lib/libffi_java.so
+
+all: $(HOTFFI_JAVA_LIB) $(HOTFFI_JAVA_ALIAS)
+
+$(HOTFFI_JAVA_ALIAS): $(HOTFFI_JAVA_LIB)
+	ln -sf $(notdir $(HOTFFI_JAVA_LIB)) $@
 
 $(HOTFFI_JAVA_LIB): $(HOTFFI_JAVA_SRCS) $(HOTFFI_JAVA_HDRS) \
                     loaders/java/java.mk | $(HOTFFI_JAVA_JARF)

@@ -336,3 +336,37 @@ location = /t {
 GET /t
 --- response_body
 nil failed: 2: HOTFFI_JAVA_OPTS: unclosed ' in "-Dx='a b"
+
+
+
+=== TEST 10: Lua written for lua-resty-ffi: ngx.load_ffi("ffi_java", "Class?,init,"), CLASSPATH from the environment, __unload
+--- main_config eval
+"env CLASSPATH=$::CP/examples;"
+--- config
+location = /t {
+    content_by_lua_block {
+        require "resty_ffi"
+        local demo = ngx.load_ffi("ffi_java", "demo.Echo?,init,",
+                                  { is_global = true })
+        ngx.say(demo:echo("hello"))
+        ngx.say(ngx.load_ffi("ffi_java", "demo.Echo?,init,",
+                             { is_global = true }) == demo)
+        ngx.say(demo:__unload())
+        ngx.say(demo:echo("late"))
+        local again = ngx.load_ffi("ffi_java", "demo.Echo?,init,",
+                                   { is_global = true })
+        ngx.say(again ~= demo, " ", select(2, again:echo("again")))
+        -- the same loader, one JVM, under either name
+        local own = ngx.load_ffi("hotffi_java", "demo.Echo,init,1")
+        ngx.say(select(2, own:echo("own")))
+    }
+}
+--- request
+GET /t
+--- response_body
+truehello
+true
+true
+falsetask queue is finished
+true again
+own
