@@ -370,3 +370,32 @@ true
 falsetask queue is finished
 true again
 own
+
+
+
+=== TEST 11: hotffi's threads that called Java (init, reaper) are detached when they end: 30 loads and unloads leave none attached
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "jtest"
+        local probe = t.ctl("1")
+        for i = 1, 30 do
+            local rt = assert(t.load(t.examples .. "demo.Echo?,init," .. i % 3 + 1))
+            assert(rt:x("x"))
+            rt:__unload()
+        end
+        local n
+        for _ = 1, 3000 do
+            n = select(2, probe:x("attached"))
+            if n == "0" then break end
+            ngx.sleep(0.01)
+        end
+        ngx.say("attached ", n)
+    }
+}
+--- request
+GET /t
+--- response_body
+attached 0

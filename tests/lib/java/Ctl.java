@@ -6,6 +6,7 @@
  *   echo:S  fail:RC:MSG  error:MSG  null  empty  sleep:MS  cancelled  cfg
  *   log:LEVEL:N:TEXT, and anything else fails with rc 3.
  * Java's own, for tests/nginx/56x: sleeping (how many sleeps run now),
+ * attached (how many of hotffi's threads are attached to the JVM now),
  * throw:MSG (an exception), threads (how
  * many hotffi-j* threads are alive), buffer:S (the request in place).
  *
@@ -106,10 +107,14 @@ public final class Ctl {
         }
         case "throw":
             throw new IllegalStateException("thrown: " + arg);
-        case "threads": {
+        case "threads":
+        case "attached": {
             int n = 0;
             for (Thread t : Thread.getAllStackTraces().keySet()) {
-                if (t.getName().startsWith("hotffi-j") && t.isAlive()) {
+                String name = t.getName();
+                if (t.isAlive() && (cmd.equals("threads")
+                                    ? name.startsWith("hotffi-j")
+                                    : name.equals("hotffi"))) {
                     n++;
                 }
             }
