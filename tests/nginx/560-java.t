@@ -140,6 +140,8 @@ location = /t {
             ngx.say(tr:find("\tat ctl.Ctl.handle(Ctl.java:", 1, true) ~= nil)
         end
         ngx.say(rt:x("echo:still serving"))
+        -- HotffiError: a failure on purpose, with its rc and data, unlogged
+        ngx.say(rt:x("herror:42:on purpose"))
     }
 }
 --- request
@@ -152,11 +154,13 @@ true
 false 1 java.lang.IllegalStateException: thrown: bad 3
 true
 truestill serving
+false42on purpose
 --- error_log
 qr/\[error\] .*hotffi: runtime "hotffi_java&[^"]*ctl.Ctl[^"]*" v1: serve\(\) handler threw: java.lang.IllegalStateException: thrown: bad 1/
 --- no_error_log
 [alert]
 [crit]
+on purpose
 
 
 

@@ -7,7 +7,7 @@
  *   log:LEVEL:N:TEXT, and anything else fails with rc 3.
  * Java's own, for tests/nginx/56x: sleeping (how many sleeps run now),
  * attached (how many of hotffi's threads are attached to the JVM now),
- * throw:MSG (an exception), threads (how
+ * herror:RC:MSG (a HotffiError), throw:MSG (an exception), threads (how
  * many hotffi-j* threads are alive), buffer:S (the request in place).
  *
  * The configuration is the number of serving threads (default 4), or
@@ -16,6 +16,7 @@
 package ctl;
 
 import io.hotffi.Hotffi;
+import io.hotffi.HotffiError;
 import io.hotffi.Task;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -104,6 +105,11 @@ public final class Ctl {
             }
             task.respond(0, b("logged " + n));
             break;
+        }
+        case "herror": {
+            int c2 = arg.indexOf(':');
+            throw new HotffiError(Integer.parseInt(arg.substring(0, c2)),
+                arg.substring(c2 + 1));
         }
         case "throw":
             throw new IllegalStateException("thrown: " + arg);
