@@ -255,6 +255,11 @@ if (-e "$ROOT/examples/lua/echo.lua") {
                 lib => "$BUILD/lib/libhotffi_lua.so",
                 cfg => "$ROOT/examples/lua/echo,init,2");
 }
+if (-e "$BUILD/java/examples/demo/Echo.class") {
+    add_runtime(name => 'java', label => 'Java echo',
+                lib => "$BUILD/lib/libhotffi_java.so",
+                cfg => "classpath=$BUILD/java/examples,demo.Echo,init");
+}
 if ($ENV{BENCH_RUNTIME}) {
     my $lib = $ENV{BENCH_RUNTIME};
     die "bench: BENCH_RUNTIME=$lib: no such file\n"
@@ -1360,7 +1365,7 @@ sub report {
 sub colour {
     my %c = (unix => '#7f7f7f', memcpy => '#7f7f7f', bare => '#bfbfbf',
              c => '#0072b2', go => '#009e73', rust => '#d55e00',
-             python => '#e69f00', node => '#56b4e9', lua => '#7f7f7f',
+             python => '#e69f00', node => '#56b4e9', lua => '#7f7f7f', java => '#f0e442',
              custom => '#cc79a7');
     return "lc rgb '" . ($c{ $_[0] } // '#000000') . "'";
 }

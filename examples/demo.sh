@@ -88,6 +88,13 @@ if [ "$lua_hash" != "sha256 $want" ]; then
     echo "demo: the Lua service's hash is not sha256sum's" >&2
     exit 1
 fi
+# a Java runtime (the worker's JVM starts on its first call)
+java=$(curl -s --max-time 60 "$url/java?msg=hello-from-java")
+printf '$ %s\n%s\n' "$url/java?msg=hello-from-java" "$java"
+if [ "$java" != "hello-from-java" ]; then
+    echo "demo: the Java runtime did not answer" >&2
+    exit 1
+fi
 
 # in-place reload: deploy build b over the library, reload every worker
 show "$url/count"

@@ -50,6 +50,7 @@ my $BUILD = "$HotffiTest::REPO/build/lib";
 my $PYTHON_CTL = "$HotffiTest::REPO/tests/lib/python/hotffi_ctl,init";
 my $NODE_CTL = "$HotffiTest::REPO/tests/lib/node/hotffi_ctl,init";
 my $LUA_CTL = "$HotffiTest::REPO/tests/lib/lua/hotffi_ctl,init";
+my $JAVA_CTL = "classpath=$HotffiTest::REPO/build/java/tests,ctl.Ctl,init";
 
 sub _no_valgrind {
     my ($label) = @_;
@@ -181,6 +182,23 @@ our @LANGUAGES = (
             . "$LUA_CTL," . ($_[0] // '') . '")';
         },
         ctl_key => sub { "hotffi_lua&$LUA_CTL," . ($_[0] // '') },
+        ctl_one => '1',
+    },
+    {
+        # the echo example, and the ctl of tests/lib/java/Ctl.java (no
+        # panics: an exception is a stack trace, 560-java.t)
+        name => 'java', label => 'Java',
+        libs => [qw(hotffi_java)],
+        skip => _no_valgrind('Java'),
+        echo => 'require("resty.hotffi").load("hotffi_java", "'
+                . "classpath=$HotffiTest::REPO/build/java/examples,"
+                . 'demo.Echo,init,2")',
+        ctl  => 'hotffi_java',
+        ctl_load => sub {
+            'require("resty.hotffi").load("hotffi_java", "'
+            . "$JAVA_CTL," . ($_[0] // '') . '")';
+        },
+        ctl_key => sub { "hotffi_java&$JAVA_CTL," . ($_[0] // '') },
         ctl_one => '1',
     },
 );
