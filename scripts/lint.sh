@@ -1,7 +1,7 @@
 #!/bin/sh
 # The checks a tool can make of the house style -- 80 columns, no tabs, no
 # trailing white space, a purpose comment atop every C file, the core's
-# layers pointing down -- and cppcheck's warnings, over the C and Lua this
+# layers pointing down, no path of the machine committed -- and cppcheck's warnings, over the C and Lua this
 # project writes.
 set -eu
 cd "$(dirname "$0")/.."
@@ -66,6 +66,13 @@ perl -e '
 
     exit $bad;
 ' "$core_layers" src/core/*.c src/core/*.h >&2 || complain "the core's layers"
+
+# Nothing committed names a directory of the machine it was written on:
+# tests and docs reach the tree through its root variable.
+if git grep -nI -e '/work/' -e '/root/' -e '/home/' -- . ':!scripts/lint.sh' >&2
+then
+    complain "a path of this machine is committed"
+fi
 
 # shellcheck disable=SC2086
 cppcheck --quiet --enable=warning,portability,performance --error-exitcode=1 \

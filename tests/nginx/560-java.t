@@ -33,6 +33,7 @@ init_by_lua_block {
             return require("resty.hotffi").load("hotffi_java", cfg)
         end,
         examples = "classpath=$CP/examples,",
+        tests = "classpath=$CP/tests,",
     }
 }
 CONF
@@ -207,7 +208,7 @@ location = /t {
         try(t.examples .. "demo.Echo,nope")
         try(t.examples .. "bad/name,init")
         try(t.examples .. "demo.Echo,init,notanumber")
-        try("classpath=/work/wt-java/build/java/tests,ctl.Ctl,init,fail-init")
+        try(t.tests .. "ctl.Ctl,init,fail-init")
     }
 }
 --- request
