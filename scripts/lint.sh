@@ -1,8 +1,8 @@
 #!/bin/sh
 # The checks a tool can make of the house style -- 80 columns, no tabs, no
 # trailing white space, a purpose comment atop every C file, the core's
-# layers pointing down, no path of the machine committed -- and cppcheck's warnings, over the C and Lua this
-# project writes.
+# layers pointing down, no path of the machine committed -- and cppcheck's
+# warnings, over the C and Lua this project writes.
 set -eu
 cd "$(dirname "$0")/.."
 
