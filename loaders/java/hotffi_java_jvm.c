@@ -8,6 +8,7 @@
  *   -Xrs                        no handlers for HUP INT TERM QUIT
  *   -XX:-UsePerfData            no /tmp/hsperfdata_* files
  *   -XX:+DisableAttachMechanism no attach listener
+ *   -Djava.security.manager=allow  so that the exit guard may be installed
  *   then the words of $HOTFFI_JAVA_OPTS (`env HOTFFI_JAVA_OPTS=...;`)
  * The SDK jar is $HOTFFI_JAVA_SDK, else the one this library was built
  * with.  See docs/java.md, "The JVM in nginx".
@@ -15,10 +16,12 @@
 
 #include "hotffi_java.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 #ifndef HOTFFI_JAVA_JAR
@@ -30,7 +33,7 @@
 #define HOTFFI_JAVA_UP        2
 #define HOTFFI_JAVA_FAILED    3
 
-#define HOTFFI_JAVA_FIXED_OPTS  6   /* ours, before the user's */
+#define HOTFFI_JAVA_FIXED_OPTS  7   /* ours, before the user's */
 
 
 hotffi_java_jvm_t  hotffi_java_jvm;
@@ -65,8 +68,9 @@ hotffi_java_jvm_done(int state, const char *msg)
 /*
  * thread: whichever the JVM exits on.  A JVM that gives up while it starts
  * (a bad -Xmx, say) calls exit(): on the JVM thread, that thread ends
- * instead and the worker lives on, with no JVM.  Elsewhere (System.exit()
- * in a runtime) the process exits, as the JVM asked.
+ * instead and the worker lives on, with no JVM.  Elsewhere (a fatal
+ * error with -XX:+ExitOnOutOfMemoryError, say; System.exit() is refused
+ * by the exit guard) the process exits, as the JVM asked.
  */
 static void JNICALL
 hotffi_java_jvm_exit_hook(jint code)
@@ -91,6 +95,97 @@ hotffi_java_words_drop(char **w, int n)
     }
 
     free(w);
+}
+
+
+/*
+ * thread: the JVM thread.  JDK 17 says on the process's stderr (the error
+ * log) that a deprecated method was called and asks to report it to
+ * hotffi: we called it on purpose.  For the call, fd 2 is a pipe; what
+ * other threads wrote meanwhile is passed on, the JDK's lines are not.
+ */
+static jboolean
+hotffi_java_jvm_guard_quietly(JNIEnv *env, jclass host, jmethodID guard)
+{
+    int       fds[2], saved;
+    char      buf[4096], *line, *nl;
+    ssize_t   n;
+    jboolean  ok;
+
+    saved = -1;
+
+    if (pipe(fds) == 0) {
+        (void) fcntl(fds[0], F_SETFL, O_NONBLOCK);
+        (void) fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+        (void) fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+
+        saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+
+        if (saved == -1 || dup2(fds[1], STDERR_FILENO) == -1) {
+            if (saved != -1) {
+                (void) close(saved);
+                saved = -1;
+            }
+        }
+
+        (void) close(fds[1]);
+    }
+
+    ok = (*env)->CallStaticBooleanMethod(env, host, guard);
+
+    if (saved == -1) {
+        return ok;
+    }
+
+    (void) dup2(saved, STDERR_FILENO);
+    (void) close(saved);
+
+    /* the JDK's warning is a few short lines: one read takes them all */
+    n = read(fds[0], buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+
+    for (line = buf; *line != '\0'; line = nl) {
+        nl = strchr(line, '\n');
+        nl = nl != NULL ? nl + 1 : line + strlen(line);
+
+        if (strncmp(line, "WARNING: ", 9) != 0
+            || (strstr(line, "etSecurityManager") == NULL
+                && strstr(line, "terminally deprecated") == NULL
+                && strstr(line, "io.hotffi.Host") == NULL))
+        {
+            (void) write(STDERR_FILENO, line, nl - line);
+        }
+    }
+
+    (void) close(fds[0]);
+
+    return ok;
+}
+
+
+/*
+ * thread: the JVM thread.  System.exit() in a runtime would end the
+ * worker, with every request it holds: Host.guard() makes it throw
+ * instead.  A JDK that cannot (removed from 24 on) is said once.
+ */
+static void
+hotffi_java_jvm_guard(JNIEnv *env, jclass host)
+{
+    jmethodID  guard;
+
+    guard = (*env)->GetStaticMethodID(env, host, "guard", "()Z");
+
+    if (guard != NULL
+        && hotffi_java_jvm_guard_quietly(env, host, guard)
+        && !(*env)->ExceptionCheck(env))
+    {
+        return;
+    }
+
+    (void) (*env)->ExceptionClear(env);
+    (void) fprintf(stderr, "hotffi: this JDK has no security manager to "
+                   "refuse System.exit(): a runtime that calls it ends "
+                   "the nginx worker\n");
 }
 
 
@@ -134,6 +229,8 @@ hotffi_java_jvm_resolve(JNIEnv *env)
         return "io.hotffi.Host lacks a method (an SDK jar of another "
                "version?)";
     }
+
+    hotffi_java_jvm_guard(env, host);
 
     return NULL;
 }
@@ -198,6 +295,7 @@ hotffi_java_jvm_main(void *arg)
     opts[4].optionString = "exit";
     opts[4].extraInfo = (void *) hotffi_java_jvm_exit_hook;
     opts[5].optionString = "-Dio.hotffi.loader=libhotffi_java";
+    opts[6].optionString = "-Djava.security.manager=allow";
 
     for (i = 0; i < n; i++) {
         opts[HOTFFI_JAVA_FIXED_OPTS + i].optionString = words[i];

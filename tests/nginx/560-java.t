@@ -404,3 +404,41 @@ location = /t {
 GET /t
 --- response_body
 attached 0
+
+
+
+=== TEST 12: System.exit() and Runtime.halt() in a runtime fail the call or the load, never the worker
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "jtest"
+        local pid = ngx.worker.pid()
+        local rt = t.ctl("1")
+        for _, req in ipairs{ "exit:3", "halt:4", "setsm" } do
+            local ok, rc, tr = rt:x(req)
+            ngx.say(ok, " ", rc, " ", tr:match("^[^\n]+"))
+        end
+        ngx.say(rt:x("echo:still serving"))
+        local rt2, err = t.load(t.tests .. "ctl.Ctl,init,exit-init")
+        ngx.say(rt2, " ", (err:gsub("\n.*", "")))
+        ngx.say(rt:x("echo:and serving"))
+        ngx.say(ngx.worker.pid() == pid)
+    }
+}
+--- request
+GET /t
+--- response_body_like
+^false 1 java.lang.SecurityException: System.exit/Runtime.halt\(3\) refused: a runtime cannot end the nginx worker
+false 1 java.lang.SecurityException: System.exit/Runtime.halt\(4\) refused: a runtime cannot end the nginx worker
+false 1 java.lang.SecurityException: hotffi's exit guard is the JVM's security manager and stays so
+truestill serving
+nil libffi_init\(\) of runtime "[^"]*" failed: \d+: init threw: java.lang.SecurityException: System.exit/Runtime.halt\(9\) refused: a runtime cannot end the nginx worker
+trueand serving
+true
+$
+--- no_error_log
+[alert]
+[crit]
+maintainers of io.hotffi

@@ -8,10 +8,12 @@
  * Java's own, for tests/nginx/56x: sleeping (how many sleeps run now),
  * attached (how many of hotffi's threads are attached to the JVM now),
  * herror:RC:MSG (a HotffiError), throw:MSG (an exception), threads (how
- * many hotffi-j* threads are alive), buffer:S (the request in place).
+ * many hotffi-j* threads are alive), buffer:S (the request in place),
+ * exit:N and halt:N (System.exit(N), Runtime.halt(N)), setsm (replace
+ * the security manager).
  *
  * The configuration is the number of serving threads (default 4), or
- * "fail-init" (init returns 7).
+ * "fail-init" (init returns 7), or "exit-init" (init calls System.exit).
  */
 package ctl;
 
@@ -36,6 +38,9 @@ public final class Ctl {
     public static int init(String cfg, long tq) {
         if ("fail-init".equals(cfg)) {
             return 7;
+        }
+        if ("exit-init".equals(cfg)) {
+            System.exit(9);
         }
         int threads = cfg == null || cfg.isEmpty() ? 4
                                                    : Integer.parseInt(cfg);
@@ -113,6 +118,15 @@ public final class Ctl {
         }
         case "throw":
             throw new IllegalStateException("thrown: " + arg);
+        case "exit":
+            System.exit(Integer.parseInt(arg));
+            break;
+        case "halt":
+            Runtime.getRuntime().halt(Integer.parseInt(arg));
+            break;
+        case "setsm":
+            setSecurityManager();
+            break;
         case "threads":
         case "attached": {
             int n = 0;
@@ -139,5 +153,10 @@ public final class Ctl {
         default:
             task.respond(3, b("unknown command"));
         }
+    }
+
+    @SuppressWarnings("removal")
+    private static void setSecurityManager() {
+        System.setSecurityManager(new SecurityManager());
     }
 }

@@ -1,7 +1,8 @@
 /*
  * Host.java -- what libhotffi_java.so calls in Java: load a runtime's class
  * (a fresh class loader for "Class?"), run its init, its retire, and join
- * its threads.  Not an API: runtimes use Hotffi.
+ * its threads, and guard the worker from System.exit().  Not an API:
+ * runtimes use Hotffi.
  */
 package io.hotffi;
 
@@ -120,6 +121,18 @@ final class Host {
 
     static void join(long tq) throws InterruptedException {
         Hotffi.join(tq);
+    }
+
+    /* installs the exit guard; false where this JDK cannot (18 and later
+       without -Djava.security.manager=allow, 24 and later at all) */
+    @SuppressWarnings("removal")
+    static boolean guard() {
+        try {
+            System.setSecurityManager(new ExitGuard());
+            return true;
+        } catch (UnsupportedOperationException e) {
+            return false;
+        }
     }
 
     static byte[] trace(Throwable e) {
