@@ -116,6 +116,7 @@ exports.init_rejects = async () => { throw new Error('init rejected'); };
 exports.init_rc = (cfg) => Number(cfg);
 exports.init_str = () => '0';
 exports.init_exit = () => process.exit(9);
+exports.init_never = () => new Promise(() => {});
 exports.not_a_function = 42;
 JS
 
@@ -528,3 +529,27 @@ truehello from nginx
 false404not here
 20
 true3
+
+
+
+=== TEST 10: an init whose Promise never settles fails the load at init_timeout; the worker serves on and quits in the usual time
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "jstest"
+        local rt, err = require("resty.hotffi").load("hotffi_node",
+            t.dir .. "/t_serve,init_never", { init_timeout = 1 })
+        ngx.say(rt, " ", err:match("still running after 1 s") or err)
+        ngx.say(t.load("/t_serve"):x("echo:still"))
+    }
+}
+--- request
+GET /t
+--- response_body
+nil still running after 1 s
+truestill
+--- no_error_log
+[alert]
+[crit]
