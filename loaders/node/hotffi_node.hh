@@ -128,8 +128,9 @@ typedef struct hotffi_node_rt_s {
 /* thread: init.  Node's per-process set-up, once; 0 or -1 with err. */
 int hotffi_node_process_start(std::string *err);
 
-/* thread: exit().  Tears Node down when no version is alive. */
-void hotffi_node_process_end(int versions_alive);
+/* thread: exit().  Ends the process with status, past libnode's exit
+   handlers, once Node was started. */
+void hotffi_node_process_end(int status);
 
 /* thread: init.  Starts rt's env thread; 0, or -1 with err. */
 int hotffi_node_env_start(hotffi_node_rt_t *rt, std::string *err);

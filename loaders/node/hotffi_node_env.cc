@@ -134,18 +134,18 @@ hotffi_node_process_start(std::string *err)
 
 
 /*
- * thread: the worker's, in exit() (atexit), once every runtime was
+ * thread: the worker's, in exit() (on_exit), once every runtime was
  * unloaded (hotffi joins them on the worker's way out).  libnode's exit
  * handlers and static destructors race V8's platform threads, which never
  * stop, and crash (TearDownOncePerProcess() there too): a worker that
- * started Node ends here, stdio flushed, with nginx's worker exit code 0.
+ * started Node ends here, stdio flushed, with the exit status it asked for.
  */
 void
-hotffi_node_process_end(int versions_alive)
+hotffi_node_process_end(int status)
 {
     if (hotffi_node_proc_state == 1) {
         (void) fflush(NULL);
-        _exit(0);
+        _exit(status);
     }
 }
 

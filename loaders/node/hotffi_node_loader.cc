@@ -175,12 +175,13 @@ hotffi_node_error(void *tq, const std::string &name, const std::string &err)
 /*
  * exit(): registered after every start of a version, so that it runs
  * before whatever libnode registered with atexit() meanwhile (later
- * registrations run first).
+ * registrations run first).  on_exit(), not atexit(): it is given the
+ * status the worker exits with.
  */
 static void
-hotffi_node_exiting(void)
+hotffi_node_exiting(int status, void *unused)
 {
-    hotffi_node_process_end(0);
+    hotffi_node_process_end(status);
 }
 
 
@@ -265,7 +266,7 @@ libffi_init(char *cfg, void *tq)
                            rt) == 0)
         {
             rt->polling = 1;
-            (void) atexit(hotffi_node_exiting);
+            (void) on_exit(hotffi_node_exiting, nullptr);
 
             if (!rt->loaded_src.empty()) {
                 (void) pthread_mutex_lock(&hotffi_node_reg_mtx);

@@ -553,3 +553,25 @@ truestill
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 11: a worker that started Node exits with the status it asked for (the loader ends it past libnode's exit handlers)
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        ngx.say(require("jstest").load("/t_serve"):x("echo:up"))
+        ngx.timer.at(0.05, function() os.exit(3) end)
+    }
+}
+--- request
+GET /t
+--- response_body
+trueup
+--- error_log
+exited with code 3
+--- no_error_log
+[alert]
+[crit]
