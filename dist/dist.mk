@@ -204,8 +204,9 @@ test-dist: dist-lua
 test-deb: deb
 	sh tests/pkg/install.sh $(DEB_DIR)
 
-# builds what install copies, then installs into a DESTDIR only
-test-install: $(MODULE) python-loader node-loader lua-loader java-loader
+# builds what install copies, then installs into a DESTDIR only (the Java
+# loader is built there, for the test's PREFIX)
+test-install: $(MODULE) python-loader node-loader lua-loader $(HOTFFI_JAR)
 	sh tests/pkg/make-install.sh
 
 test-pkg: test-dist test-install test-deb
