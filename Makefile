@@ -29,7 +29,7 @@ help:
 	@echo "make test       unit tests (ASan+UBSan, TSan) and nginx tests"
 	@echo "make bench      benchmarks (bench/README.md)"
 	@echo "make lint       format and static checks"
-	@echo "make install    module, Lua, header, SDKs, Python loader (PREFIX, DESTDIR)"
+	@echo "make install    module, Lua, header, SDKs, loaders (PREFIX, DESTDIR)"
 	@echo "make deb        Debian packages into build/deb/"
 	@echo "make dist-lua   LuaRocks rockspec and opm tarball into build/dist-lua/"
 	@echo "make test-pkg   the packages built, checked, installed and purged (root)"

@@ -24,6 +24,8 @@ PKGCONFIG_DIR ?= $(DATADIR)/pkgconfig
 GOCODE_DIR  ?= $(DATADIR)/gocode/src
 # a cargo directory registry, as Debian's librust-*-dev packages lay it out
 CARGO_REGISTRY_DIR ?= $(DATADIR)/cargo/registry
+# Java libraries' jars, as Debian's Java policy puts them
+JAVADIR     ?= $(DATADIR)/java
 
 INSTALL     ?= install
 LUA_FILES   := $(shell cd lua && find . -name '*.lua' | sed 's|^\./||' | sort)
@@ -33,10 +35,12 @@ RUST_SDK_VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' \
 RUST_SDK_DIR := $(CARGO_REGISTRY_DIR)/hotffi-$(RUST_SDK_VERSION)
 
 .PHONY: install install-module install-lua install-dev install-python \
-        uninstall python-loader deb dist-lua test-pkg test-dist test-deb \
-        test-install
+        install-node install-lua-loader install-java uninstall \
+        python-loader node-loader lua-loader java-loader FORCE \
+        deb dist-lua test-pkg test-dist test-deb test-install
 
-install: install-module install-lua install-dev install-python
+install: install-module install-lua install-dev install-python install-node \
+         install-lua-loader install-java
 
 install-module: $(MODULE)
 	$(INSTALL) -d $(DESTDIR)$(NGINX_MODULES_DIR)
@@ -79,6 +83,50 @@ install-python: python-loader
 	ln -sf $(notdir $(HOTFFI_PY_LIB)) \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_ALIAS))
 
+# The Java loader finds its SDK jar by the absolute path it was built with
+# (loaders/java/java.mk): the one installed is built again, into
+# build/install/, with the path where install puts the jar.  That path is
+# kept in a file rewritten only when it changes, so that another JAVADIR
+# (or PREFIX) rebuilds the loader and the same one does not.
+HOTFFI_JAVA_INST      := $(BUILD)/install/libhotffi_java.so
+HOTFFI_JAVA_INST_JAR   = $(JAVADIR)/hotffi.jar
+HOTFFI_JAVA_INST_STAMP := $(BUILD)/install/java-jar-path
+
+$(HOTFFI_JAVA_INST_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(HOTFFI_JAVA_INST_JAR)' | cmp -s - $@ || \
+	    echo '$(HOTFFI_JAVA_INST_JAR)' > $@
+
+$(HOTFFI_JAVA_INST): $(HOTFFI_JAVA_SRCS) $(HOTFFI_JAVA_HDRS) \
+                     loaders/java/java.mk $(HOTFFI_JAVA_INST_STAMP)
+	$(call HOTFFI_JAVA_CC,$(HOTFFI_JAVA_INST_JAR))
+
+node-loader: $(HOTFFI_NODE_LIB)
+lua-loader: $(HOTFFI_LUA_LIB)
+java-loader: $(HOTFFI_JAVA_INST) $(HOTFFI_JAR)
+
+# the Node.js and Lua loaders beside the Python one, for the same reason
+# (hotffi.load("hotffi_node"), hotffi.load("hotffi_lua")); the JavaScript
+# SDK is in the Node.js loader, the Lua one in the Lua loader
+install-node: node-loader
+	$(INSTALL) -D -m 644 $(HOTFFI_NODE_LIB) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_NODE_LIB))
+
+install-lua-loader: lua-loader
+	$(INSTALL) -D -m 644 $(HOTFFI_LUA_LIB) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_LUA_LIB))
+
+# Debian's Java policy: the jar named with its version, and the plain name
+# a link to it; the loader under both its names, as in the build tree
+install-java: java-loader
+	$(INSTALL) -D -m 644 $(HOTFFI_JAVA_INST) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_JAVA_LIB))
+	ln -sf $(notdir $(HOTFFI_JAVA_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_JAVA_ALIAS))
+	$(INSTALL) -D -m 644 $(HOTFFI_JAR) \
+	    $(DESTDIR)$(JAVADIR)/hotffi-$(VERSION).jar
+	ln -sf hotffi-$(VERSION).jar $(DESTDIR)$(JAVADIR)/hotffi.jar
+
 # what install put there; the directories that are hotffi's alone go too,
 # the shared ones (lib/nginx/modules, share/lua/5.1/resty...) stay
 uninstall:
@@ -89,6 +137,12 @@ uninstall:
 	rm -rf $(DESTDIR)$(GOCODE_DIR)/hotffi $(DESTDIR)$(RUST_SDK_DIR)
 	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_LIB)) \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_PY_ALIAS))
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_NODE_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_LUA_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_JAVA_LIB)) \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(HOTFFI_JAVA_ALIAS))
+	rm -f $(DESTDIR)$(JAVADIR)/hotffi-$(VERSION).jar \
+	    $(DESTDIR)$(JAVADIR)/hotffi.jar
 
 
 # ---- Debian ---------------------------------------------------------------
@@ -150,8 +204,9 @@ test-dist: dist-lua
 test-deb: deb
 	sh tests/pkg/install.sh $(DEB_DIR)
 
-# builds what install copies, then installs into a DESTDIR only
-test-install: $(MODULE) python-loader
+# builds what install copies, then installs into a DESTDIR only (the Java
+# loader is built there, for the test's PREFIX)
+test-install: $(MODULE) python-loader node-loader lua-loader $(HOTFFI_JAR)
 	sh tests/pkg/make-install.sh
 
 test-pkg: test-dist test-install test-deb

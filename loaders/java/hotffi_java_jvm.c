@@ -153,7 +153,9 @@ hotffi_java_jvm_guard_quietly(JNIEnv *env, jclass host, jmethodID guard)
                 && strstr(line, "terminally deprecated") == NULL
                 && strstr(line, "io.hotffi.Host") == NULL))
         {
-            (void) write(STDERR_FILENO, line, nl - line);
+            if (write(STDERR_FILENO, line, nl - line) < 0) {
+                break;
+            }
         }
     }
 

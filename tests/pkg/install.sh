@@ -1,22 +1,24 @@
 #!/bin/sh
 # tests/pkg/install.sh DEB_DIR -- the Debian packages on this machine: they
 # install next to Debian's nginx (replacing nothing), enable the module like
-# Debian's own, and serve C, Go, Rust (where cargo exists) and Python
-# runtimes from the installed files alone; then they are purged and the
-# machine is as it was.
+# Debian's own, and serve C, Go, Rust (where cargo exists), Python, Node.js,
+# Lua and Java runtimes from the installed files alone; then they are purged
+# and the machine is as it was.
 #
 # Nothing of the checkout is on any path nginx sees: the configuration is
 # written here into a temporary prefix, the module and the Lua library are
 # the installed ones, and the only files taken from the checkout are
 # examples/c/template.c, compiled with `pkg-config --cflags hotffi`; the
-# Python, Go and Rust runtimes are this script's own, the latter two built
-# on the SDKs libhotffi-dev installs.  Needs root (dpkg).  Run by
+# other runtimes are this script's own: Go and Rust built on the SDKs
+# libhotffi-dev installs, Java compiled against the installed hotffi.jar,
+# and each loader loaded by its short name.  Needs root (dpkg).  Run by
 # `make test-pkg` after `make deb`.
 set -eu
 
 deb_dir=$(cd "${1:?usage: install.sh DEB_DIR}" && pwd)
 root=$(cd "$(dirname "$0")/../.." && pwd)
-pkgs="libnginx-mod-http-hotffi libhotffi-dev libhotffi-python"
+pkgs="libnginx-mod-http-hotffi libhotffi-dev libhotffi-python libhotffi-node
+      libhotffi-lua libhotffi-java"
 enabled=/etc/nginx/modules-enabled/60-mod-http-hotffi.conf
 
 fail() {
@@ -70,12 +72,15 @@ if nginx -t -q >/dev/null 2>&1; then
     system_conf_ok=1
 fi
 
+debs=
+for p in $pkgs; do
+    debs="$debs $deb_dir/${p}_*.deb"
+done
 # shellcheck disable=SC2086
-dpkg -i "$deb_dir"/libnginx-mod-http-hotffi_*.deb \
-        "$deb_dir"/libhotffi-dev_*.deb \
-        "$deb_dir"/libhotffi-python_*.deb >"$tmp/dpkg.log" 2>&1 \
+dpkg -i $debs >"$tmp/dpkg.log" 2>&1 \
     || { cat "$tmp/dpkg.log" >&2; fail "dpkg -i"; }
-ok "dpkg -i installs the three packages"
+# shellcheck disable=SC2086
+ok "dpkg -i installs the packages:" $pkgs
 
 [ "$(readlink "$enabled")" = \
   /usr/share/nginx/modules-available/mod-http-hotffi.conf ] \
@@ -91,6 +96,21 @@ fi
 dpkg-query -W -f '${Depends}\n' libnginx-mod-http-hotffi \
     | grep -q 'nginx-abi-' || fail "no nginx-abi dependency"
 ok "the module depends on the nginx ABI it was built for"
+
+# each loader depends on the runtime library it links; the Java one on the
+# JRE whose libjvm.so its run path names, which no shlibs file gives
+jvm=$(readelf -d /usr/lib/*/libhotffi_java.so \
+      | sed -n 's/.*runpath: \[\(.*\)\]/\1/p')
+if [ -z "$jvm" ] || [ ! -f "$jvm/libjvm.so" ]; then
+    fail "libhotffi_java.so's run path \"$jvm\" has no libjvm.so"
+fi
+jre=$(dpkg-query -S "$jvm/libjvm.so" | cut -d: -f1)
+for dep in libhotffi-node:libnode libhotffi-lua:libluajit \
+           "libhotffi-java:$jre"; do
+    dpkg-query -W -f '${Depends}\n' "${dep%%:*}" | grep -q "${dep#*:}" \
+        || fail "${dep%%:*} does not depend on ${dep#*:}"
+done
+ok "the loaders depend on libnode, libluajit and $jre (libjvm.so)"
 
 # a C runtime built against the installed header alone
 cp "$root/examples/c/template.c" "$tmp/"
@@ -202,6 +222,51 @@ def init(cfg, tq):
     return 0
 EOF
 
+mkdir -p "$tmp/node" "$tmp/lua" "$tmp/java/src/pkgtest" "$tmp/java/classes"
+cat > "$tmp/node/pkgtest.js" <<'EOF'
+'use strict';
+const hotffi = require('hotffi');
+
+exports.init = (cfg, tq) => {
+    hotffi.serve(tq, (req) => 'js ' + req.toString());
+    return 0;
+};
+EOF
+
+cat > "$tmp/lua/pkgtest.lua" <<'EOF'
+local hotffi = require "hotffi"
+
+return {
+    init = function(cfg)
+        hotffi.serve(function(req) return "lua " .. (req or "") end)
+    end,
+}
+EOF
+
+# a Java runtime compiled against the SDK jar the package installs; the
+# loader finds that jar itself (no HOTFFI_JAVA_SDK, no CLASSPATH)
+cat > "$tmp/java/src/pkgtest/Echo.java" <<'EOF'
+package pkgtest;
+
+import io.hotffi.Hotffi;
+import java.nio.charset.StandardCharsets;
+
+public final class Echo {
+    private Echo() {
+    }
+
+    public static int init(String cfg, long tq) {
+        Hotffi.serve(tq, req -> ("java " + new String(req,
+            StandardCharsets.UTF_8)).getBytes(StandardCharsets.UTF_8), 1);
+        return 0;
+    }
+}
+EOF
+javac --release 17 -cp /usr/share/java/hotffi.jar -d "$tmp/java/classes" \
+    "$tmp/java/src/pkgtest/Echo.java" \
+    || fail "a Java runtime does not compile against /usr/share/java/hotffi.jar"
+ok "a Java runtime compiles against /usr/share/java/hotffi.jar"
+
 port=$(python3 -c 'import socket; s = socket.socket(); \
 s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
@@ -272,6 +337,37 @@ http {
                 ngx.say(tostring(ok), " ", tostring(res), " ", tostring(err))
             }
         }
+
+        # the loaders below by short name too; Node.js and the JVM start
+        # on the first load (init_timeout: 60 s), and their first call is
+        # given as long on a busy machine
+        location = /js {
+            content_by_lua_block {
+                local rt = assert(require("resty.hotffi").load(
+                    "hotffi_node", "$tmp/node/pkgtest,init"))
+                local ok, res, err = rt:greet(ngx.var.arg_msg, 60)
+                ngx.say(tostring(ok), " ", tostring(res), " ", tostring(err))
+            }
+        }
+
+        location = /lua {
+            content_by_lua_block {
+                local rt = assert(require("resty.hotffi").load(
+                    "hotffi_lua", "$tmp/lua/pkgtest,init"))
+                local ok, res, err = rt:greet(ngx.var.arg_msg, 10)
+                ngx.say(tostring(ok), " ", tostring(res), " ", tostring(err))
+            }
+        }
+
+        location = /java {
+            content_by_lua_block {
+                local rt = assert(require("resty.hotffi").load(
+                    "hotffi_java",
+                    "classpath=$tmp/java/classes,pkgtest.Echo,init"))
+                local ok, res, err = rt:greet(ngx.var.arg_msg, 60)
+                ngx.say(tostring(ok), " ", tostring(res), " ", tostring(err))
+            }
+        }
     }
 }
 EOF
@@ -292,7 +388,7 @@ nginx_pid=$(cat "$tmp/logs/nginx.pid") || fail "nginx wrote no pid file"
 ok "nginx starts with the installed module and Lua library"
 
 get() {
-    curl -sS --max-time 20 "http://127.0.0.1:$port$1"
+    curl -sS --max-time 90 "http://127.0.0.1:$port$1"
 }
 
 body=$(get '/c?msg=hello') || fail "GET /c"
@@ -321,6 +417,13 @@ body=$(get '/py?msg=hello') || fail "GET /py"
 [ "$body" = "true py hello nil" ] || fail "GET /py answered \"$body\""
 ok "the Python runtime answers, loaded by short name"
 
+for lang in js:Node.js lua:Lua java:Java; do
+    l=${lang%%:*}
+    body=$(get "/$l?msg=hello") || fail "GET /$l"
+    [ "$body" = "true $l hello nil" ] || fail "GET /$l answered \"$body\""
+    ok "the ${lang#*:} runtime answers, loaded by short name"
+done
+
 if grep -E '\[(alert|crit|emerg|error)\]' "$tmp/logs/error.log" >&2; then
     fail "errors in nginx's log"
 fi
@@ -344,7 +447,10 @@ for p in $pkgs; do
     fi
 done
 for f in "$enabled" /usr/lib/nginx/modules/ngx_http_hotffi_module.so \
-         /usr/share/lua/5.1/resty/hotffi.lua /usr/include/hotffi.h; do
+         /usr/share/lua/5.1/resty/hotffi.lua /usr/include/hotffi.h \
+         /usr/lib/*/libhotffi_node.so /usr/lib/*/libhotffi_lua.so \
+         /usr/lib/*/libhotffi_java.so /usr/lib/*/libffi_java.so \
+         /usr/share/java/hotffi.jar; do
     if [ -e "$f" ] || [ -L "$f" ]; then
         fail "$f is left after the purge"
     fi

@@ -25,6 +25,7 @@ make -C "$root" -s install DESTDIR="$dest" PREFIX="$prefix" >"$tmp/log" 2>&1 \
 # every file, and only these
 (cd "$root/lua" && find . -name '*.lua' | sed "s|^\.|$prefix/share/lua/5.1|") \
     > "$tmp/want"
+version=$(cat "$root/VERSION")
 rust=$(sed -n 's/^version *= *"\(.*\)"/\1/p' \
        "$root/sdk/rust/hotffi/Cargo.toml" | head -n 1)
 for f in "$root"/sdk/rust/hotffi/src/*.rs; do
@@ -39,6 +40,12 @@ $prefix/include/hotffi.h
 $prefix/share/pkgconfig/hotffi.pc
 $prefix/lib/libhotffi_python.so
 $prefix/lib/libffi_python3.so
+$prefix/lib/libhotffi_node.so
+$prefix/lib/libhotffi_lua.so
+$prefix/lib/libhotffi_java.so
+$prefix/lib/libffi_java.so
+$prefix/share/java/hotffi-$version.jar
+$prefix/share/java/hotffi.jar
 $prefix/share/gocode/src/hotffi/sdk/go/go.mod
 $prefix/share/cargo/registry/hotffi-$rust/Cargo.toml
 $prefix/share/cargo/registry/hotffi-$rust/.cargo-checksum.json
@@ -47,6 +54,25 @@ LC_ALL=C sort -o "$tmp/want" "$tmp/want"
 (cd "$dest" && find . ! -type d | sed 's|^\.||' | LC_ALL=C sort) > "$tmp/got"
 diff -u "$tmp/want" "$tmp/got" >&2 || fail "make install installs other files"
 ok "make install puts each file in its place under PREFIX and DESTDIR"
+
+# the aliases and the jar's plain name are links, relative, to the files
+for link in lib/libffi_python3.so:libhotffi_python.so \
+            lib/libffi_java.so:libhotffi_java.so \
+            share/java/hotffi.jar:hotffi-$version.jar; do
+    [ "$(readlink "$dest$prefix/${link%%:*}")" = "${link#*:}" ] \
+        || fail "$prefix/${link%%:*} is not a link to ${link#*:}"
+done
+ok "the loaders' lua-resty-ffi names and hotffi.jar are links"
+
+# the installed Java loader finds the installed jar, not the checkout's
+# (its constant strings; the debug info names the build directory)
+readelf -p .rodata "$dest$prefix/lib/libhotffi_java.so" > "$tmp/rodata"
+grep -q "  $prefix/share/java/hotffi.jar\$" "$tmp/rodata" \
+    || fail "libhotffi_java.so does not name $prefix/share/java/hotffi.jar"
+if grep -q "$root" "$tmp/rodata"; then
+    fail "the installed libhotffi_java.so names the checkout"
+fi
+ok "the installed Java loader looks for the SDK in $prefix/share/java"
 
 cflags=$(PKG_CONFIG_SYSROOT_DIR="$dest" \
          PKG_CONFIG_LIBDIR="$dest$prefix/share/pkgconfig" \
