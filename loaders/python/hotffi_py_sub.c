@@ -15,9 +15,12 @@
  *
  * The interpreter's first thread state (ts0) is kept, unused, until the
  * end: the `threading` module of the interpreter takes the thread that
- * first imported it for its main thread and expects that thread's state
- * to be alive when the interpreter ends; Py_EndInterpreter() then runs on
- * ts0, swapped in on the thread that ends it.  Py_EndInterpreter() aborts
+ * first imported it (ts0, in setup) for its main thread, whose state must
+ * be alive when the interpreter ends.  Py_EndInterpreter() then runs on
+ * ts0, swapped in on the thread that ends it, which first becomes
+ * threading's main thread (its ident): else threading._shutdown() would
+ * wait for the main thread's state to go, which is the one running it.
+ * Py_EndInterpreter() aborts
  * the process when another thread state of the interpreter is alive: a
  * thread nobody joined (a daemon thread a handler started) leaves the
  * interpreter as it is, with a line in the error log, rather than that.
@@ -262,6 +265,33 @@ hotffi_py_sub_interp(hotffi_py_sub_t *sub)
 }
 
 
+/*
+ * GIL: held, on ts0.  This thread becomes threading's main thread of the
+ * interpreter, as ts0 runs on it now.
+ */
+static void
+hotffi_py_sub_main_thread(void)
+{
+    PyObject  *threading, *main, *ident;
+
+    threading = PyImport_ImportModule("threading");
+    main = threading ? PyObject_GetAttrString(threading, "_main_thread")
+                     : NULL;
+    ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+
+    if (main == NULL || ident == NULL
+        || PyObject_SetAttrString(main, "_ident", ident) != 0)
+    {
+        /* threading._shutdown() may then wait for ever: say so */
+        PyErr_WriteUnraisable(NULL);
+    }
+
+    Py_XDECREF(ident);
+    Py_XDECREF(main);
+    Py_XDECREF(threading);
+}
+
+
 /* thread: any but the event loop.  GIL: released. */
 void
 hotffi_py_sub_end(hotffi_py_sub_t *sub)
@@ -302,6 +332,8 @@ hotffi_py_sub_end(hotffi_py_sub_t *sub)
     }
 
     (void) PyThreadState_Swap(sub->ts0);
+
+    hotffi_py_sub_main_thread();
 
     /* atexit functions of the interpreter run here */
     Py_EndInterpreter(sub->ts0);
