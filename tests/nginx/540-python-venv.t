@@ -169,10 +169,11 @@ location = /unload {
         ngx.say("unloaded")
     }
 }
-location = /threads {
+location = /status {
     content_by_lua_block {
+        local field = ngx.var.arg_field or "Threads"
         for line in io.lines("/proc/" .. ngx.worker.pid() .. "/status") do
-            local n = line:match("^Threads:%s*(%d+)")
+            local n = line:match("^" .. field .. ":%s*(%d+)")
             if n then
                 ngx.say(n)
             end
@@ -263,7 +264,8 @@ sub call {
     return body($nginx, '/call?cfg=' . esc($cfg) . '&req=' . esc($req // 'version'));
 }
 sub interpreters { (call("$dir/py/which,init,", 'interpreters'))[1] }
-sub threads { (body($nginx, '/threads'))[1] }
+sub threads { (body($nginx, '/status'))[1] }
+sub rss_kb { (body($nginx, '/status?field=VmRSS'))[1] }
 sub slurp { my ($f) = @_; open my $fh, '<', $f or return ''; local $/; <$fh> }
 
 my $cfg_a = "venv=$dir/venv-a;$dir/py/which,init,";
@@ -406,6 +408,26 @@ is($status, 500, 'a venv runtime that imports it fails to load');
 like($text, qr/failed: 3: Traceback .*ImportError: spmod .*single-phase initialisation/s,
      'with the ImportError');
 
+# ---- load and unload cycles: no interpreter, thread or much memory left
+# (CPython 3.11 keeps a little of each interpreter it ends)
+my ($cycles, $rss0, $interps0) = (30, rss_kb(), interpreters());
+$threads0 = threads();
+my $served = 0;
+for my $i (1 .. $cycles) {
+    my $c = "venv=$dir/venv-b;$dir/py/which,init,$dir/cycle$i.ended";
+    $served++ if join(' ', call($c)) eq '200 2.0';
+    body($nginx, '/unload?cfg=' . esc($c));
+}
+is($served, $cycles, "$cycles venv runtimes loaded, called and unloaded");
+wait_until(sub { !grep { slurp("$dir/cycle$_.ended") ne "ended\n" } 1 .. $cycles },
+           20, 'every one of their interpreters to end');
+wait_until(sub { interpreters() == $interps0 }, 10,
+           'as many interpreters as before');
+wait_until(sub { threads() == $threads0 }, 10, 'as many threads as before');
+my $grown = rss_kb() - $rss0;
+diag("$cycles venv load/unload cycles: the worker's RSS grew by $grown KiB");
+cmp_ok($grown, '<', $cycles * 1024, 'less than 1 MiB of memory per cycle kept');
+
 # ---- whatever happened, every runtime still serves
 is_deeply([ call($cfg_a) ], [ 200, '1.0' ],
           'venv a: 1.0, imported before the upgrade on disk');
@@ -415,6 +437,36 @@ is_deeply([ call($cfg_main) ], [ 200, 'none' ], 'no venv');
 my $log = $nginx->error_log_text;
 unlike($log, qr/\[(alert|crit|emerg)\]|Fatal Python error|not ended/,
        'no alert, no fatal error, no interpreter left running');
+
+# ---- a thread nobody joins keeps the interpreter from ending (CPython
+# would abort): it is left as it is, and the error log says so
+write_file("$dir/py/leaky.py", <<'PY');
+import threading
+import hotffi
+
+stop = threading.Event()
+
+
+def handle(req):
+    threading.Thread(target=stop.wait, daemon=True).start()
+    return "started"
+
+
+def init(cfg, tq):
+    hotffi.serve(tq, handle)
+    return 0
+PY
+my $cfg_leaky = "venv=$dir/venv-a;$dir/py/leaky,init,";
+$interps0 = interpreters();
+is_deeply([ call($cfg_leaky) ], [ 200, 'started' ],
+          'a handler starts a daemon thread that never ends');
+body($nginx, '/unload?cfg=' . esc($cfg_leaky));
+wait_until(sub { $nginx->error_log_text =~ /hotffi_python: venv "\Q$dir\E\/venv-a": the sub-interpreter is not ended: 1 thread still runs in it/ },
+           10, 'the error log to say the interpreter is not ended');
+is(interpreters(), $interps0 + 1, 'that interpreter stays');
+is_deeply([ call($cfg_a) ], [ 200, '1.0' ], 'the worker serves on');
+unlike($nginx->error_log_text, qr/Fatal Python error|\[(alert|crit|emerg)\]/,
+       'no abort');
 $nginx->stop;
 
 done_testing;
