@@ -40,7 +40,9 @@
  * wait until none can touch tq any more.
  *
  * locks: the registry's mutex guards the list of runtimes and each
- * runtime's pollers, stopped and servers fields.
+ * runtime's pollers, stopped, servers, sub and interp fields; the
+ * rollback records' mutex their list (hotffi_py_retire.c).  Neither is
+ * held while waiting for the GIL.
  */
 
 #ifndef HOTFFI_PY_H
