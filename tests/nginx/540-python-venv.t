@@ -206,7 +206,7 @@ def handle(req):
     global count
     with lock:
         count += 1
-        return f"{TAG} {tinypkg.__version__} {count}"
+        return f"{TAG}\@{tinypkg.__version__} {count}"
 
 
 def init(cfg, tq):
@@ -224,34 +224,10 @@ PY
 }
 
 my $counter_cfg = "venv=$dir/venv-a;$dir/py/counter?,init,$dir/counter.ended";
-$config .= <<"CONF";
-location = /count {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                          "$counter_cfg", { name = "venvcount" }))
-        local ok, res, err = rt:count("x")
-        if not ok then
-            ngx.status = 500
-            ngx.say("failed: ", tostring(res), " ", tostring(err))
-            return
-        end
-        ngx.say(res)
-    }
-}
-location = /reload {
-    content_by_lua_block {
-        local rt = assert(require("resty.hotffi").load("hotffi_python",
-                          "$counter_cfg", { name = "venvcount" }))
-        local res, err = rt:__reload{ state = ngx.var.arg_state ~= "0" }
-        if not res then
-            ngx.status = 500
-            ngx.say("error: ", err)
-            return
-        end
-        ngx.say("ok ", res.from, " ", res.to)
-    }
-}
-CONF
+# /count, /reload[?state=0], /stats (tests/lib/HotffiReload.pm)
+$config .= reload_locations(
+    load => qq{require("resty.hotffi").load("hotffi_python", "$counter_cfg",
+                                             { name = "venvcount" })});
 
 write_file("$dir/py/counter.py", counter('v1'));
 
@@ -317,13 +293,13 @@ is_deeply([ call($cfg_b) ], [ 200, '2.0' ], 'both');
 
 # ---- in-place reload: the count goes on, in a new interpreter that sees
 # the package as it is on disk now
-is_deeply([ body($nginx, '/count') ], [ 200, 'v1 1.0 1' ], 'counter v1');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v1 1.0 2' ], 'counts');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v1@1.0 1' ], 'counter v1');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v1@1.0 2' ], 'counts');
 my $interps = interpreters();
 write_file("$site_a/tinypkg/__init__.py", "__version__ = \"1.1\"\n");
 write_file("$dir/py/counter.py", counter('v2'));
 is_deeply([ body($nginx, '/reload') ], [ 200, 'ok 1 2' ], 'reloaded in place');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v2 1.1 3' ],
+is_deeply([ body($nginx, '/count') ], [ 200, 'v2@1.1 3' ],
           'new code, the package upgraded in the venv, the count kept');
 wait_until(sub { slurp("$dir/counter.ended") eq "v1 ended\n" }, 10,
            'v1\'s interpreter to end after v2 started');
@@ -336,7 +312,7 @@ write_file("$dir/py/counter.py", "def init(cfg, tq)\n    return 0\n");
 is($status, 500, 'a broken version fails the reload');
 like($text, qr/SyntaxError: expected ':'.*version 2 serves again$/s,
      'and version 2 serves again');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v2 1.1 4' ],
+is_deeply([ body($nginx, '/count') ], [ 200, 'v2@1.1 4' ],
           'v2\'s module, in its interpreter, count kept');
 is(slurp("$dir/counter.ended"), "v1 ended\n",
    'v2\'s interpreter was not ended');
@@ -346,13 +322,32 @@ is(interpreters(), $interps, 'the failed version\'s interpreter ended');
 write_file("$dir/py/counter.py", counter('v3'));
 is_deeply([ body($nginx, '/reload?state=0') ], [ 200, 'ok 2 4' ],
           'reloaded without state');
-is_deeply([ body($nginx, '/count') ], [ 200, 'v3 1.1 1' ], 'v3 counts from 1');
+is_deeply([ body($nginx, '/count') ], [ 200, 'v3@1.1 1' ], 'v3 counts from 1');
 # v2's init ran twice in that interpreter (the rollback), and so
 # registered its atexit function twice
 wait_until(sub { slurp("$dir/counter.ended") eq "v1 ended\nv2 ended\nv2 ended\n" },
            10, 'v2\'s interpreter to end')
     or diag(slurp("$dir/counter.ended"));
 is(interpreters(), $interps, 'still one interpreter for the runtime');
+
+# under load: every reload a new interpreter, no call lost, a broken
+# version among them rolled back
+reload_under_load($nginx, reloads => 6, pause => 0.02,
+                  before_each => sub {
+                      my ($i) = @_;
+                      write_file("$dir/py/counter.py", counter("L$i"));
+                      return "L$i\@1.1";
+                  },
+                  refuse => {
+                      at     => 3,
+                      before => sub { write_file("$dir/py/counter.py",
+                                                 "def broken(:\n") },
+                      error  => qr/SyntaxError/,
+                  },
+                  answered_by => 2);
+wait_until(sub { interpreters() == $interps }, 10,
+           'one interpreter for the runtime after them')
+    or diag(interpreters());
 
 # ---- "module?": each load reads the file again, in its own interpreter
 write_file("$dir/py/fresh.py", "import hotffi\n\ndef init(cfg, tq):\n"
