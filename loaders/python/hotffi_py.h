@@ -233,6 +233,12 @@ void *hotffi_py_rt_poll(void *tq);
 void hotffi_py_rt_log(void *tq, int level, const char *msg, size_t len);
 
 /*
+ * thread: any.  GIL: any.  HOTFFI_PY_OK when tq is a registered, running
+ * runtime of interp (NULL: the main interpreter), else HOTFFI_PY_ERROR.
+ */
+int hotffi_py_rt_check(void *tq, PyInterpreterState *interp);
+
+/*
  * thread: any.  GIL: any.  s: ownership passes to the runtime when
  * HOTFFI_PY_OK; HOTFFI_PY_ERROR when tq is unknown or stopped, or a
  * runtime of another interpreter than s->interp.

@@ -149,6 +149,25 @@ hotffi_py_rt_poll(void *tq)
 
 /* thread: any.  GIL: any. */
 int
+hotffi_py_rt_check(void *tq, PyInterpreterState *interp)
+{
+    int              rc;
+    hotffi_py_rt_t  *rt;
+
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+
+    rt = hotffi_py_rt_find(tq);
+    rc = rt != NULL && !rt->stopped && rt->interp == interp ? HOTFFI_PY_OK
+                                                            : HOTFFI_PY_ERROR;
+
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+
+    return rc;
+}
+
+
+/* thread: any.  GIL: any. */
+int
 hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s)
 {
     int              rc;

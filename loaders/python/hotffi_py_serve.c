@@ -141,6 +141,16 @@ hotffi_py_serve_start(void *tq, PyObject *handler)
     PyThreadState       *ts;
     hotffi_py_server_t  *s;
 
+    /*
+     * A thread of another interpreter's runtime would poll its queue
+     * before hotffi_py_rt_add_server() could refuse it: refused first.
+     */
+    if (hotffi_py_rt_check(tq, hotffi_py_interp_current()) != HOTFFI_PY_OK) {
+        PyErr_SetString(PyExc_ValueError, "hotffi.serve(): tq is not the "
+                        "queue of a running runtime of this interpreter");
+        return HOTFFI_PY_ERROR;
+    }
+
     s = calloc(1, sizeof(hotffi_py_server_t));
     if (s == NULL) {
         PyErr_NoMemory();

@@ -111,6 +111,14 @@ def handle(req):
         return sys.prefix
     if what == "path":
         return "\n".join(sys.path)
+    if what == "tq":
+        return str(TQ)
+    if what == "serve":
+        try:
+            hotffi.serve(int(arg), handle)
+        except ValueError as e:
+            return "ValueError: " + str(e)
+        return "serving"
     if what == "interpreters":
         import _xxsubinterpreters
         return str(len(_xxsubinterpreters.list_all()))
@@ -125,7 +133,12 @@ def handle(req):
     return "what?"
 
 
+TQ = 0
+
+
 def init(cfg, tq):
+    global TQ
+    TQ = tq
     if str(cfg):
         atexit.register(_ended, str(cfg))
     hotffi.serve(tq, handle, threads=2)
@@ -272,6 +285,14 @@ ok((grep { m{/lib/python3\.\d+$} } @path), 'the stdlib is');
 ($status, $text) = call($cfg_main, 'path');
 ok(!(grep { index($_, "$dir/venv-") == 0 } split /\n/, $text),
    'the main interpreter\'s sys.path has no venv');
+
+# ---- a runtime serves its own interpreter's queues only
+my $tq_main = (call($cfg_main, 'tq'))[1];
+is_deeply([ call($cfg_a, "serve $tq_main") ],
+          [ 200, 'ValueError: hotffi.serve(): tq is not the queue of a running runtime of this interpreter' ],
+          'a venv runtime cannot serve() a runtime of the main interpreter');
+is_deeply([ call($cfg_main, 'version') ], [ 200, 'none' ],
+          'which its own threads serve on');
 
 # ---- unload ends the sub-interpreter: its atexit runs, threads and
 # interpreters are back to what they were
