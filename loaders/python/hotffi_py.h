@@ -287,6 +287,15 @@ int hotffi_py_sub_check(const char *venv, char *path, char *err,
 hotffi_py_sub_t *hotffi_py_sub_create(const char *path, char *err,
     size_t errlen);
 
+/*
+ * thread: any.  GIL: any.  Whether the extension module file at path
+ * (borrowed) imports PyModuleDef_Init(), which multi-phase initialisation
+ * needs: 1, 0 (then its init is single-phase), or -1 when its ELF dynamic
+ * symbols cannot be read (no file, another format, stripped section
+ * headers).
+ */
+int hotffi_py_sub_elf_multi_phase(const char *path);
+
 /* thread: any.  GIL: any.  sub's interpreter; NULL for sub NULL. */
 PyInterpreterState *hotffi_py_sub_interp(hotffi_py_sub_t *sub);
 

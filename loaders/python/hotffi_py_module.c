@@ -269,6 +269,36 @@ hotffi_py_mod_single_phase(PyObject *mod, PyObject *arg)
 }
 
 
+/*
+ * thread: any.  GIL: held, released while the file is read.
+ * hotffi._elf_multi_phase(path): True when the extension module file
+ * references PyModuleDef_Init(), False when it does not (single-phase),
+ * None when that cannot be read.
+ */
+static PyObject *
+hotffi_py_mod_elf_multi_phase(PyObject *mod, PyObject *arg)
+{
+    int        rc;
+    PyObject  *bytes;
+
+    if (!PyUnicode_FSConverter(arg, &bytes)) {
+        return NULL;
+    }
+
+    Py_BEGIN_ALLOW_THREADS
+    rc = hotffi_py_sub_elf_multi_phase(PyBytes_AS_STRING(bytes));
+    Py_END_ALLOW_THREADS
+
+    Py_DECREF(bytes);
+
+    if (rc < 0) {
+        Py_RETURN_NONE;
+    }
+
+    return PyBool_FromLong(rc);
+}
+
+
 static PyMethodDef  hotffi_py_mod_methods[] = {
     { "poll", hotffi_py_mod_poll, METH_O,
       "poll(tq)\n--\n\n"
@@ -301,6 +331,10 @@ static PyMethodDef  hotffi_py_mod_methods[] = {
       "get, get_stale, set, safe_set, add, safe_add, replace, delete, "
       "incr, ttl, with ngx.shared.DICT's meaning, from any thread.  "
       "KeyError when there is no such zone." },
+    { "_elf_multi_phase", hotffi_py_mod_elf_multi_phase, METH_O,
+      "_elf_multi_phase(path)\n--\n\n"
+      "Whether an extension module file references PyModuleDef_Init() "
+      "(True), does not (False: single-phase), or cannot tell (None)." },
     { "_single_phase", hotffi_py_mod_single_phase, METH_O,
       "_single_phase(module)\n--\n\n"
       "Whether an extension module was made by single-phase "

@@ -31,11 +31,16 @@
  * globals that belong to the first interpreter that imported it, which
  * may crash another one, or the process once that interpreter ends.  So
  * in a venv runtime's interpreter, the loader wraps the import of
- * extension modules: one made by single-phase initialisation, from
- * anywhere but CPython's own lib-dynload, fails its import with an
- * ImportError that says so, before any code of the runtime can use it.
- * Its init has run once, in this interpreter, and CPython keeps what it
- * made; nothing else of it runs.
+ * extension modules from anywhere but CPython's own lib-dynload:
+ *   - before: a file whose dynamic symbols do not even reference
+ *     PyModuleDef_Init(), without which there is no multi-phase
+ *     initialisation, fails its import with an ImportError that says so,
+ *     and its init never runs;
+ *   - after: one that references it but was made by single-phase
+ *     initialisation all the same fails its import with that ImportError,
+ *     before any code of the runtime can use it.  Its init has run once,
+ *     in this interpreter, and CPython keeps what it made; nothing else
+ *     of it runs.
  *
  * locks: none of its own.  A sub is owned by one holder at a time
  * (hotffi_py.h); the GIL, shared by every interpreter on 3.11, orders the
@@ -45,11 +50,15 @@
 /* first: it includes Python.h, which must precede system headers */
 #include "hotffi_py.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,23 +112,124 @@ static const char  hotffi_py_sub_src[] =
     "    loader = _external.ExtensionFileLoader\n"
     "    create = loader.create_module\n"
     "\n"
+    "    def refuse(spec, origin):\n"
+    "        return ImportError(\n"
+    "            f'{spec.name} ({origin}) is an extension module with '\n"
+    "            'single-phase initialisation, which is not safe in a '\n"
+    "            'sub-interpreter: hotffi refuses it in a venv= runtime '\n"
+    "            '(run it in a runtime without venv=)',\n"
+    "            name=spec.name, path=origin)\n"
+    "\n"
     "    def create_module(self, spec):\n"
-    "        module = create(self, spec)\n"
     "        origin = spec.origin or ''\n"
-    "        if os.path.dirname(origin) != dynload and \\\n"
-    "                hotffi._single_phase(module):\n"
+    "        checked = os.path.dirname(origin) != dynload\n"
+    "        if checked and hotffi._elf_multi_phase(origin) is False:\n"
+    "            raise refuse(spec, origin)\n"
+    "        module = create(self, spec)\n"
+    "        if checked and hotffi._single_phase(module):\n"
     "            if sys.modules.get(spec.name) is module:\n"
     "                del sys.modules[spec.name]\n"
-    "            raise ImportError(\n"
-    "                f'{spec.name} ({origin}) is an extension module with '\n"
-    "                'single-phase initialisation, which is not safe in a '\n"
-    "                'sub-interpreter: hotffi refuses it in a venv= '\n"
-    "                'runtime (run it in a runtime without venv=)',\n"
-    "                name=spec.name, path=origin)\n"
+    "            raise refuse(spec, origin)\n"
     "        return module\n"
     "\n"
     "    create_module.__wrapped__ = create\n"
     "    loader.create_module = create_module\n";
+
+
+/* thread: any.  GIL: any. */
+int
+hotffi_py_sub_elf_multi_phase(const char *path)
+{
+    int           fd, rc;
+    size_t        size, n, i, len;
+    const char   *strtab, *name;
+    struct stat   st;
+    unsigned char *p;
+    ElfW(Ehdr)   *eh;
+    ElfW(Shdr)   *sh, *syms, *strs;
+    ElfW(Sym)    *sym;
+    static const char  want[] = "PyModuleDef_Init";
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        return -1;
+    }
+
+    if (fstat(fd, &st) != 0 || st.st_size < (off_t) sizeof(ElfW(Ehdr))) {
+        (void) close(fd);
+        return -1;
+    }
+
+    size = (size_t) st.st_size;
+    p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    (void) close(fd);
+
+    if (p == MAP_FAILED) {
+        return -1;
+    }
+
+    rc = -1;
+    eh = (ElfW(Ehdr) *) p;
+
+    /* this process's ELF class only: another could not be loaded anyway */
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0
+        || eh->e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64
+                                                         : ELFCLASS32)
+        || eh->e_shoff == 0 || eh->e_shoff > size
+        || eh->e_shentsize != sizeof(ElfW(Shdr))
+        || eh->e_shnum > (size - eh->e_shoff) / sizeof(ElfW(Shdr)))
+    {
+        goto done;
+    }
+
+    sh = (ElfW(Shdr) *) (p + eh->e_shoff);
+
+    for (i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type == SHT_DYNSYM) {
+            break;
+        }
+    }
+
+    if (i == eh->e_shnum || sh[i].sh_link >= eh->e_shnum) {
+        goto done;
+    }
+
+    syms = &sh[i];
+    strs = &sh[syms->sh_link];
+
+    if (syms->sh_entsize != sizeof(ElfW(Sym))
+        || syms->sh_offset > size || syms->sh_size > size - syms->sh_offset
+        || strs->sh_offset > size || strs->sh_size > size - strs->sh_offset)
+    {
+        goto done;
+    }
+
+    strtab = (const char *) p + strs->sh_offset;
+    n = syms->sh_size / sizeof(ElfW(Sym));
+    rc = 0;
+
+    for (i = 0; i < n; i++) {
+        sym = (ElfW(Sym) *) (p + syms->sh_offset) + i;
+
+        if (sym->st_shndx != SHN_UNDEF || sym->st_name >= strs->sh_size) {
+            continue;
+        }
+
+        name = strtab + sym->st_name;
+        len = strnlen(name, strs->sh_size - sym->st_name);
+
+        if (len == sizeof(want) - 1 && memcmp(name, want, len) == 0) {
+            rc = 1;
+            break;
+        }
+    }
+
+done:
+
+    (void) munmap(p, size);
+
+    return rc;
+}
 
 
 /* thread: init.  GIL: any. */

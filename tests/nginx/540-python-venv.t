@@ -52,13 +52,20 @@ for my $v ([a => '1.0'], [b => '2.0']) {
 }
 my $site_a = "$dir/venv-a/lib/$pyver/site-packages";
 
-# ---- two C extension modules: single-phase (PyModule_Create) and
-# multi-phase (PyModuleDef_Init), in venv a and, for the main interpreter,
-# in $dir/ext
+# ---- C extension modules: single-phase (PyModule_Create; its init
+# writes a file, to tell whether it ran), multi-phase (PyModuleDef_Init),
+# and single-phase that references PyModuleDef_Init all the same; in venv
+# a and, for the main interpreter, in $dir/ext
 write_file("$dir/ext/spmod.c", <<'C');
 #include <Python.h>
+#include <stdio.h>
 static struct PyModuleDef def = { PyModuleDef_HEAD_INIT, "spmod", NULL, -1 };
 PyMODINIT_FUNC PyInit_spmod(void) {
+    FILE *f = fopen(MARKER, "a");
+    if (f != NULL) {
+        fputs("init ran\n", f);
+        fclose(f);
+    }
     PyObject *m = PyModule_Create(&def);
     if (m != NULL && PyModule_AddStringConstant(m, "kind", "single-phase")) {
         Py_CLEAR(m);
@@ -75,8 +82,22 @@ static PyModuleDef_Slot slots[] = { { Py_mod_exec, (void *) run }, { 0, NULL } }
 static struct PyModuleDef def = { PyModuleDef_HEAD_INIT, "mpmod", NULL, 0, NULL, slots };
 PyMODINIT_FUNC PyInit_mpmod(void) { return PyModuleDef_Init(&def); }
 C
-for my $m (qw(spmod mpmod)) {
-    system('cc', '-shared', '-fPIC', "-I$pyinc", '-o', "$dir/ext/$m.so",
+write_file("$dir/ext/mixmod.c", <<'C');
+#include <Python.h>
+static struct PyModuleDef unused = { PyModuleDef_HEAD_INIT, "unused", NULL, 0 };
+static struct PyModuleDef def = { PyModuleDef_HEAD_INIT, "mixmod", NULL, -1 };
+PyMODINIT_FUNC PyInit_mixmod(void) {
+    (void) PyModuleDef_Init(&unused);
+    PyObject *m = PyModule_Create(&def);
+    if (m != NULL && PyModule_AddStringConstant(m, "kind", "single-phase")) {
+        Py_CLEAR(m);
+    }
+    return m;
+}
+C
+for my $m (qw(spmod mpmod mixmod)) {
+    system('cc', '-shared', '-fPIC', "-I$pyinc",
+           "-DMARKER=\"$dir/spmod.inited\"", '-o', "$dir/ext/$m.so",
            "$dir/ext/$m.c") == 0 or BAIL_OUT("cc $m.c failed");
     system('cp', "$dir/ext/$m.so", "$site_a/$m.so") == 0 or die;
 }
@@ -410,15 +431,24 @@ is(interpreters(), $interps, 'and leaves no interpreter behind');
 ($status, $text) = call($cfg_a, 'import spmod');
 like($text, qr/^ImportError: spmod \(\Q$site_a\E\/spmod\.so\) is an extension module with single-phase initialisation, which is not safe in a sub-interpreter: hotffi refuses it in a venv= runtime/,
      'a single-phase extension module is refused in a venv runtime');
+ok(!-e "$dir/spmod.inited", 'before its init ran (its file has no '
+   . 'PyModuleDef_Init, so it cannot be multi-phase)');
 ($status, $text) = call($cfg_a, 'import spmod');
-like($text, qr/^ImportError: spmod .*single-phase/,
-     'and refused again (CPython keeps a copy of it)');
+like($text, qr/^ImportError: spmod .*single-phase/, 'and refused again');
+($status, $text) = call($cfg_a, 'import mixmod');
+like($text, qr/^ImportError: mixmod \(\Q$site_a\E\/mixmod\.so\) is an extension module with single-phase initialisation/,
+     'one that references PyModuleDef_Init but is single-phase is refused '
+     . 'after its init');
+($status, $text) = call($cfg_a, 'import mixmod');
+like($text, qr/^ImportError: mixmod .*single-phase/,
+     'and again (CPython keeps a copy of it)');
 is_deeply([ call($cfg_a, 'import mpmod') ], [ 200, 'multi-phase' ],
           'a multi-phase one works');
 is_deeply([ call($cfg_a, 'import _ctypes') ], [ 200, 'imported' ],
           'CPython\'s own lib-dynload modules are not refused');
 is_deeply([ call($cfg_main, "import $dir/ext spmod") ], [ 200, 'single-phase' ],
           'without venv, the single-phase module works');
+is(slurp("$dir/spmod.inited"), "init ran\n", 'its init ran there, once');
 ($status, $text) = call("venv=$dir/venv-a;$dir/py/usesp,init,");
 is($status, 500, 'a venv runtime that imports it fails to load');
 like($text, qr/failed: 3: Traceback .*ImportError: spmod .*single-phase initialisation/s,
