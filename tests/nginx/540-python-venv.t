@@ -195,6 +195,17 @@ location = /call {
         ngx.say(res)
     }
 }
+location = /compat {
+    content_by_lua_block {
+        -- lua-resty-ffi's Lua and loader name, with hotffi's venv=
+        require "resty_ffi"
+        local rt = ngx.load_ffi("ffi_python3", ngx.req.get_uri_args().cfg,
+                                { is_global = true })
+        local ok, res = rt:call("version")
+        ngx.say(ok, " ", res)
+        rt:__unload()
+    }
+}
 location = /unload {
     content_by_lua_block {
         local rt = assert(require("resty.hotffi").load("hotffi_python",
@@ -306,6 +317,13 @@ ok((grep { m{/lib/python3\.\d+$} } @path), 'the stdlib is');
 ($status, $text) = call($cfg_main, 'path');
 ok(!(grep { index($_, "$dir/venv-") == 0 } split /\n/, $text),
    'the main interpreter\'s sys.path has no venv');
+
+my $before = interpreters();
+is_deeply([ body($nginx, '/compat?cfg=' . esc("venv=$dir/venv-b;$dir/py/which,init")) ],
+          [ 200, 'true 2.0' ],
+          'ngx.load_ffi("ffi_python3", "venv=...;which,init") too');
+wait_until(sub { interpreters() == $before }, 10,
+           'its interpreter to end after its __unload()');
 
 # ---- a runtime serves its own interpreter's queues only
 my $tq_main = (call($cfg_main, 'tq'))[1];
