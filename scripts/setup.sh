@@ -13,6 +13,7 @@ PACKAGES="
     luajit2 libluajit2-5.1-dev lua-socket
     libpcre2-dev libssl-dev zlib1g-dev libcmocka-dev
     golang-go python3 libpython3-dev python3-cffi python3-prometheus-client
+    python3-venv
     default-jdk-headless
     redis-server
     wrk gnuplot-nox

@@ -1,7 +1,8 @@
 /*
- * hotffi_py.h -- the Python loader's internal contract: one CPython
- * interpreter per nginx worker, any number of runtimes ("module,function,cfg"
- * configurations) inside it.
+ * hotffi_py.h -- the Python loader's internal contract: one CPython per
+ * nginx worker, any number of runtimes ("module,function,cfg"
+ * configurations) in its main interpreter, and one sub-interpreter of its
+ * own for each version of a runtime that names a virtualenv ("venv=").
  *
  * DESIGN
  * Threads.  Three kinds of thread enter the loader:
@@ -16,9 +17,21 @@
  *
  * GIL.  The loader releases it right after starting the interpreter
  * (PyEval_SaveThread), so it is held only while Python code runs.  Every
- * entry from C takes it with PyGILState_Ensure(); polling gives it up while
- * it waits.  Functions say "GIL: held" (the caller holds it), "GIL: released"
- * (the caller must not hold it) or "GIL: taken" (they take it themselves).
+ * entry from C takes it with hotffi_py_gil_take() in the interpreter of the
+ * runtime it works for: PyGILState_Ensure() for the main one (as before
+ * sub-interpreters), a thread state of its own made on the runtime's
+ * sub-interpreter otherwise (PyGILState_Ensure() always enters the main
+ * interpreter).  CPython 3.11's interpreters share one GIL.  Polling gives
+ * it up while it waits.  Functions say "GIL: held" (the caller holds it),
+ * "GIL: released" (the caller must not hold it, in any interpreter) or
+ * "GIL: taken" (they take it themselves).
+ *
+ * Interpreters.  A runtime without "venv=" runs in the main interpreter,
+ * started by the first load and never ended.  A runtime with one runs in a
+ * sub-interpreter made by its libffi_init() (hotffi_py_sub.c) and owned by
+ * exactly one holder at a time: the runtime's registry entry, then the
+ * rollback record of its module, then the registry entry of a rollback.
+ * The last holder ends it, once every thread that ran in it was joined.
  *
  * Queues.  A runtime's queue (tq) is freed by hotffi once libffi_fini()
  * returns.  Every poll made through the loader goes through a gate, the
@@ -27,7 +40,9 @@
  * wait until none can touch tq any more.
  *
  * locks: the registry's mutex guards the list of runtimes and each
- * runtime's pollers, stopped and servers fields.
+ * runtime's pollers, stopped, servers, sub and interp fields; the
+ * rollback records' mutex their list (hotffi_py_retire.c).  Neither is
+ * held while waiting for the GIL.
  */
 
 #ifndef HOTFFI_PY_H
@@ -66,12 +81,16 @@
 typedef struct hotffi_py_cfg_s     hotffi_py_cfg_t;
 typedef struct hotffi_py_rt_s      hotffi_py_rt_t;
 typedef struct hotffi_py_server_s  hotffi_py_server_t;
+typedef struct hotffi_py_sub_s     hotffi_py_sub_t;
+typedef struct hotffi_py_kept_s    hotffi_py_kept_t;
 
 
-/* ---- hotffi_py_config.c: "dir/module?,function,cfg" ------------------- */
+/* ---- hotffi_py_config.c: "venv=path;dir/module?,function,cfg" --------- */
 
 struct hotffi_py_cfg_s {
-    char        *buf;        /* ours: holds dir, module, function, name */
+    char        *buf;        /* ours: holds venv, dir, module, function,
+                                name */
+    const char  *venv;       /* the virtualenv as written, or NULL */
     const char  *dir;        /* absolute directory for sys.path, or NULL */
     const char  *module;     /* dotted module name */
     const char  *function;   /* "init" unless given */
@@ -112,6 +131,29 @@ extern hotffi_py_host_t  hotffi_py_host;
 
 /* ---- hotffi_py_interp.c: the worker's interpreter ----------------------- */
 
+/* a way into Python, made by hotffi_py_gil_take() */
+typedef struct {
+    PyThreadState     *ts;       /* ours, in a sub-interpreter; or NULL */
+    PyGILState_STATE   gstate;   /* the main interpreter's, when ts NULL */
+} hotffi_py_gil_t;
+
+/*
+ * thread: any that holds no thread state.  GIL: taken.  Enters interp
+ * (NULL: the main interpreter) on this thread: PyGILState_Ensure() for the
+ * main one, a new thread state for a sub-interpreter.  As with
+ * PyGILState_Ensure(), failing to allocate a thread state is fatal.
+ */
+void hotffi_py_gil_take(PyInterpreterState *interp, hotffi_py_gil_t *g);
+
+/* thread: the one that took g.  GIL: held, released.  Leaves, for good. */
+void hotffi_py_gil_give(hotffi_py_gil_t *g);
+
+/*
+ * GIL: held.  The interpreter this thread runs in, as hotffi_py_gil_take()
+ * takes it: NULL for the main interpreter.
+ */
+PyInterpreterState *hotffi_py_interp_current(void);
+
 /*
  * thread: event loop.  GIL: released (nobody has it before the first call).
  * Starts the interpreter on the first call; later calls return at once.
@@ -133,6 +175,7 @@ int hotffi_py_interp_in_init(void);
    join); the serve thread only reads it */
 struct hotffi_py_server_s {
     void                *tq;        /* the value only: never read through */
+    PyInterpreterState  *interp;    /* the runtime's: NULL for the main */
     PyObject            *handler;   /* strong; GIL; dropped by the thread */
     pthread_t            tid;
     hotffi_py_server_t  *next;
@@ -151,6 +194,13 @@ struct hotffi_py_rt_s {
     char                *cfg;       /* ours: libffi_init()'s cfg text;
                                        both move to a rollback record
                                        when the version ends */
+    hotffi_py_sub_t     *sub;       /* ours: the sub-interpreter it runs
+                                       in (NULL: the main one); moves
+                                       with the module, else ended by
+                                       hotffi_py_rt_free() */
+    PyInterpreterState  *interp;    /* sub's, or NULL: set before init */
+    unsigned             retiring:1; /* ended by libffi_retire(): a
+                                       reload, never an unload */
     hotffi_py_rt_t      *next;
 };
 
@@ -159,6 +209,12 @@ struct hotffi_py_rt_s {
  * NULL when out of memory.
  */
 hotffi_py_rt_t *hotffi_py_rt_create(void *tq, const char *cfg);
+
+/*
+ * thread: init, before init runs.  GIL: released.  sub: ownership passes to
+ * rt (NULL: the main interpreter).
+ */
+void hotffi_py_rt_set_sub(hotffi_py_rt_t *rt, hotffi_py_sub_t *sub);
 
 /*
  * thread: runtime (never the event loop).  GIL: released.
@@ -177,8 +233,15 @@ void *hotffi_py_rt_poll(void *tq);
 void hotffi_py_rt_log(void *tq, int level, const char *msg, size_t len);
 
 /*
+ * thread: any.  GIL: any.  HOTFFI_PY_OK when tq is a registered, running
+ * runtime of interp (NULL: the main interpreter), else HOTFFI_PY_ERROR.
+ */
+int hotffi_py_rt_check(void *tq, PyInterpreterState *interp);
+
+/*
  * thread: any.  GIL: any.  s: ownership passes to the runtime when
- * HOTFFI_PY_OK; HOTFFI_PY_ERROR when tq is unknown or stopped.
+ * HOTFFI_PY_OK; HOTFFI_PY_ERROR when tq is unknown or stopped, or a
+ * runtime of another interpreter than s->interp.
  */
 int hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s);
 
@@ -198,9 +261,52 @@ void hotffi_py_rt_join(hotffi_py_rt_t *rt);
 
 /*
  * thread: hotffi's reaper.  GIL: released.  Joins threads (if not done),
- * drops the module (taking the GIL) and frees rt.
+ * keeps the module for a rollback or drops it (taking the GIL), ends the
+ * sub-interpreter unless it went with the module, and frees rt.
  */
 void hotffi_py_rt_free(hotffi_py_rt_t *rt);
+
+
+/* ---- hotffi_py_sub.c: a venv runtime's sub-interpreter ----------------- */
+
+/*
+ * thread: init.  GIL: any.  Checks that venv (borrowed, as written in the
+ * configuration; relative to the current directory) is a virtualenv this
+ * CPython can use, and writes its absolute path into path (PATH_MAX
+ * bytes).  HOTFFI_PY_OK, or HOTFFI_PY_ERROR with the reason in err.
+ */
+int hotffi_py_sub_check(const char *venv, char *path, char *err,
+    size_t errlen);
+
+/*
+ * thread: init.  GIL: released.  A new sub-interpreter whose sys.path is
+ * the stdlib and venv's site-packages (path: from hotffi_py_sub_check()),
+ * with the `hotffi` module and the guard against single-phase extension
+ * modules; the caller owns it.  NULL with the reason in err.
+ */
+hotffi_py_sub_t *hotffi_py_sub_create(const char *path, char *err,
+    size_t errlen);
+
+/*
+ * thread: any.  GIL: any.  Whether the extension module file at path
+ * (borrowed) imports PyModuleDef_Init(), which multi-phase initialisation
+ * needs: 1, 0 (then its init is single-phase), or -1 when its ELF dynamic
+ * symbols cannot be read (no file, another format, stripped section
+ * headers).
+ */
+int hotffi_py_sub_elf_multi_phase(const char *path);
+
+/* thread: any.  GIL: any.  sub's interpreter; NULL for sub NULL. */
+PyInterpreterState *hotffi_py_sub_interp(hotffi_py_sub_t *sub);
+
+/*
+ * thread: any but the event loop (it may wait for non-daemon threads).
+ * GIL: released.  Ends sub's interpreter (Py_EndInterpreter) and frees
+ * sub.  A thread still running in it (a daemon thread nobody joined) would
+ * make CPython abort: the interpreter is then left as it is, with a line
+ * in the error log.  sub NULL: nothing.
+ */
+void hotffi_py_sub_end(hotffi_py_sub_t *sub);
 
 
 /* ---- hotffi_py_import.c: import, reload, call init ---------------------- */
@@ -233,11 +339,20 @@ int hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len);
 /*
  * thread: hotffi's reaper, as a version ends (libffi_retire() or
  * libffi_fini()), for a version whose init ran (rt->module not NULL).
- * GIL: held.  Moves rt->module and rt->cfg into the record a rollback of
- * that cfg restarts, on a host that can roll back; leaves them in rt
- * otherwise.
+ * GIL: held, in rt's interpreter.  Moves rt->module, rt->cfg and rt->sub
+ * into the record a rollback of that cfg restarts, on a host that can roll
+ * back -- for a runtime in a sub-interpreter, only when it retires (an
+ * unload must end the interpreter) -- and leaves them in rt otherwise.
+ * Returns the record of that cfg it replaced, or NULL: the caller drops it
+ * with hotffi_py_retire_drop() once it holds no GIL.
  */
-void hotffi_py_retire_keep(hotffi_py_rt_t *rt);
+hotffi_py_kept_t *hotffi_py_retire_keep(hotffi_py_rt_t *rt);
+
+/*
+ * thread: any but the event loop.  GIL: released.  Drops a record: its
+ * module (in its interpreter) and its sub-interpreter.  k NULL: nothing.
+ */
+void hotffi_py_retire_drop(hotffi_py_kept_t *k);
 
 /*
  * thread: event loop, in libffi_init().  GIL: held.
@@ -247,19 +362,23 @@ void hotffi_py_retire_keep(hotffi_py_rt_t *rt);
 PyObject *hotffi_py_retire_state(void *tq);
 
 /*
- * thread: event loop, in libffi_init().  GIL: held.
+ * thread: init, in libffi_init().  GIL: any.
  * When hotffi_rollback(tq) says this init restarts the version a failed
- * reload replaced, the module that version ran, as a new reference, and
- * its record is forgotten; otherwise NULL.  cfg: borrowed: rt->cfg.
+ * reload replaced, the module that version ran (a reference that passes
+ * to the caller) and in *sub the sub-interpreter it ran in (the caller's
+ * too; NULL for the main one), and its record is forgotten; otherwise
+ * NULL.  cfg: borrowed: rt->cfg.
  */
-PyObject *hotffi_py_retire_rollback(void *tq, const char *cfg);
+PyObject *hotffi_py_retire_rollback(void *tq, const char *cfg,
+    hotffi_py_sub_t **sub);
 
 /*
- * thread: event loop, after an init that succeeded and was no rollback.
- * GIL: held.  Forgets the record of cfg (borrowed: rt->cfg): the module
- * now serving it is the one a later rollback restarts.
+ * thread: init, after an init that succeeded and was no rollback.
+ * GIL: any.  Unlinks the record of cfg (borrowed: rt->cfg) and returns it
+ * for hotffi_py_retire_drop(): the module now serving cfg is the one a
+ * later rollback restarts.
  */
-void hotffi_py_retire_forget(const char *cfg);
+hotffi_py_kept_t *hotffi_py_retire_forget(const char *cfg);
 
 /*
  * thread: event loop.  GIL: held.  What hotffi.state(tq) answers while an
@@ -276,8 +395,19 @@ PyObject *hotffi_py_retire_state_of(void *tq);
 
 /* ---- hotffi_py_module.c, hotffi_py_task.c: the `hotffi` module ----------- */
 
-/* GIL: held.  The module's init function for PyImport_AppendInittab(). */
+/*
+ * GIL: held.  The module's init function for PyImport_AppendInittab():
+ * multi-phase, so that every interpreter gets a module of its own.
+ */
 PyObject *hotffi_py_module_init(void);
+
+/*
+ * GIL: held, in the interpreter to install it in.  Imports `hotffi`, or,
+ * where it is no built-in (someone else started Python), makes it from its
+ * definition and puts it in sys.modules.  HOTFFI_PY_ERROR with an
+ * exception set.
+ */
+int hotffi_py_module_install(void);
 
 /*
  * GIL: held.  A hotffi.Config: a str with the text and, for lua-resty-ffi

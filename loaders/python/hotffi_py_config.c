@@ -2,8 +2,11 @@
  * hotffi_py_config.c -- parsing lua-resty-ffi's "module,function,cfg"
  * configuration of a Python runtime.
  *
- *   [dir/]module[?][,function[,cfg]]
+ *   [venv=path;][dir/]module[?][,function[,cfg]]
  *
+ * "venv=path;" first runs the runtime in a sub-interpreter of its own whose
+ * sys.path is that virtualenv's (hotffi_py_sub.c); the path runs to the
+ * first ';' and may hold commas.  Without it, the text is lua-resty-ffi's.
  * dir (before the last '/' of the first field) is put on sys.path; a
  * relative dir is taken from the worker's current directory at load time
  * and made absolute then.  A '?' after the module re-reads its file.  The
@@ -34,8 +37,8 @@ hotffi_py_cfg_parse(hotffi_py_cfg_t *c, const char *text, char *err,
     size_t errlen)
 {
     char        *p, *module, *function, *slash, *dir;
-    size_t       mlen, flen, fnlen, dlen, cwdlen, size;
-    const char  *comma, *comma2;
+    size_t       mlen, flen, fnlen, dlen, cwdlen, vlen, size;
+    const char  *comma, *comma2, *venv, *semi;
     char         cwd[PATH_MAX];
 
     memset(c, 0, sizeof(hotffi_py_cfg_t));
@@ -44,6 +47,24 @@ hotffi_py_cfg_parse(hotffi_py_cfg_t *c, const char *text, char *err,
         (void) snprintf(err, errlen, "no configuration: "
                         "\"[dir/]module[?],function,cfg\" expected");
         return HOTFFI_PY_ERROR;
+    }
+
+    venv = NULL;
+    vlen = 0;
+
+    if (strncmp(text, "venv=", 5) == 0) {
+        venv = text + 5;
+        semi = strchr(venv, ';');
+
+        if (semi == NULL || semi == venv) {
+            (void) snprintf(err, errlen, "bad venv in \"%s\": "
+                            "\"venv=/path/to/venv;[dir/]module[?],function,"
+                            "cfg\" expected", text);
+            return HOTFFI_PY_ERROR;
+        }
+
+        vlen = (size_t) (semi - venv);
+        text = semi + 1;
     }
 
     comma = strchr(text, ',');
@@ -70,9 +91,10 @@ hotffi_py_cfg_parse(hotffi_py_cfg_t *c, const char *text, char *err,
 
     fnlen = flen ? flen : sizeof(HOTFFI_PY_DEFAULT_FUNCTION) - 1;
 
-    /* module, function, the name "module,function" and dir, each with NUL */
+    /* module, function, the name "module,function", dir and venv, each
+     * with NUL */
     size = (mlen + 1) + (fnlen + 1) + (mlen + 1 + fnlen + 1)
-           + (cwdlen + mlen + 1);
+           + (cwdlen + mlen + 1) + (vlen + 1);
 
     c->buf = malloc(size);
     if (c->buf == NULL) {
@@ -104,6 +126,13 @@ hotffi_py_cfg_parse(hotffi_py_cfg_t *c, const char *text, char *err,
     p += sprintf(p, "%s,%s", module, function) + 1;
 
     c->function = function;
+
+    if (venv != NULL) {
+        memcpy(p, venv, vlen);
+        p[vlen] = '\0';
+        c->venv = p;
+        p += vlen + 1;
+    }
 
     /* "dir/module?": the directory, then the module name and its '?' */
     slash = strrchr(module, '/');

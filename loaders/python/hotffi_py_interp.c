@@ -1,6 +1,7 @@
 /*
- * hotffi_py_interp.c -- the worker's one CPython interpreter: started by the
- * first load, never finalised.
+ * hotffi_py_interp.c -- the worker's one CPython: its main interpreter,
+ * started by the first load and never finalised, and the way every thread
+ * enters the interpreter of the runtime it works for.
  *
  * Never finalised because Py_Finalize() with threads still running (serve
  * threads, the runtimes' own) is unsafe, and because Python code and
@@ -88,24 +89,16 @@ static int
 hotffi_py_interp_adopt(char *err, size_t errlen)
 {
     int               rc;
-    PyObject         *m;
     PyGILState_STATE  gstate;
 
     gstate = PyGILState_Ensure();
 
-    rc = HOTFFI_PY_ERROR;
-    m = hotffi_py_module_init();
+    rc = hotffi_py_module_install();
 
-    if (m != NULL
-        && PyDict_SetItemString(PyImport_GetModuleDict(), "hotffi", m) == 0)
-    {
-        rc = HOTFFI_PY_OK;
-
-    } else {
+    if (rc != HOTFFI_PY_OK) {
         hotffi_py_error_format(err, errlen);
     }
 
-    Py_XDECREF(m);
     PyGILState_Release(gstate);
 
     return rc;
@@ -204,7 +197,7 @@ hotffi_py_interp_start(char *err, size_t errlen)
 
     /*
      * Give up the GIL for good: from now on every entry takes it with
-     * PyGILState_Ensure(), this thread's state included.
+     * hotffi_py_gil_take(), this thread's state included.
      */
     (void) PyEval_SaveThread();
 
@@ -226,4 +219,57 @@ int
 hotffi_py_interp_in_init(void)
 {
     return hotffi_py_in_init;
+}
+
+
+/* thread: any that holds no thread state.  GIL: taken. */
+void
+hotffi_py_gil_take(PyInterpreterState *interp, hotffi_py_gil_t *g)
+{
+    if (interp == NULL) {
+        g->ts = NULL;
+        g->gstate = PyGILState_Ensure();
+        return;
+    }
+
+    /*
+     * PyGILState_Ensure() knows the main interpreter only.  This thread
+     * state is the thread's only one: if the thread has none in
+     * PyGILState's slot, CPython puts this one there (so that C code
+     * calling PyGILState_Ensure() under it, ctypes callbacks say, finds
+     * it) and takes it out again when it is deleted.
+     */
+    g->ts = PyThreadState_New(interp);
+    if (g->ts == NULL) {
+        Py_FatalError("hotffi: PyThreadState_New() failed");
+    }
+
+    PyEval_RestoreThread(g->ts);
+}
+
+
+/* thread: the one that took g.  GIL: held, released. */
+void
+hotffi_py_gil_give(hotffi_py_gil_t *g)
+{
+    if (g->ts == NULL) {
+        PyGILState_Release(g->gstate);
+        return;
+    }
+
+    PyThreadState_Clear(g->ts);
+    PyThreadState_DeleteCurrent();
+    g->ts = NULL;
+}
+
+
+/* thread: any.  GIL: held. */
+PyInterpreterState *
+hotffi_py_interp_current(void)
+{
+    PyInterpreterState  *interp;
+
+    interp = PyInterpreterState_Get();
+
+    return interp == PyInterpreterState_Main() ? NULL : interp;
 }

@@ -4,6 +4,7 @@
  * libffi_retire() also hands the module's state to the next version.
  *
  *   hotffi.load("hotffi_python", "/srv/py/handlers?,init,{\"db\":\"x\"}")
+ *   hotffi.load("hotffi_python", "venv=/srv/venvs/a;/srv/py/handlers,init,")
  *
  * See docs/python.md.  hotffi_py.h has the threading and GIL model.
  */
@@ -12,6 +13,7 @@
 #include "hotffi_py.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 
@@ -48,24 +50,36 @@ hotffi_py_host_lookup(void)
 
 /*
  * thread: hotffi's init thread.  GIL: released, taken while Python runs.
- * cfg: borrowed, "[dir/]module[?][,function[,cfg]]".
+ * cfg: borrowed, "[venv=path;][dir/]module[?][,function[,cfg]]".
  * tq:  borrowed, until libffi_fini() or libffi_retire().
  */
 int
 libffi_init(char *cfg, void *tq)
 {
-    int               rc;
-    char              err[HOTFFI_PY_ERR_MAX];
-    PyObject         *state, *back;
-    sigset_t          all, old;
-    hotffi_py_rt_t   *rt;
-    hotffi_py_cfg_t   c;
-    PyGILState_STATE  gstate;
+    int                rc;
+    char               err[HOTFFI_PY_ERR_MAX], venv[PATH_MAX];
+    PyObject          *state, *back;
+    sigset_t           all, old;
+    hotffi_py_rt_t    *rt;
+    hotffi_py_cfg_t    c;
+    hotffi_py_gil_t    g;
+    hotffi_py_sub_t   *sub;
+    hotffi_py_kept_t  *forgotten;
 
     (void) pthread_once(&hotffi_py_host_once, hotffi_py_host_lookup);
 
     if (hotffi_py_cfg_parse(&c, cfg, err, sizeof(err)) != HOTFFI_PY_OK) {
         hotffi_py_error_report(tq, cfg ? cfg : "", err);
+        return HOTFFI_PY_EBADCFG;
+    }
+
+    /* a venv that is not one fails before any interpreter is made */
+    if (c.venv != NULL
+        && hotffi_py_sub_check(c.venv, venv, err, sizeof(err))
+           != HOTFFI_PY_OK)
+    {
+        hotffi_py_error_report(tq, c.name, err);
+        hotffi_py_cfg_free(&c);
         return HOTFFI_PY_EBADCFG;
     }
 
@@ -95,22 +109,45 @@ libffi_init(char *cfg, void *tq)
         goto done;
     }
 
-    gstate = PyGILState_Ensure();
+    /*
+     * Whether this restarts the version a failed reload replaced: then its
+     * module, and the interpreter it ran in.  Else a venv runtime gets a
+     * new sub-interpreter; the rt owns it from here, and libffi_fini()
+     * (which hotffi calls after a failed init too) ends it.
+     */
+    back = hotffi_py_retire_rollback(tq, rt->cfg, &sub);
 
-    /* what the previous version handed over, and whether this restarts it */
+    if (back == NULL && c.venv != NULL) {
+        sub = hotffi_py_sub_create(venv, err, sizeof(err));
+
+        if (sub == NULL) {
+            rc = HOTFFI_PY_EPYTHON;
+            goto done;
+        }
+    }
+
+    hotffi_py_rt_set_sub(rt, sub);
+
+    forgotten = NULL;
+
+    hotffi_py_gil_take(rt->interp, &g);
+
+    /* what the previous version handed over */
     state = hotffi_py_retire_state(tq);
-    back = hotffi_py_retire_rollback(tq, rt->cfg);
 
     rc = hotffi_py_import_init(&c, tq, rt, back, state, err, sizeof(err));
 
     if (rc == 0 && back == NULL) {
         /* this module, not the last one of cfg, is what to go back to */
-        hotffi_py_retire_forget(rt->cfg);
+        forgotten = hotffi_py_retire_forget(rt->cfg);
     }
 
     Py_XDECREF(back);
     Py_XDECREF(state);
-    PyGILState_Release(gstate);
+    hotffi_py_gil_give(&g);
+
+    /* its module goes with its interpreter's GIL, which is not ours */
+    hotffi_py_retire_drop(forgotten);
 
 done:
 
@@ -174,6 +211,9 @@ libffi_retire(void *tq, char **state, int *len)
 
     /* retire() reads a state no thread of this version changes any more */
     hotffi_py_rt_join(rt);
+
+    /* a reload: the module, and its interpreter, stay for a rollback */
+    rt->retiring = 1;
 
     rc = hotffi_py_retire_run(rt, state, len);
 

@@ -2,6 +2,15 @@
  * hotffi_py_module.c -- the `hotffi` Python module, built into the loader:
  * poll(), serve(), state(), log(), shared_dict(), Task, SharedDict,
  * Config, LogHandler and the loader's rc values.
+ *
+ * Multi-phase initialisation (PEP 489): every interpreter -- the main one
+ * and each venv runtime's sub-interpreter -- imports a module of its own,
+ * whose Config and Error classes (Python objects of that interpreter) are
+ * kept in the module's state.  C code finds the module of the interpreter
+ * it runs in through that interpreter's dict (PyInterpreterState_GetDict).
+ * Task and SharedDict are static types, shared by every interpreter: they
+ * hold no Python object of an interpreter, and CPython 3.11's interpreters
+ * share one GIL and one allocator.
  */
 
 /* first: it includes Python.h, which must precede system headers */
@@ -14,9 +23,15 @@
 
 
 
-/* hotffi.Config and hotffi.Error, made once with the module; GIL */
-static PyObject  *hotffi_py_config_class;
-static PyObject  *hotffi_py_error_class;
+/* the key of the interpreter's dict that holds its hotffi module */
+#define HOTFFI_PY_MODULE_KEY  "hotffi.module"
+
+
+/* a module's state: hotffi.Config and hotffi.Error of its interpreter */
+typedef struct {
+    PyObject  *config_class;    /* strong */
+    PyObject  *error_class;     /* strong */
+} hotffi_py_modstate_t;
 
 
 /*
@@ -223,6 +238,67 @@ hotffi_py_mod_log(PyObject *mod, PyObject *args)
 }
 
 
+/*
+ * thread: any.  GIL: held.  hotffi._single_phase(module): whether an
+ * extension module was made by single-phase initialisation, which is not
+ * safe in a sub-interpreter.  Multi-phase made it from its definition,
+ * leaving m_base.m_init NULL; single-phase sets m_init, and a second import
+ * of one with m_size -1 is a copy of its dict in a module without a
+ * definition.
+ */
+static PyObject *
+hotffi_py_mod_single_phase(PyObject *mod, PyObject *arg)
+{
+    PyModuleDef  *def;
+
+    if (!PyModule_Check(arg)) {
+        /* only multi-phase can make something else (Py_mod_create) */
+        Py_RETURN_FALSE;
+    }
+
+    def = PyModule_GetDef(arg);
+    if (def == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+
+        Py_RETURN_TRUE;
+    }
+
+    return PyBool_FromLong(def->m_base.m_init != NULL);
+}
+
+
+/*
+ * thread: any.  GIL: held, released while the file is read.
+ * hotffi._elf_multi_phase(path): True when the extension module file
+ * references PyModuleDef_Init(), False when it does not (single-phase),
+ * None when that cannot be read.
+ */
+static PyObject *
+hotffi_py_mod_elf_multi_phase(PyObject *mod, PyObject *arg)
+{
+    int        rc;
+    PyObject  *bytes;
+
+    if (!PyUnicode_FSConverter(arg, &bytes)) {
+        return NULL;
+    }
+
+    Py_BEGIN_ALLOW_THREADS
+    rc = hotffi_py_sub_elf_multi_phase(PyBytes_AS_STRING(bytes));
+    Py_END_ALLOW_THREADS
+
+    Py_DECREF(bytes);
+
+    if (rc < 0) {
+        Py_RETURN_NONE;
+    }
+
+    return PyBool_FromLong(rc);
+}
+
+
 static PyMethodDef  hotffi_py_mod_methods[] = {
     { "poll", hotffi_py_mod_poll, METH_O,
       "poll(tq)\n--\n\n"
@@ -255,7 +331,76 @@ static PyMethodDef  hotffi_py_mod_methods[] = {
       "get, get_stale, set, safe_set, add, safe_add, replace, delete, "
       "incr, ttl, with ngx.shared.DICT's meaning, from any thread.  "
       "KeyError when there is no such zone." },
+    { "_elf_multi_phase", hotffi_py_mod_elf_multi_phase, METH_O,
+      "_elf_multi_phase(path)\n--\n\n"
+      "Whether an extension module file references PyModuleDef_Init() "
+      "(True), does not (False: single-phase), or cannot tell (None)." },
+    { "_single_phase", hotffi_py_mod_single_phase, METH_O,
+      "_single_phase(module)\n--\n\n"
+      "Whether an extension module was made by single-phase "
+      "initialisation (the loader's guard in venv runtimes)." },
     { NULL, NULL, 0, NULL }
+};
+
+
+/* GIL: held.  The module state of this interpreter's hotffi, or NULL. */
+static hotffi_py_modstate_t *
+hotffi_py_modstate(void)
+{
+    PyObject  *dict, *m;
+
+    dict = PyInterpreterState_GetDict(PyInterpreterState_Get());
+    if (dict == NULL) {
+        return NULL;
+    }
+
+    m = PyDict_GetItemString(dict, HOTFFI_PY_MODULE_KEY);
+
+    return m ? PyModule_GetState(m) : NULL;
+}
+
+
+static int hotffi_py_module_exec(PyObject *m);
+
+
+static int
+hotffi_py_module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    hotffi_py_modstate_t  *st = PyModule_GetState(m);
+
+    if (st != NULL) {
+        Py_VISIT(st->config_class);
+        Py_VISIT(st->error_class);
+    }
+
+    return 0;
+}
+
+
+static int
+hotffi_py_module_clear(PyObject *m)
+{
+    hotffi_py_modstate_t  *st = PyModule_GetState(m);
+
+    if (st != NULL) {
+        Py_CLEAR(st->config_class);
+        Py_CLEAR(st->error_class);
+    }
+
+    return 0;
+}
+
+
+static void
+hotffi_py_module_free(void *m)
+{
+    (void) hotffi_py_module_clear(m);
+}
+
+
+static PyModuleDef_Slot  hotffi_py_mod_slots[] = {
+    { Py_mod_exec, (void *) hotffi_py_module_exec },
+    { 0, NULL }
 };
 
 
@@ -264,8 +409,12 @@ static struct PyModuleDef  hotffi_py_moddef = {
     .m_name = "hotffi",
     .m_doc = "hotffi's Python SDK, built into the loader "
              "(libhotffi_python.so).  See docs/python.md.",
-    .m_size = -1,
+    .m_size = sizeof(hotffi_py_modstate_t),
     .m_methods = hotffi_py_mod_methods,
+    .m_slots = hotffi_py_mod_slots,
+    .m_traverse = hotffi_py_module_traverse,
+    .m_clear = hotffi_py_module_clear,
+    .m_free = hotffi_py_module_free,
 };
 
 
@@ -273,17 +422,73 @@ static struct PyModuleDef  hotffi_py_moddef = {
 PyObject *
 hotffi_py_module_init(void)
 {
-    PyObject  *m, *dict, *r;
+    return PyModuleDef_Init(&hotffi_py_moddef);
+}
 
+
+/* thread: any.  GIL: held, in the interpreter to install it in. */
+int
+hotffi_py_module_install(void)
+{
+    int        rc;
+    PyObject  *m, *spec, *cls, *machinery;
+
+    m = PyImport_ImportModule("hotffi");
+
+    if (m != NULL) {
+        Py_DECREF(m);
+        return HOTFFI_PY_OK;
+    }
+
+    if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError)) {
+        return HOTFFI_PY_ERROR;
+    }
+
+    /* not a built-in here: the interpreter was started by someone else */
+    PyErr_Clear();
+
+    rc = HOTFFI_PY_ERROR;
+    spec = NULL;
+
+    machinery = PyImport_ImportModule("importlib.machinery");
+    cls = machinery ? PyObject_GetAttrString(machinery, "ModuleSpec") : NULL;
+    Py_XDECREF(machinery);
+
+    if (cls != NULL) {
+        spec = PyObject_CallFunction(cls, "sO", "hotffi", Py_None);
+        Py_DECREF(cls);
+    }
+
+    m = spec ? PyModule_FromDefAndSpec(&hotffi_py_moddef, spec) : NULL;
+
+    if (m != NULL
+        && PyModule_ExecDef(m, &hotffi_py_moddef) == 0
+        && PyDict_SetItemString(PyImport_GetModuleDict(), "hotffi", m) == 0)
+    {
+        rc = HOTFFI_PY_OK;
+    }
+
+    Py_XDECREF(m);
+    Py_XDECREF(spec);
+
+    return rc;
+}
+
+
+/* thread: any.  GIL: held, in the interpreter the module is made for. */
+static int
+hotffi_py_module_exec(PyObject *m)
+{
+    PyObject              *dict, *r, *idict;
+    hotffi_py_modstate_t  *st;
+
+    st = PyModule_GetState(m);
+
+    /* static types: ready once, for every interpreter */
     if (hotffi_py_task_ready() != HOTFFI_PY_OK
         || PyType_Ready(&hotffi_py_shdict_type) != 0)
     {
-        return NULL;
-    }
-
-    m = PyModule_Create(&hotffi_py_moddef);
-    if (m == NULL) {
-        return NULL;
+        return -1;
     }
 
     if (PyModule_AddIntConstant(m, "RC_EXCEPTION", HOTFFI_PY_RC_EXCEPTION)
@@ -299,40 +504,35 @@ hotffi_py_module_init(void)
         || PyModule_AddType(m, &hotffi_py_task_type)
         || PyModule_AddType(m, &hotffi_py_shdict_type))
     {
-        goto failed;
+        return -1;
     }
 
     dict = PyModule_GetDict(m);
 
     r = PyRun_String(hotffi_py_module_src, Py_file_input, dict, dict);
     if (r == NULL) {
-        goto failed;
+        return -1;
     }
 
     Py_DECREF(r);
 
-    hotffi_py_config_class = PyDict_GetItemString(dict, "Config");
-    if (hotffi_py_config_class == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "hotffi.Config not defined");
-        goto failed;
+    st->config_class = Py_XNewRef(PyDict_GetItemString(dict, "Config"));
+    st->error_class = Py_XNewRef(PyDict_GetItemString(dict, "Error"));
+
+    if (st->config_class == NULL || st->error_class == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "hotffi.Config or hotffi.Error "
+                        "not defined");
+        return -1;
     }
 
-    hotffi_py_error_class = PyDict_GetItemString(dict, "Error");
-    if (hotffi_py_error_class == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "hotffi.Error not defined");
-        goto failed;
+    /* C code's way to this interpreter's module: the newest one made */
+    idict = PyInterpreterState_GetDict(PyInterpreterState_Get());
+    if (idict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no interpreter dict");
+        return -1;
     }
 
-    /* the module lives as long as the interpreter: so do these */
-    Py_INCREF(hotffi_py_config_class);
-    Py_INCREF(hotffi_py_error_class);
-
-    return m;
-
-failed:
-
-    Py_DECREF(m);
-    return NULL;
+    return PyDict_SetItemString(idict, HOTFFI_PY_MODULE_KEY, m);
 }
 
 
@@ -340,9 +540,12 @@ failed:
 PyObject *
 hotffi_py_config_new(const char *text)
 {
-    PyObject  *str, *cfg, *addr;
+    PyObject              *str, *cfg, *addr;
+    hotffi_py_modstate_t  *st;
 
-    if (hotffi_py_config_class == NULL) {
+    st = hotffi_py_modstate();
+
+    if (st == NULL || st->config_class == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the hotffi module is not made");
         return NULL;
     }
@@ -354,7 +557,7 @@ hotffi_py_config_new(const char *text)
         return NULL;
     }
 
-    cfg = PyObject_CallOneArg(hotffi_py_config_class, str);
+    cfg = PyObject_CallOneArg(st->config_class, str);
     Py_DECREF(str);
 
     if (cfg == NULL) {
@@ -438,11 +641,14 @@ hotffi_py_error_rc(PyObject *value, int *rc)
 int
 hotffi_py_answer_error(void *task)
 {
-    int        rc, answered;
-    PyObject  *type, *value, *tb, *data;
+    int                    rc, answered;
+    PyObject              *type, *value, *tb, *data;
+    hotffi_py_modstate_t  *st;
 
-    if (hotffi_py_error_class == NULL
-        || !PyErr_ExceptionMatches(hotffi_py_error_class))
+    st = hotffi_py_modstate();
+
+    if (st == NULL || st->error_class == NULL
+        || !PyErr_ExceptionMatches(st->error_class))
     {
         return HOTFFI_PY_ERROR;
     }

@@ -26,9 +26,16 @@
  * On a host without hotffi_rollback() (lua-resty-ffi) there is never a
  * rollback, and no record is kept.
  *
- * locks: the GIL guards the list of records: every function that touches
- * it holds the GIL and calls no Python code while the list is half
- * changed; a record's module is dropped after the record left the list.
+ * A venv runtime's record also holds its sub-interpreter, which ends when
+ * the record is dropped.  libffi_fini() cannot tell an unload from a
+ * reload with state = false, and an unload must end the interpreter: so
+ * such a runtime is kept only when libffi_retire() ends it, which only a
+ * reload does.  A rollback after a reload with state = false imports the
+ * old cfg afresh, in a new sub-interpreter.
+ *
+ * locks: hotffi_py_kept_mtx guards the list of records; a record that
+ * left the list is its taker's alone, and its module is dropped with the
+ * GIL of its own interpreter, the lock not held.
  */
 
 /* first: it includes Python.h, which must precede system headers */
@@ -56,12 +63,15 @@ typedef struct hotffi_py_kept_s  hotffi_py_kept_t;
 
 struct hotffi_py_kept_s {
     char              *cfg;      /* ours: the version's cfg text */
-    PyObject          *module;   /* strong; dropped with the GIL */
+    PyObject          *module;   /* strong; dropped with sub's GIL */
+    hotffi_py_sub_t   *sub;      /* ours: the interpreter of module, or
+                                    NULL for the main one */
     hotffi_py_kept_t  *next;
 };
 
 
-/* GIL: the records, by cfg; ours */
+/* the records, by cfg; ours */
+static pthread_mutex_t         hotffi_py_kept_mtx = PTHREAD_MUTEX_INITIALIZER;
 static hotffi_py_kept_t       *hotffi_py_kept;
 
 /*
@@ -73,8 +83,8 @@ static PyObject               *hotffi_py_state_obj;
 
 
 /*
- * GIL: held.  Unlinks and returns the record of cfg, or NULL; the caller
- * owns it and frees it with hotffi_py_kept_free().
+ * locks: hotffi_py_kept_mtx held.  Unlinks and returns the record of cfg,
+ * or NULL; the caller owns it and frees it with hotffi_py_retire_drop().
  */
 static hotffi_py_kept_t *
 hotffi_py_kept_take(const char *cfg)
@@ -92,15 +102,24 @@ hotffi_py_kept_take(const char *cfg)
 }
 
 
-/* GIL: held.  k has left the list. */
-static void
-hotffi_py_kept_free(hotffi_py_kept_t *k)
+/* thread: any but the event loop.  GIL: released.  k has left the list. */
+void
+hotffi_py_retire_drop(hotffi_py_kept_t *k)
 {
+    hotffi_py_gil_t  g;
+
     if (k == NULL) {
         return;
     }
 
-    Py_XDECREF(k->module);
+    if (k->module != NULL) {
+        hotffi_py_gil_take(hotffi_py_sub_interp(k->sub), &g);
+        Py_CLEAR(k->module);
+        hotffi_py_gil_give(&g);
+    }
+
+    hotffi_py_sub_end(k->sub);
+
     free(k->cfg);
     free(k);
 }
@@ -177,12 +196,12 @@ hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len)
 {
     char              err[HOTFFI_PY_ERR_MAX], why[HOTFFI_PY_RETIRE_ERR_MAX];
     PyObject         *func, *tqo, *res;
-    PyGILState_STATE  gstate;
+    hotffi_py_gil_t   g;
 
     *state = NULL;
     *len = 0;
 
-    gstate = PyGILState_Ensure();
+    hotffi_py_gil_take(rt->interp, &g);
 
     /* retire() is optional: without one the next version gets no state */
     func = NULL;
@@ -200,7 +219,7 @@ hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len)
     }
 
     if (func == NULL) {
-        PyGILState_Release(gstate);
+        hotffi_py_gil_give(&g);
         return 0;
     }
 
@@ -214,7 +233,7 @@ hotffi_py_retire_run(hotffi_py_rt_t *rt, char **state, int *len)
         && hotffi_py_retire_blob(res, state, len) == HOTFFI_PY_OK)
     {
         Py_DECREF(res);
-        PyGILState_Release(gstate);
+        hotffi_py_gil_give(&g);
         return 0;
     }
 
@@ -224,7 +243,7 @@ failed:
 
     /* the whole traceback to the log, its end to the reload's error */
     hotffi_py_error_format(err, sizeof(err));
-    PyGILState_Release(gstate);
+    hotffi_py_gil_give(&g);
 
     (void) fprintf(stderr, "hotffi_python: runtime \"%s\" failed to "
                    "retire, the reload rolls back: %s\n", rt->cfg, err);
@@ -236,34 +255,45 @@ failed:
 }
 
 
-/* thread: hotffi's reaper.  GIL: held. */
-void
+/* thread: hotffi's reaper.  GIL: held, in rt's interpreter. */
+hotffi_py_kept_t *
 hotffi_py_retire_keep(hotffi_py_rt_t *rt)
 {
     hotffi_py_kept_t  *k, *old;
 
     /* lua-resty-ffi never rolls back */
     if (hotffi_py_host.rollback == NULL) {
-        return;
+        return NULL;
+    }
+
+    /* libffi_fini() may be an unload, which ends a venv's interpreter */
+    if (rt->sub != NULL && !rt->retiring) {
+        return NULL;
     }
 
     k = malloc(sizeof(hotffi_py_kept_t));
     if (k == NULL) {
         /* a rollback of this cfg then imports the module again */
-        return;
+        return NULL;
     }
 
     k->cfg = rt->cfg;
     k->module = rt->module;
+    k->sub = rt->sub;
     rt->cfg = NULL;
     rt->module = NULL;
+    rt->sub = NULL;
+
+    (void) pthread_mutex_lock(&hotffi_py_kept_mtx);
 
     old = hotffi_py_kept_take(k->cfg);
 
     k->next = hotffi_py_kept;
     hotffi_py_kept = k;
 
-    hotffi_py_kept_free(old);
+    (void) pthread_mutex_unlock(&hotffi_py_kept_mtx);
+
+    return old;
 }
 
 
@@ -289,37 +319,50 @@ hotffi_py_retire_state(void *tq)
 }
 
 
-/* thread: event loop, in libffi_init().  GIL: held. */
+/* thread: init, in libffi_init().  GIL: any. */
 PyObject *
-hotffi_py_retire_rollback(void *tq, const char *cfg)
+hotffi_py_retire_rollback(void *tq, const char *cfg, hotffi_py_sub_t **sub)
 {
     PyObject          *module;
     hotffi_py_kept_t  *k;
+
+    *sub = NULL;
 
     if (hotffi_py_host.rollback == NULL || !hotffi_py_host.rollback(tq)) {
         return NULL;
     }
 
+    (void) pthread_mutex_lock(&hotffi_py_kept_mtx);
     k = hotffi_py_kept_take(cfg);
+    (void) pthread_mutex_unlock(&hotffi_py_kept_mtx);
 
     if (k == NULL) {
-        /* only if keeping it ran out of memory: import it again */
+        /* out of memory, or a venv runtime ended by libffi_fini(): the
+         * module is imported again */
         return NULL;
     }
 
+    /* both go to the caller: nothing left to drop */
     module = k->module;
-    k->module = NULL;
-    hotffi_py_kept_free(k);
+    *sub = k->sub;
+    free(k->cfg);
+    free(k);
 
     return module;
 }
 
 
-/* thread: event loop, in libffi_init().  GIL: held. */
-void
+/* thread: init, in libffi_init().  GIL: any. */
+hotffi_py_kept_t *
 hotffi_py_retire_forget(const char *cfg)
 {
-    hotffi_py_kept_free(hotffi_py_kept_take(cfg));
+    hotffi_py_kept_t  *k;
+
+    (void) pthread_mutex_lock(&hotffi_py_kept_mtx);
+    k = hotffi_py_kept_take(cfg);
+    (void) pthread_mutex_unlock(&hotffi_py_kept_mtx);
+
+    return k;
 }
 
 

@@ -17,6 +17,10 @@
  * registry's lock, for a tq found in the registry only: libffi_fini()
  * unregisters its runtime before hotffi can free tq.
  *
+ * Every entry into Python for a runtime (joins, dropping its module) is
+ * made in the runtime's interpreter: the main one, or its venv's
+ * sub-interpreter, which hotffi_py_rt_free() ends last.
+ *
  * locks: hotffi_py_rt_mtx guards the list and every runtime's pollers,
  * stopped and servers; hotffi_py_rt_idle is signalled when a runtime's
  * pollers drop to 0 after its stop.  hotffi_py_rt_mine is the thread's.
@@ -85,6 +89,18 @@ hotffi_py_rt_create(void *tq, const char *cfg)
 }
 
 
+/* thread: init.  GIL: released. */
+void
+hotffi_py_rt_set_sub(hotffi_py_rt_t *rt, hotffi_py_sub_t *sub)
+{
+    /* the lock: hotffi_py_rt_add_server() reads interp */
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+    rt->sub = sub;
+    rt->interp = hotffi_py_sub_interp(sub);
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+}
+
+
 /* thread: runtime.  GIL: released. */
 void *
 hotffi_py_rt_poll(void *tq)
@@ -133,6 +149,25 @@ hotffi_py_rt_poll(void *tq)
 
 /* thread: any.  GIL: any. */
 int
+hotffi_py_rt_check(void *tq, PyInterpreterState *interp)
+{
+    int              rc;
+    hotffi_py_rt_t  *rt;
+
+    (void) pthread_mutex_lock(&hotffi_py_rt_mtx);
+
+    rt = hotffi_py_rt_find(tq);
+    rc = rt != NULL && !rt->stopped && rt->interp == interp ? HOTFFI_PY_OK
+                                                            : HOTFFI_PY_ERROR;
+
+    (void) pthread_mutex_unlock(&hotffi_py_rt_mtx);
+
+    return rc;
+}
+
+
+/* thread: any.  GIL: any. */
+int
 hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s)
 {
     int              rc;
@@ -142,7 +177,8 @@ hotffi_py_rt_add_server(void *tq, hotffi_py_server_t *s)
 
     rt = hotffi_py_rt_find(tq);
 
-    if (rt == NULL || rt->stopped) {
+    if (rt == NULL || rt->stopped || rt->interp != s->interp) {
+        /* a serve thread must be joined before its interpreter ends */
         rc = HOTFFI_PY_ERROR;
 
     } else {
@@ -226,9 +262,9 @@ hotffi_py_rt_join_threads(hotffi_py_rt_t *rt)
 {
     Py_ssize_t        i, n;
     PyObject         *t, *r;
-    PyGILState_STATE  gstate;
+    hotffi_py_gil_t   g;
 
-    gstate = PyGILState_Ensure();
+    hotffi_py_gil_take(rt->interp, &g);
 
     n = PyList_GET_SIZE(rt->threads);
 
@@ -246,7 +282,7 @@ hotffi_py_rt_join_threads(hotffi_py_rt_t *rt)
 
     Py_CLEAR(rt->threads);
 
-    PyGILState_Release(gstate);
+    hotffi_py_gil_give(&g);
 }
 
 
@@ -275,19 +311,28 @@ hotffi_py_rt_join(hotffi_py_rt_t *rt)
 void
 hotffi_py_rt_free(hotffi_py_rt_t *rt)
 {
-    PyGILState_STATE  gstate;
+    hotffi_py_gil_t    g;
+    hotffi_py_kept_t  *old;
 
     hotffi_py_rt_join(rt);
 
-    if (rt->module != NULL) {
-        gstate = PyGILState_Ensure();
+    old = NULL;
 
-        /* a rollback may restart it: kept, else dropped */
-        hotffi_py_retire_keep(rt);
+    if (rt->module != NULL) {
+        hotffi_py_gil_take(rt->interp, &g);
+
+        /* a rollback may restart it: kept (with rt->sub), else dropped */
+        old = hotffi_py_retire_keep(rt);
         Py_CLEAR(rt->module);
 
-        PyGILState_Release(gstate);
+        hotffi_py_gil_give(&g);
     }
+
+    /* the record of the same cfg this one replaced, and its interpreter */
+    hotffi_py_retire_drop(old);
+
+    /* every thread that ran in it is joined: unless kept, it ends */
+    hotffi_py_sub_end(rt->sub);
 
     free(rt->cfg);
     free(rt);

@@ -3,8 +3,10 @@
  * and answer each with handler(req).
  *
  * A serve thread is a plain pthread with a Python thread state of its own
- * for its whole life, so a call costs no thread-state set-up: it holds the
- * GIL while the handler runs and gives it up while it waits in poll.  A
+ * for its whole life, in the interpreter of the runtime (the main one, or
+ * its venv's sub-interpreter), so a call costs no thread-state set-up: it
+ * holds the GIL while the handler runs and gives it up while it waits in
+ * poll.  A
  * handler that raises, or returns something that is not bytes, str or
  * None, answers the call with rc 1 and the traceback: a call never hangs on
  * a Python error; hotffi.Error(rc, data) is the way to fail on purpose.
@@ -104,10 +106,10 @@ hotffi_py_serve_loop(void *data)
 {
     void                *task;
     PyThreadState       *ts;
-    PyGILState_STATE     gstate;
+    hotffi_py_gil_t      g;
     hotffi_py_server_t  *s = data;
 
-    gstate = PyGILState_Ensure();
+    hotffi_py_gil_take(s->interp, &g);
 
     for ( ;; ) {
         ts = PyEval_SaveThread();
@@ -124,7 +126,7 @@ hotffi_py_serve_loop(void *data)
     /* s itself is freed by libffi_fini() after the join */
     Py_CLEAR(s->handler);
 
-    PyGILState_Release(gstate);
+    hotffi_py_gil_give(&g);
 
     return NULL;
 }
@@ -139,6 +141,16 @@ hotffi_py_serve_start(void *tq, PyObject *handler)
     PyThreadState       *ts;
     hotffi_py_server_t  *s;
 
+    /*
+     * A thread of another interpreter's runtime would poll its queue
+     * before hotffi_py_rt_add_server() could refuse it: refused first.
+     */
+    if (hotffi_py_rt_check(tq, hotffi_py_interp_current()) != HOTFFI_PY_OK) {
+        PyErr_SetString(PyExc_ValueError, "hotffi.serve(): tq is not the "
+                        "queue of a running runtime of this interpreter");
+        return HOTFFI_PY_ERROR;
+    }
+
     s = calloc(1, sizeof(hotffi_py_server_t));
     if (s == NULL) {
         PyErr_NoMemory();
@@ -147,6 +159,7 @@ hotffi_py_serve_start(void *tq, PyObject *handler)
 
     s->tq = tq;
     s->handler = Py_NewRef(handler);
+    s->interp = hotffi_py_interp_current();
 
     /* s: the thread reads it; the runtime owns it once added below */
 
@@ -182,6 +195,6 @@ hotffi_py_serve_start(void *tq, PyObject *handler)
     free(s);
 
     PyErr_SetString(PyExc_ValueError, "hotffi.serve(): tq is not the queue "
-                    "of a running runtime");
+                    "of a running runtime of this interpreter");
     return HOTFFI_PY_ERROR;
 }
