@@ -15,6 +15,13 @@ mkdir -p "$prefix/logs" "$prefix/conf" "$prefix/lib"
 # workers (user nobody when run as root) must be able to read it
 cp "$root/build/lib/libcounter.so" "$prefix/lib/libcounter.so"
 chmod 755 "$prefix" "$prefix/lib"
+# a virtualenv of the demo's own, with a package the system does not have,
+# for the Python runtime of /py/greet
+python3 -m venv --without-pip "$prefix/venv"
+site=$(echo "$prefix"/venv/lib/python3*/site-packages)
+mkdir -p "$site/greeting"
+echo '__version__ = "2.0"' > "$site/greeting/__init__.py"
+chmod -R a+rX "$prefix/venv"
 sed -e "s|@ROOT@|$root|g" -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
     "$root/examples/nginx.conf" > "$prefix/conf/nginx.conf"
 
@@ -26,8 +33,8 @@ export HOTFFI_ADMIN_TOKEN
 export LD_LIBRARY_PATH="$root/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 if [ "${1:-}" = "--foreground" ]; then
-    echo "hotffi demo on http://127.0.0.1:$port/ (echo, js, digest, limit," \
-         "count, hotffi, stats);" \
+    echo "hotffi demo on http://127.0.0.1:$port/ (echo, js, py/greet," \
+         "lua/hash, java, digest, limit, count, hotffi, stats);" \
          "Ctrl-C stops it"
     echo "admin: curl -H 'Authorization: Bearer $HOTFFI_ADMIN_TOKEN'" \
          "http://127.0.0.1:$port/hotffi"
@@ -88,6 +95,28 @@ if [ "$lua_hash" != "sha256 $want" ]; then
     echo "demo: the Lua service's hash is not sha256sum's" >&2
     exit 1
 fi
+# a Python runtime in its own sub-interpreter, with the demo's virtualenv
+# (examples/python/greet.py); it logs each call into nginx's error log
+py=$(curl -s --max-time 15 "$url/py/greet?msg=hello-from-a-venv")
+printf '$ %s
+%s
+' "$url/py/greet?msg=hello-from-a-venv" "$py"
+if [ "$py" != "greeting 2.0: hello-from-a-venv" ]; then
+    echo "demo: the Python runtime did not see its virtualenv" >&2
+    exit 1
+fi
+printf '$ %s
+' "grep 'greeting 2.0 greets' logs/error.log"
+tries=0
+until grep "greeting 2.0 greets 'hello-from-a-venv'" "$prefix/logs/error.log"
+do
+    tries=$((tries + 1))
+    if [ $tries -gt 100 ]; then
+        echo "demo: the Python runtime's log line is not in error.log" >&2
+        exit 1
+    fi
+    sleep 0.05
+done
 # a Java runtime (the worker's JVM starts on its first call)
 java=$(curl -s --max-time 60 "$url/java?msg=hello-from-java")
 printf '$ %s\n%s\n' "$url/java?msg=hello-from-java" "$java"
