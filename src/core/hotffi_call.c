@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "hotffi_call.h"
+#include "hotffi_direct.h"
 #include "hotffi_hub.h"
 #include "hotffi_metrics.h"
 #include "hotffi_queue.h"
@@ -173,6 +174,10 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         /* before callers counts this call: alone, it wakes at once */
         task->woke = 1;
         hotffi_hub_wake(rt->hub, rt->queue);
+
+    } else if (hotffi_direct_pump(rt->hub, rt->queue)) {
+        /* an isolated runtime's helper was parked (hotffi_direct.h) */
+        task->woke = 1;
     }
 
     rt->stats.calls++;
