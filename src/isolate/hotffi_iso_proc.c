@@ -141,7 +141,14 @@ hotffi_iso_proc_start(hotffi_iso_proc_t *p, const hotffi_iso_conf_t *conf,
         return HOTFFI_ERROR;
     }
 
-    shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /*
+     * MAP_POPULATE: the rings' pages are allocated and mapped now, off the
+     * event loop, rather than faulted in by the calls that first reach
+     * them (a 1 MiB echo took 20-50 ms until a 32 MiB ring had wrapped
+     * once, under load; the pages are all used once it has)
+     */
+    shm = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+               fd, 0);
     if (shm == MAP_FAILED) {
         (void) snprintf(err, errlen, "mmap() failed: %s", strerror(errno));
         (void) close(fd);

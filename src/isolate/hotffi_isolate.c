@@ -109,6 +109,8 @@ typedef struct {
     int                  closing;    /* under io: the end began, send no
                                         more */
     int                  bad;        /* under io: proc corrupted a ring */
+    int                  short_of_room;  /* under io: calls wait for room
+                                            in the request ring */
 
     pthread_mutex_t      mtx;
     pthread_cond_t       cond;       /* CLOCK_MONOTONIC; any change below */
@@ -298,6 +300,7 @@ hotffi_iso_pump_locked(hotffi_iso_t *iso)
 
     woke = 0;
     p = iso->proc;
+    iso->short_of_room = 0;
 
     do {
         memset(&b, 0, sizeof(b));
@@ -341,10 +344,12 @@ hotffi_iso_pump_locked(hotffi_iso_t *iso)
 
         /* the ring's room stopped us: the helper's next take wakes us,
          * unless the room is there already (look again) */
-        if (b.short_of && p != NULL && hotffi_ring_arm_space(&p->req,
-                                                             b.short_of))
-        {
-            more = 1;
+        if (b.short_of && p != NULL) {
+            iso->short_of_room = 1;
+
+            if (hotffi_ring_arm_space(&p->req, b.short_of)) {
+                more = 1;
+            }
         }
 
     } while (more);
@@ -563,8 +568,9 @@ hotffi_iso_take(void *data, int arm)
         }
     }
 
-    /* answers free slots and room: send what waited for them */
-    if (n) {
+    /* answers free slots and room, and the helper woke us for room:
+     * send what waited for them */
+    if (n || iso->short_of_room) {
         (void) hotffi_iso_pump_locked(iso);
     }
 

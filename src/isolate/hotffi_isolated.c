@@ -57,9 +57,10 @@
 #include "hotffi_spin.h"
 
 
-/* malloc() tuning of the helper, see main() */
-#define HOTFFI_ISOLATED_MMAP       (4 << 20)
-#define HOTFFI_ISOLATED_TRIM       (8 << 20)
+/* malloc() tuning of the helper, see main(): glibc's largest threshold,
+ * and twice that kept */
+#define HOTFFI_ISOLATED_MMAP       (32 << 20)
+#define HOTFFI_ISOLATED_TRIM       (64 << 20)
 
 /* a library without libffi_fini(): wait this long for its answers */
 #define HOTFFI_ISOLATED_DRAIN_MS   5000
@@ -672,10 +673,12 @@ main(int argc, char **argv)
      * freed at respond() (often on another thread than the one that took
      * it).  With glibc's defaults a free of 100 KiB in a thread's arena
      * gave the pages back (madvise(), 77 us measured) and the next call
-     * faulted them in again: 1.2 ms per 100 KiB echo.  Keep up to
+     * faulted them in again: 1.2 ms per 100 KiB echo; a 16 MiB one got
+     * a fresh mmap() for the request and for the answer, and faulted
+     * 8192 pages in (160 ms per copy on a loaded machine).  Keep up to
      * HOTFFI_ISOLATED_TRIM bytes at the top of an arena, and serve
-     * requests up to HOTFFI_ISOLATED_MMAP from the arenas, not from a
-     * fresh mmap() each.
+     * requests up to HOTFFI_ISOLATED_MMAP from the arenas.  The cost: a
+     * helper that served a large call keeps that memory for the next.
      */
     (void) mallopt(M_MMAP_THRESHOLD, HOTFFI_ISOLATED_MMAP);
     (void) mallopt(M_TRIM_THRESHOLD, HOTFFI_ISOLATED_TRIM);
@@ -702,7 +705,9 @@ main(int argc, char **argv)
         return 2;
     }
 
-    shm = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+    /* the worker allocated the pages: map them all now (hotffi_iso_proc.c) */
+    shm = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE,
+               MAP_SHARED | MAP_POPULATE,
                HOTFFI_ISO_FD, 0);
     if (shm == MAP_FAILED) {
         return 2;
