@@ -257,6 +257,10 @@ hotffi_version_started(hotffi_version_t *v, char *err, size_t errlen)
 
     if (v->init_rc == 0) {
         hotffi_queue_open_port(v->port.queue, &v->port);
+
+        /* a direct port has no poller to see what queued meanwhile (a
+         * reload's calls): send it now */
+        (void) hotffi_direct_pump(v->owner.hub, v->port.queue);
         return HOTFFI_OK;
     }
 
