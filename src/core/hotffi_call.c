@@ -175,9 +175,23 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         task->woke = 1;
         hotffi_hub_wake(rt->hub, rt->queue);
 
-    } else if (hotffi_direct_pump(rt->hub, rt->queue)) {
-        /* an isolated runtime's helper was parked (hotffi_direct.h) */
-        task->woke = 1;
+    } else if (atomic_load_explicit(&rt->queue->direct,
+                                    memory_order_relaxed) != NULL)
+    {
+        /*
+         * An isolated runtime (hotffi_direct.h): a lone call is sent now;
+         * calls made while others are in flight are sent together once
+         * the loop has handled what was ready, as a queue's wake-ups are
+         * (hotffi_hub_flush_wakes()): one futex wake of the helper, and a
+         * batch for it, per turn of the loop.
+         */
+        if (rt->hub->callers == 0 || rt->hub->host.defer == NULL) {
+            /* the helper was parked: the answer comes after a wake-up */
+            task->woke = hotffi_direct_pump(rt->hub, rt->queue);
+
+        } else {
+            hotffi_hub_wake(rt->hub, rt->queue);
+        }
     }
 
     rt->stats.calls++;

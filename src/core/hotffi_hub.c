@@ -138,10 +138,20 @@ hotffi_hub_wake(hotffi_hub_t *hub, hotffi_queue_t *q)
 void
 hotffi_hub_flush_wakes(hotffi_hub_t *hub)
 {
-    hotffi_list_t  *link;
+    hotffi_list_t    *link;
+    hotffi_queue_t   *q;
+    hotffi_direct_t  *d;
 
     while ((link = hotffi_list_pop(&hub->wakes)) != NULL) {
-        hotffi_queue_wake(hotffi_list_data(link, hotffi_queue_t, wake_link));
+        q = hotffi_list_data(link, hotffi_queue_t, wake_link);
+        hotffi_queue_wake(q);
+
+        /* a direct port's calls deferred by the call layer */
+        d = atomic_load_explicit(&q->direct, memory_order_relaxed);
+
+        if (d != NULL) {
+            (void) hotffi_hub_direct_pump(hub, d);
+        }
     }
 }
 

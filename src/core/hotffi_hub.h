@@ -20,7 +20,8 @@
  * the runtime's queue goes on the `wakes` list and the host is asked
  * (defer) to call hotffi_hub_flush_wakes() once its event loop has handled
  * everything that was ready, so that the requests of one loop iteration
- * cost one futex wake per queue (see hotffi_queue_wake()).  A lone call
+ * cost one futex wake per queue (see hotffi_queue_wake()); a direct
+ * port's calls are sent there too, in one batch per turn.  A lone call
  * wakes at once: nothing else could share the wake-up, and its latency is
  * the point.  A queue is taken off the list before it is destroyed
  * (hotffi_hub_forget_queue()).
@@ -151,8 +152,9 @@ struct hotffi_hub_s {
                                         the runtime layer's link */
     /* set by the runtime layer: frees the runtime of link (teardown) */
     void               (*free_runtime)(hotffi_list_t *link);
-    hotffi_list_t        wakes;      /* queues owed a wake-up, by
-                                        q->wake_link */
+    hotffi_list_t        wakes;      /* queues owed a wake-up, or
+                                        whose direct port has calls to
+                                        send, by q->wake_link */
 
     pthread_mutex_t      direct_mtx;
     hotffi_list_t        directs;    /* direct ports, by their link;
@@ -230,7 +232,8 @@ unsigned hotffi_hub_take(hotffi_hub_t *hub);
 /*
  * thread: event loop.  q (borrowed) owes a wake-up (its push said so):
  * pays it now, or, with other calls in flight and a host that can defer,
- * in hotffi_hub_flush_wakes().
+ * in hotffi_hub_flush_wakes(), which also has q's direct port, if any,
+ * send what is queued.
  */
 void hotffi_hub_wake(hotffi_hub_t *hub, hotffi_queue_t *q);
 

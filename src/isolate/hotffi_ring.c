@@ -91,12 +91,19 @@ hotffi_ring_wake(hotffi_ring_t *r, _Atomic uint32_t *flag,
         return;
     }
 
-    if (r->wake_fd == -1) {
-        hotffi_ring_futex_wake(seq);
+    /*
+     * One waker per sleep: the first clears the flag, the ones after it
+     * (the event loop's next sends, before the woken side has run) make
+     * no system call.  One sleeper per flag at a time (a ring has one
+     * consumer and one producer), and it raises the flag again before
+     * each sleep.
+     */
+    if (atomic_exchange(flag, 0) == 0) {
         return;
     }
 
-    if (atomic_exchange(flag, 0) == 0) {
+    if (r->wake_fd == -1) {
+        hotffi_ring_futex_wake(seq);
         return;
     }
 

@@ -5,7 +5,9 @@
  * arrive intact and in order; what does not fit the peer's room stays in
  * the core's queue (so giving it up frees its slot at once) and is sent as
  * answers make room; a call given up at the peer is freed when its answer
- * comes; the unload detaches the port before its data goes.
+ * comes; calls made while others are in flight are sent together when
+ * the loop's deferred wake-ups are paid; the unload detaches the port
+ * before its data goes.
  *
  * The runtime is rt_direct (its peer stands in for the helper process).
  * No assertion depends on how the threads are scheduled: the room the
@@ -219,12 +221,67 @@ test_room_and_give_up(void **state)
 }
 
 
+static int  defers;
+
+
+static void
+count_defer(void)
+{
+    defers++;
+}
+
+
+/* others in flight: the sends wait for the end of the loop's turn */
+static void
+test_deferred_batch(void **state)
+{
+    int              i;
+    all_t            a;
+    fixture_t       *f = *state;
+    hotffi_task_t   *tasks[4];
+
+    f->hub->host.defer = count_defer;
+    defers = 0;
+    atomic_store(&direct_gate, 0);
+
+    /* alone: sent at once */
+    tasks[0] = post(f, "a", 1);
+    assert_int_equal(hotffi_queue_depth(f->rt->queue), 0);
+
+    /* not alone: queued, one deferred turn asked for all three */
+    for (i = 1; i < 4; i++) {
+        tasks[i] = post(f, "b", 1);
+    }
+
+    assert_int_equal(hotffi_queue_depth(f->rt->queue), 3);
+    assert_int_equal(defers, 1);
+
+    /* the turn's end: as many as the peer's room takes */
+    hotffi_hub_flush_wakes(f->hub);
+    assert_int_equal(hotffi_queue_depth(f->rt->queue), 4 - DIRECT_CAP);
+
+    atomic_store(&direct_gate, 1);
+
+    a.tasks = tasks;
+    a.n = 4;
+    unit_drain_until(f->hub, all_done, &a);
+
+    for (i = 0; i < 4; i++) {
+        hotffi_call_finish(tasks[i]);
+    }
+
+    f->hub->host.defer = NULL;
+}
+
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_and_give_up, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_batch, setup,
                                         teardown),
     };
 
