@@ -113,7 +113,7 @@ typedef struct {
                                             in the request ring */
 
     pthread_mutex_t      mtx;
-    pthread_cond_t       cond;       /* CLOCK_MONOTONIC; any change below */
+    pthread_cond_t       cond;       /* CLOCK_MONOTONIC; started, stop */
 
     /* under mtx; proc and gen are written under io too */
     hotffi_iso_proc_t   *proc;       /* the serving helper, or NULL */
@@ -171,10 +171,6 @@ hotffi_iso_slot_free(hotffi_iso_t *iso, uint32_t i)
     iso->slots[i].task = NULL;
     iso->slots[i].id = 0;
     iso->free_slots[iso->nfree++] = i;
-
-    if (iso->nfree == 1) {
-        (void) pthread_cond_broadcast(&iso->cond);
-    }
 }
 
 
@@ -872,7 +868,6 @@ hotffi_iso_supervisor(void *arg)
             gen = ++iso->gen;
             iso->proc = &proc;
             iso->bad = 0;
-            (void) pthread_cond_broadcast(&iso->cond);
             (void) pthread_mutex_unlock(&iso->mtx);
 
             (void) hotffi_ring_arm_data(&proc.ans);
@@ -955,7 +950,6 @@ hotffi_iso_supervisor(void *arg)
             iso->failed = 1;
             (void) snprintf(iso->failed_msg, sizeof(iso->failed_msg), "%s",
                             msg);
-            (void) pthread_cond_broadcast(&iso->cond);
             (void) pthread_mutex_unlock(&iso->mtx);
 
             /* the calls queued fail now, as the later ones will */
@@ -987,7 +981,6 @@ hotffi_iso_supervisor(void *arg)
 
     (void) pthread_mutex_lock(&iso->mtx);
     iso->ended = 1;
-    (void) pthread_cond_broadcast(&iso->cond);
     (void) pthread_mutex_unlock(&iso->mtx);
 
     /* calls still queued for an open port fail: nothing will serve them */
