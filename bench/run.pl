@@ -232,9 +232,11 @@ sub add_runtime {
 }
 
 add_runtime(name => 'c', label => 'C echo', lib => "$BUILD/lib/libecho.so");
-# the same library in a helper process (docs/isolation.md)
+# the same library in a helper process (docs/isolation.md), with rings
+# big enough for the large case's 16 MiB (a payload gets ring - 24 bytes)
 add_runtime(name => 'c_iso', label => 'C echo, isolated',
-            lib => "$BUILD/lib/libecho.so", cfg => 'isolated', isolate => 1)
+            lib => "$BUILD/lib/libecho.so", cfg => 'isolated',
+            isolate => '{ ring = 32 * 1024 * 1024 }')
     if -e "$BUILD/lib/hotffi-isolated";
 add_runtime(name => 'go', label => 'Go echo',
             lib => "$BUILD/lib/libgo_echo.so");
@@ -322,7 +324,7 @@ my $SOCK = "$prefix/echo.sock";
             . "isolate = %s },\n",
             lua_str($rt->{name}), lua_str($rt->{lib}), lua_str($rt->{cfg}),
             $rt->{global} ? 'true' : 'false',
-            $rt->{isolate} ? 'true' : 'false';
+            $rt->{isolate} || 'false';
     }
     print $fh "    },\n";
     # the cpu case's Lua service, when its loader was built

@@ -31,7 +31,7 @@ done
 # file includes its own header and those of the layers below its own only.
 # The order, bottom first, is written here once.
 core_layers="core list metrics err zonelock env elf library spin poller port queue \
-task logbuf hub version audit runtime call abi"
+task logbuf hub direct version audit runtime call abi"
 
 # shellcheck disable=SC2086
 perl -e '

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "hotffi_call.h"
+#include "hotffi_direct.h"
 #include "hotffi_hub.h"
 #include "hotffi_metrics.h"
 #include "hotffi_queue.h"
@@ -173,6 +174,24 @@ hotffi_call_post(hotffi_runtime_t *rt, hotffi_group_t *group,
         /* before callers counts this call: alone, it wakes at once */
         task->woke = 1;
         hotffi_hub_wake(rt->hub, rt->queue);
+
+    } else if (atomic_load_explicit(&rt->queue->direct,
+                                    memory_order_relaxed) != NULL)
+    {
+        /*
+         * An isolated runtime (hotffi_direct.h): a lone call is sent now;
+         * calls made while others are in flight are sent together once
+         * the loop has handled what was ready, as a queue's wake-ups are
+         * (hotffi_hub_flush_wakes()): one futex wake of the helper, and a
+         * batch for it, per turn of the loop.
+         */
+        if (rt->hub->callers == 0 || rt->hub->host.defer == NULL) {
+            /* the helper was parked: the answer comes after a wake-up */
+            task->woke = hotffi_direct_pump(rt->hub, rt->queue);
+
+        } else {
+            hotffi_hub_wake(rt->hub, rt->queue);
+        }
     }
 
     rt->stats.calls++;

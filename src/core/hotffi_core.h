@@ -16,6 +16,8 @@
  *    |
  *   version    one library + cfg + port: start it, reap it
  *    |
+ *   direct     a port the event loop serves itself (isolated runtimes)
+ *    |
  *   hub        completion list, eventfd, deferred wakes, waiters
  *    |
  *   logbuf     runtimes' log lines on their way to the event loop
@@ -92,6 +94,7 @@ typedef struct hotffi_hub_s      hotffi_hub_t;
 typedef struct hotffi_library_s  hotffi_library_t;
 typedef struct hotffi_runtime_s  hotffi_runtime_t;
 typedef struct hotffi_group_s    hotffi_group_t;
+typedef struct hotffi_direct_s   hotffi_direct_t;
 
 
 #endif /* HOTFFI_CORE_H */

@@ -51,10 +51,21 @@ hotffi_hub_create(const hotffi_host_t *host, const char **err)
         return NULL;
     }
 
+    if (pthread_mutex_init(&hub->direct_mtx, NULL) != 0) {
+        *err = "pthread_mutex_init() failed";
+        (void) pthread_mutex_destroy(&hub->mtx);
+        (void) close(hub->efd);
+        free(hub);
+        return NULL;
+    }
+
+    hotffi_list_init(&hub->directs);
+
     if (hotffi_logbuf_init(&hub->log, host->line ? host->line_level : 0)
         != HOTFFI_OK)
     {
         *err = "out of memory";
+        (void) pthread_mutex_destroy(&hub->direct_mtx);
         (void) pthread_mutex_destroy(&hub->mtx);
         (void) close(hub->efd);
         free(hub);
@@ -87,6 +98,7 @@ hotffi_hub_destroy(hotffi_hub_t *hub)
     hotffi_task_pool_free(&hub->tasks);
     hotffi_logbuf_free(&hub->log);
 
+    (void) pthread_mutex_destroy(&hub->direct_mtx);
     (void) pthread_mutex_destroy(&hub->mtx);
     (void) close(hub->efd);
     free(hub);
@@ -126,10 +138,20 @@ hotffi_hub_wake(hotffi_hub_t *hub, hotffi_queue_t *q)
 void
 hotffi_hub_flush_wakes(hotffi_hub_t *hub)
 {
-    hotffi_list_t  *link;
+    hotffi_list_t    *link;
+    hotffi_queue_t   *q;
+    hotffi_direct_t  *d;
 
     while ((link = hotffi_list_pop(&hub->wakes)) != NULL) {
-        hotffi_queue_wake(hotffi_list_data(link, hotffi_queue_t, wake_link));
+        q = hotffi_list_data(link, hotffi_queue_t, wake_link);
+        hotffi_queue_wake(q);
+
+        /* a direct port's calls deferred by the call layer */
+        d = atomic_load_explicit(&q->direct, memory_order_relaxed);
+
+        if (d != NULL) {
+            (void) hotffi_hub_direct_pump(hub, d);
+        }
     }
 }
 
@@ -166,6 +188,90 @@ hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task)
     if (notify) {
         hotffi_hub_notify(hub);
     }
+}
+
+
+/* thread: event loop, inside a direct port's take */
+void
+hotffi_hub_complete_local(hotffi_hub_t *hub, hotffi_task_t *task)
+{
+    (void) pthread_mutex_lock(&hub->mtx);
+    hotffi_list_insert_tail(&hub->done, &task->link);
+    atomic_store_explicit(&hub->ready, 1, memory_order_release);
+    (void) pthread_mutex_unlock(&hub->mtx);
+}
+
+
+/* thread: any */
+void
+hotffi_hub_direct_add(hotffi_hub_t *hub, hotffi_direct_t *d)
+{
+    (void) pthread_mutex_lock(&hub->direct_mtx);
+
+    if (!hotffi_list_linked(&d->link)) {
+        hotffi_list_insert_tail(&hub->directs, &d->link);
+        atomic_fetch_add_explicit(&hub->ndirect, 1, memory_order_relaxed);
+    }
+
+    (void) pthread_mutex_unlock(&hub->direct_mtx);
+}
+
+
+/* thread: any */
+void
+hotffi_hub_direct_remove(hotffi_hub_t *hub, hotffi_direct_t *d)
+{
+    (void) pthread_mutex_lock(&hub->direct_mtx);
+
+    if (hotffi_list_linked(&d->link)) {
+        hotffi_list_remove(&d->link);
+        atomic_fetch_sub_explicit(&hub->ndirect, 1, memory_order_relaxed);
+    }
+
+    d->data = NULL;
+
+    (void) pthread_mutex_unlock(&hub->direct_mtx);
+}
+
+
+/* thread: event loop */
+int
+hotffi_hub_direct_pump(hotffi_hub_t *hub, hotffi_direct_t *d)
+{
+    int  woke;
+
+    (void) pthread_mutex_lock(&hub->direct_mtx);
+    woke = d->data ? d->ops->pump(d->data) : 0;
+    (void) pthread_mutex_unlock(&hub->direct_mtx);
+
+    return woke;
+}
+
+
+/*
+ * thread: event loop.  Every direct port's answers onto done (see the
+ * DESIGN note in hotffi_hub.h); arm: and wake us for the next ones.
+ */
+static void
+hotffi_hub_direct_take(hotffi_hub_t *hub, int arm)
+{
+    hotffi_list_t    *link;
+    hotffi_direct_t  *d;
+
+    if (atomic_load_explicit(&hub->ndirect, memory_order_relaxed) == 0) {
+        return;
+    }
+
+    (void) pthread_mutex_lock(&hub->direct_mtx);
+
+    for (link = hotffi_list_first(&hub->directs); link != &hub->directs;
+         link = link->next)
+    {
+        d = hotffi_list_data(link, hotffi_direct_t, link);
+        (void) d->ops->take(d->data, arm);
+    }
+
+    (void) pthread_mutex_unlock(&hub->direct_mtx);
 }
 
 
@@ -251,6 +357,9 @@ hotffi_hub_drain(hotffi_hub_t *hub)
     /* read first: see the DESIGN note in hotffi_hub.h */
     (void) read(hub->efd, &count, sizeof(count));
 
+    /* first: an isolated runtime's lines come with its answers */
+    hotffi_hub_direct_take(hub, 1);
+
     /* runtimes' lines, announced through the same eventfd */
     if (hub->host.line) {
         (void) hotffi_logbuf_drain(&hub->log, hub->host.line,
@@ -265,6 +374,8 @@ hotffi_hub_drain(hotffi_hub_t *hub)
 unsigned
 hotffi_hub_take(hotffi_hub_t *hub)
 {
+    hotffi_hub_direct_take(hub, 0);
+
     if (!atomic_load_explicit(&hub->ready, memory_order_acquire)) {
         return 0;
     }
@@ -282,6 +393,9 @@ hotffi_hub_spin_begin(hotffi_hub_t *hub)
      * usual, which costs a spurious wake-up at worst.
      */
     atomic_store_explicit(&hub->spinning, 1, memory_order_relaxed);
+
+    /* and the direct ports' peers write no eventfd either */
+    hotffi_hub_direct_take(hub, 0);
 }
 
 
@@ -290,6 +404,9 @@ void
 hotffi_hub_spin_end(hotffi_hub_t *hub)
 {
     hotffi_list_t  list;
+
+    /* wakes us again, and what came meanwhile is on done */
+    hotffi_hub_direct_take(hub, 1);
 
     /* one critical section: see the DESIGN note in hotffi_hub.h */
     (void) pthread_mutex_lock(&hub->mtx);

@@ -20,7 +20,8 @@
  * the runtime's queue goes on the `wakes` list and the host is asked
  * (defer) to call hotffi_hub_flush_wakes() once its event loop has handled
  * everything that was ready, so that the requests of one loop iteration
- * cost one futex wake per queue (see hotffi_queue_wake()).  A lone call
+ * cost one futex wake per queue (see hotffi_queue_wake()); a direct
+ * port's calls are sent there too, in one batch per turn.  A lone call
  * wakes at once: nothing else could share the wake-up, and its latency is
  * the point.  A queue is taken off the list before it is destroyed
  * (hotffi_hub_forget_queue()).
@@ -36,8 +37,19 @@
  * The host injects how a waiting caller is woken and freed, how a wake-up
  * is deferred, and a logger, so the core needs no nginx or Lua header.
  *
- * locks: mtx guards head and tail, and orders spinning; the atomics are
- * hints read without it; everything else is event loop only.
+ * Direct ports (hotffi_direct.h) are served by the event loop itself: an
+ * isolated runtime's answers wait in a ring, not on `done`.  The hub lists
+ * them (directs) and, wherever it takes the list, asks each to take its
+ * answers first (take), which complete their tasks onto `done` without an
+ * eventfd write (hotffi_hub_complete_local()); the drain then asks each to
+ * be woken through the eventfd again (arm), a spin not to (disarm).  The
+ * library that attached a direct port detaches it from its own thread;
+ * direct_mtx, held around every call into a port, makes the detach wait
+ * for a take or pump in progress and every later one skip the port.
+ *
+ * locks: mtx guards head and tail, and orders spinning; direct_mtx the
+ * directs list and each port's data; the atomics are hints read without
+ * them; everything else is event loop only.
  */
 
 #ifndef HOTFFI_HUB_H
@@ -77,6 +89,37 @@ typedef struct {
 } hotffi_host_t;
 
 
+/*
+ * A direct port's entry points, the runtime library's (static).  Each is
+ * called with the hub's direct_mtx held, on the event loop.
+ */
+typedef struct {
+    /*
+     * Sends the calls queued for the port (hotffi_direct_poll()); returns
+     * 1 when that woke a parked peer (the caller had better not spin for
+     * the answer), else 0.
+     */
+    int       (*pump)(void *data);
+    /*
+     * Takes the answers waiting (hotffi_direct_respond()) and sends what
+     * they made room for; then, with arm, asks to be woken through the
+     * hub's eventfd for the next answer, else (a spin watches) not to be.
+     * Returns how many tasks it answered.
+     */
+    unsigned  (*take)(void *data, int arm);
+} hotffi_direct_ops_t;
+
+
+struct hotffi_direct_s {
+    hotffi_list_t               link;   /* on hub->directs; locks:
+                                           hub->direct_mtx */
+    const hotffi_direct_ops_t  *ops;    /* the library's, static */
+    void                       *data;   /* the library's; NULL once
+                                           detached; locks: direct_mtx */
+    hotffi_hub_t               *hub;    /* borrowed: outlives the port */
+};
+
+
 typedef struct {
     uint64_t   wakeups;         /* drains that found work */
     uint64_t   completions;     /* tasks taken by those drains */
@@ -109,8 +152,15 @@ struct hotffi_hub_s {
                                         the runtime layer's link */
     /* set by the runtime layer: frees the runtime of link (teardown) */
     void               (*free_runtime)(hotffi_list_t *link);
-    hotffi_list_t        wakes;      /* queues owed a wake-up, by
-                                        q->wake_link */
+    hotffi_list_t        wakes;      /* queues owed a wake-up, or
+                                        whose direct port has calls to
+                                        send, by q->wake_link */
+
+    pthread_mutex_t      direct_mtx;
+    hotffi_list_t        directs;    /* direct ports, by their link;
+                                        locks: direct_mtx */
+    atomic_uint          ndirect;    /* how many: a hint, so a hub
+                                        without any takes no lock */
 };
 
 
@@ -131,6 +181,27 @@ int hotffi_hub_fd(hotffi_hub_t *hub);
 
 /* thread: any.  task: ownership passes to the hub. */
 void hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task);
+
+/*
+ * thread: event loop, inside a direct port's take only.  As
+ * hotffi_hub_complete(), without the eventfd write: the loop takes the
+ * list right after the take.
+ */
+void hotffi_hub_complete_local(hotffi_hub_t *hub, hotffi_task_t *task);
+
+/*
+ * thread: any.  Lists d (the caller's, valid until removed) or takes it
+ * off the list, after which no call reaches d->ops (remove waits for one
+ * in progress).  Idempotent.
+ */
+void hotffi_hub_direct_add(hotffi_hub_t *hub, hotffi_direct_t *d);
+void hotffi_hub_direct_remove(hotffi_hub_t *hub, hotffi_direct_t *d);
+
+/*
+ * thread: event loop.  d's pump, unless d was removed meanwhile: 1 when
+ * it woke a parked peer.
+ */
+int hotffi_hub_direct_pump(hotffi_hub_t *hub, hotffi_direct_t *d);
 
 /*
  * thread: any.  Wakes the event loop to drain (a log line was pushed on an
@@ -161,7 +232,8 @@ unsigned hotffi_hub_take(hotffi_hub_t *hub);
 /*
  * thread: event loop.  q (borrowed) owes a wake-up (its push said so):
  * pays it now, or, with other calls in flight and a host that can defer,
- * in hotffi_hub_flush_wakes().
+ * in hotffi_hub_flush_wakes(), which also has q's direct port, if any,
+ * send what is queued.
  */
 void hotffi_hub_wake(hotffi_hub_t *hub, hotffi_queue_t *q);
 

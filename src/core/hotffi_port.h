@@ -22,6 +22,7 @@
 
 struct hotffi_port_s {
     hotffi_queue_t  *queue;        /* the runtime's; outlives the port */
+    hotffi_hub_t    *hub;          /* the worker's; outlives the port */
     unsigned         stopped;      /* locks: queue->mtx */
 
     /*
@@ -47,6 +48,13 @@ struct hotffi_port_s {
 
     /* the threads serving this port, where they must be proved gone */
     hotffi_pollers_t  pollers;
+
+    /*
+     * A port the event loop serves itself (hotffi_direct.h), or NULL: set
+     * inside libffi_init(), before the port opens; the version's, freed
+     * with it.
+     */
+    hotffi_direct_t  *direct;
 };
 
 

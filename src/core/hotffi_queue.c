@@ -343,6 +343,47 @@ hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
 }
 
 
+/* thread: any, one at a time per port */
+uint32_t
+hotffi_queue_poll_fit(hotffi_queue_t *q, hotffi_port_t *port,
+    hotffi_task_t **tasks, uint32_t max,
+    int (*fits)(void *arg, hotffi_task_t *task), void *arg)
+{
+    uint32_t        n;
+    hotffi_task_t  *task;
+
+    (void) pthread_mutex_lock(&q->mtx);
+
+    if (port->stopped || !port->open) {
+        (void) pthread_mutex_unlock(&q->mtx);
+        return 0;
+    }
+
+    for (n = 0; n < max && q->count; n++) {
+        task = q->ring[q->head];
+
+        if (!fits(arg, task)) {
+            break;
+        }
+
+        tasks[n] = task;
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+
+    atomic_store_explicit(&q->ready, q->count + q->stopped,
+                          memory_order_release);
+
+    if (n && q->stopped && q->count == 0) {
+        /* the last task queued before the stop: wake the reaper */
+        (void) pthread_cond_broadcast(&q->drained);
+    }
+
+    (void) pthread_mutex_unlock(&q->mtx);
+    return n;
+}
+
+
 /* thread: any */
 void
 hotffi_queue_stop(hotffi_queue_t *q)
@@ -367,6 +408,14 @@ hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port)
      */
     (void) pthread_mutex_lock(&q->mtx);
     port->stopped = 1;
+
+    if (port->direct != NULL
+        && atomic_load_explicit(&q->direct, memory_order_relaxed)
+           == port->direct)
+    {
+        atomic_store_explicit(&q->direct, NULL, memory_order_relaxed);
+    }
+
     (void) pthread_cond_broadcast(&q->cond);
     (void) pthread_mutex_unlock(&q->mtx);
 }
@@ -378,6 +427,11 @@ hotffi_queue_open_port(hotffi_queue_t *q, hotffi_port_t *port)
 {
     (void) pthread_mutex_lock(&q->mtx);
     port->open = 1;
+
+    if (port->direct != NULL && !port->stopped) {
+        atomic_store_explicit(&q->direct, port->direct, memory_order_relaxed);
+    }
+
     (void) pthread_cond_broadcast(&q->cond);
     (void) pthread_mutex_unlock(&q->mtx);
 }

@@ -46,6 +46,11 @@
  * call or, for calls made while others are in flight, once the event loop
  * has handled everything that was ready (hotffi_hub.h): a burst of calls
  * then costs one futex wake, not one per call.
+ *
+ * A direct port (hotffi_direct.h) has no threads polling: while it is
+ * open, `direct` names it, and the caller of a push hands the task on
+ * itself; the port takes tasks with hotffi_queue_poll_fit(), which never
+ * blocks and leaves those that do not fit where they are.
  */
 
 #ifndef HOTFFI_QUEUE_H
@@ -80,6 +85,8 @@ struct hotffi_queue_s {
     hotffi_spin_t     spin;       /* the back-off of missed poll spins:
                                      only the one thread counted in
                                      spinners touches it */
+    _Atomic(hotffi_direct_t *) direct;  /* the open direct port, or NULL;
+                                           written under mtx */
 
     /* event loop only */
     uint32_t          outstanding;  /* pushed, not yet answered (or
@@ -138,6 +145,16 @@ hotffi_task_t *hotffi_queue_poll(hotffi_queue_t *q, hotffi_port_t *port);
  */
 uint32_t hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
     hotffi_task_t **tasks, uint32_t max);
+
+/*
+ * thread: any; one at a time per port.  Never blocks.  As poll_batch, but
+ * returns 0 at once when nothing may be taken now, and takes a task only
+ * when fits(arg, task) says 1, in FIFO order: the first that does not fit
+ * stops the take.  fits runs under q->mtx and may only look at the task.
+ */
+uint32_t hotffi_queue_poll_fit(hotffi_queue_t *q, hotffi_port_t *port,
+    hotffi_task_t **tasks, uint32_t max,
+    int (*fits)(void *arg, hotffi_task_t *task), void *arg);
 
 /* thread: any.  Idempotent. */
 void hotffi_queue_stop(hotffi_queue_t *q);

@@ -13,6 +13,7 @@
 #include "hotffi_env.h"
 #include "hotffi_err.h"
 #include "hotffi_hub.h"
+#include "hotffi_direct.h"
 #include "hotffi_poller.h"
 #include "hotffi_queue.h"
 
@@ -64,6 +65,7 @@ hotffi_version_alloc(const hotffi_version_owner_t *owner, const char *lib,
 
     v->owner = *owner;
     v->port.queue = owner->queue;
+    v->port.hub = owner->hub;
     hotffi_list_init(&v->kept_link);
     v->lib_name = strdup(lib);
     v->start = calloc(1, sizeof(hotffi_task_t));
@@ -255,6 +257,10 @@ hotffi_version_started(hotffi_version_t *v, char *err, size_t errlen)
 
     if (v->init_rc == 0) {
         hotffi_queue_open_port(v->port.queue, &v->port);
+
+        /* a direct port has no poller to see what queued meanwhile (a
+         * reload's calls): send it now */
+        (void) hotffi_direct_pump(v->owner.hub, v->port.queue);
         return HOTFFI_OK;
     }
 
@@ -396,6 +402,7 @@ hotffi_version_close(hotffi_version_t *v, int shared)
 void
 hotffi_version_free(hotffi_version_t *v)
 {
+    hotffi_direct_free(&v->port);
     free(v->port.init_error);
     free(v->state);
     free(v->init_cfg);

@@ -30,6 +30,8 @@ typedef struct {
     const char        *state;    /* borrowed; NULL: none */
     size_t             len;
     int                rollback; /* the version before failed to start */
+    int                wake_fd;  /* borrowed: the eventfd the helper
+                                    writes to wake the event loop */
 } hotffi_iso_start_t;
 
 

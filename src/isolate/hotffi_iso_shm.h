@@ -30,7 +30,7 @@
 
 
 #define HOTFFI_ISO_MAGIC      0x6869736fu    /* "hiso" */
-#define HOTFFI_ISO_VERSION    2
+#define HOTFFI_ISO_VERSION    3
 #define HOTFFI_ISO_PATH_MAX   4096
 #define HOTFFI_ISO_ERR_MAX    4096
 
@@ -60,8 +60,10 @@
 #define HOTFFI_ISO_STATE_LAST    1
 #define HOTFFI_ISO_STATE_FAILED  2
 
-/* the fd the helper finds its memfd on */
+/* the fd the helper finds its memfd on, and the worker's eventfd (its
+ * hub's: a write wakes the event loop to take answers) */
 #define HOTFFI_ISO_FD         3
+#define HOTFFI_ISO_WAKE_FD    4
 
 
 typedef struct {
@@ -80,7 +82,7 @@ typedef struct {
                                            libffi_retire(), send the state */
     uint32_t            pad2;
     uint32_t            has_cfg;        /* 0: libffi_init() gets NULL */
-    uint32_t            pad;
+    uint32_t            has_wake;       /* HOTFFI_ISO_WAKE_FD is open */
     uint64_t            memory;         /* RLIMIT_AS bytes, 0: none */
     uint64_t            cpu;            /* RLIMIT_CPU seconds, 0: none */
     uint64_t            files;          /* RLIMIT_NOFILE, 0: inherited */

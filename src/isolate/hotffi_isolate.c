@@ -7,34 +7,45 @@
  * The core does not know about isolation.  resty.hotffi loads this library
  * in place of the runtime's, with the runtime's library, cfg and the
  * isolation options as its cfg (hotffi_iso_conf.h).  To the core it is a
- * runtime like any other: it polls tasks and answers them.  Three threads
- * of ours, all with every signal blocked (signals are the event loop's):
+ * runtime like any other, except that its port is a direct one
+ * (src/core/hotffi_direct.h): no thread of ours polls it, the event loop
+ * itself hands each call over and takes each answer:
  *
- *   sender      polls the core's queue, copies each request into the
- *               request ring of the current helper (one producer);
- *   receiver    one per helper: takes answers from the answer ring (one
- *               consumer) and responds to the core's tasks;
- *   supervisor  starts the helper (hotffi_iso_proc.c), watches it through
- *               its pidfd, kills it when stuck, fails the calls it held
- *               when it ends, restarts it with backoff or marks the
- *               runtime failed after a crash loop.
+ *   pump        event loop, after a push (and the supervisor, for a helper
+ *               just started and on each tick): takes from the core's
+ *               queue the calls that fit the request ring and the free
+ *               slots, copies each into the ring, and wakes the helper
+ *               (a futex) if it sleeps; what does not fit stays queued;
+ *   take        event loop, when the hub's eventfd (which the helper
+ *               writes) is readable or while a caller spins: takes the
+ *               answers, log lines and state pieces from the answer ring
+ *               and answers the core's tasks;
+ *   supervisor  our one thread, every signal blocked (signals are the
+ *               event loop's): starts the helper (hotffi_iso_proc.c),
+ *               watches it through its pidfd, kills it when stuck, fails
+ *               the calls it held when it ends, restarts it with backoff
+ *               or marks the runtime failed after a crash loop, and tells
+ *               the helper of calls whose caller gave up.
  *
- * Every core task the sender has taken and sent is in the slot table, by
- * the id its request carries, until the receiver (an answer), the
- * supervisor (the helper ended, or the caller gave up) or the sender (the
- * put failed) removes it under mtx: whoever removes it answers it, once.
- * A task's owner is the core's rule (ours from poll to respond); between
- * our threads it passes through the table, under mtx.
+ * io is the rings' lock: the one producer of requests and the one consumer
+ * of answers of this process are whoever holds it (the event loop, or the
+ * supervisor), and proc, the helper whose rings those are, changes only
+ * under it: the supervisor frees a helper's mapping after it set proc to
+ * NULL under io, so the event loop never touches a freed ring.  io is held
+ * for copies only, never across a wait.
  *
- * A helper's mapping and rings (iso->proc) are the supervisor's: it frees
- * them only after the sender stopped using them (iso->sending, under mtx)
- * and the receiver was joined.
+ * Every core task sent is in the slot table, by the id its request carries,
+ * until a take (an answer), the supervisor (the helper ended, or the caller
+ * gave up) or the pump (the put failed) removes it under mtx: whoever
+ * removes it answers it, once.  A task's owner is the core's rule (ours
+ * from poll to respond); between our threads it passes through the table,
+ * under mtx.  Locks nest io, then the core's queue, then mtx.
  *
  * libffi_init() (on the core's init thread) returns only once the first
  * helper's libffi_init() did, with its result, so that a load fails and a
- * reload rolls back as in process; the sender starts after that.  The
- * state handed over crosses in the mapping (to the first helper) and in
- * the answer ring (from a retiring one: libffi_retire()).
+ * reload rolls back as in process.  The state handed over crosses in the
+ * mapping (to the first helper) and in the answer ring (from a retiring
+ * one: libffi_retire()).
  */
 
 #ifndef _GNU_SOURCE
@@ -56,15 +67,12 @@
 #include <unistd.h>
 
 #include "hotffi.h"
+#include "hotffi_direct.h"
 #include "hotffi_iso_proc.h"
 
 
-/*
- * how long the receiver spins on an empty answer ring before it sleeps:
- * not at all, measured on a loaded two-CPU machine (docs/isolation.md),
- * where a spinning receiver takes the CPU the helper needs
- */
-#define HOTFFI_ISO_SPIN_NS     0
+/* calls one pump takes from the core's queue at a time */
+#define HOTFFI_ISO_PUMP_MAX    64
 
 /* the first restart's delay; doubled per recent death, up to the max */
 #define HOTFFI_ISO_BACKOFF_MS  100
@@ -94,17 +102,25 @@ typedef struct {
     char               **envp;       /* ours, for every helper's start */
     void                *tq;         /* borrowed: the core's */
 
-    pthread_mutex_t      mtx;
-    pthread_cond_t       cond;       /* CLOCK_MONOTONIC; any change below */
+    int                  wake_fd;    /* borrowed: the hub's eventfd */
 
-    /* under mtx */
+    /* the rings' lock (see DESIGN) */
+    pthread_mutex_t      io;
+    int                  closing;    /* under io: the end began, send no
+                                        more */
+    int                  bad;        /* under io: proc corrupted a ring */
+    int                  short_of_room;  /* under io: calls wait for room
+                                            in the request ring */
+
+    pthread_mutex_t      mtx;
+    pthread_cond_t       cond;       /* CLOCK_MONOTONIC; started, stop */
+
+    /* under mtx; proc and gen are written under io too */
     hotffi_iso_proc_t   *proc;       /* the serving helper, or NULL */
     uint64_t             gen;        /* its number */
-    int                  sending;    /* the sender uses proc */
     int                  failed;     /* crash loop: calls fail at once */
     int                  ended;      /* the supervisor is gone */
     int                  stop;       /* libffi_fini() began */
-    int                  sender_done;
     char                 failed_msg[HOTFFI_ISO_MSG_MAX];
     hotffi_iso_slot_t   *slots;      /* conf.inflight of them */
     uint32_t            *free_slots;
@@ -136,7 +152,6 @@ typedef struct {
     char                 state_err[HOTFFI_ISO_ERR_MAX];
 
     int                  stopfd;     /* eventfd: wakes the supervisor */
-    pthread_t            sender;
     pthread_t            supervisor;
 } hotffi_iso_t;
 
@@ -156,117 +171,210 @@ hotffi_iso_slot_free(hotffi_iso_t *iso, uint32_t i)
     iso->slots[i].task = NULL;
     iso->slots[i].id = 0;
     iso->free_slots[iso->nfree++] = i;
-
-    if (iso->nfree == 1) {
-        (void) pthread_cond_broadcast(&iso->cond);
-    }
 }
 
 
-/* thread: sender.  The core's task: ours until answered, by someone. */
-static void
-hotffi_iso_send(hotffi_iso_t *iso, void *task, const char *req, int len)
+/* what a pump may still send: the queue's fits sees it (hotffi_direct.h) */
+typedef struct {
+    int        failed;     /* every call fails at once */
+    uint32_t   slots;      /* free slots */
+    uint64_t   space;      /* free bytes of the request ring */
+    uint64_t   max;        /* the largest payload */
+    uint64_t   short_of;   /* the first record the ring had no room for */
+} hotffi_iso_budget_t;
+
+
+/* thread: a pump's; locks: the core's queue lock held */
+static int
+hotffi_iso_fits(void *arg, int len)
 {
-    int                 rc;
-    uint32_t            i;
-    uint64_t            id;
-    hotffi_iso_proc_t  *p;
-    char                msg[HOTFFI_ISO_MSG_MAX];
+    uint64_t              need;
+    hotffi_iso_budget_t  *b = arg;
 
-    (void) pthread_mutex_lock(&iso->mtx);
-
-    for ( ;; ) {
-        if (iso->failed || iso->ended) {
-            (void) snprintf(msg, sizeof(msg), "%s", iso->failed
-                            ? iso->failed_msg
-                            : "the isolated runtime was unloaded");
-            (void) pthread_mutex_unlock(&iso->mtx);
-            hotffi_iso_fail_task(task, msg);
-            return;
-        }
-
-        if (iso->proc == NULL || iso->nfree == 0) {
-            (void) pthread_cond_wait(&iso->cond, &iso->mtx);
-            continue;
-        }
-
-        p = iso->proc;
-
-        if ((uint64_t) len > hotffi_ring_max_payload(&p->req)) {
-            (void) pthread_mutex_unlock(&iso->mtx);
-            (void) snprintf(msg, sizeof(msg), "runtime \"%s\": request of "
-                            "%d bytes exceeds its isolation ring (%llu "
-                            "bytes; see the ring option)", iso->conf.name,
-                            len, (unsigned long long)
-                            hotffi_ring_max_payload(&p->req));
-            hotffi_iso_fail_task(task, msg);
-            return;
-        }
-
-        i = iso->free_slots[--iso->nfree];
-        id = (++iso->next_seq << HOTFFI_ISO_SLOT_BITS) | i;
-        iso->slots[i].task = task;
-        iso->slots[i].id = id;
-        iso->slots[i].gen = iso->gen;
-        iso->sending++;
-
-        (void) pthread_mutex_unlock(&iso->mtx);
-
-        /* the request: the core's (Lua's) bytes, copied into the ring */
-        rc = hotffi_ring_put(&p->req, id, 0, req ? 0 : HOTFFI_RING_NULL, req,
-                             (uint32_t) len);
-
-        (void) pthread_mutex_lock(&iso->mtx);
-
-        if (--iso->sending == 0) {
-            (void) pthread_cond_broadcast(&iso->cond);
-        }
-
-        if (rc == HOTFFI_OK) {
-            break;
-        }
-
-        /* not sent: the task waits for the next helper */
-        hotffi_iso_slot_free(iso, i);
-
-        if (rc == HOTFFI_ERROR) {
-            hotffi_iso_log("error", "runtime \"%s\": its process corrupted "
-                           "the request ring; killing it", iso->conf.name);
-            hotffi_iso_proc_kill(p);
-        }
-
-        while (iso->proc == p && !iso->failed && !iso->ended) {
-            (void) pthread_cond_wait(&iso->cond, &iso->mtx);
-        }
+    /* taken to fail at once: a failed runtime, a request over the ring */
+    if (b->failed || (uint64_t) len > b->max) {
+        return 1;
     }
 
-    (void) pthread_mutex_unlock(&iso->mtx);
-}
-
-
-/* thread: sender */
-static void *
-hotffi_iso_sender(void *arg)
-{
-    int           len;
-    char         *req;
-    void         *task;
-    hotffi_iso_t  *iso = arg;
-
-    while ((task = ngx_http_lua_ffi_task_poll(iso->tq)) != NULL) {
-        req = ngx_http_lua_ffi_get_req(task, &len);
-        hotffi_iso_send(iso, task, req, len);
+    if (b->slots == 0) {
+        return 0;
     }
 
-    return NULL;
+    need = hotffi_ring_need((uint32_t) len);
+
+    if (need > b->space) {
+        b->short_of = need;
+        return 0;
+    }
+
+    b->slots--;
+    b->space -= need;
+    return 1;
 }
 
 
 /*
- * thread: receiver.  A piece of the state the helper's libffi_retire()
- * handed over, appended to state_out, or why it failed.  The helper is
- * not trusted: pieces that come unasked, after the last, or beyond
- * HOTFFI_ISO_STATE_MAX fail the retire.  payload: ours, freed here.
+ * thread: event loop or supervisor; locks: iso->io held.  Sends one task
+ * the pump took (the core's: ours until answered, by someone).
+ */
+static void
+hotffi_iso_send(hotffi_iso_t *iso, hotffi_iso_proc_t *p, void *task,
+    const hotffi_iso_budget_t *b, const char *failed_msg)
+{
+    int        rc, len;
+    char      *req;
+    uint32_t   i;
+    uint64_t   id;
+    char       msg[HOTFFI_ISO_MSG_MAX];
+
+    req = ngx_http_lua_ffi_get_req(task, &len);
+
+    if (b->failed) {
+        hotffi_iso_fail_task(task, failed_msg);
+        return;
+    }
+
+    if ((uint64_t) len > b->max) {
+        (void) snprintf(msg, sizeof(msg), "runtime \"%s\": request of "
+                        "%d bytes exceeds its isolation ring (%llu "
+                        "bytes; see the ring option)", iso->conf.name,
+                        len, (unsigned long long) b->max);
+        hotffi_iso_fail_task(task, msg);
+        return;
+    }
+
+    /* fits counted this slot: one is free */
+    (void) pthread_mutex_lock(&iso->mtx);
+    i = iso->free_slots[--iso->nfree];
+    id = (++iso->next_seq << HOTFFI_ISO_SLOT_BITS) | i;
+    iso->slots[i].task = task;
+    iso->slots[i].id = id;
+    iso->slots[i].gen = iso->gen;
+    (void) pthread_mutex_unlock(&iso->mtx);
+
+    /* the request: the core's (Lua's) bytes, copied into the ring, whose
+     * room fits counted; only a corrupt ring or a closed one refuses */
+    rc = hotffi_ring_try_put(&p->req, id, 0, req ? 0 : HOTFFI_RING_NULL, req,
+                             (uint32_t) len);
+
+    if (rc == HOTFFI_OK) {
+        return;
+    }
+
+    (void) pthread_mutex_lock(&iso->mtx);
+    hotffi_iso_slot_free(iso, i);
+    (void) pthread_mutex_unlock(&iso->mtx);
+
+    if (rc == HOTFFI_ERROR && !iso->bad) {
+        iso->bad = 1;
+        hotffi_iso_log("error", "runtime \"%s\": its process corrupted "
+                       "the request ring; killing it", iso->conf.name);
+        hotffi_iso_proc_kill(p);
+    }
+
+    /* taken, and no other helper may get it now: it failed with this one */
+    (void) snprintf(msg, sizeof(msg), "runtime \"%s\" process died: its "
+                    "request ring was refused", iso->conf.name);
+    hotffi_iso_fail_task(task, msg);
+}
+
+
+/*
+ * thread: event loop or supervisor; locks: iso->io held.  Sends what the
+ * core's queue holds, as much as fits; when the ring is short of room,
+ * asks the helper to wake the event loop once it made some.  Returns 1
+ * when the helper slept and was woken.
+ */
+static int
+hotffi_iso_pump_locked(hotffi_iso_t *iso)
+{
+    int                   n, k, woke, more;
+    void                 *tasks[HOTFFI_ISO_PUMP_MAX];
+    hotffi_iso_proc_t    *p;
+    hotffi_iso_budget_t   b;
+    char                  msg[HOTFFI_ISO_MSG_MAX];
+
+    woke = 0;
+    p = iso->proc;
+    iso->short_of_room = 0;
+
+    do {
+        memset(&b, 0, sizeof(b));
+
+        (void) pthread_mutex_lock(&iso->mtx);
+        b.failed = iso->failed || iso->ended;
+        b.slots = iso->nfree;
+
+        if (b.failed) {
+            (void) snprintf(msg, sizeof(msg), "%s", iso->failed
+                            ? iso->failed_msg
+                            : "the isolated runtime was unloaded");
+        }
+
+        (void) pthread_mutex_unlock(&iso->mtx);
+
+        if (!b.failed) {
+            if (p == NULL || iso->closing || iso->bad) {
+                /* queued calls wait for the next helper */
+                return woke;
+            }
+
+            b.space = hotffi_ring_space(&p->req);
+            b.max = hotffi_ring_max_payload(&p->req);
+
+            if (atomic_load_explicit(&p->req.shm->data_waiting,
+                                     memory_order_relaxed))
+            {
+                woke = 1;
+            }
+        }
+
+        n = hotffi_direct_poll(iso->tq, tasks, HOTFFI_ISO_PUMP_MAX,
+                               hotffi_iso_fits, &b);
+
+        for (k = 0; k < n; k++) {
+            hotffi_iso_send(iso, p, tasks[k], &b, msg);
+        }
+
+        more = n == HOTFFI_ISO_PUMP_MAX;
+
+        /* the ring's room stopped us: the helper's next take wakes us,
+         * unless the room is there already (look again) */
+        if (b.short_of && p != NULL) {
+            iso->short_of_room = 1;
+
+            if (hotffi_ring_arm_space(&p->req, b.short_of)) {
+                more = 1;
+            }
+        }
+
+    } while (more);
+
+    return woke;
+}
+
+
+/* thread: event loop (the core's direct port; io is taken here) */
+static int
+hotffi_iso_pump(void *data)
+{
+    int            woke;
+    hotffi_iso_t  *iso = data;
+
+    (void) pthread_mutex_lock(&iso->io);
+    woke = hotffi_iso_pump_locked(iso);
+    (void) pthread_mutex_unlock(&iso->io);
+
+    return woke;
+}
+
+
+/*
+ * thread: event loop or supervisor.  A piece of the state the helper's
+ * libffi_retire() handed over, appended to state_out, or why it failed.
+ * The helper is not trusted: pieces that come unasked, after the last,
+ * or beyond HOTFFI_ISO_STATE_MAX fail the retire.  payload: ours, freed
+ * here.
  */
 static void
 hotffi_iso_state_piece(hotffi_iso_t *iso, const hotffi_ring_rec_t *rec,
@@ -329,10 +437,13 @@ done:
 }
 
 
-/* thread: receiver.  payload: ours, then hotffi's with the answer. */
+/*
+ * thread: event loop (local: inside the core's take) or supervisor;
+ * locks: iso->io held.  payload: ours, then hotffi's with the answer.
+ */
 static void
 hotffi_iso_deliver(hotffi_iso_t *iso, const hotffi_ring_rec_t *rec,
-    char *payload)
+    char *payload, int local)
 {
     void      *task;
     uint32_t   i;
@@ -368,55 +479,107 @@ hotffi_iso_deliver(hotffi_iso_t *iso, const hotffi_ring_rec_t *rec,
         return;
     }
 
+    if (local) {
+        hotffi_direct_respond(task, rec->rc, payload, (int) rec->len);
+        return;
+    }
+
     ngx_http_lua_ffi_respond(task, rec->rc, payload, (int) rec->len);
 }
 
 
-typedef struct {
-    hotffi_iso_t       *iso;
-    hotffi_iso_proc_t  *proc;    /* the supervisor's; valid until joined */
-} hotffi_iso_receiver_arg_t;
-
-
-/* thread: receiver */
-static void *
-hotffi_iso_receiver(void *a)
+/*
+ * thread: event loop (local) or supervisor; locks: iso->io held.  Takes
+ * every record the helper wrote; returns how many.
+ */
+static unsigned
+hotffi_iso_take_locked(hotffi_iso_t *iso, int local)
 {
-    int                         rc;
-    char                       *payload;
-    hotffi_ring_rec_t           rec;
-    hotffi_iso_receiver_arg_t  *arg = a;
+    int                 rc;
+    char               *payload;
+    unsigned            n;
+    hotffi_ring_rec_t   rec;
+    hotffi_iso_proc_t  *p = iso->proc;
 
-    for ( ;; ) {
-        rc = hotffi_ring_take(&arg->proc->ans, &rec, &payload);
+    if (p == NULL || iso->bad) {
+        return 0;
+    }
 
-        if (rc == HOTFFI_OK) {
-            hotffi_iso_deliver(arg->iso, &rec, payload);
-            continue;
-        }
+    for (n = 0; /* void */; n++) {
+        rc = hotffi_ring_take(&p->ans, &rec, &payload);
 
-        if (rc == HOTFFI_BUSY) {
-            (void) usleep(1000);
-            continue;
-        }
-
-        if (rc == HOTFFI_ERROR) {
-            hotffi_iso_log("error", "runtime \"%s\": its process corrupted "
-                           "the answer ring; killing it",
-                           arg->iso->conf.name);
-            hotffi_iso_proc_kill(arg->proc);
+        if (rc != HOTFFI_OK) {
             break;
         }
 
-        if (hotffi_ring_wait(&arg->proc->ans, HOTFFI_ISO_SPIN_NS, 100)
-            == HOTFFI_DONE)
-        {
+        hotffi_iso_deliver(iso, &rec, payload, local);
+    }
+
+    if (rc == HOTFFI_ERROR) {
+        iso->bad = 1;
+        hotffi_iso_log("error", "runtime \"%s\": its process corrupted "
+                       "the answer ring; killing it", iso->conf.name);
+        hotffi_iso_proc_kill(p);
+    }
+
+    /* HOTFFI_BUSY (out of memory): the record stays for the next take */
+    return n;
+}
+
+
+/* thread: event loop (the core's direct port; see hotffi_hub.h) */
+static unsigned
+hotffi_iso_take(void *data, int arm)
+{
+    unsigned       n, got;
+    hotffi_iso_t  *iso = data;
+
+    (void) pthread_mutex_lock(&iso->io);
+
+    n = 0;
+
+    for ( ;; ) {
+        got = hotffi_iso_take_locked(iso, 1);
+        n += got;
+
+        if (iso->proc == NULL || iso->bad) {
+            break;
+        }
+
+        if (!arm) {
+            /* a caller spins and looks: the helper need not wake us */
+            hotffi_ring_disarm_data(&iso->proc->ans);
+            break;
+        }
+
+        /* what came between the take and the arm is taken now */
+        if (!hotffi_ring_arm_data(&iso->proc->ans)) {
+            break;
+        }
+
+        if (got == 0) {
+            /* out of memory for a record: look again at the next loop */
+            (void) eventfd_write(iso->wake_fd, 1);
             break;
         }
     }
 
-    return NULL;
+    /* answers free slots and room, and the helper woke us for room:
+     * send what waited for them */
+    if (n || iso->short_of_room) {
+        (void) hotffi_iso_pump_locked(iso);
+    }
+
+    (void) pthread_mutex_unlock(&iso->io);
+
+    return n;
 }
+
+
+static const hotffi_direct_ops_t  hotffi_iso_ops = {
+    hotffi_iso_pump,
+    hotffi_iso_take
+};
 
 
 /*
@@ -537,7 +700,7 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
         now = hotffi_iso_ms();
 
         (void) pthread_mutex_lock(&iso->mtx);
-        closing |= iso->stop && iso->sender_done;
+        closing |= iso->stop;
         retire = iso->retire;
 
         if (iso->started == 0
@@ -565,9 +728,15 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
         }
 
         if (closing && stop_deadline == 0) {
-            /* the graceful end: the helper's polls drain, then get NULL;
-             * one still in libffi_init() has nothing to finish; a reload
-             * asks for the state first */
+            /* the graceful end: nothing more is sent (the core's queue
+             * was drained for an unload, and a reload's next version
+             * gets what is queued); the helper's polls drain, then get
+             * NULL; one still in libffi_init() has nothing to finish; a
+             * reload asks for the state first */
+            (void) pthread_mutex_lock(&iso->io);
+            iso->closing = 1;
+            (void) pthread_mutex_unlock(&iso->io);
+
             atomic_store(&p->shm->retire, (uint32_t) retire);
             hotffi_ring_close(&p->req);
             stop_deadline = now + iso->conf.stuck_ms;
@@ -588,6 +757,22 @@ hotffi_iso_watch(hotffi_iso_t *iso, hotffi_iso_proc_t *p, uint64_t gen,
         }
 
         used = hotffi_iso_sweep(iso, gen, hotffi_iso_shm_cancels(p->shm), "");
+
+        /*
+         * The backstop of the event loop's own pumps and wake-ups: calls
+         * queued that nothing sent yet (a helper that took requests and
+         * answered none), answers nobody was woken for (a wake-up lost
+         * to a helper killed between its put and its write).  Both
+         * cost nothing when there are none.
+         */
+        (void) pthread_mutex_lock(&iso->io);
+        (void) hotffi_iso_pump_locked(iso);
+
+        if (hotffi_ring_head(&p->ans) != hotffi_ring_tail(&p->ans)) {
+            (void) eventfd_write(iso->wake_fd, 1);
+        }
+
+        (void) pthread_mutex_unlock(&iso->io);
 
         /* progress: requests taken and answers written, by the helper */
         progress = hotffi_ring_tail(&p->req) + hotffi_ring_head(&p->ans);
@@ -651,15 +836,13 @@ hotffi_iso_backoff(hotffi_iso_t *iso, uint64_t ms)
 static void *
 hotffi_iso_supervisor(void *arg)
 {
-    int                         clean, started, stop, recent, k;
-    char                        why[HOTFFI_ISO_MSG_MAX - 100];
-    char                        msg[HOTFFI_ISO_MSG_MAX];
-    uint64_t                    now, gen = 0, delay;
-    uint64_t                   *deaths;
-    pthread_t                   receiver;
-    hotffi_iso_t               *iso = arg;
-    hotffi_iso_proc_t           proc;
-    hotffi_iso_receiver_arg_t   rarg;
+    int                  clean, started, stop, recent, k;
+    char                 why[HOTFFI_ISO_MSG_MAX - 100];
+    char                 msg[HOTFFI_ISO_MSG_MAX];
+    uint64_t             now, gen = 0, delay;
+    uint64_t            *deaths;
+    hotffi_iso_t        *iso = arg;
+    hotffi_iso_proc_t    proc;
 
     /* the times of the last conf.restarts deaths, a ring */
     deaths = calloc(iso->conf.restarts, sizeof(uint64_t));
@@ -676,45 +859,34 @@ hotffi_iso_supervisor(void *arg)
                                          iso->envp, why, sizeof(why))
                    == HOTFFI_OK)
         {
-            rarg.iso = iso;
-            rarg.proc = &proc;
+            started = 1;
 
-            if (pthread_create(&receiver, NULL, hotffi_iso_receiver, &rarg)
-                != 0)
-            {
-                hotffi_iso_proc_kill(&proc);
-                (void) hotffi_iso_proc_reap(&proc, msg, sizeof(msg));
-                hotffi_iso_proc_free(&proc);
-                (void) snprintf(why, sizeof(why), "pthread_create() failed");
+            /* the event loop's from here: it sends the calls queued, and
+             * the helper wakes it for the first answer */
+            (void) pthread_mutex_lock(&iso->io);
+            (void) pthread_mutex_lock(&iso->mtx);
+            gen = ++iso->gen;
+            iso->proc = &proc;
+            iso->bad = 0;
+            (void) pthread_mutex_unlock(&iso->mtx);
 
-            } else {
-                started = 1;
+            (void) hotffi_ring_arm_data(&proc.ans);
+            (void) hotffi_iso_pump_locked(iso);
+            (void) pthread_mutex_unlock(&iso->io);
 
-                (void) pthread_mutex_lock(&iso->mtx);
-                gen = ++iso->gen;
-                iso->proc = &proc;
-                (void) pthread_cond_broadcast(&iso->cond);
-                (void) pthread_mutex_unlock(&iso->mtx);
+            clean = hotffi_iso_watch(iso, &proc, gen, why, sizeof(why));
 
-                clean = hotffi_iso_watch(iso, &proc, gen, why, sizeof(why));
+            /* the helper ended: what it wrote before is answered, then
+             * the event loop lets go of its rings */
+            (void) pthread_mutex_lock(&iso->io);
+            (void) hotffi_iso_take_locked(iso, 0);
+            (void) pthread_mutex_lock(&iso->mtx);
+            iso->proc = NULL;
+            (void) pthread_mutex_unlock(&iso->mtx);
+            (void) pthread_mutex_unlock(&iso->io);
 
-                (void) pthread_mutex_lock(&iso->mtx);
-                iso->proc = NULL;
-                (void) pthread_mutex_unlock(&iso->mtx);
-
-                /* wakes the sender (its put fails) and the receiver (it
-                 * ends once it took what the helper wrote before) */
-                hotffi_ring_close(&proc.req);
-                hotffi_ring_close(&proc.ans);
-
-                (void) pthread_mutex_lock(&iso->mtx);
-                while (iso->sending) {
-                    (void) pthread_cond_wait(&iso->cond, &iso->mtx);
-                }
-                (void) pthread_mutex_unlock(&iso->mtx);
-
-                (void) pthread_join(receiver, NULL);
-            }
+            hotffi_ring_close(&proc.req);
+            hotffi_ring_close(&proc.ans);
         }
 
         (void) pthread_mutex_lock(&iso->mtx);
@@ -778,8 +950,12 @@ hotffi_iso_supervisor(void *arg)
             iso->failed = 1;
             (void) snprintf(iso->failed_msg, sizeof(iso->failed_msg), "%s",
                             msg);
-            (void) pthread_cond_broadcast(&iso->cond);
             (void) pthread_mutex_unlock(&iso->mtx);
+
+            /* the calls queued fail now, as the later ones will */
+            (void) pthread_mutex_lock(&iso->io);
+            (void) hotffi_iso_pump_locked(iso);
+            (void) pthread_mutex_unlock(&iso->io);
 
         } else {
             (void) snprintf(msg, sizeof(msg), "runtime \"%s\" process died: "
@@ -805,8 +981,12 @@ hotffi_iso_supervisor(void *arg)
 
     (void) pthread_mutex_lock(&iso->mtx);
     iso->ended = 1;
-    (void) pthread_cond_broadcast(&iso->cond);
     (void) pthread_mutex_unlock(&iso->mtx);
+
+    /* calls still queued for an open port fail: nothing will serve them */
+    (void) pthread_mutex_lock(&iso->io);
+    (void) hotffi_iso_pump_locked(iso);
+    (void) pthread_mutex_unlock(&iso->io);
 
     return NULL;
 }
@@ -824,6 +1004,7 @@ hotffi_iso_free(hotffi_iso_t *iso)
         (void) close(iso->stopfd);
     }
 
+    (void) pthread_mutex_destroy(&iso->io);
     (void) pthread_mutex_destroy(&iso->mtx);
     (void) pthread_cond_destroy(&iso->cond);
     free(iso->slots);
@@ -836,31 +1017,23 @@ hotffi_iso_free(hotffi_iso_t *iso)
 
 
 /*
- * thread: init or a reaper.  Ends the threads libffi_init() started: the
- * stop, then the sender (if it runs), then the supervisor, which ends the
- * helper.
+ * thread: init or a reaper.  Ends what libffi_init() started: the stop,
+ * then the supervisor, which ends the helper (the event loop takes its
+ * last answers meanwhile), then the direct port: no call of the event
+ * loop reaches iso after this, and the caller may free it.
  */
 static void
-hotffi_iso_end(hotffi_iso_t *iso, int sender)
+hotffi_iso_end(hotffi_iso_t *iso)
 {
-    /* first the stop: a sender waiting for a helper that will not be
-     * restarted any more fails its call instead, and polls the NULL */
     (void) pthread_mutex_lock(&iso->mtx);
     iso->stop = 1;
     (void) pthread_cond_broadcast(&iso->cond);
     (void) pthread_mutex_unlock(&iso->mtx);
     (void) eventfd_write(iso->stopfd, 1);
 
-    if (sender) {
-        (void) pthread_join(iso->sender, NULL);
-    }
-
-    (void) pthread_mutex_lock(&iso->mtx);
-    iso->sender_done = 1;
-    (void) pthread_mutex_unlock(&iso->mtx);
-
-    (void) eventfd_write(iso->stopfd, 1);
     (void) pthread_join(iso->supervisor, NULL);
+
+    hotffi_direct_detach(iso->tq);
 }
 
 
@@ -888,6 +1061,8 @@ libffi_init(char *cfg, void *tq)
 
     iso->tq = tq;
     iso->stopfd = -1;
+    iso->wake_fd = -1;
+    (void) pthread_mutex_init(&iso->io, NULL);
     (void) pthread_mutex_init(&iso->mtx, NULL);
     (void) pthread_condattr_init(&ca);
     (void) pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -939,14 +1114,27 @@ libffi_init(char *cfg, void *tq)
 
     iso->start.rollback = hotffi_rollback(tq);
 
+    /* the event loop serves our port itself; the helper wakes it */
+    iso->wake_fd = hotffi_direct_attach(tq, &hotffi_iso_ops, iso);
+
+    if (iso->wake_fd == -1) {
+        hotffi_init_error(tq, "out of memory for the direct port");
+        hotffi_iso_free(iso);
+        return 3;
+    }
+
+    iso->start.wake_fd = iso->wake_fd;
+
     /* our threads take no signal: nginx's handlers run on the event loop */
     (void) sigfillset(&all);
     (void) pthread_sigmask(SIG_SETMASK, &all, &old);
 
     rc = pthread_create(&iso->supervisor, NULL, hotffi_iso_supervisor, iso);
 
+    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+
     if (rc != 0) {
-        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        hotffi_direct_detach(tq);
         hotffi_init_error(tq, "pthread_create() failed");
         hotffi_iso_free(iso);
         return 4;
@@ -959,21 +1147,10 @@ libffi_init(char *cfg, void *tq)
     (void) pthread_mutex_unlock(&iso->mtx);
 
     if (iso->started < 0) {
-        (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
-        hotffi_iso_end(iso, 0);
+        hotffi_iso_end(iso);
         hotffi_init_error(tq, iso->start_err);
         hotffi_iso_free(iso);
         return 5;
-    }
-
-    rc = pthread_create(&iso->sender, NULL, hotffi_iso_sender, iso);
-    (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-    if (rc != 0) {
-        hotffi_iso_end(iso, 0);
-        hotffi_init_error(tq, "pthread_create() failed");
-        hotffi_iso_free(iso);
-        return 4;
     }
 
     /* iso: ours, found again by libffi_fini() */
@@ -983,10 +1160,10 @@ libffi_init(char *cfg, void *tq)
 
 
 /*
- * thread: a hotffi reaper.  The core's stop is delivered: the sender's
- * poll returns NULL once the queue is drained (an unload) or at once (a
- * reload, whose next version gets the calls still queued).  The helper
- * then answers what it holds and exits, or is killed after a grace.
+ * thread: a hotffi reaper.  The core's stop is delivered: the queue is
+ * drained (an unload), or the port stopped (a reload, whose next version
+ * gets the calls still queued), so nothing more is sent.  The helper then
+ * answers what it holds and exits, or is killed after a grace.
  */
 int
 libffi_fini(void *tq)
@@ -997,7 +1174,7 @@ libffi_fini(void *tq)
         return 0;
     }
 
-    hotffi_iso_end(iso, 1);
+    hotffi_iso_end(iso);
     hotffi_iso_free(iso);
     return 0;
 }
@@ -1027,7 +1204,7 @@ libffi_retire(void *tq, char **state, int *len)
     iso->retire = 1;
     (void) pthread_mutex_unlock(&iso->mtx);
 
-    hotffi_iso_end(iso, 1);
+    hotffi_iso_end(iso);
 
     rc = 0;
 

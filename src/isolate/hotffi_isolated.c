@@ -18,6 +18,13 @@
  * task here is a copy: its request was copied out of the ring, so the ring
  * space is free at once and answers may come in any order.
  *
+ * Wake-ups: the worker's event loop writes requests and takes answers
+ * itself (src/core/hotffi_direct.h).  It sleeps in epoll, so an answer
+ * wakes it through its hub's eventfd (HOTFFI_ISO_WAKE_FD), written only
+ * when it asked for it (hotffi_ring.h); a poll that finds no request
+ * first spins as a runtime thread in the worker would (hotffi_spin.h:
+ * the same window, back-off and load check), then sleeps on the futex.
+ *
  * The stop: the worker closes the request ring; once it is empty every
  * poll returns NULL, main calls libffi_fini() if the library has one (else
  * waits for the tasks taken to be answered, a few seconds at most) and the
@@ -31,6 +38,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -46,11 +54,13 @@
 #include "hotffi.h"
 #include "hotffi_iso_shm.h"
 #include "hotffi_library.h"
+#include "hotffi_spin.h"
 
 
-/* how long a poller spins on an empty ring before it sleeps: not at all,
- * as the worker's receiver (see hotffi_isolate.c) */
-#define HOTFFI_ISOLATED_SPIN_NS    0
+/* malloc() tuning of the helper, see main(): glibc's largest threshold,
+ * and twice that kept */
+#define HOTFFI_ISOLATED_MMAP       (32 << 20)
+#define HOTFFI_ISOLATED_TRIM       (64 << 20)
 
 /* a library without libffi_fini(): wait this long for its answers */
 #define HOTFFI_ISOLATED_DRAIN_MS   5000
@@ -68,6 +78,8 @@ typedef struct {
     int                stopped;     /* under stop_mtx and req_mtx */
     _Atomic int64_t    taken;       /* tasks handed out, not answered */
     _Atomic uint64_t   log_dropped; /* hotffi_log() lines the ring refused */
+    hotffi_spin_t      spin;        /* the poll's back-off; under req_mtx */
+    uint64_t           spin_wait;   /* a hit's wait, ns; under req_mtx */
     void              *data;        /* hotffi_tq_set_data(); the runtime's */
     char               err[HOTFFI_ISO_ERR_MAX];   /* hotffi_init_error() */
 } hotffi_isolated_tq_t;
@@ -106,6 +118,45 @@ hotffi_isolated_stop(hotffi_isolated_tq_t *tq)
     tq->stopped = 1;
     (void) pthread_cond_broadcast(&tq->stop_cond);
     (void) pthread_mutex_unlock(&tq->stop_mtx);
+}
+
+
+/*
+ * thread: runtime.  locks: tq->req_mtx held.  Watches the request ring
+ * for the poll window (hotffi_spin.h), unless the machine is busy or
+ * recent spins missed; returns 1 when a request (or the close) came.
+ */
+static int
+hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
+{
+    uint64_t  window, start, now, yield;
+
+    window = hotffi_spin_for(hotffi_spin_poll_window(),
+                             hotffi_spin_last_answer());
+
+    if (window == 0 || hotffi_spin_busy() || !hotffi_spin_want(&tq->spin)) {
+        return 0;
+    }
+
+    start = hotffi_spin_now();
+    now = start;
+    yield = hotffi_spin_yield_after(tq->spin_wait);
+
+    while (!hotffi_ring_ready(&tq->req)) {
+        now = hotffi_spin_now();
+
+        if (now - start >= window) {
+            hotffi_spin_record(&tq->spin, 0, now - start);
+            return 0;
+        }
+
+        hotffi_spin_pause(now - start, yield);
+    }
+
+    hotffi_spin_record(&tq->spin, 1, now - start);
+    tq->spin_wait = hotffi_spin_average(tq->spin_wait, now - start);
+
+    return 1;
 }
 
 
@@ -156,8 +207,11 @@ hotffi_isolated_take(hotffi_isolated_tq_t *tq, int block)
             return NULL;
         }
 
-        if (hotffi_ring_wait(&tq->req, HOTFFI_ISOLATED_SPIN_NS, 100)
-            == HOTFFI_DONE)
+        if (hotffi_isolated_spin(tq)) {
+            continue;
+        }
+
+        if (hotffi_ring_wait(&tq->req, 0, 100) == HOTFFI_DONE)
         {
             hotffi_isolated_stop(tq);
         }
@@ -260,6 +314,9 @@ ngx_http_lua_ffi_respond(void *task, int rc, char *rsp, int rsp_len)
     if (put == HOTFFI_ERROR) {
         hotffi_isolated_corrupt("answer");
     }
+
+    /* the next poll's spin window grows with it (hotffi_spin.h) */
+    hotffi_spin_note_answer(len);
 
     free(rsp);
     free(t->req);
@@ -611,6 +668,21 @@ main(int argc, char **argv)
     hotffi_library_t       lib;
     hotffi_isolated_tq_t  *tq = &hotffi_isolated_tq;
 
+    /*
+     * Each request is copied out of the ring into a malloc()'ed buffer,
+     * freed at respond() (often on another thread than the one that took
+     * it).  With glibc's defaults a free of 100 KiB in a thread's arena
+     * gave the pages back (madvise(), 77 us measured) and the next call
+     * faulted them in again: 1.2 ms per 100 KiB echo; a 16 MiB one got
+     * a fresh mmap() for the request and for the answer, and faulted
+     * 8192 pages in (160 ms per copy on a loaded machine).  Keep up to
+     * HOTFFI_ISOLATED_TRIM bytes at the top of an arena, and serve
+     * requests up to HOTFFI_ISOLATED_MMAP from the arenas.  The cost: a
+     * helper that served a large call keeps that memory for the next.
+     */
+    (void) mallopt(M_MMAP_THRESHOLD, HOTFFI_ISOLATED_MMAP);
+    (void) mallopt(M_TRIM_THRESHOLD, HOTFFI_ISOLATED_TRIM);
+
     /* the worker's thread that started us had its signals blocked */
     (void) sigemptyset(&all);
     (void) sigprocmask(SIG_SETMASK, &all, NULL);
@@ -633,7 +705,9 @@ main(int argc, char **argv)
         return 2;
     }
 
-    shm = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+    /* the worker allocated the pages: map them all now (hotffi_iso_proc.c) */
+    shm = mmap(NULL, (size_t) st.st_size, PROT_READ | PROT_WRITE,
+               MAP_SHARED | MAP_POPULATE,
                HOTFFI_ISO_FD, 0);
     if (shm == MAP_FAILED) {
         return 2;
@@ -647,6 +721,13 @@ main(int argc, char **argv)
 
     tq->shm = shm;
     hotffi_iso_shm_rings(shm, &tq->req, &tq->ans, 0);
+
+    /* the worker's event loop sleeps in epoll: wake it by its eventfd,
+     * for an answer and for room in the request ring */
+    if (shm->has_wake) {
+        hotffi_ring_set_wake_fd(&tq->req, HOTFFI_ISO_WAKE_FD);
+        hotffi_ring_set_wake_fd(&tq->ans, HOTFFI_ISO_WAKE_FD);
+    }
     (void) pthread_mutex_init(&tq->req_mtx, NULL);
     (void) pthread_mutex_init(&tq->ans_mtx, NULL);
     (void) pthread_mutex_init(&tq->stop_mtx, NULL);

@@ -75,6 +75,48 @@ hotffi_ring_futex_wake(_Atomic uint32_t *word)
 }
 
 
+/*
+ * thread: the side that moved head or tail, after the fence.  The peer
+ * said it waits (flag): wake it, through its futex, or through the
+ * eventfd it polls; there the exchange makes one write per arm.
+ */
+static void
+hotffi_ring_wake(hotffi_ring_t *r, _Atomic uint32_t *flag,
+    _Atomic uint32_t *seq)
+{
+    uint64_t  one;
+    ssize_t   n;
+
+    if (!atomic_load_explicit(flag, memory_order_relaxed)) {
+        return;
+    }
+
+    /*
+     * One waker per sleep: the first clears the flag, the ones after it
+     * (the event loop's next sends, before the woken side has run) make
+     * no system call.  One sleeper per flag at a time (a ring has one
+     * consumer and one producer), and it raises the flag again before
+     * each sleep.
+     */
+    if (atomic_exchange(flag, 0) == 0) {
+        return;
+    }
+
+    if (r->wake_fd == -1) {
+        hotffi_ring_futex_wake(seq);
+        return;
+    }
+
+    one = 1;
+
+    do {
+        n = write(r->wake_fd, &one, sizeof(one));
+    } while (n == -1 && errno == EINTR);
+
+    /* EAGAIN: the counter is saturated, a wake-up is pending anyway */
+}
+
+
 /* thread: any */
 void
 hotffi_ring_attach(hotffi_ring_t *r, hotffi_ring_shm_t *shm, void *data,
@@ -83,10 +125,19 @@ hotffi_ring_attach(hotffi_ring_t *r, hotffi_ring_shm_t *shm, void *data,
     r->shm = shm;
     r->data = data;
     r->size = size;
+    r->wake_fd = -1;
 
     if (reset) {
         memset(shm, 0, sizeof(hotffi_ring_shm_t));
     }
+}
+
+
+/* thread: any, before use */
+void
+hotffi_ring_set_wake_fd(hotffi_ring_t *r, int fd)
+{
+    r->wake_fd = fd;
 }
 
 
@@ -241,9 +292,7 @@ hotffi_ring_put_rec(hotffi_ring_t *r, uint64_t id, int32_t rc,
     /* pairs with the consumer's store of data_waiting and load of head */
     atomic_thread_fence(memory_order_seq_cst);
 
-    if (atomic_load_explicit(&r->shm->data_waiting, memory_order_relaxed)) {
-        hotffi_ring_futex_wake(&r->shm->data_seq);
-    }
+    hotffi_ring_wake(r, &r->shm->data_waiting, &r->shm->data_seq);
 
     return HOTFFI_OK;
 }
@@ -313,9 +362,7 @@ hotffi_ring_take(hotffi_ring_t *r, hotffi_ring_rec_t *rec, char **payload)
     /* pairs with the producer's store of space_waiting and load of tail */
     atomic_thread_fence(memory_order_seq_cst);
 
-    if (atomic_load_explicit(&r->shm->space_waiting, memory_order_relaxed)) {
-        hotffi_ring_futex_wake(&r->shm->space_seq);
-    }
+    hotffi_ring_wake(r, &r->shm->space_waiting, &r->shm->space_seq);
 
     /* payload: the caller's from here */
     *payload = p;
@@ -369,6 +416,72 @@ hotffi_ring_wait(hotffi_ring_t *r, uint64_t spin_ns, int timeout_ms)
     }
 
     return atomic_load(&r->shm->closed) ? HOTFFI_DONE : HOTFFI_AGAIN;
+}
+
+
+/* thread: the consumer */
+int
+hotffi_ring_arm_data(hotffi_ring_t *r)
+{
+    atomic_store(&r->shm->data_waiting, 1);
+
+    /* pairs with the producer's store of head and load of data_waiting */
+    atomic_thread_fence(memory_order_seq_cst);
+
+    return atomic_load(&r->shm->head)
+           != atomic_load_explicit(&r->shm->tail, memory_order_relaxed);
+}
+
+
+/* thread: the consumer */
+void
+hotffi_ring_disarm_data(hotffi_ring_t *r)
+{
+    atomic_store_explicit(&r->shm->data_waiting, 0, memory_order_relaxed);
+}
+
+
+/* thread: the producer */
+uint64_t
+hotffi_ring_space(const hotffi_ring_t *r)
+{
+    uint64_t  used;
+
+    used = atomic_load_explicit(&r->shm->head, memory_order_relaxed)
+           - atomic_load_explicit(&r->shm->tail, memory_order_acquire);
+
+    /* a corrupt tail: no space; the put that follows says why */
+    return used > r->size ? 0 : r->size - used;
+}
+
+
+uint64_t
+hotffi_ring_need(uint32_t len)
+{
+    return HOTFFI_RING_ALIGN(HOTFFI_RING_REC + (uint64_t) len);
+}
+
+
+/* thread: the producer */
+int
+hotffi_ring_arm_space(hotffi_ring_t *r, uint64_t need)
+{
+    atomic_store(&r->shm->space_waiting, 1);
+
+    /* pairs with the consumer's store of tail and load of space_waiting */
+    atomic_thread_fence(memory_order_seq_cst);
+
+    return hotffi_ring_space(r) >= need;
+}
+
+
+/* thread: the consumer */
+int
+hotffi_ring_ready(const hotffi_ring_t *r)
+{
+    return atomic_load_explicit(&r->shm->head, memory_order_acquire)
+           != atomic_load_explicit(&r->shm->tail, memory_order_relaxed)
+           || atomic_load_explicit(&r->shm->closed, memory_order_relaxed);
 }
 
 

@@ -24,6 +24,13 @@
  * makes no system call.  Every sleep has a timeout, so a peer that dies
  * (or never wakes us) costs a bounded delay, not a hang.
  *
+ * A side that cannot sleep on a futex (the nginx worker's event loop,
+ * which sleeps in epoll) arms the flag instead (hotffi_ring_arm_data(),
+ * hotffi_ring_arm_space()) and is woken through an eventfd its peer holds:
+ * the peer's handle then carries that descriptor (wake_fd), and its put or
+ * take clears the flag with an exchange and writes the eventfd, so one arm
+ * costs at most one write, however many records follow.
+ *
  * Trust: the peer may be a crashing or hostile process.  Every value read
  * from shared memory (head, tail, a record's length) is checked before it
  * is used; a bad one gives HOTFFI_ERROR, and the caller ends the helper.
@@ -80,6 +87,8 @@ typedef struct {
     hotffi_ring_shm_t  *shm;    /* borrowed: the mapping's */
     unsigned char      *data;   /* borrowed: the mapping's */
     uint64_t            size;   /* bytes of data, a power of two */
+    int                 wake_fd;  /* borrowed: -1, the peer sleeps on the
+                                     futex; else the eventfd it polls */
 } hotffi_ring_t;
 
 
@@ -90,6 +99,13 @@ typedef struct {
  */
 void hotffi_ring_attach(hotffi_ring_t *r, hotffi_ring_shm_t *shm, void *data,
     uint64_t size, int reset);
+
+/*
+ * thread: any, before the ring is used.  The peer of this handle is woken
+ * by writing fd (an eventfd, borrowed: it outlives the handle) instead of
+ * the futex.
+ */
+void hotffi_ring_set_wake_fd(hotffi_ring_t *r, int fd);
 
 /* The largest payload a record of this ring may carry. */
 uint64_t hotffi_ring_max_payload(const hotffi_ring_t *r);
@@ -125,6 +141,31 @@ int hotffi_ring_take(hotffi_ring_t *r, hotffi_ring_rec_t *rec,
  * record is there; HOTFFI_AGAIN: none yet; HOTFFI_DONE: closed and empty.
  */
 int hotffi_ring_wait(hotffi_ring_t *r, uint64_t spin_ns, int timeout_ms);
+
+/*
+ * thread: the consumer, woken through wake_fd.  Asks the producer for a
+ * wake-up at its next record (once: it clears the flag when it writes).
+ * Returns 1 when a record is there already (take it: no wake-up may come
+ * for it), else 0.  disarm: the consumer watches the ring itself (it
+ * spins), and a record needs no wake-up.
+ */
+int hotffi_ring_arm_data(hotffi_ring_t *r);
+void hotffi_ring_disarm_data(hotffi_ring_t *r);
+
+/*
+ * thread: the producer, woken through wake_fd.  Asks the consumer for a
+ * wake-up once it frees space.  Returns 1 when need bytes of record
+ * (hotffi_ring_need()) fit already, else 0.
+ */
+int hotffi_ring_arm_space(hotffi_ring_t *r, uint64_t need);
+
+/* thread: the producer.  Bytes free now, and the bytes a record of len
+ * payload bytes takes. */
+uint64_t hotffi_ring_space(const hotffi_ring_t *r);
+uint64_t hotffi_ring_need(uint32_t len);
+
+/* thread: the consumer.  1 when a record waits or the ring is closed. */
+int hotffi_ring_ready(const hotffi_ring_t *r);
 
 /* thread: any.  Ends the ring: puts fail, waits return; wakes both sides. */
 void hotffi_ring_close(hotffi_ring_t *r);

@@ -6,13 +6,14 @@
 ISO_LIB     := $(BUILD)/lib/libhotffi_isolate.so
 ISO_HELPER  := $(BUILD)/lib/hotffi-isolated
 ISO_CFLAGS   = $(CFLAGS) $(WARN) -std=gnu11 -Iinclude -Isrc/core -Isrc/isolate
-ISO_HDRS    := $(wildcard src/isolate/*.h) include/hotffi.h src/core/hotffi_core.h
+ISO_HDRS    := $(wildcard src/isolate/*.h) include/hotffi.h src/core/hotffi_core.h \
+               src/core/hotffi_direct.h src/core/hotffi_hub.h
 ISO_COMMON  := src/isolate/hotffi_ring.c src/isolate/hotffi_iso_shm.c
 ISO_WORKER  := src/isolate/hotffi_isolate.c src/isolate/hotffi_iso_proc.c \
                src/isolate/hotffi_iso_conf.c $(ISO_COMMON)
 ISO_HELPER_SRCS := src/isolate/hotffi_isolated.c src/core/hotffi_library.c \
-                   src/core/hotffi_elf.c \
-                   $(ISO_COMMON)
+                   src/core/hotffi_elf.c src/core/hotffi_spin.c \
+                   src/core/hotffi_env.c $(ISO_COMMON)
 
 all: $(ISO_LIB) $(ISO_HELPER)
 
@@ -22,7 +23,8 @@ $(ISO_LIB): $(ISO_WORKER) $(ISO_HDRS)
 	    $(ISO_WORKER) -lpthread -ldl
 
 # -rdynamic: the runtime library resolves the ABI against this program
-$(ISO_HELPER): $(ISO_HELPER_SRCS) $(ISO_HDRS) src/core/hotffi_library.h
+$(ISO_HELPER): $(ISO_HELPER_SRCS) $(ISO_HDRS) src/core/hotffi_library.h \
+        src/core/hotffi_spin.h src/core/hotffi_env.h
 	@mkdir -p $(@D)
 	$(CC) $(ISO_CFLAGS) -rdynamic -o $@ $(ISO_HELPER_SRCS) -lpthread -ldl
 

@@ -2,8 +2,10 @@
  * test_ring.c -- the shared-memory ring of isolated runtimes
  * (src/isolate/hotffi_ring.c): records in order and intact across the
  * wrap, a producer and a consumer on two threads and in two processes
- * waking each other, a try-put that never waits, the close, and a
- * corrupted ring refused.
+ * waking each other, a try-put that never waits, the close, a corrupted
+ * ring refused, and the event loop's side (arm, eventfd wake-ups) as the
+ * isolation's direct port uses it: one write per arm, none disarmed,
+ * and no record or room ever missed by a loop that sleeps in poll().
  *
  * Built by src/isolate/isolate.mk with the ring alone (not the core).
  */
@@ -17,6 +19,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -354,6 +358,255 @@ test_corrupt_ring_refused(void **state)
 }
 
 
+/* eventfd's counter, read and reset; 0 when nothing was written */
+static uint64_t
+efd_take(int efd)
+{
+    uint64_t  n;
+
+    if (read(efd, &n, sizeof(n)) != sizeof(n)) {
+        return 0;
+    }
+
+    return n;
+}
+
+
+/* the event loop's side, one thread: each arm buys one write at most */
+static void
+test_eventfd_arm(void **state)
+{
+    int             efd;
+    char           *p;
+    ring_mem_t     *m;
+    hotffi_ring_t   prod, cons;
+    hotffi_ring_rec_t  rec;
+
+    efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(efd != -1);
+
+    m = ring_map(&cons);
+    hotffi_ring_attach(&prod, &m->shm, m->data, RING_SIZE, 0);
+    hotffi_ring_set_wake_fd(&prod, efd);
+
+    /* not armed: no write */
+    assert_int_equal(hotffi_ring_put(&prod, 1, 0, 0, "a", 1), HOTFFI_OK);
+    assert_int_equal(efd_take(efd), 0);
+
+    /* armed with a record there: the arm says so, take it */
+    assert_int_equal(hotffi_ring_arm_data(&cons), 1);
+    assert_int_equal(hotffi_ring_take(&cons, &rec, &p), HOTFFI_OK);
+    free(p);
+
+    /* armed on an empty ring: the next put writes once, the one after
+     * does not (the flag was cleared by the first) */
+    assert_int_equal(hotffi_ring_arm_data(&cons), 0);
+    assert_int_equal(hotffi_ring_put(&prod, 2, 0, 0, "b", 1), HOTFFI_OK);
+    assert_int_equal(hotffi_ring_put(&prod, 3, 0, 0, "c", 1), HOTFFI_OK);
+    assert_int_equal(efd_take(efd), 1);
+    assert_int_equal(hotffi_ring_ready(&cons), 1);
+
+    /* disarmed (a spinning loop): no write */
+    assert_int_equal(hotffi_ring_arm_data(&cons), 1);
+    hotffi_ring_disarm_data(&cons);
+    assert_int_equal(hotffi_ring_put(&prod, 4, 0, 0, "d", 1), HOTFFI_OK);
+    assert_int_equal(efd_take(efd), 0);
+
+    while (hotffi_ring_take(&cons, &rec, &p) == HOTFFI_OK) {
+        free(p);
+    }
+
+    assert_int_equal(hotffi_ring_ready(&cons), 0);
+
+    /* room: the producer's handle is the event loop's now, the consumer
+     * (the helper) writes once room is made after the arm */
+    hotffi_ring_set_wake_fd(&prod, -1);
+    hotffi_ring_set_wake_fd(&cons, efd);
+
+    while (hotffi_ring_try_put(&prod, 5, 0, 0, "0123456789", 10)
+           == HOTFFI_OK)
+    {
+        /* void */
+    }
+
+    assert_true(hotffi_ring_space(&prod) < hotffi_ring_need(10));
+    assert_int_equal(hotffi_ring_arm_space(&prod, hotffi_ring_need(10)), 0);
+    assert_int_equal(efd_take(efd), 0);
+    assert_int_equal(hotffi_ring_take(&cons, &rec, &p), HOTFFI_OK);
+    free(p);
+    assert_int_equal(efd_take(efd), 1);
+    assert_true(hotffi_ring_space(&prod) >= hotffi_ring_need(10));
+    assert_int_equal(hotffi_ring_arm_space(&prod, hotffi_ring_need(10)), 1);
+
+    (void) close(efd);
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
+typedef struct {
+    hotffi_ring_t  *r;
+    int             efd;
+} efd_arg_t;
+
+
+/*
+ * The event loop's consumer: takes everything, arms, and sleeps in
+ * poll() on the eventfd only when the arm found nothing.  A lost wake-up
+ * shows as a poll() that times out with records waiting.
+ */
+static uint64_t
+consume_polling(hotffi_ring_t *r, int efd, uint64_t n)
+{
+    int                rc;
+    char              *p;
+    uint64_t           i, bad;
+    unsigned char      want[MAX_PAYLOAD];
+    struct pollfd      pfd;
+    hotffi_ring_rec_t  rec;
+
+    bad = 0;
+
+    for (i = 0; i < n; ) {
+        rc = hotffi_ring_take(r, &rec, &p);
+
+        if (rc == HOTFFI_AGAIN) {
+            if (hotffi_ring_arm_data(r)) {
+                continue;
+            }
+
+            pfd.fd = efd;
+            pfd.events = POLLIN;
+
+            if (poll(&pfd, 1, 5000) != 1) {
+                /* armed, empty, and never woken: a lost wake-up */
+                return bad + (n - i);
+            }
+
+            (void) efd_take(efd);
+            continue;
+        }
+
+        if (rc != HOTFFI_OK) {
+            return bad + (n - i);
+        }
+
+        payload_fill(i, want, payload_len(i));
+        bad += rec.id != i || rec.len != payload_len(i)
+               || memcmp(p, want, rec.len) != 0;
+        free(p);
+        i++;
+    }
+
+    return bad;
+}
+
+
+static void *
+producer_eventfd_thread(void *a)
+{
+    efd_arg_t  *arg = a;
+
+    produce(arg->r, RECORDS);
+    return NULL;
+}
+
+
+/* the helper's answers: it puts (and sleeps on room, a futex), the loop
+ * takes and sleeps in poll() */
+static void
+test_eventfd_answers(void **state)
+{
+    pthread_t       t;
+    ring_mem_t     *m;
+    efd_arg_t       arg;
+    hotffi_ring_t   prod, cons;
+
+    arg.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(arg.efd != -1);
+
+    m = ring_map(&cons);
+    hotffi_ring_attach(&prod, &m->shm, m->data, RING_SIZE, 0);
+    hotffi_ring_set_wake_fd(&prod, arg.efd);
+    arg.r = &prod;
+
+    assert_int_equal(pthread_create(&t, NULL, producer_eventfd_thread, &arg),
+                     0);
+    assert_int_equal(consume_polling(&cons, arg.efd, RECORDS), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    (void) close(arg.efd);
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
+static void *
+consumer_eventfd_thread(void *a)
+{
+    efd_arg_t  *arg = a;
+
+    return (void *) (uintptr_t) consume(arg->r, RECORDS, 0);
+}
+
+
+/* the loop's requests: it never waits in a put (try_put, then arms for
+ * room and sleeps in poll()); the helper takes and sleeps on a futex */
+static void
+test_eventfd_requests(void **state)
+{
+    int             rc;
+    void           *bad;
+    uint64_t        i;
+    uint32_t        len;
+    pthread_t       t;
+    ring_mem_t     *m;
+    efd_arg_t       arg;
+    struct pollfd   pfd;
+    hotffi_ring_t   prod, cons;
+    unsigned char   buf[MAX_PAYLOAD];
+
+    arg.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(arg.efd != -1);
+
+    m = ring_map(&prod);
+    hotffi_ring_attach(&cons, &m->shm, m->data, RING_SIZE, 0);
+    hotffi_ring_set_wake_fd(&cons, arg.efd);
+    arg.r = &cons;
+
+    assert_int_equal(pthread_create(&t, NULL, consumer_eventfd_thread, &arg),
+                     0);
+
+    for (i = 0; i < RECORDS; ) {
+        len = payload_len(i);
+        payload_fill(i, buf, len);
+        rc = hotffi_ring_try_put(&prod, i, (int32_t) i - 5, 0, buf, len);
+
+        if (rc == HOTFFI_OK) {
+            i++;
+            continue;
+        }
+
+        assert_int_equal(rc, HOTFFI_AGAIN);
+
+        if (hotffi_ring_arm_space(&prod, hotffi_ring_need(len))) {
+            continue;
+        }
+
+        pfd.fd = arg.efd;
+        pfd.events = POLLIN;
+
+        /* armed, full, and never woken would be a lost wake-up */
+        assert_int_equal(poll(&pfd, 1, 5000), 1);
+        (void) efd_take(arg.efd);
+    }
+
+    assert_int_equal(pthread_join(t, &bad), 0);
+    assert_true(bad == NULL);
+
+    (void) close(arg.efd);
+    (void) munmap(m, sizeof(ring_mem_t));
+}
+
+
 int
 main(void)
 {
@@ -364,6 +617,9 @@ main(void)
         cmocka_unit_test(test_close_wakes_both_sides),
         cmocka_unit_test(test_try_put_never_waits),
         cmocka_unit_test(test_corrupt_ring_refused),
+        cmocka_unit_test(test_eventfd_arm),
+        cmocka_unit_test(test_eventfd_answers),
+        cmocka_unit_test(test_eventfd_requests),
     };
 
     /* a deadlock fails the program instead of hanging make */

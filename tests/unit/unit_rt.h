@@ -19,6 +19,9 @@ void unit_rt_init_hook(const char *rt, char *cfg, void *tq)
 /* thread: reaper.  Last thing libffi_fini() does, after its joins. */
 void unit_rt_fini_hook(const char *rt, void *tq) __attribute__((weak));
 
+/* thread: rt_direct's peer.  0: hold the answers (a slow helper). */
+int unit_rt_direct_gate(void) __attribute__((weak));
+
 
 #define UNIT_RT_INIT(rt, cfg, tq)                                             \
     do {                                                                      \
