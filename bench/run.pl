@@ -592,7 +592,8 @@ sub worker_cpu {
              helpers => 0);
     opendir my $p, '/proc' or return \%c;
     for my $pid (grep { /^\d+$/ } readdir $p) {
-        my $st = slurp("/proc/$pid/stat");
+        # a process that ended meanwhile reads as nothing
+        my $st = slurp("/proc/$pid/stat") // '';
         next unless $st =~ s/^.*\)\s+//s;
         $c{helpers} += task_ns("/proc/$pid") if (split ' ', $st)[1] == $w;
     }
@@ -701,6 +702,19 @@ sub case_http {
                 $e{p99_ratio} = $pair->('p99');
             }
             $out{by_conns}{$c}{$name eq 'none' ? 'ceiling' : $name} = \%e;
+        }
+        # The same ratio from the CPU time per request: what req/s would be
+        # where these processes had the CPUs to themselves and CPU time
+        # were the limit (the ceiling's loop + wrk / this location's loop +
+        # runtime + wrk), pair by pair.  Other work on the machine moves it
+        # much less than req/s: it slows both sides of a pair, but not
+        # by the same amount when it comes and goes between them.
+        my $cpu = sub { my ($r) = @_; my $c = $r && $r->{cpu} or return;
+                        $c->{loop_us} + $c->{rt_us} + $c->{wrk_us} };
+        for my $name (grep { $_ ne 'none' } @locs) {
+            my $runs = $raw{$c}{$name};
+            $out{by_conns}{$c}{$name}{cpu_ratio} = ratio_of([map {
+                [$cpu->($base->[$_]), $cpu->($runs->[$_])] } 0 .. $#$runs]);
         }
         # each runtime's ratio against the bound's, pair by pair
         my $bound = $raw{$c}{yield};
@@ -1390,15 +1404,18 @@ sub print_http {
           . "and resume of the request's coroutine, no call, no thread);\n"
           . "   p99 r. = p99 / the ceiling's p99; CPU µs per request: loop = "
           . "the worker's event loop, rt = the runtime's threads (and an\n"
-          . "   isolated runtime's helper process), wrk = the load generator\n";
-    printf "  %-5s %-20s %9s %6s %6s %8s %8s %6s %7s %6s %6s\n", 'conns',
-           'location', 'req/s', 'ratio', '/bound', 'p50 µs', 'p99 µs',
-           'p99 r.', 'loop µs', 'rt µs', 'wrk µs';
+          . "   isolated runtime's helper process), wrk = the load generator; "
+          . "cpu r. = the ceiling's CPU per request / this one's (loop + rt "
+          . "+ wrk)\n";
+    printf "  %-5s %-20s %9s %6s %6s %8s %8s %6s %7s %6s %6s %6s\n",
+           'conns', 'location', 'req/s', 'ratio', '/bound', 'p50 µs',
+           'p99 µs', 'p99 r.', 'loop µs', 'rt µs', 'wrk µs', 'cpu r.';
     for my $n (@conns) {
         my $b = $c->{by_conns}{$n};
         for my $name ('ceiling', 'yield', @{ $c->{runtimes} }) {
             my $e = $b->{$name} or next;
-            printf "  %-5d %-20s %9s %6s %6s %8s %8s %6s %7s %6s %6s%s\n", $n,
+            printf "  %-5d %-20s %9s %6s %6s %8s %8s %6s %7s %6s %6s %6s%s\n",
+                   $n,
                    $name eq 'ceiling' ? 'no call (ceiling)'
                    : $name eq 'yield' ? 'yield only (bound)'
                    : "one $name call",
@@ -1411,6 +1428,7 @@ sub print_http {
                    $name eq 'ceiling' || $name eq 'yield' ? ''
                    : fmt('%.2f', $e->{cpu}{rt_us}),
                    fmt('%.2f', $e->{cpu}{wrk_us}),
+                   $name eq 'ceiling' ? '1' : fmt('%.3f', $e->{cpu_ratio}),
                    $e->{non2xx} ? "  ($e->{non2xx} failed answers)" : '';
         }
     }
@@ -1422,6 +1440,9 @@ sub print_http {
             target("HTTP -c$n, one $name call per request / no-call ceiling",
                    '>=', $TARGET{ $HTTP_TARGET{$name} }, $e->{ratio},
                    $y && $y->{ratio}, 'yield');
+            target("  the same by CPU per request (cpu r.)", '>=',
+                   $TARGET{ $HTTP_TARGET{$name} }, $e->{cpu_ratio},
+                   $y && $y->{cpu_ratio}, 'yield');
             target("HTTP -c$n, one $name call: p99 / the ceiling's p99", '<=',
                    $TARGET{http_p99}, $e->{p99_ratio}, $y && $y->{p99_ratio},
                    'yield');
@@ -1657,10 +1678,11 @@ sub chart {
                      . "call / the no-call ceiling (higher is better)'\n"
                      . "set style data histograms\nset style fill solid 0.6\n"
                      . "set style histogram clustered gap 1\n"
-                     . "set yrange [0:1.1]\nset xlabel ''\n"
+                     . "set yrange [0:*]\nset xlabel ''\nset bmargin 4\n"
+                     . "set xtics noenhanced\n"
                      . "set ylabel 'ratio to the ceiling'\nset key top right\n"
                      . "plot " . join(", \\\n     ", @s) . "\n"
-                     . "set autoscale y\n";
+                     . "set autoscale y\nset xtics enhanced\n";
     }
 
     if (my $c = $R{cases}{large}) {
