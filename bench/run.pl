@@ -1398,7 +1398,8 @@ my %HTTP_TARGET = (c => 'http', rust => 'http', go => 'http_slow',
 sub print_http {
     my $c = $R{cases}{http} or return;
     my @conns = @{ $c->{connections} };
-    print "\n3. HTTP, wrk -t1 -d$c->{duration}s, one worker: requests/s, "
+    print "\n3. HTTP, wrk -t1 -d$c->{duration}s, one worker (GLIBC_TUNABLES="
+          . ($R{config}{http_glibc_tunables} || '') . "): requests/s, "
           . "latency µs; ratio = / the no-call ceiling at the same "
           . "concurrency,\n   /bound = / the yield-only location (one yield "
           . "and resume of the request's coroutine, no call, no thread);\n"
@@ -1762,8 +1763,21 @@ $R{machine} = { cpus => $cpus, cpu => $cpu // 'unknown',
 $R{runtimes} = [map { { name => $_->{name}, lib => $_->{lib},
                         cfg => $_->{cfg} } } @RUNTIMES];
 
+# The nginx of the HTTP cases (and of the profile): glibc's malloc keeps
+# up to 256 MiB it freed at the top of its heap instead of giving it back
+# at once.  With the default (128 KiB), a loop turn that ends hundreds of
+# requests together (the yield-only bound at 256 connections resumes them
+# all at once) shrinks the heap, and the next turn faults every page in
+# again: 3 times fewer req/s for the bound, a measure of glibc rather than
+# of the yield (bench/README.md, "glibc's heap trimming").
+# BENCH_GLIBC_TUNABLES= (empty) keeps glibc's defaults.
+my $TUNABLES = $ENV{BENCH_GLIBC_TUNABLES}
+               // 'glibc.malloc.trim_threshold=268435456';
+my %HTTP_ENV = length $TUNABLES ? (GLIBC_TUNABLES => $TUNABLES) : ();
+$R{config}{http_glibc_tunables} = $TUNABLES;
+
 my $t0 = time;
-start_nginx();
+start_nginx($PROFILE ? (env => \%HTTP_ENV) : ());
 my @names = map { $_->{name} } loaded();
 print STDERR "bench: runtimes: @names; prefix $prefix\n";
 
@@ -1775,8 +1789,16 @@ if ($PROFILE) {
 
 case_seq('seq', @names) if $CASES{seq};
 case_conc(@names)      if $CASES{conc};
+if (($CASES{http} || $CASES{cpu}) && %HTTP_ENV) {
+    stop_nginx();
+    start_nginx(env => \%HTTP_ENV);
+}
 case_http(@names)      if $CASES{http};
 case_cpu()             if $CASES{cpu};
+if (($CASES{http} || $CASES{cpu}) && %HTTP_ENV && $CASES{large}) {
+    stop_nginx();
+    start_nginx();
+}
 case_large('large', 'echo', @names) if $CASES{large};
 stop_nginx();
 
