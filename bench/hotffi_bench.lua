@@ -5,6 +5,7 @@
 local ffi = require "ffi"
 local cjson = require "cjson.safe"
 local hotffi = require "resty.hotffi"
+local semaphore = require "ngx.semaphore"
 
 local byte = string.byte
 local char = string.char
@@ -410,6 +411,32 @@ end
 function _M.ok()
     local rt = runtimes[ngx.var.arg_rt]
     if rt == nil and ngx.var.arg_rt ~= "none" then
+        return ngx.exit(500)
+    end
+    ngx_print("ok")
+end
+
+
+-- GET /yield?rt=none: the bound of the HTTP case.  Only what any
+-- asynchronous bridge must do per request: the request's coroutine yields
+-- once and the event loop resumes it (a 0 ms timer posts a semaphore,
+-- src/nginx/ngx_http_hotffi_yield.c; an answer's semaphore is posted the
+-- same way, from the loop), with no call, no task and no other thread.
+-- Otherwise the same Lua as /ok and /call.
+local yield_waiter = {}   -- semaphore.wait() reads .sem before it yields
+
+function _M.yield()
+    local rt = runtimes[ngx.var.arg_rt]
+    if rt == nil and ngx.var.arg_rt ~= "none" then
+        return ngx.exit(500)
+    end
+    -- the C module's semaphore, kept for the worker's life: borrowed
+    local sem = C.ngx_http_hotffi_ffi_yield()
+    if sem == nil then
+        return ngx.exit(500)
+    end
+    yield_waiter.sem = sem
+    if not semaphore.wait(yield_waiter, CALL_TIMEOUT) then
         return ngx.exit(500)
     end
     ngx_print("ok")
