@@ -24,7 +24,23 @@
 #define HOTFFI_ISO_HELPER  "hotffi-isolated"
 
 
-/* thread: event loop.  The helper next to this library (dladdr()). */
+/*
+ * thread: event loop.  Where the helper is when the isolate.helper option
+ * does not say: the installed library is built with the path where the
+ * installation puts the helper (HOTFFI_ISO_HELPER_PATH, dist/dist.mk); the
+ * build tree's finds it next to itself (dladdr()).  Caller frees with
+ * free(); NULL when out of memory or dladdr() failed.
+ */
+#ifdef HOTFFI_ISO_HELPER_PATH
+
+static char *
+hotffi_iso_conf_helper(void)
+{
+    return strdup(HOTFFI_ISO_HELPER_PATH);
+}
+
+#else
+
 static char *
 hotffi_iso_conf_helper(void)
 {
@@ -50,6 +66,8 @@ hotffi_iso_conf_helper(void)
     free(dir);
     return path;
 }
+
+#endif
 
 
 static int
