@@ -26,6 +26,9 @@ GOCODE_DIR  ?= $(DATADIR)/gocode/src
 CARGO_REGISTRY_DIR ?= $(DATADIR)/cargo/registry
 # Java libraries' jars, as Debian's Java policy puts them
 JAVADIR     ?= $(DATADIR)/java
+# programs that only hotffi runs (the isolation's helper), in a directory
+# of hotffi's own there, as the FHS and Debian's policy put them
+LIBEXECDIR  ?= $(PREFIX)/libexec
 
 INSTALL     ?= install
 LUA_FILES   := $(shell cd lua && find . -name '*.lua' | sed 's|^\./||' | sort)
@@ -34,17 +37,43 @@ RUST_SDK_VERSION := $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' \
                       sdk/rust/hotffi/Cargo.toml | head -n 1)
 RUST_SDK_DIR := $(CARGO_REGISTRY_DIR)/hotffi-$(RUST_SDK_VERSION)
 
-.PHONY: install install-module install-lua install-dev install-python \
-        install-node install-lua-loader install-java uninstall \
-        python-loader node-loader lua-loader java-loader FORCE \
-        deb dist-lua test-pkg test-dist test-deb test-install
+.PHONY: install install-module install-isolate install-lua install-dev \
+        install-python install-node install-lua-loader install-java \
+        uninstall isolate python-loader node-loader lua-loader java-loader \
+        FORCE deb dist-lua test-pkg test-dist test-deb test-install
 
-install: install-module install-lua install-dev install-python install-node \
-         install-lua-loader install-java
+install: install-module install-isolate install-lua install-dev \
+         install-python install-node install-lua-loader install-java
 
 install-module: $(MODULE)
 	$(INSTALL) -d $(DESTDIR)$(NGINX_MODULES_DIR)
 	$(INSTALL) -m 644 $(MODULE) $(DESTDIR)$(NGINX_MODULES_DIR)/
+
+# Isolated runtimes (docs/isolation.md): the library in LIBDIR, where the
+# core dlopen()s it by name (resty.hotffi.isolate's "hotffi_isolate"), as
+# a loader; its helper program in LIBEXECDIR/hotffi.  The build tree's
+# library finds the helper next to itself (build/lib); the one installed
+# is built again, into build/install/, naming the helper's installed
+# path, kept in a file rewritten only when it changes (as the Java
+# loader's jar, below).
+ISO_INST        := $(BUILD)/install/libhotffi_isolate.so
+ISO_INST_HELPER  = $(LIBEXECDIR)/hotffi/$(notdir $(ISO_HELPER))
+ISO_INST_STAMP  := $(BUILD)/install/iso-helper-path
+
+$(ISO_INST_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(ISO_INST_HELPER)' | cmp -s - $@ || \
+	    echo '$(ISO_INST_HELPER)' > $@
+
+$(ISO_INST): $(ISO_WORKER) $(ISO_HDRS) src/isolate/isolate.mk \
+             $(ISO_INST_STAMP)
+	$(call ISO_LIB_CC,-DHOTFFI_ISO_HELPER_PATH='"$(ISO_INST_HELPER)"')
+
+isolate: $(ISO_INST) $(ISO_HELPER)
+
+install-isolate: isolate
+	$(INSTALL) -D -m 644 $(ISO_INST) $(DESTDIR)$(LIBDIR)/$(notdir $(ISO_LIB))
+	$(INSTALL) -D -m 755 $(ISO_HELPER) $(DESTDIR)$(ISO_INST_HELPER)
 
 install-lua:
 	for f in $(LUA_FILES); do \
@@ -131,6 +160,8 @@ install-java: java-loader
 # the shared ones (lib/nginx/modules, share/lua/5.1/resty...) stay
 uninstall:
 	rm -f $(DESTDIR)$(NGINX_MODULES_DIR)/$(notdir $(MODULE))
+	rm -f $(DESTDIR)$(LIBDIR)/$(notdir $(ISO_LIB))
+	rm -rf $(DESTDIR)$(LIBEXECDIR)/hotffi
 	for f in $(LUA_FILES); do rm -f $(DESTDIR)$(LUA_DIR)/$$f; done
 	rm -rf $(DESTDIR)$(LUA_DIR)/resty/hotffi
 	rm -f $(DESTDIR)$(INCLUDEDIR)/hotffi.h $(DESTDIR)$(PKGCONFIG_DIR)/hotffi.pc
@@ -205,8 +236,9 @@ test-deb: deb
 	sh tests/pkg/install.sh $(DEB_DIR)
 
 # builds what install copies, then installs into a DESTDIR only (the Java
-# loader is built there, for the test's PREFIX)
-test-install: $(MODULE) python-loader node-loader lua-loader $(HOTFFI_JAR)
+# loader and the isolation library are built there, for the test's PREFIX)
+test-install: $(MODULE) $(ISO_HELPER) python-loader node-loader lua-loader \
+              $(HOTFFI_JAR)
 	sh tests/pkg/make-install.sh
 
 test-pkg: test-dist test-install test-deb

@@ -24,7 +24,23 @@
 #define HOTFFI_ISO_HELPER  "hotffi-isolated"
 
 
-/* thread: event loop.  The helper next to this library (dladdr()). */
+/*
+ * thread: event loop.  Where the helper is when the isolate.helper option
+ * does not say: the installed library is built with the path where the
+ * installation puts the helper (HOTFFI_ISO_HELPER_PATH, dist/dist.mk); the
+ * build tree's finds it next to itself (dladdr()).  Caller frees with
+ * free(); NULL when out of memory or dladdr() failed.
+ */
+#ifdef HOTFFI_ISO_HELPER_PATH
+
+static char *
+hotffi_iso_conf_helper(void)
+{
+    return strdup(HOTFFI_ISO_HELPER_PATH);
+}
+
+#else
+
 static char *
 hotffi_iso_conf_helper(void)
 {
@@ -50,6 +66,8 @@ hotffi_iso_conf_helper(void)
     free(dir);
     return path;
 }
+
+#endif
 
 
 static int
@@ -239,6 +257,7 @@ void
 hotffi_iso_log(const char *level, const char *fmt, ...)
 {
     int         n;
+    ssize_t     written;
     char        line[1024];
     time_t      now;
     va_list     ap;
@@ -262,6 +281,10 @@ hotffi_iso_log(const char *level, const char *fmt, ...)
 
     line[n++] = '\n';
 
-    /* one write(): lines of several threads do not interleave */
-    (void) write(STDERR_FILENO, line, (size_t) n);
+    /* one write(): lines of several threads do not interleave.  A line
+     * stderr does not take is lost: there is nowhere else to say so (the
+     * result is taken for glibc's fortified write(), as in
+     * hotffi_iso_watch()) */
+    written = write(STDERR_FILENO, line, (size_t) n);
+    (void) written;
 }

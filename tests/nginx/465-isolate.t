@@ -260,7 +260,7 @@ $
 
 
 
-=== TEST 9: bad isolate options are refused; a payload over the ring fails with the reason
+=== TEST 9: bad isolate options are refused; a payload over the ring fails with the reason; the helper option overrides where the helper is
 --- config
 location = /t {
     content_by_lua_block {
@@ -278,6 +278,9 @@ location = /t {
         local r2, err = hotffi.load("echo", "x",
                                     { isolate = { ring = 1000 } })
         ngx.say(r2, " ", err)
+        local r3, err3 = hotffi.load("echo", "y", { isolate = {
+                                        helper = "/nonexistent/helper" } })
+        ngx.say(r3, " ", err3)
     }
 }
 --- request
@@ -290,6 +293,7 @@ false [^\n]*bad option isolate.helper: non-empty string expected
 truex{4000}
 false-102runtime "echo": request of 5000 bytes exceeds its isolation ring \(4072 bytes; see the ring option\)
 nil [^\n]*isolation option ring: a power of two from 4096 to 2\^31 expected
+nil [^\n]*access\("/nonexistent/helper"\) failed: No such file or directory
 $
 
 

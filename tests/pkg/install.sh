@@ -2,14 +2,15 @@
 # tests/pkg/install.sh DEB_DIR -- the Debian packages on this machine: they
 # install next to Debian's nginx (replacing nothing), enable the module like
 # Debian's own, and serve C, Go, Rust (where cargo exists), Python, Node.js,
-# Lua and Java runtimes from the installed files alone; then they are purged
-# and the machine is as it was.
+# Lua and Java runtimes from the installed files alone, and a C one isolated
+# in the installed helper program; then they are purged and the machine is
+# as it was.
 #
 # Nothing of the checkout is on any path nginx sees: the configuration is
 # written here into a temporary prefix, the module and the Lua library are
 # the installed ones, and the only files taken from the checkout are
 # examples/c/template.c, compiled with `pkg-config --cflags hotffi`; the
-# other runtimes are this script's own: Go and Rust built on the SDKs
+# other runtimes are this script's own (a C one answering its pid): Go and Rust built on the SDKs
 # libhotffi-dev installs, Java compiled against the installed hotffi.jar,
 # and each loader loaded by its short name.  Needs root (dpkg).  Run by
 # `make test-pkg` after `make deb`.
@@ -118,6 +119,52 @@ cp "$root/examples/c/template.c" "$tmp/"
     -Wall -Wextra -Werror -o libtemplate.so template.c) \
     || fail "template.c does not build with pkg-config --cflags hotffi"
 ok "template.c builds with \$(pkg-config --cflags --libs hotffi)"
+
+# a C runtime that answers the pid of the process it runs in: the worker's
+# in process, the helper's isolated
+cat > "$tmp/pid.c" <<'EOF'
+/* pid.c -- answers each call with the pid of the process it runs in */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <hotffi.h>
+
+static pthread_t  thread;
+
+static void *
+pid_loop(void *tq)
+{
+    int    n;
+    char  *rsp;
+    void  *task;
+
+    while ((task = ngx_http_lua_ffi_task_poll(tq)) != NULL) {
+        rsp = malloc(24);
+        n = (rsp != NULL) ? snprintf(rsp, 24, "%ld", (long) getpid()) : 0;
+        ngx_http_lua_ffi_respond(task, rsp == NULL, rsp, n);
+    }
+
+    return NULL;
+}
+
+int
+libffi_init(char *cfg, void *tq)
+{
+    return pthread_create(&thread, NULL, pid_loop, tq) != 0;
+}
+
+int
+libffi_fini(void *tq)
+{
+    (void) pthread_join(thread, NULL);
+    return 0;
+}
+EOF
+(cd "$tmp" && cc $(pkg-config --cflags --libs hotffi) -O2 -fPIC -shared \
+    -Wall -Wextra -Werror -Wno-unused-parameter -o libpid.so pid.c) \
+    || fail "pid.c does not build with pkg-config --cflags hotffi"
 
 # a Go runtime on the installed SDK, as docs/packaging.md tells a Go user
 mkdir -p "$tmp/go"
@@ -310,6 +357,20 @@ http {
             }
         }
 
+        # the same runtime in process and isolated (another cfg: another
+        # runtime), each answering its pid, next to the worker's
+        location = /pid {
+            content_by_lua_block {
+                local iso = ngx.var.arg_isolate == "1"
+                local rt = assert(require("resty.hotffi").load(
+                    "$tmp/libpid.so", iso and "isolated" or "in process",
+                    { isolate = iso }))
+                local ok, res, err = rt:pid("", 10)
+                ngx.say(tostring(ok), " ", tostring(res), " ", tostring(err),
+                        " ", ngx.worker.pid())
+            }
+        }
+
         location = /go {
             content_by_lua_block {
                 local rt = assert(require("resty.hotffi").load(
@@ -403,6 +464,31 @@ body=$(get '/c?msg=after') || fail "GET /c"
 [ "$body" = "true 3 after nil" ] || fail "after the reload /c answered \"$body\""
 ok "the C runtime reloads in place, its count handed over"
 
+body=$(get '/pid') || fail "GET /pid"
+# shellcheck disable=SC2086
+set -- $body
+[ "$1 $3" = "true nil" ] && [ "$2" = "$4" ] \
+    || fail "GET /pid answered \"$body\", not the worker's pid"
+ok "the C runtime in process answers the worker's pid"
+
+# isolated: the runtime runs in the installed helper, whose parent (the
+# nanny, docs/isolation.md) is the worker's child
+helper=/usr/libexec/hotffi/hotffi-isolated
+body=$(get '/pid?isolate=1') || fail "GET /pid?isolate=1"
+# shellcheck disable=SC2086
+set -- $body
+[ "$1 $3" = "true nil" ] && [ "$2" != "$4" ] \
+    || fail "GET /pid?isolate=1 answered \"$body\", not another pid"
+exe=$(readlink "/proc/$2/exe") \
+    || fail "the isolated runtime's process $2 is gone"
+[ "$exe" = "$helper" ] || fail "the isolated runtime runs in $exe, not $helper"
+nanny=$(awk '{ print $4 }' "/proc/$2/stat")
+[ "$(awk '{ print $4 }' "/proc/$nanny/stat")" = "$4" ] \
+    || fail "the helper $2 is not under the worker $4"
+body=$(get '/pid?isolate=1') || fail "GET /pid?isolate=1"
+[ "${body%% *}" = true ] || fail "GET /pid?isolate=1 answered \"$body\""
+ok "the C runtime isolated answers from $helper, under the worker"
+
 body=$(get '/go?msg=hello') || fail "GET /go"
 [ "$body" = "true go hello nil" ] || fail "GET /go answered \"$body\""
 ok "the Go runtime answers"
@@ -447,6 +533,7 @@ for p in $pkgs; do
     fi
 done
 for f in "$enabled" /usr/lib/nginx/modules/ngx_http_hotffi_module.so \
+         /usr/lib/*/libhotffi_isolate.so /usr/libexec/hotffi \
          /usr/share/lua/5.1/resty/hotffi.lua /usr/include/hotffi.h \
          /usr/lib/*/libhotffi_node.so /usr/lib/*/libhotffi_lua.so \
          /usr/lib/*/libhotffi_java.so /usr/lib/*/libffi_java.so \

@@ -1,7 +1,9 @@
 #!/bin/sh
 # tests/pkg/make-install.sh -- `make install` into a DESTDIR puts each file
-# where docs/packaging.md says, the .pc file gives the installed header, and
-# `make uninstall` takes every file away again.  Run by `make test-pkg`.
+# where docs/packaging.md says, the installed Java loader and isolation
+# library name the installed jar and helper, the .pc file gives the
+# installed header, and `make uninstall` takes every file away again.  Run
+# by `make test-pkg`.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,6 +38,8 @@ for f in "$root"/sdk/go/hotffi/*.go; do
 done >> "$tmp/want"
 cat >> "$tmp/want" <<LIST
 $prefix/lib/nginx/modules/ngx_http_hotffi_module.so
+$prefix/lib/libhotffi_isolate.so
+$prefix/libexec/hotffi/hotffi-isolated
 $prefix/include/hotffi.h
 $prefix/share/pkgconfig/hotffi.pc
 $prefix/lib/libhotffi_python.so
@@ -73,6 +77,22 @@ if grep -q "$root" "$tmp/rodata"; then
     fail "the installed libhotffi_java.so names the checkout"
 fi
 ok "the installed Java loader looks for the SDK in $prefix/share/java"
+
+# the installed isolation library starts the installed helper, not the
+# checkout's (the build tree's finds build/lib/hotffi-isolated next to it)
+helper=$prefix/libexec/hotffi/hotffi-isolated
+[ -x "$dest$helper" ] || fail "$helper is not executable"
+readelf -p .rodata "$dest$prefix/lib/libhotffi_isolate.so" > "$tmp/rodata"
+grep -q "  $helper\$" "$tmp/rodata" \
+    || fail "libhotffi_isolate.so does not name $helper"
+if grep -q "$root" "$tmp/rodata"; then
+    fail "the installed libhotffi_isolate.so names the checkout"
+fi
+readelf -p .rodata "$root/build/lib/libhotffi_isolate.so" > "$tmp/rodata"
+if grep -q "$helper" "$tmp/rodata"; then
+    fail "the build tree's libhotffi_isolate.so names $helper"
+fi
+ok "the installed isolation library starts $helper"
 
 cflags=$(PKG_CONFIG_SYSROOT_DIR="$dest" \
          PKG_CONFIG_LIBDIR="$dest$prefix/share/pkgconfig" \
