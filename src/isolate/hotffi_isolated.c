@@ -124,9 +124,9 @@ hotffi_isolated_stop(hotffi_isolated_tq_t *tq)
 /*
  * thread: runtime.  locks: tq->req_mtx held.  Watches the request ring
  * for the poll window (hotffi_spin.h), unless the machine is busy or
- * recent spins missed; returns 1 when a request (or the close) came.
+ * recent spins missed; ends early when a request (or the close) came.
  */
-static int
+static void
 hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
 {
     uint64_t  window, start, now, yield;
@@ -135,7 +135,7 @@ hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
                              hotffi_spin_last_answer());
 
     if (window == 0 || hotffi_spin_busy() || !hotffi_spin_want(&tq->spin)) {
-        return 0;
+        return;
     }
 
     start = hotffi_spin_now();
@@ -147,7 +147,7 @@ hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
 
         if (now - start >= window) {
             hotffi_spin_record(&tq->spin, 0, now - start);
-            return 0;
+            return;
         }
 
         hotffi_spin_pause(now - start, yield);
@@ -155,8 +155,6 @@ hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
 
     hotffi_spin_record(&tq->spin, 1, now - start);
     tq->spin_wait = hotffi_spin_average(tq->spin_wait, now - start);
-
-    return 1;
 }
 
 
@@ -207,12 +205,15 @@ hotffi_isolated_take(hotffi_isolated_tq_t *tq, int block)
             return NULL;
         }
 
-        if (hotffi_isolated_spin(tq)) {
-            continue;
-        }
+        /*
+         * The spin ends early on a request or on the close; either way
+         * the wait below returns at once, and it alone tells the two
+         * apart (a closed ring, drained, is the stop: going round again
+         * would spin on the close for ever).
+         */
+        hotffi_isolated_spin(tq);
 
-        if (hotffi_ring_wait(&tq->req, 0, 100) == HOTFFI_DONE)
-        {
+        if (hotffi_ring_wait(&tq->req, 0, 100) == HOTFFI_DONE) {
             hotffi_isolated_stop(tq);
         }
     }
