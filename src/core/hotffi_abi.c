@@ -122,21 +122,7 @@ ngx_http_lua_ffi_respond(void *tsk, int rc, char *rsp, int rsp_len)
 {
     hotffi_task_t  *task = tsk;
 
-    /* how long the runtime took, for the event loop's spin policy */
-    task->answered = hotffi_spin_now();
-    task->rc = rc;
-    task->rsp = rsp;
-
-    if (rsp == NULL) {
-        task->rsp_len = 0;
-
-    } else if (rsp_len <= 0) {
-        task->rsp_len = strlen(rsp);
-
-    } else {
-        task->rsp_len = (size_t) rsp_len;
-    }
-
+    hotffi_task_answer(task, rc, rsp, rsp_len);
     hotffi_spin_note_answer(task->rsp_len);
     hotffi_hub_complete(task->hub, task);
 }

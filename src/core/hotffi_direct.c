@@ -5,13 +5,11 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "hotffi.h"
 #include "hotffi_direct.h"
 #include "hotffi_port.h"
 #include "hotffi_queue.h"
-#include "hotffi_spin.h"
 #include "hotffi_task.h"
 
 
@@ -125,21 +123,7 @@ hotffi_direct_respond(void *tsk, int rc, char *rsp, int rsp_len)
 {
     hotffi_task_t  *task = tsk;
 
-    /* the runtime's time, for the spin policy: as respond() stamps it */
-    task->answered = hotffi_spin_now();
-    task->rc = rc;
-    task->rsp = rsp;
-
-    if (rsp == NULL) {
-        task->rsp_len = 0;
-
-    } else if (rsp_len <= 0) {
-        task->rsp_len = strlen(rsp);
-
-    } else {
-        task->rsp_len = (size_t) rsp_len;
-    }
-
+    hotffi_task_answer(task, rc, rsp, rsp_len);
     hotffi_hub_complete_local(task->hub, task);
 }
 

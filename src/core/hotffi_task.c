@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hotffi_spin.h"
 #include "hotffi_task.h"
 
 
@@ -74,6 +75,26 @@ hotffi_task_free(hotffi_task_pool_t *pool, hotffi_task_t *task)
     task->rsp = NULL;
     task->rt = NULL;
     hotffi_list_insert_head(&pool->free, &task->link);
+}
+
+
+/* thread: the answerer */
+void
+hotffi_task_answer(hotffi_task_t *task, int rc, char *rsp, int rsp_len)
+{
+    task->answered = hotffi_spin_now();
+    task->rc = rc;
+    task->rsp = rsp;
+
+    if (rsp == NULL) {
+        task->rsp_len = 0;
+
+    } else if (rsp_len <= 0) {
+        task->rsp_len = strlen(rsp);
+
+    } else {
+        task->rsp_len = (size_t) rsp_len;
+    }
 }
 
 

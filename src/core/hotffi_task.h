@@ -120,6 +120,16 @@ hotffi_task_t *hotffi_task_create(hotffi_task_pool_t *pool,
  */
 void hotffi_task_free(hotffi_task_pool_t *pool, hotffi_task_t *task);
 
+/*
+ * thread: whoever answers task (a runtime thread, or the event loop for a
+ * direct port).  Records the answer: rc, rsp (ownership passes to the
+ * task; NULL is no answer), its length (<= 0: strlen(rsp), lua-resty-ffi's
+ * convention) and when it came, for the spin policy.  The caller then
+ * hands the task to its hub.
+ */
+void hotffi_task_answer(hotffi_task_t *task, int rc, char *rsp,
+    int rsp_len);
+
 /* thread: event loop, hub teardown.  Gives the free list back to malloc. */
 void hotffi_task_pool_free(hotffi_task_pool_t *pool);
 
