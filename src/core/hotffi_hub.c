@@ -352,10 +352,14 @@ hotffi_hub_take_list(hotffi_hub_t *hub)
 unsigned
 hotffi_hub_drain(hotffi_hub_t *hub)
 {
+    ssize_t   got;
     uint64_t  count;
 
-    /* read first: see the DESIGN note in hotffi_hub.h */
-    (void) read(hub->efd, &count, sizeof(count));
+    /* read first: see the DESIGN note in hotffi_hub.h.  EAGAIN: read by
+     * an earlier drain.  The result is kept, not cast away, for glibc's
+     * fortified read() (Debian's build flags) */
+    got = read(hub->efd, &count, sizeof(count));
+    (void) got;
 
     /* first: an isolated runtime's lines come with its answers */
     hotffi_hub_direct_take(hub, 1);
