@@ -98,6 +98,72 @@ hotffi_java_words_drop(char **w, int n)
 }
 
 
+/* thread: the JVM thread.  The line is one of JDK 17's warning's. */
+static int
+hotffi_java_jvm_jdk_warning(const char *line, size_t n)
+{
+    static const char  *says[] = { "terminally deprecated",
+                                   "etSecurityManager", "io.hotffi.Host" };
+    char                 copy[512];
+    size_t               i;
+
+    if (n < 9 || n >= sizeof(copy) || memcmp(line, "WARNING: ", 9) != 0) {
+        return 0;
+    }
+
+    memcpy(copy, line, n);
+    copy[n] = '\0';
+
+    for (i = 0; i < sizeof(says) / sizeof(says[0]); i++) {
+        if (strstr(copy, says[i]) != NULL) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * thread: the JVM thread.  Writes buf's complete lines to stderr, but for
+ * JDK 17's warning about hotffi's own setSecurityManager() call; all:
+ * the last line too, even without its newline.  Returns how many bytes
+ * are left, moved to buf's start.
+ */
+static size_t
+hotffi_java_jvm_pass_lines(char *buf, size_t len, int all)
+{
+    char    *line, *end, *nl;
+    size_t   n;
+
+    line = buf;
+    end = buf + len;
+
+    while (line < end) {
+        nl = memchr(line, '\n', (size_t) (end - line));
+
+        if (nl == NULL && !all) {
+            break;
+        }
+
+        n = (size_t) ((nl != NULL ? nl + 1 : end) - line);
+
+        if (!hotffi_java_jvm_jdk_warning(line, n)
+            && write(STDERR_FILENO, line, n) < 0)
+        {
+            return 0;
+        }
+
+        line += n;
+    }
+
+    n = (size_t) (end - line);
+    memmove(buf, line, n);
+
+    return n;
+}
+
+
 /*
  * thread: the JVM thread.  JDK 17 says on the process's stderr (the error
  * log) that a deprecated method was called and asks to report it to
@@ -108,57 +174,46 @@ static jboolean
 hotffi_java_jvm_guard_quietly(JNIEnv *env, jclass host, jmethodID guard)
 {
     int       fds[2], saved;
-    char      buf[4096], *line, *nl;
+    char      buf[4096];
+    size_t    len;
     ssize_t   n;
     jboolean  ok;
 
-    saved = -1;
-
-    if (pipe(fds) == 0) {
-        (void) fcntl(fds[0], F_SETFL, O_NONBLOCK);
-        (void) fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-        (void) fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-
-        saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
-
-        if (saved == -1 || dup2(fds[1], STDERR_FILENO) == -1) {
-            if (saved != -1) {
-                (void) close(saved);
-                saved = -1;
-            }
-        }
-
-        (void) close(fds[1]);
+    if (pipe(fds) != 0) {
+        return (*env)->CallStaticBooleanMethod(env, host, guard);
     }
+
+    /* the read end must not block: the pipe is drained once, at the end */
+    (void) fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    (void) fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void) fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+
+    saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
+
+    if (saved != -1 && dup2(fds[1], STDERR_FILENO) == -1) {
+        (void) close(saved);
+        saved = -1;
+    }
+
+    (void) close(fds[1]);
 
     ok = (*env)->CallStaticBooleanMethod(env, host, guard);
 
-    if (saved == -1) {
-        return ok;
+    if (saved != -1) {
+        (void) dup2(saved, STDERR_FILENO);
+        (void) close(saved);
     }
 
-    (void) dup2(saved, STDERR_FILENO);
-    (void) close(saved);
+    /* others' writes meanwhile come through, a line at a time (a partial
+     * last line of a chunk is carried to the next) */
+    len = 0;
 
-    /* the JDK's warning is a few short lines: one read takes them all */
-    n = read(fds[0], buf, sizeof(buf) - 1);
-    buf[n > 0 ? n : 0] = '\0';
-
-    for (line = buf; *line != '\0'; line = nl) {
-        nl = strchr(line, '\n');
-        nl = nl != NULL ? nl + 1 : line + strlen(line);
-
-        if (strncmp(line, "WARNING: ", 9) != 0
-            || (strstr(line, "etSecurityManager") == NULL
-                && strstr(line, "terminally deprecated") == NULL
-                && strstr(line, "io.hotffi.Host") == NULL))
-        {
-            if (write(STDERR_FILENO, line, nl - line) < 0) {
-                break;
-            }
-        }
+    while ((n = read(fds[0], buf + len, sizeof(buf) - len)) > 0) {
+        len = hotffi_java_jvm_pass_lines(buf, len + (size_t) n,
+                                         len + (size_t) n == sizeof(buf));
     }
 
+    (void) hotffi_java_jvm_pass_lines(buf, len, 1);
     (void) close(fds[0]);
 
     return ok;
