@@ -26,31 +26,9 @@
 HOTFFI_EXPORT void *
 ngx_http_lua_ffi_task_poll(void *tq)
 {
-    int             noted;
-    hotffi_port_t  *port = tq;
-    hotffi_task_t  *task;
+    void  *task;
 
-    noted = hotffi_pollers_note_self(&port->pollers);
-
-    for ( ;; ) {
-        task = hotffi_queue_poll(port->queue, port);
-
-        if (task == NULL) {
-            if (noted) {
-                hotffi_pollers_note_stop(&port->pollers);
-            }
-
-            return NULL;
-        }
-
-        if (!atomic_load_explicit(&task->cancelled, memory_order_acquire)) {
-            return task;
-        }
-
-        /* nobody waits for it: send it back unanswered to be freed */
-        task->rc = HOTFFI_TASK_CANCELLED;
-        hotffi_hub_complete(task->hub, task);
-    }
+    return hotffi_task_poll_batch(tq, &task, 1) ? task : NULL;
 }
 
 
@@ -58,10 +36,9 @@ ngx_http_lua_ffi_task_poll(void *tq)
 HOTFFI_EXPORT int
 hotffi_task_poll_batch(void *tq, void **tasks, int max)
 {
-    int             i, n, noted;
+    int             n, noted;
     uint32_t        got;
     hotffi_port_t  *port = tq;
-    hotffi_task_t  *task;
 
     if (max < 1) {
         return 0;
@@ -81,20 +58,11 @@ hotffi_task_poll_batch(void *tq, void **tasks, int max)
             return 0;
         }
 
-        /* keep the live ones, in order; the others go back unanswered */
-        for (i = 0, n = 0; i < (int) got; i++) {
-            task = tasks[i];
-
-            if (atomic_load_explicit(&task->cancelled, memory_order_acquire)) {
-                task->rc = HOTFFI_TASK_CANCELLED;
-                hotffi_hub_complete(task->hub, task);
-                continue;
-            }
-
-            tasks[n++] = task;
-        }
+        n = hotffi_hub_taken((hotffi_task_t **) tasks, (int) got);
 
         if (n) {
+            /* the event loop's turnaround since this thread's last answer */
+            hotffi_spin_note_next(((hotffi_task_t *) tasks[0])->posted);
             return n;
         }
     }

@@ -229,7 +229,7 @@ hotffi_call_spin_decide(hotffi_runtime_t *rt, size_t len, uint64_t others,
 {
     uint64_t  window;
 
-    window = hotffi_spin_for(hotffi_spin_window(), len);
+    window = hotffi_spin_for(hotffi_spin_window(), len, rt->service_rate);
 
     if (window == 0 || others != 0 || woke || hotffi_spin_busy()) {
         return 0;
@@ -511,6 +511,12 @@ hotffi_call_complete(hotffi_task_t *task)
         return;
     }
 
+    if (task->taken && task->answered >= task->taken) {
+        rt->service_rate = hotffi_spin_rate_learn(rt->service_rate,
+                                                  task->answered - task->taken,
+                                                  task->req_len);
+    }
+
     /*
      * A runtime resting from spins (it missed) that answered this call
      * within the window is fast again: spin for the next call already,
@@ -518,7 +524,8 @@ hotffi_call_complete(hotffi_task_t *task)
      */
     if (task->resting && rt->spin.skip
         && task->answered - task->posted
-           < hotffi_spin_for(hotffi_spin_window(), task->req_len))
+           < hotffi_spin_for(hotffi_spin_window(), task->req_len,
+                             rt->service_rate))
     {
         hotffi_spin_reset(&rt->spin);
     }

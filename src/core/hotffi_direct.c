@@ -84,10 +84,8 @@ HOTFFI_EXPORT int
 hotffi_direct_poll(void *tq, void **tasks, int max,
     int (*fits)(void *arg, int len), void *arg)
 {
-    int                    i, n;
     uint32_t               got;
     hotffi_port_t         *port = tq;
-    hotffi_task_t         *task;
     hotffi_direct_fits_t   f;
 
     if (max < 1) {
@@ -100,20 +98,7 @@ hotffi_direct_poll(void *tq, void **tasks, int max,
     got = hotffi_queue_poll_fit(port->queue, port, (hotffi_task_t **) tasks,
                                 (uint32_t) max, hotffi_direct_fits, &f);
 
-    /* keep the live ones, in order; the others go back unanswered */
-    for (i = 0, n = 0; i < (int) got; i++) {
-        task = tasks[i];
-
-        if (atomic_load_explicit(&task->cancelled, memory_order_acquire)) {
-            task->rc = HOTFFI_TASK_CANCELLED;
-            hotffi_hub_complete(task->hub, task);
-            continue;
-        }
-
-        tasks[n++] = task;
-    }
-
-    return n;
+    return hotffi_hub_taken((hotffi_task_t **) tasks, (int) got);
 }
 
 

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 
 #include "hotffi_hub.h"
+#include "hotffi_spin.h"
 #include "hotffi_err.h"
 #include "hotffi_queue.h"
 
@@ -199,6 +200,39 @@ hotffi_hub_complete_local(hotffi_hub_t *hub, hotffi_task_t *task)
     hotffi_list_insert_tail(&hub->done, &task->link);
     atomic_store_explicit(&hub->ready, 1, memory_order_release);
     (void) pthread_mutex_unlock(&hub->mtx);
+}
+
+
+/* thread: the taker */
+int
+hotffi_hub_taken(hotffi_task_t **tasks, int got)
+{
+    int             i, n;
+    uint64_t        now;
+    hotffi_task_t  *task;
+
+    if (got <= 0) {
+        return 0;
+    }
+
+    /* one clock read for a batch */
+    now = hotffi_spin_now();
+
+    for (i = 0, n = 0; i < got; i++) {
+        task = tasks[i];
+
+        if (atomic_load_explicit(&task->cancelled, memory_order_acquire)) {
+            /* nobody waits for it: send it back unanswered to be freed */
+            task->rc = HOTFFI_TASK_CANCELLED;
+            hotffi_hub_complete(task->hub, task);
+            continue;
+        }
+
+        task->taken = now;
+        tasks[n++] = task;
+    }
+
+    return n;
 }
 
 

@@ -190,6 +190,15 @@ void hotffi_hub_complete(hotffi_hub_t *hub, hotffi_task_t *task);
 void hotffi_hub_complete_local(hotffi_hub_t *hub, hotffi_task_t *task);
 
 /*
+ * thread: whoever took tasks[0..got-1] from a queue, which are its own now.
+ * Stamps them taken (their service time starts: hotffi_spin.h), answers
+ * those whose caller gave up before they were taken (with
+ * HOTFFI_TASK_CANCELLED, to their hub, which frees them), and returns how
+ * many live ones it kept, in order, at the start of tasks.
+ */
+int hotffi_hub_taken(hotffi_task_t **tasks, int got);
+
+/*
  * thread: any.  Lists d (the caller's, valid until removed) or takes it
  * off the list, after which no call reaches d->ops (remove waits for one
  * in progress).  Idempotent.

@@ -227,8 +227,7 @@ hotffi_queue_spin(hotffi_queue_t *q)
 {
     uint64_t  window, start, now, wait, yield;
 
-    window = hotffi_spin_for(hotffi_spin_poll_window(),
-                             hotffi_spin_last_answer());
+    window = hotffi_spin_poll_for();
 
     if (window == 0
         || atomic_load_explicit(&q->ready, memory_order_acquire) != 0

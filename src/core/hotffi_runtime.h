@@ -135,6 +135,9 @@ struct hotffi_runtime_s {
     int                      init_rc;
     char                     start_error[HOTFFI_ERR_MAX];
     hotffi_spin_t            spin;     /* the event loop's, for its calls */
+    uint32_t                 service_rate;  /* the runtime's ns per KiB of
+                                               request, learned (see
+                                               hotffi_spin.h) */
 
     /* the last warning (hotffi_runtime_warn()): when, and the counts then */
     uint64_t                 warned_at;   /* hotffi_spin_now() */

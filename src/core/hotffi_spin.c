@@ -36,8 +36,11 @@ static atomic_int      hotffi_spin_load_forced = -1;
 /* per thread: 1 when it may run on one CPU only, 0 otherwise, -1 unknown */
 static __thread int    hotffi_spin_one_cpu = -1;
 
-/* per runtime thread: the size of its last answer */
-static __thread size_t  hotffi_spin_answer_bytes;
+/* per runtime thread: its last answer (size, when: 0 once learned from),
+ * and the event loop's turnaround per KiB of answer it learned */
+static __thread size_t    hotffi_spin_answer_bytes;
+static __thread uint64_t  hotffi_spin_answer_at;
+static __thread uint32_t  hotffi_spin_turnaround_rate;
 
 
 /* thread: any */
@@ -122,20 +125,50 @@ hotffi_spin_pause(uint64_t spun, uint64_t yield_after)
 
 /* thread: any */
 uint64_t
-hotffi_spin_for(uint64_t window, size_t bytes)
+hotffi_spin_for(uint64_t window, size_t bytes, uint32_t ns_per_kib)
 {
-    size_t  kib = bytes / 1024;
+    size_t    kib = bytes / 1024;
+    uint64_t  rate;
 
-    if (window == 0 || window >= HOTFFI_SPIN_BYTES_MAX_NS) {
+    if (window == 0 || window >= HOTFFI_SPIN_BYTES_MAX_NS || ns_per_kib == 0) {
         return window;
     }
 
+    /* the rate is a mean: a quarter more covers most calls above it */
+    rate = (uint64_t) ns_per_kib + ns_per_kib / 4;
+
     /* compared before multiplying: no overflow, whatever the size */
-    if (kib >= (HOTFFI_SPIN_BYTES_MAX_NS - window) / HOTFFI_SPIN_NS_PER_KIB) {
+    if (kib >= (HOTFFI_SPIN_BYTES_MAX_NS - window) / rate) {
         return HOTFFI_SPIN_BYTES_MAX_NS;
     }
 
-    return window + (uint64_t) kib * HOTFFI_SPIN_NS_PER_KIB;
+    return window + (uint64_t) kib * rate;
+}
+
+
+/* thread: any */
+uint32_t
+hotffi_spin_rate_learn(uint32_t rate, uint64_t ns, size_t bytes)
+{
+    uint64_t  sample;
+
+    if (bytes < HOTFFI_SPIN_LEARN_BYTES) {
+        return rate;
+    }
+
+    if (ns > HOTFFI_SPIN_BYTES_MAX_NS) {
+        ns = HOTFFI_SPIN_BYTES_MAX_NS;
+    }
+
+    /* bytes >= 32 KiB and ns <= 0.5 ms: at most 15625, never 0 */
+    sample = ns * 1024 / bytes;
+    sample = sample ? sample : 1;
+
+    if (rate == 0) {
+        return (uint32_t) sample;
+    }
+
+    return (uint32_t) (rate - rate / 4 + sample / 4);
 }
 
 
@@ -144,14 +177,45 @@ void
 hotffi_spin_note_answer(size_t bytes)
 {
     hotffi_spin_answer_bytes = bytes;
+    hotffi_spin_answer_at = bytes >= HOTFFI_SPIN_LEARN_BYTES
+                            ? hotffi_spin_now() : 0;
 }
 
 
 /* thread: runtime */
-size_t
-hotffi_spin_last_answer(void)
+void
+hotffi_spin_note_next(uint64_t posted)
 {
-    return hotffi_spin_answer_bytes;
+    uint64_t  at = hotffi_spin_answer_at;
+
+    /* a task posted before this thread's answer says nothing of the loop's
+     * turnaround (another caller's, under concurrency) */
+    if (at == 0 || posted <= at) {
+        return;
+    }
+
+    hotffi_spin_turnaround_rate = hotffi_spin_rate_learn(
+                                      hotffi_spin_turnaround_rate,
+                                      posted - at, hotffi_spin_answer_bytes);
+    hotffi_spin_answer_at = 0;
+}
+
+
+/* thread: runtime */
+uint32_t
+hotffi_spin_turnaround(void)
+{
+    return hotffi_spin_turnaround_rate;
+}
+
+
+/* thread: runtime */
+uint64_t
+hotffi_spin_poll_for(void)
+{
+    return hotffi_spin_for(hotffi_spin_poll_window(),
+                           hotffi_spin_answer_bytes,
+                           hotffi_spin_turnaround_rate);
 }
 
 

@@ -58,7 +58,19 @@
  * other for every call (bench/README.md, "Large payloads").  So a window
  * grows with the bytes the other side must read first (hotffi_spin_for()):
  * the event loop's with the request, a runtime thread's with the answer it
- * gave last, up to HOTFFI_SPIN_BYTES_MAX_NS.
+ * gave last, up to HOTFFI_SPIN_BYTES_MAX_NS.  How much it grows per KiB is
+ * not a constant of one machine but what the other side took lately, per
+ * KiB of what it had to read, learned from every call of at least
+ * HOTFFI_SPIN_LEARN_BYTES whether it spun or not (hotffi_spin_rate_learn()):
+ * - the event loop learns, per runtime, the runtime's service time (from
+ *   the poll that took the task to its respond(): a parked thread's
+ *   wake-up is not the runtime's doing) per KiB of request;
+ * - a runtime thread learns the event loop's turnaround (from its own
+ *   respond() to the post of the next call it takes) per KiB of the answer
+ *   it gave, so a caller that does other work between calls teaches a
+ *   longer wait, bounded like the rest.
+ * Until a side has seen a large call, its window does not grow: the first
+ * large calls miss, park, and teach the rate.
  */
 
 #ifndef HOTFFI_SPIN_H
@@ -80,9 +92,9 @@
 #define HOTFFI_SPIN_LOAD_EVERY_NS    5000000   /* 5 ms */
 #define HOTFFI_SPIN_LOAD_ONE         16        /* fixed point: 1 thread */
 
-/* the window's growth with bytes (200 us per MiB), and its bound */
-#define HOTFFI_SPIN_NS_PER_KIB       200
-#define HOTFFI_SPIN_BYTES_MAX_NS     500000    /* 0.5 ms: 2.4 MiB */
+/* calls this large teach the window's growth per KiB; its bound */
+#define HOTFFI_SPIN_LEARN_BYTES      (32 * 1024)
+#define HOTFFI_SPIN_BYTES_MAX_NS     500000    /* 0.5 ms */
 
 /*
  * Calls answered while spinning never give the event loop back: after this
@@ -128,17 +140,36 @@ uint64_t hotffi_spin_poll_window(void);
 
 /*
  * thread: any.  A window of `window` ns grown for `bytes` the other side
- * must read first; 0 stays 0 (spinning off), and a window the knobs made
- * longer than the bound stays as it is.
+ * must read first, at ns_per_kib and a quarter more (the rate is a mean);
+ * 0 stays 0 (spinning off), and a window the knobs made longer than the
+ * bound stays as it is.
  */
-uint64_t hotffi_spin_for(uint64_t window, size_t bytes);
+uint64_t hotffi_spin_for(uint64_t window, size_t bytes, uint32_t ns_per_kib);
 
 /*
- * thread: runtime.  The size of the answer this thread gave last, noted by
- * ngx_http_lua_ffi_respond(), for its next poll's window.
+ * thread: any.  The rate `rate` after the other side took ns for a call
+ * whose `bytes` it read first: unchanged below HOTFFI_SPIN_LEARN_BYTES, the
+ * first sample as it is, then 1/4 of the way (a change of the payload or
+ * the machine shows within a few calls).  A sample counts at most
+ * HOTFFI_SPIN_BYTES_MAX_NS: a caller that went idle teaches the bound, not
+ * its idle time.
+ */
+uint32_t hotffi_spin_rate_learn(uint32_t rate, uint64_t ns, size_t bytes);
+
+/*
+ * thread: runtime.  respond() notes the answer this thread gave (its size,
+ * and when); the thread's next poll notes when the task it took was posted
+ * (hotffi_spin_note_next()), which teaches the thread the event loop's
+ * turnaround per KiB of answer.  hotffi_spin_poll_for() is the poll window
+ * grown for the last answer at that rate.
  */
 void hotffi_spin_note_answer(size_t bytes);
-size_t hotffi_spin_last_answer(void);
+void hotffi_spin_note_next(uint64_t posted);
+uint64_t hotffi_spin_poll_for(void);
+
+/* thread: runtime.  The turnaround this thread learned, ns per KiB of its
+ * answer (0: nothing yet); for tests and diagnostics. */
+uint32_t hotffi_spin_turnaround(void);
 
 /* thread: owner of s.  Whether to spin this time. */
 int hotffi_spin_want(hotffi_spin_t *s);

@@ -131,8 +131,7 @@ hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
 {
     uint64_t  window, start, now, yield;
 
-    window = hotffi_spin_for(hotffi_spin_poll_window(),
-                             hotffi_spin_last_answer());
+    window = hotffi_spin_poll_for();
 
     if (window == 0 || hotffi_spin_busy() || !hotffi_spin_want(&tq->spin)) {
         return;
@@ -189,6 +188,10 @@ hotffi_isolated_take(hotffi_isolated_tq_t *tq, int block)
             t->req = payload;
             t->len = (int) rec.len;
             atomic_fetch_add(&tq->taken, 1);
+
+            /* the worker's turnaround since this thread's last answer,
+             * as this side sees it (hotffi_spin.h) */
+            hotffi_spin_note_next(hotffi_spin_now());
             return t;
         }
 

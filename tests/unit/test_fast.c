@@ -580,66 +580,35 @@ test_spin_busy_machine(void **state)
 }
 
 
-/* a window grows with the bytes the other side reads first, bounded */
+/*
+ * Each side learns the other's time per KiB of large calls: the event loop
+ * the runtime's service (from its poll to its respond()), a runtime thread
+ * the event loop's turnaround (from its respond() to the next post).
+ */
 static void
-test_spin_for_bytes(void **state)
-{
-    uint64_t  base = 20000, per_mib = 1024 * HOTFFI_SPIN_NS_PER_KIB;
-
-    (void) state;
-
-    assert_int_equal(hotffi_spin_for(base, 0), base);
-    assert_int_equal(hotffi_spin_for(base, 1023), base);
-    assert_int_equal(hotffi_spin_for(base, 100 * 1024),
-                     base + 100 * HOTFFI_SPIN_NS_PER_KIB);
-    assert_int_equal(hotffi_spin_for(base, 1024 * 1024), base + per_mib);
-
-    /* bounded, and no overflow whatever the size */
-    assert_int_equal(hotffi_spin_for(base, 16 * 1024 * 1024),
-                     HOTFFI_SPIN_BYTES_MAX_NS);
-    assert_int_equal(hotffi_spin_for(base, SIZE_MAX),
-                     HOTFFI_SPIN_BYTES_MAX_NS);
-
-    /* spinning off stays off; a longer knob is kept as it is */
-    assert_int_equal(hotffi_spin_for(0, 1024 * 1024), 0);
-    assert_int_equal(hotffi_spin_for(1000000000, 1024 * 1024), 1000000000);
-}
-
-
-static void *
-last_answer_thread(void *data)
-{
-    *(size_t *) data = hotffi_spin_last_answer();
-    return NULL;
-}
-
-
-/* respond() notes the answer's size for the answering thread's next poll */
-static void
-test_spin_notes_answer(void **state)
+test_spin_learns_rates(void **state)
 {
     fixture_t      *f = *state;
-    char           *big;
-    size_t          other, len;
+    char           *big, *req;
+    size_t          len;
+    uint32_t        service;
     const char     *rsp;
-    pthread_t       tid;
     hotffi_task_t  *t;
 
     big = malloc(300 * 1024);
+    req = malloc(300 * 1024 + 1);
     assert_non_null(big);
+    assert_non_null(req);
     memset(big, 'b', 300 * 1024);
+    memset(req, 'r', 300 * 1024);
+    req[300 * 1024] = '\0';
 
-    t = post(f, "big answer", NULL);
+    assert_int_equal(f->rt->service_rate, 0);
+
+    t = post(f, req, NULL);
     assert_ptr_equal(ngx_http_lua_ffi_task_poll(f->tq), t);
+    assert_true(t->taken >= t->posted);
     ngx_http_lua_ffi_respond(t, 0, big, 300 * 1024);
-    assert_int_equal(hotffi_spin_last_answer(), 300 * 1024);
-
-    /* a thread's own: another thread that answered nothing reads 0 */
-    other = 1;
-    assert_int_equal(pthread_create(&tid, NULL, last_answer_thread, &other),
-                     0);
-    assert_int_equal(unit_join(tid, UNIT_WAIT_MS), 0);
-    assert_int_equal(other, 0);
 
     drain(f, 1);
     assert_int_equal(hotffi_call_result(t, &rsp, &len), 0);
@@ -647,8 +616,23 @@ test_spin_notes_answer(void **state)
     assert_int_equal(len, 300 * 1024);
     hotffi_call_finish(t);
 
-    /* this thread polls in other tests: as if it never answered */
-    hotffi_spin_note_answer(0);
+    service = f->rt->service_rate;
+    assert_true(service > 0);
+
+    /* the next call comes after the large answer: this thread, which
+     * answered it, learns the turnaround as its poll takes the call */
+    assert_int_equal(hotffi_spin_turnaround(), 0);
+    t = post(f, "small", NULL);
+    assert_ptr_equal(ngx_http_lua_ffi_task_poll(f->tq), t);
+    assert_true(hotffi_spin_turnaround() > 0);
+
+    /* a small call teaches the event loop nothing */
+    ngx_http_lua_ffi_respond(t, 0, NULL, 0);
+    drain(f, 1);
+    hotffi_call_finish(t);
+    assert_int_equal(f->rt->service_rate, service);
+
+    free(req);
 }
 
 
@@ -938,8 +922,7 @@ main(void)
         FAST_TEST(test_spin_recovers),
         FAST_TEST(test_spin_busy_machine),
         FAST_TEST(test_spin_streak),
-        FAST_TEST(test_spin_for_bytes),
-        FAST_TEST(test_spin_notes_answer),
+        FAST_TEST(test_spin_learns_rates),
         FAST_TEST(test_spin_takes_every_answer),
         FAST_TEST(test_batch_fifo),
         FAST_TEST(test_batch_skips_cancelled),

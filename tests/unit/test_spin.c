@@ -1,12 +1,14 @@
 /*
  * test_spin.c -- the spin policy's decisions (src/core/hotffi_spin.c),
  * driven with made-up inputs: the machine's load as /proc/loadavg would
- * show it, and a history of hits and misses.  Nothing here measures time
- * or depends on the machine the test runs on.
+ * show it, a history of hits and misses, and the other side's times per
+ * KiB.  Nothing here measures time or depends on the machine the test
+ * runs on; the windows are the defaults (no HOTFFI_*SPIN_US set).
  */
 
 #define _GNU_SOURCE
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,8 @@
 
 
 #define ONE  HOTFFI_SPIN_LOAD_ONE
+#define KIB  1024
+#define MAX  HOTFFI_SPIN_BYTES_MAX_NS
 
 
 static int
@@ -185,6 +189,133 @@ test_reset_keeps_backoff(void **state)
 }
 
 
+/* a window grows with the bytes at the rate learned, and a quarter more */
+static void
+test_spin_for_bytes(void **state)
+{
+    uint64_t  base = 20000;
+
+    (void) state;
+
+    assert_int_equal(hotffi_spin_for(base, 0, 200), base);
+    assert_int_equal(hotffi_spin_for(base, 1023, 200), base);
+    assert_int_equal(hotffi_spin_for(base, 100 * KIB, 200), base + 100 * 250);
+    assert_int_equal(hotffi_spin_for(base, 1024 * KIB, 100),
+                     base + 1024 * 125);
+
+    /* nothing learned yet: no growth */
+    assert_int_equal(hotffi_spin_for(base, 1024 * KIB, 0), base);
+
+    /* bounded, and no overflow whatever the size or the rate */
+    assert_int_equal(hotffi_spin_for(base, 16 * 1024 * KIB, 200), MAX);
+    assert_int_equal(hotffi_spin_for(base, SIZE_MAX, 200), MAX);
+    assert_int_equal(hotffi_spin_for(base, SIZE_MAX, UINT32_MAX), MAX);
+    assert_int_equal(hotffi_spin_for(base, 64 * KIB, UINT32_MAX), MAX);
+
+    /* spinning off stays off; a longer knob is kept as it is */
+    assert_int_equal(hotffi_spin_for(0, 1024 * KIB, 200), 0);
+    assert_int_equal(hotffi_spin_for(1000000000, 1024 * KIB, 200),
+                     1000000000);
+}
+
+
+/* small calls teach nothing; the first sample is taken as it is, then a
+ * quarter of the way; an idle caller teaches the bound, not its idleness */
+static void
+test_rate_learn(void **state)
+{
+    int       i;
+    uint32_t  rate;
+
+    (void) state;
+
+    assert_int_equal(hotffi_spin_rate_learn(0, 1000000, 4 * KIB), 0);
+    assert_int_equal(hotffi_spin_rate_learn(0, 1000000,
+                                            HOTFFI_SPIN_LEARN_BYTES - 1), 0);
+    assert_int_equal(hotffi_spin_rate_learn(77, 1000000, 10 * KIB), 77);
+
+    /* 1 MiB in 150 us: 146 ns per KiB */
+    rate = hotffi_spin_rate_learn(0, 150000, 1024 * KIB);
+    assert_int_equal(rate, 146);
+
+    /* the payload's cost doubles: three quarters of the way in five calls */
+    rate = hotffi_spin_rate_learn(rate, 300000, 1024 * KIB);
+    assert_int_equal(rate, 146 - 146 / 4 + 292 / 4);
+    for (i = 0; i < 4; i++) {
+        rate = hotffi_spin_rate_learn(rate, 300000, 1024 * KIB);
+    }
+    assert_in_range(rate, 250, 292);
+
+    /* a second of idleness after a 64 KiB answer counts as the bound */
+    assert_int_equal(hotffi_spin_rate_learn(0, 1000000000ULL, 64 * KIB),
+                     MAX * KIB / (64 * KIB));
+
+    /* never 0 once learned (0 means nothing learned) */
+    assert_int_equal(hotffi_spin_rate_learn(0, 1, 1024 * KIB), 1);
+}
+
+
+static void *
+turnaround_thread(void *data)
+{
+    uint64_t  *out = data;
+    uint64_t   now;
+
+    /* before any answer: the poll window as configured */
+    out[0] = hotffi_spin_poll_for();
+
+    /* a large answer: nothing learned until the next request comes */
+    hotffi_spin_note_answer(300 * KIB);
+    out[1] = hotffi_spin_poll_for();
+
+    /* a request posted before the answer (another caller's) teaches
+     * nothing; one posted 0.3 ms after it teaches that turnaround */
+    hotffi_spin_note_next(1);
+    out[2] = hotffi_spin_turnaround();
+    now = hotffi_spin_now();
+    hotffi_spin_note_next(now + 300000);
+    out[3] = hotffi_spin_turnaround();
+    out[4] = hotffi_spin_poll_for();
+
+    /* learned once per answer; a small answer's window does not grow */
+    hotffi_spin_note_next(now + 900000);
+    out[5] = hotffi_spin_turnaround();
+    hotffi_spin_note_answer(100);
+    out[6] = hotffi_spin_poll_for();
+
+    return NULL;
+}
+
+
+/* a runtime thread learns the event loop's turnaround per KiB of its own
+ * answers, and grows its poll window with it; a thread's own */
+static void
+test_turnaround(void **state)
+{
+    pthread_t  tid;
+    uint64_t   out[7], base = HOTFFI_POLL_SPIN_NS_DEFAULT;
+
+    (void) state;
+
+    assert_int_equal(pthread_create(&tid, NULL, turnaround_thread, out), 0);
+    assert_int_equal(pthread_join(tid, NULL), 0);
+
+    assert_int_equal(out[0], base);
+    assert_int_equal(out[1], base);
+    assert_int_equal(out[2], 0);
+
+    /* at least 0.3 ms per 300 KiB, at most the bound's */
+    assert_in_range(out[3], 1000, MAX * KIB / (300 * KIB));
+    assert_in_range(out[4], base + 300 * 1250, MAX);
+    assert_int_equal(out[5], out[3]);
+    assert_int_equal(out[6], base);
+
+    /* this thread answered nothing and learned nothing */
+    assert_int_equal(hotffi_spin_turnaround(), 0);
+    assert_int_equal(hotffi_spin_poll_for(), base);
+}
+
+
 int
 main(void)
 {
@@ -194,6 +325,9 @@ main(void)
         cmocka_unit_test(test_load_busy),
         cmocka_unit_test(test_backoff_fast),
         cmocka_unit_test(test_reset_keeps_backoff),
+        cmocka_unit_test(test_spin_for_bytes),
+        cmocka_unit_test(test_rate_learn),
+        cmocka_unit_test(test_turnaround),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
