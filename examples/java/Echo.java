@@ -6,7 +6,9 @@
  *       "classpath=/path/to/build/java/examples,demo.Echo,init,2")
  *   local ok, res = rt:echo("hello")            --> true, "hello"
  *
- * The configuration, if any, is the number of serving threads (default 1).
+ * The configuration, if any, is the number of serving threads (default
+ * 1), then ",copy" to take each request as a byte[] copy (Handler) rather
+ * than lent in place (BufferHandler), for comparing the two.
  */
 package demo;
 
@@ -17,9 +19,15 @@ public final class Echo {
     }
 
     public static int init(String cfg, long tq) {
-        int threads = cfg == null || cfg.isEmpty() ? 1
-                                                   : Integer.parseInt(cfg);
-        Hotffi.serve(tq, req -> req, threads);
+        String[] words = cfg == null ? new String[0] : cfg.split(",");
+        int threads = words.length == 0 || words[0].isEmpty() ? 1
+                      : Integer.parseInt(words[0]);
+        if (words.length > 1 && words[1].equals("copy")) {
+            Hotffi.serve(tq, req -> req, threads);
+        } else {
+            // the handler keeps nothing: the request need not be copied
+            Hotffi.serveBuffers(tq, req -> req, threads);
+        }
         return 0;
     }
 }

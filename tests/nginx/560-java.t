@@ -1,5 +1,6 @@
 # The Java loader (libhotffi_java.so): calls into a real JVM through the
-# SDK's serve threads, binary payloads and direct buffers, exceptions as
+# SDK's serve threads, binary payloads (1 and 16 MiB, copied or lent in
+# place), lent requests revoked by the answer, exceptions as
 # errors, cancellation, load errors, in-place reload with state, and
 # unload ending the runtime's Java threads.
 use strict;
@@ -442,3 +443,105 @@ $
 [alert]
 [crit]
 maintainers of io.hotffi
+
+
+
+=== TEST 13: the echo lends each request in place (serveBuffers) or copies it (",copy"): 1 MiB and 16 MiB of every byte value come back byte for byte, and so does no request
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "jtest"
+        local all = {}
+        for i = 0, 255 do all[#all + 1] = string.char(i) end
+        all = table.concat(all)
+        for _, cfg in ipairs{ "1", "1,copy" } do
+            local rt = assert(t.load(t.examples .. "demo.Echo,init," .. cfg))
+            for _, mib in ipairs{ 1, 16 } do
+                -- a head of its own, so that no answer equals another
+                local req = cfg .. mib .. all:rep(mib * 4096)
+                local ok, res = rt:echo(req, 30)
+                ngx.say(cfg, " ", mib, " MiB: ", ok, " ", #res == #req,
+                        " ", res == req)
+            end
+            ngx.say(rt:echo(""))
+            ngx.say(rt:echo())
+        end
+    }
+}
+--- request
+GET /t
+--- timeout: 60
+--- response_body
+1 1 MiB: true true true
+1 16 MiB: true true true
+true
+true
+1,copy 1 MiB: true true true
+1,copy 16 MiB: true true true
+true
+true
+
+
+
+=== TEST 14: a lent request: answered from a slice of itself, and revoked by the answer (a buffer kept past it reads nothing)
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local rt = require("jtest").ctl("1")
+        ngx.say(rt:x("slice:the tail"))
+        ngx.say(rt:x("keep:abc"))
+        ngx.say(rt:x("kept"))
+        ngx.say(rt:x("echo:still serving"))
+    }
+}
+--- request
+GET /t
+--- response_body
+truethe tail
+truekept 8
+truerevoked 0 0
+truestill serving
+
+
+
+=== TEST 15: 64 callers at once, each with 100 KiB of its own, through a lending echo of 4 threads: every answer is its own request
+--- http_config eval
+$::HTTP_CONFIG
+--- config
+location = /t {
+    content_by_lua_block {
+        local t = require "jtest"
+        local rt = assert(t.load(t.examples .. "demo.Echo,init,4"))
+        local base = string.rep("0123456789abcdef", 6400)
+        local function caller(i)
+            local bad = 0
+            for j = 1, 20 do
+                local req = i .. ":" .. j .. ":" .. base
+                local ok, res = rt:echo(req)
+                if not ok or res ~= req then
+                    bad = bad + 1
+                end
+            end
+            return bad
+        end
+        local threads = {}
+        for i = 1, 64 do
+            threads[i] = ngx.thread.spawn(caller, i)
+        end
+        local bad = 0
+        for i = 1, 64 do
+            local ok, n = ngx.thread.wait(threads[i])
+            bad = bad + (ok and n or 20)
+        end
+        ngx.say("wrong answers: ", bad)
+    }
+}
+--- request
+GET /t
+--- timeout: 60
+--- response_body
+wrong answers: 0

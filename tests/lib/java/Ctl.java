@@ -9,8 +9,10 @@
  * attached (how many of hotffi's threads are attached to the JVM now),
  * herror:RC:MSG (a HotffiError), throw:MSG (an exception), threads (how
  * many hotffi-j* threads are alive), buffer:S (the request in place),
- * exit:N and halt:N (System.exit(N), Runtime.halt(N)), setsm (replace
- * the security manager).
+ * slice:S (S answered from a slice of the request in place), keep:S (the
+ * request in place kept past the answer), kept (what reading that kept
+ * buffer does now), exit:N and halt:N (System.exit(N), Runtime.halt(N)),
+ * setsm (replace the security manager).
  *
  * The configuration is the number of serving threads (default 4), or
  * "fail-init" (init returns 7), or "exit-init" (init calls System.exit).
@@ -27,6 +29,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class Ctl {
     private static final AtomicInteger CANCELLED = new AtomicInteger();
     private static final AtomicInteger SLEEPING = new AtomicInteger();
+    /* keep:'s buffer, which a handler must not do: kept shows why */
+    private static volatile ByteBuffer kept;
 
     private Ctl() {
     }
@@ -148,6 +152,27 @@ public final class Ctl {
             buf.get(out);
             task.respond(0, b(buf.isDirect() + " " + buf.isReadOnly() + " "
                 + new String(out, StandardCharsets.ISO_8859_1)));
+            break;
+        }
+        case "slice": {
+            ByteBuffer buf = task.buffer();
+            buf.position(6);
+            task.respond(0, buf.slice());
+            break;
+        }
+        case "keep":
+            kept = task.buffer();
+            task.respond(0, b("kept " + kept.remaining()));
+            break;
+        case "kept": {
+            ByteBuffer k = kept;
+            String what;
+            try {
+                what = "read " + k.get(0);
+            } catch (IndexOutOfBoundsException e) {
+                what = "revoked " + k.capacity() + " " + k.remaining();
+            }
+            task.respond(0, b(what));
             break;
         }
         default:

@@ -40,6 +40,9 @@ public final class Hotffi {
     private static final Map<Long, List<Thread>> SERVERS =
         new ConcurrentHashMap<>();
     private static final AtomicInteger SEQ = new AtomicInteger();
+    /* the request of a call Lua made with none, for a BufferHandler */
+    private static final ByteBuffer EMPTY =
+        ByteBuffer.allocateDirect(0).asReadOnlyBuffer();
 
     private Hotffi() {
     }
@@ -59,6 +62,15 @@ public final class Hotffi {
 
     /** Answers the task (exactly once); data null for no payload. */
     public static native void respond(long task, int rc, byte[] data);
+
+    /* Task's answers: data[off, off + len) (checked here), or a direct
+       buffer's bytes at off (checked here), copied once into hotffi's
+       memory; lent, when not null, is revoked first (Task.buffer()) */
+    static native void answer(long task, int rc, byte[] data, int off,
+        int len, ByteBuffer lent);
+
+    static native void answerDirect(long task, int rc, ByteBuffer data,
+        int off, int len, ByteBuffer lent);
 
     /** Whether the task's caller gave up. */
     public static native boolean cancelled(long task);
@@ -93,6 +105,21 @@ public final class Hotffi {
         }
         serveTasks(tq, task -> task.respond(0,
             handler.handle(task.request())), threads);
+    }
+
+    /** Starts threads serving tq with handler, which reads each request
+     *  in place (a read-only direct buffer lent until it returns: no copy,
+     *  no garbage) and answers with a buffer's remaining bytes (copied
+     *  once; null answers nil).  See BufferHandler. */
+    public static void serveBuffers(long tq, BufferHandler handler,
+        int threads) {
+        if (handler == null) {
+            throw new IllegalArgumentException("serve() needs a handler");
+        }
+        serveTasks(tq, task -> {
+            ByteBuffer req = task.buffer();
+            task.respond(0, handler.handle(req == null ? EMPTY : req));
+        }, threads);
     }
 
     /** Starts threads serving tq, each task handed to handler whole. */
