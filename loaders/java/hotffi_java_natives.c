@@ -146,37 +146,6 @@ hotffi_java_revoke(JNIEnv *env, jobject lent)
 
 
 /*
- * thread: the task's owner.  Hotffi.respond(task, rc, data): the task and
- * a malloc()'ed copy of data pass to hotffi.
- */
-static void JNICALL
-hotffi_java_respond(JNIEnv *env, jclass cls, jlong task, jint rc,
-    jbyteArray data)
-{
-    char   *rsp;
-    jsize   len;
-
-    (void) cls;
-
-    if (data == NULL) {
-        ngx_http_lua_ffi_respond(HOTFFI_JAVA_PTR(task), rc, NULL, 0);
-        return;
-    }
-
-    len = (*env)->GetArrayLength(env, data);
-
-    rsp = hotffi_java_answer_alloc(env, task, len);
-    if (rsp == NULL) {
-        return;
-    }
-
-    (*env)->GetByteArrayRegion(env, data, 0, len, (jbyte *) rsp);
-
-    ngx_http_lua_ffi_respond(HOTFFI_JAVA_PTR(task), rc, rsp, (int) len);
-}
-
-
-/*
  * thread: the task's owner.  Hotffi.answer(task, rc, data, off, len,
  * lent): the answer is data[off, off + len) (data borrowed for the call,
  * checked by the caller; null: no payload), copied into malloc()'ed memory
@@ -359,7 +328,6 @@ static JNINativeMethod  hotffi_java_methods[] = {
     { "request", "(J)[B", (void *) hotffi_java_request },
     { "requestBuffer", "(J)Ljava/nio/ByteBuffer;",
       (void *) hotffi_java_request_buffer },
-    { "respond", "(JI[B)V", (void *) hotffi_java_respond },
     { "answer", "(JI[BIILjava/nio/ByteBuffer;)V",
       (void *) hotffi_java_answer },
     { "answerDirect",

@@ -215,8 +215,7 @@ hotffi_hub_taken(hotffi_task_t **tasks, int got)
         return 0;
     }
 
-    /* one clock read for a batch */
-    now = hotffi_spin_now();
+    now = 0;
 
     for (i = 0, n = 0; i < got; i++) {
         task = tasks[i];
@@ -228,7 +227,13 @@ hotffi_hub_taken(hotffi_task_t **tasks, int got)
             continue;
         }
 
-        task->taken = now;
+        /* only calls that teach the service rate need the clock: one
+         * read for a batch, none for small calls (hotffi_spin.h) */
+        if (task->req_len >= HOTFFI_SPIN_LEARN_BYTES) {
+            now = now ? now : hotffi_spin_now();
+            task->taken = now;
+        }
+
         tasks[n++] = task;
     }
 

@@ -191,7 +191,8 @@ void hotffi_hub_complete_local(hotffi_hub_t *hub, hotffi_task_t *task);
 
 /*
  * thread: whoever took tasks[0..got-1] from a queue, which are its own now.
- * Stamps them taken (their service time starts: hotffi_spin.h), answers
+ * Stamps those large enough to teach the spin policy taken (their service
+ * time starts: hotffi_spin.h), answers
  * those whose caller gave up before they were taken (with
  * HOTFFI_TASK_CANCELLED, to their hub, which frees them), and returns how
  * many live ones it kept, in order, at the start of tasks.

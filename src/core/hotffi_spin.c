@@ -190,7 +190,13 @@ hotffi_spin_note_next(uint64_t posted)
 
     /* a task posted before this thread's answer says nothing of the loop's
      * turnaround (another caller's, under concurrency) */
-    if (at == 0 || posted <= at) {
+    if (at == 0) {
+        return;
+    }
+
+    posted = posted ? posted : hotffi_spin_now();
+
+    if (posted <= at) {
         return;
     }
 

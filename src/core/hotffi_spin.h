@@ -159,9 +159,11 @@ uint32_t hotffi_spin_rate_learn(uint32_t rate, uint64_t ns, size_t bytes);
 /*
  * thread: runtime.  respond() notes the answer this thread gave (its size,
  * and when); the thread's next poll notes when the task it took was posted
- * (hotffi_spin_note_next()), which teaches the thread the event loop's
- * turnaround per KiB of answer.  hotffi_spin_poll_for() is the poll window
- * grown for the last answer at that rate.
+ * (hotffi_spin_note_next(); 0 for now, where the post time is not known:
+ * the clock is read only when there is something to learn), which teaches
+ * the thread the event loop's turnaround per KiB of answer.
+ * hotffi_spin_poll_for() is the poll window grown for the last answer at
+ * that rate.
  */
 void hotffi_spin_note_answer(size_t bytes);
 void hotffi_spin_note_next(uint64_t posted);

@@ -87,7 +87,8 @@ struct hotffi_task_s {
                                         the start of its latency */
 
     /* written by the runtime: when its poll took the task, before respond() */
-    uint64_t             taken;      /* hotffi_spin_now(), 0 if never taken */
+    uint64_t             taken;      /* hotffi_spin_now(); 0 if not taken,
+                                        or too small to teach a rate */
     uint64_t             answered;   /* hotffi_spin_now(), in respond() */
     int                  rc;
     char                *rsp;        /* malloc()'ed by the runtime */

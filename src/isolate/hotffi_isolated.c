@@ -191,7 +191,7 @@ hotffi_isolated_take(hotffi_isolated_tq_t *tq, int block)
 
             /* the worker's turnaround since this thread's last answer,
              * as this side sees it (hotffi_spin.h) */
-            hotffi_spin_note_next(hotffi_spin_now());
+            hotffi_spin_note_next(0);
             return t;
         }
 

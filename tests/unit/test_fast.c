@@ -626,6 +626,9 @@ test_spin_learns_rates(void **state)
     assert_ptr_equal(ngx_http_lua_ffi_task_poll(f->tq), t);
     assert_true(hotffi_spin_turnaround() > 0);
 
+    /* too small to teach the service rate: not even stamped */
+    assert_int_equal(t->taken, 0);
+
     /* a small call teaches the event loop nothing */
     ngx_http_lua_ffi_respond(t, 0, NULL, 0);
     drain(f, 1);

@@ -283,6 +283,14 @@ turnaround_thread(void *data)
     hotffi_spin_note_answer(100);
     out[6] = hotffi_spin_poll_for();
 
+    /* 0 is now (a side that cannot see the post): it learns from that
+     * answer, which is then used up */
+    hotffi_spin_note_answer(300 * KIB);
+    hotffi_spin_note_next(0);
+    out[7] = hotffi_spin_turnaround();
+    hotffi_spin_note_next(hotffi_spin_now() + 300000);
+    out[8] = hotffi_spin_turnaround();
+
     return NULL;
 }
 
@@ -293,7 +301,7 @@ static void
 test_turnaround(void **state)
 {
     pthread_t  tid;
-    uint64_t   out[7], base = HOTFFI_POLL_SPIN_NS_DEFAULT;
+    uint64_t   out[9], base = HOTFFI_POLL_SPIN_NS_DEFAULT;
 
     (void) state;
 
@@ -309,6 +317,9 @@ test_turnaround(void **state)
     assert_in_range(out[4], base + 300 * 1250, MAX);
     assert_int_equal(out[5], out[3]);
     assert_int_equal(out[6], base);
+    assert_in_range(out[7], out[5] - out[5] / 4,
+                    out[5] - out[5] / 4 + MAX * KIB / (300 * KIB) / 4);
+    assert_int_equal(out[8], out[7]);
 
     /* this thread answered nothing and learned nothing */
     assert_int_equal(hotffi_spin_turnaround(), 0);

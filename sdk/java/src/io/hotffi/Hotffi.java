@@ -61,7 +61,9 @@ public final class Hotffi {
     public static native ByteBuffer requestBuffer(long task);
 
     /** Answers the task (exactly once); data null for no payload. */
-    public static native void respond(long task, int rc, byte[] data);
+    public static void respond(long task, int rc, byte[] data) {
+        answer(task, rc, data, 0, data == null ? 0 : data.length, null);
+    }
 
     /* Task's answers: data[off, off + len) (checked here), or a direct
        buffer's bytes at off (checked here), copied once into hotffi's
