@@ -1,14 +1,18 @@
 # bench/bench.mk -- `make bench` (see bench/README.md); not part of `make
 # test`.  The baseline's echo server, the machine's limits (memcpy, the
 # bare two-thread echo) and the busy case's CPU hog are built from bench/*.c
-# into build/bench/; bench/run.pl drives everything else.
+# into build/bench/, Go's bound (the C echo's loop in Go) from bench/go_bare
+# into build/lib/libgo_bare.so; bench/run.pl drives everything else.
 
 BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/limits \
-              $(BUILD)/bench/hog
+              $(BUILD)/bench/hog $(BUILD)/lib/libgo_bare.so
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) -o $@ $< -lpthread
+
+$(BUILD)/lib/libgo_bare.so: bench/go_bare/go.mod bench/go_bare/main.go
+	$(call GO_SHARED,bench/go_bare,.,go_bare)
 
 # the bridge, then the sandbox against native Lua, then code-reload
 # propagation (push to every worker of two servers through Redis), then

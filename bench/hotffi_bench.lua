@@ -283,6 +283,9 @@ function _M.seq()
         us_per_call_p50 = median(chunks) * 1e6,
         wakeups = s1.wakeups - s0.wakeups,
         completions = s1.completions - s0.completions,
+        -- the event loop's spins for an answer, hit or missed
+        spins = s1.spin_hits + s1.spin_misses - s0.spin_hits
+                - s0.spin_misses,
     })
 end
 

@@ -249,6 +249,12 @@ add_runtime(name => 'c_iso', label => 'C echo, isolated',
     if -e "$BUILD/lib/hotffi-isolated";
 add_runtime(name => 'go', label => 'Go echo',
             lib => "$BUILD/lib/libgo_echo.so");
+# Go's bound: the C echo's loop in Go (bench/go_bare), no SDK; and a Go
+# echo written for lua-resty-ffi (a goroutine per task, tests/compat)
+add_runtime(name => 'go_bare', label => 'Go, the C echo\'s loop (bound)',
+            lib => "$BUILD/lib/libgo_bare.so");
+add_runtime(name => 'go_ffi', label => 'Go echo for lua-resty-ffi',
+            lib => "$BUILD/lib/libffi_go_echo.so");
 add_runtime(name => 'rust', label => 'Rust echo',
             lib => "$BUILD/lib/librust_echo.so");
 if (-e "$ROOT/examples/python/echo.py" || -d "$ROOT/examples/python/echo") {
@@ -875,7 +881,11 @@ sub case_busy_seq {
             }
         }
     }
-    my $us = sub { my ($r) = @_; $r && $r->{us_per_call} };
+    # the median 16-call chunk of each run: a hog's time slice lands on
+    # some chunks of either side at random, the design's cost on every one
+    my $us = sub { my ($r) = @_; $r && $r->{us_per_call_p50} };
+    my $spins = sub { my ($r) = @_;
+                      $r && $r->{calls} && $r->{spins} / $r->{calls} };
     my @rows;
     for my $size (@SIZES) {
         my $base = $raw{unix}{$size};
@@ -904,6 +914,10 @@ sub case_busy_seq {
                                      0 .. $#$runs]),
                 runs => [map { $us->($_) } @$runs],
                 park_runs => [map { $us->($_) } @$parks],
+                # the event loop's spins per call: 0 when the load check
+                # found the machine busy, that is the park-only path
+                spins => median(map { $spins->($_) } @$runs),
+                park_spins => median(map { $spins->($_) } @$parks),
             };
         }
         push @rows, \%row;
@@ -1337,13 +1351,15 @@ sub print_busy {
               . "the $m->{cpus} CPUs (load average " . fmt('%s',
               $m->{busy_load_start}) . " with the hogs alone, "
               . fmt('%s', $m->{busy_running}) . " runnable at the start),\n"
-              . "   nginx with 2 workers; µs per call; ratio = / unix "
-              . "socket; park: spinning off (HOTFFI_SPIN_US=0 "
-              . "HOTFFI_POLL_SPIN_US=0); /park = as configured / park-only\n";
+              . "   nginx with 2 workers; µs per call (each run's median "
+              . "16-call chunk); ratio = / unix socket; park: spinning off\n"
+              . "   (HOTFFI_SPIN_US=0 HOTFFI_POLL_SPIN_US=0); /park = as "
+              . "configured / park-only; spins = the event loop's spins per "
+              . "call as configured\n";
         printf "  %-9s %10s %9s %7s", 'payload', 'unix µs', 'bare µs',
                'ratio';
-        printf " %10s %7s %10s %7s %7s", "$_ µs", 'ratio', 'park µs',
-               'ratio', '/park' for @names;
+        printf " %10s %7s %10s %7s %7s %6s", "$_ µs", 'ratio', 'park µs',
+               'ratio', '/park', 'spins' for @names;
         print "\n";
         my (@vs, @r);
         for my $row (@{ $c->{rows} }) {
@@ -1352,10 +1368,10 @@ sub print_busy {
                    fmt('%.3f', $row->{bare_ratio});
             for (@names) {
                 my $e = $row->{$_};
-                printf " %10s %7s %10s %7s %7s", fmt('%.2f', $e->{us}),
+                printf " %10s %7s %10s %7s %7s %6s", fmt('%.2f', $e->{us}),
                        fmt('%.3f', $e->{ratio}), fmt('%.2f', $e->{park_us}),
                        fmt('%.3f', $e->{park_ratio}),
-                       fmt('%.3f', $e->{vs_park});
+                       fmt('%.3f', $e->{vs_park}), fmt('%.2f', $e->{spins});
             }
             print "\n";
             push @vs, $row->{c}{vs_park};
@@ -1450,10 +1466,13 @@ sub print_http {
                    $TARGET{http_p99}, $e->{p99_ratio}, $y && $y->{p99_ratio},
                    'yield');
         }
-        # what the Go SDK costs: CPU of its threads per call against C's
-        my ($go, $cc) = map { $b->{$_} && $b->{$_}{cpu}{rt_us} } qw(go c);
+        # what the Go SDK costs: CPU of its threads per call against C's,
+        # and what the least Go runtime costs (go_bare: the bound)
+        my ($go, $bare, $cc) = map { $b->{$_} && $b->{$_}{cpu}{rt_us} }
+                               qw(go go_bare c);
         target("HTTP -c$n: CPU of the runtime's threads per call, Go / C",
-               '<=', $TARGET{go_cpu}, $go && $cc ? $go / $cc : undef)
+               '<=', $TARGET{go_cpu}, $go && $cc ? $go / $cc : undef,
+               $bare && $cc ? $bare / $cc : undef, 'go_bare')
             if $b->{go};
     }
 }

@@ -33,7 +33,7 @@ $(BUILD)/lib/libgo_ctl.so: $(GO_SDK_SRCS) $(wildcard sdk/go/internal/ctl/*.go)
 	$(call GO_SHARED,sdk/go,./internal/ctl,go_ctl)
 
 # gofmt and go vet over every Go module of the tree (not part of `all`)
-GO_MODULES := sdk/go examples/go \
+GO_MODULES := sdk/go examples/go bench/go_bare \
               $(patsubst %/go.mod,%,$(wildcard tests/compat/*/go.mod))
 
 go-lint:

@@ -1,0 +1,3 @@
+module go_bare
+
+go 1.19
