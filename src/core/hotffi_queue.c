@@ -2,8 +2,12 @@
  * hotffi_queue.c -- the bounded request queue (see hotffi_queue.h).
  */
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "hotffi_queue.h"
 #include "hotffi_port.h"
@@ -37,13 +41,7 @@ hotffi_queue_create(uint32_t max)
         goto failed;
     }
 
-    if (pthread_cond_init(&q->cond, NULL) != 0) {
-        (void) pthread_mutex_destroy(&q->mtx);
-        goto failed;
-    }
-
     if (pthread_cond_init(&q->drained, NULL) != 0) {
-        (void) pthread_cond_destroy(&q->cond);
         (void) pthread_mutex_destroy(&q->mtx);
         goto failed;
     }
@@ -63,7 +61,6 @@ void
 hotffi_queue_destroy(hotffi_queue_t *q)
 {
     (void) pthread_cond_destroy(&q->drained);
-    (void) pthread_cond_destroy(&q->cond);
     (void) pthread_mutex_destroy(&q->mtx);
     free(q->ring);
     free(q);
@@ -201,17 +198,51 @@ hotffi_queue_cancel(hotffi_queue_t *q, hotffi_task_t *task)
 
 
 /*
+ * locks: q->mtx held; returns with it held.  Parks the calling poller until
+ * the next hotffi_queue_signal() (or spuriously: callers look again).  The
+ * word is read under the lock, so a signal for anything the caller did not
+ * see under it changes the word first, and the futex returns at once.  A
+ * condition variable would do the same, but glibc's takes the mutex back
+ * after the wait as if contended, which costs its unlock a futex call:
+ * every park was three system calls, not two (measured, bench/README.md).
+ */
+static void
+hotffi_queue_park(hotffi_queue_t *q)
+{
+    unsigned  seq;
+
+    seq = atomic_load_explicit(&q->wake_seq, memory_order_relaxed);
+
+    (void) pthread_mutex_unlock(&q->mtx);
+    (void) syscall(SYS_futex, &q->wake_seq, FUTEX_WAIT_PRIVATE, seq, NULL,
+                   NULL, 0);
+    (void) pthread_mutex_lock(&q->mtx);
+}
+
+
+/* thread: any.  Wakes up to n parked pollers. */
+static void
+hotffi_queue_signal(hotffi_queue_t *q, int n)
+{
+    (void) atomic_fetch_add_explicit(&q->wake_seq, 1, memory_order_release);
+    (void) syscall(SYS_futex, &q->wake_seq, FUTEX_WAKE_PRIVATE, n, NULL,
+                   NULL, 0);
+}
+
+
+/*
  * thread: event loop.  Without the lock: a poller counted in pollers by a
- * push is inside pthread_cond_wait() already (it counted itself under the
- * lock), and one that was not saw the task before it could park.  A poller
+ * push read the futex word under the lock before the push could take it,
+ * and one that was not saw the task before it could park.  A poller
  * woken while the mutex is held would only block on it again, one more
  * futex call per task (measured).
  */
 void
 hotffi_queue_wake(hotffi_queue_t *q)
 {
-    for ( /* void */ ; q->owed; q->owed--) {
-        (void) pthread_cond_signal(&q->cond);
+    if (q->owed) {
+        hotffi_queue_signal(q, (int) q->owed);
+        q->owed = 0;
     }
 }
 
@@ -303,7 +334,7 @@ hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
 
     while (!port->stopped && (!port->open || (q->count == 0 && !q->stopped)))
     {
-        (void) pthread_cond_wait(&q->cond, &q->mtx);
+        hotffi_queue_park(q);
     }
 
     q->pollers--;
@@ -316,7 +347,7 @@ hotffi_queue_poll_batch(hotffi_queue_t *q, hotffi_port_t *port,
          * wake-up on to a parked poller of the serving port.
          */
         if (q->count && q->pollers) {
-            (void) pthread_cond_signal(&q->cond);
+            hotffi_queue_signal(q, 1);
         }
 
         (void) pthread_mutex_unlock(&q->mtx);
@@ -390,7 +421,7 @@ hotffi_queue_stop(hotffi_queue_t *q)
     (void) pthread_mutex_lock(&q->mtx);
     q->stopped = 1;
     atomic_store_explicit(&q->ready, q->count + 1, memory_order_release);
-    (void) pthread_cond_broadcast(&q->cond);
+    hotffi_queue_signal(q, INT_MAX);
     (void) pthread_cond_broadcast(&q->drained);
     (void) pthread_mutex_unlock(&q->mtx);
 }
@@ -415,7 +446,7 @@ hotffi_queue_stop_port(hotffi_queue_t *q, hotffi_port_t *port)
         atomic_store_explicit(&q->direct, NULL, memory_order_relaxed);
     }
 
-    (void) pthread_cond_broadcast(&q->cond);
+    hotffi_queue_signal(q, INT_MAX);
     (void) pthread_mutex_unlock(&q->mtx);
 }
 
@@ -431,7 +462,7 @@ hotffi_queue_open_port(hotffi_queue_t *q, hotffi_port_t *port)
         atomic_store_explicit(&q->direct, port->direct, memory_order_relaxed);
     }
 
-    (void) pthread_cond_broadcast(&q->cond);
+    hotffi_queue_signal(q, INT_MAX);
     (void) pthread_mutex_unlock(&q->mtx);
 }
 

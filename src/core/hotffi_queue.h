@@ -5,7 +5,7 @@
  * DESIGN
  * A ring of task pointers under one mutex, after nginx's ngx_thread_pool.c:
  * the event loop pushes without ever blocking (a full queue fails the call at
- * once), runtime threads block in poll on a condition variable.  FIFO.
+ * once), runtime threads block in poll on a futex word.  FIFO.
  *
  * Stopping replaces lua-resty-ffi's NULL task: once stopped, no push is
  * accepted, poll keeps handing out what was queued before the stop, and then
@@ -28,11 +28,13 @@
  * posted (one timeout for all), so the task is found near the head, and
  * the ring closes the gap by moving the few before it.
  *
- * locks: mtx guards every field but the three atomics (ready, spinners,
- * spin_wait) and the event loop's own (owed, wake_link).  Pollers wait on
- * cond, signalled on push and broadcast on stop; a drain waiter waits on
- * drained, so that a push's single signal can never be taken by it instead
- * of a poller.
+ * locks: mtx guards every field but the atomics (ready, spinners,
+ * spin_wait, wake_seq) and the event loop's own (owed, wake_link).  Pollers
+ * park on the futex word wake_seq, which a push's wake-up and a stop bump
+ * before they wake them (not a condition variable: glibc's relock after its
+ * wait costs a futex call at every unlock that follows); a drain waiter
+ * waits on drained, so that a push's wake-up can never be taken by it
+ * instead of a poller.
  *
  * Spin before parking (hotffi_spin.h): a poller first watches `ready` for
  * up to HOTFFI_POLL_SPIN_US without the lock, counted in `spinners`.  Every
@@ -67,7 +69,6 @@
 
 struct hotffi_queue_s {
     pthread_mutex_t   mtx;
-    pthread_cond_t    cond;
     pthread_cond_t    drained;
     hotffi_task_t   **ring;
     uint32_t          cap;        /* slots allocated */
@@ -80,6 +81,8 @@ struct hotffi_queue_s {
     unsigned          stopped:1;
 
     atomic_uint       ready;      /* count + stopped, for the spinners */
+    atomic_uint       wake_seq;   /* the pollers' futex word: bumped by
+                                     every wake-up */
     atomic_uint       spinners;   /* threads spinning in poll */
     atomic_ullong     spin_wait;  /* a hit's wait, ns, see hotffi_spin.h */
     hotffi_spin_t     spin;       /* the back-off of missed poll spins:
