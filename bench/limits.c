@@ -15,10 +15,16 @@
  * echo-1cpu  the same with both threads on one CPU, where a waiting thread
  *            can only sched_yield() to the other: the least a round trip
  *            between two threads costs there.
+ * echo-park  the same with the threads wherever the scheduler puts them,
+ *            each waiting for its turn asleep on a futex, each turn passed
+ *            with a futex wake: the least a round trip costs a design that
+ *            never spins, two wake-ups (the busy machine's bound).
  *
- * usage: limits memcpy|echo|echo-1cpu SIZE SECONDS
+ * usage: limits memcpy|echo|echo-1cpu|echo-park SIZE SECONDS
  * prints "<GB/s> <us per copy or round trip> <copies or round trips>"
- * (GB = 1e9 B; an echo's GB/s is one direction's bytes over its time)
+ * (GB = 1e9 B; an echo's GB/s is one direction's bytes over its time),
+ * and for an echo " <us per round trip of the median 16-trip chunk>", as
+ * the benchmark's own sequential runs report.
  */
 
 #define _GNU_SOURCE
@@ -30,6 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
 
 /*
@@ -39,18 +48,28 @@
 #define ECHO_WARM_TRIPS     16
 #define ECHO_WARM_SHARE     10    /* a tenth of the time asked for */
 
+#define ECHO_CHUNK          16    /* round trips per chunk */
+#define ECHO_CHUNKS_MAX     65536 /* chunks timed; later ones are not */
+
+
+typedef enum {
+    ECHO_SPIN,                  /* echo */
+    ECHO_YIELD,                 /* echo-1cpu */
+    ECHO_PARK                   /* echo-park */
+} echo_wait_t;
+
 
 typedef struct {
     const char     *req;        /* written once, then only read by both */
     size_t          size;
-    int             one_cpu;    /* wait by yielding, not by spinning */
+    echo_wait_t     how;
     atomic_int      stop;       /* set by the caller before its last turn */
     /*
      * Even turns are the caller's, odd ones the runtime's; `turn` orders
      * every access to `answer`, which the runtime thread malloc()s and
-     * hands over, and the caller frees.
+     * hands over, and the caller frees.  32 bits: the futex word.
      */
-    atomic_ulong    turn;
+    atomic_uint     turn;
     char           *answer;
 } echo_t;
 
@@ -88,13 +107,33 @@ nth_cpu(int n)
 
 
 static void
-echo_wait(echo_t *e, unsigned long turn)
+echo_wait(echo_t *e, unsigned turn)
 {
-    while (atomic_load_explicit(&e->turn, memory_order_acquire) != turn) {
-        if (e->one_cpu) {
+    unsigned  now;
+
+    while ((now = atomic_load_explicit(&e->turn, memory_order_acquire))
+           != turn)
+    {
+        if (e->how == ECHO_YIELD) {
             (void) sched_yield();
+
+        } else if (e->how == ECHO_PARK) {
+            (void) syscall(SYS_futex, &e->turn, FUTEX_WAIT_PRIVATE, now,
+                           NULL, NULL, 0);
         }
         /* else spin: a sleep would measure the scheduler */
+    }
+}
+
+
+static void
+echo_pass(echo_t *e, unsigned turn)
+{
+    atomic_store_explicit(&e->turn, turn, memory_order_release);
+
+    if (e->how == ECHO_PARK) {
+        (void) syscall(SYS_futex, &e->turn, FUTEX_WAKE_PRIVATE, 1, NULL,
+                       NULL, 0);
     }
 }
 
@@ -103,7 +142,7 @@ static void *
 echo_runtime(void *data)
 {
     echo_t         *e = data;
-    unsigned long   t;
+    unsigned        t;
 
     for (t = 1; /* void */; t += 2) {
         echo_wait(e, t);
@@ -121,34 +160,49 @@ echo_runtime(void *data)
         memcpy(e->answer, e->req, e->size);
         e->answer[e->size] = '\0';
 
-        atomic_store_explicit(&e->turn, t + 1, memory_order_release);
+        echo_pass(e, t + 1);
     }
 }
 
 
 static int
-echo(const char *req, size_t size, double seconds, int one_cpu)
+by_value(const void *a, const void *b)
 {
+    double  x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+
+static int
+echo(const char *req, size_t size, double seconds, echo_wait_t how)
+{
+    static double    chunks[ECHO_CHUNKS_MAX];
+    size_t           nchunks;
+    double           mark;
     int              cpu[2], warm;
     double           start, elapsed;
     echo_t           e;
     cpu_set_t        set;
     pthread_t        tid;
     pthread_attr_t   attr;
-    unsigned long    t, trips;
+    unsigned         t;
+    unsigned long    trips;
 
     cpu[0] = nth_cpu(0);
-    cpu[1] = one_cpu ? cpu[0] : nth_cpu(1);
+    cpu[1] = how == ECHO_YIELD ? cpu[0] : nth_cpu(1);
 
     if (cpu[0] == -1 || cpu[1] == -1) {
         fprintf(stderr, "limits: echo needs %s CPU%s\n",
-                one_cpu ? "a" : "two", one_cpu ? "" : "s");
+                how == ECHO_YIELD ? "a" : "two",
+                how == ECHO_YIELD ? "" : "s");
         return 1;
     }
 
+    /* parked threads go where the scheduler puts them, as hotffi's do */
     CPU_ZERO(&set);
     CPU_SET(cpu[0], &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    if (how != ECHO_PARK && sched_setaffinity(0, sizeof(set), &set) != 0) {
         fprintf(stderr, "limits: cannot pin to CPU %d\n", cpu[0]);
         return 1;
     }
@@ -156,7 +210,7 @@ echo(const char *req, size_t size, double seconds, int one_cpu)
     memset(&e, 0, sizeof(e));
     e.req = req;
     e.size = size;
-    e.one_cpu = one_cpu;
+    e.how = how;
     atomic_init(&e.stop, 0);
     atomic_init(&e.turn, 0);
 
@@ -165,7 +219,8 @@ echo(const char *req, size_t size, double seconds, int one_cpu)
 
     /* e: on this stack, shared with the thread until the join below */
     if (pthread_attr_init(&attr) != 0
-        || pthread_attr_setaffinity_np(&attr, sizeof(set), &set) != 0
+        || (how != ECHO_PARK
+            && pthread_attr_setaffinity_np(&attr, sizeof(set), &set) != 0)
         || pthread_create(&tid, &attr, echo_runtime, &e) != 0)
     {
         fprintf(stderr, "limits: cannot start a thread on CPU %d\n",
@@ -179,6 +234,8 @@ echo(const char *req, size_t size, double seconds, int one_cpu)
     start = now();
     elapsed = 0;
     trips = 0;
+    nchunks = 0;
+    mark = 0;
 
     for (t = 0; /* void */; t += 2) {
         echo_wait(&e, t);
@@ -201,21 +258,32 @@ echo(const char *req, size_t size, double seconds, int one_cpu)
                 warm = 0;
                 trips = 0;
                 start = now();
+                elapsed = 0;
             }
 
         } else if (elapsed >= seconds && trips >= 3) {
             break;
+
+        } else if (trips % ECHO_CHUNK == 0 && trips > 0
+                   && nchunks < ECHO_CHUNKS_MAX)
+        {
+            chunks[nchunks++] = elapsed - mark;
+            mark = elapsed;
         }
 
-        atomic_store_explicit(&e.turn, t + 1, memory_order_release);
+        echo_pass(&e, t + 1);
     }
 
     atomic_store_explicit(&e.stop, 1, memory_order_relaxed);
-    atomic_store_explicit(&e.turn, t + 1, memory_order_release);
+    echo_pass(&e, t + 1);
     (void) pthread_join(tid, NULL);
 
-    printf("%.3f %.3f %lu\n", (double) size * trips / elapsed / 1e9,
-           elapsed / trips * 1e6, trips);
+    qsort(chunks, nchunks, sizeof(double), by_value);
+
+    printf("%.3f %.3f %lu %.3f\n", (double) size * trips / elapsed / 1e9,
+           elapsed / trips * 1e6, trips,
+           nchunks ? chunks[nchunks / 2] / ECHO_CHUNK * 1e6
+                   : elapsed / trips * 1e6);
 
     return 0;
 }
@@ -268,10 +336,11 @@ main(int argc, char **argv)
     double   seconds;
 
     if (argc != 4 || (strcmp(argv[1], "memcpy") && strcmp(argv[1], "echo")
-                      && strcmp(argv[1], "echo-1cpu")))
+                      && strcmp(argv[1], "echo-1cpu")
+                      && strcmp(argv[1], "echo-park")))
     {
-        fprintf(stderr,
-                "usage: limits memcpy|echo|echo-1cpu SIZE SECONDS\n");
+        fprintf(stderr, "usage: limits memcpy|echo|echo-1cpu|echo-park "
+                "SIZE SECONDS\n");
         return 2;
     }
 
@@ -297,7 +366,10 @@ main(int argc, char **argv)
     if (strcmp(argv[1], "memcpy") == 0) {
         rc = copy(buf, size, seconds);
     } else {
-        rc = echo(buf, size, seconds, strcmp(argv[1], "echo-1cpu") == 0);
+        rc = echo(buf, size, seconds,
+                  strcmp(argv[1], "echo-1cpu") == 0 ? ECHO_YIELD
+                  : strcmp(argv[1], "echo-park") == 0 ? ECHO_PARK
+                  : ECHO_SPIN);
     }
 
     free(buf);
