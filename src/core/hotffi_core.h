@@ -32,6 +32,8 @@
  *    |
  *   spin       bounded, adaptive busy-waiting
  *    |
+ *   sched      a waiting runtime thread's policy: no preempting the loop
+ *    |
  *   library    dlopen() and the entry points; the file mapped
  *    |
  *   elf        a library file's ELF marks (Go), read before dlopen()

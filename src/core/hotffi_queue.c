@@ -11,6 +11,7 @@
 
 #include "hotffi_queue.h"
 #include "hotffi_port.h"
+#include "hotffi_sched.h"
 #include "hotffi_spin.h"
 
 
@@ -251,19 +252,26 @@ hotffi_queue_wake(hotffi_queue_t *q)
  * thread: runtime.  Watches ready without the lock for up to the poll
  * window, one thread at a time (more would only share the same cache line
  * and the CPUs the event loop needs).  Returns with the caller no longer
- * counted in spinners; it must then look at count under the lock.
+ * counted in spinners; it must then look at count under the lock.  A
+ * thread that may park gets its scheduling policy first (hotffi_sched.h).
  */
 static void
 hotffi_queue_spin(hotffi_queue_t *q)
 {
+    int       busy;
     uint64_t  window, start, now, wait, yield;
+
+    if (atomic_load_explicit(&q->ready, memory_order_acquire) != 0) {
+        return;
+    }
+
+    /* no task: the thread spins, or parks under the policy set here */
+    busy = hotffi_spin_busy();
+    hotffi_sched_poller(hotffi_spin_crowded());
 
     window = hotffi_spin_poll_for();
 
-    if (window == 0
-        || atomic_load_explicit(&q->ready, memory_order_acquire) != 0
-        || hotffi_spin_busy())
-    {
+    if (window == 0 || busy) {
         return;
     }
 

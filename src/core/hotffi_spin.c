@@ -31,6 +31,7 @@ static unsigned        hotffi_spin_cpus;
 static atomic_ullong   hotffi_spin_load_at;      /* ns of the last sample */
 static atomic_uint     hotffi_spin_load_avg;     /* see hotffi_spin.h */
 static atomic_int      hotffi_spin_load_is_busy;
+static atomic_int      hotffi_spin_load_is_crowded;
 static atomic_int      hotffi_spin_load_forced = -1;
 
 /* per thread: 1 when it may run on one CPU only, 0 otherwise, -1 unknown */
@@ -344,6 +345,15 @@ hotffi_spin_load_busy(uint32_t avg, unsigned cpus)
 
 /* thread: any */
 int
+hotffi_spin_load_crowded(uint32_t avg, unsigned cpus)
+{
+    /* the reader and its partner taking turns fit on one CPU */
+    return avg >= (cpus + 2) * HOTFFI_SPIN_LOAD_ONE;
+}
+
+
+/* thread: any */
+int
 hotffi_spin_busy(void)
 {
     char      buf[128];
@@ -397,9 +407,27 @@ hotffi_spin_busy(void)
     atomic_store_explicit(&hotffi_spin_load_is_busy,
                           hotffi_spin_load_busy(avg, hotffi_spin_cpus),
                           memory_order_relaxed);
+    atomic_store_explicit(&hotffi_spin_load_is_crowded,
+                          hotffi_spin_load_crowded(avg, hotffi_spin_cpus),
+                          memory_order_relaxed);
 
     return atomic_load_explicit(&hotffi_spin_load_is_busy,
                                 memory_order_relaxed);
+}
+
+
+/* thread: any */
+int
+hotffi_spin_crowded(void)
+{
+    int  forced;
+
+    forced = atomic_load_explicit(&hotffi_spin_load_forced,
+                                  memory_order_relaxed);
+
+    return forced >= 0 ? forced
+                       : atomic_load_explicit(&hotffi_spin_load_is_crowded,
+                                              memory_order_relaxed);
 }
 
 

@@ -203,15 +203,25 @@ int hotffi_spin_busy(void);
 void hotffi_spin_busy_force(int busy);
 
 /*
+ * thread: any, after hotffi_spin_busy() (which samples).  1 while the same
+ * average reaches the CPUs plus two: then even a thread that only takes
+ * turns with its partner on one CPU finds no CPU free when the partner
+ * waits (hotffi_sched.h).  Forced as hotffi_spin_busy() is.
+ */
+int hotffi_spin_crowded(void);
+
+/*
  * thread: any.  The policy, as pure functions.  parse: the running count
  * of /proc/loadavg's text ("0.52 0.58 0.59 3/467 12345"), -1 when it has
  * none.  average: the moving average (HOTFFI_SPIN_LOAD_ONE per thread)
  * after one more sample.  busy: whether that average says no spinning on
- * a machine of cpus CPUs.
+ * a machine of cpus CPUs; crowded: whether it leaves no CPU free to a
+ * thread taking turns with its partner.
  */
 int hotffi_spin_load_parse(const char *text, size_t len);
 uint32_t hotffi_spin_load_average(uint32_t avg, unsigned running);
 int hotffi_spin_load_busy(uint32_t avg, unsigned cpus);
+int hotffi_spin_load_crowded(uint32_t avg, unsigned cpus);
 
 
 #endif /* HOTFFI_SPIN_H */

@@ -54,6 +54,7 @@
 #include "hotffi.h"
 #include "hotffi_iso_shm.h"
 #include "hotffi_library.h"
+#include "hotffi_sched.h"
 #include "hotffi_spin.h"
 
 
@@ -125,15 +126,20 @@ hotffi_isolated_stop(hotffi_isolated_tq_t *tq)
  * thread: runtime.  locks: tq->req_mtx held.  Watches the request ring
  * for the poll window (hotffi_spin.h), unless the machine is busy or
  * recent spins missed; ends early when a request (or the close) came.
+ * The thread may park next: its scheduling policy first (hotffi_sched.h).
  */
 static void
 hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
 {
+    int       busy;
     uint64_t  window, start, now, yield;
+
+    busy = hotffi_spin_busy();
+    hotffi_sched_poller(hotffi_spin_crowded());
 
     window = hotffi_spin_poll_for();
 
-    if (window == 0 || hotffi_spin_busy() || !hotffi_spin_want(&tq->spin)) {
+    if (window == 0 || busy || !hotffi_spin_want(&tq->spin)) {
         return;
     }
 

@@ -15,7 +15,8 @@ ISO_WORKER  := src/isolate/hotffi_isolate.c src/isolate/hotffi_iso_proc.c \
                src/isolate/hotffi_iso_conf.c $(ISO_COMMON)
 ISO_HELPER_SRCS := src/isolate/hotffi_isolated.c src/core/hotffi_library.c \
                    src/core/hotffi_elf.c src/core/hotffi_spin.c \
-                   src/core/hotffi_env.c $(ISO_COMMON)
+                   src/core/hotffi_sched.c src/core/hotffi_env.c \
+                   $(ISO_COMMON)
 
 all: $(ISO_LIB) $(ISO_HELPER)
 
@@ -32,7 +33,7 @@ $(ISO_LIB): $(ISO_WORKER) $(ISO_HDRS)
 
 # -rdynamic: the runtime library resolves the ABI against this program
 $(ISO_HELPER): $(ISO_HELPER_SRCS) $(ISO_HDRS) src/core/hotffi_library.h \
-        src/core/hotffi_spin.h src/core/hotffi_env.h
+        src/core/hotffi_spin.h src/core/hotffi_sched.h src/core/hotffi_env.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ISO_CFLAGS) -rdynamic -o $@ $(ISO_HELPER_SRCS) \
 	    $(LDFLAGS) -lpthread -ldl

@@ -53,6 +53,39 @@ init_by_lua_block {
 }
 LUA
 
+# TEST 8 and 9: the scheduling policy of each thread of the worker, field
+# 41 of its /proc stat (0 SCHED_OTHER, 3 SCHED_BATCH): the worker's own,
+# and how many of the others have each
+our $policy_helpers = <<'LUA';
+init_by_lua_block {
+    -- after a call to the C echo, whose one thread has polled since
+    function thread_policies()
+        assert(require("resty.hotffi").load("echo"):echo("x"))
+        local pid = ngx.worker.pid()
+        local dir = "/proc/" .. pid .. "/task/"
+        local ls = assert(io.popen("ls " .. dir))
+        local main, others = nil, {}
+        for tid in ls:lines() do
+            local f = assert(io.open(dir .. tid .. "/stat"))
+            local after_comm = f:read("*a"):match("%) (.*)$")
+            f:close()
+            local fields = {}
+            for v in after_comm:gmatch("%S+") do
+                fields[#fields + 1] = v
+            end
+            local policy = fields[41 - 2]
+            if tonumber(tid) == pid then
+                main = policy
+            else
+                others[policy] = (others[policy] or 0) + 1
+            end
+        end
+        ls:close()
+        return main, others
+    end
+}
+LUA
+
 run_tests();
 
 __DATA__
@@ -306,3 +339,42 @@ location = /t {
 GET /t
 --- response_body
 0 0 true
+
+
+
+=== TEST 8: the thread that polls runs SCHED_BATCH while the machine has room: it does not preempt the worker that wakes it; the worker's own policy is untouched
+--- env
+HOTFFI_SPIN_LOAD=0
+--- http_config eval
+$::policy_helpers
+--- config
+location = /t {
+    content_by_lua_block {
+        local main, others = thread_policies()
+        ngx.say("worker ", main, ", echo's thread batch: ", others["3"])
+    }
+}
+--- request
+GET /t
+--- response_body
+worker 0, echo's thread batch: 1
+
+
+
+=== TEST 9: HOTFFI_POLL_BATCH=0 leaves every thread's policy as it was
+--- env
+HOTFFI_POLL_BATCH=0
+--- http_config eval
+$::policy_helpers
+--- config
+location = /t {
+    content_by_lua_block {
+        local main, others = thread_policies()
+        ngx.say("worker ", main, ", others SCHED_OTHER: ", others["0"],
+                ", SCHED_BATCH: ", others["3"])
+    }
+}
+--- request
+GET /t
+--- response_body
+worker 0, others SCHED_OTHER: 1, SCHED_BATCH: nil

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "unit_helpers.h"
@@ -90,7 +91,8 @@ pollers(hotffi_queue_t *q)
 
 /*
  * Waits until n threads sleep in poll: pollers is raised under the mutex
- * just before the wait, so once it is seen, those threads wait on cond.
+ * just before the wait, so once it is seen, those threads have read the
+ * futex word they park on.
  */
 static void
 wait_pollers(hotffi_queue_t *q, uint32_t n)
@@ -926,6 +928,71 @@ test_take_wakes_drain_waiter(void **state)
 }
 
 
+/* polls a task that comes while it waits, then says its policy */
+static void *
+poll_policy_thread(void *q)
+{
+    assert_int_equal(NUM(qpoll(q)), 7);
+
+    return (void *) (intptr_t) sched_getscheduler(0);
+}
+
+
+/* as poll_policy_thread(), from a thread its runtime made SCHED_IDLE */
+static void *
+idle_poll_policy_thread(void *q)
+{
+    struct sched_param  param = { .sched_priority = 0 };
+
+    assert_int_equal(sched_setscheduler(0, SCHED_IDLE, &param), 0);
+
+    return poll_policy_thread(q);
+}
+
+
+/* the policy a new thread had after a poll that waited, busy or not */
+static int
+policy_after_wait(void *(*thread)(void *), int busy)
+{
+    pthread_t        tid;
+    hotffi_queue_t  *q;
+    int              policy;
+
+    hotffi_spin_busy_force(busy);
+
+    q = hotffi_queue_create(8);
+    assert_non_null(q);
+
+    assert_int_equal(pthread_create(&tid, NULL, thread, q), 0);
+    wait_pollers(q, 1);
+    assert_int_equal(push(q, T(7)), HOTFFI_OK);
+    policy = (int) (intptr_t) unit_join(tid, UNIT_WAIT_MS);
+
+    hotffi_queue_destroy(q);
+    hotffi_spin_busy_force(-1);
+
+    return policy;
+}
+
+
+static void
+test_waiting_poller_does_not_preempt_the_loop(void **state)
+{
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+
+    /* while the machine has room: SCHED_BATCH; the test's own: untouched */
+    assert_int_equal(policy_after_wait(poll_policy_thread, 0), SCHED_BATCH);
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
+
+    /* busy with other work: a woken poller may preempt it */
+    assert_int_equal(policy_after_wait(poll_policy_thread, 1), SCHED_OTHER);
+
+    /* a policy the runtime chose stays */
+    assert_int_equal(policy_after_wait(idle_poll_policy_thread, 0),
+                     SCHED_IDLE);
+}
+
+
 int
 main(void)
 {
@@ -948,6 +1015,7 @@ main(void)
         cmocka_unit_test(test_push_while_port_stops),
         cmocka_unit_test(test_take),
         cmocka_unit_test(test_take_wakes_drain_waiter),
+        cmocka_unit_test(test_waiting_poller_does_not_preempt_the_loop),
     };
 
     unit_init();

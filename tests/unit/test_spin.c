@@ -121,6 +121,17 @@ test_load_busy(void **state)
         avg = hotffi_spin_load_average(avg, 1);
     }
     assert_false(hotffi_spin_load_busy(avg, 2));
+
+    /*
+     * crowded, one thread further: on 2 CPUs, wrk, the event loop and its
+     * runtime thread (3) leave a CPU to the two that take turns; a hog per
+     * CPU beside those two (4) does not
+     */
+    assert_false(hotffi_spin_load_crowded(3 * ONE, 2));
+    assert_false(hotffi_spin_load_crowded(4 * ONE - 1, 2));
+    assert_true(hotffi_spin_load_crowded(4 * ONE, 2));
+    assert_false(hotffi_spin_load_crowded(2 * ONE, 1));
+    assert_true(hotffi_spin_load_crowded(3 * ONE, 1));
 }
 
 
