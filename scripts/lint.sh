@@ -30,7 +30,7 @@ done
 # Layers point down (the DESIGN block of src/core/hotffi_core.h): a core
 # file includes its own header and those of the layers below its own only.
 # The order, bottom first, is written here once.
-core_layers="core list metrics err zonelock env elf library spin poller port queue \
+core_layers="core list metrics err zonelock env elf library sched spin poller port queue \
 task logbuf hub direct version audit runtime call abi"
 
 # shellcheck disable=SC2086
