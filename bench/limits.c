@@ -16,9 +16,12 @@
  *            can only sched_yield() to the other: the least a round trip
  *            between two threads costs there.
  * echo-park  the same with the threads wherever the scheduler puts them,
- *            each waiting for its turn asleep on a futex, each turn passed
- *            with a futex wake: the least a round trip costs a design that
- *            never spins, two wake-ups (the busy machine's bound).
+ *            neither spinning: the runtime thread waits for its turn on a
+ *            futex, woken by a futex wake; the caller waits as an event
+ *            loop does, in epoll_wait() on an eventfd that the runtime
+ *            writes, and reads it.  The least a round trip costs a design
+ *            that parks and answers into an event loop: two wake-ups (the
+ *            busy machine's bound).
  *
  * usage: limits memcpy|echo|echo-1cpu|echo-park SIZE SECONDS
  * prints "<GB/s> <us per copy or round trip> <copies or round trips>"
@@ -38,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/futex.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 
 
@@ -71,6 +76,8 @@ typedef struct {
      */
     atomic_uint     turn;
     char           *answer;
+    int             efd;        /* echo-park: the caller's eventfd ... */
+    int             epfd;       /* ... in its epoll set */
 } echo_t;
 
 
@@ -106,16 +113,24 @@ nth_cpu(int n)
 }
 
 
+/* even turns are the caller's: in echo-park it waits on its eventfd */
 static void
 echo_wait(echo_t *e, unsigned turn)
 {
-    unsigned  now;
+    unsigned             now;
+    uint64_t             n;
+    struct epoll_event   ev;
 
     while ((now = atomic_load_explicit(&e->turn, memory_order_acquire))
            != turn)
     {
         if (e->how == ECHO_YIELD) {
             (void) sched_yield();
+
+        } else if (e->how == ECHO_PARK && turn % 2 == 0) {
+            if (epoll_wait(e->epfd, &ev, 1, -1) == 1) {
+                (void) !read(e->efd, &n, sizeof(n));
+            }
 
         } else if (e->how == ECHO_PARK) {
             (void) syscall(SYS_futex, &e->turn, FUTEX_WAIT_PRIVATE, now,
@@ -129,9 +144,14 @@ echo_wait(echo_t *e, unsigned turn)
 static void
 echo_pass(echo_t *e, unsigned turn)
 {
+    uint64_t  one = 1;
+
     atomic_store_explicit(&e->turn, turn, memory_order_release);
 
-    if (e->how == ECHO_PARK) {
+    if (e->how == ECHO_PARK && turn % 2 == 0) {
+        (void) !write(e->efd, &one, sizeof(one));
+
+    } else if (e->how == ECHO_PARK) {
         (void) syscall(SYS_futex, &e->turn, FUTEX_WAKE_PRIVATE, 1, NULL,
                        NULL, 0);
     }
@@ -213,6 +233,22 @@ echo(const char *req, size_t size, double seconds, echo_wait_t how)
     e.how = how;
     atomic_init(&e.stop, 0);
     atomic_init(&e.turn, 0);
+    e.efd = -1;
+    e.epfd = -1;
+
+    if (how == ECHO_PARK) {
+        struct epoll_event  ev = { .events = EPOLLIN };
+
+        e.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        e.epfd = epoll_create1(EPOLL_CLOEXEC);
+
+        if (e.efd == -1 || e.epfd == -1
+            || epoll_ctl(e.epfd, EPOLL_CTL_ADD, e.efd, &ev) != 0)
+        {
+            fprintf(stderr, "limits: no eventfd or epoll\n");
+            return 1;
+        }
+    }
 
     CPU_ZERO(&set);
     CPU_SET(cpu[1], &set);
@@ -277,6 +313,11 @@ echo(const char *req, size_t size, double seconds, echo_wait_t how)
     atomic_store_explicit(&e.stop, 1, memory_order_relaxed);
     echo_pass(&e, t + 1);
     (void) pthread_join(tid, NULL);
+
+    if (how == ECHO_PARK) {
+        (void) close(e.epfd);
+        (void) close(e.efd);
+    }
 
     qsort(chunks, nchunks, sizeof(double), by_value);
 

@@ -1358,9 +1358,9 @@ sub print_busy {
               . "16-call chunk); ratio = / unix socket; park: spinning off\n"
               . "   (HOTFFI_SPIN_US=0 HOTFFI_POLL_SPIN_US=0); /park = as "
               . "configured / park-only; spins = the event loop's spins per "
-              . "call as configured;\n   bare park = two threads passing "
-              . "the turn by futex wake-ups, no spin (limits echo-park), "
-              . "the bound of park-only\n";
+              . "call as configured;\n   bare park = a thread parked on a "
+              . "futex answering a caller parked in epoll_wait() on an "
+              . "eventfd (limits echo-park), the bound of park-only\n";
         printf "  %-9s %10s %9s %7s", 'payload', 'unix µs', 'bare park',
                'ratio';
         printf " %10s %7s %10s %7s %7s %6s", "$_ µs", 'ratio', 'park µs',
