@@ -431,6 +431,7 @@ hotffi_spin_crowded(void)
 }
 
 
+
 /* thread: any */
 void
 hotffi_spin_busy_force(int busy)

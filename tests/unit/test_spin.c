@@ -9,13 +9,18 @@
 #define _GNU_SOURCE
 
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "hotffi_sched.h"
 #include "hotffi_spin.h"
 
 
@@ -132,6 +137,50 @@ test_load_busy(void **state)
     assert_true(hotffi_spin_load_crowded(4 * ONE, 2));
     assert_false(hotffi_spin_load_crowded(2 * ONE, 1));
     assert_true(hotffi_spin_load_crowded(3 * ONE, 1));
+}
+
+
+/*
+ * In a child process, whose knob is read afresh: HOTFFI_POLL_BATCH as
+ * given (NULL: unset), then a waiting poller's turn on a machine that is
+ * not crowded; exits with the policy the child's thread has after it.
+ */
+static int
+policy_with_knob(const char *knob)
+{
+    int    status;
+    pid_t  pid;
+
+    pid = fork();
+    assert_true(pid >= 0);
+
+    if (pid == 0) {
+        if (knob != NULL) {
+            (void) setenv("HOTFFI_POLL_BATCH", knob, 1);
+        } else {
+            (void) unsetenv("HOTFFI_POLL_BATCH");
+        }
+
+        hotffi_sched_poller(0);
+        _exit(sched_getscheduler(0));
+    }
+
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+
+    return WEXITSTATUS(status);
+}
+
+
+static void
+test_sched_knob(void **state)
+{
+    (void) state;
+
+    /* off unless asked for */
+    assert_int_equal(policy_with_knob(NULL), SCHED_OTHER);
+    assert_int_equal(policy_with_knob("0"), SCHED_OTHER);
+    assert_int_equal(policy_with_knob("1"), SCHED_BATCH);
 }
 
 
@@ -345,6 +394,7 @@ main(void)
         cmocka_unit_test(test_load_parse),
         cmocka_unit_test(test_load_average),
         cmocka_unit_test(test_load_busy),
+        cmocka_unit_test(test_sched_knob),
         cmocka_unit_test(test_backoff_fast),
         cmocka_unit_test(test_reset_keeps_backoff),
         cmocka_unit_test(test_spin_for_bytes),
