@@ -56,9 +56,10 @@ hotffi_sched_poller(int crowded)
     }
 
     if (hotffi_sched_policy == HOTFFI_SCHED_UNSEEN) {
-        hotffi_sched_policy = sched_getscheduler(0);
+        hotffi_sched_policy = hotffi_sched_batch() ? sched_getscheduler(0)
+                                                   : HOTFFI_SCHED_FOREIGN;
 
-        if (!hotffi_sched_batch() || hotffi_sched_policy != SCHED_OTHER) {
+        if (hotffi_sched_policy != SCHED_OTHER) {
             hotffi_sched_policy = HOTFFI_SCHED_FOREIGN;
             return;
         }
