@@ -86,6 +86,18 @@ init_by_lua_block {
 }
 LUA
 
+# TEST 8 and 9: the worker's policy, then the echo thread's and how many
+# threads have it
+our $policy_location = <<'NGINX';
+location = /t {
+    content_by_lua_block {
+        local main, others = thread_policies()
+        ngx.say("worker ", main, ", echo's thread: ", next(others), " ",
+                others[next(others)])
+    }
+}
+NGINX
+
 run_tests();
 
 __DATA__
@@ -348,14 +360,8 @@ HOTFFI_POLL_BATCH=1
 HOTFFI_SPIN_LOAD=0
 --- http_config eval
 $::policy_helpers
---- config
-location = /t {
-    content_by_lua_block {
-        local main, others = thread_policies()
-        ngx.say("worker ", main, ", echo's thread: ", next(others), " ",
-                others[next(others)])
-    }
-}
+--- config eval
+$::policy_location
 --- request
 GET /t
 --- response_body
@@ -368,14 +374,8 @@ worker 0, echo's thread: 3 1
 HOTFFI_SPIN_LOAD=0
 --- http_config eval
 $::policy_helpers
---- config
-location = /t {
-    content_by_lua_block {
-        local main, others = thread_policies()
-        ngx.say("worker ", main, ", echo's thread: ", next(others), " ",
-                others[next(others)])
-    }
-}
+--- config eval
+$::policy_location
 --- request
 GET /t
 --- response_body
