@@ -265,11 +265,11 @@ hotffi_queue_spin(hotffi_queue_t *q)
         return;
     }
 
-    /* no task: the thread spins, or parks under the policy set here */
-    busy = hotffi_spin_busy();
-    hotffi_sched_poller(hotffi_spin_crowded());
-
+    /* no task: the thread spins, or parks under the policy set here; the
+     * load is sampled only when one of the two needs it */
     window = hotffi_spin_poll_for();
+    busy = window != 0 || hotffi_sched_batch() ? hotffi_spin_busy() : 1;
+    hotffi_sched_poller(hotffi_spin_crowded());
 
     if (window == 0 || busy) {
         return;

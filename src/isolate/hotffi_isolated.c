@@ -134,10 +134,11 @@ hotffi_isolated_spin(hotffi_isolated_tq_t *tq)
     int       busy;
     uint64_t  window, start, now, yield;
 
-    busy = hotffi_spin_busy();
-    hotffi_sched_poller(hotffi_spin_crowded());
-
+    /* no task: the thread spins, or parks under the policy set here; the
+     * load is sampled only when one of the two needs it */
     window = hotffi_spin_poll_for();
+    busy = window != 0 || hotffi_sched_batch() ? hotffi_spin_busy() : 1;
+    hotffi_sched_poller(hotffi_spin_crowded());
 
     if (window == 0 || busy || !hotffi_spin_want(&tq->spin)) {
         return;
