@@ -140,8 +140,11 @@ $::helpers
 location = /t {
     content_by_lua_block {
         local compat, own = both("ctl", "threads=1", { max_queue = 1 })
-        -- the only thread holds a call, one more fills the queue
-        local held = ngx.thread.spawn(function() return own:q("hang", 5) end)
+        -- the only thread sleeps in a call (one it merely held, it would
+        -- poll again and take the next), one more fills the queue
+        local busy = ngx.thread.spawn(function()
+            return own:q("sleep:1000", 5)
+        end)
         assert(wait_for(function() return own:__stats().queued == 0 end))
         local queued = ngx.thread.spawn(function()
             return own:q("echo:queued", 5)
@@ -149,7 +152,7 @@ location = /t {
         show("resty_ffi", compat:q("echo:over"))
         show("hotffi", own:q("echo:over"))
         own:__unload()
-        show("held", select(2, ngx.thread.wait(held)))
+        show("busy", select(2, ngx.thread.wait(busy)))
         show("queued", select(2, ngx.thread.wait(queued)))
     }
 }
@@ -158,7 +161,7 @@ GET /t
 --- response_body_like
 ^resty_ffi: false post failed, queue full
 hotffi: false nil queue full
-held: true released
+busy: true slept
 queued: true queued
 $
 --- error_log
