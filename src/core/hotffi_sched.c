@@ -30,7 +30,7 @@ static __thread int    hotffi_sched_policy = HOTFFI_SCHED_UNSEEN;
 static void
 hotffi_sched_init(void)
 {
-    hotffi_sched_want_batch = hotffi_env_ns("HOTFFI_POLL_BATCH", 1, 1, 0)
+    hotffi_sched_want_batch = hotffi_env_ns("HOTFFI_POLL_BATCH", 1, 1, 1)
                               != 0;
 }
 

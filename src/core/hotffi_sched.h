@@ -11,19 +11,16 @@
  * two context switches per wake-up, and the calls the rest of the turn
  * posts wait for the next one.  A SCHED_BATCH thread never preempts on
  * wake-up: it runs when the loop waits for events and finds the whole
- * turn's tasks.  With HOTFFI_POLL_BATCH=1 a polling thread about to wait
- * runs SCHED_BATCH, except on a machine crowded with other work (runnable
- * threads reach the CPUs plus two, hotffi_spin_crowded()), where the loop's
- * CPU goes to that work once the loop waits and a thread that may not
- * preempt would wait for its time slice; the policy is switched (one
- * system call) only when that changes, never the thread's share of the CPU
- * or its nice value, and a thread whose runtime chose another policy is
- * left alone.  Off by default: where a CPU is idle, the same VM sometimes
- * woke the thread on the loop's CPU rather than the idle one, and calls
- * made by many light threads of one request, or by a loop spinning for an
- * answer, then waited for the loop (3-8 times fewer calls/s,
- * bench/README.md); where nginx and its load fill the CPUs it halves the
- * runtime threads' CPU per call (docs/api.md).
+ * turn's tasks.  So a polling thread about to wait runs SCHED_BATCH,
+ * except on a machine crowded with other work (runnable threads reach the
+ * CPUs plus two, hotffi_spin_crowded()), where the loop's CPU goes to that
+ * work once the loop waits and a thread that may not preempt would wait
+ * for its time slice; the policy is switched (one system call) only when
+ * that changes, never the thread's share of the CPU or its nice value, and
+ * a thread whose runtime chose another policy is left alone.  Where nginx
+ * and its load fill the CPUs it halves the runtime threads' CPU per call;
+ * elsewhere, measured in the same minutes, it changed nothing
+ * (bench/README.md).  HOTFFI_POLL_BATCH=0 turns it off.
  */
 
 #ifndef HOTFFI_SCHED_H

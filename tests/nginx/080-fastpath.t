@@ -354,9 +354,8 @@ GET /t
 
 
 
-=== TEST 8: with HOTFFI_POLL_BATCH=1 the thread that polls runs SCHED_BATCH on a machine not crowded (HOTFFI_SPIN_LOAD=0: never); the worker's own policy is untouched
+=== TEST 8: by default the thread that polls runs SCHED_BATCH on a machine not crowded (HOTFFI_SPIN_LOAD=0: never); the worker's own policy is untouched
 --- env
-HOTFFI_POLL_BATCH=1
 HOTFFI_SPIN_LOAD=0
 --- http_config eval
 $::policy_helpers
@@ -369,8 +368,9 @@ worker 0, echo's thread: 3 1
 
 
 
-=== TEST 9: by default hotffi leaves every thread's policy alone
+=== TEST 9: with HOTFFI_POLL_BATCH=0 hotffi leaves every thread's policy alone
 --- env
+HOTFFI_POLL_BATCH=0
 HOTFFI_SPIN_LOAD=0
 --- http_config eval
 $::policy_helpers

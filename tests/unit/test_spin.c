@@ -177,8 +177,8 @@ test_sched_knob(void **state)
 {
     (void) state;
 
-    /* off unless asked for */
-    assert_int_equal(policy_with_knob(NULL), SCHED_OTHER);
+    /* on unless turned off */
+    assert_int_equal(policy_with_knob(NULL), SCHED_BATCH);
     assert_int_equal(policy_with_knob("0"), SCHED_OTHER);
     assert_int_equal(policy_with_knob("1"), SCHED_BATCH);
 }
