@@ -1106,54 +1106,74 @@ sub profile_http {
     }
 }
 
-# The worker's CPU per HTTP request split by the functions of the call
-# path: each one's share of the samples with its callees (the kernel's
-# work for its system calls included), times the worker's CPU per request
-# (its loop and its threads, from schedstat).  The shares overlap where one
-# calls another (the drain posts the semaphores); JIT-compiled Lua has no
-# symbols, so the Lua of the handler is what the named functions leave.
+# The worker's CPU per HTTP request split by where it runs: each thread's
+# samples by shared object (self time: Debian's nginx and LuaJIT keep no
+# frame pointers, so a function's callees cannot be added to it), times
+# that thread's CPU per request from schedstat.  Then the call against
+# the yield-only bound, row by row: what a call adds, and where.
 my @SPLIT = (
-    [ 'Lua -> hotffi: post (task, queue push, semaphore)',
-      qr/^ngx_http_hotffi_ffi_call_post$/ ],
-    [ 'Lua -> hotffi: result, finish (task back, semaphore gc)',
-      qr/^ngx_http_hotffi_ffi_call_(result|finish)$/ ],
-    [ 'yield: ngx.semaphore wait (timer, queue)',
-      qr/^ngx_http_lua_ffi_sema_wait$/ ],
-    [ 'resume: the semaphore\'s posted event -> coroutine',
-      qr/^ngx_http_lua_sema_handler$/ ],
-    [ 'wake-up: eventfd drain (read, lock, posts)',
-      qr/^ngx_http_hotffi_notify_handler$/ ],
-    [ 'wake-up: deferred runtime wakes (futex)',
-      qr/^ngx_http_hotffi_wakes_handler$/ ],
-    [ 'the bound\'s 0 ms timer (yield only)',
-      qr/^ngx_http_hotffi_yield_handler$/ ],
-    [ 'copy: the answer into a Lua string', qr/^lj_str_new$/ ],
-    [ 'runtime thread: poll (wait, spin)',
-      qr/^(ngx_http_lua_ffi_task_poll|hotffi_task_poll_batch)$/ ],
-    [ 'runtime thread: respond (list, eventfd write)',
-      qr/^ngx_http_lua_ffi_respond$/ ],
-    [ 'epoll_wait (the loop, idle or not)', qr/^epoll_wait$/ ],
+    [ 'kernel (TCP, epoll, futex, eventfd)',   qr/^\[kernel/ ],
+    [ 'nginx (HTTP, events, timers)',          qr/^nginx$/ ],
+    [ 'lua-nginx-module (coroutines, semaphores)',
+      qr/^ngx_http_lua_module/ ],
+    [ 'LuaJIT: interpreter, GC, strings',      qr/^libluajit/ ],
+    [ 'LuaJIT: compiled Lua',                  qr/^\[JIT\]/ ],
+    [ 'hotffi\'s C',                           qr/^ngx_http_hotffi_module/ ],
+    [ 'libc (malloc, locks, syscall stubs)',   qr/^libc\./ ],
+    [ 'the clock (vdso)',                      qr/^\[vdso\]/ ],
 );
 
+# thread ('loop' or 'threads') -> row -> µs per request, and the top
+# symbols of hotffi's C on the loop
 sub profile_split {
     my ($data, $r) = @_;
-    my $per_req = $r->{cpu}{loop_us} + $r->{cpu}{threads_us};
-    my %share;
-    for (split /\n/, `perf report -i '$data' --stdio --children -g none \\
-                     --sort sym --percent-limit 0 2>/dev/null`) {
-        my ($children, $sym) = /^\s+([\d.]+)%\s+[\d.]+%\s+\[[.k]\]\s+(\S+)/
+    my (%n, %total, %split, @hotffi);
+    for (split /\n/, `perf report -i '$data' --stdio --no-children -n \\
+                     -g none --sort pid,dso 2>/dev/null`) {
+        my ($count, $tid, $dso) = /^\s+[\d.]+%\s+(\d+)\s+(\d+):\S*\s+(.+?)\s*$/
             or next;
-        for my $s (@SPLIT) {
-            $share{ $s->[0] } += $children if $sym =~ $s->[1];
-        }
+        my $thread = $tid == $nginx{worker} ? 'loop' : 'threads';
+        my ($row) = grep { $dso =~ $_->[1] } @SPLIT;
+        $n{$thread}{ $row ? $row->[0] : 'other' } += $count;
+        $total{$thread} += $count;
     }
-    printf "  CPU per request: loop %.2f µs + threads %.2f µs = %.2f µs; "
-           . "split (share of samples with callees, µs per request):\n",
-           $r->{cpu}{loop_us}, $r->{cpu}{threads_us}, $per_req;
-    for my $s (@SPLIT) {
-        my $v = $share{ $s->[0] } or next;
-        printf "    %-56s %5.1f%% %6.2f µs\n", $s->[0], $v,
-               $v / 100 * $per_req;
+    for my $thread (keys %n) {
+        my $us = $r->{cpu}{"${thread}_us"} // 0;
+        $split{$thread}{$_} = $n{$thread}{$_} / $total{$thread} * $us
+            for keys %{ $n{$thread} };
+    }
+    for (split /\n/, `perf report -i '$data' --stdio --no-children \\
+                     -g none --tid $nginx{worker} \\
+                     --dsos ngx_http_hotffi_module.so --sort sym \\
+                     2>/dev/null`) {
+        my ($pct, $sym) = /^\s+([\d.]+)%\s+\[[.k]\]\s+(\S+)/ or next;
+        push @hotffi, [ $sym, $pct ] if @hotffi < 5;
+    }
+    return { split => \%split, hotffi => \@hotffi,
+             loop_us => $r->{cpu}{loop_us} // 0,
+             threads_us => $r->{cpu}{threads_us} // 0 };
+}
+
+sub print_split {
+    my ($s, $bound) = @_;
+    printf "  CPU µs per request, loop %.2f + other threads %.2f, by shared "
+           . "object%s:\n", $s->{loop_us}, $s->{threads_us},
+           $bound ? '; the yield-only bound\'s, and this less it' : '';
+    printf "    %-44s %7s %7s%s\n", '', 'loop', 'threads',
+           $bound ? sprintf(' %7s %7s', 'bound', 'more') : '';
+    for my $row ((map { $_->[0] } @SPLIT), 'other') {
+        my $loop = $s->{split}{loop}{$row} // 0;
+        my $th = $s->{split}{threads}{$row} // 0;
+        my $b = $bound ? $bound->{split}{loop}{$row} // 0 : 0;
+        next unless $loop || $th || $b;
+        printf "    %-44s %7.2f %7.2f%s\n", $row, $loop, $th,
+               $bound ? sprintf(' %7.2f %+7.2f', $b, $loop - $b) : '';
+    }
+    if (@{ $s->{hotffi} }) {
+        print "    hotffi's C on the loop, by function (share of the "
+              . "loop's samples): ",
+              join(', ', map { sprintf '%s %.1f%%', @$_ } @{ $s->{hotffi} }),
+              "\n";
     }
 }
 
@@ -1218,6 +1238,7 @@ sub profile {
         [ 'HTTP, one c call', [ 'call' ],
           sub { run_wrk('/call?rt=c', $CFG{wrk_s}, undef, 1) } ],
     );
+    my %split;   # tag -> profile_split()
     for my $rec (@records) {
         my ($what, $tag, $run) = @$rec;
         my $data = "$prefix/perf.$tag->[0].data";
@@ -1233,7 +1254,10 @@ sub profile {
         my $report = `perf report -i '$data' --stdio --children -g none \\
                       --sort sym --percent-limit 2 2>/dev/null`;
         print map { "  $_\n" } grep { /%/ && /\[\.\]/ } split /\n/, $report;
-        profile_split($data, $r) if $r && $r->{cpu};
+        next unless $r && $r->{cpu};
+        $split{ $tag->[0] } = profile_split($data, $r);
+        print_split($split{ $tag->[0] },
+                    $tag->[0] eq 'call' ? $split{yield} : undef);
     }
 }
 
