@@ -1123,8 +1123,8 @@ my @SPLIT = (
     [ 'the clock (vdso)',                      qr/^\[vdso\]/ ],
 );
 
-# thread ('loop' or 'threads') -> row -> µs per request, and the top
-# symbols of hotffi's C on the loop
+# thread ('loop' or 'threads') -> row -> µs per request, the top symbols
+# of hotffi's C on the loop, and the run's CPU per request
 sub profile_split {
     my ($data, $r) = @_;
     my (%n, %total, %split, @hotffi);
@@ -1149,25 +1149,24 @@ sub profile_split {
         my ($pct, $sym) = /^\s+([\d.]+)%\s+\[[.k]\]\s+(\S+)/ or next;
         push @hotffi, [ $sym, $pct ] if @hotffi < 5;
     }
-    return { split => \%split, hotffi => \@hotffi,
-             loop_us => $r->{cpu}{loop_us} // 0,
-             threads_us => $r->{cpu}{threads_us} // 0 };
+    return { split => \%split, hotffi => \@hotffi, cpu => $r->{cpu} };
 }
 
 sub print_split {
     my ($s, $bound) = @_;
     printf "  CPU µs per request, loop %.2f + other threads %.2f, by shared "
-           . "object%s:\n", $s->{loop_us}, $s->{threads_us},
+           . "object%s:\n", $s->{cpu}{loop_us} // 0,
+           $s->{cpu}{threads_us} // 0,
            $bound ? '; the yield-only bound\'s, and this less it' : '';
     printf "    %-44s %7s %7s%s\n", '', 'loop', 'threads',
            $bound ? sprintf(' %7s %7s', 'bound', 'more') : '';
     for my $row ((map { $_->[0] } @SPLIT), 'other') {
         my $loop = $s->{split}{loop}{$row} // 0;
         my $th = $s->{split}{threads}{$row} // 0;
-        my $b = $bound ? $bound->{split}{loop}{$row} // 0 : 0;
-        next unless $loop || $th || $b;
+        my $in_bound = $bound ? $bound->{split}{loop}{$row} // 0 : 0;
+        next unless $loop || $th || $in_bound;
         printf "    %-44s %7.2f %7.2f%s\n", $row, $loop, $th,
-               $bound ? sprintf(' %7.2f %+7.2f', $b, $loop - $b) : '';
+               $bound ? sprintf(' %7.2f %+7.2f', $in_bound, $loop - $in_bound) : '';
     }
     if (@{ $s->{hotffi} }) {
         print "    hotffi's C on the loop, by function (share of the "
