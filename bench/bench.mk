@@ -2,14 +2,23 @@
 # test`.  The baseline's echo server, the machine's limits (memcpy, the
 # bare two-thread echo) and the busy case's CPU hog are built from bench/*.c
 # into build/bench/, Go's bound (the C echo's loop in Go) from bench/go_bare
-# into build/lib/libgo_bare.so; bench/run.pl drives everything else.
+# into build/lib/libgo_bare.so, the HTTP case's hand-off bound from
+# bench/handoff.c into build/bench/libhandoff.so (against the nginx tree
+# the module is built in); bench/run.pl drives everything else.
 
 BENCH_BINS := $(BUILD)/bench/echo_server $(BUILD)/bench/limits \
-              $(BUILD)/bench/hog $(BUILD)/lib/libgo_bare.so
+              $(BUILD)/bench/hog $(BUILD)/lib/libgo_bare.so \
+              $(BUILD)/bench/libhandoff.so
 
 $(BUILD)/bench/%: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) -o $@ $< -lpthread
+
+NGX_INCS := $(addprefix -I$(BUILD)/nginx-src/,src/core src/event \
+              src/event/modules src/os/unix objs)
+
+$(BUILD)/bench/libhandoff.so: bench/handoff.c $(MODULE)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(NGX_INCS) -o $@ $< -lpthread
 
 $(BUILD)/lib/libgo_bare.so: bench/go_bare/go.mod bench/go_bare/main.go
 	$(call GO_SHARED,bench/go_bare,.,go_bare)

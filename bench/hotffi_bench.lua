@@ -53,7 +53,24 @@ local HTTP_REQ = "hello, hotffi"
 local CALL_TIMEOUT = 60
 
 
+-- the hand-off bound's library (bench/handoff.c), when it loaded
+local handoff
+
 function _M.init_worker()
+    if conf.handoff then
+        ffi.cdef[[
+        int hotffi_bench_handoff_init(void);
+        int hotffi_bench_handoff(void *sem);
+        void hotffi_bench_handoff_exit(void);
+        ]]
+        local ok, lib = pcall(ffi.load, conf.handoff)
+        if ok and lib.hotffi_bench_handoff_init() == 0 then
+            handoff = lib
+        else
+            ngx.log(ngx.WARN, "bench: no hand-off bound: ",
+                    ok and "see the error log" or lib)
+        end
+    end
     for _, d in ipairs(conf.runtimes) do
         local rt, err = hotffi.load(d.lib, d.cfg,
                                     { is_global = d.global,
@@ -66,6 +83,13 @@ function _M.init_worker()
             ngx.log(ngx.WARN, "bench: runtime \"", d.name, "\" not loaded: ",
                     err)
         end
+    end
+end
+
+
+function _M.exit_worker()
+    if handoff then
+        handoff.hotffi_bench_handoff_exit()
     end
 end
 
@@ -442,6 +466,36 @@ function _M.yield()
     if not semaphore.wait(yield_waiter, CALL_TIMEOUT) then
         return ngx.exit(500)
     end
+    ngx_print("ok")
+end
+
+
+-- GET /handoff?rt=none: the bound of the HTTP case for a call answered
+-- on another thread (bench/handoff.c): the request's coroutine hands its
+-- semaphore to a helper thread, which hands it back through an eventfd,
+-- and waits on it.  No payload, no task, no copy.  Otherwise the same Lua
+-- as /yield.  The semaphores are kept for the worker's life; one that
+-- timed out may still be posted, so it is not used again.
+local handoff_sems = {}
+
+function _M.handoff()
+    local rt = runtimes[ngx.var.arg_rt]
+    if handoff == nil or rt == nil and ngx.var.arg_rt ~= "none" then
+        return ngx.exit(500)
+    end
+    local n = #handoff_sems
+    local sem = handoff_sems[n]
+    if sem then
+        handoff_sems[n] = nil
+    else
+        sem = semaphore.new()
+    end
+    if handoff.hotffi_bench_handoff(sem.sem) ~= 0
+       or not sem:wait(CALL_TIMEOUT)
+    then
+        return ngx.exit(500)
+    end
+    handoff_sems[#handoff_sems + 1] = sem
     ngx_print("ok")
 end
 

@@ -342,6 +342,9 @@ my $SOCK = "$prefix/echo.sock";
             $rt->{isolate} || 'false';
     }
     print $fh "    },\n";
+    # the HTTP case's hand-off bound (bench/handoff.c), when it was built
+    printf $fh "    handoff = %s,\n", lua_str("$BUILD/bench/libhandoff.so")
+        if -e "$BUILD/bench/libhandoff.so";
     # the cpu case's Lua service, when its loader was built
     printf $fh "    lua_cpu = { lib = %s, cfg = %s },\n",
         lua_str("$BUILD/lib/libhotffi_lua.so"),
@@ -654,20 +657,24 @@ sub run_wrk {
 }
 
 # The HTTP case, at each concurrency of BENCH_WRK_CONNECTIONS: the no-call
-# ceiling (/ok), the bound (/yield: one yield and resume of the request's
-# coroutine, nothing else) and one location per runtime (/call), each
+# ceiling (/ok), the bounds (/yield: one yield and resume of the request's
+# coroutine, nothing else; /handoff: that and a hand-off to a thread and
+# back, bench/handoff.c) and one location per runtime (/call), each
 # repetition measuring them back to back; ratios to the ceiling of the
 # same repetition and concurrency.
+my @HTTP_BOUNDS = ('yield', -e "$BUILD/bench/libhandoff.so" ? 'handoff' : ());
+
 sub http_path {
     my ($name) = @_;
-    return $name eq 'none' ? '/ok?rt=none' : $name eq 'yield'
-           ? '/yield?rt=none' : "/call?rt=$name";
+    return $name eq 'none' ? '/ok?rt=none'
+           : (grep { $_ eq $name } @HTTP_BOUNDS) ? "/$name?rt=none"
+           : "/call?rt=$name";
 }
 
 sub case_http {
     my @names = @_;
     my @conns = @{ $CFG{wrk_conns} };
-    my @locs = ('none', 'yield', @names);
+    my @locs = ('none', @HTTP_BOUNDS, @names);
     my %raw;   # conns -> name -> [per rep]
     # warm-up: the JIT and the connections, not counted
     run_wrk(http_path($_), 1, $conns[-1]) for @locs;
@@ -682,8 +689,8 @@ sub case_http {
             }
         }
     }
-    my %out = (runtimes => [@names], duration => $CFG{wrk_s},
-               connections => [@conns]);
+    my %out = (runtimes => [@names], bounds => [@HTTP_BOUNDS],
+               duration => $CFG{wrk_s}, connections => [@conns]);
     for my $c (@conns) {
         my $base = $raw{$c}{none};
         for my $name (@locs) {
@@ -724,8 +731,8 @@ sub case_http {
             $out{by_conns}{$c}{$name}{cpu_ratio} = ratio_of([map {
                 [$cpu->($base->[$_]), $cpu->($runs->[$_])] } 0 .. $#$runs]);
         }
-        # each runtime's ratio against the bound's, pair by pair
-        my $bound = $raw{$c}{yield};
+        # each runtime's ratio against the tightest bound's, pair by pair
+        my $bound = $raw{$c}{ $HTTP_BOUNDS[-1] };
         for my $name (@names) {
             my $runs = $raw{$c}{$name};
             $out{by_conns}{$c}{$name}{of_bound} = ratio_of([map {
@@ -1448,8 +1455,10 @@ sub print_http {
     print "\n3. HTTP, wrk -t1 -d$c->{duration}s, one worker (GLIBC_TUNABLES="
           . ($R{config}{http_glibc_tunables} || '') . "): requests/s, "
           . "latency µs; ratio = / the no-call ceiling at the same "
-          . "concurrency,\n   /bound = / the yield-only location (one yield "
-          . "and resume of the request's coroutine, no call, no thread);\n"
+          . "concurrency; the bounds: yield only = one yield and resume of the "
+          . "request's coroutine, no call, no thread;\n   hand-off only = that "
+          . "and a hand-off to a thread and back, no payload, no task "
+          . "(bench/handoff.c); /bound = / the last bound;\n"
           . "   p99 r. = p99 / the ceiling's p99; CPU µs per request: loop = "
           . "the worker's event loop, rt = the runtime's threads (and an\n"
           . "   isolated runtime's helper process), wrk = the load generator; "
@@ -1460,12 +1469,14 @@ sub print_http {
            'p99 µs', 'p99 r.', 'loop µs', 'rt µs', 'wrk µs', 'cpu r.';
     for my $n (@conns) {
         my $b = $c->{by_conns}{$n};
-        for my $name ('ceiling', 'yield', @{ $c->{runtimes} }) {
+        for my $name ('ceiling', @{ $c->{bounds} || ['yield'] },
+                      @{ $c->{runtimes} }) {
             my $e = $b->{$name} or next;
             printf "  %-5d %-20s %9s %6s %6s %8s %8s %6s %7s %6s %6s %6s%s\n",
                    $n,
                    $name eq 'ceiling' ? 'no call (ceiling)'
                    : $name eq 'yield' ? 'yield only (bound)'
+                   : $name eq 'handoff' ? 'hand-off only (bound)'
                    : "one $name call",
                    fmt('%.0f', $e->{rps}),
                    $name eq 'ceiling' ? '1' : fmt('%.3f', $e->{ratio}),
@@ -1482,18 +1493,20 @@ sub print_http {
     }
     for my $n (@conns) {
         my $b = $c->{by_conns}{$n};
-        my $y = $b->{yield};
+        # a call answered on another thread: the tightest bound measured
+        my $bn = (@{ $c->{bounds} || ['yield'] })[-1];
+        my $y = $b->{$bn};
         for my $name (grep { $HTTP_TARGET{$_} } @{ $c->{runtimes} }) {
             my $e = $b->{$name};
             target("HTTP -c$n, one $name call per request / no-call ceiling",
                    '>=', $TARGET{ $HTTP_TARGET{$name} }, $e->{ratio},
-                   $y && $y->{ratio}, 'yield');
+                   $y && $y->{ratio}, $bn);
             target("  the same by CPU per request (cpu r.)", '>=',
                    $TARGET{ $HTTP_TARGET{$name} }, $e->{cpu_ratio},
-                   $y && $y->{cpu_ratio}, 'yield');
+                   $y && $y->{cpu_ratio}, $bn);
             target("HTTP -c$n, one $name call: p99 / the ceiling's p99", '<=',
                    $TARGET{http_p99}, $e->{p99_ratio}, $y && $y->{p99_ratio},
-                   'yield');
+                   $bn);
         }
         # what the Go SDK costs: CPU of its threads per call against C's,
         # and what the least Go runtime costs (go_bare: the bound)
@@ -1714,11 +1727,12 @@ sub chart {
     if (my $c = $R{cases}{http}) {
         # ratio to the ceiling per location, one bar per concurrency
         my @conns = @{ $c->{connections} };
-        my @locs = ('yield', @{ $c->{runtimes} });
+        my @locs = (@{ $c->{bounds} || ['yield'] }, @{ $c->{runtimes} });
         $data->('http', map {
             my $name = $_;
             join ' ', ($name eq 'yield' ? '"yield only\\n(bound)"'
-                                        : "\"$name\""),
+                       : $name eq 'handoff' ? '"hand-off only\\n(bound)"'
+                       : "\"$name\""),
                       map { $c->{by_conns}{$_}{$name}{ratio} // 'NaN' } @conns
         } @locs);
         my @s = map { sprintf "\$http using %d%s lc rgb '%s' title "
