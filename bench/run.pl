@@ -1093,11 +1093,12 @@ sub profile_counts {
     }
 }
 
-# The HTTP case the same way: per request, with no call, with only the
-# yield of the bound, and with one C call, at each concurrency.
+# The HTTP case the same way: per request, with no call, with only what
+# the bounds do, and with one C call, at each concurrency.
 sub profile_http {
     for my $conns (@{ $CFG{wrk_conns} }) {
-        for my $path ('/ok?rt=none', '/yield?rt=none', '/call?rt=c') {
+        for my $path ('/ok?rt=none', (map { http_path($_) } @HTTP_BOUNDS),
+                      '/call?rt=c') {
             run_wrk($path, 1, $conns);   # warm-up
             my ($t, $r) = perf_counts([ $nginx{worker} ],
                 sub { run_wrk($path, $CFG{wrk_s}, $conns, 1) });
@@ -1622,7 +1623,7 @@ sub report {
 
     print "\nTargets (issues 8 and 19; judged on the C echo runtime unless "
           . "named, reported, never asserted;\nout of reach here: the bare "
-          . "echo, or for HTTP the yield-only bound, misses it too)\n";
+          . "echo, or for HTTP the hand-off bound, misses it too)\n";
     for my $t (@TARGETS) {
         printf "  %-8s %-74s %s, measured %s%s\n", mark($t->{met}),
                $t->{what}, $t->{target}, $t->{measured} // 'n/a',

@@ -30,6 +30,7 @@ static int             hotffi_spin_load_fd = -1;
 static unsigned        hotffi_spin_cpus;
 static atomic_ullong   hotffi_spin_load_at;      /* ns of the last sample */
 static atomic_uint     hotffi_spin_load_avg;     /* see hotffi_spin.h */
+static atomic_uint     hotffi_spin_load_over;    /* see hotffi_spin.h */
 static atomic_int      hotffi_spin_load_is_busy;
 static atomic_int      hotffi_spin_load_is_crowded;
 static atomic_int      hotffi_spin_load_forced = -1;
@@ -335,11 +336,21 @@ hotffi_spin_load_average(uint32_t avg, unsigned running)
 
 
 /* thread: any */
-int
-hotffi_spin_load_busy(uint32_t avg, unsigned cpus)
+uint32_t
+hotffi_spin_load_share(uint32_t share, unsigned running, unsigned cpus)
 {
-    /* the reader and its partner fit on two CPUs; one more does not */
-    return avg >= (cpus + 1) * HOTFFI_SPIN_LOAD_ONE;
+    uint32_t  sample = running > cpus ? HOTFFI_SPIN_SHARE_ONE : 0;
+
+    /* 1/4 of the way, as the average */
+    return share - share / 4 + sample / 4;
+}
+
+
+/* thread: any */
+int
+hotffi_spin_load_busy(uint32_t share)
+{
+    return share >= HOTFFI_SPIN_SHARE_BUSY;
 }
 
 
@@ -360,7 +371,7 @@ hotffi_spin_busy(void)
     ssize_t   n;
     uint64_t  now, at;
     int       running;
-    uint32_t  avg;
+    uint32_t  avg, share;
 
     int       forced;
 
@@ -398,14 +409,22 @@ hotffi_spin_busy(void)
                                     memory_order_relaxed);
     }
 
-    /* only the sampler writes it (the CAS above): load and store suffice */
+    /* only the sampler writes them (the CAS above): load and store
+     * suffice */
     avg = hotffi_spin_load_average(
               atomic_load_explicit(&hotffi_spin_load_avg,
                                    memory_order_relaxed),
               (unsigned) running);
     atomic_store_explicit(&hotffi_spin_load_avg, avg, memory_order_relaxed);
+
+    share = hotffi_spin_load_share(
+                atomic_load_explicit(&hotffi_spin_load_over,
+                                     memory_order_relaxed),
+                (unsigned) running, hotffi_spin_cpus);
+    atomic_store_explicit(&hotffi_spin_load_over, share,
+                          memory_order_relaxed);
     atomic_store_explicit(&hotffi_spin_load_is_busy,
-                          hotffi_spin_load_busy(avg, hotffi_spin_cpus),
+                          hotffi_spin_load_busy(share),
                           memory_order_relaxed);
     atomic_store_explicit(&hotffi_spin_load_is_crowded,
                           hotffi_spin_load_crowded(avg, hotffi_spin_cpus),

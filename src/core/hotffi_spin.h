@@ -32,10 +32,19 @@
  * ask hotffi_spin_busy(): the runnable threads of the whole machine
  * (/proc/loadavg's running count, which includes the thread reading it),
  * sampled at most every HOTFFI_SPIN_LOAD_EVERY_NS by whichever thread
- * finds the sample stale, in a moving average (1/4 per sample).  The
- * machine is busy, and nobody spins, while that average reaches the CPUs
- * plus one: the reader and its partner spinning fit on two CPUs, the same
- * two plus one more thread do not.  Unreadable (no /proc), or
+ * finds the sample stale.  The machine is busy, and nobody spins, while
+ * more than about a third of the samples (HOTFFI_SPIN_SHARE_BUSY, in a
+ * moving share, 1/4 per sample) count more runnable threads than CPUs:
+ * then a spinner holds a CPU that another thread waits for.  The reader
+ * and its partner spinning fit on two CPUs; a hog per CPU beside them
+ * makes every sample count; an HTTP client on the same machine (wrk beside
+ * the worker and its runtime thread) makes about half of them count,
+ * because it runs now and then, so an average of the count (the policy
+ * before, busy at the CPUs plus one) stayed below the line while the
+ * runtime thread's spins delayed the client and the calls' answers (at 32
+ * connections, the calls' p99 was half again what it is now and the
+ * thread's CPU per call about twice: bench/README.md).  One odd sample does not make a quiet machine busy,
+ * two in a row do, and four quiet ones end it.  Unreadable (no /proc), or
  * HOTFFI_SPIN_LOAD=0: never busy.
  * The policy's arithmetic is in pure functions (hotffi_spin_load_*), which
  * the unit tests drive with made-up samples.
@@ -91,6 +100,8 @@
 /* the machine's load: sampled this often at most, and how it is kept */
 #define HOTFFI_SPIN_LOAD_EVERY_NS    5000000   /* 5 ms */
 #define HOTFFI_SPIN_LOAD_ONE         16        /* fixed point: 1 thread */
+#define HOTFFI_SPIN_SHARE_ONE        256       /* fixed point: every sample */
+#define HOTFFI_SPIN_SHARE_BUSY       96        /* 3/8 of them */
 
 /* calls this large teach the window's growth per KiB; its bound */
 #define HOTFFI_SPIN_LEARN_BYTES      (32 * 1024)
@@ -203,8 +214,9 @@ int hotffi_spin_busy(void);
 void hotffi_spin_busy_force(int busy);
 
 /*
- * thread: any, after hotffi_spin_busy() (which samples).  1 while the same
- * average reaches the CPUs plus two: then even a thread that only takes
+ * thread: any, after hotffi_spin_busy() (which samples).  1 while the
+ * runnable count of the same samples, in a moving average (1/4 per
+ * sample), reaches the CPUs plus two: then even a thread that only takes
  * turns with its partner on one CPU finds no CPU free when the partner
  * waits (hotffi_sched.h).  Forced as hotffi_spin_busy() is.
  */
@@ -214,14 +226,18 @@ int hotffi_spin_crowded(void);
  * thread: any.  The policy, as pure functions.  parse: the running count
  * of /proc/loadavg's text ("0.52 0.58 0.59 3/467 12345"), -1 when it has
  * none.  average: the moving average (HOTFFI_SPIN_LOAD_ONE per thread)
- * after one more sample.  busy: whether that average says no spinning on
- * a machine of cpus CPUs; crowded: whether it leaves no CPU free to a
- * thread taking turns with its partner.
+ * after one more sample; crowded: whether it leaves no CPU free to a
+ * thread taking turns with its partner on a machine of cpus CPUs.  share:
+ * the moving share (HOTFFI_SPIN_SHARE_ONE for all) of samples with more
+ * runnable threads than cpus, after one more; busy: whether that share
+ * says no spinning.
  */
 int hotffi_spin_load_parse(const char *text, size_t len);
 uint32_t hotffi_spin_load_average(uint32_t avg, unsigned running);
-int hotffi_spin_load_busy(uint32_t avg, unsigned cpus);
 int hotffi_spin_load_crowded(uint32_t avg, unsigned cpus);
+uint32_t hotffi_spin_load_share(uint32_t share, unsigned running,
+    unsigned cpus);
+int hotffi_spin_load_busy(uint32_t share);
 
 
 #endif /* HOTFFI_SPIN_H */

@@ -84,48 +84,95 @@ test_load_average(void **state)
 }
 
 
+/* the share of samples over cpus after these counts, from none */
+static uint32_t
+share_of(const unsigned *running, int n, unsigned cpus, int rounds)
+{
+    uint32_t  share = 0;
+    int       r, i;
+
+    for (r = 0; r < rounds; r++) {
+        for (i = 0; i < n; i++) {
+            share = hotffi_spin_load_share(share, running[i], cpus);
+        }
+    }
+
+    return share;
+}
+
+
 /*
- * On 2 CPUs: the reader and its partner spinning (2 runnable) is quiet;
- * the two of them and one more thread (a hog per CPU: 3-4) is busy.
+ * Busy: more runnable threads than CPUs in more than about a third of the
+ * samples.  On 2 CPUs the reader and its partner spinning (2) are quiet;
+ * with a hog per CPU (4 and more) busy at every sample; with an HTTP
+ * client on the same machine (3 about half the time, else 2) busy too.
  */
 static void
 test_load_busy(void **state)
+{
+    static const unsigned  quiet[] = { 2 };
+    static const unsigned  hogs[] = { 4, 5 };
+    static const unsigned  client[] = { 3, 2 };
+    static const unsigned  now_and_then[] = { 3, 2, 2, 2 };
+    uint32_t               share;
+    int                    i;
+
+    (void) state;
+
+    assert_false(hotffi_spin_load_busy(share_of(quiet, 1, 2, 100)));
+    assert_true(hotffi_spin_load_busy(share_of(hogs, 2, 2, 100)));
+    assert_true(hotffi_spin_load_busy(share_of(client, 2, 2, 100)));
+    assert_false(hotffi_spin_load_busy(share_of(now_and_then, 4, 2, 100)));
+
+    /* more CPUs take more load: a hog per CPU of 2 leaves 8 quiet */
+    assert_false(hotffi_spin_load_busy(share_of(hogs, 2, 8, 100)));
+
+    /* one CPU: the reader and its partner are one too many already */
+    assert_true(hotffi_spin_load_busy(share_of(quiet, 1, 1, 100)));
+
+    /* a quiet machine's one odd sample does not stop spinning ... */
+    share = hotffi_spin_load_share(0, 5, 2);
+    assert_false(hotffi_spin_load_busy(share));
+
+    /* ... a lasting load does from the second sample, and its end within
+     * four */
+    share = hotffi_spin_load_share(share, 5, 2);
+    assert_true(hotffi_spin_load_busy(share));
+
+    for (i = 0; i < 10; i++) {
+        share = hotffi_spin_load_share(share, 5, 2);
+    }
+    assert_true(hotffi_spin_load_busy(share));
+
+    for (i = 0; i < 4; i++) {
+        share = hotffi_spin_load_share(share, 2, 2);
+    }
+    assert_false(hotffi_spin_load_busy(share));
+
+    /* never above the whole, never stuck above busy once quiet */
+    assert_true(share_of(hogs, 2, 2, 1000) <= HOTFFI_SPIN_SHARE_ONE);
+    assert_int_equal(share_of(quiet, 1, 2, 1000), 0);
+}
+
+
+static void
+test_load_crowded(void **state)
 {
     uint32_t  avg;
     int       i;
 
     (void) state;
 
-    assert_false(hotffi_spin_load_busy(0, 2));
-    assert_false(hotffi_spin_load_busy(1 * ONE, 2));
-    assert_false(hotffi_spin_load_busy(2 * ONE, 2));
-    assert_false(hotffi_spin_load_busy(3 * ONE - 1, 2));
-    assert_true(hotffi_spin_load_busy(3 * ONE, 2));
-    assert_true(hotffi_spin_load_busy(4 * ONE, 2));
-
-    /* more CPUs take more load */
-    assert_false(hotffi_spin_load_busy(4 * ONE, 8));
-    assert_true(hotffi_spin_load_busy(9 * ONE, 8));
-
-    /* one CPU: the reader and one more thread is busy already */
-    assert_false(hotffi_spin_load_busy(1 * ONE, 1));
-    assert_true(hotffi_spin_load_busy(2 * ONE, 1));
-
-    /* a quiet machine's one odd sample does not stop spinning ... */
+    /* the count's average: one odd sample moves it little, a lasting
+     * load moves it within a few samples */
     avg = hotffi_spin_load_average(0, 2);
     avg = hotffi_spin_load_average(avg, 5);
-    assert_false(hotffi_spin_load_busy(avg, 2));
-
-    /* ... a lasting load does, within a few samples, and its end too */
-    for (i = 0; i < 3; i++) {
-        avg = hotffi_spin_load_average(avg, 5);
-    }
-    assert_true(hotffi_spin_load_busy(avg, 2));
+    assert_false(hotffi_spin_load_crowded(avg, 2));
 
     for (i = 0; i < 4; i++) {
-        avg = hotffi_spin_load_average(avg, 1);
+        avg = hotffi_spin_load_average(avg, 5);
     }
-    assert_false(hotffi_spin_load_busy(avg, 2));
+    assert_true(hotffi_spin_load_crowded(avg, 2));
 
     /*
      * crowded, one thread further: on 2 CPUs, wrk, the event loop and its
@@ -394,6 +441,7 @@ main(void)
         cmocka_unit_test(test_load_parse),
         cmocka_unit_test(test_load_average),
         cmocka_unit_test(test_load_busy),
+        cmocka_unit_test(test_load_crowded),
         cmocka_unit_test(test_sched_knob),
         cmocka_unit_test(test_backoff_fast),
         cmocka_unit_test(test_reset_keeps_backoff),
