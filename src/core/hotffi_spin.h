@@ -43,9 +43,9 @@
  * before, busy at the CPUs plus one) stayed below the line while the
  * runtime thread's spins delayed the client and the calls' answers (at 32
  * connections, the calls' p99 was half again what it is now and the
- * thread's CPU per call about twice: bench/README.md).  One odd sample does not make a quiet machine busy,
- * two in a row do, and four quiet ones end it.  Unreadable (no /proc), or
- * HOTFFI_SPIN_LOAD=0: never busy.
+ * thread's CPU per call about twice: bench/README.md).  One odd sample
+ * does not make a quiet machine busy, two in a row do, and four quiet ones
+ * end it.  Unreadable (no /proc), or HOTFFI_SPIN_LOAD=0: never busy.
  * The policy's arithmetic is in pure functions (hotffi_spin_load_*), which
  * the unit tests drive with made-up samples.
  *
