@@ -13,11 +13,15 @@
  * no copy, no allocation); the event loop learns of answers through one
  * eventfd and posts the semaphores.  Each side wakes the other only when
  * it may be waiting, as hotffi does: the helper parks on a condition
- * variable when the queue is empty and is signalled once per turn of the
- * loop, at its end (a posted event), and writes the eventfd only when the
- * answered list was empty.  The helper runs SCHED_BATCH, as hotffi's
- * polling threads do where nginx and its load fill the CPUs
- * (src/core/hotffi_sched.h): it never preempts the loop on wake-up.
+ * variable when the queue is empty and is signalled at once for a lone
+ * call, otherwise once per turn of the loop, at its end (a posted event),
+ * and writes the eventfd only when the answered list was empty.  The
+ * helper runs SCHED_BATCH, as hotffi's polling threads do where nginx and
+ * its load fill the CPUs (src/core/hotffi_sched.h): it never preempts the
+ * loop on wake-up; with HOTFFI_BENCH_HANDOFF_BATCH=0 it keeps the default
+ * policy, as hotffi's do on a machine crowded with other work (the busy
+ * case, where it is also the sequential case's bound for a caller that
+ * parks).
  *
  * Built against the nginx tree the module is built in (the same headers
  * and configuration); the symbols it uses are nginx's and
@@ -73,12 +77,17 @@ static void *
 handoff_helper(void *arg)
 {
     static handoff_list_t  taken;
+    const char            *batch;
     struct sched_param     sp;
     ngx_uint_t             i, notify;
     uint64_t               one;
 
-    ngx_memzero(&sp, sizeof(sp));
-    (void) pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    batch = getenv("HOTFFI_BENCH_HANDOFF_BATCH");
+
+    if (batch == NULL || ngx_strcmp(batch, "0") != 0) {
+        ngx_memzero(&sp, sizeof(sp));
+        (void) pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    }
 
     one = 1;
 
@@ -144,17 +153,25 @@ handoff_answered(ngx_event_t *ev)
 }
 
 
-/* thread: event loop, at the end of a turn that queued calls */
+/*
+ * thread: event loop, at the end of a turn that queued calls.  The signal
+ * comes after the unlock: a helper woken while the mutex is held would
+ * only block on it again, one more wake-up.  A helper that read the
+ * queue since gets a spurious wake-up, never a lost one: it parks only
+ * while the queue is empty, under the lock.
+ */
 static void
 handoff_signal(ngx_event_t *ev)
 {
-    pthread_mutex_lock(&handoff_todo_lock);
+    int  parked;
 
-    if (handoff_parked) {
+    pthread_mutex_lock(&handoff_todo_lock);
+    parked = handoff_parked;
+    pthread_mutex_unlock(&handoff_todo_lock);
+
+    if (parked) {
         pthread_cond_signal(&handoff_todo_cond);
     }
-
-    pthread_mutex_unlock(&handoff_todo_lock);
 }
 
 
@@ -229,7 +246,17 @@ hotffi_bench_handoff(void *sem)
 
     pthread_mutex_unlock(&handoff_todo_lock);
 
-    if (parked && !handoff_wake.posted) {
+    if (!parked) {
+        return 0;
+    }
+
+    /* a lone call is all this turn will bring: no reason to wait */
+    if (handoff_inflight == 1) {
+        pthread_cond_signal(&handoff_todo_cond);
+        return 0;
+    }
+
+    if (!handoff_wake.posted) {
         ngx_post_event(&handoff_wake, &ngx_posted_events);
     }
 

@@ -174,52 +174,74 @@ local function unix_call(sock, framed)
 end
 
 
--- A run makes up to n calls in chunks, and stops after the chunk that passes
--- the deadline, so that slow cases stay bounded; at least 3 calls count.
--- Each chunk's time per call goes to `chunks`: their median is a figure that
--- a burst of other work on the machine hardly moves.
-local CHUNK = 16
-
-local function seq_hotffi(rt, req, n, deadline, chunks)
-    local done = 0
-    local t = now()
-    while done < n do
-        local k = min(CHUNK, n - done)
-        for _ = 1, k do
-            local ok, res, err = rt:echo(req)
-            if not ok then
-                return nil, "call failed: " .. tostring(res) .. " "
-                            .. tostring(err)
-            end
-            if res ~= req then
-                return nil, "wrong answer: " .. #tostring(res) .. " bytes"
-            end
-        end
-        done = done + k
-        local t1 = now()
-        chunks[#chunks + 1] = (t1 - t) / k
-        t = t1
-        if done >= 3 and t1 > deadline then
-            break
-        end
+-- One call of each kind the sequential case times: true, or nil and why.
+local function call_hotffi(rt, req)
+    local ok, res, err = rt:echo(req)
+    if not ok then
+        return nil, "call failed: " .. tostring(res) .. " " .. tostring(err)
     end
-    return done
+    if res ~= req then
+        return nil, "wrong answer: " .. #tostring(res) .. " bytes"
+    end
+    return true
 end
 
 
-local function seq_unix(sock, req, n, deadline, chunks)
-    local framed = frame(req)
+local function call_unix(sock, framed, req)
+    local res, err = unix_call(sock, framed)
+    if not res then
+        return nil, err
+    end
+    if res ~= req then
+        return nil, "wrong answer: " .. #res .. " bytes"
+    end
+    return true
+end
+
+
+-- One hand-off (bench/handoff.c), the bound of a caller that parks: the
+-- calling coroutine hands its semaphore to a helper thread, which hands
+-- it back through an eventfd, and waits on it.  No payload, no task, no
+-- copy.  The semaphores are kept for the worker's life; one that timed
+-- out may still be posted, so it is not used again.
+local handoff_sems = {}
+
+local function call_handoff()
+    local n = #handoff_sems
+    local sem = handoff_sems[n]
+    if sem then
+        handoff_sems[n] = nil
+    else
+        sem = semaphore.new()
+    end
+    if handoff.hotffi_bench_handoff(sem.sem) ~= 0 then
+        return nil, "hand-off refused: too many waiting"
+    end
+    local ok, err = sem:wait(CALL_TIMEOUT)
+    if not ok then
+        return nil, "hand-off not answered: " .. tostring(err)
+    end
+    handoff_sems[#handoff_sems + 1] = sem
+    return true
+end
+
+
+-- A run makes up to n calls in chunks, and stops after the chunk that passes
+-- the deadline, so that slow cases stay bounded; at least 3 calls count.
+-- Each chunk's time per call goes to `chunks`: their median is a figure that
+-- a burst of other work on the machine hardly moves.  call(a, b, c): one
+-- call, as above.
+local CHUNK = 16
+
+local function seq_run(call, a, b, c, n, deadline, chunks)
     local done = 0
     local t = now()
     while done < n do
         local k = min(CHUNK, n - done)
         for _ = 1, k do
-            local res, err = unix_call(sock, framed)
-            if not res then
+            local ok, err = call(a, b, c)
+            if not ok then
                 return nil, err
-            end
-            if res ~= req then
-                return nil, "wrong answer: " .. #res .. " bytes"
             end
         end
         done = done + k
@@ -256,31 +278,38 @@ local function args()
 end
 
 
--- GET /seq?rt=NAME|unix&size=B&n=N&max_s=S: one coroutine, calls in a row
+-- GET /seq?rt=NAME|unix|handoff&size=B&n=N&max_s=S: one coroutine, calls
+-- in a row
 function _M.seq()
     local name, size, n, max_s = args()
     local req = payload(size)
     -- warm-up (the JIT, the allocators, the socket buffers): not timed
     local warm = max(2, min(200, floor(2e6 / max(size, 1)), n))
 
-    local run, obj
+    -- call(a, b, c): one call
+    local call, a, b, c
     if name == "unix" then
         local err
-        obj, err = unix_connect()
-        if not obj then
+        a, err = unix_connect()
+        if not a then
             return fail(err)
         end
-        run = seq_unix
+        call, b, c = call_unix, frame(req), req
+    elseif name == "handoff" then
+        if not handoff then
+            return fail("no hand-off bound: see the error log")
+        end
+        call = call_handoff
     else
-        obj = runtimes[name]
-        if not obj then
+        a = runtimes[name]
+        if not a then
             return fail("no runtime " .. tostring(name) .. ": "
                         .. tostring(load_errors[name]))
         end
-        run = seq_hotffi
+        call, b = call_hotffi, req
     end
 
-    local ok, err = run(obj, req, warm, now() + max_s, {})
+    local ok, err = seq_run(call, a, b, c, warm, now() + max_s, {})
     if not ok then
         return fail(err)
     end
@@ -289,7 +318,7 @@ function _M.seq()
     local s0 = hotffi.stats()
     local t0 = now()
     local done
-    done, err = run(obj, req, n, t0 + max_s, chunks)
+    done, err = seq_run(call, a, b, c, n, t0 + max_s, chunks)
     local t1 = now()
     if not done then
         return fail(err)
@@ -297,7 +326,7 @@ function _M.seq()
     local s1 = hotffi.stats()
 
     if name == "unix" then
-        obj:close()
+        a:close()
     end
 
     answer({
@@ -471,31 +500,16 @@ end
 
 
 -- GET /handoff?rt=none: the bound of the HTTP case for a call answered
--- on another thread (bench/handoff.c): the request's coroutine hands its
--- semaphore to a helper thread, which hands it back through an eventfd,
--- and waits on it.  No payload, no task, no copy.  Otherwise the same Lua
--- as /yield.  The semaphores are kept for the worker's life; one that
--- timed out may still be posted, so it is not used again.
-local handoff_sems = {}
-
+-- on another thread: one hand-off per request.  Otherwise the same Lua as
+-- /yield.
 function _M.handoff()
     local rt = runtimes[ngx.var.arg_rt]
     if handoff == nil or rt == nil and ngx.var.arg_rt ~= "none" then
         return ngx.exit(500)
     end
-    local n = #handoff_sems
-    local sem = handoff_sems[n]
-    if sem then
-        handoff_sems[n] = nil
-    else
-        sem = semaphore.new()
-    end
-    if handoff.hotffi_bench_handoff(sem.sem) ~= 0
-       or not sem:wait(CALL_TIMEOUT)
-    then
+    if not call_handoff() then
         return ngx.exit(500)
     end
-    handoff_sems[#handoff_sems + 1] = sem
     ngx_print("ok")
 end
 

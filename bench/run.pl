@@ -868,6 +868,10 @@ sub case_large {
 
 my %NGINX_PARK_ENV = (HOTFFI_SPIN_US => 0, HOTFFI_POLL_SPIN_US => 0);
 
+# the hand-off bound's helper keeps the default policy under the hogs, as
+# hotffi's runtime threads do on a crowded machine (bench/handoff.c)
+my %NGINX_BUSY_ENV = (HOTFFI_BENCH_HANDOFF_BATCH => 0);
+
 sub case_busy_seq {
     my ($spin, $park, @names) = @_;
     my %raw;   # name (or name/park) -> size -> [per rep]
@@ -875,7 +879,11 @@ sub case_busy_seq {
         for my $size (@SIZES) {
             # the bound of a design that never spins: two wake-ups
             push @{ $raw{bare}{$size} }, limits('echo-park', $size);
-            for my $run (['unix', $spin], (map { [$_, $spin] } @names),
+            # and of a Lua caller that parks: the hand-off through the loop
+            for my $run (['unix', $spin],
+                         (grep { $_ eq 'handoff' } @HTTP_BOUNDS)
+                         ? (['handoff', $spin]) : (),
+                         (map { [$_, $spin] } @names),
                          (map { ["$_/park", $park] } @names))
             {
                 my ($key, $inst) = @$run;
@@ -908,6 +916,13 @@ sub case_busy_seq {
                    bare_ratio => ratio_of([map {
                        [$bare_runs->[$_] && $bare_runs->[$_]{us_p50},
                         $us->($base->[$_])] } 0 .. $#$base]));
+        if (my $ho = $raw{handoff}{$size}) {
+            $row{handoff_us} = median(map { $us->($_) } @$ho);
+            $row{handoff_runs} = [map { $us->($_) } @$ho];
+            $row{handoff_ratio} = ratio_of([map { [$us->($ho->[$_]),
+                                                   $us->($base->[$_])] }
+                                            0 .. $#$ho]);
+        }
         for my $name (@names) {
             my ($runs, $parks) = ($raw{$name}{$size}, $raw{"$name/park"}{$size});
             $row{$name} = {
@@ -990,9 +1005,10 @@ sub case_busy {
     # settled: the hogs run before anything is measured
     sleep 0.5;
     $R{machine}{busy_load_start} = loadavg();
-    start_nginx(workers => 2, tag => 'spin');
+    start_nginx(workers => 2, tag => 'spin', env => \%NGINX_BUSY_ENV);
     my $spin = { %nginx };
-    start_nginx(workers => 2, tag => 'park', env => \%NGINX_PARK_ENV);
+    start_nginx(workers => 2, tag => 'park',
+                env => { %NGINX_PARK_ENV, %NGINX_BUSY_ENV });
     my $park = { %nginx };
     $R{machine}{busy_running} = running_now();
     case_busy_seq($spin, $park, @names) if $CASES{seq} || !$CASES{http};
@@ -1391,17 +1407,22 @@ sub print_busy {
               . "configured / park-only; spins = the event loop's spins per "
               . "call as configured;\n   bare park = a thread parked on a "
               . "futex answering a caller parked in epoll_wait() on an "
-              . "eventfd (limits echo-park), the bound of park-only\n";
-        printf "  %-9s %10s %9s %7s", 'payload', 'unix µs', 'bare park',
-               'ratio';
+              . "eventfd (limits echo-park), the bound of park-only;\n"
+              . "   hand-off = a coroutine's semaphore handed to a parked "
+              . "thread and back through an eventfd, no payload "
+              . "(bench/handoff.c), the bound of a Lua caller that parks\n";
+        printf "  %-9s %10s %9s %7s %9s %7s", 'payload', 'unix µs',
+               'bare park', 'ratio', 'hand-off', 'ratio';
         printf " %10s %7s %10s %7s %7s %6s", "$_ µs", 'ratio', 'park µs',
                'ratio', '/park', 'spins' for @names;
         print "\n";
         my (@vs, @r, @br);
         for my $row (@{ $c->{rows} }) {
-            printf "  %-9s %10s %9s %7s", human_size($row->{size}),
+            printf "  %-9s %10s %9s %7s %9s %7s", human_size($row->{size}),
                    fmt('%.2f', $row->{unix_us}), fmt('%.2f', $row->{bare_us}),
-                   fmt('%.3f', $row->{bare_ratio});
+                   fmt('%.3f', $row->{bare_ratio}),
+                   fmt('%.2f', $row->{handoff_us}),
+                   fmt('%.3f', $row->{handoff_ratio});
             for (@names) {
                 my $e = $row->{$_};
                 printf " %10s %7s %10s %7s %7s %6s", fmt('%.2f', $e->{us}),
@@ -1412,14 +1433,16 @@ sub print_busy {
             print "\n";
             push @vs, $row->{c}{vs_park};
             push @r, $row->{c}{ratio};
-            push @br, $row->{bare_ratio};
+            push @br, $row->{handoff_ratio} // $row->{bare_ratio};
         }
         target('busy machine, sequential, every size: hotffi / park-only '
                . '(worst size)', '<=', $TARGET{busy_vs_park},
                max_or_undef(@vs), undef);
         target('busy machine, sequential, every size: hotffi / unix socket '
                . '(worst size)', '<=', $TARGET{busy_seq},
-               max_or_undef(@r), max_or_undef(@br), 'bare park echo');
+               max_or_undef(@r), max_or_undef(@br),
+               defined $c->{rows}[0]{handoff_ratio} ? 'hand-off'
+                                                    : 'bare park echo');
     }
     if (my $c = $R{cases}{busy_http}) {
         print "\n6. Busy machine: HTTP, wrk -t1 -c$c->{connections} "
