@@ -229,17 +229,17 @@ end
 -- A run makes up to n calls in chunks, and stops after the chunk that passes
 -- the deadline, so that slow cases stay bounded; at least 3 calls count.
 -- Each chunk's time per call goes to `chunks`: their median is a figure that
--- a burst of other work on the machine hardly moves.  call(a, b, c): one
--- call, as above.
+-- a burst of other work on the machine hardly moves.  call(): one call,
+-- as above.
 local CHUNK = 16
 
-local function seq_run(call, a, b, c, n, deadline, chunks)
+local function seq_run(call, n, deadline, chunks)
     local done = 0
     local t = now()
     while done < n do
         local k = min(CHUNK, n - done)
         for _ = 1, k do
-            local ok, err = call(a, b, c)
+            local ok, err = call()
             if not ok then
                 return nil, err
             end
@@ -286,30 +286,30 @@ function _M.seq()
     -- warm-up (the JIT, the allocators, the socket buffers): not timed
     local warm = max(2, min(200, floor(2e6 / max(size, 1)), n))
 
-    -- call(a, b, c): one call
-    local call, a, b, c
+    local call, sock
     if name == "unix" then
         local err
-        a, err = unix_connect()
-        if not a then
+        sock, err = unix_connect()
+        if not sock then
             return fail(err)
         end
-        call, b, c = call_unix, frame(req), req
+        local framed = frame(req)
+        call = function() return call_unix(sock, framed, req) end
     elseif name == "handoff" then
         if not handoff then
             return fail("no hand-off bound: see the error log")
         end
         call = call_handoff
     else
-        a = runtimes[name]
-        if not a then
+        local rt = runtimes[name]
+        if not rt then
             return fail("no runtime " .. tostring(name) .. ": "
                         .. tostring(load_errors[name]))
         end
-        call, b = call_hotffi, req
+        call = function() return call_hotffi(rt, req) end
     end
 
-    local ok, err = seq_run(call, a, b, c, warm, now() + max_s, {})
+    local ok, err = seq_run(call, warm, now() + max_s, {})
     if not ok then
         return fail(err)
     end
@@ -318,15 +318,15 @@ function _M.seq()
     local s0 = hotffi.stats()
     local t0 = now()
     local done
-    done, err = seq_run(call, a, b, c, n, t0 + max_s, chunks)
+    done, err = seq_run(call, n, t0 + max_s, chunks)
     local t1 = now()
     if not done then
         return fail(err)
     end
     local s1 = hotffi.stats()
 
-    if name == "unix" then
-        a:close()
+    if sock then
+        sock:close()
     end
 
     answer({

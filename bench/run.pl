@@ -37,6 +37,16 @@ binmode STDERR, ':encoding(UTF-8)';
 
 my $ROOT  = abs_path(dirname(abs_path($0)) . '/..');
 my $BUILD = "$ROOT/build";
+
+# the HTTP case's bounds (/yield always, /handoff where bench/handoff.c
+# was built), as the tables name them; the last is the tightest
+my $HANDOFF_LIB = "$BUILD/bench/libhandoff.so";
+my @HTTP_BOUNDS = ('yield', -e $HANDOFF_LIB ? 'handoff' : ());
+my %BOUND_LABEL = (yield => 'yield only', handoff => 'hand-off only');
+
+# the bounds an HTTP result measured (results older than the hand-off
+# have none written: the yield only)
+sub http_bounds { my ($c) = @_; return @{ $c->{bounds} || ['yield'] } }
 my $NGINX = $ENV{HOTFFI_NGINX} || '/usr/sbin/nginx';
 my $QUICK = $ENV{BENCH_QUICK} ? 1 : 0;
 my $PROFILE = grep { $_ eq '--profile' } @ARGV;
@@ -343,8 +353,8 @@ my $SOCK = "$prefix/echo.sock";
     }
     print $fh "    },\n";
     # the HTTP case's hand-off bound (bench/handoff.c), when it was built
-    printf $fh "    handoff = %s,\n", lua_str("$BUILD/bench/libhandoff.so")
-        if -e "$BUILD/bench/libhandoff.so";
+    printf $fh "    handoff = %s,\n", lua_str($HANDOFF_LIB)
+        if -e $HANDOFF_LIB;
     # the cpu case's Lua service, when its loader was built
     printf $fh "    lua_cpu = { lib = %s, cfg = %s },\n",
         lua_str("$BUILD/lib/libhotffi_lua.so"),
@@ -662,7 +672,6 @@ sub run_wrk {
 # back, bench/handoff.c) and one location per runtime (/call), each
 # repetition measuring them back to back; ratios to the ceiling of the
 # same repetition and concurrency.
-my @HTTP_BOUNDS = ('yield', -e "$BUILD/bench/libhandoff.so" ? 'handoff' : ());
 
 sub http_path {
     my ($name) = @_;
@@ -881,8 +890,7 @@ sub case_busy_seq {
             push @{ $raw{bare}{$size} }, limits('echo-park', $size);
             # and of a Lua caller that parks: the hand-off through the loop
             for my $run (['unix', $spin],
-                         (grep { $_ eq 'handoff' } @HTTP_BOUNDS)
-                         ? (['handoff', $spin]) : (),
+                         -e $HANDOFF_LIB ? (['handoff', $spin]) : (),
                          (map { [$_, $spin] } @names),
                          (map { ["$_/park", $park] } @names))
             {
@@ -1416,6 +1424,9 @@ sub print_busy {
         printf " %10s %7s %10s %7s %7s %6s", "$_ µs", 'ratio', 'park µs',
                'ratio', '/park', 'spins' for @names;
         print "\n";
+        # the bound of the unix target: the hand-off where it ran
+        my $bk = defined $c->{rows}[0]{handoff_ratio} ? 'handoff_ratio'
+                                                      : 'bare_ratio';
         my (@vs, @r, @br);
         for my $row (@{ $c->{rows} }) {
             printf "  %-9s %10s %9s %7s %9s %7s", human_size($row->{size}),
@@ -1433,7 +1444,7 @@ sub print_busy {
             print "\n";
             push @vs, $row->{c}{vs_park};
             push @r, $row->{c}{ratio};
-            push @br, $row->{handoff_ratio} // $row->{bare_ratio};
+            push @br, $row->{$bk};
         }
         target('busy machine, sequential, every size: hotffi / park-only '
                . '(worst size)', '<=', $TARGET{busy_vs_park},
@@ -1441,8 +1452,7 @@ sub print_busy {
         target('busy machine, sequential, every size: hotffi / unix socket '
                . '(worst size)', '<=', $TARGET{busy_seq},
                max_or_undef(@r), max_or_undef(@br),
-               defined $c->{rows}[0]{handoff_ratio} ? 'hand-off'
-                                                    : 'bare park echo');
+               $bk eq 'handoff_ratio' ? 'hand-off' : 'bare park echo');
     }
     if (my $c = $R{cases}{busy_http}) {
         print "\n6. Busy machine: HTTP, wrk -t1 -c$c->{connections} "
@@ -1493,14 +1503,12 @@ sub print_http {
            'p99 µs', 'p99 r.', 'loop µs', 'rt µs', 'wrk µs', 'cpu r.';
     for my $n (@conns) {
         my $b = $c->{by_conns}{$n};
-        for my $name ('ceiling', @{ $c->{bounds} || ['yield'] },
-                      @{ $c->{runtimes} }) {
+        for my $name ('ceiling', http_bounds($c), @{ $c->{runtimes} }) {
             my $e = $b->{$name} or next;
             printf "  %-5d %-20s %9s %6s %6s %8s %8s %6s %7s %6s %6s %6s%s\n",
                    $n,
                    $name eq 'ceiling' ? 'no call (ceiling)'
-                   : $name eq 'yield' ? 'yield only (bound)'
-                   : $name eq 'handoff' ? 'hand-off only (bound)'
+                   : $BOUND_LABEL{$name} ? "$BOUND_LABEL{$name} (bound)"
                    : "one $name call",
                    fmt('%.0f', $e->{rps}),
                    $name eq 'ceiling' ? '1' : fmt('%.3f', $e->{ratio}),
@@ -1519,7 +1527,7 @@ sub print_http {
         my $b = $c->{by_conns}{$n};
         # a call answered on another thread: the tightest bound measured;
         # for Go, the least Go runtime (go_bare) where it ran
-        my $hb = (@{ $c->{bounds} || ['yield'] })[-1];
+        my $hb = (http_bounds($c))[-1];
         for my $name (grep { $HTTP_TARGET{$_} } @{ $c->{runtimes} }) {
             my $e = $b->{$name};
             my $bn = $name eq 'go' && $b->{go_bare} ? 'go_bare' : $hb;
@@ -1753,12 +1761,11 @@ sub chart {
     if (my $c = $R{cases}{http}) {
         # ratio to the ceiling per location, one bar per concurrency
         my @conns = @{ $c->{connections} };
-        my @locs = (@{ $c->{bounds} || ['yield'] }, @{ $c->{runtimes} });
+        my @locs = (http_bounds($c), @{ $c->{runtimes} });
         $data->('http', map {
             my $name = $_;
-            join ' ', ($name eq 'yield' ? '"yield only\\n(bound)"'
-                       : $name eq 'handoff' ? '"hand-off only\\n(bound)"'
-                       : "\"$name\""),
+            join ' ', ($BOUND_LABEL{$name} ? "\"$BOUND_LABEL{$name}\\n(bound)\""
+                                           : "\"$name\""),
                       map { $c->{by_conns}{$_}{$name}{ratio} // 'NaN' } @conns
         } @locs);
         my @s = map { sprintf "\$http using %d%s lc rgb '%s' title "
